@@ -1,0 +1,244 @@
+// Package config reads and validates Switchyard's single YAML configuration
+// file. Values may reference the environment as ${VAR} or ${VAR:-default};
+// secrets belong there, not in the file. Load applies defaults and validates
+// everything, and its errors name the field and the problem
+// ("destinations[1].retry.backoff[0]: must be longer than timeout (5s)").
+//
+// The README's configuration reference documents every field; keep the two
+// in step.
+package config
+
+import "time"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Log selects the log format and level.
+	Log Log `yaml:"log"`
+	// NATS says where JetStream is: an external server or the embedded one.
+	NATS NATS `yaml:"nats"`
+	// DataDir holds the embedded NATS store and the embedded audit store.
+	// Default ./data.
+	DataDir string `yaml:"data_dir"`
+	// DatabaseURL is the Postgres connection string for the audit log. Empty
+	// selects the embedded SQLite store under DataDir.
+	DatabaseURL Secret `yaml:"database_url"`
+	// Ops is the operations listener: /healthz, /readyz and /metrics.
+	Ops Ops `yaml:"ops"`
+	// Ingress configures the webhook and publish HTTP server.
+	Ingress Ingress `yaml:"ingress"`
+	// Auditor configures the audit writer and its query API.
+	Auditor Auditor `yaml:"auditor"`
+	// Sources are the partners that send webhooks.
+	Sources []Source `yaml:"sources"`
+	// Destinations are the partner APIs events are delivered to.
+	Destinations []Destination `yaml:"destinations"`
+	// Alerts configures the notifier.
+	Alerts Alerts `yaml:"alerts"`
+	// Demo runs a demo partner and event generator in the all-in-one.
+	Demo Demo `yaml:"demo"`
+}
+
+// Log selects the log output.
+type Log struct {
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+}
+
+// NATS says how to reach JetStream.
+type NATS struct {
+	// URL of an external NATS server (2.11 or newer). Empty starts an
+	// embedded server with its store under data_dir/nats.
+	URL string `yaml:"url"`
+	// CredentialsFile is a NATS .creds file for an external server.
+	CredentialsFile string `yaml:"credentials_file"`
+	// Replicas for every stream: 1 on a single server, 3 on a cluster.
+	// Default 1.
+	Replicas int `yaml:"replicas"`
+	// EmbeddedListen is the client address of the embedded server, for
+	// tools such as the nats CLI. Empty: in-process connections only.
+	EmbeddedListen string `yaml:"embedded_listen"`
+	// EventsMaxAge is how long EVENTS keeps events. Default 7d.
+	EventsMaxAge Duration `yaml:"events_max_age"`
+	// DuplicateWindow is the JetStream Nats-Msg-Id dedup window on EVENTS.
+	// Default 2m.
+	DuplicateWindow Duration `yaml:"duplicate_window"`
+}
+
+// Ops is the operations HTTP listener.
+type Ops struct {
+	// Listen address for /healthz, /readyz and /metrics. Default
+	// 127.0.0.1:9090; "off" disables it.
+	Listen string `yaml:"listen"`
+}
+
+// Ingress configures the HTTP server partners post webhooks to.
+type Ingress struct {
+	// Listen address. Default :8080.
+	Listen string `yaml:"listen"`
+	// MaxBody is the default request body limit for sources. Default 1MiB.
+	MaxBody ByteSize `yaml:"max_body"`
+	// ReadTimeout bounds reading a whole request. Default 10s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// PublishTimeout bounds waiting for the JetStream PubAck before answering
+	// 503. Default 5s.
+	PublishTimeout Duration `yaml:"publish_timeout"`
+}
+
+// Auditor configures the audit writer and query API.
+type Auditor struct {
+	// Listen address of the query and replay API. Default 127.0.0.1:8081.
+	Listen string `yaml:"listen"`
+	// BatchSize is how many audit records are written per transaction.
+	// Default 500.
+	BatchSize int `yaml:"batch_size"`
+}
+
+// Source is a partner that posts webhooks to /webhooks/{name}.
+type Source struct {
+	// Name appears in the URL and in subjects (webhooks.<name>.<type>):
+	// lower-case letters, digits, '-' and '_'.
+	Name string `yaml:"name"`
+	// Scheme is how requests are verified: standard-webhooks.
+	Scheme string `yaml:"scheme"`
+	// Secrets are the active signing secrets; several during a rotation.
+	Secrets []Secret `yaml:"secrets"`
+	// Tolerance is how far the signed timestamp may be from now, both ways.
+	// Default 5m.
+	Tolerance Duration `yaml:"tolerance"`
+	// MaxBody overrides ingress.max_body for this source.
+	MaxBody ByteSize `yaml:"max_body"`
+}
+
+// Destination is a partner API that receives events.
+type Destination struct {
+	// Name identifies the destination in consumers, subjects and alerts.
+	Name string `yaml:"name"`
+	// URL events are POSTed to.
+	URL string `yaml:"url"`
+	// Subjects are the EVENTS subjects routed here (events.>, webhooks.>
+	// patterns). They must not overlap each other.
+	Subjects []string `yaml:"subjects"`
+	// Timeout bounds one HTTP attempt. Default 5s. Must be shorter than
+	// every retry backoff step.
+	Timeout Duration `yaml:"timeout"`
+	// Retry is the retry policy.
+	Retry Retry `yaml:"retry"`
+	// Concurrency is the most in-flight requests. Default 8.
+	Concurrency int `yaml:"concurrency"`
+	// MaxAckPending bounds the events delivered but not yet finished
+	// (in flight plus waiting for a retry). Default 10000.
+	MaxAckPending int `yaml:"max_ack_pending"`
+	// Headers are added to every request.
+	Headers map[string]Secret `yaml:"headers"`
+	// AllowPrivateNetwork permits a URL that resolves to a loopback,
+	// private or link-local address. Default false.
+	AllowPrivateNetwork bool `yaml:"allow_private_network"`
+}
+
+// Retry is a destination's retry policy, carried out by JetStream ack-wait
+// redelivery: attempt n+1 happens Backoff[n-1] after attempt n started.
+type Retry struct {
+	// Backoff is the schedule. Default [10s, 30s, 2m, 10m, 30m].
+	Backoff []Duration `yaml:"backoff"`
+	// MaxAttempts includes the first attempt. Default 6.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// Alerts configures the notifier.
+type Alerts struct {
+	// SlackWebhookURL is a Slack incoming webhook. Empty: alerts go to the
+	// log.
+	SlackWebhookURL Secret `yaml:"slack_webhook_url"`
+}
+
+// Demo runs a small partner and an event generator inside the all-in-one so
+// that a newcomer sees retries, deliveries and dead letters at once.
+type Demo struct {
+	// Enabled turns the demo on.
+	Enabled bool `yaml:"enabled"`
+	// PartnerListen is the demo partner's address. Default 127.0.0.1:9999.
+	PartnerListen string `yaml:"partner_listen"`
+	// GenerateEvery publishes a demo event this often; 0 disables it.
+	GenerateEvery Duration `yaml:"generate_every"`
+}
+
+// Defaults used by WithDefaults.
+const (
+	DefaultIngressListen   = ":8080"
+	DefaultAuditorListen   = "127.0.0.1:8081"
+	DefaultOpsListen       = "127.0.0.1:9090"
+	DefaultMaxBody         = ByteSize(1 << 20)
+	DefaultTimeout         = Duration(5 * time.Second)
+	DefaultTolerance       = Duration(5 * time.Minute)
+	DefaultMaxAttempts     = 6
+	DefaultConcurrency     = 8
+	DefaultMaxAckPending   = 10000
+	DefaultEventsMaxAge    = Duration(7 * 24 * time.Hour)
+	DefaultDuplicateWindow = Duration(2 * time.Minute)
+)
+
+// DefaultBackoff is the default retry schedule.
+func DefaultBackoff() []Duration {
+	return []Duration{
+		Duration(10 * time.Second), Duration(30 * time.Second), Duration(2 * time.Minute),
+		Duration(10 * time.Minute), Duration(30 * time.Minute),
+	}
+}
+
+// WithDefaults returns a copy of c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	setDefault(&c.Log.Format, "text")
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.DataDir, "./data")
+	setDefault(&c.Ops.Listen, DefaultOpsListen)
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	setDefault(&c.NATS.EventsMaxAge, DefaultEventsMaxAge)
+	setDefault(&c.NATS.DuplicateWindow, DefaultDuplicateWindow)
+	setDefault(&c.Ingress.Listen, DefaultIngressListen)
+	setDefault(&c.Ingress.MaxBody, DefaultMaxBody)
+	setDefault(&c.Ingress.ReadTimeout, Duration(10*time.Second))
+	setDefault(&c.Ingress.PublishTimeout, Duration(5*time.Second))
+	setDefault(&c.Auditor.Listen, DefaultAuditorListen)
+	setDefault(&c.Auditor.BatchSize, 500)
+	setDefault(&c.Demo.PartnerListen, "127.0.0.1:9999")
+
+	c.Sources = append([]Source(nil), c.Sources...)
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		setDefault(&s.Tolerance, DefaultTolerance)
+		setDefault(&s.MaxBody, c.Ingress.MaxBody)
+	}
+	c.Destinations = append([]Destination(nil), c.Destinations...)
+	for i := range c.Destinations {
+		d := &c.Destinations[i]
+		setDefault(&d.Timeout, DefaultTimeout)
+		setDefault(&d.Concurrency, DefaultConcurrency)
+		setDefault(&d.MaxAckPending, DefaultMaxAckPending)
+		setDefault(&d.Retry.MaxAttempts, DefaultMaxAttempts)
+		if d.Retry.Backoff == nil {
+			d.Retry.Backoff = DefaultBackoff()
+		}
+	}
+	return c
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// Source returns the source called name.
+func (c *Config) Source(name string) (Source, bool) {
+	for _, s := range c.Sources {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Source{}, false
+}

@@ -1,0 +1,290 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// FieldError is one problem with one field of the configuration.
+type FieldError struct {
+	// Field is the path of the field, e.g. destinations[1].retry.backoff[0].
+	Field string
+	// Problem says what is wrong and, where it can, what would be right.
+	Problem string
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// ValidationError lists every problem found in a configuration.
+type ValidationError struct {
+	Problems []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration:")
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// ErrInvalid is matched (errors.Is) by every *ValidationError.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+type problems []FieldError
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// namePattern is what source and destination names may look like: they
+// become subject tokens and consumer names.
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Schemes lists the verification schemes a source may name.
+var Schemes = []string{"standard-webhooks"}
+
+// Validate checks a configuration that has had WithDefaults applied and
+// returns a *ValidationError listing every problem, or nil.
+func (c Config) Validate() error {
+	var p problems
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		p.add("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	if c.NATS.URL != "" {
+		if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" {
+			p.add("nats.url", "must be a URL such as nats://127.0.0.1:4222, not %q", c.NATS.URL)
+		}
+		if c.NATS.EmbeddedListen != "" {
+			p.add("nats.embedded_listen", "is only used by the embedded server; remove it or remove nats.url")
+		}
+	}
+	if c.NATS.Replicas != 1 && c.NATS.Replicas != 3 && c.NATS.Replicas != 5 {
+		p.add("nats.replicas", "must be 1, 3 or 5, not %d", c.NATS.Replicas)
+	}
+	if c.NATS.URL == "" && c.NATS.Replicas != 1 {
+		p.add("nats.replicas", "must be 1 with the embedded server (it is a single node)")
+	}
+	if c.NATS.DuplicateWindow.D() > c.NATS.EventsMaxAge.D() {
+		p.add("nats.duplicate_window", "(%s) must not exceed nats.events_max_age (%s)", c.NATS.DuplicateWindow, c.NATS.EventsMaxAge)
+	}
+	checkListen(&p, "ops.listen", c.Ops.Listen, true)
+	checkListen(&p, "ingress.listen", c.Ingress.Listen, false)
+	checkListen(&p, "auditor.listen", c.Auditor.Listen, false)
+	if c.Ingress.MaxBody <= 0 {
+		p.add("ingress.max_body", "must be positive")
+	}
+	if c.Ingress.ReadTimeout.D() <= 0 {
+		p.add("ingress.read_timeout", "must be positive, not %s", c.Ingress.ReadTimeout)
+	}
+	if c.Ingress.PublishTimeout.D() <= 0 {
+		p.add("ingress.publish_timeout", "must be positive, not %s", c.Ingress.PublishTimeout)
+	}
+	if c.Demo.GenerateEvery.D() < 0 {
+		p.add("demo.generate_every", "must not be negative (0 turns the generator off)")
+	}
+	if c.Auditor.BatchSize < 1 || c.Auditor.BatchSize > 10000 {
+		p.add("auditor.batch_size", "must be between 1 and 10000, not %d", c.Auditor.BatchSize)
+	}
+	if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL.Reveal())
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			// Do not echo the value: it may hold a password.
+			p.add("database_url", "must be a postgres:// URL (the value is not shown because it may contain a password)")
+		}
+	}
+	if c.Alerts.SlackWebhookURL != "" {
+		if u, err := url.Parse(c.Alerts.SlackWebhookURL.Reveal()); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			p.add("alerts.slack_webhook_url", "must be an http(s) URL (the value is not shown because it is a secret)")
+		}
+	}
+
+	seen := map[string]bool{}
+	for i, s := range c.Sources {
+		f := fmt.Sprintf("sources[%d]", i)
+		if !namePattern.MatchString(s.Name) {
+			p.add(f+".name", "%q must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit", s.Name)
+		} else if seen[s.Name] {
+			p.add(f+".name", "%q is used by another source", s.Name)
+		}
+		seen[s.Name] = true
+		if !slices.Contains(Schemes, s.Scheme) {
+			p.add(f+".scheme", "must be one of %s, not %q", strings.Join(Schemes, ", "), s.Scheme)
+		}
+		if len(s.Secrets) == 0 {
+			p.add(f+".secrets", "needs at least one secret")
+		}
+		for j, sec := range s.Secrets {
+			if sec == "" {
+				p.add(fmt.Sprintf("%s.secrets[%d]", f, j), "is empty (is its environment variable set?)")
+			}
+		}
+		if s.Tolerance.D() < time.Second {
+			p.add(f+".tolerance", "must be at least 1s, not %s", s.Tolerance)
+		}
+		if s.MaxBody <= 0 {
+			p.add(f+".max_body", "must be positive")
+		}
+	}
+
+	seen = map[string]bool{}
+	for i, d := range c.Destinations {
+		f := fmt.Sprintf("destinations[%d]", i)
+		if !namePattern.MatchString(d.Name) {
+			p.add(f+".name", "%q must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit", d.Name)
+		} else if seen[d.Name] {
+			p.add(f+".name", "%q is used by another destination", d.Name)
+		}
+		seen[d.Name] = true
+		if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			p.add(f+".url", "must be an http(s) URL, not %q", d.URL)
+		}
+		if len(d.Subjects) == 0 {
+			p.add(f+".subjects", "needs at least one subject, e.g. events.order.> or webhooks.shop.>")
+		}
+		for j, s := range d.Subjects {
+			if err := checkRouteSubject(s); err != nil {
+				p.add(fmt.Sprintf("%s.subjects[%d]", f, j), "%v", err)
+			}
+			for k := 0; k < j; k++ {
+				if SubjectsOverlap(s, d.Subjects[k]) {
+					p.add(fmt.Sprintf("%s.subjects[%d]", f, j), "%q overlaps subjects[%d] %q; JetStream needs non-overlapping filters, keep the wider one", s, k, d.Subjects[k])
+				}
+			}
+		}
+		if d.Timeout.D() <= 0 {
+			p.add(f+".timeout", "must be positive")
+		}
+		if d.Concurrency < 1 || d.Concurrency > 1024 {
+			p.add(f+".concurrency", "must be between 1 and 1024, not %d", d.Concurrency)
+		}
+		if d.MaxAckPending < d.Concurrency {
+			p.add(f+".max_ack_pending", "(%d) must be at least concurrency (%d); it must also leave room for events waiting for a retry", d.MaxAckPending, d.Concurrency)
+		}
+		if d.Retry.MaxAttempts < 1 || d.Retry.MaxAttempts > 100 {
+			p.add(f+".retry.max_attempts", "must be between 1 and 100, not %d", d.Retry.MaxAttempts)
+		}
+		if len(d.Retry.Backoff) == 0 {
+			p.add(f+".retry.backoff", "needs at least one step, e.g. [10s, 30s, 2m]")
+		}
+		for j, b := range d.Retry.Backoff {
+			if min := d.Timeout.D() + AckMargin(d.Timeout.D()); b.D() < min {
+				p.add(fmt.Sprintf("%s.retry.backoff[%d]", f, j),
+					"(%s) must be at least timeout (%s) + %s: each step is also the ack wait of the attempt before it, and an attempt still running must not be redelivered",
+					b, d.Timeout, AckMargin(d.Timeout.D()))
+			}
+		}
+		for name := range d.Headers {
+			if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " :\r\n") {
+				p.add(f+".headers", "header name %q is not valid", name)
+			}
+		}
+	}
+
+	if len(p) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: p}
+}
+
+// AckMargin is how much longer than the HTTP timeout each backoff step must
+// be, so that the work after a response (audit record, ack) finishes before
+// JetStream considers the attempt lost.
+func AckMargin(timeout time.Duration) time.Duration {
+	return max(250*time.Millisecond, timeout/10)
+}
+
+// ConsumerBackoff is the BackOff list for a destination's consumer: at most
+// max_attempts steps (JetStream refuses more), the last one repeating.
+func (r Retry) ConsumerBackoff() []time.Duration {
+	n := min(len(r.Backoff), r.MaxAttempts)
+	out := make([]time.Duration, n)
+	for i := range n {
+		out[i] = r.Backoff[i].D()
+	}
+	return out
+}
+
+func checkListen(p *problems, field, addr string, allowOff bool) {
+	if allowOff && addr == "off" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		p.add(field, "must be host:port such as 127.0.0.1:8080 or :8080, not %q", addr)
+	}
+}
+
+// checkRouteSubject checks a destination filter subject.
+func checkRouteSubject(s string) error {
+	if err := CheckSubject(s); err != nil {
+		return err
+	}
+	first := strings.SplitN(s, ".", 2)[0]
+	if first != "events" && first != "webhooks" && first != ">" {
+		return fmt.Errorf("%q must start with events. or webhooks. (the subjects of the EVENTS stream)", s)
+	}
+	if first == ">" {
+		return fmt.Errorf("%q would also match replay subjects of other destinations; use events.> and webhooks.>", s)
+	}
+	return nil
+}
+
+// CheckSubject checks the syntax of a NATS subject or filter.
+func CheckSubject(s string) error {
+	if s == "" {
+		return errors.New("subject is empty")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return fmt.Errorf("%q has an empty token", s)
+		case strings.ContainsAny(t, " \t\r\n"):
+			return fmt.Errorf("%q contains whitespace", s)
+		case t == ">" && i != len(toks)-1:
+			return fmt.Errorf("%q: '>' may only be the last token", s)
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*>"):
+			return fmt.Errorf("%q: wildcards must be whole tokens", s)
+		}
+	}
+	return nil
+}
+
+// SubjectsOverlap reports whether two filter subjects can match the same
+// subject.
+func SubjectsOverlap(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; ; i++ {
+		switch {
+		case i == len(at) && i == len(bt):
+			return true
+		case i == len(at) || i == len(bt):
+			// One ran out of tokens before reaching a '>'; a '>' left in
+			// the other needs at least one more token, so they cannot
+			// match the same subject (events.> does not match events).
+			return false
+		case at[i] == ">" || bt[i] == ">":
+			return true
+		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
+			continue
+		default:
+			return false
+		}
+	}
+}

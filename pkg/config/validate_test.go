@@ -1,0 +1,431 @@
+package config_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/switchyard/switchyard/pkg/config"
+)
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	d := func(v time.Duration) config.Duration { return config.Duration(v) }
+	secondSource := func(c *config.Config) *config.Source {
+		c.Sources = append(c.Sources, c.Sources[0])
+		c.Sources[1].Name = "billing"
+		return &c.Sources[1]
+	}
+	secondDest := func(c *config.Config) *config.Destination {
+		c.Destinations = append(c.Destinations, c.Destinations[0])
+		c.Destinations[1].Name = "erp"
+		c.Destinations[1].Subjects = []string{"webhooks.shop.>"}
+		return &c.Destinations[1]
+	}
+
+	tests := []struct {
+		name    string
+		mutate  func(c *config.Config)
+		wantErr error
+		field   string // the FieldError's Field
+		problem string // part of its Problem
+	}{
+		{name: "valid minimal", mutate: func(*config.Config) {}},
+		{name: "two sources and two destinations", mutate: func(c *config.Config) { secondSource(c); secondDest(c) }},
+
+		// log
+		{name: "log format", mutate: func(c *config.Config) { c.Log.Format = "xml" }, wantErr: config.ErrInvalid, field: "log.format", problem: `not "xml"`},
+		{name: "log format json", mutate: func(c *config.Config) { c.Log.Format = "json" }},
+		{name: "log level", mutate: func(c *config.Config) { c.Log.Level = "verbose" }, wantErr: config.ErrInvalid, field: "log.level", problem: `not "verbose"`},
+		{name: "log level debug", mutate: func(c *config.Config) { c.Log.Level = "debug" }},
+
+		// nats
+		{name: "nats url without host", mutate: func(c *config.Config) { c.NATS.URL = "localhost" }, wantErr: config.ErrInvalid, field: "nats.url", problem: "must be a URL"},
+		{name: "nats url", mutate: func(c *config.Config) { c.NATS.URL = "nats://127.0.0.1:4222" }},
+		{name: "embedded_listen with url", mutate: func(c *config.Config) {
+			c.NATS.URL = "nats://127.0.0.1:4222"
+			c.NATS.EmbeddedListen = "127.0.0.1:4223"
+		}, wantErr: config.ErrInvalid, field: "nats.embedded_listen"},
+		{name: "embedded_listen without url", mutate: func(c *config.Config) { c.NATS.EmbeddedListen = "127.0.0.1:4223" }},
+		{name: "replicas 2", mutate: func(c *config.Config) {
+			c.NATS.URL = "nats://127.0.0.1:4222"
+			c.NATS.Replicas = 2
+		}, wantErr: config.ErrInvalid, field: "nats.replicas", problem: "must be 1, 3 or 5, not 2"},
+		{name: "replicas 3 on a cluster", mutate: func(c *config.Config) {
+			c.NATS.URL = "nats://127.0.0.1:4222"
+			c.NATS.Replicas = 3
+		}},
+		{name: "replicas 3 embedded", mutate: func(c *config.Config) { c.NATS.Replicas = 3 }, wantErr: config.ErrInvalid, field: "nats.replicas", problem: "embedded server"},
+		{name: "duplicate window longer than max age", mutate: func(c *config.Config) {
+			c.NATS.EventsMaxAge = d(time.Minute)
+			c.NATS.DuplicateWindow = d(2 * time.Minute)
+		}, wantErr: config.ErrInvalid, field: "nats.duplicate_window", problem: "must not exceed nats.events_max_age"},
+
+		// listeners
+		{name: "ops listen off", mutate: func(c *config.Config) { c.Ops.Listen = "off" }},
+		{name: "ops listen", mutate: func(c *config.Config) { c.Ops.Listen = "9090" }, wantErr: config.ErrInvalid, field: "ops.listen", problem: "host:port"},
+		{name: "ingress listen off is not allowed", mutate: func(c *config.Config) { c.Ingress.Listen = "off" }, wantErr: config.ErrInvalid, field: "ingress.listen"},
+		{name: "auditor listen", mutate: func(c *config.Config) { c.Auditor.Listen = "localhost" }, wantErr: config.ErrInvalid, field: "auditor.listen"},
+		{name: "ingress max_body", mutate: func(c *config.Config) { c.Ingress.MaxBody = -1 }, wantErr: config.ErrInvalid, field: "ingress.max_body", problem: "positive"},
+		{name: "ingress read_timeout negative", mutate: func(c *config.Config) { c.Ingress.ReadTimeout = d(-time.Second) }, wantErr: config.ErrInvalid, field: "ingress.read_timeout", problem: "positive"},
+		{name: "ingress publish_timeout negative", mutate: func(c *config.Config) { c.Ingress.PublishTimeout = d(-time.Second) }, wantErr: config.ErrInvalid, field: "ingress.publish_timeout", problem: "positive"},
+		{name: "demo generate_every negative", mutate: func(c *config.Config) { c.Demo.GenerateEvery = d(-time.Second) }, wantErr: config.ErrInvalid, field: "demo.generate_every", problem: "negative"},
+		{name: "auditor batch_size 0", mutate: func(c *config.Config) { c.Auditor.BatchSize = 0 }, wantErr: config.ErrInvalid, field: "auditor.batch_size"},
+		{name: "auditor batch_size too big", mutate: func(c *config.Config) { c.Auditor.BatchSize = 10001 }, wantErr: config.ErrInvalid, field: "auditor.batch_size", problem: "not 10001"},
+		{name: "auditor batch_size max", mutate: func(c *config.Config) { c.Auditor.BatchSize = 10000 }},
+
+		// secrets at the top level
+		{name: "database_url postgres", mutate: func(c *config.Config) { c.DatabaseURL = "postgres://u:p@db:5432/switchyard" }},
+		{name: "database_url postgresql", mutate: func(c *config.Config) { c.DatabaseURL = "postgresql://db/switchyard" }},
+		{name: "database_url mysql", mutate: func(c *config.Config) { c.DatabaseURL = "mysql://u:hunter2@db/switchyard" }, wantErr: config.ErrInvalid, field: "database_url", problem: "postgres://"},
+		{name: "slack url", mutate: func(c *config.Config) { c.Alerts.SlackWebhookURL = "https://hooks.slack.com/services/T/B/X" }},
+		{name: "slack url not http", mutate: func(c *config.Config) { c.Alerts.SlackWebhookURL = "hooks.slack.com/services/T/B/X" }, wantErr: config.ErrInvalid, field: "alerts.slack_webhook_url"},
+
+		// sources
+		{name: "source name upper case", mutate: func(c *config.Config) { c.Sources[0].Name = "Shop" }, wantErr: config.ErrInvalid, field: "sources[0].name", problem: `"Shop" must be`},
+		{name: "source name empty", mutate: func(c *config.Config) { c.Sources[0].Name = "" }, wantErr: config.ErrInvalid, field: "sources[0].name"},
+		{name: "source name leading dash", mutate: func(c *config.Config) { c.Sources[0].Name = "-shop" }, wantErr: config.ErrInvalid, field: "sources[0].name"},
+		{name: "source name with dot", mutate: func(c *config.Config) { c.Sources[0].Name = "shop.eu" }, wantErr: config.ErrInvalid, field: "sources[0].name"},
+		{name: "source name 63 chars", mutate: func(c *config.Config) { c.Sources[0].Name = strings.Repeat("a", 63) }},
+		{name: "source name 64 chars", mutate: func(c *config.Config) { c.Sources[0].Name = strings.Repeat("a", 64) }, wantErr: config.ErrInvalid, field: "sources[0].name"},
+		{name: "source name digits dash underscore", mutate: func(c *config.Config) { c.Sources[0].Name = "0shop-eu_1" }},
+		{name: "duplicate source", mutate: func(c *config.Config) { secondSource(c).Name = "shop" }, wantErr: config.ErrInvalid, field: "sources[1].name", problem: "used by another source"},
+		{name: "unknown scheme", mutate: func(c *config.Config) { c.Sources[0].Scheme = "github" }, wantErr: config.ErrInvalid, field: "sources[0].scheme", problem: `must be one of standard-webhooks, not "github"`},
+		{name: "no secrets", mutate: func(c *config.Config) { c.Sources[0].Secrets = nil }, wantErr: config.ErrInvalid, field: "sources[0].secrets", problem: "at least one"},
+		{name: "empty secret", mutate: func(c *config.Config) { c.Sources[0].Secrets = append(c.Sources[0].Secrets, "") }, wantErr: config.ErrInvalid, field: "sources[0].secrets[1]", problem: "is empty"},
+		{name: "tolerance under 1s", mutate: func(c *config.Config) { c.Sources[0].Tolerance = d(999 * time.Millisecond) }, wantErr: config.ErrInvalid, field: "sources[0].tolerance", problem: "at least 1s"},
+		{name: "tolerance 1s", mutate: func(c *config.Config) { c.Sources[0].Tolerance = d(time.Second) }},
+		{name: "source max_body", mutate: func(c *config.Config) { secondSource(c).MaxBody = 0 }, wantErr: config.ErrInvalid, field: "sources[1].max_body"},
+
+		// destinations
+		{name: "destination name", mutate: func(c *config.Config) { c.Destinations[0].Name = "CRM" }, wantErr: config.ErrInvalid, field: "destinations[0].name"},
+		{name: "duplicate destination", mutate: func(c *config.Config) { secondDest(c).Name = "crm" }, wantErr: config.ErrInvalid, field: "destinations[1].name", problem: "used by another destination"},
+		{name: "same name for a source and a destination", mutate: func(c *config.Config) { c.Destinations[0].Name = "shop" }},
+		{name: "url ftp", mutate: func(c *config.Config) { c.Destinations[0].URL = "ftp://crm.example.com/" }, wantErr: config.ErrInvalid, field: "destinations[0].url", problem: "http(s) URL"},
+		{name: "url without host", mutate: func(c *config.Config) { c.Destinations[0].URL = "http://" }, wantErr: config.ErrInvalid, field: "destinations[0].url"},
+		{name: "url empty", mutate: func(c *config.Config) { c.Destinations[0].URL = "" }, wantErr: config.ErrInvalid, field: "destinations[0].url"},
+		{name: "url unparsable", mutate: func(c *config.Config) { c.Destinations[0].URL = "http://[::1" }, wantErr: config.ErrInvalid, field: "destinations[0].url"},
+		{name: "url http", mutate: func(c *config.Config) { c.Destinations[0].URL = "http://10.0.0.1:8080/x" }},
+		{name: "no subjects", mutate: func(c *config.Config) { c.Destinations[0].Subjects = nil }, wantErr: config.ErrInvalid, field: "destinations[0].subjects", problem: "at least one subject"},
+		{name: "subject empty token", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{"events..created"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]", problem: "empty token"},
+		{name: "subject whitespace", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{"events.order created"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]", problem: "whitespace"},
+		{name: "subject > not last", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{"events.>.created"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]", problem: "last token"},
+		{name: "subject partial wildcard", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{"events.order*"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]", problem: "whole tokens"},
+		{name: "subject outside EVENTS", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{"dlq.crm.>"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]", problem: "must start with events. or webhooks."},
+		{name: "subject on replay", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{"replay.crm.>"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]", problem: "must start with events. or webhooks."},
+		{name: "subject wildcard first token", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{"*.order.>"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]"},
+		{name: "subject everything", mutate: func(c *config.Config) { c.Destinations[0].Subjects = []string{">"} }, wantErr: config.ErrInvalid, field: "destinations[0].subjects[0]", problem: "replay subjects"},
+		{name: "subjects overlap", mutate: func(c *config.Config) {
+			c.Destinations[0].Subjects = []string{"events.>", "webhooks.shop.>", "events.order.created"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].subjects[2]", problem: `overlaps subjects[0] "events.>"`},
+		{name: "subjects overlap through wildcards", mutate: func(c *config.Config) {
+			c.Destinations[0].Subjects = []string{"events.order.*", "events.*.created"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].subjects[1]", problem: "overlaps subjects[0]"},
+		{name: "subjects side by side", mutate: func(c *config.Config) {
+			c.Destinations[0].Subjects = []string{"events.order.>", "events.user.>", "webhooks.shop.>", "events.order"}
+		}},
+		{name: "same subject on two destinations", mutate: func(c *config.Config) { secondDest(c).Subjects = c.Destinations[0].Subjects }},
+		{name: "timeout zero", mutate: func(c *config.Config) { c.Destinations[0].Timeout = 0 }, wantErr: config.ErrInvalid, field: "destinations[0].timeout", problem: "positive"},
+		{name: "concurrency zero", mutate: func(c *config.Config) { c.Destinations[0].Concurrency = 0 }, wantErr: config.ErrInvalid, field: "destinations[0].concurrency"},
+		{name: "concurrency too high", mutate: func(c *config.Config) { c.Destinations[0].Concurrency = 1025 }, wantErr: config.ErrInvalid, field: "destinations[0].concurrency", problem: "not 1025"},
+		{name: "max_ack_pending under concurrency", mutate: func(c *config.Config) {
+			c.Destinations[0].Concurrency = 16
+			c.Destinations[0].MaxAckPending = 15
+		}, wantErr: config.ErrInvalid, field: "destinations[0].max_ack_pending", problem: "(15) must be at least concurrency (16)"},
+		{name: "max_ack_pending equal to concurrency", mutate: func(c *config.Config) {
+			c.Destinations[0].Concurrency = 16
+			c.Destinations[0].MaxAckPending = 16
+		}},
+		{name: "max_attempts zero", mutate: func(c *config.Config) { c.Destinations[0].Retry.MaxAttempts = 0 }, wantErr: config.ErrInvalid, field: "destinations[0].retry.max_attempts"},
+		{name: "max_attempts 101", mutate: func(c *config.Config) { c.Destinations[0].Retry.MaxAttempts = 101 }, wantErr: config.ErrInvalid, field: "destinations[0].retry.max_attempts", problem: "not 101"},
+		{name: "max_attempts 1 means no retries", mutate: func(c *config.Config) { c.Destinations[0].Retry.MaxAttempts = 1 }},
+		{name: "no backoff", mutate: func(c *config.Config) { c.Destinations[0].Retry.Backoff = []config.Duration{} }, wantErr: config.ErrInvalid, field: "destinations[0].retry.backoff", problem: "at least one step"},
+		{name: "backoff equal to timeout", mutate: func(c *config.Config) {
+			c.Destinations[0].Timeout = d(5 * time.Second)
+			c.Destinations[0].Retry.Backoff = []config.Duration{d(5 * time.Second)}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].retry.backoff[0]", problem: "(5s) must be at least timeout (5s) + 500ms"},
+		{name: "backoff just under timeout plus margin", mutate: func(c *config.Config) {
+			c.Destinations[0].Timeout = d(time.Second)
+			c.Destinations[0].Retry.Backoff = []config.Duration{d(2 * time.Second), d(1249 * time.Millisecond)}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].retry.backoff[1]", problem: "+ 250ms"},
+		{name: "backoff exactly timeout plus margin", mutate: func(c *config.Config) {
+			c.Destinations[0].Timeout = d(time.Second)
+			c.Destinations[0].Retry.Backoff = []config.Duration{d(1250 * time.Millisecond)}
+		}},
+		{name: "header name with space", mutate: func(c *config.Config) {
+			c.Destinations[0].Headers = map[string]config.Secret{"X Api Key": "k"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].headers", problem: `"X Api Key" is not valid`},
+		{name: "header name with colon", mutate: func(c *config.Config) {
+			c.Destinations[0].Headers = map[string]config.Secret{"X-Key:": "k"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].headers"},
+		{name: "header name with newline", mutate: func(c *config.Config) {
+			c.Destinations[0].Headers = map[string]config.Secret{"X-Key\r\nEvil": "k"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].headers"},
+		{name: "header name blank", mutate: func(c *config.Config) {
+			c.Destinations[0].Headers = map[string]config.Secret{" ": "k"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].headers"},
+		{name: "headers", mutate: func(c *config.Config) {
+			c.Destinations[0].Headers = map[string]config.Secret{"Authorization": "Bearer t", "X-Api-Key": "k"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := validConfig(t)
+			tt.mutate(&c)
+			err := c.Validate()
+			checkErr(t, err, tt.wantErr, tt.field, tt.problem)
+			if tt.wantErr != nil && !hasField(fieldProblems(t, err), tt.field) {
+				t.Errorf("no problem reported for field %q:\n%v", tt.field, err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	c := validConfig(t)
+	c.Log.Level = "loud"
+	c.Sources[0].Scheme = ""
+	c.Destinations[0].URL = "crm"
+	c.Destinations[0].Retry.Backoff = []config.Duration{config.Duration(time.Second), config.Duration(time.Minute), config.Duration(time.Millisecond)}
+
+	err := c.Validate()
+	problems := fieldProblems(t, err)
+	want := []string{"log.level", "sources[0].scheme", "destinations[0].url", "destinations[0].retry.backoff[0]", "destinations[0].retry.backoff[2]"}
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.Field)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("fields = %q, want %q", got, want)
+	}
+	if !strings.HasPrefix(err.Error(), "invalid configuration:\n  log.level: ") {
+		t.Errorf("error text = %q, want one problem per line after a heading", err.Error())
+	}
+	if n := strings.Count(err.Error(), "\n  "); n != len(want) {
+		t.Errorf("error has %d problem lines, want %d:\n%v", n, len(want), err)
+	}
+}
+
+// TestValidateDoesNotEchoSecrets: database_url and slack_webhook_url may
+// hold passwords and tokens, so their problems must not quote them.
+func TestValidateDoesNotEchoSecrets(t *testing.T) {
+	t.Parallel()
+	c := validConfig(t)
+	c.DatabaseURL = "mysql://admin:hunter2@db/switchyard"
+	c.Alerts.SlackWebhookURL = "ftp://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
+	c.Destinations[0].Headers = map[string]config.Secret{"X Bad": "topsecret-header-value"}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted bad URLs")
+	}
+	for _, secret := range []string{"hunter2", "XXXXsecretXXXX", "topsecret-header-value"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error reveals %q:\n%v", secret, err)
+		}
+	}
+}
+
+func TestFieldErrorText(t *testing.T) {
+	t.Parallel()
+	e := config.FieldError{Field: "destinations[1].retry.backoff[0]", Problem: "must be longer than timeout (5s)"}
+	if got, want := e.Error(), "destinations[1].retry.backoff[0]: must be longer than timeout (5s)"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestAckMargin(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		timeout, want time.Duration
+	}{
+		{0, 250 * time.Millisecond},
+		{time.Second, 250 * time.Millisecond},
+		{2500 * time.Millisecond, 250 * time.Millisecond},
+		{5 * time.Second, 500 * time.Millisecond},
+		{30 * time.Second, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := config.AckMargin(tt.timeout); got != tt.want {
+			t.Errorf("AckMargin(%s) = %s, want %s", tt.timeout, got, tt.want)
+		}
+	}
+}
+
+func TestConsumerBackoff(t *testing.T) {
+	t.Parallel()
+	s := func(n int) config.Duration { return config.Duration(time.Duration(n) * time.Second) }
+	tests := []struct {
+		name  string
+		retry config.Retry
+		want  []time.Duration
+	}{
+		{
+			name:  "trimmed to max_attempts",
+			retry: config.Retry{Backoff: []config.Duration{s(10), s(30), s(120), s(600), s(1800)}, MaxAttempts: 3},
+			want:  []time.Duration{10 * time.Second, 30 * time.Second, 2 * time.Minute},
+		},
+		{
+			name:  "shorter than max_attempts: the last step repeats in JetStream",
+			retry: config.Retry{Backoff: []config.Duration{s(2), s(4)}, MaxAttempts: 6},
+			want:  []time.Duration{2 * time.Second, 4 * time.Second},
+		},
+		{
+			name:  "equal",
+			retry: config.Retry{Backoff: []config.Duration{s(2), s(4)}, MaxAttempts: 2},
+			want:  []time.Duration{2 * time.Second, 4 * time.Second},
+		},
+		{
+			name:  "one attempt",
+			retry: config.Retry{Backoff: []config.Duration{s(2), s(4)}, MaxAttempts: 1},
+			want:  []time.Duration{2 * time.Second},
+		},
+		{
+			name:  "empty",
+			retry: config.Retry{MaxAttempts: 6},
+			want:  []time.Duration{},
+		},
+		{
+			name:  "defaults",
+			retry: config.Retry{Backoff: config.DefaultBackoff(), MaxAttempts: config.DefaultMaxAttempts},
+			want:  []time.Duration{10 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := tt.retry.ConsumerBackoff()
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ConsumerBackoff() = %v, want %v", got, tt.want)
+			}
+			if len(got) > tt.retry.MaxAttempts {
+				t.Errorf("%d steps for %d attempts: JetStream refuses more steps than max deliveries", len(got), tt.retry.MaxAttempts)
+			}
+		})
+	}
+}
+
+func TestCheckSubject(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		subject string
+		ok      bool
+	}{
+		{"events.order.created", true},
+		{"events.*.created", true},
+		{"events.>", true},
+		{">", true},
+		{"*", true},
+		{"", false},
+		{".", false},
+		{"events.", false},
+		{".events", false},
+		{"events..x", false},
+		{"events.a b", false},
+		{"events.a\tb", false},
+		{"events.a\nb", false},
+		{"events.>.x", false},
+		{"events.a>", false},
+		{"events.*a", false},
+		{"events.>>", false},
+	}
+	for _, tt := range tests {
+		err := config.CheckSubject(tt.subject)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckSubject(%q) = %v, want ok=%v", tt.subject, err, tt.ok)
+		}
+	}
+}
+
+func TestSubjectsOverlap(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"events.order.created", "events.order.created", true},
+		{"events.order.created", "events.order.updated", false},
+		{"events.>", "events.order.created", true},
+		{"events.>", "events.order", true},
+		{"events.>", "webhooks.>", false},
+		{"events.>", "events.>", true},
+		{"events.order.>", "events.*.created", true},
+		{"events.order.*", "events.user.*", false},
+		{"events.order.*", "events.*.created", true},
+		{"events.*", "events.order", true},
+		{"events.*", "events.order.created", false},
+		{"events.*.*", "events.*", false},
+		{"events.order", "events.order.created", false},
+		{"events.*.>", "events.order.created.v2", true},
+		{"webhooks.shop.>", "webhooks.*.order", true},
+		{"webhooks.shop.>", "webhooks.crm.>", false},
+		// '>' stands for one or more tokens, never none.
+		{"events.>", "events", false},
+		{"events.order.>", "events.order", false},
+		{"events.*.>", "events.order", false},
+		{"events.*.>", "events.*", false},
+		{">", "events", true},
+		{"*.>", "events", false},
+	}
+	for _, tt := range tests {
+		for _, pair := range [][2]string{{tt.a, tt.b}, {tt.b, tt.a}} {
+			if got := config.SubjectsOverlap(pair[0], pair[1]); got != tt.want {
+				t.Errorf("SubjectsOverlap(%q, %q) = %v, want %v", pair[0], pair[1], got, tt.want)
+			}
+			// JetStream decides whether filters overlap; agree with it.
+			if got := server.SubjectsCollide(pair[0], pair[1]); got != tt.want {
+				t.Errorf("test case disagrees with nats-server: SubjectsCollide(%q, %q) = %v", pair[0], pair[1], got)
+			}
+		}
+	}
+}
+
+// FuzzSubjectsOverlap checks SubjectsOverlap against the nats-server's own
+// SubjectsCollide, which is what JetStream uses to refuse overlapping
+// consumer filters, for every pair of valid subjects.
+func FuzzSubjectsOverlap(f *testing.F) {
+	for _, s := range [][2]string{
+		{"events.>", "events"}, {"events.*", "events.order"}, {"events.*.>", "events.*"},
+		{"a.b.c", "a.*.c"}, {">", "*"}, {"a.>", "*.b"}, {"*.*", "a.>"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if config.CheckSubject(a) != nil || config.CheckSubject(b) != nil {
+			return
+		}
+		if !server.IsValidSubject(a) || !server.IsValidSubject(b) {
+			return
+		}
+		got, want := config.SubjectsOverlap(a, b), server.SubjectsCollide(a, b)
+		if got != want {
+			t.Errorf("SubjectsOverlap(%q, %q) = %v, nats-server says %v", a, b, got, want)
+		}
+		if got != config.SubjectsOverlap(b, a) {
+			t.Errorf("SubjectsOverlap(%q, %q) is not symmetric", a, b)
+		}
+	})
+}
+
+// Example of a validation error as the person editing the file sees it.
+func ExampleConfig_Validate() {
+	c := config.Config{
+		Sources: []config.Source{{Name: "shop", Scheme: "standard-webhooks", Secrets: []config.Secret{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}},
+		Destinations: []config.Destination{{
+			Name:     "crm",
+			URL:      "https://crm.example.com/hooks",
+			Subjects: []string{"events.order.>"},
+			Timeout:  config.Duration(5 * time.Second),
+			Retry:    config.Retry{Backoff: []config.Duration{config.Duration(3 * time.Second)}},
+		}},
+	}.WithDefaults()
+	fmt.Println(c.Validate())
+	// Output:
+	// invalid configuration:
+	//   destinations[0].retry.backoff[0]: (3s) must be at least timeout (5s) + 500ms: each step is also the ack wait of the attempt before it, and an attempt still running must not be redelivered
+}

@@ -1,0 +1,160 @@
+// Package events is the event envelope Switchyard stores in the EVENTS
+// stream and the publisher our own services use to put events there.
+//
+// An event is a JetStream message: the data is the payload exactly as the
+// partner or service sent it, and Switchyard's metadata travels in headers.
+// The event id is also the Nats-Msg-Id, so publishing the same event twice
+// stores it once (within the stream's duplicate window).
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/pkg/subjects"
+)
+
+// Header names Switchyard sets on stored events.
+const (
+	// HeaderEventID is the event id: the publisher's idempotency key, or
+	// <source>:<delivery id> for partner webhooks.
+	HeaderEventID = "Switchyard-Event-Id"
+	// HeaderEventType is the type as the producer named it, before it was
+	// made into a subject token.
+	HeaderEventType = "Switchyard-Event-Type"
+	// HeaderSource is the webhook source name (partner webhooks only).
+	HeaderSource = "Switchyard-Source"
+	// HeaderReceivedAt is when Switchyard accepted the event (RFC 3339).
+	HeaderReceivedAt = "Switchyard-Received-At"
+	// HeaderReplayOf is the dead letter id on a replayed event.
+	HeaderReplayOf = "Switchyard-Replay-Of"
+	// HeaderContentType is the payload's media type.
+	HeaderContentType = "Content-Type"
+)
+
+// Event is one integration event.
+type Event struct {
+	// ID identifies the event everywhere: Nats-Msg-Id, audit log,
+	// Idempotency-Key and webhook-id on delivery. Required.
+	ID string
+	// Type is the event type, e.g. order.created. It becomes the subject
+	// events.<type>, so it is dot-separated tokens of letters, digits, '-'
+	// and '_'. Required.
+	Type string
+	// Data is the payload, delivered byte for byte.
+	Data []byte
+	// ContentType of Data. Default application/json.
+	ContentType string
+	// Header holds extra headers to store with the event.
+	Header nats.Header
+}
+
+// ErrInvalidEvent is returned (wrapped) for an event that cannot be
+// published as given.
+var ErrInvalidEvent = errors.New("invalid event")
+
+// Subject returns the subject an event of this type is published to.
+func Subject(eventType string) (string, error) {
+	if err := subjects.CheckTypePath(eventType); err != nil {
+		return "", fmt.Errorf("%w: type %q: %v", ErrInvalidEvent, eventType, err)
+	}
+	return "events." + eventType, nil
+}
+
+// Msg builds the JetStream message for e, stamped with the receive time.
+func (e Event) Msg(now time.Time) (*nats.Msg, error) {
+	if strings.TrimSpace(e.ID) == "" {
+		return nil, fmt.Errorf("%w: the id is empty (use a stable idempotency key)", ErrInvalidEvent)
+	}
+	if len(e.ID) > MaxIDLength {
+		return nil, fmt.Errorf("%w: the id is longer than %d bytes", ErrInvalidEvent, MaxIDLength)
+	}
+	subj, err := Subject(e.Type)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(subj)
+	for k, vs := range e.Header {
+		for _, v := range vs {
+			m.Header.Add(k, v)
+		}
+	}
+	ct := e.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	m.Header.Set(nats.MsgIdHdr, e.ID)
+	m.Header.Set(HeaderEventID, e.ID)
+	m.Header.Set(HeaderEventType, e.Type)
+	m.Header.Set(HeaderContentType, ct)
+	m.Header.Set(HeaderReceivedAt, now.UTC().Format(time.RFC3339Nano))
+	m.Data = e.Data
+	return m, nil
+}
+
+// MaxIDLength bounds event ids.
+const MaxIDLength = 256
+
+// Result says what JetStream did with a published event.
+type Result struct {
+	// Stream sequence of the stored event (of the first copy, for a
+	// duplicate).
+	Sequence uint64
+	// Duplicate is true when the id was already stored within the duplicate
+	// window and nothing new was stored.
+	Duplicate bool
+}
+
+// Publish stores e in the EVENTS stream and waits for JetStream to confirm.
+// Publishing the same ID again is safe: it is stored once.
+func Publish(ctx context.Context, js jetstream.JetStream, e Event) (Result, error) {
+	m, err := e.Msg(time.Now())
+	if err != nil {
+		return Result{}, err
+	}
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return Result{}, fmt.Errorf("publish event %q: %w", e.ID, err)
+	}
+	return Result{Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// Stored is an event read back from the EVENTS stream.
+type Stored struct {
+	ID          string
+	Subject     string
+	Type        string
+	Source      string
+	ContentType string
+	ReceivedAt  time.Time
+	ReplayOf    string
+	Data        []byte
+	Header      nats.Header
+}
+
+// FromMsg reads the envelope of a stored event.
+func FromMsg(subject string, h nats.Header, data []byte) Stored {
+	s := Stored{
+		ID:          h.Get(HeaderEventID),
+		Subject:     subject,
+		Type:        h.Get(HeaderEventType),
+		Source:      h.Get(HeaderSource),
+		ContentType: h.Get(HeaderContentType),
+		ReplayOf:    h.Get(HeaderReplayOf),
+		Data:        data,
+		Header:      h,
+	}
+	if s.ID == "" {
+		s.ID = h.Get(nats.MsgIdHdr)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderReceivedAt)); err == nil {
+		s.ReceivedAt = t
+	}
+	return s
+}

@@ -1,0 +1,179 @@
+// Package svcboot is what every Switchyard process does before its service
+// runs: build the logger, connect to NATS (or start the embedded server),
+// declare the JetStream topology, and serve /healthz and /metrics.
+package svcboot
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/httpserve"
+	"github.com/switchyard/switchyard/pkg/natsx"
+)
+
+// Options adjusts Start.
+type Options struct {
+	// Name is the process name in logs and NATS connection names.
+	Name string
+	// AllowEmbedded permits an empty nats.url (start an embedded server).
+	// Only the all-in-one sets it: separate services must share a server.
+	AllowEmbedded bool
+	// LogOutput receives the log. Required.
+	LogOutput io.Writer
+}
+
+// Env is a started process environment.
+type Env struct {
+	Config   config.Config
+	Log      *slog.Logger
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Registry *prometheus.Registry
+	embedded *server.Server
+}
+
+// NewLogger builds the process logger from the log section.
+func NewLogger(l config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// ErrNeedNATSURL is returned when a separately run service has no nats.url.
+var ErrNeedNATSURL = errors.New("nats.url is required when services run separately (only the all-in-one `switchyard run` embeds NATS)")
+
+// Start connects everything a service needs. Close releases it.
+func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
+	log := NewLogger(cfg.Log, o.LogOutput).With(slog.String("process", o.Name))
+	env := &Env{Config: cfg, Log: log, Registry: prometheus.NewRegistry()}
+	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	copts := natsx.ConnectOptions{Name: "switchyard-" + o.Name, CredentialsFile: cfg.NATS.CredentialsFile, Logger: log}
+	var err error
+	if cfg.NATS.URL == "" {
+		if !o.AllowEmbedded {
+			return nil, ErrNeedNATSURL
+		}
+		env.embedded, err = natsx.StartEmbedded(natsx.EmbeddedConfig{
+			StoreDir: filepath.Join(cfg.DataDir, "nats"),
+			Listen:   cfg.NATS.EmbeddedListen,
+			Logger:   log.With(slog.String("component", "nats-server")),
+		})
+		if err != nil {
+			return nil, err
+		}
+		env.NC, err = natsx.ConnectEmbedded(env.embedded, copts)
+	} else {
+		env.NC, err = natsx.Connect(ctx, cfg.NATS.URL, copts)
+	}
+	if err != nil {
+		env.Close()
+		return nil, err
+	}
+	env.JS, err = jetstream.New(env.NC)
+	if err != nil {
+		env.Close()
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	if err := natsx.EnsureTopology(ctx, env.JS, Topology(cfg)); err != nil {
+		env.Close()
+		return nil, err
+	}
+	return env, nil
+}
+
+// Topology derives the stream sizing from the configuration.
+func Topology(cfg config.Config) natsx.Topology {
+	return natsx.Topology{
+		Replicas:        cfg.NATS.Replicas,
+		EventsMaxAge:    cfg.NATS.EventsMaxAge.D(),
+		DuplicateWindow: cfg.NATS.DuplicateWindow.D(),
+	}
+}
+
+// Close drains the connection and stops the embedded server.
+func (e *Env) Close() {
+	if e.NC != nil {
+		natsx.DrainAndClose(e.NC, 5*time.Second)
+	}
+	if e.embedded != nil {
+		e.embedded.Shutdown()
+		e.embedded.WaitForShutdown()
+	}
+}
+
+// ServeOps serves /healthz (process up), /readyz (NATS connected) and
+// /metrics until ctx is done. Listen "off" disables it.
+func (e *Env) ServeOps(ctx context.Context) error {
+	addr := e.Config.Ops.Listen
+	if addr == "off" {
+		<-ctx.Done()
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if e.NC == nil || !e.NC.IsConnected() {
+			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.Registry, promhttp.HandlerOpts{}))
+	return httpserve.Run(ctx, "ops", addr, mux, e.Log)
+}
+
+// Service is a built service ready to run.
+type Service interface {
+	Run(ctx context.Context) error
+}
+
+// Main is the body of a separately run service's main: it reads -config,
+// starts the environment, builds the service and runs it beside the ops
+// server until ctx is done.
+func Main(ctx context.Context, name string, args []string, stderr io.Writer, build func(ctx context.Context, env *Env) (Service, error)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "switchyard.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	env, err := Start(ctx, cfg, Options{Name: name, LogOutput: stderr})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	svc, err := build(ctx, env)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return env.ServeOps(gctx) })
+	env.Log.InfoContext(ctx, name+" started")
+	return g.Wait()
+}

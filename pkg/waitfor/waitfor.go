@@ -1,0 +1,44 @@
+// Package waitfor waits in tests for a condition with a deadline, instead of
+// sleeping and hoping.
+package waitfor
+
+import (
+	"testing"
+	"time"
+)
+
+// DefaultTimeout is how long True waits.
+const DefaultTimeout = 20 * time.Second
+
+// True polls cond until it returns true, failing the test with what after
+// DefaultTimeout.
+func True(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	Within(t, DefaultTimeout, what, cond)
+}
+
+// Within is True with an explicit timeout.
+func Within(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// Value polls get until ok, returning the value.
+func Value[T any](t testing.TB, what string, get func() (T, bool)) T {
+	t.Helper()
+	var v T
+	True(t, what, func() bool {
+		var ok bool
+		v, ok = get()
+		return ok
+	})
+	return v
+}

@@ -1,0 +1,235 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchyard/switchyard/pkg/pgtest"
+	"github.com/switchyard/switchyard/services/auditor/internal/store"
+	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
+)
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func openPostgresURL(t *testing.T, url string) *store.Postgres {
+	t.Helper()
+	st, err := store.OpenPostgres(testCtx(t), url)
+	if err != nil {
+		t.Fatalf("OpenPostgres: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func openSQLitePath(t *testing.T, path string) *store.SQLite {
+	t.Helper()
+	st, err := store.OpenSQLite(testCtx(t), path)
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestPostgres(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store { return openPostgresURL(t, pgtest.Schema(t)) })
+}
+
+func TestSQLite(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openSQLitePath(t, filepath.Join(t.TempDir(), "audit.db"))
+	})
+}
+
+// backend is one implementation with a raw SQL handle on the same database,
+// for checks the Store interface does not offer.
+type backend struct {
+	name string
+	// open returns two stores on the same database and a query function.
+	open func(t *testing.T) (a, b store.Store, count func(query string, args ...any) int, exec func(query string, args ...any))
+}
+
+var backends = []backend{
+	{
+		name: "postgres",
+		open: func(t *testing.T) (store.Store, store.Store, func(string, ...any) int, func(string, ...any)) {
+			url := pgtest.Schema(t)
+			a, b := openPostgresURL(t, url), openPostgresURL(t, url)
+			conn, err := pgx.Connect(testCtx(t), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close(context.Background()) })
+			count := func(q string, args ...any) int {
+				t.Helper()
+				var n int
+				if err := conn.QueryRow(testCtx(t), q, args...).Scan(&n); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+				return n
+			}
+			exec := func(q string, args ...any) {
+				t.Helper()
+				if _, err := conn.Exec(testCtx(t), q, args...); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			return a, b, count, exec
+		},
+	},
+	{
+		name: "sqlite",
+		open: func(t *testing.T) (store.Store, store.Store, func(string, ...any) int, func(string, ...any)) {
+			path := filepath.Join(t.TempDir(), "audit.db")
+			a, b := openSQLitePath(t, path), openSQLitePath(t, path)
+			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			count := func(q string, args ...any) int {
+				t.Helper()
+				var n int
+				if err := db.QueryRowContext(testCtx(t), q, args...).Scan(&n); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+				return n
+			}
+			exec := func(q string, args ...any) {
+				t.Helper()
+				if _, err := db.ExecContext(testCtx(t), q, args...); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			return a, b, count, exec
+		},
+	},
+}
+
+// Two auditors starting together against one database both migrate it.
+func TestConcurrentMigrateSameDatabase(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			a, b, count, _ := be.open(t)
+			var wg sync.WaitGroup
+			errs := make([]error, 4)
+			for i := range errs {
+				st := a
+				if i%2 == 1 {
+					st = b
+				}
+				wg.Go(func() { errs[i] = st.Migrate(testCtx(t)) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("Migrate %d: %v", i, err)
+				}
+			}
+			if n := count("SELECT count(*) FROM schema_migrations"); n != 1 {
+				t.Errorf("%d migrations recorded, want 1 (each applied once)", n)
+			}
+			if err := a.Write(testCtx(t), storetest.FullBatch("ev-1")); err != nil {
+				t.Errorf("Write after concurrent Migrate: %v", err)
+			}
+		})
+	}
+}
+
+// Records of other kinds have no query yet; they are stored once, by id,
+// with their kind and key.
+func TestOtherRecordsStoredOnce(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			a, _, count, _ := be.open(t)
+			if err := a.Migrate(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			batch := storetest.FullBatch("ev-1")
+			for range 3 {
+				if err := a.Write(testCtx(t), batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tables := map[string]int{"events": 1, "attempts": 4, "dead_letters": 1, "rejections": 1, "audit_records": 4}
+			for table, want := range tables {
+				if n := count("SELECT count(*) FROM " + table); n != want {
+					t.Errorf("%s has %d rows after writing the batch 3 times, want %d", table, n, want)
+				}
+			}
+			for id, kindKey := range map[string][2]string{
+				"dup-1":     {"duplicate", "shop"},
+				"alert-1":   {"alert", "DeliveryDeadLettered"},
+				"circuit-1": {"circuit", "erp"},
+				"bare-1":    {"other", "auditor"},
+			} {
+				if n := count("SELECT count(*) FROM audit_records WHERE id = $1 AND kind = $2 AND key = $3", id, kindKey[0], kindKey[1]); n != 1 {
+					t.Errorf("record %s not stored as kind %q key %q", id, kindKey[0], kindKey[1])
+				}
+			}
+		})
+	}
+}
+
+func TestMigrateRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			a, _, _, exec := be.open(t)
+			if err := a.Migrate(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			if be.name == "postgres" {
+				exec("INSERT INTO schema_migrations (version, name) VALUES (99, '0099_future.sql')")
+			} else {
+				exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future.sql', 0)")
+			}
+			err := a.Migrate(testCtx(t))
+			if err == nil || !strings.Contains(err.Error(), "newer auditor") {
+				t.Errorf("Migrate on a newer schema = %v, want an error asking for a newer auditor", err)
+			}
+		})
+	}
+}
+
+func TestOpenPostgresErrorsHidePassword(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Port 1: nothing listens.
+	_, err := store.OpenPostgres(ctx, "postgres://auditor:hunter2secret@127.0.0.1:1/audit?sslmode=disable&connect_timeout=2")
+	if err == nil {
+		t.Fatal("OpenPostgres succeeded against a closed port")
+	}
+	if strings.Contains(err.Error(), "hunter2secret") {
+		t.Errorf("error %q repeats the password", err)
+	}
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("error %v is not ErrUnavailable", err)
+	}
+
+	_, err = store.OpenPostgres(ctx, "postgres://auditor:hunter2secret@[::1/audit")
+	if err == nil || strings.Contains(err.Error(), "hunter2secret") {
+		t.Errorf("unparsable URL: error %v", err)
+	}
+}

@@ -1,0 +1,313 @@
+package writer
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/natstest"
+	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/pgtest"
+	"github.com/switchyard/switchyard/pkg/waitfor"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/auditor/internal/store"
+	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
+)
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// backends open a fresh, unmigrated store.
+var backends = map[string]func(t *testing.T) store.Store{
+	"postgres": func(t *testing.T) store.Store {
+		st, err := store.OpenPostgres(testCtx(t), pgtest.Schema(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	},
+	"sqlite": func(t *testing.T) store.Store {
+		st, err := store.OpenSQLite(testCtx(t), filepath.Join(t.TempDir(), "audit.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	},
+}
+
+type testEnv struct {
+	js  jetstream.JetStream
+	st  store.Store
+	reg *prometheus.Registry
+}
+
+// start runs a writer into st until the test ends.
+func start(t *testing.T, st store.Store) *testEnv {
+	t.Helper()
+	ns := natstest.Start(t)
+	_, js := ns.Connect(t)
+	reg := prometheus.NewRegistry()
+	w, err := New(js, st, Config{BatchSize: 50, Linger: 5 * time.Millisecond, Logger: natstest.Logger(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v after cancel, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after its context was cancelled")
+		}
+	})
+	return &testEnv{js: js, st: st, reg: reg}
+}
+
+func (e *testEnv) emit(t *testing.T, rec *switchyardv1.AuditRecord) {
+	t.Helper()
+	if err := auditlog.NewEmitter(e.js, "dispatcher").Emit(testCtx(t), rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *testEnv) consumer(t *testing.T, stream, name string) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := e.js.Consumer(testCtx(t), stream, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// waitAcked waits until the auditor's consumers have acknowledged
+// everything.
+func (e *testEnv) waitAcked(t *testing.T) {
+	t.Helper()
+	for _, c := range []struct{ stream, name string }{
+		{natsx.StreamAudit, natsx.ConsumerAuditor},
+		{natsx.StreamEvents, natsx.ConsumerAuditorEvents},
+	} {
+		waitfor.True(t, "consumer "+c.name+" acknowledged everything", func() bool {
+			info := e.consumer(t, c.stream, c.name)
+			return info.NumPending == 0 && info.NumAckPending == 0
+		})
+	}
+}
+
+func (e *testEnv) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func TestWritesEventsAndRecords(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := open(t)
+			if err := st.Migrate(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			e := start(t, st)
+
+			res, err := events.Publish(testCtx(t), e.js, events.Event{
+				ID: "ev-1", Type: "order.created", Data: []byte(`{"order":1}`),
+				Header: nats.Header{"X-Trace": {"t-1"}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A partner webhook as ingress stores it.
+			wh := nats.NewMsg("webhooks.shop.order_created")
+			wh.Header.Set(nats.MsgIdHdr, "shop:msg_1")
+			wh.Header.Set(events.HeaderEventID, "shop:msg_1")
+			wh.Header.Set(events.HeaderSource, "shop")
+			wh.Header.Set(events.HeaderEventType, "order.created")
+			wh.Header.Set(events.HeaderContentType, "application/json")
+			wh.Data = []byte(`{"type":"order.created"}`)
+			whAck, err := e.js.PublishMsg(testCtx(t), wh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A replay is a copy of a recorded event: not recorded again.
+			rp := nats.NewMsg("replay.erp.events.order.created")
+			rp.Header.Set(nats.MsgIdHdr, "replay-1")
+			rp.Header.Set(events.HeaderEventID, "ev-replay-only")
+			if _, err := e.js.PublishMsg(testCtx(t), rp); err != nil {
+				t.Fatal(err)
+			}
+
+			e.emit(t, storetest.Attempt("ev-1", "erp", 1, time.Now(), 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, false))
+			e.emit(t, storetest.DeadLetter("ev-1", "erp", time.Now()))
+			e.emit(t, storetest.Rejection("rej-1", time.Now()))
+			for _, rec := range storetest.Others(time.Now()) {
+				e.emit(t, rec)
+			}
+			// More than a batch of attempts for one event.
+			for i := range 120 {
+				e.emit(t, storetest.Attempt("ev-many", "crm", i+1, time.Now(), 500, switchyardv1.Outcome_OUTCOME_RETRYABLE, false))
+			}
+
+			waitfor.True(t, "event, attempt and dead letter stored", func() bool {
+				d, err := st.GetEvent(testCtx(t), "ev-1")
+				return err == nil && d.Event != nil && len(d.Attempts) == 1 && len(d.DeadLetters) == 1
+			})
+			waitfor.True(t, "every attempt of ev-many stored", func() bool {
+				d, err := st.GetEvent(testCtx(t), "ev-many")
+				return err == nil && len(d.Attempts) == 120
+			})
+			waitfor.True(t, "webhook stored", func() bool {
+				d, err := st.GetEvent(testCtx(t), "shop:msg_1")
+				return err == nil && d.Event != nil
+			})
+			waitfor.True(t, "rejection stored", func() bool {
+				rs, err := st.ListRejections(testCtx(t), 10)
+				return err == nil && len(rs) == 1
+			})
+			e.waitAcked(t)
+
+			d, err := st.GetEvent(testCtx(t), "ev-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := d.Event
+			if ev.Subject != "events.order.created" || ev.Type != "order.created" || ev.ContentType != "application/json" ||
+				ev.StreamSeq != res.Sequence || string(ev.Payload) != `{"order":1}` || ev.ReceivedAt.IsZero() {
+				t.Errorf("event = %+v", ev)
+			}
+			if ev.Headers["X-Trace"] != "t-1" || ev.Headers[events.HeaderEventID] != "ev-1" {
+				t.Errorf("headers = %v", ev.Headers)
+			}
+			if _, ok := ev.Headers[nats.MsgIdHdr]; ok {
+				t.Error("Nats-Msg-Id kept in the stored headers")
+			}
+			d, err = st.GetEvent(testCtx(t), "shop:msg_1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Event.Source != "shop" || d.Event.StreamSeq != whAck.Sequence || d.Event.Subject != "webhooks.shop.order_created" {
+				t.Errorf("webhook event = %+v", d.Event)
+			}
+			if _, err := st.GetEvent(testCtx(t), "ev-replay-only"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("replay recorded as an event: %v", err)
+			}
+			if got := e.metric(t, "switchyard_auditor_written_total"); got < 1+120+1+1+4+2 {
+				t.Errorf("written_total = %v", got)
+			}
+		})
+	}
+}
+
+func TestUndecodableMessagesAreSetAside(t *testing.T) {
+	t.Parallel()
+	st := backends["sqlite"](t)
+	if err := st.Migrate(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, st)
+
+	garbage := nats.NewMsg("audit.other.garbage")
+	garbage.Data = []byte{0xff, 0x01, 0x02}
+	if _, err := e.js.PublishMsg(testCtx(t), garbage); err != nil {
+		t.Fatal(err)
+	}
+	noID := nats.NewMsg("events.order.created")
+	noID.Data = []byte(`{}`)
+	if _, err := e.js.PublishMsg(testCtx(t), noID); err != nil {
+		t.Fatal(err)
+	}
+	e.emit(t, storetest.Rejection("rej-after-garbage", time.Now()))
+	if _, err := events.Publish(testCtx(t), e.js, events.Event{ID: "ev-after-garbage", Type: "order.created", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	waitfor.True(t, "good messages written past the bad ones", func() bool {
+		rs, err := st.ListRejections(testCtx(t), 10)
+		_, gerr := st.GetEvent(testCtx(t), "ev-after-garbage")
+		return err == nil && len(rs) == 1 && gerr == nil
+	})
+	e.waitAcked(t)
+}
+
+// While the store refuses writes nothing is acknowledged; once it accepts
+// them, everything that waited is written.
+func TestNothingAckedUntilWritten(t *testing.T) {
+	t.Parallel()
+	st := backends["postgres"](t) // not migrated: every write fails
+	e := start(t, st)
+
+	e.emit(t, storetest.Rejection("rej-waiting", time.Now()))
+	if _, err := events.Publish(testCtx(t), e.js, events.Event{ID: "ev-waiting", Type: "order.created", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.True(t, "failed writes", func() bool { return e.metric(t, "switchyard_auditor_write_errors_total") >= 2 })
+	for _, c := range []struct{ stream, name string }{
+		{natsx.StreamAudit, natsx.ConsumerAuditor},
+		{natsx.StreamEvents, natsx.ConsumerAuditorEvents},
+	} {
+		info := e.consumer(t, c.stream, c.name)
+		if info.AckFloor.Stream != 0 || info.NumAckPending+int(info.NumPending) != 1 {
+			t.Errorf("%s acknowledged before the write succeeded: ack floor %d, pending %d/%d",
+				c.name, info.AckFloor.Stream, info.NumAckPending, info.NumPending)
+		}
+	}
+
+	if err := st.Migrate(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.True(t, "waiting items written", func() bool {
+		rs, err := st.ListRejections(testCtx(t), 10)
+		_, gerr := st.GetEvent(testCtx(t), "ev-waiting")
+		return err == nil && len(rs) == 1 && gerr == nil
+	})
+	e.waitAcked(t)
+	if got := e.metric(t, "switchyard_auditor_written_total"); got != 2 {
+		t.Errorf("written_total = %v, want 2", got)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	if _, err := New(nil, nil, Config{}); err == nil {
+		t.Error("New without a logger succeeded")
+	}
+	if c := (Config{}).WithDefaults(); c.BatchSize != 500 || c.Linger != 20*time.Millisecond {
+		t.Errorf("defaults = %+v", c)
+	}
+}

@@ -1,0 +1,32 @@
+// Package dispatcher delivers events from JetStream to partner HTTP APIs:
+// one durable consumer and one worker pool per destination, retries by
+// ack-wait redelivery on the destination's schedule, dead letters for what
+// still fails.
+package dispatcher
+
+import (
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/runner"
+)
+
+// Config configures the dispatcher; see the field docs.
+type Config = runner.Config
+
+// Dispatcher delivers events to every configured destination.
+type Dispatcher = runner.Dispatcher
+
+// New returns a Dispatcher that reads EVENTS through js and audits through
+// audit.
+func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatcher, error) {
+	return runner.New(js, audit, cfg)
+}
+
+// ConsumerName is the durable consumer that delivers to a destination.
+func ConsumerName(destination string) string { return runner.ConsumerName(destination) }
+
+// ReplaySubject is where a dead letter is republished for destination.
+func ReplaySubject(destination, originalSubject string) string {
+	return runner.ReplaySubject(destination, originalSubject)
+}

@@ -1,0 +1,201 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+)
+
+// Version names this build in the User-Agent.
+var Version = "dev"
+
+// SnippetLimit bounds the response body kept for the audit log.
+const SnippetLimit = 1024
+
+// Target is where and how a destination is reached.
+type Target struct {
+	// URL events are POSTed to.
+	URL string
+	// Timeout bounds one attempt, connection included.
+	Timeout time.Duration
+	// Headers are added to every request (values already revealed).
+	Headers map[string]string
+	// AllowPrivateNetwork lifts the guard against internal addresses.
+	AllowPrivateNetwork bool
+	// MaxConns is the most connections kept to the destination.
+	MaxConns int
+}
+
+// Client sends events to one destination.
+type Client struct {
+	target Target
+	http   *http.Client
+}
+
+// NewClient returns a client with its own connection pool, so that one
+// destination's slow connections never take another's.
+func NewClient(t Target) *Client {
+	dialer := &net.Dialer{Timeout: min(t.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}
+	if !t.AllowPrivateNetwork {
+		dialer.Control = blockPrivate
+	}
+	tr := &http.Transport{
+		Proxy:                 nil, // a proxy would hide the real address from the guard
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          max(t.MaxConns, 2),
+		MaxIdleConnsPerHost:   max(t.MaxConns, 2),
+		MaxConnsPerHost:       0,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   min(t.Timeout, 10*time.Second),
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: t.Timeout,
+	}
+	return &Client{
+		target: t,
+		http: &http.Client{
+			Transport: tr,
+			// A redirect is the destination's configuration problem; following
+			// it would also step around the address guard.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Request is one event to send.
+type Request struct {
+	EventID     string
+	EventType   string
+	ContentType string
+	Body        []byte
+	Attempt     int
+	// Header holds extra headers (signatures) for this request.
+	Header http.Header
+}
+
+// Send makes one attempt and classifies it. It never returns an error: every
+// failure is a Result.
+func (c *Client) Send(ctx context.Context, r Request) Result {
+	start := time.Now()
+	res := c.send(ctx, r)
+	res.Started = start
+	res.Duration = time.Since(start)
+	return res
+}
+
+func (c *Client) send(ctx context.Context, r Request) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.target.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.target.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return Result{Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Err: fmt.Errorf("build request: %w", err)}
+	}
+	for k, v := range c.target.Headers {
+		req.Header.Set(k, v)
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	ct := r.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("User-Agent", "Switchyard/"+Version+" (+https://github.com/switchyard/switchyard)")
+	req.Header.Set("Idempotency-Key", r.EventID)
+	if r.EventType != "" {
+		req.Header.Set("Switchyard-Event-Type", r.EventType)
+	}
+	req.Header.Set("Switchyard-Attempt", strconv.Itoa(r.Attempt))
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return classifyError(err)
+	}
+	defer resp.Body.Close()
+	snippet := readSnippet(resp.Body)
+	// Drain a little more so the connection can be reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	return Classify(resp.StatusCode, resp.Header, snippet, time.Now())
+}
+
+// Classify maps a response to a Result.
+func Classify(status int, h http.Header, snippet string, now time.Time) Result {
+	res := Result{StatusCode: status, Snippet: snippet}
+	switch {
+	case status >= 200 && status < 300:
+		res.Outcome = switchyardv1.Outcome_OUTCOME_DELIVERED
+		return res
+	case status == http.StatusRequestTimeout, status == http.StatusConflict, status == http.StatusTooEarly,
+		status == http.StatusTooManyRequests, status >= 500:
+		res.Outcome = switchyardv1.Outcome_OUTCOME_RETRYABLE
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+			res.RetryAfter = ParseRetryAfter(h.Get("Retry-After"), now)
+		}
+	case status >= 300 && status < 400:
+		res.Outcome = switchyardv1.Outcome_OUTCOME_PERMANENT
+		res.Err = fmt.Errorf("HTTP %d redirect to %q not followed: point the destination at the final URL", status, h.Get("Location"))
+		return res
+	default:
+		res.Outcome = switchyardv1.Outcome_OUTCOME_PERMANENT
+	}
+	res.Err = fmt.Errorf("HTTP %d %s", status, http.StatusText(status))
+	return res
+}
+
+// classifyError maps a transport error: everything is retryable except the
+// address guard, which no retry can get past.
+func classifyError(err error) Result {
+	res := Result{Outcome: switchyardv1.Outcome_OUTCOME_RETRYABLE, Err: err}
+	var urlErr interface{ Unwrap() error }
+	if errors.As(err, &urlErr) {
+		res.Err = urlErr.Unwrap()
+	}
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, ErrBlockedAddress):
+		res.Outcome = switchyardv1.Outcome_OUTCOME_PERMANENT
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		res.Err = errors.New("timeout: no response within the destination's timeout")
+	case errors.As(err, &certErr):
+		res.Err = fmt.Errorf("TLS certificate not accepted: %w", certErr.Err)
+	}
+	return res
+}
+
+// ParseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or
+// unreadable. It is capped at a day.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0
+		}
+		d = time.Duration(min(n, 86400)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return max(0, min(d, 24*time.Hour))
+}
+
+func readSnippet(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, SnippetLimit))
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}

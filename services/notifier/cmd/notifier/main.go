@@ -1,0 +1,20 @@
+// Command notifier runs Switchyard's notifier service on its own, against a shared
+// NATS server (nats.url) and, for the auditor, Postgres.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "notifier:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,389 @@
+package sender
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/switchyard/switchyard/pkg/slacktest"
+)
+
+func sampleAlert() Alert {
+	return Alert{
+		Title:  "Delivery dead-lettered: erp",
+		Firing: true,
+		Fields: []Field{
+			{Label: "Destination", Value: "erp"},
+			{Label: "Event", Value: "`ev-1`"},
+			{Label: "Attempts", Value: "6"},
+		},
+	}
+}
+
+func TestSlackSendClassifiesAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		status     int
+		text       string
+		retryAfter string
+		wantNil    bool
+		wantRetry  bool
+		wantAfter  time.Duration
+		wantPerm   bool
+		wantInText string
+	}{
+		{name: "ok", status: 200, text: "ok", wantNil: true},
+		{name: "invalid payload", status: 400, text: "invalid_payload", wantPerm: true, wantInText: "invalid_payload"},
+		{name: "invalid token", status: 403, text: "invalid_token", wantPerm: true, wantInText: "invalid_token"},
+		{name: "no service", status: 404, text: "no_service", wantPerm: true, wantInText: "no_service"},
+		{name: "archived channel", status: 410, text: "channel_is_archived", wantPerm: true, wantInText: "channel_is_archived"},
+		{name: "rate limited", status: 429, text: "rate_limited", retryAfter: "3", wantRetry: true, wantAfter: 3 * time.Second},
+		{name: "rate limited without Retry-After", status: 429, text: "rate_limited", wantRetry: true, wantAfter: time.Second},
+		{name: "rate limited with garbage Retry-After", status: 429, retryAfter: "later", wantRetry: true, wantAfter: time.Second},
+		{name: "server error", status: 500, text: "internal_error", wantRetry: true, wantInText: "500"},
+		{name: "unavailable", status: 503, text: "", wantRetry: true, wantInText: "503"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := slacktest.New(t, slacktest.Answer{Status: tt.status, Text: tt.text, RetryAfter: tt.retryAfter})
+			s := NewSlack(f.WebhookURL())
+			err := s.Send(context.Background(), sampleAlert())
+			if len(f.Messages()) != 1 {
+				t.Fatalf("fake Slack got %d requests, want 1", len(f.Messages()))
+			}
+			if tt.wantNil {
+				if err != nil {
+					t.Fatalf("Send = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Send = nil, want an error")
+			}
+			var re *RetryableError
+			isRetry := errors.As(err, &re)
+			if isRetry != tt.wantRetry {
+				t.Errorf("Send = %v (%T): retryable = %v, want %v", err, err, isRetry, tt.wantRetry)
+			}
+			if isRetry && re.After != tt.wantAfter {
+				t.Errorf("After = %v, want %v", re.After, tt.wantAfter)
+			}
+			if errors.Is(err, ErrPermanent) != tt.wantPerm {
+				t.Errorf("errors.Is(%v, ErrPermanent) = %v, want %v", err, !tt.wantPerm, tt.wantPerm)
+			}
+			if !strings.Contains(err.Error(), tt.wantInText) {
+				t.Errorf("error %q does not contain %q", err, tt.wantInText)
+			}
+			assertNoSecret(t, err)
+		})
+	}
+}
+
+func assertNoSecret(t *testing.T, err error) {
+	t.Helper()
+	for _, s := range []string{slacktest.SecretPath, "SECRET", "/services/"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q reveals the webhook URL (%q)", err, s)
+		}
+	}
+}
+
+func TestSlackSendTransportErrorsHideURL(t *testing.T) {
+	t.Parallel()
+	// Nothing listens here.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + ln.Addr().String() + slacktest.SecretPath
+	ln.Close()
+
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Reading the body lets the server notice the client going away.
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	t.Cleanup(hang.Close)
+
+	t.Run("connection refused", func(t *testing.T) {
+		t.Parallel()
+		err := NewSlack(refused).Send(context.Background(), sampleAlert())
+		var re *RetryableError
+		if !errors.As(err, &re) {
+			t.Fatalf("Send = %v, want a RetryableError", err)
+		}
+		assertNoSecret(t, err)
+	})
+	t.Run("deadline", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		err := NewSlack(hang.URL+slacktest.SecretPath).Send(ctx, sampleAlert())
+		var re *RetryableError
+		if !errors.As(err, &re) {
+			t.Fatalf("Send = %v, want a RetryableError", err)
+		}
+		assertNoSecret(t, err)
+	})
+	t.Run("unusable URL", func(t *testing.T) {
+		t.Parallel()
+		err := NewSlack("http://[::1]:port"+slacktest.SecretPath).Send(context.Background(), sampleAlert())
+		if !errors.Is(err, ErrPermanent) {
+			t.Fatalf("Send = %v, want ErrPermanent", err)
+		}
+		assertNoSecret(t, err)
+	})
+	t.Run("unsupported scheme", func(t *testing.T) {
+		t.Parallel()
+		err := NewSlack("ftp://hooks.slack.example"+slacktest.SecretPath).Send(context.Background(), sampleAlert())
+		if err == nil {
+			t.Fatal("Send succeeded")
+		}
+		assertNoSecret(t, err)
+	})
+}
+
+// checkBlockKit validates a message against the parts of Slack's Block Kit
+// rules that Payload is responsible for, and returns the field texts.
+func checkBlockKit(t *testing.T, body []byte) (text string, header string, fields []string, color string) {
+	t.Helper()
+	var msg struct {
+		Text        *string `json:"text"`
+		Attachments []struct {
+			Color  string            `json:"color"`
+			Blocks []json.RawMessage `json:"blocks"`
+		} `json:"attachments"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&msg); err != nil {
+		t.Fatalf("payload is not JSON: %v", err)
+	}
+	if msg.Text == nil || *msg.Text == "" {
+		t.Fatal("payload has no top-level text (the notification fallback)")
+	}
+	if n := utf8.RuneCountInString(*msg.Text); n > 3000 {
+		t.Errorf("text is %d characters, Slack allows 3000", n)
+	}
+	if len(msg.Attachments) != 1 {
+		t.Fatalf("%d attachments, want 1", len(msg.Attachments))
+	}
+	att := msg.Attachments[0]
+	if len(att.Blocks) == 0 || len(att.Blocks) > 50 {
+		t.Fatalf("%d blocks, Slack allows 1-50", len(att.Blocks))
+	}
+	for i, raw := range att.Blocks {
+		var b struct {
+			Type string `json:"type"`
+			Text *struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"text"`
+			Fields []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"fields"`
+		}
+		if err := json.Unmarshal(raw, &b); err != nil {
+			t.Fatalf("block %d: %v", i, err)
+		}
+		switch {
+		case i == 0:
+			if b.Type != "header" || b.Text == nil || b.Text.Type != "plain_text" {
+				t.Fatalf("block 0 = %s, want a plain_text header", raw)
+			}
+			if n := utf8.RuneCountInString(b.Text.Text); n == 0 || n > 150 {
+				t.Errorf("header text is %d characters, Slack allows 1-150", n)
+			}
+			if !utf8.ValidString(b.Text.Text) {
+				t.Error("header text is not valid UTF-8")
+			}
+			header = b.Text.Text
+		default:
+			if b.Type != "section" {
+				t.Errorf("block %d type %q, want section", i, b.Type)
+			}
+			if b.Text == nil && len(b.Fields) == 0 {
+				t.Errorf("section %d has neither text nor fields", i)
+			}
+			if len(b.Fields) > 10 {
+				t.Errorf("section %d has %d fields, Slack allows 10", i, len(b.Fields))
+			}
+			for _, f := range b.Fields {
+				if f.Type != "mrkdwn" && f.Type != "plain_text" {
+					t.Errorf("field type %q", f.Type)
+				}
+				if n := utf8.RuneCountInString(f.Text); n == 0 || n > 2000 {
+					t.Errorf("field text is %d characters, Slack allows 1-2000", n)
+				}
+				if !utf8.ValidString(f.Text) {
+					t.Error("field text is not valid UTF-8")
+				}
+				fields = append(fields, f.Text)
+			}
+		}
+	}
+	return *msg.Text, header, fields, att.Color
+}
+
+func TestSlackPayloadIsValidBlockKit(t *testing.T) {
+	t.Parallel()
+	f := slacktest.New(t)
+	a := Alert{Title: strings.Repeat("Délivery dead-lettered ", 20), Firing: true}
+	for i := range 23 {
+		a.Fields = append(a.Fields, Field{Label: "Label " + string(rune('A'+i)), Value: "value"})
+	}
+	a.Fields[5].Value = strings.Repeat("ü", 5000)
+	if err := NewSlack(f.WebhookURL()).Send(context.Background(), a); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got := f.Messages()
+	if len(got) != 1 {
+		t.Fatalf("got %d messages", len(got))
+	}
+	ct := got[0].Header.Get("Content-Type")
+	if ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	_, header, fields, color := checkBlockKit(t, got[0].Raw)
+	if !strings.HasPrefix(header, "Délivery dead-lettered") || !strings.HasSuffix(header, "…") {
+		t.Errorf("long header not truncated with an ellipsis: %q", header)
+	}
+	if len(fields) != 23 {
+		t.Fatalf("%d fields in the message, want all 23", len(fields))
+	}
+	for i, fl := range fields {
+		if !strings.HasPrefix(fl, "*Label "+string(rune('A'+i))+"*\n") {
+			t.Errorf("field %d = %.40q, want label %c first, in order", i, fl, 'A'+i)
+		}
+	}
+	if !strings.HasSuffix(fields[5], "…") {
+		t.Error("the long field is not marked as truncated")
+	}
+	if color != "#d50200" {
+		t.Errorf("firing color = %q", color)
+	}
+}
+
+func TestPayloadResolvedColor(t *testing.T) {
+	t.Parallel()
+	a := sampleAlert()
+	a.Firing = false
+	body, err := json.Marshal(Payload(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, header, fields, color := checkBlockKit(t, body)
+	if color != "#2eb886" || text != a.Title || header != a.Title || len(fields) != 3 {
+		t.Errorf("resolved message: color %q text %q header %q fields %d", color, text, header, len(fields))
+	}
+}
+
+func TestPayloadWithoutFields(t *testing.T) {
+	t.Parallel()
+	body, err := json.Marshal(Payload(Alert{Title: "t", Firing: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, fields, _ := checkBlockKit(t, body)
+	if len(fields) != 0 {
+		t.Errorf("%d fields", len(fields))
+	}
+}
+
+// A partner controls some alert text (an error message quoting its
+// response, a delivery id): it must not be able to mention @channel or
+// plant links in on-call's Slack.
+func TestPayloadEscapesMrkdwnControlCharacters(t *testing.T) {
+	t.Parallel()
+	a := Alert{Title: "Delivery dead-lettered: erp", Firing: true, Fields: []Field{
+		{Label: "Last error", Value: `HTTP 302 redirect to "<!channel> <https://evil.example|click>" & more`},
+	}}
+	body, err := json.Marshal(Payload(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, fields, _ := checkBlockKit(t, body)
+	if strings.ContainsAny(fields[0], "<>") {
+		t.Errorf("field %q keeps Slack control characters", fields[0])
+	}
+	if !strings.Contains(fields[0], "&lt;!channel&gt;") || !strings.Contains(fields[0], "&amp; more") {
+		t.Errorf("field %q not escaped the way Slack expects", fields[0])
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly", 7, "exactly"},
+		{"abcdefgh", 5, "abcd…"},
+		{"ééééé", 5, "éé…"}, // cut at a rune boundary
+	}
+	for _, tt := range tests {
+		got := truncate(tt.in, tt.n)
+		if got != tt.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("truncate(%q, %d) is not valid UTF-8", tt.in, tt.n)
+		}
+	}
+}
+
+func FuzzTruncate(f *testing.F) {
+	f.Add("ééééé", 5)
+	f.Add("a", 1)
+	f.Add("日本語のテキスト", 4)
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		if n < 1 || n > 1<<16 || !utf8.ValidString(s) {
+			return
+		}
+		got := truncate(s, n)
+		if !utf8.ValidString(got) {
+			t.Fatalf("truncate(%q, %d) = %q is not valid UTF-8", s, n, got)
+		}
+		if utf8.RuneCountInString(got) > n {
+			t.Fatalf("truncate(%q, %d) = %q is longer than %d characters", s, n, got, n)
+		}
+	})
+}
+
+func TestConsole(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	c := Console{Log: slog.New(slog.NewTextHandler(&buf, nil))}
+	if c.Name() != "console" {
+		t.Errorf("Name = %q", c.Name())
+	}
+	if err := c.Send(context.Background(), sampleAlert()); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{"ALERT Delivery dead-lettered: erp", "destination=erp", "attempts=6", "firing=true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+	if (&Slack{}).Name() != "slack" {
+		t.Error("Slack name")
+	}
+}

@@ -1,0 +1,78 @@
+// Package cli is the switchyard command line.
+package cli
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/services/auditor"
+	"github.com/switchyard/switchyard/services/switchyard/internal/app"
+)
+
+// DefaultConfig is the configuration file used when --config is not given.
+const DefaultConfig = "deployments/demo.yaml"
+
+// Execute runs the command line.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := &cobra.Command{
+		Use:           "switchyard",
+		Short:         "Switchyard: the integration gateway that does not fail silently",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	var cfgPath string
+	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", DefaultConfig, "configuration file")
+	load := func() (config.Config, error) { return config.Load(cfgPath, os.LookupEnv) }
+
+	root.AddCommand(&cobra.Command{
+		Use:   "run",
+		Short: "Run all services in one process (embedded NATS; embedded audit store unless database_url is set)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			return app.Run(cmd.Context(), cfg, stderr)
+		},
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "check-config",
+		Short: "Validate the configuration file and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			cmd.Printf("%s is valid: %d sources, %d destinations\n", cfgPath, len(cfg.Sources), len(cfg.Destinations))
+			return nil
+		},
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the audit store's schema migrations and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			st, err := auditor.OpenStore(cmd.Context(), cfg.DatabaseURL.Reveal(), cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			cmd.Println("audit store schema is up to date")
+			return st.Close()
+		},
+	})
+	root.AddCommand(sendWebhookCmd())
+	return root.ExecuteContext(ctx)
+}

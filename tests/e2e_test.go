@@ -1,0 +1,268 @@
+package tests
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/slacktest"
+	"github.com/switchyard/switchyard/pkg/waitfor"
+)
+
+// The official Standard Webhooks test vector.
+const (
+	vectorSecret    = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	vectorID        = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+	vectorTimestamp = 1614265330
+	vectorBody      = `{"test": 2432232314}`
+	vectorSignature = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+)
+
+// TestEndToEnd runs ingress, dispatcher, notifier and auditor against an
+// embedded NATS and the real Postgres, with fake partners and a fake Slack.
+func TestEndToEnd(t *testing.T) {
+	shop := newPartner(t, always(http.StatusOK))
+	erp := newPartner(t, func(attempt int) int {
+		if attempt <= 2 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	crm := newPartner(t, always(http.StatusInternalServerError))
+	slack := slacktest.New(t)
+
+	sys := startSystem(t, options{
+		Config: config.Config{
+			Sources: []config.Source{{
+				Name: "shop", Scheme: "standard-webhooks", Secrets: []config.Secret{vectorSecret},
+			}},
+			Destinations: []config.Destination{
+				destination("shop-sink", shop.URL, []string{"webhooks.shop.>"}, 3),
+				destination("erp", erp.URL, []string{"events.order.>"}, 6),
+				destination("crm", crm.URL, []string{"events.invoice.>"}, 3),
+			},
+		},
+		Now:      func() time.Time { return time.Unix(vectorTimestamp, 0) },
+		SlackURL: slack.WebhookURL(),
+	})
+	ctx := context.Background()
+
+	postWebhook := func(t *testing.T, id, signature, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, sys.Ingress.URL+"/webhooks/shop", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("webhook-id", id)
+		req.Header.Set("webhook-timestamp", "1614265330")
+		req.Header.Set("webhook-signature", signature)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST webhook: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	storedOn := func(t *testing.T, filter string) uint64 {
+		t.Helper()
+		stream, err := sys.JS.Stream(ctx, natsx.StreamEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		return n
+	}
+	eventURL := func(id string) string { return sys.AuditAPI.URL + "/v1/events/" + id }
+
+	t.Run("signed webhook is accepted and delivered", func(t *testing.T) {
+		status, body := postWebhook(t, vectorID, vectorSignature, vectorBody)
+		if status != http.StatusAccepted {
+			t.Fatalf("status %d, body %s; want 202", status, body)
+		}
+		id := "shop:" + vectorID
+		got := waitfor.Value(t, "the shop partner to receive the webhook", func() ([]*recorded, bool) {
+			r := shop.got(id)
+			return r, len(r) > 0
+		})
+		if string(got[0].body) != vectorBody {
+			t.Errorf("partner got body %q, want the original %q byte for byte", got[0].body, vectorBody)
+		}
+		if ct := got[0].header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("partner got Content-Type %q", ct)
+		}
+		var ev auditedEvent
+		waitfor.True(t, "the event and its delivery in the audit log", func() bool {
+			return getJSON(t, eventURL(id), &ev) == http.StatusOK && ev.Subject != "" && len(ev.Attempts) == 1
+		})
+		if ev.Subject != "webhooks.shop.unknown" || ev.Payload != vectorBody || ev.Attempts[0].Outcome != "delivered" {
+			t.Errorf("audit log has %+v", ev)
+		}
+	})
+
+	t.Run("published event is retried and delivered on the third attempt", func(t *testing.T) {
+		id := "order-1042"
+		if _, err := events.Publish(ctx, sys.JS, events.Event{ID: id, Type: "order.created", Data: []byte(`{"order":1042}`)}); err != nil {
+			t.Fatal(err)
+		}
+		var ev auditedEvent
+		waitfor.True(t, "three attempts in the Postgres audit log", func() bool {
+			return getJSON(t, eventURL(id), &ev) == http.StatusOK && len(ev.Attempts) >= 3
+		})
+		want := []struct {
+			status  int
+			outcome string
+		}{{503, "retryable"}, {503, "retryable"}, {200, "delivered"}}
+		if len(ev.Attempts) != 3 {
+			t.Fatalf("got %d attempts, want 3: %+v", len(ev.Attempts), ev.Attempts)
+		}
+		for i, a := range ev.Attempts {
+			if a.Attempt != i+1 || a.StatusCode != want[i].status || a.Outcome != want[i].outcome || a.Destination != "erp" {
+				t.Errorf("attempt %d = %+v, want #%d %d %s", i, a, i+1, want[i].status, want[i].outcome)
+			}
+		}
+		if n := len(erp.got(id)); n != 3 {
+			t.Errorf("the erp partner got %d requests, want exactly 3", n)
+		}
+		if got := erp.got(id)[0].header.Get("Idempotency-Key"); got != id {
+			t.Errorf("Idempotency-Key = %q, want the event id", got)
+		}
+	})
+
+	t.Run("always-failing partner ends in one dead letter and one Slack message", func(t *testing.T) {
+		id := "invoice-77"
+		if _, err := events.Publish(ctx, sys.JS, events.Event{ID: id, Type: "invoice.failed", Data: []byte(`{"invoice":77}`)}); err != nil {
+			t.Fatal(err)
+		}
+		var ev auditedEvent
+		waitfor.True(t, "the dead letter in the audit log", func() bool {
+			return getJSON(t, eventURL(id), &ev) == http.StatusOK && len(ev.DeadLetters) == 1
+		})
+		if n := len(crm.got(id)); n != 3 {
+			t.Errorf("the crm partner got %d attempts, want MaxDeliver = 3", n)
+		}
+		if dl := ev.DeadLetters[0]; dl.Destination != "crm" || dl.Attempts != 3 || dl.Reason != "max_attempts" {
+			t.Errorf("dead letter %+v", dl)
+		}
+		stream, err := sys.JS.Stream(ctx, natsx.StreamDeadLetters)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs != 1 {
+			t.Errorf("DEAD_LETTERS holds %d messages, want 1", info.State.Msgs)
+		}
+		waitfor.True(t, "the Slack alert", func() bool { return len(slack.Accepted()) > 0 })
+		// The alert's own audit record is written after Slack accepted it;
+		// once it is in Postgres, every message for this dead letter has
+		// been sent.
+		waitfor.True(t, "the alert's audit record", func() bool {
+			var n int
+			_ = sys.queryRow(t, "SELECT count(*) FROM audit_records WHERE kind = 'alert'", &n)
+			return n == 1
+		})
+		msgs := slack.Accepted()
+		if len(msgs) != 1 {
+			t.Fatalf("Slack got %d messages, want 1: %v", len(msgs), msgs)
+		}
+		for _, want := range []string{"crm", id, "HTTP 500"} {
+			if !strings.Contains(string(msgs[0].Raw), want) {
+				t.Errorf("Slack message lacks %q: %s", want, msgs[0].Raw)
+			}
+		}
+	})
+
+	t.Run("bad signature is refused, audited, and publishes nothing", func(t *testing.T) {
+		before := storedOn(t, "webhooks.shop.>")
+		status, body := postWebhook(t, "msg_forged", vectorSignature, vectorBody)
+		if status != http.StatusUnauthorized || !strings.Contains(body, "bad_signature") {
+			t.Fatalf("status %d body %s; want 401 bad_signature", status, body)
+		}
+		var rej struct {
+			Rejections []struct {
+				Source     string `json:"source"`
+				Reason     string `json:"reason"`
+				RemoteAddr string `json:"remote_addr"`
+				EventID    string `json:"event_id"`
+			} `json:"rejections"`
+		}
+		waitfor.True(t, "the rejection in the audit log", func() bool {
+			getJSON(t, sys.AuditAPI.URL+"/v1/rejections", &rej)
+			return len(rej.Rejections) > 0
+		})
+		r := rej.Rejections[0]
+		if r.Source != "shop" || r.Reason != "bad_signature" || r.RemoteAddr != "127.0.0.1" || r.EventID != "msg_forged" {
+			t.Errorf("rejection %+v", r)
+		}
+		if after := storedOn(t, "webhooks.shop.>"); after != before {
+			t.Errorf("EVENTS webhooks.shop.> went from %d to %d messages; a refused webhook must publish nothing", before, after)
+		}
+		var n int
+		_ = sys.queryRow(t, "SELECT count(*) FROM rejections WHERE detail LIKE '%"+vectorSecret+"%' OR detail LIKE '%MfKQ9r8G%'", &n)
+		if n != 0 {
+			t.Error("the secret appears in the audit log")
+		}
+	})
+
+	t.Run("same webhook id twice is one event and one delivery", func(t *testing.T) {
+		before := storedOn(t, "webhooks.shop.>")
+		// The vector was already delivered by the first subtest; send it
+		// twice more.
+		for range 2 {
+			status, body := postWebhook(t, vectorID, vectorSignature, vectorBody)
+			if status != http.StatusOK || !strings.Contains(body, "duplicate") {
+				t.Fatalf("redelivery answered %d %s; want 200 duplicate", status, body)
+			}
+		}
+		if after := storedOn(t, "webhooks.shop.>"); after != before {
+			t.Errorf("EVENTS grew from %d to %d on a redelivered webhook", before, after)
+		}
+		// A fresh id, twice, concurrently: one event, one delivery.
+		id, sig := "msg_twice", signVector(t, "msg_twice", vectorBody)
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if status, body := postWebhook(t, id, sig, vectorBody); status/100 != 2 {
+					t.Errorf("status %d body %s", status, body)
+				}
+			}()
+		}
+		wg.Wait()
+		var ev auditedEvent
+		waitfor.True(t, "the delivery of msg_twice", func() bool {
+			return getJSON(t, eventURL("shop:"+id), &ev) == http.StatusOK && len(ev.Attempts) >= 1
+		})
+		if n := storedOn(t, "webhooks.shop.>"); n != before+1 {
+			t.Errorf("EVENTS has %d shop webhooks, want %d", n, before+1)
+		}
+		if n := len(shop.got("shop:" + id)); n != 1 {
+			t.Errorf("partner got %d deliveries, want 1", n)
+		}
+	})
+}
+
+// signVector signs body with the vector secret at the vector time.
+func signVector(t *testing.T, id, body string) string {
+	t.Helper()
+	sw := mustStandard(t)
+	return sw.Sign(id, time.Unix(vectorTimestamp, 0), []byte(body))
+}

@@ -1,0 +1,250 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/natstest"
+	"github.com/switchyard/switchyard/pkg/pgtest"
+	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/services/auditor"
+	"github.com/switchyard/switchyard/services/dispatcher"
+	"github.com/switchyard/switchyard/services/ingress"
+	"github.com/switchyard/switchyard/services/notifier"
+)
+
+// system is the four services running against one embedded NATS server and
+// a fresh Postgres schema, each on its own NATS connection as if they were
+// separate processes.
+type system struct {
+	NATS     *natstest.Server
+	JS       jetstream.JetStream
+	Ingress  *httptest.Server
+	AuditAPI *httptest.Server
+	// DatabaseURL is the audit log's Postgres schema.
+	DatabaseURL string
+}
+
+// queryRow runs a query against the audit log's Postgres schema.
+func (s *system) queryRow(t *testing.T, sql string, dest ...any) error {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.DatabaseURL)
+	if err != nil {
+		t.Fatalf("connect to the audit database: %v", err)
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql).Scan(dest...)
+}
+
+// mustStandard is a Standard Webhooks signer with the vector secret.
+func mustStandard(t *testing.T) *signing.StandardWebhooks {
+	t.Helper()
+	sw, err := signing.NewStandardWebhooks([]string{vectorSecret}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sw
+}
+
+// options for startSystem.
+type options struct {
+	Config config.Config
+	// Now is ingress's clock (signature tolerance).
+	Now func() time.Time
+	// SlackURL is the notifier's webhook; empty logs alerts.
+	SlackURL string
+}
+
+// startSystem runs the services until the test ends.
+func startSystem(t *testing.T, o options) *system {
+	t.Helper()
+	cfg := o.Config.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test configuration: %v", err)
+	}
+	ns := natstest.Start(t)
+	_, js := ns.Connect(t)
+	log := natstest.Logger(t)
+	// One connection per service, as if they were separate processes. They
+	// are opened before the cleanup that stops the services is registered,
+	// so that cleanups (last in, first out) stop the services first.
+	_, ajs := ns.Connect(t)
+	_, djs := ns.Connect(t)
+	_, njs := ns.Connect(t)
+	_, ijs := ns.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	goRun := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("%s stopped: %v", name, err)
+			}
+		}()
+	}
+
+	dbURL := pgtest.Schema(t)
+	aud, err := auditor.New(ctx, ajs, auditor.Config{DatabaseURL: dbURL, Logger: log.With("service", "auditor")})
+	if err != nil {
+		t.Fatalf("auditor: %v", err)
+	}
+	t.Cleanup(func() { _ = aud.Close() })
+	goRun("auditor", aud.RunWriter)
+	auditAPI := httptest.NewServer(aud.Handler())
+	t.Cleanup(auditAPI.Close)
+
+	disp, err := dispatcher.New(djs, auditlog.NewEmitter(djs, "dispatcher"), dispatcher.Config{
+		Destinations: cfg.Destinations,
+		Logger:       log.With("service", "dispatcher"),
+		FetchWait:    250 * time.Millisecond,
+		// Deliveries cut off at the end of a test are handed back at once.
+		ShutdownGrace: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("dispatcher: %v", err)
+	}
+	if err := disp.Provision(ctx); err != nil {
+		t.Fatalf("provision destinations: %v", err)
+	}
+	goRun("dispatcher", disp.Run)
+
+	notif, err := notifier.New(njs, auditlog.NewEmitter(njs, "notifier"), notifier.Config{
+		SlackWebhookURL: o.SlackURL,
+		Logger:          log.With("service", "notifier"),
+	})
+	if err != nil {
+		t.Fatalf("notifier: %v", err)
+	}
+	goRun("notifier", notif.Run)
+
+	ing, err := ingress.New(ijs, auditlog.NewEmitter(ijs, "ingress"), ingress.Config{
+		Sources: cfg.Sources,
+		Logger:  log.With("service", "ingress"),
+		Now:     o.Now,
+	})
+	if err != nil {
+		t.Fatalf("ingress: %v", err)
+	}
+	ingSrv := httptest.NewServer(ing.Handler())
+	t.Cleanup(ingSrv.Close)
+
+	return &system{NATS: ns, JS: js, Ingress: ingSrv, AuditAPI: auditAPI, DatabaseURL: dbURL}
+}
+
+// auditedEvent is GET /v1/events/{id}.
+type auditedEvent struct {
+	ID       string `json:"id"`
+	Subject  string `json:"subject"`
+	Payload  string `json:"payload"`
+	Attempts []struct {
+		Destination string `json:"destination"`
+		Attempt     int    `json:"attempt"`
+		StatusCode  int    `json:"status_code"`
+		Outcome     string `json:"outcome"`
+		Final       bool   `json:"final"`
+	} `json:"attempts"`
+	DeadLetters []struct {
+		Destination string `json:"destination"`
+		Attempts    int    `json:"attempts"`
+		Reason      string `json:"reason"`
+	} `json:"dead_letters"`
+}
+
+// getJSON fetches a URL into v and returns the status code.
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: decode %s: %v", url, body, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// partner is a fake partner API. Respond decides each answer from the
+// request's attempt number (1-based, per event id).
+type partner struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests map[string][]*recorded
+	respond  func(attempt int) int
+}
+
+type recorded struct {
+	header http.Header
+	body   []byte
+}
+
+func newPartner(t *testing.T, respond func(attempt int) int) *partner {
+	p := &partner{requests: map[string][]*recorded{}, respond: respond}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		id := r.Header.Get("Idempotency-Key")
+		p.mu.Lock()
+		p.requests[id] = append(p.requests[id], &recorded{header: r.Header.Clone(), body: body})
+		n := len(p.requests[id])
+		p.mu.Unlock()
+		w.WriteHeader(p.respond(n))
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+// got returns the requests received for an event id.
+func (p *partner) got(id string) []*recorded {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*recorded(nil), p.requests[id]...)
+}
+
+// total is the number of requests for all events.
+func (p *partner) total() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, rs := range p.requests {
+		n += len(rs)
+	}
+	return n
+}
+
+func always(code int) func(int) int { return func(int) int { return code } }
+
+// destination is a test destination with a fast schedule.
+func destination(name, url string, subjects []string, maxAttempts int) config.Destination {
+	return config.Destination{
+		Name:     name,
+		URL:      url,
+		Subjects: subjects,
+		Timeout:  config.Duration(300 * time.Millisecond),
+		Retry: config.Retry{
+			Backoff:     []config.Duration{config.Duration(700 * time.Millisecond)},
+			MaxAttempts: maxAttempts,
+		},
+		AllowPrivateNetwork: true,
+	}
+}

@@ -125,6 +125,14 @@ func Publish(ctx context.Context, js jetstream.JetStream, e Event) (Result, erro
 	return Result{Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
+// ReplaySubject is the subject a dead letter is republished on to be
+// delivered again: replay.<destination>.<original subject>. Only that
+// destination's consumer subscribes to replay.<destination>.>, so a replay
+// reaches the destination that failed it and no other.
+func ReplaySubject(destination, originalSubject string) string {
+	return "replay." + destination + "." + originalSubject
+}
+
 // Stored is an event read back from the EVENTS stream.
 type Stored struct {
 	ID          string

@@ -25,8 +25,3 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 
 // ConsumerName is the durable consumer that delivers to a destination.
 func ConsumerName(destination string) string { return runner.ConsumerName(destination) }
-
-// ReplaySubject is where a dead letter is republished for destination.
-func ReplaySubject(destination, originalSubject string) string {
-	return runner.ReplaySubject(destination, originalSubject)
-}

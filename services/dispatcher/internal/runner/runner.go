@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 )
@@ -69,12 +70,6 @@ func (c Config) Validate() error {
 // ConsumerName is the durable consumer of a destination.
 func ConsumerName(destination string) string { return "dispatcher-" + destination }
 
-// ReplaySubject is the subject a dead letter is replayed on: only the
-// destination that failed it subscribes to it.
-func ReplaySubject(destination, originalSubject string) string {
-	return "replay." + destination + "." + originalSubject
-}
-
 // metadataKey marks consumers the dispatcher owns, so that it can remove
 // the consumer of a destination that left the configuration.
 const metadataKey = "switchyard_destination"
@@ -107,7 +102,7 @@ func ConsumerConfig(dc config.Destination) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        ConsumerName(dc.Name),
 		Description:    "Switchyard dispatcher: deliveries to " + dc.Name,
-		FilterSubjects: append(slices.Clone(dc.Subjects), ReplaySubject(dc.Name, ">")),
+		FilterSubjects: append(slices.Clone(dc.Subjects), events.ReplaySubject(dc.Name, ">")),
 		// A new destination receives events stored from now on, not the
 		// stream's history.
 		DeliverPolicy: jetstream.DeliverNewPolicy,

@@ -570,7 +570,7 @@ func TestReplayGoesOnlyToItsDestination(t *testing.T) {
 	crm := newPartner(t, reply{status: http.StatusOK})
 	e.start(t, destinationFor("erp", erp.URL, 3), destinationFor("crm", crm.URL, 3))
 
-	m := nats.NewMsg(ReplaySubject("erp", "events.order.created"))
+	m := nats.NewMsg(events.ReplaySubject("erp", "events.order.created"))
 	m.Header.Set(nats.MsgIdHdr, "replay-1")
 	m.Header.Set(events.HeaderEventID, "ev-replayed")
 	m.Header.Set(events.HeaderEventType, "order.created")

@@ -899,9 +899,14 @@ type PendingNotification struct {
 	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// published is true once the message is stored in NOTIFICATIONS.
-	Published     bool   `protobuf:"varint,4,opt,name=published,proto3" json:"published,omitempty"`
-	Count         int64  `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
-	Severity      string `protobuf:"bytes,6,opt,name=severity,proto3" json:"severity,omitempty"`
+	Published bool   `protobuf:"varint,4,opt,name=published,proto3" json:"published,omitempty"`
+	Count     int64  `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	Severity  string `protobuf:"bytes,6,opt,name=severity,proto3" json:"severity,omitempty"`
+	// episode is the alert episode the message is about.
+	Episode uint32 `protobuf:"varint,7,opt,name=episode,proto3" json:"episode,omitempty"`
+	// notification is the message itself (a Notification), kept so that a
+	// replica can publish it again if the one that made it died first.
+	Notification  []byte `protobuf:"bytes,8,opt,name=notification,proto3" json:"notification,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -976,6 +981,20 @@ func (x *PendingNotification) GetSeverity() string {
 		return x.Severity
 	}
 	return ""
+}
+
+func (x *PendingNotification) GetEpisode() uint32 {
+	if x != nil {
+		return x.Episode
+	}
+	return 0
+}
+
+func (x *PendingNotification) GetNotification() []byte {
+	if x != nil {
+		return x.Notification
+	}
+	return nil
 }
 
 // Notification is one message for one sender, on
@@ -1388,7 +1407,7 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\rhandled_count\x18\x05 \x01(\x03R\fhandledCount\x12)\n" +
 	"\x10handled_severity\x18\x06 \x01(\tR\x0fhandledSeverity\x12<\n" +
 	"\apending\x18\a \x01(\v2\".switchyard.v1.PendingNotificationR\apending\x12,\n" +
-	"\x12last_done_sequence\x18\b \x01(\x04R\x10lastDoneSequence\"\xd0\x01\n" +
+	"\x12last_done_sequence\x18\b \x01(\x04R\x10lastDoneSequence\"\x8e\x02\n" +
 	"\x13PendingNotification\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x129\n" +
@@ -1396,7 +1415,9 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1c\n" +
 	"\tpublished\x18\x04 \x01(\bR\tpublished\x12\x14\n" +
 	"\x05count\x18\x05 \x01(\x03R\x05count\x12\x1a\n" +
-	"\bseverity\x18\x06 \x01(\tR\bseverity\"\x82\x02\n" +
+	"\bseverity\x18\x06 \x01(\tR\bseverity\x12\x18\n" +
+	"\aepisode\x18\a \x01(\rR\aepisode\x12\"\n" +
+	"\fnotification\x18\b \x01(\fR\fnotification\"\x82\x02\n" +
 	"\fNotification\x126\n" +
 	"\x05alert\x18\x01 \x01(\v2 .switchyard.v1.AlertNotificationR\x05alert\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x128\n" +

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/slacktest"
 	"github.com/switchyard/switchyard/pkg/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -44,7 +47,7 @@ func TestDeadLetterBurstIsOnePageThenADigest(t *testing.T) {
 	if !strings.Contains(string(page.Raw), "https://switchyard.example.com/v1/deliveries?destination=erp\\u0026amp;status=dead_lettered|Dead letters of erp") {
 		t.Errorf("the page lacks the link to the dead letters: %s", page.Raw)
 	}
-	if c := color(t, page); c != "#d50200" {
+	if c := page.Color; c != "#d50200" {
 		t.Errorf("firing colour %s", c)
 	}
 
@@ -67,7 +70,7 @@ func TestDeadLetterBurstIsOnePageThenADigest(t *testing.T) {
 	// 30 minutes after the last one: resolved, in green.
 	e.advance(25 * time.Minute)
 	e.wantTitles("[FIRING]", "[UPDATE]", "[RESOLVED] DeliveryDeadLettered on erp resolved")
-	if c := color(t, e.slack.Accepted()[2]); c != "#2eb886" {
+	if c := e.slack.Accepted()[2].Color; c != "#2eb886" {
 		t.Errorf("resolved colour %s", c)
 	}
 
@@ -405,7 +408,7 @@ func TestSilenceMutesUntilItEnds(t *testing.T) {
 func TestWebhookSenderGetsTheSameAlerts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	hook := slacktest.New(t)
+	hook := slacktest.NewJSON(t)
 	e.start(e.slackSender(), sender.NewWebhook(hook.WebhookURL(), sender.Pacing{PerSecond: 100, Burst: 10}))
 	e.emit(circuit("erp", switchyardv1.CircuitState_CIRCUIT_STATE_OPEN))
 	e.advance(30 * time.Second)
@@ -461,4 +464,63 @@ func describeTitle(title string) string {
 		}
 	}
 	return title
+}
+
+// Credentials, signature failures, backlog and audit lag fire from their
+// records, each with its own labels.
+func TestEveryRuleFiresFromItsRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start()
+	var recs []*switchyardv1.AuditRecord
+	for i := range 3 {
+		recs = append(recs, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
+			EventId: "ev-auth", Destination: "crm", Attempt: int32(i + 1), StatusCode: 401, Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT,
+			Error: "HTTP 401 Unauthorized", StartedAt: timestamppb.New(e.clock.Now()), Duration: durationpb.New(20 * time.Millisecond),
+		}}})
+	}
+	for range 12 {
+		recs = append(recs, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookRejected{WebhookRejected: &switchyardv1.WebhookRejected{
+			Source: "shop", Reason: switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE, Detail: "no signature matches", StatusCode: 401,
+		}}})
+	}
+	recs = append(recs, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_Backlog{Backlog: &switchyardv1.BacklogReport{
+		Destination: "erp", NumAckPending: 10000, MaxAckPending: 10000, Full: true, OldestPendingAge: durationpb.New(20 * time.Minute),
+	}}})
+	e.emit(recs...)
+	// The auditor reports its own lag.
+	lag := &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_AuditLag{AuditLag: &switchyardv1.AuditLag{
+		PendingRecords: 250000, OldestAge: durationpb.New(7 * time.Minute), LastError: "dial tcp 127.0.0.1:5432: connection refused",
+	}}}
+	if err := auditlog.NewEmitter(e.js, "auditor").WithClock(e.clock.Now).Emit(context.Background(), lag); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	e.advance(30 * time.Second)
+	joined := strings.Join(e.titles(), "\n")
+	for _, want := range []string{
+		"[FIRING][critical] crm refuses Switchyard's credentials (401/403)",
+		"[FIRING] 12 webhooks from shop refused for their signature",
+		"[FIRING][critical] erp has a growing backlog: 10000 unfinished",
+		"[FIRING] The audit log is behind by 7m0s",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("Slack lacks %q; got:\n%s", want, joined)
+		}
+	}
+	if n := len(e.titles()); n != 4 {
+		t.Errorf("%d messages, want 4:\n%s", n, joined)
+	}
+	// The auditor catches up: AuditLag resolves after 2 minutes.
+	caught := &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_AuditLag{AuditLag: &switchyardv1.AuditLag{CaughtUp: true}}}
+	if err := auditlog.NewEmitter(e.js, "auditor").WithClock(e.clock.Now).Emit(context.Background(), caught); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	for range 3 {
+		e.advance(time.Minute)
+	}
+	if got := e.titles(); len(got) != 5 || !strings.Contains(got[4], "[RESOLVED] AuditLag resolved") {
+		t.Errorf("after the auditor caught up:\n%s", strings.Join(got, "\n"))
+	}
 }

@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -268,20 +267,6 @@ func circuit(dest string, to switchyardv1.CircuitState) *switchyardv1.AuditRecor
 	return &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_CircuitChanged{CircuitChanged: &switchyardv1.CircuitChanged{
 		Destination: dest, To: to, Reason: "5 consecutive failures", LastError: "dial tcp: connection refused",
 	}}}
-}
-
-// color returns the attachment colour of a Slack message.
-func color(t *testing.T, m slacktest.Message) string {
-	t.Helper()
-	var p struct {
-		Attachments []struct {
-			Color string `json:"color"`
-		} `json:"attachments"`
-	}
-	if err := json.Unmarshal(m.Raw, &p); err != nil || len(p.Attachments) != 1 {
-		t.Fatalf("message %s: %v", m.Raw, err)
-	}
-	return p.Attachments[0].Color
 }
 
 // syncBuffer collects the replicas' logs for tests that read them.

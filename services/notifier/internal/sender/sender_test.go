@@ -480,7 +480,7 @@ func TestWebhookPayloadAndAnswers(t *testing.T) {
 	a := sampleAlert()
 	a.Fingerprint, a.Rule, a.Kind, a.Sequence, a.Severity = "fp123", "DeliveryDeadLettered", "firing", 4, "critical"
 	a.Labels, a.Count, a.FirstSeen, a.Link = map[string]string{"destination": "erp"}, 6, first, "https://sy.example/v1/events/ev-1"
-	f := slacktest.New(t, slacktest.OK, slacktest.Answer{Status: 400, Text: `{"error":"bad routing key"}`}, slacktest.Answer{Status: 503}, slacktest.Answer{Status: 429, RetryAfter: "2"})
+	f := slacktest.NewJSON(t, slacktest.OK, slacktest.Answer{Status: 400, Text: `{"error":"bad routing key"}`}, slacktest.Answer{Status: 503}, slacktest.Answer{Status: 429, RetryAfter: "2"})
 	w := NewWebhook(f.WebhookURL(), Pacing{PerSecond: 100, Burst: 10, MaxWait: time.Second})
 	if w.Name() != "webhook" {
 		t.Errorf("Name = %q", w.Name())
@@ -522,7 +522,7 @@ func TestWebhookPayloadAndAnswers(t *testing.T) {
 
 func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 	t.Parallel()
-	target := slacktest.New(t)
+	target := slacktest.NewJSON(t)
 	redirect := httptest.NewServer(http.RedirectHandler(target.WebhookURL(), http.StatusFound))
 	t.Cleanup(redirect.Close)
 	err := NewWebhook(redirect.URL+slacktest.SecretPath, Pacing{}).Send(context.Background(), sampleAlert())

@@ -52,7 +52,7 @@ type Server struct {
 	// generic accepts any JSON object (NewJSON).
 	generic bool
 	mu      sync.Mutex
-	script []Answer
+	script  []Answer
 	// scripted counts the well-formed requests, which take the script's
 	// answers in turn.
 	scripted int

@@ -142,7 +142,9 @@ type LatencyRule struct {
 	ResolveAfter Duration `yaml:"resolve_after"`
 }
 
-// CredentialsRule (CredentialsFailing) fires on 401/403 answers.
+// CredentialsRule (CredentialsFailing) fires on 401/403 answers: MinFailures
+// of them in the window, or any delivery dead-lettered on one (a quiet
+// partner may send no other).
 type CredentialsRule struct {
 	Disabled bool `yaml:"disabled"`
 	// Window is the rolling window. Default 5m.

@@ -242,9 +242,11 @@ type SeriesBucket struct {
 	// rejections counts webhooks refused for their signature or timestamp.
 	Rejections int64 `protobuf:"varint,5,opt,name=rejections,proto3" json:"rejections,omitempty"`
 	// latency is a log-scale histogram of attempt durations: index to count.
-	Latency       map[int32]int64 `protobuf:"bytes,6,rep,name=latency,proto3" json:"latency,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Latency map[int32]int64 `protobuf:"bytes,6,rep,name=latency,proto3" json:"latency,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// auth_dead_letters counts dead letters whose last answer was 401 or 403.
+	AuthDeadLetters int64 `protobuf:"varint,7,opt,name=auth_dead_letters,json=authDeadLetters,proto3" json:"auth_dead_letters,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SeriesBucket) Reset() {
@@ -317,6 +319,13 @@ func (x *SeriesBucket) GetLatency() map[int32]int64 {
 		return x.Latency
 	}
 	return nil
+}
+
+func (x *SeriesBucket) GetAuthDeadLetters() int64 {
+	if x != nil {
+		return x.AuthDeadLetters
+	}
+	return 0
 }
 
 // LatencyBucket is a coarse latency histogram.
@@ -1326,7 +1335,7 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\faudit_lag_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"auditLagAt\x12=\n" +
 	"\flast_failure\x18\f \x01(\v2\x1a.switchyard.v1.LastFailureR\vlastFailure\x12F\n" +
-	"\x11last_auth_failure\x18\r \x01(\v2\x1a.switchyard.v1.LastFailureR\x0flastAuthFailure\"\xa3\x02\n" +
+	"\x11last_auth_failure\x18\r \x01(\v2\x1a.switchyard.v1.LastFailureR\x0flastAuthFailure\"\xcf\x02\n" +
 	"\fSeriesBucket\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x1a\n" +
 	"\battempts\x18\x02 \x01(\x03R\battempts\x12\x1c\n" +
@@ -1335,7 +1344,8 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\n" +
 	"rejections\x18\x05 \x01(\x03R\n" +
 	"rejections\x12B\n" +
-	"\alatency\x18\x06 \x03(\v2(.switchyard.v1.SeriesBucket.LatencyEntryR\alatency\x1a:\n" +
+	"\alatency\x18\x06 \x03(\v2(.switchyard.v1.SeriesBucket.LatencyEntryR\alatency\x12*\n" +
+	"\x11auth_dead_letters\x18\a \x01(\x03R\x0fauthDeadLetters\x1a:\n" +
 	"\fLatencyEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa6\x01\n" +

@@ -320,12 +320,12 @@ func credentials(r config.CredentialsRule, s *switchyardv1.Series, now time.Time
 	last := s.GetLastAuthFailure()
 	c := Condition{
 		Rule: CredentialsFailing, Labels: labels,
-		Firing: t.AuthFailures >= int64(r.MinFailures), Clear: t.AuthFailures == 0, ResolveAfter: r.ResolveAfter.D(),
-		Severity: Critical, Count: t.AuthFailures,
+		Firing: t.AuthFailures >= int64(r.MinFailures) || t.AuthDeadLetters > 0, Clear: t.AuthFailures == 0 && t.AuthDeadLetters == 0,
+		ResolveAfter: r.ResolveAfter.D(), Severity: Critical, Count: t.AuthFailures,
 		Summary: s.GetName() + " refuses Switchyard's credentials (401/403)",
 		Fields: []Field{
 			{"Destination", s.GetName()},
-			{"401/403 answers", fmt.Sprintf("%d in %s", t.AuthFailures, r.Window)},
+			{"401/403 answers", fmt.Sprintf("%d in %s; %d dead-lettered on one", t.AuthFailures, r.Window, t.AuthDeadLetters)},
 			{"Last answer", lastFailure(last)},
 			{"Check", "expired or revoked credentials, or a rotated secret the partner has not taken"},
 		},

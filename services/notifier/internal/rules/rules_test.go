@@ -174,6 +174,12 @@ func TestPartnerDownAndCredentials(t *testing.T) {
 	if c = find(t, Evaluate(cfg(), s, noPrior, t0), CredentialsFailing); c.Firing || c.Clear {
 		t.Errorf("two 403s: firing %v clear %v, want neither (the default needs 3)", c.Firing, c.Clear)
 	}
+	// A quiet partner: one delivery, dead-lettered on a 401, is enough.
+	s = build(t0, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: &switchyardv1.DeadLetter{
+		Id: "EVENTS:1:erp", Destination: "erp", EventId: "ev-9", LastStatusCode: 401, LastError: "HTTP 401 Unauthorized"}}})
+	if c = find(t, Evaluate(cfg(), s, noPrior, t0), CredentialsFailing); !c.Firing || c.LinkPath != "/v1/events/ev-9" {
+		t.Errorf("a dead letter on a 401: %+v", c)
+	}
 }
 
 func TestDeadLettered(t *testing.T) {

@@ -175,6 +175,12 @@ func applyDeadLetter(d *switchyardv1.Series, recID string, dl *switchyardv1.Dead
 	r.LastAt = timestamppb.New(seen)
 	r.LastId, r.LastEventId, r.LastError = id, dl.GetEventId(), dl.GetLastError()
 	r.LastStatusCode, r.LastReason = dl.GetLastStatusCode(), dl.GetReason().String()
+	if code := dl.GetLastStatusCode(); code == 401 || code == 403 {
+		// One refused delivery of a quiet partner is enough to say its
+		// credentials fail: there may be no other attempt for hours.
+		bucket(d, seen).AuthDeadLetters++
+		setLatest(&d.LastAuthFailure, &switchyardv1.LastFailure{At: timestamppb.New(seen), StatusCode: code, Error: dl.GetLastError(), EventId: dl.GetEventId()})
+	}
 }
 
 func setLatest(dst **switchyardv1.LastFailure, f *switchyardv1.LastFailure) {
@@ -277,6 +283,7 @@ func add(dst, src *switchyardv1.SeriesBucket) {
 	dst.Retryable += src.Retryable
 	dst.AuthFailures += src.AuthFailures
 	dst.Rejections += src.Rejections
+	dst.AuthDeadLetters += src.AuthDeadLetters
 	dst.Latency = addHist(dst.Latency, src.Latency)
 }
 
@@ -328,8 +335,8 @@ func mergeDeadLetters(state *switchyardv1.Series, d *switchyardv1.DeadLetterRun,
 
 // Totals are the sums over a window.
 type Totals struct {
-	Attempts, Retryable, AuthFailures, Rejections int64
-	Latency                                       map[int32]int64
+	Attempts, Retryable, AuthFailures, Rejections, AuthDeadLetters int64
+	Latency                                                        map[int32]int64
 }
 
 // Window sums the fine buckets of the last w before now.
@@ -344,6 +351,7 @@ func Window(s *switchyardv1.Series, now time.Time, w time.Duration) Totals {
 		t.Retryable += b.Retryable
 		t.AuthFailures += b.AuthFailures
 		t.Rejections += b.Rejections
+		t.AuthDeadLetters += b.AuthDeadLetters
 		t.Latency = addHist(t.Latency, b.Latency)
 	}
 	return t

@@ -26,7 +26,7 @@ func (e *Engine) ingest(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("notifier: open consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(e.cfg.BatchSize))
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * e.cfg.BatchSize))
 	if err != nil {
 		return fmt.Errorf("notifier: consume: %w", err)
 	}

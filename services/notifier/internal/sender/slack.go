@@ -50,9 +50,6 @@ func Payload(a Alert) map[string]any {
 	blocks := []map[string]any{
 		{"type": "header", "text": map[string]any{"type": "plain_text", "text": truncate(a.Title, maxHeader)}},
 	}
-	if a.Summary != "" && a.Summary != a.Title {
-		blocks = append(blocks, map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": truncate(escapeMrkdwn(a.Summary), maxSection)}})
-	}
 	// Slack allows at most 10 fields per section.
 	for i := 0; i < len(fields); i += 10 {
 		blocks = append(blocks, map[string]any{"type": "section", "fields": fields[i:min(i+10, len(fields))]})

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -90,27 +91,44 @@ func (s *Store) WithClock(now func() time.Time) *Store {
 }
 
 // ParseMatcher reads name=value, name!=value, name=~regex or name!~regex.
+// The value may be quoted ("erp|crm") and may then use Go escapes.
 func ParseMatcher(s string) (*switchyardv1.SilenceMatcher, error) {
-	for _, op := range []struct {
+	bad := fmt.Errorf("%w: matcher %q must look like destination=erp, rule!=AuditLag, destination=~\"erp|crm\" or source!~\"test-.*\"", ErrInvalid, s)
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < 'a' || r > 'z') && r != '_' })
+	if i <= 0 {
+		return nil, bad
+	}
+	name, rest := t[:i], strings.TrimLeft(t[i:], " ")
+	var op switchyardv1.SilenceMatchOp
+	for _, o := range []struct {
 		tok string
 		op  switchyardv1.SilenceMatchOp
 	}{
-		// Two-character operators first: "a!=b" also contains "=".
+		// Two-character operators first: "=~" also starts with "=".
 		{"!=", switchyardv1.SilenceMatchOp_SILENCE_MATCH_OP_NOT_EQUAL},
 		{"=~", switchyardv1.SilenceMatchOp_SILENCE_MATCH_OP_REGEX},
 		{"!~", switchyardv1.SilenceMatchOp_SILENCE_MATCH_OP_NOT_REGEX},
 		{"=", switchyardv1.SilenceMatchOp_SILENCE_MATCH_OP_EQUAL},
 	} {
-		if i := strings.Index(s, op.tok); i > 0 {
-			m := &switchyardv1.SilenceMatcher{
-				Name:  strings.TrimSpace(s[:i]),
-				Value: strings.Trim(strings.TrimSpace(s[i+len(op.tok):]), `"`),
-				Op:    op.op,
-			}
-			return m, checkMatcher(m)
+		if strings.HasPrefix(rest, o.tok) {
+			op, rest = o.op, rest[len(o.tok):]
+			break
 		}
 	}
-	return nil, fmt.Errorf("%w: matcher %q must look like destination=erp, rule!=AuditLag, destination=~\"erp|crm\" or source!~\"test-.*\"", ErrInvalid, s)
+	if op == switchyardv1.SilenceMatchOp_SILENCE_MATCH_OP_UNSPECIFIED {
+		return nil, bad
+	}
+	v := strings.TrimSpace(rest)
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		u, err := strconv.Unquote(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: matcher %q: the quoted value is not a valid Go string", ErrInvalid, s)
+		}
+		v = u
+	}
+	m := &switchyardv1.SilenceMatcher{Name: name, Value: v, Op: op}
+	return m, checkMatcher(m)
 }
 
 // FormatMatcher is the inverse of ParseMatcher.
@@ -121,7 +139,12 @@ func FormatMatcher(m *switchyardv1.SilenceMatcher) string {
 		switchyardv1.SilenceMatchOp_SILENCE_MATCH_OP_REGEX:     "=~",
 		switchyardv1.SilenceMatchOp_SILENCE_MATCH_OP_NOT_REGEX: "!~",
 	}[m.GetOp()]
-	return m.GetName() + op + m.GetValue()
+	v := m.GetValue()
+	// Quote a value that would not read back as itself.
+	if v != strings.TrimSpace(v) || strings.HasPrefix(v, "~") || strings.HasPrefix(v, `"`) || strings.ContainsAny(v, "\n\r") {
+		v = strconv.Quote(v)
+	}
+	return m.GetName() + op + v
 }
 
 func checkMatcher(m *switchyardv1.SilenceMatcher) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -343,7 +344,7 @@ func TestSlackServerErrorIsRetriedWithBackoff(t *testing.T) {
 func TestPermanentFailureDoesNotBlockOtherAlerts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, slacktest.Answer{Status: 400, Text: "invalid_payload"}, slacktest.OK)
-	e.start()
+	r := e.start()
 	e.emit(deadLetter("erp", 1))
 	e.settle()
 	e.advance(30 * time.Second)
@@ -362,6 +363,12 @@ func TestPermanentFailureDoesNotBlockOtherAlerts(t *testing.T) {
 	e.wantTitles("on crm", "[RESOLVED] DeliveryDeadLettered on crm")
 	if !strings.Contains(e.logs.String(), "alert could not be sent and will not be retried") {
 		t.Error("the permanent failure was not logged")
+	}
+	if n := testutil.ToFloat64(r.eng.m.sendFailures.WithLabelValues("slack", "400", "true")); n != 1 {
+		t.Errorf("send_failures_total{status=400,permanent=true} = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(r.eng.m.notifications.WithLabelValues("slack", "given_up")); n != 1 {
+		t.Errorf("notifications_total{outcome=given_up} = %v, want 1", n)
 	}
 }
 

@@ -127,8 +127,11 @@ func startSystem(t *testing.T, o options) *system {
 	goRun("dispatcher", disp.Run)
 
 	notif, err := notifier.New(njs, auditlog.NewEmitter(njs, "notifier"), notifier.Config{
-		SlackWebhookURL: o.SlackURL,
-		Logger:          log.With("service", "notifier"),
+		// A short group wait: the end-to-end tests wait for real time.
+		Alerts: config.Alerts{SlackWebhookURL: config.Secret(o.SlackURL), GroupWait: config.Duration(100 * time.Millisecond),
+			EvaluationInterval: config.Duration(200 * time.Millisecond)},
+		Destinations: cfg.Destinations,
+		Logger:       log.With("service", "notifier"),
 	})
 	if err != nil {
 		t.Fatalf("notifier: %v", err)

@@ -146,13 +146,6 @@ type Retry struct {
 	MaxAttempts int `yaml:"max_attempts"`
 }
 
-// Alerts configures the notifier.
-type Alerts struct {
-	// SlackWebhookURL is a Slack incoming webhook. Empty: alerts go to the
-	// log.
-	SlackWebhookURL Secret `yaml:"slack_webhook_url"`
-}
-
 // Demo runs a small partner and an event generator inside the all-in-one so
 // that a newcomer sees retries, deliveries and dead letters at once.
 type Demo struct {
@@ -205,6 +198,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.Auditor.Listen, DefaultAuditorListen)
 	setDefault(&c.Auditor.BatchSize, 500)
 	setDefault(&c.Demo.PartnerListen, "127.0.0.1:9999")
+	c.Alerts = c.Alerts.WithDefaults()
 
 	c.Sources = append([]Source(nil), c.Sources...)
 	for i := range c.Sources {

@@ -508,6 +508,8 @@ func TestWithDefaults(t *testing.T) {
 			},
 		}},
 		Demo: config.Demo{PartnerListen: "127.0.0.1:9999"},
+		// TestAlertsWithDefaults spells these out.
+		Alerts: config.Alerts{}.WithDefaults(),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("WithDefaults() =\n%+v\nwant\n%+v", got, want)
@@ -537,7 +539,8 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 			Name: "crm", Timeout: config.Duration(time.Second), Concurrency: 2, MaxAckPending: 3,
 			Retry: config.Retry{Backoff: []config.Duration{config.Duration(2 * time.Second)}, MaxAttempts: 2},
 		}},
-		Demo: config.Demo{PartnerListen: ":9"},
+		Demo:   config.Demo{PartnerListen: ":9"},
+		Alerts: config.Alerts{}.WithDefaults(),
 	}
 	got := in.WithDefaults()
 	// Only source b had anything unset; it inherits ingress.max_body.

@@ -109,11 +109,7 @@ func (c Config) Validate() error {
 			p.add("database_url", "must be a postgres:// URL (the value is not shown because it may contain a password)")
 		}
 	}
-	if c.Alerts.SlackWebhookURL != "" {
-		if u, err := url.Parse(c.Alerts.SlackWebhookURL.Reveal()); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			p.add("alerts.slack_webhook_url", "must be an http(s) URL (the value is not shown because it is a secret)")
-		}
-	}
+	c.Alerts.validate(&p, c)
 
 	seen := map[string]bool{}
 	for i, s := range c.Sources {

@@ -1,7 +1,9 @@
 // Package slacktest is a fake Slack incoming webhook for tests: it answers
 // the way Slack does (200 "ok"; 400 "invalid_payload" for a body that is not
-// JSON; 404 "no_service" for a wrong URL; or a scripted answer such as a 429
-// with Retry-After) and keeps every message it received.
+// JSON; 400 "no_text" for a message with neither text nor blocks; 400
+// "invalid_blocks" for blocks over Slack's limits; 404 "no_service" for a
+// wrong URL; or a scripted answer such as a 429 with Retry-After) and keeps
+// every message it received.
 package slacktest
 
 import (
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // SecretPath is the secret part of the fake webhook URL; tests check that
@@ -37,6 +40,8 @@ type Message struct {
 	Text string
 	// Fields are the mrkdwn field texts of every section, in order.
 	Fields []string
+	// Color is the first attachment's colour bar.
+	Color string
 	// Status is what the fake answered.
 	Status int
 }
@@ -44,8 +49,10 @@ type Message struct {
 // Server is the fake Slack.
 type Server struct {
 	*httptest.Server
-	mu     sync.Mutex
-	script []Answer
+	// generic accepts any JSON object (NewJSON).
+	generic bool
+	mu      sync.Mutex
+	script  []Answer
 	// scripted counts the well-formed requests, which take the script's
 	// answers in turn.
 	scripted int
@@ -61,6 +68,15 @@ func New(t testing.TB, script ...Answer) *Server {
 	s := &Server{script: script}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
+	return s
+}
+
+// NewJSON starts a fake generic JSON webhook (a PagerDuty or Opsgenie
+// bridge): it takes any JSON object at WebhookURL, answering from script
+// like New, and 400 to a body that is not one.
+func NewJSON(t testing.TB, script ...Answer) *Server {
+	s := New(t, script...)
+	s.generic = true
 	return s
 }
 
@@ -90,24 +106,48 @@ func (s *Server) answer(path string, body []byte, m *Message) Answer {
 	var p struct {
 		Text        string `json:"text"`
 		Attachments []struct {
-			Blocks []struct {
-				Fields []struct {
-					Text string `json:"text"`
-				} `json:"fields"`
-			} `json:"blocks"`
+			Color  string  `json:"color"`
+			Blocks []block `json:"blocks"`
 		} `json:"attachments"`
+		Blocks []block `json:"blocks"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		return Answer{Status: http.StatusBadRequest, Text: "invalid_payload"}
 	}
 	m.Text = p.Text
-	for _, a := range p.Attachments {
-		for _, b := range a.Blocks {
-			for _, f := range b.Fields {
-				m.Fields = append(m.Fields, f.Text)
-			}
+	if s.generic {
+		var obj map[string]any
+		if json.Unmarshal(body, &obj) != nil {
+			return Answer{Status: http.StatusBadRequest, Text: "not a JSON object"}
+		}
+		return s.next()
+	}
+	blocks := p.Blocks
+	for i, a := range p.Attachments {
+		if i == 0 {
+			m.Color = a.Color
+		}
+		blocks = append(blocks, a.Blocks...)
+	}
+	if p.Text == "" && len(blocks) == 0 {
+		return Answer{Status: http.StatusBadRequest, Text: "no_text"}
+	}
+	if len(blocks) > 50 {
+		return Answer{Status: http.StatusBadRequest, Text: "invalid_blocks"}
+	}
+	for _, b := range blocks {
+		if !b.valid() {
+			return Answer{Status: http.StatusBadRequest, Text: "invalid_blocks"}
+		}
+		for _, f := range b.Fields {
+			m.Fields = append(m.Fields, f.Text)
 		}
 	}
+	return s.next()
+}
+
+// next takes the script's next answer.
+func (s *Server) next() Answer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ans := s.script[min(s.scripted, len(s.script)-1)]
@@ -131,4 +171,36 @@ func (s *Server) Accepted() []Message {
 		}
 	}
 	return out
+}
+
+// block is the part of a Block Kit block the fake checks.
+type block struct {
+	Type string `json:"type"`
+	Text *struct {
+		Text string `json:"text"`
+	} `json:"text"`
+	Fields []struct {
+		Text string `json:"text"`
+	} `json:"fields"`
+}
+
+// valid applies Slack's length limits: header 150 characters, section text
+// 3000, at most 10 fields of 2000 each.
+func (b block) valid() bool {
+	limit := 3000
+	if b.Type == "header" {
+		limit = 150
+	}
+	if b.Text != nil && (b.Text.Text == "" || utf8.RuneCountInString(b.Text.Text) > limit) {
+		return false
+	}
+	if len(b.Fields) > 10 {
+		return false
+	}
+	for _, f := range b.Fields {
+		if f.Text == "" || utf8.RuneCountInString(f.Text) > 2000 {
+			return false
+		}
+	}
+	return true
 }

@@ -85,7 +85,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, err
 		st.Close()
 		return nil, err
 	}
-	return &Auditor{cfg: cfg, store: st, writer: w, api: api.New(st)}, nil
+	return &Auditor{cfg: cfg, store: st, writer: w, api: api.WithSilences(api.New(st), js)}, nil
 }
 
 // Handler returns the query API, for tests and embedding.

@@ -1507,9 +1507,24 @@ type AlertNotification struct {
 	// sender is slack, console or webhook.
 	Sender string `protobuf:"bytes,7,opt,name=sender,proto3" json:"sender,omitempty"`
 	// delivered is false when the sender gave up for a permanent reason.
-	Delivered     bool   `protobuf:"varint,8,opt,name=delivered,proto3" json:"delivered,omitempty"`
-	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
-	Count         int64  `protobuf:"varint,10,opt,name=count,proto3" json:"count,omitempty"`
+	Delivered bool   `protobuf:"varint,8,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Error     string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// count is what the alert counts (dead letters in this episode, failures
+	// in the window, rejections): the number shown in the message.
+	Count int64 `protobuf:"varint,10,opt,name=count,proto3" json:"count,omitempty"`
+	// kind is firing, update (a digest of what happened since the last
+	// message), repeat (still firing) or resolved.
+	Kind string `protobuf:"bytes,11,opt,name=kind,proto3" json:"kind,omitempty"`
+	// sequence numbers the alert's notifications; with the sender it is the
+	// dedup key of one message.
+	Sequence uint64 `protobuf:"varint,12,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// episode counts the times the alert started firing.
+	Episode   uint32                 `protobuf:"varint,13,opt,name=episode,proto3" json:"episode,omitempty"`
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	// attempts is how many times the sender tried this message.
+	Attempts int32 `protobuf:"varint,15,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// status_code is the sender's last HTTP status (0: none).
+	StatusCode    int32 `protobuf:"varint,16,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1610,6 +1625,48 @@ func (x *AlertNotification) GetError() string {
 func (x *AlertNotification) GetCount() int64 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *AlertNotification) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AlertNotification) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AlertNotification) GetEpisode() uint32 {
+	if x != nil {
+		return x.Episode
+	}
+	return 0
+}
+
+func (x *AlertNotification) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *AlertNotification) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *AlertNotification) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
 	}
 	return 0
 }
@@ -1738,7 +1795,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"oldest_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\toldestAge\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x03 \x01(\tR\tlastError\x12\x1b\n" +
-	"\tcaught_up\x18\x04 \x01(\bR\bcaughtUp\"\x93\x03\n" +
+	"\tcaught_up\x18\x04 \x01(\bR\bcaughtUp\"\xd5\x04\n" +
 	"\x11AlertNotification\x12 \n" +
 	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12D\n" +
@@ -1750,7 +1807,15 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\tdelivered\x18\b \x01(\bR\tdelivered\x12\x14\n" +
 	"\x05error\x18\t \x01(\tR\x05error\x12\x14\n" +
 	"\x05count\x18\n" +
-	" \x01(\x03R\x05count\x1a9\n" +
+	" \x01(\x03R\x05count\x12\x12\n" +
+	"\x04kind\x18\v \x01(\tR\x04kind\x12\x1a\n" +
+	"\bsequence\x18\f \x01(\x04R\bsequence\x12\x18\n" +
+	"\aepisode\x18\r \x01(\rR\aepisode\x129\n" +
+	"\n" +
+	"first_seen\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x12\x1a\n" +
+	"\battempts\x18\x0f \x01(\x05R\battempts\x12\x1f\n" +
+	"\vstatus_code\x18\x10 \x01(\x05R\n" +
+	"statusCode\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xd6\x02\n" +
@@ -1853,11 +1918,12 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	19, // 23: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
 	17, // 24: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
 	5,  // 25: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	18, // 26: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }

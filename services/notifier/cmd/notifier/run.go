@@ -13,8 +13,11 @@ import (
 func run(ctx context.Context, args []string) error {
 	return svcboot.Main(ctx, "notifier", args, os.Stderr, func(ctx context.Context, env *svcboot.Env) (svcboot.Service, error) {
 		return notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.Config{
-			SlackWebhookURL: env.Config.Alerts.SlackWebhookURL.Reveal(),
-			Logger:          env.Log.With(slog.String("service", "notifier")),
+			Alerts:       env.Config.Alerts,
+			Destinations: env.Config.Destinations,
+			Replicas:     env.Config.NATS.Replicas,
+			Logger:       env.Log.With(slog.String("service", "notifier")),
+			Registerer:   env.Registry,
 		})
 	})
 }

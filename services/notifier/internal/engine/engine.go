@@ -1,6 +1,15 @@
-// Package engine turns audit records into alerts: it reads the AUDIT stream
-// through the notifier's durable consumer and sends an alert for each dead
-// letter.
+// Package engine runs the notifier: it folds the AUDIT stream into per
+// destination and source aggregates in KV (acknowledging records as soon as
+// they are folded in), evaluates the alert rules over them, keeps each
+// alert's lifecycle in KV with compare-and-set writes, and hands the
+// messages it decides on to the NOTIFICATIONS stream, from which one loop
+// per sender delivers them and acknowledges each only once it was accepted
+// or given up.
+//
+// Every step is safe with several replicas: aggregates add up, alert
+// transitions and message decisions are compare-and-set on the alert's
+// revision (so exactly one replica makes each message), and a message is
+// one JetStream work-queue entry that one replica at a time holds.
 package engine
 
 import (
@@ -8,140 +17,217 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
-	"github.com/switchyard/switchyard/pkg/natsx"
-	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/pkg/silences"
+	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
+	"github.com/switchyard/switchyard/services/notifier/internal/rules"
 	"github.com/switchyard/switchyard/services/notifier/internal/sender"
 )
 
+// StreamNotifications holds the messages on their way to a sender, on
+// notify.<sender>.<fingerprint>; work-queue retention, so a message is gone
+// once its sender acknowledged it.
+const StreamNotifications = "NOTIFICATIONS"
+
+// ConsumerPrefix names the durable consumer of each sender
+// (notifier-slack, notifier-webhook, notifier-console).
+const ConsumerPrefix = "notifier-"
+
 // Config configures the engine.
 type Config struct {
-	// Sender delivers alerts. Required.
-	Sender sender.Sender
+	// Rules are the thresholds, windows and grouping (the alerts section)
+	// and the destinations' timeouts. Required.
+	Rules rules.Config
+	// Senders deliver the messages; names must differ. At least one.
+	Senders []sender.Sender
+	// Replicas of the state bucket and the NOTIFICATIONS stream. Default 1.
+	Replicas int
 	// Logger is required.
 	Logger *slog.Logger
-	// RetryWait is the wait after a retryable send failure that named no
-	// Retry-After. Default 5s.
+	// Registerer receives the metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Clock is the rules' time: windows, group wait and intervals, resolve
+	// times. Default the real clock; tests drive a fake one.
+	Clock clockwork.Clock
+	// FlushInterval is how long audit records are gathered before their
+	// aggregates are written to KV and they are acknowledged. Default
+	// 250ms.
+	FlushInterval time.Duration
+	// BatchSize is the most records in one flush. Default 2000.
+	BatchSize int
+	// RetryWait is the first wait after a failed send that named none;
+	// it doubles with each failure up to MaxRetryWait. Default 1s.
 	RetryWait time.Duration
+	// MaxRetryWait bounds the wait between retries. Default 5m.
+	MaxRetryWait time.Duration
+	// Retention keeps a resolved alert with nothing left to send this long
+	// before its state is deleted. Default 24h.
+	Retention time.Duration
+}
+
+// WithDefaults fills unset fields.
+func (c Config) WithDefaults() Config {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Clock == nil {
+		c.Clock = clockwork.NewRealClock()
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 250 * time.Millisecond
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 2000
+	}
+	if c.RetryWait == 0 {
+		c.RetryWait = time.Second
+	}
+	if c.MaxRetryWait == 0 {
+		c.MaxRetryWait = 5 * time.Minute
+	}
+	if c.Retention == 0 {
+		c.Retention = 24 * time.Hour
+	}
+	c.Rules.Alerts = c.Rules.Alerts.WithDefaults()
+	if c.Rules.Timeouts == nil {
+		c.Rules.Timeouts = map[string]time.Duration{}
+	}
+	return c
 }
 
 // Engine evaluates records and sends alerts.
 type Engine struct {
-	js    jetstream.JetStream
-	audit *auditlog.Emitter
-	cfg   Config
+	js       jetstream.JetStream
+	audit    *auditlog.Emitter
+	cfg      Config
+	log      *slog.Logger
+	clock    clockwork.Clock
+	settings alerting.Settings
+	m        *metrics
+
+	store    *store
+	silenced *silences.Set
+	// dirty wakes the evaluator after a flush.
+	dirty chan struct{}
+	// started and finished count evaluation passes, so that a test driving
+	// the clock knows when a pass that began after its last step is over.
+	started, finished atomic.Int64
 }
 
-// New returns an engine.
+// New returns an engine. Run prepares its KV bucket and stream.
 func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Engine, error) {
-	if cfg.Sender == nil || cfg.Logger == nil {
-		return nil, errors.New("notifier: Config.Sender and Config.Logger are required")
+	cfg = cfg.WithDefaults()
+	if cfg.Logger == nil {
+		return nil, errors.New("notifier: Config.Logger is required")
 	}
-	if cfg.RetryWait == 0 {
-		cfg.RetryWait = 5 * time.Second
+	if len(cfg.Senders) == 0 {
+		return nil, errors.New("notifier: Config.Senders needs at least one sender")
 	}
-	return &Engine{js: js, audit: audit, cfg: cfg}, nil
-}
-
-// Run consumes audit records until ctx is done.
-func (e *Engine) Run(ctx context.Context) error {
-	cons, err := e.js.Consumer(ctx, natsx.StreamAudit, natsx.ConsumerNotifier)
-	if err != nil {
-		return fmt.Errorf("notifier: open consumer: %w", err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
-	if err != nil {
-		return fmt.Errorf("notifier: consume: %w", err)
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("notifier: read AUDIT: %w", err)
+	seen := map[string]bool{}
+	for _, s := range cfg.Senders {
+		if seen[s.Name()] {
+			return nil, fmt.Errorf("notifier: two senders are called %q", s.Name())
 		}
-		e.handle(ctx, msg)
+		seen[s.Name()] = true
 	}
-}
-
-func (e *Engine) handle(ctx context.Context, msg jetstream.Msg) {
-	rec, err := auditlog.Decode(msg.Data())
-	if err != nil {
-		e.cfg.Logger.ErrorContext(ctx, "undecodable audit record terminated", slog.Any("error", err))
-		_ = msg.TermWithReason("undecodable")
-		return
-	}
-	dl := rec.GetDeadLettered()
-	if dl == nil {
-		_ = msg.Ack()
-		return
-	}
-	alert := DeadLetterAlert(dl)
-	err = e.cfg.Sender.Send(ctx, alert)
-	var retry *sender.RetryableError
-	switch {
-	case err == nil:
-		e.record(ctx, dl, true, "")
-		_ = msg.Ack()
-	case errors.As(err, &retry):
-		wait := retry.After
-		if wait == 0 {
-			wait = e.cfg.RetryWait
-		}
-		e.cfg.Logger.WarnContext(ctx, "alert not sent; will retry", slog.String("sender", e.cfg.Sender.Name()),
-			slog.Duration("retry_in", wait), slog.Any("error", err))
-		_ = msg.NakWithDelay(wait)
-	default:
-		e.cfg.Logger.ErrorContext(ctx, "alert could not be sent and will not be retried", slog.String("sender", e.cfg.Sender.Name()), slog.Any("error", err))
-		e.record(ctx, dl, false, err.Error())
-		_ = msg.Ack()
-	}
-}
-
-// DeadLetterAlert describes a dead letter for on-call.
-func DeadLetterAlert(dl *switchyardv1.DeadLetter) sender.Alert {
-	lastErr := dl.LastError
-	if lastErr == "" {
-		lastErr = "(none)"
-	}
-	return sender.Alert{
-		Title:  "Delivery dead-lettered: " + dl.Destination,
-		Firing: true,
-		Fields: []sender.Field{
-			{Label: "Destination", Value: dl.Destination},
-			{Label: "Event", Value: "`" + dl.EventId + "`"},
-			{Label: "Attempts", Value: strconv.Itoa(int(dl.Attempts))},
-			{Label: "Last error", Value: lastErr},
-			{Label: "Reason", Value: dl.Reason.String()},
-			{Label: "Subject", Value: dl.Subject},
+	a := cfg.Rules.Alerts
+	return &Engine{
+		js: js, audit: audit.WithClock(cfg.Clock.Now), cfg: cfg, log: cfg.Logger, clock: cfg.Clock,
+		settings: alerting.Settings{
+			GroupWait: a.GroupWait.D(), GroupInterval: a.GroupInterval.D(), RepeatInterval: a.RepeatInterval.D(),
+			Retention: cfg.Retention,
 		},
+		m:     newMetrics(cfg.Registerer),
+		dirty: make(chan struct{}, 1),
+	}, nil
+}
+
+// Run consumes, evaluates and sends until ctx is done.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.prepare(ctx); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return e.ingest(gctx) })
+	g.Go(func() error { return e.evaluateLoop(gctx) })
+	for _, s := range e.cfg.Senders {
+		g.Go(func() error { return e.deliver(gctx, s) })
+	}
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// prepare declares the state bucket, the NOTIFICATIONS stream and the
+// senders' consumers, and loads the state and the silences.
+func (e *Engine) prepare(ctx context.Context) error {
+	st, err := openStore(ctx, e.js, e.cfg.Replicas, e.m)
+	if err != nil {
+		return err
+	}
+	if err := st.watch(ctx); err != nil {
+		return err
+	}
+	e.store = st
+	sil, err := silences.Open(ctx, e.js)
+	if err != nil {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	if e.silenced, err = sil.Watch(ctx); err != nil {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	if _, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamNotifications,
+		Description: "notifier: alert messages on their way to a sender, notify.<sender>.<fingerprint>",
+		Subjects:    []string{"notify.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		// Longer than the republish grace, so that a message published
+		// twice (its maker died before recording it) is stored once.
+		Duplicates: time.Hour,
+		Replicas:   e.cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("notifier: create or update stream %s: %w", StreamNotifications, err)
+	}
+	for _, s := range e.cfg.Senders {
+		if _, err := e.js.CreateOrUpdateConsumer(ctx, StreamNotifications, jetstream.ConsumerConfig{
+			Durable:       ConsumerPrefix + s.Name(),
+			Description:   "notifier: delivers alert messages to " + s.Name(),
+			FilterSubject: "notify." + s.Name() + ".>",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			// A send waits at most 30s for its turn and 10s for an answer.
+			AckWait:       2 * time.Minute,
+			MaxDeliver:    -1,
+			MaxAckPending: 1000,
+		}); err != nil {
+			return fmt.Errorf("notifier: create or update consumer for %s: %w", s.Name(), err)
+		}
+	}
+	return nil
+}
+
+// poke asks for an evaluation pass now.
+func (e *Engine) poke() {
+	select {
+	case e.dirty <- struct{}{}:
+	default:
 	}
 }
 
-func (e *Engine) record(ctx context.Context, dl *switchyardv1.DeadLetter, delivered bool, errText string) {
-	rec := &switchyardv1.AuditRecord{
-		Id: "alert:dead_letter:" + dl.Id,
-		Detail: &switchyardv1.AuditRecord_Alert{Alert: &switchyardv1.AlertNotification{
-			Fingerprint: "DeliveryDeadLettered/" + dl.Destination + "/" + dl.Id,
-			Rule:        "DeliveryDeadLettered",
-			Labels:      map[string]string{"destination": dl.Destination},
-			State:       switchyardv1.AlertState_ALERT_STATE_FIRING,
-			Severity:    "critical",
-			Summary:     "Delivery dead-lettered: " + dl.Destination,
-			Sender:      e.cfg.Sender.Name(),
-			Delivered:   delivered,
-			Error:       errText,
-			Count:       1,
-		}},
+func (e *Engine) senderNames() []string {
+	out := make([]string, len(e.cfg.Senders))
+	for i, s := range e.cfg.Senders {
+		out[i] = s.Name()
 	}
-	if err := e.audit.Emit(ctx, rec); err != nil {
-		e.cfg.Logger.WarnContext(ctx, "alert not recorded in the audit log", slog.Any("error", err))
-	}
+	return out
 }

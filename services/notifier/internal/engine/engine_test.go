@@ -2,175 +2,310 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
-	"github.com/switchyard/switchyard/pkg/natstest"
-	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/slacktest"
 	"github.com/switchyard/switchyard/pkg/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
+	"github.com/switchyard/switchyard/services/notifier/internal/rules"
 	"github.com/switchyard/switchyard/services/notifier/internal/sender"
 )
 
-type testEnv struct {
-	js jetstream.JetStream
-}
-
-// start runs an engine against a fresh embedded NATS until the test ends.
-func start(t *testing.T, s sender.Sender) *testEnv {
-	t.Helper()
-	ns := natstest.Start(t)
-	_, js := ns.Connect(t)
-	e, err := New(js, auditlog.NewEmitter(js, "notifier"), Config{Sender: s, Logger: natstest.Logger(t), RetryWait: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v after cancel, want nil", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after its context was cancelled")
-		}
-	})
-	return &testEnv{js: js}
-}
-
-func deadLetter(id string) *switchyardv1.DeadLetter {
-	return &switchyardv1.DeadLetter{
-		Id:             id,
-		EventId:        "shop:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
-		Destination:    "erp",
-		Subject:        "webhooks.shop.order_created",
-		Stream:         "EVENTS",
-		StreamSeq:      42,
-		Attempts:       6,
-		LastStatusCode: 503,
-		LastError:      "HTTP 503 Service Unavailable",
-		Reason:         switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_ATTEMPTS,
-		DeadLetteredAt: timestamppb.Now(),
-	}
-}
-
-func (e *testEnv) emit(t *testing.T, rec *switchyardv1.AuditRecord) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := auditlog.NewEmitter(e.js, "dispatcher").Emit(ctx, rec); err != nil {
-		t.Fatalf("emit: %v", err)
-	}
-}
-
-func (e *testEnv) emitDeadLetter(t *testing.T, dl *switchyardv1.DeadLetter) {
-	t.Helper()
-	e.emit(t, &switchyardv1.AuditRecord{Id: "dead_letter:" + dl.Id, Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: dl}})
-}
-
-// alerts returns the alert records in AUDIT.
-func (e *testEnv) alerts(t *testing.T) []*switchyardv1.AuditRecord {
-	t.Helper()
-	return natstest.AuditRecords(t, e.js, "audit."+auditlog.KindAlert+".>")
-}
-
-// waitIdle waits until the notifier has acknowledged everything in AUDIT.
-func (e *testEnv) waitIdle(t *testing.T) {
-	t.Helper()
-	waitfor.True(t, "notifier consumer acknowledged everything", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c, err := e.js.Consumer(ctx, natsx.StreamAudit, natsx.ConsumerNotifier)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.NumPending == 0 && info.NumAckPending == 0
-	})
-}
-
-func TestDeadLetterSendsOneSlackMessage(t *testing.T) {
+// A burst of 100 dead letters on one destination is one page after the
+// group wait; what comes later is one digest per group interval; 30 quiet
+// minutes resolve it.
+func TestDeadLetterBurstIsOnePageThenADigest(t *testing.T) {
 	t.Parallel()
-	slack := slacktest.New(t, slacktest.Answer{Status: 200, Text: "ok"})
-	e := start(t, sender.NewSlack(slack.WebhookURL()))
+	e := newEnv(t)
+	e.start()
 
-	// Records that are not dead letters raise no alert.
-	e.emit(t, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
-		EventId: "ev-0", Destination: "erp", Attempt: 1, StatusCode: 503, Outcome: switchyardv1.Outcome_OUTCOME_RETRYABLE,
-	}}})
-	dl := deadLetter("EVENTS:42:erp")
-	e.emitDeadLetter(t, dl)
+	e.emit(deadLetters("erp", 1, 100)...)
+	e.settle()
+	e.advance(29 * time.Second)
+	e.wantTitles() // the group wait
+	e.advance(time.Second)
+	e.wantTitles("[FIRING][critical] 100 deliveries dead-lettered on erp")
 
-	var alert *switchyardv1.AuditRecord
-	waitfor.True(t, "alert audit record", func() bool {
-		as := e.alerts(t)
-		if len(as) > 0 {
-			alert = as[0]
-		}
-		return len(as) > 0
-	})
-	e.waitIdle(t)
-
-	msgs := slack.Messages()
-	if len(msgs) != 1 {
-		t.Fatalf("Slack got %d messages, want 1", len(msgs))
-	}
-	m := msgs[0]
-	all := m.Text + "\n" + strings.Join(m.Fields, "\n")
-	for _, want := range []string{"erp", dl.EventId, "6", "HTTP 503 Service Unavailable", "Attempts", "Last error"} {
+	page := e.slack.Accepted()[0]
+	all := page.Text + "\n" + strings.Join(page.Fields, "\n")
+	for _, want := range []string{"*Destination*\nerp", "*Rule*\nDeliveryDeadLettered", "*Dead letters*\n100", "*Last error*\nHTTP 503: Service Unavailable",
+		"*Last event*\n`shop:msg_", "*First seen*\n2026-03-01 12:00:00 UTC"} {
 		if !strings.Contains(all, want) {
-			t.Errorf("Slack message lacks %q:\n%s", want, all)
+			t.Errorf("the page lacks %q:\n%s", want, all)
 		}
 	}
-	if !strings.Contains(m.Text, "erp") {
-		t.Errorf("notification text %q does not name the destination", m.Text)
+	if !strings.Contains(string(page.Raw), "https://switchyard.example.com/v1/deliveries?destination=erp\\u0026amp;status=dead_lettered|Dead letters of erp") {
+		t.Errorf("the page lacks the link to the dead letters: %s", page.Raw)
+	}
+	if c := page.Color; c != "#d50200" {
+		t.Errorf("firing colour %s", c)
 	}
 
-	n := alert.GetAlert()
-	if alert.Id != "alert:dead_letter:"+dl.Id || alert.Service != "notifier" || n == nil {
-		t.Fatalf("alert record = %v", alert)
+	// 20 more over the next minutes: nothing until the group interval.
+	e.emit(deadLetters("erp", 101, 20)...)
+	e.advance(2 * time.Minute)
+	e.wantTitles("[FIRING]")
+	e.advance(3 * time.Minute)
+	e.wantTitles("[FIRING]", "[UPDATE][critical] 20 more deliveries dead-lettered on erp (120 in all)")
+	if digest := strings.Join(e.slack.Accepted()[1].Fields, "\n"); !strings.Contains(digest, "*New since the last message*\n20") {
+		t.Errorf("digest fields:\n%s", digest)
 	}
-	if n.Rule != "DeliveryDeadLettered" || !n.Delivered || n.Sender != "slack" || n.Error != "" ||
-		n.State != switchyardv1.AlertState_ALERT_STATE_FIRING || n.Labels["destination"] != "erp" {
-		t.Errorf("alert = %v", n)
+
+	// The same dead letter read again (a redelivery after a crash) is not
+	// news.
+	e.emit(deadLetter("erp", 120))
+	e.advance(6 * time.Minute)
+	e.wantTitles("[FIRING]", "[UPDATE]")
+
+	// 30 minutes after the last one: resolved, in green.
+	e.advance(25 * time.Minute)
+	e.wantTitles("[FIRING]", "[UPDATE]", "[RESOLVED] DeliveryDeadLettered on erp resolved")
+	if c := e.slack.Accepted()[2].Color; c != "#2eb886" {
+		t.Errorf("resolved colour %s", c)
 	}
-	if got := e.alerts(t); len(got) != 1 {
-		t.Errorf("%d alert records, want 1", len(got))
+
+	recs := e.alertRecords()
+	if len(recs) != 3 {
+		t.Fatalf("%d alert audit records, want 3", len(recs))
+	}
+	for i, kind := range []string{alerting.KindFiring, alerting.KindUpdate, alerting.KindResolved} {
+		r := recs[i]
+		if r.Kind != kind || !r.Delivered || r.Sender != "slack" || r.Rule != rules.DeliveryDeadLettered || r.Labels["destination"] != "erp" || r.Attempts != 1 {
+			t.Errorf("alert record %d = %v", i, r)
+		}
+	}
+	if recs[0].Count != 100 || recs[1].Count != 120 || recs[2].State != switchyardv1.AlertState_ALERT_STATE_RESOLVED {
+		t.Errorf("counts %d %d, last state %v", recs[0].Count, recs[1].Count, recs[2].State)
 	}
 }
 
-func TestSlackRateLimitIsRetriedLater(t *testing.T) {
+// The error-rate rule over synthetic attempt streams: fires as a warning,
+// escalates to critical, and resolves after 10 minutes under 12.5%.
+func TestErrorRateFiresEscalatesAndResolves(t *testing.T) {
 	t.Parallel()
-	slack := slacktest.New(t,
-		slacktest.Answer{Status: http.StatusTooManyRequests, Text: "rate_limited", RetryAfter: "1"},
-		slacktest.Answer{Status: 200, Text: "ok"},
-	)
-	e := start(t, sender.NewSlack(slack.WebhookURL()))
-	e.emitDeadLetter(t, deadLetter("EVENTS:7:erp"))
+	e := newEnv(t)
+	e.start()
+	minute := func(failed int) {
+		e.emit(e.attempts("erp", 20, failed, 40*time.Millisecond)...)
+		e.advance(time.Minute)
+	}
+	for range 5 {
+		minute(2) // 10%: healthy enough
+	}
+	e.wantTitles()
+	for range 3 {
+		minute(8) // 40%: the 5-minute ratio passes 25% in the third minute
+	}
+	e.wantTitles("[FIRING] erp fails")
+	if got := e.titles()[0]; !strings.Contains(got, "%") {
+		t.Errorf("title %q does not give the ratio", got)
+	}
+	for range 6 {
+		minute(18) // 90%: critical; the update waits for the group interval
+	}
+	e.wantTitles("[FIRING] erp fails", "[UPDATE][critical] erp fails")
 
-	waitfor.True(t, "alert delivered after the rate limit", func() bool {
-		as := e.alerts(t)
-		return len(as) == 1 && as[0].GetAlert().GetDelivered()
-	})
-	e.waitIdle(t)
-	msgs := slack.Messages()
-	if len(msgs) != 2 {
-		t.Fatalf("Slack got %d messages, want 2 (rate limited, then sent)", len(msgs))
+	// Healthy again: the window needs 5 minutes to drop under 12.5%, then
+	// 10 minutes under it resolve.
+	for range 12 {
+		minute(0)
+	}
+	e.wantTitles("[FIRING]", "[UPDATE]")
+	for range 5 {
+		minute(0)
+	}
+	e.wantTitles("[FIRING]", "[UPDATE]", "[RESOLVED] PartnerErrorRateHigh on erp resolved")
+}
+
+// The latency rule: an hour of 100ms attempts is the baseline; a window of
+// 1.5s attempts fires (above max(2 x 100ms, 1s)); fast attempts again
+// resolve it after 10 minutes.
+func TestLatencyFiresAndResolves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start()
+	for range 60 {
+		e.emit(e.attempts("erp", 10, 0, 100*time.Millisecond)...)
+		e.clock.Advance(time.Minute)
+	}
+	e.settle()
+	e.wantTitles()
+
+	e.emit(e.attempts("erp", 30, 0, 1500*time.Millisecond)...)
+	e.advance(30 * time.Second)
+	e.wantTitles("[FIRING] erp is slow: p95 1.")
+	fields := strings.Join(e.slack.Accepted()[0].Fields, "\n")
+	for _, want := range []string{"*Baseline*\n10", "*Fires above*\n1s"} {
+		if !strings.Contains(fields, want) {
+			t.Errorf("the page lacks %q:\n%s", want, fields)
+		}
+	}
+
+	// Under 1.5 x 100ms once the slow attempts leave the window (5m), then
+	// 10 minutes.
+	for range 12 {
+		e.emit(e.attempts("erp", 10, 0, 100*time.Millisecond)...)
+		e.advance(time.Minute)
+	}
+	e.wantTitles("[FIRING]")
+	for range 5 {
+		e.emit(e.attempts("erp", 10, 0, 100*time.Millisecond)...)
+		e.advance(time.Minute)
+	}
+	e.wantTitles("[FIRING]", "[RESOLVED] PartnerLatencyHigh on erp resolved")
+}
+
+// While PartnerDown fires for a destination its other alerts stay quiet;
+// other destinations are not affected; when it resolves, what still fires
+// is told.
+func TestPartnerDownInhibitsTheDestinationsOtherAlerts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start()
+	e.emit(circuit("erp", switchyardv1.CircuitState_CIRCUIT_STATE_OPEN))
+	e.emit(deadLetters("erp", 1, 10)...)
+	e.emit(e.attempts("erp", 30, 30, time.Second)...)
+	e.emit(deadLetters("crm", 100, 2)...)
+	e.advance(30 * time.Second)
+	got := strings.Join(e.titles(), "\n")
+	if len(e.titles()) != 2 || !strings.Contains(got, "erp is down: its circuit breaker is open") || !strings.Contains(got, "2 deliveries dead-lettered on crm") {
+		t.Fatalf("Slack got:\n%s\nwant PartnerDown for erp and the crm dead letters only", got)
+	}
+	e.advance(10 * time.Minute)
+	if n := len(e.titles()); n != 2 {
+		t.Fatalf("%d messages while PartnerDown fires, want 2: %v", n, e.titles())
+	}
+
+	e.emit(circuit("erp", switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED))
+	e.advance(time.Minute)
+	if n := len(e.titles()); n != 2 {
+		t.Fatalf("%d messages a minute after the breaker closed, want 2 (resolves after 2m)", n)
+	}
+	// The breaker has been closed 2 minutes: PartnerDown resolves, and the
+	// erp dead letters (20 minutes old, still within 30) are told now. The
+	// error rate window has emptied: it never fired to anyone.
+	e.emit(deadLetter("erp", 11))
+	e.advance(time.Minute)
+	got = strings.Join(e.titles()[2:], "\n")
+	if len(e.titles()) != 4 || !strings.Contains(got, "[RESOLVED] PartnerDown on erp") || !strings.Contains(got, "[FIRING][critical] 11 deliveries dead-lettered on erp") {
+		t.Fatalf("after recovery Slack got:\n%s", strings.Join(e.titles(), "\n"))
+	}
+	for _, title := range e.titles() {
+		if strings.Contains(title, "fails") {
+			t.Errorf("inhibited error-rate alert was sent: %q", title)
+		}
+	}
+}
+
+// A restart (or a crash between batches) never pages twice and never
+// forgets a firing alert: the next process resolves it.
+func TestNoDoublePageAcrossARestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.start()
+	e.emit(deadLetters("erp", 1, 5)...)
+	e.emit(deadLetters("crm", 50, 1)...)
+	e.settle()
+	e.advance(30 * time.Second)
+	e.wantTitles("dead-lettered on", "dead-lettered on")
+	e.stop(first)
+	e.emit(deadLetters("erp", 6, 3)...) // no notifier runs: the next one reads these
+
+	e.start()
+	e.settle()
+	e.advance(time.Minute)
+	e.wantTitles("dead-lettered on", "dead-lettered on")
+	e.advance(4 * time.Minute)
+	e.wantTitles("dead-lettered on", "dead-lettered on", "3 more deliveries dead-lettered on erp (8 in all)")
+	e.advance(31 * time.Minute)
+	if n := len(e.titles()); n != 5 {
+		t.Fatalf("Slack got %d messages, want 5 (two resolved):\n%s", n, strings.Join(e.titles(), "\n"))
+	}
+	for _, title := range e.titles()[3:] {
+		if !strings.HasPrefix(title, "[RESOLVED]") {
+			t.Errorf("%q, want resolved", title)
+		}
+	}
+
+	// A restart inside the group wait: the next process sends the page.
+	e.emit(deadLetters("erp", 100, 1)...)
+	e.settle()
+	e.advance(10 * time.Second)
+	e.stop(e.replicas[0])
+	e.start()
+	e.advance(20 * time.Second)
+	if n := len(e.titles()); n != 6 || !strings.Contains(e.titles()[5], "1 delivery dead-lettered on erp") {
+		t.Fatalf("after a restart in the group wait: %s", strings.Join(e.titles(), "\n"))
+	}
+}
+
+// Two replicas share the records, the state and the messages: every alert
+// is paged once and resolved once.
+func TestTwoReplicasPageOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start()
+	e.start()
+	for i := range 10 {
+		e.emit(deadLetters("erp", i*10, 10)...)
+		e.emit(deadLetters("crm", 1000+i*10, 10)...)
+		e.emit(e.attempts("erp", 10, 10, 500*time.Millisecond)...)
+	}
+	e.emit(circuit("crm", switchyardv1.CircuitState_CIRCUIT_STATE_OPEN))
+	e.settle()
+	e.advance(30 * time.Second)
+	e.advance(time.Second)
+	titles := e.titles()
+	joined := strings.Join(titles, "\n")
+	// crm is inhibited by its PartnerDown; erp has a dead-letter and an
+	// error-rate alert.
+	if len(titles) != 3 || !strings.Contains(joined, "100 deliveries dead-lettered on erp") || !strings.Contains(joined, "erp fails 100%") ||
+		!strings.Contains(joined, "crm is down") {
+		t.Fatalf("two replicas sent:\n%s", joined)
+	}
+	e.emit(circuit("crm", switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED))
+	for range 40 {
+		e.advance(time.Minute)
+	}
+	joined = strings.Join(e.titles(), "\n")
+	// crm's dead letters, muted while its breaker was open, are told when
+	// it closes; then everything resolves, once.
+	if n := len(e.titles()); n != 8 || strings.Count(joined, "[RESOLVED]") != 4 || !strings.Contains(joined, "[FIRING][critical] 100 deliveries dead-lettered on crm") {
+		t.Fatalf("after recovery two replicas sent:\n%s", joined)
+	}
+	seen := map[string]bool{}
+	for _, title := range e.titles() {
+		key := title[:strings.Index(title, "]")] + describeTitle(title)
+		if seen[key] {
+			t.Errorf("sent twice: %q", title)
+		}
+		seen[key] = true
+	}
+	if n := len(e.alertRecords()); n != 8 {
+		t.Errorf("%d alert audit records, want 8", n)
+	}
+}
+
+func TestSlackRateLimitIsHonoured(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, slacktest.Answer{Status: http.StatusTooManyRequests, Text: "rate_limited", RetryAfter: "1"}, slacktest.OK)
+	e.start()
+	e.emit(deadLetter("erp", 7))
+	e.advance(30 * time.Second)
+	msgs := e.slack.Messages()
+	if len(msgs) != 2 || msgs[0].Status != 429 || msgs[1].Status != 200 {
+		t.Fatalf("Slack got %d requests, want a 429 then the accepted retry", len(msgs))
 	}
 	if gap := msgs[1].At.Sub(msgs[0].At); gap < time.Second {
 		t.Errorf("retried %v after a 429 with Retry-After: 1, want at least 1s", gap)
@@ -178,98 +313,221 @@ func TestSlackRateLimitIsRetriedLater(t *testing.T) {
 	if string(msgs[0].Raw) != string(msgs[1].Raw) {
 		t.Error("the retry sent a different message")
 	}
+	recs := e.alertRecords()
+	if len(recs) != 1 || !recs[0].Delivered || recs[0].Attempts != 2 {
+		t.Errorf("alert records = %v, want one delivered on the second attempt", recs)
+	}
 }
 
-func TestSlackServerErrorIsRetried(t *testing.T) {
+func TestSlackServerErrorIsRetriedWithBackoff(t *testing.T) {
 	t.Parallel()
-	slack := slacktest.New(t,
-		slacktest.Answer{Status: http.StatusInternalServerError, Text: "internal_error"},
-		slacktest.Answer{Status: 200, Text: "ok"},
-	)
-	e := start(t, sender.NewSlack(slack.WebhookURL()))
-	e.emitDeadLetter(t, deadLetter("EVENTS:8:erp"))
-	waitfor.True(t, "alert delivered after a Slack 500", func() bool {
-		as := e.alerts(t)
-		return len(as) == 1 && as[0].GetAlert().GetDelivered()
+	e := newEnv(t, slacktest.Answer{Status: 500, Text: "internal_error"}, slacktest.Answer{Status: 503}, slacktest.OK)
+	e.start()
+	e.emit(deadLetter("erp", 8))
+	e.advance(30 * time.Second)
+	msgs := e.slack.Messages()
+	if len(msgs) != 3 || len(e.slack.Accepted()) != 1 {
+		t.Fatalf("Slack got %d requests, want 3 (500, 503, ok)", len(msgs))
+	}
+	// RetryWait is 200ms in the tests, doubling.
+	if gap := msgs[1].At.Sub(msgs[0].At); gap < 200*time.Millisecond {
+		t.Errorf("first retry after %v, want at least 200ms", gap)
+	}
+	if gap := msgs[2].At.Sub(msgs[1].At); gap < 400*time.Millisecond {
+		t.Errorf("second retry after %v, want at least 400ms", gap)
+	}
+}
+
+// invalid_payload for one alert is logged, counted and audited, and the
+// others go on; an alert whose firing message never got through is not
+// "resolved" to anyone.
+func TestPermanentFailureDoesNotBlockOtherAlerts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, slacktest.Answer{Status: 400, Text: "invalid_payload"}, slacktest.OK)
+	r := e.start()
+	e.emit(deadLetter("erp", 1))
+	e.settle()
+	e.advance(30 * time.Second)
+	e.emit(deadLetter("crm", 2))
+	e.settle()
+	e.advance(30 * time.Second)
+	if n := len(e.slack.Messages()); n != 2 {
+		t.Fatalf("Slack got %d requests, want 2", n)
+	}
+	e.wantTitles("1 delivery dead-lettered on crm")
+	recs := e.alertRecords()
+	if len(recs) != 2 || recs[0].Delivered || !strings.Contains(recs[0].Error, "invalid_payload") || recs[0].StatusCode != 400 || !recs[1].Delivered {
+		t.Fatalf("alert records = %v", recs)
+	}
+	e.advance(31 * time.Minute)
+	e.wantTitles("on crm", "[RESOLVED] DeliveryDeadLettered on crm")
+	if !strings.Contains(e.logs.String(), "alert could not be sent and will not be retried") {
+		t.Error("the permanent failure was not logged")
+	}
+	if n := testutil.ToFloat64(r.eng.m.sendFailures.WithLabelValues("slack", "400", "true")); n != 1 {
+		t.Errorf("send_failures_total{status=400,permanent=true} = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(r.eng.m.notifications.WithLabelValues("slack", "given_up")); n != 1 {
+		t.Errorf("notifications_total{outcome=given_up} = %v, want 1", n)
+	}
+}
+
+// A revoked webhook (404 no_service) is a permanent failure; the URL is a
+// secret and appears in no log line, error or audit record.
+func TestRevokedWebhookNeverLogsTheURL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start(sender.NewSlack(e.slack.URL+"/services/T0000SECRET/B0000SECRET/REVOKEDSECRET", sender.Pacing{}))
+	e.emit(deadLetter("erp", 9))
+	e.advance(30 * time.Second)
+	recs := e.alertRecords()
+	if len(recs) != 1 || recs[0].Delivered || !strings.Contains(recs[0].Error, "no_service") {
+		t.Fatalf("alert records = %v", recs)
+	}
+	for _, text := range []string{e.logs.String(), recs[0].Error} {
+		if strings.Contains(text, "SECRET") || strings.Contains(text, "/services/") {
+			t.Errorf("the webhook URL leaked:\n%s", text)
+		}
+	}
+}
+
+func TestSilenceMutesUntilItEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start()
+	st := silenceStore(t, e)
+	if _, err := st.Create(context.Background(), silenceSpec(t, e.clock.Now().Add(10*time.Minute), "destination=erp", "rule=~Delivery.*")); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.True(t, "the notifier sees the silence", func() bool {
+		return r.eng.silenced.Muting(map[string]string{"destination": "erp", "rule": rules.DeliveryDeadLettered}, e.clock.Now()) != ""
 	})
-	msgs := slack.Messages()
-	if len(msgs) != 2 {
-		t.Fatalf("Slack got %d messages, want 2", len(msgs))
-	}
-	// No Retry-After: the engine's RetryWait applies.
-	if gap := msgs[1].At.Sub(msgs[0].At); gap < 300*time.Millisecond {
-		t.Errorf("retried after %v, want at least RetryWait (300ms)", gap)
-	}
+	e.emit(deadLetter("erp", 1), deadLetter("crm", 2))
+	e.advance(time.Minute)
+	e.wantTitles("on crm")
+	e.advance(8 * time.Minute)
+	e.wantTitles("on crm")
+	e.advance(time.Minute) // the silence ends
+	e.wantTitles("on crm", "1 delivery dead-lettered on erp")
 }
 
-func TestPermanentSlackFailureIsRecordedNotRetried(t *testing.T) {
+// A generic webhook gets every message too, keyed by the fingerprint.
+func TestWebhookSenderGetsTheSameAlerts(t *testing.T) {
 	t.Parallel()
-	slack := slacktest.New(t, slacktest.Answer{Status: 200, Text: "ok"})
-	// A revoked webhook: Slack answers 404 no_service.
-	e := start(t, sender.NewSlack(slack.URL+"/services/T0000SECRET/B0000SECRET/REVOKEDSECRET"))
-	dl := deadLetter("EVENTS:9:erp")
-	e.emitDeadLetter(t, dl)
-
-	waitfor.True(t, "undelivered alert record", func() bool { return len(e.alerts(t)) == 1 })
-	e.waitIdle(t)
-	n := e.alerts(t)[0].GetAlert()
-	if n.Delivered || !strings.Contains(n.Error, "no_service") {
-		t.Errorf("alert = %v, want undelivered with Slack's reason", n)
+	e := newEnv(t)
+	hook := slacktest.NewJSON(t)
+	e.start(e.slackSender(), sender.NewWebhook(hook.WebhookURL(), sender.Pacing{PerSecond: 100, Burst: 10}))
+	e.emit(circuit("erp", switchyardv1.CircuitState_CIRCUIT_STATE_OPEN))
+	e.advance(30 * time.Second)
+	e.emit(circuit("erp", switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED))
+	e.advance(2 * time.Minute)
+	e.wantTitles("erp is down", "[RESOLVED] PartnerDown on erp")
+	got := hook.Accepted()
+	if len(got) != 2 {
+		t.Fatalf("the webhook got %d messages, want 2", len(got))
 	}
-	if strings.Contains(n.Error, "SECRET") || strings.Contains(n.Error, "/services/") {
-		t.Errorf("alert error %q reveals the webhook URL", n.Error)
+	fp := alerting.Fingerprint(rules.PartnerDown, map[string]string{"destination": "erp"})
+	for i, action := range []string{`"event_action":"trigger"`, `"event_action":"resolve"`} {
+		body := string(got[i].Raw)
+		if !strings.Contains(body, `"dedup_key":"`+fp+`"`) || !strings.Contains(body, action) {
+			t.Errorf("webhook message %d = %s", i, body)
+		}
 	}
-	if got := len(slack.Accepted()); got != 0 {
-		t.Errorf("fake Slack accepted %d messages on a revoked URL", got)
+	if n := len(e.alertRecords()); n != 4 {
+		t.Errorf("%d alert audit records, want 4 (2 messages x 2 senders)", n)
 	}
 }
 
 func TestUndecodableRecordDoesNotStopTheEngine(t *testing.T) {
 	t.Parallel()
-	slack := slacktest.New(t, slacktest.Answer{Status: 200, Text: "ok"})
-	e := start(t, sender.NewSlack(slack.WebhookURL()))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	e := newEnv(t)
+	e.start()
 	m := nats.NewMsg("audit.other.garbage")
 	m.Data = []byte{0xff, 0xff, 0xff}
-	if _, err := e.js.PublishMsg(ctx, m); err != nil {
+	if _, err := e.js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	e.emitDeadLetter(t, deadLetter("EVENTS:10:erp"))
-	waitfor.True(t, "alert after an undecodable record", func() bool { return len(slack.Messages()) == 1 })
-	e.waitIdle(t)
-}
-
-func TestDeadLetterAlert(t *testing.T) {
-	t.Parallel()
-	dl := deadLetter("EVENTS:1:erp")
-	dl.LastError = ""
-	a := DeadLetterAlert(dl)
-	if !a.Firing || a.Title != "Delivery dead-lettered: erp" {
-		t.Errorf("alert = %+v", a)
-	}
-	got := map[string]string{}
-	for _, f := range a.Fields {
-		got[f.Label] = f.Value
-	}
-	want := map[string]string{
-		"Destination": "erp",
-		"Event":       "`" + dl.EventId + "`",
-		"Attempts":    "6",
-		"Last error":  "(none)",
-		"Reason":      "DEAD_LETTER_REASON_MAX_ATTEMPTS",
-		"Subject":     "webhooks.shop.order_created",
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("field %s = %q, want %q", k, got[k], v)
-		}
-	}
+	e.emit(deadLetter("erp", 10))
+	e.advance(30 * time.Second)
+	e.wantTitles("on erp")
 }
 
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	if _, err := New(nil, nil, Config{}); err == nil {
-		t.Error("New without sender and logger succeeded")
+		t.Error("New without senders and logger succeeded")
+	}
+	log := slog.New(slog.DiscardHandler)
+	if _, err := New(nil, nil, Config{Logger: log, Senders: []sender.Sender{sender.Console{Log: log}, sender.Console{Log: log}}}); err == nil {
+		t.Error("New with two senders of one name succeeded")
+	}
+}
+
+// describeTitle keeps what names the alert in a title.
+func describeTitle(title string) string {
+	for _, w := range []string{"dead-lettered on erp", "dead-lettered on crm", "erp fails", "crm is down", "PartnerDown on crm", "PartnerErrorRateHigh on erp", "DeliveryDeadLettered on crm", "DeliveryDeadLettered on erp"} {
+		if strings.Contains(title, w) {
+			return w
+		}
+	}
+	return title
+}
+
+// Credentials, signature failures, backlog and audit lag fire from their
+// records, each with its own labels.
+func TestEveryRuleFiresFromItsRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start()
+	var recs []*switchyardv1.AuditRecord
+	for i := range 3 {
+		recs = append(recs, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
+			EventId: "ev-auth", Destination: "crm", Attempt: int32(i + 1), StatusCode: 401, Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT,
+			Error: "HTTP 401 Unauthorized", StartedAt: timestamppb.New(e.clock.Now()), Duration: durationpb.New(20 * time.Millisecond),
+		}}})
+	}
+	for range 12 {
+		recs = append(recs, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookRejected{WebhookRejected: &switchyardv1.WebhookRejected{
+			Source: "shop", Reason: switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE, Detail: "no signature matches", StatusCode: 401,
+		}}})
+	}
+	recs = append(recs, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_Backlog{Backlog: &switchyardv1.BacklogReport{
+		Destination: "erp", NumAckPending: 10000, MaxAckPending: 10000, Full: true, OldestPendingAge: durationpb.New(20 * time.Minute),
+	}}})
+	e.emit(recs...)
+	// The auditor reports its own lag.
+	lag := &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_AuditLag{AuditLag: &switchyardv1.AuditLag{
+		PendingRecords: 250000, OldestAge: durationpb.New(7 * time.Minute), LastError: "dial tcp 127.0.0.1:5432: connection refused",
+	}}}
+	if err := auditlog.NewEmitter(e.js, "auditor").WithClock(e.clock.Now).Emit(context.Background(), lag); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	e.advance(30 * time.Second)
+	joined := strings.Join(e.titles(), "\n")
+	for _, want := range []string{
+		"[FIRING][critical] crm refuses Switchyard's credentials (401/403)",
+		"[FIRING] 12 webhooks from shop refused for their signature",
+		"[FIRING][critical] erp has a growing backlog: 10000 unfinished",
+		"[FIRING] The audit log is behind by 7m0s",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("Slack lacks %q; got:\n%s", want, joined)
+		}
+	}
+	if n := len(e.titles()); n != 4 {
+		t.Errorf("%d messages, want 4:\n%s", n, joined)
+	}
+	// The auditor catches up: AuditLag resolves after 2 minutes.
+	caught := &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_AuditLag{AuditLag: &switchyardv1.AuditLag{CaughtUp: true}}}
+	if err := auditlog.NewEmitter(e.js, "auditor").WithClock(e.clock.Now).Emit(context.Background(), caught); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	for range 3 {
+		e.advance(time.Minute)
+	}
+	if got := e.titles(); len(got) != 5 || !strings.Contains(got[4], "[RESOLVED] AuditLag resolved") {
+		t.Errorf("after the auditor caught up:\n%s", strings.Join(got, "\n"))
 	}
 }

@@ -1,11 +1,13 @@
-// Package sender delivers alert messages: to a Slack incoming webhook, or to
-// the log when no Slack URL is configured.
+// Package sender delivers alert messages: to a Slack incoming webhook, to a
+// generic JSON webhook (for PagerDuty or Opsgenie bridges), or to the log.
+// The webhook senders pace themselves (a token bucket per webhook, and a
+// pause after a 429) and classify every answer as accepted, worth retrying
+// (with the wait the receiver asked for) or permanent.
 package sender
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,17 +15,35 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Alert is one message for on-call.
 type Alert struct {
-	// Title is the headline, e.g. "Delivery dead-lettered: erp".
+	// Title is the headline, e.g. "[FIRING] 3 deliveries dead-lettered on erp".
 	Title string
 	// Fields are label/value pairs shown in the message, in order.
 	Fields []Field
 	// Firing is false for a recovery message.
 	Firing bool
+	// Link points at the event or destination in the query API; LinkText
+	// describes it. Empty: no link.
+	Link, LinkText string
+
+	// What machine-readable senders pass on.
+	Fingerprint string
+	Rule        string
+	Labels      map[string]string
+	Severity    string
+	// Kind is firing, update, repeat or resolved.
+	Kind      string
+	Summary   string
+	Sequence  uint64
+	Count     int64
+	FirstSeen time.Time
 }
 
 // Field is one label/value pair.
@@ -35,7 +55,8 @@ type Field struct {
 type Sender interface {
 	// Name is slack, console or webhook.
 	Name() string
-	// Send delivers one alert. A *RetryableError means try again later.
+	// Send delivers one alert. A *RetryableError means try again later;
+	// an error wrapping ErrPermanent means retrying cannot help.
 	Send(ctx context.Context, a Alert) error
 }
 
@@ -43,6 +64,8 @@ type Sender interface {
 type RetryableError struct {
 	Err   error
 	After time.Duration
+	// StatusCode is the receiver's answer, 0 if none came.
+	StatusCode int
 }
 
 func (e *RetryableError) Error() string { return e.Err.Error() }
@@ -51,6 +74,33 @@ func (e *RetryableError) Unwrap() error { return e.Err }
 // ErrPermanent wraps failures that retrying cannot fix (revoked webhook,
 // invalid payload).
 var ErrPermanent = errors.New("permanent alert delivery failure")
+
+// PermanentError is a permanent failure with the receiver's answer.
+type PermanentError struct {
+	StatusCode int
+	// Reason is what the receiver said (Slack's error code), bounded.
+	Reason string
+}
+
+func (e *PermanentError) Error() string {
+	return fmt.Sprintf("%v: answered %d %s", ErrPermanent, e.StatusCode, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrPermanent) true.
+func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
+
+// StatusCode returns the HTTP status carried by a send error, or 0.
+func StatusCode(err error) int {
+	var re *RetryableError
+	var pe *PermanentError
+	switch {
+	case errors.As(err, &re):
+		return re.StatusCode
+	case errors.As(err, &pe):
+		return pe.StatusCode
+	}
+	return 0
+}
 
 // Console writes alerts to the log.
 type Console struct{ Log *slog.Logger }
@@ -64,92 +114,146 @@ func (c Console) Send(ctx context.Context, a Alert) error {
 	for _, f := range a.Fields {
 		attrs = append(attrs, slog.String(strings.ToLower(strings.ReplaceAll(f.Label, " ", "_")), f.Value))
 	}
+	if a.Link != "" {
+		attrs = append(attrs, slog.String("link", a.Link))
+	}
+	if a.Fingerprint != "" {
+		attrs = append(attrs, slog.String("fingerprint", a.Fingerprint))
+	}
 	c.Log.WarnContext(ctx, "ALERT "+a.Title, attrs...)
 	return nil
 }
 
-// Slack posts to an incoming webhook URL.
-type Slack struct {
-	url    string
-	client *http.Client
+// Pacing bounds the messages per second to one webhook.
+type Pacing struct {
+	// PerSecond is the sustained rate. Default 1 (Slack's limit for an
+	// incoming webhook).
+	PerSecond float64
+	// Burst is how many may go at once. Default 3.
+	Burst int
+	// MaxWait is the longest Send waits for its turn; beyond it Send
+	// returns a RetryableError at once, so that a long Retry-After does not
+	// hold a message past its ack deadline. Default 30s.
+	MaxWait time.Duration
 }
 
-// NewSlack returns a Slack sender. The URL is a secret: it is never logged
-// or put in errors.
-func NewSlack(webhookURL string) *Slack {
-	return &Slack{url: webhookURL, client: &http.Client{Timeout: 10 * time.Second}}
+func (p Pacing) withDefaults() Pacing {
+	if p.PerSecond <= 0 {
+		p.PerSecond = 1
+	}
+	if p.Burst <= 0 {
+		p.Burst = 3
+	}
+	if p.MaxWait <= 0 {
+		p.MaxWait = 30 * time.Second
+	}
+	return p
 }
 
-// Name implements Sender.
-func (*Slack) Name() string { return "slack" }
+// pacer is a token bucket plus a pause that a 429 extends.
+type pacer struct {
+	lim     *rate.Limiter
+	maxWait time.Duration
+	mu      sync.Mutex
+	until   time.Time
+}
 
-// Slack's limits: section text 3000 characters, field text 2000, header 150.
-const (
-	maxHeader = 150
-	maxField  = 1900
-)
+func newPacer(p Pacing) *pacer {
+	p = p.withDefaults()
+	return &pacer{lim: rate.NewLimiter(rate.Limit(p.PerSecond), p.Burst), maxWait: p.MaxWait}
+}
 
-// Payload builds the Block Kit message.
-func Payload(a Alert) map[string]any {
-	color := "#d50200"
-	if !a.Firing {
-		color = "#2eb886"
+// wait blocks until the next request may go.
+func (p *pacer) wait(ctx context.Context) error {
+	p.mu.Lock()
+	pause := time.Until(p.until)
+	p.mu.Unlock()
+	if pause > p.maxWait {
+		return &RetryableError{Err: fmt.Errorf("rate limited by the receiver for another %s", pause.Round(time.Second)), After: pause}
 	}
-	var fields []map[string]string
-	for _, f := range a.Fields {
-		fields = append(fields, map[string]string{"type": "mrkdwn", "text": truncate("*"+escapeMrkdwn(f.Label)+"*\n"+escapeMrkdwn(f.Value), maxField)})
+	if pause > 0 {
+		t := time.NewTimer(pause)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return &RetryableError{Err: ctx.Err(), After: pause}
+		}
 	}
-	blocks := []map[string]any{
-		{"type": "header", "text": map[string]any{"type": "plain_text", "text": truncate(a.Title, maxHeader)}},
+	r := p.lim.Reserve()
+	if d := r.Delay(); d > p.maxWait {
+		r.Cancel()
+		return &RetryableError{Err: errors.New("more alerts than the rate limit lets through"), After: d}
+	} else if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			r.Cancel()
+			return &RetryableError{Err: ctx.Err(), After: d}
+		}
 	}
-	// Slack allows at most 10 fields per section.
-	for i := 0; i < len(fields); i += 10 {
-		blocks = append(blocks, map[string]any{"type": "section", "fields": fields[i:min(i+10, len(fields))]})
-	}
-	return map[string]any{
-		"text":        truncate(escapeMrkdwn(a.Title), 3000),
-		"attachments": []map[string]any{{"color": color, "blocks": blocks}},
+	return nil
+}
+
+// pause holds every request back for d (a 429's Retry-After).
+func (p *pacer) pause(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if u := time.Now().Add(d); u.After(p.until) {
+		p.until = u
 	}
 }
 
-// Send implements Sender.
-func (s *Slack) Send(ctx context.Context, a Alert) error {
-	body, err := json.Marshal(Payload(a))
-	if err != nil {
-		return fmt.Errorf("%w: encode: %v", ErrPermanent, err)
+// post sends body to url, once p lets it, and classifies the answer: 2xx
+// accepted; 429 (pausing p for its Retry-After), 408 and 5xx retryable;
+// any other status permanent.
+func post(ctx context.Context, client *http.Client, p *pacer, url, what string, body []byte, header http.Header) error {
+	if err := p.wait(ctx); err != nil {
+		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%w: the Slack webhook URL is not usable", ErrPermanent)
+		return fmt.Errorf("%w: the %s URL is not usable", ErrPermanent, what)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
+	req.Header = header
+	resp, err := client.Do(req)
 	if err != nil {
-		// The error text quotes the URL; keep only what went wrong.
-		return &RetryableError{Err: fmt.Errorf("post to Slack: %s", redactErr(err))}
+		// The error text quotes the URL, which is a secret; keep only what
+		// went wrong.
+		return &RetryableError{Err: fmt.Errorf("post to %s: %s", what, redactErr(err))}
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	text := strings.TrimSpace(string(msg))
+	text := strings.TrimSpace(strings.ToValidUTF8(string(msg), "?"))
+	code := resp.StatusCode
 	switch {
-	case resp.StatusCode == http.StatusOK:
+	case code >= 200 && code < 300:
 		return nil
-	case resp.StatusCode == http.StatusTooManyRequests:
-		after, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-		return &RetryableError{Err: errors.New("Slack rate limit (429)"), After: time.Duration(max(after, 1)) * time.Second}
-	case resp.StatusCode >= 500:
-		return &RetryableError{Err: fmt.Errorf("Slack answered %d %s", resp.StatusCode, text)}
+	case code == http.StatusTooManyRequests:
+		after := retryAfter(resp.Header.Get("Retry-After"))
+		p.pause(after)
+		return &RetryableError{Err: fmt.Errorf("%s rate limit (429)", what), After: after, StatusCode: code}
+	case code >= 500 || code == http.StatusRequestTimeout:
+		return &RetryableError{Err: fmt.Errorf("%s answered %d %s", what, code, text), StatusCode: code}
 	default:
-		return fmt.Errorf("%w: Slack answered %d %s", ErrPermanent, resp.StatusCode, text)
+		return &PermanentError{StatusCode: code, Reason: text}
 	}
 }
 
-// mrkdwnEscaper escapes the characters Slack reads as control sequences
-// (<!channel>, <url|text>). Alert values quote partner responses and ids, so
-// a partner must not be able to mention people or plant links.
-var mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
-
-func escapeMrkdwn(s string) string { return mrkdwnEscaper.Replace(s) }
+// retryAfter reads a Retry-After of seconds or an HTTP date; at least 1s.
+func retryAfter(v string) time.Duration {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		return time.Duration(min(n, 3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > time.Second {
+			return min(d, time.Hour).Round(time.Second)
+		}
+	}
+	return time.Second
+}
 
 func redactErr(err error) string {
 	var ue interface{ Unwrap() error }
@@ -159,15 +263,8 @@ func redactErr(err error) string {
 	return "request failed"
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - 1
-	for cut > 0 && !utf8Start(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+func newClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirects}
+}

@@ -58,7 +58,7 @@ func TestSlackSendClassifiesAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := slacktest.New(t, slacktest.Answer{Status: tt.status, Text: tt.text, RetryAfter: tt.retryAfter})
-			s := NewSlack(f.WebhookURL())
+			s := NewSlack(f.WebhookURL(), Pacing{})
 			err := s.Send(context.Background(), sampleAlert())
 			if len(f.Messages()) != 1 {
 				t.Fatalf("fake Slack got %d requests, want 1", len(f.Messages()))
@@ -122,7 +122,7 @@ func TestSlackSendTransportErrorsHideURL(t *testing.T) {
 
 	t.Run("connection refused", func(t *testing.T) {
 		t.Parallel()
-		err := NewSlack(refused).Send(context.Background(), sampleAlert())
+		err := NewSlack(refused, Pacing{}).Send(context.Background(), sampleAlert())
 		var re *RetryableError
 		if !errors.As(err, &re) {
 			t.Fatalf("Send = %v, want a RetryableError", err)
@@ -133,7 +133,7 @@ func TestSlackSendTransportErrorsHideURL(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		err := NewSlack(hang.URL+slacktest.SecretPath).Send(ctx, sampleAlert())
+		err := NewSlack(hang.URL+slacktest.SecretPath, Pacing{}).Send(ctx, sampleAlert())
 		var re *RetryableError
 		if !errors.As(err, &re) {
 			t.Fatalf("Send = %v, want a RetryableError", err)
@@ -142,7 +142,7 @@ func TestSlackSendTransportErrorsHideURL(t *testing.T) {
 	})
 	t.Run("unusable URL", func(t *testing.T) {
 		t.Parallel()
-		err := NewSlack("http://[::1]:port"+slacktest.SecretPath).Send(context.Background(), sampleAlert())
+		err := NewSlack("http://[::1]:port"+slacktest.SecretPath, Pacing{}).Send(context.Background(), sampleAlert())
 		if !errors.Is(err, ErrPermanent) {
 			t.Fatalf("Send = %v, want ErrPermanent", err)
 		}
@@ -150,7 +150,7 @@ func TestSlackSendTransportErrorsHideURL(t *testing.T) {
 	})
 	t.Run("unsupported scheme", func(t *testing.T) {
 		t.Parallel()
-		err := NewSlack("ftp://hooks.slack.example"+slacktest.SecretPath).Send(context.Background(), sampleAlert())
+		err := NewSlack("ftp://hooks.slack.example"+slacktest.SecretPath, Pacing{}).Send(context.Background(), sampleAlert())
 		if err == nil {
 			t.Fatal("Send succeeded")
 		}
@@ -248,7 +248,7 @@ func TestSlackPayloadIsValidBlockKit(t *testing.T) {
 		a.Fields = append(a.Fields, Field{Label: "Label " + string(rune('A'+i)), Value: "value"})
 	}
 	a.Fields[5].Value = strings.Repeat("ü", 5000)
-	if err := NewSlack(f.WebhookURL()).Send(context.Background(), a); err != nil {
+	if err := NewSlack(f.WebhookURL(), Pacing{}).Send(context.Background(), a); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	got := f.Messages()
@@ -386,4 +386,151 @@ func TestConsole(t *testing.T) {
 	if (&Slack{}).Name() != "slack" {
 		t.Error("Slack name")
 	}
+}
+
+func TestPayloadLink(t *testing.T) {
+	t.Parallel()
+	a := sampleAlert()
+	a.Link = "https://sy.example/v1/events/shop:a|b<c>?x=1&y=2"
+	a.LinkText = "The <event>"
+	body, err := json.Marshal(Payload(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBlockKit(t, body)
+	want := `<https://sy.example/v1/events/shop:a%7Cb%3Cc%3E?x=1&amp;y=2|The &lt;event&gt;>`
+	if !strings.Contains(string(body), strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(want, "&", `\u0026`), "<", `\u003c`), ">", `\u003e`)) {
+		t.Errorf("payload %s lacks the escaped link %s", body, want)
+	}
+}
+
+func TestPacingSpacesRequests(t *testing.T) {
+	t.Parallel()
+	f := slacktest.New(t)
+	s := NewSlack(f.WebhookURL(), Pacing{PerSecond: 10, Burst: 1})
+	for range 3 {
+		if err := s.Send(context.Background(), sampleAlert()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := f.Messages()
+	if gap := msgs[2].At.Sub(msgs[0].At); gap < 150*time.Millisecond {
+		t.Errorf("3 messages at 10/s burst 1 took %v, want at least ~200ms", gap)
+	}
+}
+
+func TestRateLimitPausesTheWebhook(t *testing.T) {
+	t.Parallel()
+	f := slacktest.New(t, slacktest.Answer{Status: 429, Text: "rate_limited", RetryAfter: "1"}, slacktest.OK)
+	s := NewSlack(f.WebhookURL(), Pacing{PerSecond: 100, Burst: 10})
+	err := s.Send(context.Background(), sampleAlert())
+	var re *RetryableError
+	if !errors.As(err, &re) || re.After != time.Second || re.StatusCode != 429 {
+		t.Fatalf("Send = %v, want a RetryableError after 1s", err)
+	}
+	// Another alert waits for the pause too, although the bucket has
+	// tokens: Slack said to stop sending to this webhook.
+	if err := s.Send(context.Background(), sampleAlert()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d requests", len(msgs))
+	}
+	if gap := msgs[1].At.Sub(msgs[0].At); gap < time.Second {
+		t.Errorf("the next request went %v after a 429 with Retry-After: 1", gap)
+	}
+}
+
+func TestLongRetryAfterIsNotWaitedInSend(t *testing.T) {
+	t.Parallel()
+	f := slacktest.New(t, slacktest.Answer{Status: 429, Text: "rate_limited", RetryAfter: "120"}, slacktest.OK)
+	s := NewSlack(f.WebhookURL(), Pacing{})
+	if err := s.Send(context.Background(), sampleAlert()); err == nil {
+		t.Fatal("Send succeeded on a 429")
+	}
+	err := s.Send(context.Background(), sampleAlert())
+	var re *RetryableError
+	if !errors.As(err, &re) || re.After < 110*time.Second {
+		t.Fatalf("Send during a 120s pause = %v, want a RetryableError with the rest of the pause", err)
+	}
+	if n := len(f.Messages()); n != 1 {
+		t.Errorf("%d requests, want 1: the paused one must not reach Slack", n)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	for in, want := range map[string]time.Duration{
+		"3": 3 * time.Second, "": time.Second, "0": time.Second, "-4": time.Second, "soon": time.Second, "999999": time.Hour,
+	} {
+		if got := retryAfter(in); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+	if got := retryAfter(date); got < 80*time.Second || got > 91*time.Second {
+		t.Errorf("retryAfter(%q) = %v, want about 90s", date, got)
+	}
+}
+
+func TestWebhookPayloadAndAnswers(t *testing.T) {
+	t.Parallel()
+	first := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	a := sampleAlert()
+	a.Fingerprint, a.Rule, a.Kind, a.Sequence, a.Severity = "fp123", "DeliveryDeadLettered", "firing", 4, "critical"
+	a.Labels, a.Count, a.FirstSeen, a.Link = map[string]string{"destination": "erp"}, 6, first, "https://sy.example/v1/events/ev-1"
+	f := slacktest.NewJSON(t, slacktest.OK, slacktest.Answer{Status: 400, Text: `{"error":"bad routing key"}`}, slacktest.Answer{Status: 503}, slacktest.Answer{Status: 429, RetryAfter: "2"})
+	w := NewWebhook(f.WebhookURL(), Pacing{PerSecond: 100, Burst: 10, MaxWait: time.Second})
+	if w.Name() != "webhook" {
+		t.Errorf("Name = %q", w.Name())
+	}
+	if err := w.Send(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	got := f.Messages()[0]
+	var p WebhookPayload
+	if err := json.Unmarshal(got.Raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.DedupKey != "fp123" || p.EventAction != "trigger" || p.Status != "firing" || p.Sequence != 4 || p.Rule != "DeliveryDeadLettered" ||
+		p.Labels["destination"] != "erp" || p.Count != 6 || !p.FirstSeen.Equal(first) || p.Link != a.Link || len(p.Fields) != 3 || p.Fields[0] != (WebhookField{"Destination", "erp"}) {
+		t.Errorf("payload = %+v", p)
+	}
+	if k := got.Header.Get("Idempotency-Key"); k != "fp123.4" {
+		t.Errorf("Idempotency-Key = %q", k)
+	}
+	a.Firing = false
+	err := w.Send(context.Background(), a)
+	if !errors.Is(err, ErrPermanent) || StatusCode(err) != 400 {
+		t.Errorf("400 answer: Send = %v, want permanent", err)
+	}
+	var p2 WebhookPayload
+	_ = json.Unmarshal(f.Messages()[1].Raw, &p2)
+	if p2.EventAction != "resolve" || p2.Status != "resolved" {
+		t.Errorf("resolved payload = %+v", p2)
+	}
+	var re *RetryableError
+	if err := w.Send(context.Background(), a); !errors.As(err, &re) || re.StatusCode != 503 {
+		t.Errorf("503 answer: Send = %v, want retryable", err)
+	}
+	if err := w.Send(context.Background(), a); !errors.As(err, &re) || re.After != 2*time.Second {
+		t.Errorf("429 answer: Send = %v, want retryable after 2s", err)
+	}
+	assertNoSecret(t, err)
+}
+
+func TestWebhookDoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
+	target := slacktest.NewJSON(t)
+	redirect := httptest.NewServer(http.RedirectHandler(target.WebhookURL(), http.StatusFound))
+	t.Cleanup(redirect.Close)
+	err := NewWebhook(redirect.URL+slacktest.SecretPath, Pacing{}).Send(context.Background(), sampleAlert())
+	if !errors.Is(err, ErrPermanent) || StatusCode(err) != http.StatusFound {
+		t.Errorf("Send to a redirect = %v, want a permanent failure with 302", err)
+	}
+	if n := len(target.Messages()); n != 0 {
+		t.Errorf("the redirect was followed (%d requests)", n)
+	}
+	assertNoSecret(t, err)
 }

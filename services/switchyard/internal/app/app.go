@@ -51,8 +51,11 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 	notif, err := notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.Config{
-		SlackWebhookURL: cfg.Alerts.SlackWebhookURL.Reveal(),
-		Logger:          log.With(slog.String("service", "notifier")),
+		Alerts:       cfg.Alerts,
+		Destinations: cfg.Destinations,
+		Replicas:     cfg.NATS.Replicas,
+		Logger:       log.With(slog.String("service", "notifier")),
+		Registerer:   env.Registry,
 	})
 	if err != nil {
 		aud.Close()

@@ -80,7 +80,7 @@ func TestDemoQuickStart(t *testing.T) {
 		}
 	})
 
-	for _, want := range []string{"demo partner: received", "attempt failed; will retry", "dead-lettered", "ALERT Delivery dead-lettered"} {
+	for _, want := range []string{"demo partner: received", "attempt failed; will retry", "dead-lettered", "ALERT [FIRING][critical] ", "dead-lettered on demo-partner"} {
 		waitfor.True(t, "the log line "+want, func() bool { return strings.Contains(logs.String(), want) })
 	}
 

@@ -1,0 +1,469 @@
+// Package rules holds the alert rules: each reads a series (see package
+// series) at a moment and says whether its firing threshold is crossed,
+// whether its resolve condition holds, and what on-call should read about
+// it. Rules are pure functions of the series, the configuration and the
+// time, so tests drive them with any clock.
+package rules
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/pkg/config"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/notifier/internal/series"
+)
+
+// Rule names: the rule label of an alert.
+const (
+	DeliveryDeadLettered = "DeliveryDeadLettered"
+	PartnerDown          = "PartnerDown"
+	PartnerErrorRateHigh = "PartnerErrorRateHigh"
+	PartnerLatencyHigh   = "PartnerLatencyHigh"
+	CredentialsFailing   = "CredentialsFailing"
+	SignatureFailures    = "SignatureFailures"
+	BacklogGrowing       = "BacklogGrowing"
+	AuditLag             = "AuditLag"
+)
+
+// Severities.
+const (
+	Warning  = "warning"
+	Critical = "critical"
+)
+
+// SeverityRank orders severities.
+func SeverityRank(s string) int {
+	switch s {
+	case Critical:
+		return 2
+	case Warning:
+		return 1
+	}
+	return 0
+}
+
+// Field is one label/value pair of a message.
+type Field struct{ Label, Value string }
+
+// Condition is what one rule sees for one destination, source or service at
+// one moment.
+type Condition struct {
+	Rule   string
+	Labels map[string]string
+	// Firing: the firing threshold is crossed.
+	Firing bool
+	// Clear: the resolve condition holds. A rule with hysteresis can be
+	// neither firing nor clear.
+	Clear bool
+	// ClearSince is when the resolve condition began, when the data says
+	// (the last dead letter, the breaker closing); zero means "since the
+	// first evaluation that saw it clear".
+	ClearSince time.Time
+	// ResolveAfter is how long the condition must stay clear.
+	ResolveAfter time.Duration
+	// FirstSeen is when the condition began, if the data says.
+	FirstSeen time.Time
+	Severity  string
+	// Count is the number the message leads with (dead letters in the
+	// run, failures in the window).
+	Count int64
+	// Digest: a higher Count is news worth a message (dead letters).
+	Digest bool
+	// DigestFormat titles a digest, given the new count and the total.
+	DigestFormat string
+	// Baseline is the latency baseline, frozen in the alert when it fires.
+	Baseline time.Duration
+	// Summary is one line for the title.
+	Summary string
+	Fields  []Field
+	// LinkPath is the query API path (with query) of the event or
+	// destination, relative to the public base URL.
+	LinkPath, LinkText string
+}
+
+// Config is what the rules read from the configuration.
+type Config struct {
+	Alerts config.Alerts
+	// Timeouts are the destinations' HTTP timeouts.
+	Timeouts map[string]time.Duration
+}
+
+// NewConfig builds a Config from the configuration file's sections.
+func NewConfig(alerts config.Alerts, dests []config.Destination) Config {
+	c := Config{Alerts: alerts.WithDefaults(), Timeouts: map[string]time.Duration{}}
+	for _, d := range dests {
+		c.Timeouts[d.Name] = d.Timeout.D()
+	}
+	return c
+}
+
+// Limits says how much history a series needs for its rules.
+func (c Config) Limits(kind, name string) series.Limits {
+	switch kind {
+	case series.KindDestination:
+		r := c.Alerts.ForDestination(name)
+		return series.Limits{
+			Window:         max(r.ErrorRate.Window.D(), r.Latency.Window.D(), r.Credentials.Window.D()),
+			BaselineWindow: r.Latency.BaselineWindow.D(),
+			RunGap:         r.DeadLettered.ResolveAfter.D(),
+		}
+	case series.KindSource:
+		return series.Limits{Window: c.Alerts.ForSource(name).SignatureFailures.Window.D()}
+	}
+	return series.Limits{}
+}
+
+// Prior gives a rule the alert it raised before, if any: the latency rule
+// keeps the baseline it fired with.
+type Prior func(rule string, labels map[string]string) *switchyardv1.Alert
+
+// Evaluate runs every rule that applies to s.
+func Evaluate(c Config, s *switchyardv1.Series, prior Prior, now time.Time) []Condition {
+	switch s.GetKind() {
+	case series.KindDestination:
+		r := c.Alerts.ForDestination(s.GetName())
+		timeout, ok := c.Timeouts[s.GetName()]
+		if !ok {
+			timeout = config.DefaultTimeout.D()
+		}
+		return []Condition{
+			deadLettered(r.DeadLettered, s, now),
+			partnerDown(r.PartnerDown, s),
+			errorRate(r.ErrorRate, s, now),
+			latency(r.Latency, timeout, s, prior, now),
+			credentials(r.Credentials, s, now),
+			backlog(r.Backlog, s),
+		}
+	case series.KindSource:
+		return []Condition{signatureFailures(c.Alerts.ForSource(s.GetName()).SignatureFailures, s, now)}
+	case series.KindAudit:
+		return []Condition{auditLag(c.Alerts.Rules.AuditLag, s)}
+	}
+	return nil
+}
+
+// Cleared is the condition of an alert whose series is gone (or whose rule
+// was turned off): it resolves after the rule's resolve time.
+func Cleared(c Config, a *switchyardv1.Alert) Condition {
+	d := c.Alerts.ForDestination(a.GetLabels()["destination"])
+	after := map[string]config.Duration{
+		DeliveryDeadLettered: d.DeadLettered.ResolveAfter,
+		PartnerDown:          d.PartnerDown.ResolveAfter,
+		PartnerErrorRateHigh: d.ErrorRate.ResolveAfter,
+		PartnerLatencyHigh:   d.Latency.ResolveAfter,
+		CredentialsFailing:   d.Credentials.ResolveAfter,
+		BacklogGrowing:       d.Backlog.ResolveAfter,
+		SignatureFailures:    c.Alerts.ForSource(a.GetLabels()["source"]).SignatureFailures.ResolveAfter,
+		AuditLag:             c.Alerts.Rules.AuditLag.ResolveAfter,
+	}[a.GetRule()]
+	return Condition{Rule: a.GetRule(), Labels: a.GetLabels(), Clear: true, ResolveAfter: after.D(), Severity: a.GetSeverity()}
+}
+
+func destLabels(s *switchyardv1.Series) map[string]string {
+	return map[string]string{"destination": s.GetName()}
+}
+
+func off(rule string, labels map[string]string, resolveAfter config.Duration) Condition {
+	return Condition{Rule: rule, Labels: labels, Clear: true, ResolveAfter: resolveAfter.D()}
+}
+
+// DeliveriesPath is the query API listing of a destination's deliveries.
+func DeliveriesPath(destination, status string) string {
+	q := url.Values{"destination": {destination}}
+	if status != "" {
+		q.Set("status", status)
+	}
+	return "/v1/deliveries?" + q.Encode()
+}
+
+// EventPath is the query API page of one event.
+func EventPath(id string) string { return "/v1/events/" + url.PathEscape(id) }
+
+func deadLettered(r config.DeadLetteredRule, s *switchyardv1.Series, now time.Time) Condition {
+	labels := destLabels(s)
+	run := s.GetDeadLetters()
+	if r.Disabled || run == nil || run.LastAt == nil {
+		return off(DeliveryDeadLettered, labels, r.ResolveAfter)
+	}
+	last := run.LastAt.AsTime()
+	inRun := now.Sub(last) < r.ResolveAfter.D()
+	n := run.Total - run.RunStartTotal
+	c := Condition{
+		Rule: DeliveryDeadLettered, Labels: labels,
+		Firing: inRun, Clear: !inRun, ClearSince: last, ResolveAfter: r.ResolveAfter.D(),
+		FirstSeen: run.GetRunStartedAt().AsTime(), Severity: Critical, Count: n, Digest: true,
+		DigestFormat: "%d more deliveries dead-lettered on " + strings.ReplaceAll(s.GetName(), "%", "%%") + " (%d in all)",
+		Summary:      fmt.Sprintf("%s dead-lettered on %s", plural(n, "delivery", "deliveries"), s.GetName()),
+		Fields: []Field{
+			{"Destination", s.GetName()},
+			{"Dead letters", strconv.FormatInt(n, 10)},
+			{"Last event", "`" + run.GetLastEventId() + "`"},
+			{"Last error", failureText(run.GetLastStatusCode(), run.GetLastError())},
+			{"Reason", strings.ToLower(strings.TrimPrefix(run.GetLastReason(), "DEAD_LETTER_REASON_"))},
+		},
+		LinkPath: DeliveriesPath(s.GetName(), "dead_lettered"), LinkText: "Dead letters of " + s.GetName(),
+	}
+	if n == 1 && run.GetLastEventId() != "" {
+		c.LinkPath, c.LinkText = EventPath(run.GetLastEventId()), "The event in the audit log"
+	}
+	return c
+}
+
+func partnerDown(r config.PartnerDownRule, s *switchyardv1.Series) Condition {
+	labels := destLabels(s)
+	cs := s.GetCircuit()
+	if r.Disabled || cs == nil {
+		return off(PartnerDown, labels, r.ResolveAfter)
+	}
+	open := cs.GetState() == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN || cs.GetState() == switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN
+	closed := cs.GetState() == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
+	state := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(cs.GetState().String(), "CIRCUIT_STATE_"), "_", "-"))
+	c := Condition{
+		Rule: PartnerDown, Labels: labels, Firing: open, Clear: closed, ResolveAfter: r.ResolveAfter.D(),
+		Severity: Critical, Summary: s.GetName() + " is down: its circuit breaker is " + state,
+		Fields: []Field{
+			{"Destination", s.GetName()},
+			{"Breaker", state + " since " + FormatTime(cs.GetChangedAt().AsTime())},
+			{"Reason", orNone(cs.GetReason())},
+			{"Last error", orNone(cs.GetLastError())},
+		},
+		LinkPath: DeliveriesPath(s.GetName(), ""), LinkText: "Deliveries to " + s.GetName(),
+	}
+	if open {
+		c.FirstSeen = cs.GetChangedAt().AsTime()
+	}
+	if closed {
+		c.ClearSince = cs.GetChangedAt().AsTime()
+	}
+	return c
+}
+
+func errorRate(r config.ErrorRateRule, s *switchyardv1.Series, now time.Time) Condition {
+	labels := destLabels(s)
+	if r.Disabled {
+		return off(PartnerErrorRateHigh, labels, r.ResolveAfter)
+	}
+	t := series.Window(s, now, r.Window.D())
+	enough := t.Attempts >= int64(r.MinAttempts)
+	var ratio float64
+	if t.Attempts > 0 {
+		ratio = float64(t.Retryable) / float64(t.Attempts)
+	}
+	sev := Warning
+	if ratio >= r.Critical {
+		sev = Critical
+	}
+	c := Condition{
+		Rule: PartnerErrorRateHigh, Labels: labels,
+		Firing: enough && ratio >= r.Warning, Clear: !enough || ratio < r.ResolveBelow, ResolveAfter: r.ResolveAfter.D(),
+		Severity: sev, Count: t.Retryable,
+		Summary: fmt.Sprintf("%s fails %s of deliveries", s.GetName(), percent(ratio)),
+		Fields: []Field{
+			{"Destination", s.GetName()},
+			{"Failure ratio", fmt.Sprintf("%s (%d of %d attempts in %s)", percent(ratio), t.Retryable, t.Attempts, r.Window)},
+			{"Thresholds", fmt.Sprintf("warning %s, critical %s; resolves under %s", percent(r.Warning), percent(r.Critical), percent(r.ResolveBelow))},
+			{"Last error", lastFailure(s.GetLastFailure())},
+		},
+		LinkPath: DeliveriesPath(s.GetName(), ""), LinkText: "Deliveries to " + s.GetName(),
+	}
+	return c
+}
+
+func latency(r config.LatencyRule, timeout time.Duration, s *switchyardv1.Series, prior Prior, now time.Time) Condition {
+	labels := destLabels(s)
+	if r.Disabled {
+		return off(PartnerLatencyHigh, labels, r.ResolveAfter)
+	}
+	t := series.Window(s, now, r.Window.D())
+	p95, n := series.Quantile(t.Latency, 0.95)
+	// The baseline the alert fired with stays while it fires: the slow
+	// period must not raise its own bar.
+	var baseline time.Duration
+	if a := prior(PartnerLatencyHigh, labels); a.GetState() == switchyardv1.AlertState_ALERT_STATE_FIRING {
+		baseline = time.Duration(a.GetBaselineSeconds() * float64(time.Second))
+	} else if b, bn := series.Quantile(series.Baseline(s, now, r.Window.D(), r.BaselineWindow.D()), 0.95); bn >= int64(r.MinAttempts) {
+		baseline = b
+	}
+	fireAt := max(scale(baseline, r.Factor), r.Floor.D())
+	timeoutAt := scale(timeout, r.TimeoutRatio)
+	clearAt := min(max(scale(baseline, r.ResolveFactor), scale(r.Floor.D(), r.ResolveFactor/r.Factor)), timeoutAt)
+	enough := n >= int64(r.MinAttempts)
+	baseText := "not enough history yet"
+	if baseline > 0 {
+		baseText = FormatDuration(baseline) + " (p95 of the " + r.BaselineWindow.String() + " before)"
+	}
+	return Condition{
+		Rule: PartnerLatencyHigh, Labels: labels,
+		Firing: enough && (p95 > fireAt || p95 > timeoutAt), Clear: !enough || p95 < clearAt, ResolveAfter: r.ResolveAfter.D(),
+		Severity: Warning, Count: n, Baseline: baseline,
+		Summary: fmt.Sprintf("%s is slow: p95 %s", s.GetName(), FormatDuration(p95)),
+		Fields: []Field{
+			{"Destination", s.GetName()},
+			{"p95 latency", fmt.Sprintf("%s over %s (%d attempts)", FormatDuration(p95), r.Window, n)},
+			{"Baseline", baseText},
+			{"Fires above", fmt.Sprintf("%s, or %s (%s of the %s timeout)", FormatDuration(fireAt), FormatDuration(timeoutAt), percent(r.TimeoutRatio), FormatDuration(timeout))},
+		},
+		LinkPath: DeliveriesPath(s.GetName(), ""), LinkText: "Deliveries to " + s.GetName(),
+	}
+}
+
+func credentials(r config.CredentialsRule, s *switchyardv1.Series, now time.Time) Condition {
+	labels := destLabels(s)
+	if r.Disabled {
+		return off(CredentialsFailing, labels, r.ResolveAfter)
+	}
+	t := series.Window(s, now, r.Window.D())
+	last := s.GetLastAuthFailure()
+	c := Condition{
+		Rule: CredentialsFailing, Labels: labels,
+		Firing: t.AuthFailures >= int64(r.MinFailures) || t.AuthDeadLetters > 0, Clear: t.AuthFailures == 0 && t.AuthDeadLetters == 0,
+		ResolveAfter: r.ResolveAfter.D(), Severity: Critical, Count: t.AuthFailures,
+		Summary: s.GetName() + " refuses Switchyard's credentials (401/403)",
+		Fields: []Field{
+			{"Destination", s.GetName()},
+			{"401/403 answers", fmt.Sprintf("%d in %s; %d dead-lettered on one", t.AuthFailures, r.Window, t.AuthDeadLetters)},
+			{"Last answer", lastFailure(last)},
+			{"Check", "expired or revoked credentials, or a rotated secret the partner has not taken"},
+		},
+		LinkPath: DeliveriesPath(s.GetName(), ""), LinkText: "Deliveries to " + s.GetName(),
+	}
+	if last.GetEventId() != "" {
+		c.LinkPath, c.LinkText = EventPath(last.GetEventId()), "The last refused event"
+	}
+	return c
+}
+
+func backlog(r config.BacklogRule, s *switchyardv1.Series) Condition {
+	labels := destLabels(s)
+	b := s.GetBacklog()
+	if r.Disabled || b == nil {
+		return off(BacklogGrowing, labels, r.ResolveAfter)
+	}
+	pendingAt := r.Pending
+	if pendingAt == 0 && b.GetMaxAckPending() > 0 {
+		pendingAt = int64(float64(b.GetMaxAckPending()) * r.PendingRatio)
+	}
+	age := b.GetOldestPendingAge().AsDuration()
+	over := (pendingAt > 0 && b.GetNumAckPending() >= pendingAt) || age >= r.OldestAge.D() || b.GetFull()
+	sev := Warning
+	if b.GetFull() {
+		sev = Critical
+	}
+	full := "no"
+	if b.GetFull() {
+		full = "yes: new events wait until retries drain"
+	}
+	return Condition{
+		Rule: BacklogGrowing, Labels: labels, Firing: over, Clear: !over, ResolveAfter: r.ResolveAfter.D(),
+		Severity: sev, Count: b.GetNumAckPending(),
+		Summary: fmt.Sprintf("%s has a growing backlog: %d unfinished", s.GetName(), b.GetNumAckPending()),
+		Fields: []Field{
+			{"Destination", s.GetName()},
+			{"Unfinished (in flight or waiting to retry)", fmt.Sprintf("%d of at most %d (fires at %d)", b.GetNumAckPending(), b.GetMaxAckPending(), pendingAt)},
+			{"Not yet delivered once", strconv.FormatUint(b.GetNumPending(), 10)},
+			{"Oldest unfinished", fmt.Sprintf("%s (fires at %s)", FormatDuration(age), r.OldestAge)},
+			{"Full", full},
+		},
+		LinkPath: DeliveriesPath(s.GetName(), ""), LinkText: "Deliveries to " + s.GetName(),
+	}
+}
+
+func signatureFailures(r config.SignatureFailuresRule, s *switchyardv1.Series, now time.Time) Condition {
+	labels := map[string]string{"source": s.GetName()}
+	if r.Disabled {
+		return off(SignatureFailures, labels, r.ResolveAfter)
+	}
+	t := series.Window(s, now, r.Window.D())
+	return Condition{
+		Rule: SignatureFailures, Labels: labels,
+		Firing: t.Rejections >= int64(r.MinRejections), Clear: t.Rejections < int64(r.MinRejections), ResolveAfter: r.ResolveAfter.D(),
+		Severity: Warning, Count: t.Rejections,
+		Summary: fmt.Sprintf("%d webhooks from %s refused for their signature", t.Rejections, s.GetName()),
+		Fields: []Field{
+			{"Source", s.GetName()},
+			{"Refused", fmt.Sprintf("%d in %s (bad or missing signature, stale timestamp)", t.Rejections, r.Window)},
+			{"Last refusal", lastFailure(s.GetLastFailure())},
+			{"Check", "a secret rotated on one side only, or someone forging requests"},
+		},
+		LinkPath: "/v1/rejections", LinkText: "Refused webhooks",
+	}
+}
+
+func auditLag(r config.AuditLagRule, s *switchyardv1.Series) Condition {
+	labels := map[string]string{}
+	l := s.GetAuditLag()
+	if r.Disabled || l == nil {
+		return off(AuditLag, labels, r.ResolveAfter)
+	}
+	age := l.GetOldestAge().AsDuration()
+	over := !l.GetCaughtUp() && (age >= r.OldestAge.D() || int64(l.GetPendingRecords()) >= r.Pending)
+	return Condition{
+		Rule: AuditLag, Labels: labels, Firing: over, Clear: !over, ResolveAfter: r.ResolveAfter.D(),
+		Severity: Warning, Count: int64(l.GetPendingRecords()),
+		Summary: "The audit log is behind by " + FormatDuration(age),
+		Fields: []Field{
+			{"Unwritten records", strconv.FormatUint(l.GetPendingRecords(), 10)},
+			{"Oldest unwritten", FormatDuration(age)},
+			{"Last error", orNone(l.GetLastError())},
+			{"Meanwhile", "records wait in the AUDIT stream; nothing is lost while it has room"},
+		},
+	}
+}
+
+func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatInt(n, 10) + " " + many
+}
+
+func percent(r float64) string {
+	return strings.TrimSuffix(strconv.FormatFloat(r*100, 'f', 1, 64), ".0") + "%"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func failureText(status int32, msg string) string {
+	switch {
+	case status != 0 && strings.HasPrefix(msg, "HTTP "+strconv.Itoa(int(status))):
+		return msg
+	case status != 0 && msg != "":
+		return fmt.Sprintf("HTTP %d: %s", status, msg)
+	case status != 0:
+		return fmt.Sprintf("HTTP %d", status)
+	}
+	return orNone(msg)
+}
+
+func lastFailure(f *switchyardv1.LastFailure) string {
+	if f == nil {
+		return "(none)"
+	}
+	return failureText(f.GetStatusCode(), f.GetError()) + " at " + FormatTime(f.GetAt().AsTime())
+}
+
+// FormatTime is how messages show a time.
+func FormatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// FormatDuration rounds d for people: 1.52s, 120ms, 3m20s.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	default:
+		return d.Round(time.Millisecond).String()
+	}
+}

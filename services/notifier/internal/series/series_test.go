@@ -1,0 +1,172 @@
+package series
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func attempt(at time.Time, status int32, outcome switchyardv1.Outcome, d time.Duration) *switchyardv1.AuditRecord {
+	return &switchyardv1.AuditRecord{Time: timestamppb.New(at), Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
+		Destination: "erp", StartedAt: timestamppb.New(at), StatusCode: status, Outcome: outcome, Duration: durationpb.New(d), EventId: "ev",
+	}}}
+}
+
+func deadLetter(id string) *switchyardv1.AuditRecord {
+	return &switchyardv1.AuditRecord{Id: "dead_letter:" + id, Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: &switchyardv1.DeadLetter{
+		Id: id, Destination: "erp", EventId: "ev-" + id, LastError: "HTTP 500", LastStatusCode: 500,
+	}}}
+}
+
+var limits = Limits{Window: 5 * time.Minute, BaselineWindow: time.Hour, RunGap: 30 * time.Minute}
+
+func TestLatencyHistogram(t *testing.T) {
+	t.Parallel()
+	for _, d := range []time.Duration{0, time.Millisecond, 7 * time.Millisecond, 100 * time.Millisecond, 1500 * time.Millisecond, time.Minute, 48 * time.Hour} {
+		v := LatencyValue(LatencyIndex(d))
+		if v < d && d <= 9*time.Hour {
+			t.Errorf("LatencyValue(LatencyIndex(%v)) = %v, below the value", d, v)
+		}
+		if d > time.Millisecond && d <= 9*time.Hour && float64(v) > 1.19*float64(d)+1 {
+			t.Errorf("LatencyValue(LatencyIndex(%v)) = %v, more than 19%% above", d, v)
+		}
+	}
+	h := map[int32]int64{}
+	for range 95 {
+		h[LatencyIndex(100*time.Millisecond)]++
+	}
+	for range 5 {
+		h[LatencyIndex(2*time.Second)]++
+	}
+	if p, n := Quantile(h, 0.95); n != 100 || p < 100*time.Millisecond || p > 120*time.Millisecond {
+		t.Errorf("p95 with 5%% slow = %v (n %d), want about 100ms", p, n)
+	}
+	h[LatencyIndex(2*time.Second)] += 5
+	if p, _ := Quantile(h, 0.95); p < 2*time.Second {
+		t.Errorf("p95 with 10%% slow = %v, want about 2s", p)
+	}
+	if p, n := Quantile(nil, 0.95); p != 0 || n != 0 {
+		t.Errorf("Quantile(empty) = %v, %d", p, n)
+	}
+}
+
+// Two replicas read different records of one destination: their deltas
+// add up in the state.
+func TestMergeAddsUpReplicas(t *testing.T) {
+	t.Parallel()
+	a, b := New(KindDestination, "erp"), New(KindDestination, "erp")
+	for i := range 30 {
+		Apply(a, attempt(t0.Add(time.Duration(i)*time.Second), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, 50*time.Millisecond), t0.Add(time.Minute))
+		Apply(b, attempt(t0.Add(time.Duration(i)*time.Second), 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, 2*time.Second), t0.Add(time.Minute))
+	}
+	Apply(a, &switchyardv1.AuditRecord{Time: timestamppb.New(t0.Add(10 * time.Second)), Detail: &switchyardv1.AuditRecord_CircuitChanged{
+		CircuitChanged: &switchyardv1.CircuitChanged{Destination: "erp", To: switchyardv1.CircuitState_CIRCUIT_STATE_OPEN}}}, t0.Add(time.Minute))
+	Apply(b, &switchyardv1.AuditRecord{Time: timestamppb.New(t0.Add(5 * time.Second)), Detail: &switchyardv1.AuditRecord_CircuitChanged{
+		CircuitChanged: &switchyardv1.CircuitChanged{Destination: "erp", To: switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED}}}, t0.Add(time.Minute))
+	Apply(a, deadLetter("EVENTS:1:erp"), t0.Add(time.Minute))
+	Apply(b, deadLetter("EVENTS:1:erp"), t0.Add(time.Minute)) // read twice
+	Apply(b, deadLetter("EVENTS:2:erp"), t0.Add(time.Minute))
+
+	now := t0.Add(time.Minute)
+	s := Merge(nil, a, now, limits)
+	s = Merge(s, b, now, limits)
+	w := Window(s, now, 5*time.Minute)
+	if w.Attempts != 60 || w.Retryable != 30 {
+		t.Errorf("window = %+v, want 60 attempts, 30 retryable", w)
+	}
+	if p, n := Quantile(w.Latency, 0.5); n != 60 || p > 100*time.Millisecond {
+		t.Errorf("median = %v over %d", p, n)
+	}
+	if s.Circuit.GetState() != switchyardv1.CircuitState_CIRCUIT_STATE_OPEN {
+		t.Errorf("circuit = %v, want the later record's state (open)", s.Circuit)
+	}
+	if r := s.DeadLetters; r.Total != 2 || r.RunStartTotal != 0 || !r.RunStartedAt.AsTime().Equal(now) {
+		t.Errorf("dead letters = %v, want 2 in one run", r)
+	}
+
+	// After the run gap a dead letter starts a new run.
+	later := now.Add(31 * time.Minute)
+	d := New(KindDestination, "erp")
+	Apply(d, deadLetter("EVENTS:3:erp"), later)
+	s = Merge(s, d, later, limits)
+	if r := s.DeadLetters; r.Total != 3 || r.RunStartTotal != 2 || !r.RunStartedAt.AsTime().Equal(later) || r.LastEventId != "ev-EVENTS:3:erp" {
+		t.Errorf("dead letters after the gap = %v, want a new run of 1", r)
+	}
+	if len(s.Buckets) != 0 {
+		t.Errorf("%d fine buckets kept 31 minutes later, want none (window 5m)", len(s.Buckets))
+	}
+	if len(s.Baseline) == 0 {
+		t.Error("the baseline buckets were dropped within the baseline window")
+	}
+}
+
+func TestBaselineExcludesTheCurrentWindow(t *testing.T) {
+	t.Parallel()
+	now := t0
+	d := New(KindDestination, "erp")
+	for m := 60; m >= 1; m-- {
+		lat := 100 * time.Millisecond
+		if m <= 5 {
+			lat = 3 * time.Second // the current window is slow
+		}
+		for range 10 {
+			Apply(d, attempt(now.Add(-time.Duration(m)*time.Minute), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, lat), now)
+		}
+	}
+	s := Merge(nil, d, now, limits)
+	b, n := Quantile(Baseline(s, now, 5*time.Minute, time.Hour), 0.95)
+	if b > 120*time.Millisecond || n < 500 {
+		t.Errorf("baseline p95 = %v over %d samples, want about 100ms from the hour before the window", b, n)
+	}
+	cur, _ := Quantile(Window(s, now, 5*time.Minute).Latency, 0.95)
+	if cur < 3*time.Second {
+		t.Errorf("window p95 = %v, want about 3s", cur)
+	}
+}
+
+func TestTarget(t *testing.T) {
+	t.Parallel()
+	rej := func(r switchyardv1.RejectReason) *switchyardv1.AuditRecord {
+		return &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookRejected{WebhookRejected: &switchyardv1.WebhookRejected{Source: "shop", Reason: r}}}
+	}
+	tests := []struct {
+		rec        *switchyardv1.AuditRecord
+		kind, name string
+	}{
+		{attempt(t0, 200, switchyardv1.Outcome_OUTCOME_DELIVERED, 0), KindDestination, "erp"},
+		{deadLetter("x"), KindDestination, "erp"},
+		{rej(switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE), KindSource, "shop"},
+		{rej(switchyardv1.RejectReason_REJECT_REASON_STALE_TIMESTAMP), KindSource, "shop"},
+		// An unknown source or a size limit is not a signature failure;
+		// the source name of an unknown source is the sender's to choose.
+		{rej(switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE), "", ""},
+		{rej(switchyardv1.RejectReason_REJECT_REASON_BODY_TOO_LARGE), "", ""},
+		{&switchyardv1.AuditRecord{Service: "auditor", Detail: &switchyardv1.AuditRecord_AuditLag{AuditLag: &switchyardv1.AuditLag{}}}, KindAudit, "auditor"},
+		{&switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_Alert{Alert: &switchyardv1.AlertNotification{}}}, "", ""},
+	}
+	for _, tt := range tests {
+		kind, name, ok := Target(tt.rec)
+		if kind != tt.kind || name != tt.name || ok != (tt.kind != "") {
+			t.Errorf("Target(%v) = %q, %q, %v; want %q, %q", tt.rec, kind, name, ok, tt.kind, tt.name)
+		}
+	}
+	if k := Key(KindDestination, "erp.x>"); k != "series.destination.erp_x_" {
+		t.Errorf("Key = %q", k)
+	}
+}
+
+// Records from a clock ahead of the notifier's count at the notifier's now.
+func TestApplyClampsFutureTimes(t *testing.T) {
+	t.Parallel()
+	d := New(KindDestination, "erp")
+	Apply(d, attempt(t0.Add(time.Hour), 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, time.Second), t0)
+	if w := Window(Merge(nil, d, t0, limits), t0, 5*time.Minute); w.Attempts != 1 {
+		t.Errorf("window = %+v, want the future attempt counted now", w)
+	}
+}

@@ -1,0 +1,65 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/pkg/natstest"
+	"github.com/switchyard/switchyard/services/auditor"
+	"github.com/switchyard/switchyard/services/switchyard/internal/cli"
+)
+
+// The silences subcommands against the auditor's real admin API (embedded
+// store, embedded NATS).
+func TestSilencesCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	_, js := ns.Connect(t)
+	aud, err := auditor.New(ctx, js, auditor.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = aud.Close() })
+	srv := httptest.NewServer(aud.Handler())
+	t.Cleanup(srv.Close)
+
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := cli.Execute(ctx, append([]string{"silences", "--api", srv.URL}, args...), &out, &out)
+		return out.String(), err
+	}
+
+	out, err := run("add", "--match", "destination=erp", "-m", "rule=~Partner.*", "--for", "2h", "--comment", "ERP upgrade", "--by", "alice")
+	if err != nil || !strings.Contains(out, "active") || !strings.Contains(out, "destination=erp,rule=~Partner.*") || !strings.Contains(out, "ERP upgrade") {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	id := strings.Fields(strings.Split(out, "\n")[1])[0]
+
+	if out, err := run("list"); err != nil || !strings.Contains(out, id) || !strings.Contains(out, "alice") {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+	if out, err := run("expire", id, "--by", "bob"); err != nil || !strings.Contains(out, "expired") || !strings.Contains(out, "expired by bob") {
+		t.Errorf("expire: %v\n%s", err, out)
+	}
+
+	// What is wrong comes back from the API, said so a person can fix it.
+	if _, err := run("add", "--match", "dest=erp", "--for", "1h"); err == nil || !strings.Contains(err.Error(), `400 Bad Request: invalid silence: matcher label "dest"`) {
+		t.Errorf("add with a bad matcher: %v", err)
+	}
+	if _, err := run("add", "--match", "destination=erp"); err == nil || !strings.Contains(err.Error(), "--for") {
+		t.Errorf("add without an end: %v", err)
+	}
+	if _, err := run("expire", "01J0000000000000000000000Z"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("expire unknown: %v", err)
+	}
+	var out2 bytes.Buffer
+	err = cli.Execute(ctx, []string{"silences", "--api", "http://127.0.0.1:1", "list"}, &out2, &out2)
+	if err == nil || !strings.Contains(err.Error(), "not reachable") {
+		t.Errorf("list with no API: %v", err)
+	}
+}

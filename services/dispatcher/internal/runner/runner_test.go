@@ -37,8 +37,10 @@ type reply struct {
 	status int
 	header map[string]string
 	body   string
-	// hang makes the partner wait for the client to give up.
-	hang bool
+	// hang makes the partner wait for the client to give up (or for
+	// release to close).
+	hang    bool
+	release <-chan struct{}
 }
 
 // hit is one request the fake partner received.
@@ -58,6 +60,9 @@ type partner struct {
 	mu     sync.Mutex
 	hits   []hit
 	script []reply
+	// answer, when set, replaces the script: it picks the reply from the
+	// request (its body, its headers).
+	answer func(h hit) reply
 	// handedOut, when set, is called on each request to learn when the
 	// server delivered the message being attempted.
 	handedOut func() time.Time
@@ -65,7 +70,17 @@ type partner struct {
 
 func newPartner(t *testing.T, script ...reply) *partner {
 	t.Helper()
-	p := &partner{script: script}
+	return startPartner(t, &partner{script: script})
+}
+
+// newAnsweringPartner is a partner whose answer depends on the request.
+func newAnsweringPartner(t *testing.T, answer func(h hit) reply) *partner {
+	t.Helper()
+	return startPartner(t, &partner{answer: answer})
+}
+
+func startPartner(t *testing.T, p *partner) *partner {
+	t.Helper()
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at := time.Now()
 		body, _ := io.ReadAll(r.Body)
@@ -75,12 +90,19 @@ func newPartner(t *testing.T, script ...reply) *partner {
 			handedOut = p.handedOut()
 		}
 		n := len(p.hits)
-		p.hits = append(p.hits, hit{at: at, header: r.Header.Clone(), body: body, handedOut: handedOut})
-		rep := p.script[min(n, len(p.script)-1)]
+		h := hit{at: at, header: r.Header.Clone(), body: body, handedOut: handedOut}
+		p.hits = append(p.hits, h)
+		var rep reply
+		if p.answer != nil {
+			rep = p.answer(h)
+		} else {
+			rep = p.script[min(n, len(p.script)-1)]
+		}
 		p.mu.Unlock()
 		if rep.hang {
 			select {
 			case <-r.Context().Done():
+			case <-rep.release:
 			case <-time.After(30 * time.Second):
 			}
 			return
@@ -139,15 +161,51 @@ func newEnv(t *testing.T) *testEnv {
 // start provisions and runs a dispatcher until the test ends.
 func (e *testEnv) start(t *testing.T, dests ...config.Destination) *Dispatcher {
 	t.Helper()
+	return e.run(t, e.js, nil, dests...).d
+}
+
+// running is a dispatcher a test runs; stop ends it before the test does.
+type running struct {
+	d      *Dispatcher
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// stop cancels the dispatcher's context and waits for Run to return.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("Run returned %v after cancel", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Run did not return after its context was cancelled")
+		}
+	})
+}
+
+// run provisions and runs a dispatcher on js (a connection of its own for a
+// second replica); configure adjusts its Config.
+func (e *testEnv) run(t *testing.T, js jetstream.JetStream, configure func(*Config), dests ...config.Destination) *running {
+	t.Helper()
 	for _, d := range dests {
 		checkDestination(t, d)
 	}
-	d, err := New(e.js, auditlog.NewEmitter(e.js, "dispatcher"), Config{
+	cfg := Config{
 		Destinations:  dests,
 		Logger:        natstest.Logger(t),
 		FetchWait:     200 * time.Millisecond,
 		ShutdownGrace: 2 * time.Second,
-	})
+		BreakerSync:   50 * time.Millisecond,
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	d, err := New(js, auditlog.NewEmitter(js, "dispatcher"), cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -158,20 +216,10 @@ func (e *testEnv) start(t *testing.T, dests ...config.Destination) *Dispatcher {
 		cancel()
 		t.Fatalf("Provision: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after cancel", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not return after its context was cancelled")
-		}
-	})
-	return d
+	r := &running{d: d, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
 }
 
 func (e *testEnv) publish(t *testing.T, ev events.Event) uint64 {

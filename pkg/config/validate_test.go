@@ -194,9 +194,13 @@ func TestValidate(t *testing.T) {
 		{name: "auth bearer without token", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "bearer"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.token", problem: "required"},
 		{name: "auth bearer token with newline", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "bearer", Token: "a\nb"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.token", problem: "one line"},
 		{name: "auth unknown type", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "digest"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.type", problem: `not "digest"`},
-		{name: "auth basic", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u", Password: "p"} }},
+		{name: "auth basic", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u", Password: "p"}
+		}},
 		{name: "auth basic without password", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.password"},
-		{name: "auth basic username with colon", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u:x", Password: "p"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.username", problem: "':'"},
+		{name: "auth basic username with colon", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u:x", Password: "p"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].auth.username", problem: "':'"},
 		{name: "auth field of another type", mutate: func(c *config.Config) {
 			c.Destinations[0].Auth = config.Auth{Type: "bearer", Token: "t", ClientID: "x"}
 		}, wantErr: config.ErrInvalid, field: "destinations[0].auth.client_id", problem: "not used by auth type"},

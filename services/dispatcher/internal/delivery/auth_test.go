@@ -2,16 +2,15 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/oauthtest"
 	"github.com/switchyard/switchyard/pkg/signing"
 )
 
@@ -113,69 +112,12 @@ func TestSigningStandardWebhooks(t *testing.T) {
 	}
 }
 
-// tokenServer is an OAuth2 token endpoint that issues numbered tokens with a
-// short lifetime and remembers which are valid.
-type tokenServer struct {
-	*httptest.Server
-	lifetime time.Duration
-	mu       sync.Mutex
-	issued   map[string]time.Time // token -> expiry
-	requests int
-	refuse   bool
-}
-
-func newTokenServer(t *testing.T, lifetime time.Duration) *tokenServer {
+func newTokenServer(t *testing.T, lifetime time.Duration) *oauthtest.Server {
 	t.Helper()
-	ts := &tokenServer{lifetime: lifetime, issued: map[string]time.Time{}}
-	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ts.mu.Lock()
-		defer ts.mu.Unlock()
-		ts.requests++
-		id, secret, ok := r.BasicAuth()
-		if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" {
-			http.Error(w, `{"error":"unsupported_grant_type"}`, http.StatusBadRequest)
-			return
-		}
-		if !ok {
-			id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-		}
-		if ts.refuse || id != "switchyard" || secret != "s3cret" {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
-			return
-		}
-		tok := fmt.Sprintf("tok-%d", ts.requests)
-		ts.issued[tok] = time.Now().Add(ts.lifetime)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"access_token": tok, "token_type": "Bearer", "expires_in": int(ts.lifetime / time.Second), "scope": r.PostForm.Get("scope"),
-		})
-	}))
-	t.Cleanup(ts.Close)
-	return ts
+	return oauthtest.Start(t, "switchyard", "s3cret", lifetime)
 }
 
-func (ts *tokenServer) valid(auth string) bool {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	exp, ok := ts.issued[strings.TrimPrefix(auth, "Bearer ")]
-	return ok && time.Now().Before(exp)
-}
-
-func (ts *tokenServer) revokeAll() {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	clear(ts.issued)
-}
-
-func (ts *tokenServer) count() int {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return ts.requests
-}
-
-func oauthClient(t *testing.T, ts *tokenServer, partnerURL, secret string) *Client {
+func oauthClient(t *testing.T, ts *oauthtest.Server, partnerURL, secret string) *Client {
 	t.Helper()
 	target := Target{URL: partnerURL, Timeout: 2 * time.Second, AllowPrivateNetwork: true}
 	target.Auth = NewClientCredentials(ClientCredentialsConfig{
@@ -191,7 +133,7 @@ func TestClientCredentialsCachesAndRefreshesBeforeExpiry(t *testing.T) {
 	var mu sync.Mutex
 	var expiredSeen int
 	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) {
-		if !ts.valid(r.Header.Get("Authorization")) {
+		if !ts.Valid(r.Header.Get("Authorization")) {
 			mu.Lock()
 			expiredSeen++
 			mu.Unlock()
@@ -212,7 +154,7 @@ func TestClientCredentialsCachesAndRefreshesBeforeExpiry(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := ts.count(); n != 1 {
+	if n := ts.Requests(); n != 1 {
 		t.Errorf("%d token requests for 20 deliveries, want 1 (cached, shared)", n)
 	}
 
@@ -222,7 +164,7 @@ func TestClientCredentialsCachesAndRefreshesBeforeExpiry(t *testing.T) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	sent := 0
-	for ts.count() < 3 {
+	for ts.Requests() < 3 {
 		if res := c.Send(context.Background(), Request{EventID: "ev-loop", Body: []byte("{}"), Attempt: 1}); !res.Delivered() {
 			t.Fatalf("delivery %d failed: %v %v", sent, res.Outcome, res.Err)
 		}
@@ -235,7 +177,7 @@ func TestClientCredentialsCachesAndRefreshesBeforeExpiry(t *testing.T) {
 		t.Errorf("the partner saw %d requests with an expired token", expiredSeen)
 	}
 	// A token request per 1.6s, not one per delivery.
-	if n := ts.count(); n >= sent/4 {
+	if n := ts.Requests(); n >= sent/4 {
 		t.Errorf("%d token requests for %d deliveries: the token is not cached", n, sent)
 	}
 }
@@ -244,7 +186,7 @@ func TestClientCredentialsRenewsOnceOn401(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t, time.Hour)
 	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) {
-		if !ts.valid(r.Header.Get("Authorization")) {
+		if !ts.Valid(r.Header.Get("Authorization")) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -256,7 +198,7 @@ func TestClientCredentialsRenewsOnceOn401(t *testing.T) {
 	}
 	// The partner revokes the token long before its expiry: the next
 	// attempt gets a 401, renews the token and succeeds in the same attempt.
-	ts.revokeAll()
+	ts.RevokeAll()
 	before := p.hits.Load()
 	res := c.Send(context.Background(), Request{EventID: "ev-2", Body: []byte("{}"), Attempt: 1})
 	if !res.Delivered() {
@@ -265,7 +207,7 @@ func TestClientCredentialsRenewsOnceOn401(t *testing.T) {
 	if n := p.hits.Load() - before; n != 2 {
 		t.Errorf("%d requests for the attempt, want 2 (401, then renewed)", n)
 	}
-	if n := ts.count(); n != 2 {
+	if n := ts.Requests(); n != 2 {
 		t.Errorf("%d token requests, want 2", n)
 	}
 

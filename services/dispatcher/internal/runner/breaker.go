@@ -280,8 +280,21 @@ func (d *Dispatcher) probeLease(timeout time.Duration) time.Duration {
 }
 
 // watchBreakers keeps every breaker's cached circuit current until ctx
-// ends.
+// ends, starting the watch again if it stops.
 func (d *Dispatcher) watchBreakers(ctx context.Context, byName map[string]*breaker) error {
+	for ctx.Err() == nil {
+		if err := d.watchBreakersOnce(ctx, byName); err != nil {
+			d.cfg.Logger.WarnContext(ctx, "circuit breaker watch stopped; starting it again", slog.Any("error", err))
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+func (d *Dispatcher) watchBreakersOnce(ctx context.Context, byName map[string]*breaker) error {
 	w, err := d.breakers.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", BreakerBucket, err)
@@ -293,7 +306,7 @@ func (d *Dispatcher) watchBreakers(ctx context.Context, byName map[string]*break
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil
+				return errors.New("the watcher closed")
 			}
 			if e == nil {
 				continue // the end of the initial values

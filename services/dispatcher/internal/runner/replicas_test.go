@@ -222,3 +222,26 @@ func TestReplayThatFailsAgain(t *testing.T) {
 		t.Error("crm received erp's replay")
 	}
 }
+
+// A dispatcher that dies without a word (no hand-back) loses nothing
+// either: its event comes back when the ack wait of its delivery runs out.
+func TestSilentlyDeadDispatcherLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusOK})
+	d := destinationFor("erp", p.URL, 3)
+	e.provision(t, d)
+	e.publish(t, orderEvent("ev-held"))
+	taken := time.Now()
+	e.takeOne(t, "erp") // the process holding it is gone
+
+	e.start(t, d)
+	e.waitSettled(t, "erp", 2)
+	hits := p.received()
+	if len(hits) != 1 || hits[0].header.Get("Switchyard-Attempt") != "2" {
+		t.Fatalf("partner requests = %d, want the event once, as attempt 2", len(hits))
+	}
+	if gap := hits[0].at.Sub(taken); gap < step1 {
+		t.Errorf("redelivered %v after the dead dispatcher took it, before its ack wait %v", gap, step1)
+	}
+}

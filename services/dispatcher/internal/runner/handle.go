@@ -42,7 +42,8 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bo
 	// While this replica holds the event, JetStream must not think it lost:
 	// a slow audit write or a wait for the breaker is not a failed attempt.
 	// The request itself fits in the ack wait (validated), so this fires
-	// only when the work around it overruns.
+	// only when the work around it overruns. It stops before the message
+	// is settled, so that no InProgress follows a nak.
 	alive := keepAlive(msg, dest.keepAliveEvery(attempt))
 	defer alive.stop()
 
@@ -54,6 +55,7 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bo
 			n, p := dest.admit(ctx)
 			if n == 0 {
 				log.Warn("shutdown while the circuit breaker held the event; handing it back")
+				alive.stop()
 				_ = msg.Nak()
 				return
 			}
@@ -78,6 +80,7 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bo
 		// Cut off by shutdown: hand the event back at once for another
 		// replica. This counts as an attempt, as the server cannot know.
 		log.Warn("delivery interrupted by shutdown; handing the event back")
+		alive.stop()
 		_ = msg.Nak()
 		return
 	}
@@ -94,6 +97,7 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bo
 	final := res.Delivered() || !res.Retryable() || attempt >= maxAttempts
 	dest.d.metrics.observe(dest.cfg.Name, res)
 	dest.recordAttempt(ctx, ev, meta, attempt, res, final, probe)
+	alive.stop()
 
 	switch {
 	case res.Delivered():

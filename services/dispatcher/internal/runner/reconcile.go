@@ -68,7 +68,11 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 		batch, err := cons.Fetch(16, jetstream.FetchMaxWait(d.cfg.FetchWait))
 		if err == nil {
 			for msg := range batch.Messages() {
-				d.reconcileOne(ctx, msg)
+				// Finish an advisory begun, even at shutdown: the dead
+				// letter and its audit record belong together.
+				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*auditTimeout)
+				d.reconcileOne(wctx, msg)
+				cancel()
 			}
 			err = batch.Error()
 		}

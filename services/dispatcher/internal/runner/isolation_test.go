@@ -158,7 +158,7 @@ func TestFullConsumerIsReported(t *testing.T) {
 	r := e.run(t, e.js, func(c *Config) { c.BacklogInterval = 100 * time.Millisecond }, d)
 
 	publishN(t, e, "ev", 7)
-	waitfor.True(t, "four attempts, then the consumer is full", func() bool { return len(p.received()) >= 4 })
+	e.waitAttempts(t, "erp", 4)
 
 	rec := waitfor.Value(t, "a BacklogReport with full set", func() (*switchyardv1.BacklogReport, bool) {
 		recs := natstest.AuditRecords(t, e.js, "audit."+auditlog.KindBacklog+".erp")
@@ -172,8 +172,8 @@ func TestFullConsumerIsReported(t *testing.T) {
 	if rec.NumAckPending != 4 || rec.MaxAckPending != 4 || rec.OldestPendingAge.AsDuration() <= 0 || rec.Paused {
 		t.Errorf("backlog report = %v", rec)
 	}
-	if n := len(p.received()); n != 4 {
-		t.Errorf("partner got %d requests with max_ack_pending 4 and a 1m retry step, want 4", n)
+	if _, as := attempts(t, e.js, "erp"); len(as) != 4 {
+		t.Errorf("%d attempts with max_ack_pending 4 and a 1m retry step, want 4", len(as))
 	}
 	m := r.d.metrics
 	if got := testutil.ToFloat64(m.backlogFull.WithLabelValues("erp")); got != 1 {

@@ -8,7 +8,10 @@
 // in step.
 package config
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Config is the whole configuration file.
 type Config struct {
@@ -132,9 +135,24 @@ type Destination struct {
 	MaxAckPending int `yaml:"max_ack_pending"`
 	// Headers are added to every request.
 	Headers map[string]Secret `yaml:"headers"`
-	// AllowPrivateNetwork permits a URL that resolves to a loopback,
-	// private or link-local address. Default false.
+	// AllowPrivateNetwork permits a URL (and an OAuth2 token URL) that
+	// resolves to a loopback, private or link-local address. Default false.
 	AllowPrivateNetwork bool `yaml:"allow_private_network"`
+	// RateLimit caps the events per second sent to this destination.
+	// Default: no limit.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// Ordered delivers one event at a time in stream order: an event that
+	// fails holds back the ones after it until it is delivered or
+	// dead-lettered. Requires concurrency 1 (the default when ordered).
+	Ordered bool `yaml:"ordered"`
+	// Auth authenticates requests: bearer, basic or OAuth2 client
+	// credentials. Default none (static headers still apply).
+	Auth Auth `yaml:"auth"`
+	// Signing signs requests with Standard Webhooks. Default none.
+	Signing Signing `yaml:"signing"`
+	// Breaker is the circuit breaker that pauses the destination while the
+	// partner is down.
+	Breaker Breaker `yaml:"breaker"`
 }
 
 // Retry is a destination's retry policy, carried out by JetStream ack-wait
@@ -144,6 +162,87 @@ type Retry struct {
 	Backoff []Duration `yaml:"backoff"`
 	// MaxAttempts includes the first attempt. Default 6.
 	MaxAttempts int `yaml:"max_attempts"`
+	// RetryOnStatus lists 4xx status codes this partner uses for temporary
+	// trouble (a 404 while it deploys, a 423 Locked), retried instead of
+	// dead-lettered. 408, 409, 425 and 429 are always retried; 410 Gone is
+	// always permanent.
+	RetryOnStatus []int `yaml:"retry_on_status"`
+}
+
+// RateLimit is a token bucket: PerSecond events per second on average,
+// with bursts of up to Burst.
+type RateLimit struct {
+	// PerSecond is the average rate; 0 means no limit.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is the most events sent at once after a quiet spell. Default
+	// max(1, per_second rounded up).
+	Burst int `yaml:"burst"`
+}
+
+// Auth types a destination may name.
+const (
+	AuthNone                    = ""
+	AuthBearer                  = "bearer"
+	AuthBasic                   = "basic"
+	AuthOAuth2ClientCredentials = "oauth2-client-credentials"
+)
+
+// Auth is how requests to a destination authenticate.
+type Auth struct {
+	// Type is bearer, basic or oauth2-client-credentials; empty for none.
+	Type string `yaml:"type"`
+	// Token is the bearer token (type bearer).
+	Token Secret `yaml:"token"`
+	// Username and Password are the basic credentials (type basic).
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	// TokenURL, ClientID and ClientSecret are the OAuth2 client
+	// credentials (type oauth2-client-credentials).
+	TokenURL     string `yaml:"token_url"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret Secret `yaml:"client_secret"`
+	// Scopes are requested with the token.
+	Scopes []string `yaml:"scopes"`
+	// Params are extra token request parameters (audience, resource).
+	Params map[string]string `yaml:"params"`
+	// ClientAuth is how the client authenticates to the token URL: header
+	// (HTTP basic), body (form fields) or auto (try header, then body).
+	// Default auto.
+	ClientAuth string `yaml:"client_auth"`
+}
+
+// Signing is how requests to a destination are signed.
+type Signing struct {
+	// StandardWebhooksSecrets sign with Standard Webhooks (webhook-id,
+	// webhook-timestamp, webhook-signature): one signature per secret, so
+	// that during a rotation the partner accepts either.
+	StandardWebhooksSecrets []Secret `yaml:"standard_webhooks_secrets"`
+}
+
+// Breaker is a destination's circuit breaker. Only retryable failures
+// (timeouts, connection errors, 408/425/429/5xx) count against the partner:
+// any answer that is not one of those shows it is up.
+type Breaker struct {
+	// Disabled turns the breaker off.
+	Disabled bool `yaml:"disabled"`
+	// ConsecutiveFailures opens the breaker after this many retryable
+	// failures in a row, across every dispatcher replica. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// FailureRatio opens the breaker when at least this share of the
+	// attempts in Window failed (retryable), once MinRequests attempts were
+	// made in it. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio"`
+	// MinRequests is the fewest attempts in Window for FailureRatio to
+	// apply. Default 20.
+	MinRequests int `yaml:"min_requests"`
+	// Window is the span FailureRatio is measured over. Default 1m.
+	Window Duration `yaml:"window"`
+	// Cooldown is how long the breaker stays open before one probe
+	// attempt. It doubles after each failed probe, up to MaxCooldown.
+	// Default 30s.
+	Cooldown Duration `yaml:"cooldown"`
+	// MaxCooldown caps the growing cooldown. Default 5m.
+	MaxCooldown Duration `yaml:"max_cooldown"`
 }
 
 // Demo runs a small partner and an event generator inside the all-in-one so
@@ -170,6 +269,13 @@ const (
 	DefaultMaxAckPending   = 10000
 	DefaultEventsMaxAge    = Duration(7 * 24 * time.Hour)
 	DefaultDuplicateWindow = Duration(2 * time.Minute)
+
+	DefaultBreakerConsecutiveFailures = 5
+	DefaultBreakerFailureRatio        = 0.5
+	DefaultBreakerMinRequests         = 20
+	DefaultBreakerWindow              = Duration(time.Minute)
+	DefaultBreakerCooldown            = Duration(30 * time.Second)
+	DefaultBreakerMaxCooldown         = Duration(5 * time.Minute)
 )
 
 // DefaultBackoff is the default retry schedule.
@@ -210,7 +316,23 @@ func (c Config) WithDefaults() Config {
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		setDefault(&d.Timeout, DefaultTimeout)
+		if d.Ordered {
+			setDefault(&d.Concurrency, 1)
+		}
 		setDefault(&d.Concurrency, DefaultConcurrency)
+		if d.RateLimit.PerSecond > 0 {
+			setDefault(&d.RateLimit.Burst, max(1, int(math.Ceil(d.RateLimit.PerSecond))))
+		}
+		if d.Auth.Type == AuthOAuth2ClientCredentials {
+			setDefault(&d.Auth.ClientAuth, "auto")
+		}
+		b := &d.Breaker
+		setDefault(&b.ConsecutiveFailures, DefaultBreakerConsecutiveFailures)
+		setDefault(&b.FailureRatio, DefaultBreakerFailureRatio)
+		setDefault(&b.MinRequests, DefaultBreakerMinRequests)
+		setDefault(&b.Window, DefaultBreakerWindow)
+		setDefault(&b.Cooldown, DefaultBreakerCooldown)
+		setDefault(&b.MaxCooldown, max(DefaultBreakerMaxCooldown, b.Cooldown))
 		setDefault(&d.MaxAckPending, DefaultMaxAckPending)
 		setDefault(&d.Retry.MaxAttempts, DefaultMaxAttempts)
 		if d.Retry.Backoff == nil {

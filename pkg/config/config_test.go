@@ -506,6 +506,10 @@ func TestWithDefaults(t *testing.T) {
 				},
 				MaxAttempts: 6,
 			},
+			Breaker: config.Breaker{
+				ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, Window: config.Duration(time.Minute),
+				Cooldown: config.Duration(30 * time.Second), MaxCooldown: config.Duration(5 * time.Minute),
+			},
 		}},
 		Demo: config.Demo{PartnerListen: "127.0.0.1:9999"},
 		// TestAlertsWithDefaults spells these out.
@@ -537,7 +541,13 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 		},
 		Destinations: []config.Destination{{
 			Name: "crm", Timeout: config.Duration(time.Second), Concurrency: 2, MaxAckPending: 3,
-			Retry: config.Retry{Backoff: []config.Duration{config.Duration(2 * time.Second)}, MaxAttempts: 2},
+			Retry:     config.Retry{Backoff: []config.Duration{config.Duration(2 * time.Second)}, MaxAttempts: 2},
+			RateLimit: config.RateLimit{PerSecond: 2.5, Burst: 1},
+			Auth:      config.Auth{Type: config.AuthOAuth2ClientCredentials, ClientAuth: "body"},
+			Breaker: config.Breaker{
+				ConsecutiveFailures: 2, FailureRatio: 0.9, MinRequests: 4, Window: config.Duration(time.Hour),
+				Cooldown: config.Duration(time.Second), MaxCooldown: config.Duration(time.Minute),
+			},
 		}},
 		Demo:   config.Demo{PartnerListen: ":9"},
 		Alerts: config.Alerts{}.WithDefaults(),
@@ -548,5 +558,23 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 	want.Sources = []config.Source{in.Sources[0], {Name: "b", Tolerance: config.DefaultTolerance, MaxBody: 4096}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("WithDefaults() =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestWithDefaultsOrderedAndRateLimit(t *testing.T) {
+	t.Parallel()
+	c := config.Config{Destinations: []config.Destination{
+		{Name: "ordered", Ordered: true},
+		{Name: "limited", RateLimit: config.RateLimit{PerSecond: 2.5}},
+		{Name: "slow", RateLimit: config.RateLimit{PerSecond: 0.2}},
+	}}.WithDefaults()
+	if got := c.Destinations[0].Concurrency; got != 1 {
+		t.Errorf("ordered destination concurrency = %d, want 1", got)
+	}
+	if got := c.Destinations[1].RateLimit.Burst; got != 3 {
+		t.Errorf("rate limit 2.5/s burst = %d, want 3", got)
+	}
+	if got := c.Destinations[2].RateLimit.Burst; got != 1 {
+		t.Errorf("rate limit 0.2/s burst = %d, want 1", got)
 	}
 }

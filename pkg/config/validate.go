@@ -3,12 +3,15 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/pkg/signing"
 )
 
 // FieldError is one problem with one field of the configuration.
@@ -191,6 +194,25 @@ func (c Config) Validate() error {
 				p.add(f+".headers", "header name %q is not valid", name)
 			}
 		}
+		for j, code := range d.Retry.RetryOnStatus {
+			switch {
+			case code == 410:
+				p.add(fmt.Sprintf("%s.retry.retry_on_status[%d]", f, j), "410 Gone is always permanent: the partner says the endpoint is gone for good")
+			case code < 400 || code > 499:
+				p.add(fmt.Sprintf("%s.retry.retry_on_status[%d]", f, j), "must be a 4xx status code, not %d (5xx are always retried)", code)
+			}
+		}
+		if d.Ordered && d.Concurrency != 1 {
+			p.add(f+".concurrency", "must be 1 for an ordered destination (one event in flight, in stream order), not %d", d.Concurrency)
+		}
+		checkRateLimit(&p, f+".rate_limit", d.RateLimit)
+		checkAuth(&p, f+".auth", d.Auth)
+		for j, sec := range d.Signing.StandardWebhooksSecrets {
+			if err := checkStandardWebhooksSecret(sec); err != nil {
+				p.add(fmt.Sprintf("%s.signing.standard_webhooks_secrets[%d]", f, j), "%v", err)
+			}
+		}
+		checkBreaker(&p, f+".breaker", d.Breaker)
 	}
 
 	if len(p) == 0 {
@@ -282,5 +304,106 @@ func SubjectsOverlap(a, b string) bool {
 		default:
 			return false
 		}
+	}
+}
+
+func checkRateLimit(p *problems, f string, r RateLimit) {
+	switch {
+	case r.PerSecond < 0 || math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0):
+		p.add(f+".per_second", "must be a positive number of events per second, or 0 for no limit")
+	case r.PerSecond == 0 && r.Burst != 0:
+		p.add(f+".burst", "is only used with per_second")
+	case r.PerSecond > 0 && r.Burst < 1:
+		p.add(f+".burst", "must be at least 1, not %d", r.Burst)
+	}
+}
+
+// AuthTypes lists the auth types a destination may name.
+var AuthTypes = []string{AuthBearer, AuthBasic, AuthOAuth2ClientCredentials}
+
+func checkAuth(p *problems, f string, a Auth) {
+	unused := func(field string, set bool) {
+		if set {
+			p.add(f+"."+field, "is not used by auth type %q; remove it", a.Type)
+		}
+	}
+	bearer, basic, oauth := a.Type == AuthBearer, a.Type == AuthBasic, a.Type == AuthOAuth2ClientCredentials
+	if a.Type != AuthNone && !bearer && !basic && !oauth {
+		p.add(f+".type", "must be one of %s, not %q", strings.Join(AuthTypes, ", "), a.Type)
+		return
+	}
+	unused("token", !bearer && a.Token != "")
+	unused("username", !basic && a.Username != "")
+	unused("password", !basic && a.Password != "")
+	unused("token_url", !oauth && a.TokenURL != "")
+	unused("client_id", !oauth && a.ClientID != "")
+	unused("client_secret", !oauth && a.ClientSecret != "")
+	unused("scopes", !oauth && len(a.Scopes) > 0)
+	unused("params", !oauth && len(a.Params) > 0)
+	unused("client_auth", !oauth && a.ClientAuth != "")
+	switch {
+	case bearer && a.Token == "":
+		p.add(f+".token", "is required for bearer auth (is its environment variable set?)")
+	case bearer && strings.ContainsAny(a.Token.Reveal(), "\r\n"):
+		p.add(f+".token", "must be one line (the value is not shown because it is a secret)")
+	case basic:
+		if a.Username == "" {
+			p.add(f+".username", "is required for basic auth")
+		}
+		if strings.Contains(a.Username, ":") {
+			p.add(f+".username", "must not contain ':' (basic auth joins username:password)")
+		}
+		if a.Password == "" {
+			p.add(f+".password", "is required for basic auth (is its environment variable set?)")
+		}
+	case oauth:
+		if u, err := url.Parse(a.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			p.add(f+".token_url", "must be an http(s) URL, not %q", a.TokenURL)
+		}
+		if a.ClientID == "" {
+			p.add(f+".client_id", "is required for OAuth2 client credentials")
+		}
+		if a.ClientSecret == "" {
+			p.add(f+".client_secret", "is required for OAuth2 client credentials (is its environment variable set?)")
+		}
+		if a.ClientAuth != "auto" && a.ClientAuth != "header" && a.ClientAuth != "body" {
+			p.add(f+".client_auth", "must be auto, header or body, not %q", a.ClientAuth)
+		}
+	}
+}
+
+// checkStandardWebhooksSecret checks a whsec_ secret; the error never
+// quotes it.
+func checkStandardWebhooksSecret(s Secret) error {
+	if s == "" {
+		return errors.New("is empty (is its environment variable set?)")
+	}
+	if _, err := signing.DecodeStandardSecret(s.Reveal()); err != nil {
+		return fmt.Errorf("%w (the value is not shown because it is a secret)", err)
+	}
+	return nil
+}
+
+func checkBreaker(p *problems, f string, b Breaker) {
+	if b.Disabled {
+		return
+	}
+	if b.ConsecutiveFailures < 1 {
+		p.add(f+".consecutive_failures", "must be at least 1, not %d", b.ConsecutiveFailures)
+	}
+	if !(b.FailureRatio > 0 && b.FailureRatio <= 1) {
+		p.add(f+".failure_ratio", "must be more than 0 and at most 1, not %v", b.FailureRatio)
+	}
+	if b.MinRequests < 1 {
+		p.add(f+".min_requests", "must be at least 1, not %d", b.MinRequests)
+	}
+	if b.Window.D() < time.Second {
+		p.add(f+".window", "must be at least 1s, not %s", b.Window)
+	}
+	if b.Cooldown.D() < time.Second {
+		p.add(f+".cooldown", "must be at least 1s, not %s", b.Cooldown)
+	}
+	if b.MaxCooldown.D() < b.Cooldown.D() {
+		p.add(f+".max_cooldown", "(%s) must be at least cooldown (%s)", b.MaxCooldown, b.Cooldown)
 	}
 }

@@ -171,6 +171,71 @@ func TestValidate(t *testing.T) {
 		{name: "headers", mutate: func(c *config.Config) {
 			c.Destinations[0].Headers = map[string]config.Secret{"Authorization": "Bearer t", "X-Api-Key": "k"}
 		}},
+
+		// retry_on_status, ordered, rate_limit
+		{name: "retry_on_status", mutate: func(c *config.Config) { c.Destinations[0].Retry.RetryOnStatus = []int{404, 423} }},
+		{name: "retry_on_status 410", mutate: func(c *config.Config) { c.Destinations[0].Retry.RetryOnStatus = []int{404, 410} }, wantErr: config.ErrInvalid, field: "destinations[0].retry.retry_on_status[1]", problem: "410 Gone is always permanent"},
+		{name: "retry_on_status 500", mutate: func(c *config.Config) { c.Destinations[0].Retry.RetryOnStatus = []int{500} }, wantErr: config.ErrInvalid, field: "destinations[0].retry.retry_on_status[0]", problem: "4xx status code, not 500"},
+		{name: "ordered with concurrency 1", mutate: func(c *config.Config) {
+			c.Destinations[0].Ordered = true
+			c.Destinations[0].Concurrency = 1
+		}},
+		{name: "ordered with concurrency 4", mutate: func(c *config.Config) {
+			c.Destinations[0].Ordered = true
+			c.Destinations[0].Concurrency = 4
+		}, wantErr: config.ErrInvalid, field: "destinations[0].concurrency", problem: "must be 1 for an ordered destination"},
+		{name: "rate limit", mutate: func(c *config.Config) { c.Destinations[0].RateLimit = config.RateLimit{PerSecond: 0.5, Burst: 1} }},
+		{name: "rate limit negative", mutate: func(c *config.Config) { c.Destinations[0].RateLimit = config.RateLimit{PerSecond: -1} }, wantErr: config.ErrInvalid, field: "destinations[0].rate_limit.per_second"},
+		{name: "rate limit zero burst", mutate: func(c *config.Config) { c.Destinations[0].RateLimit = config.RateLimit{PerSecond: 10} }, wantErr: config.ErrInvalid, field: "destinations[0].rate_limit.burst", problem: "at least 1"},
+		{name: "burst without rate", mutate: func(c *config.Config) { c.Destinations[0].RateLimit = config.RateLimit{Burst: 10} }, wantErr: config.ErrInvalid, field: "destinations[0].rate_limit.burst", problem: "only used with per_second"},
+
+		// auth
+		{name: "auth bearer", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "bearer", Token: "t0k"} }},
+		{name: "auth bearer without token", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "bearer"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.token", problem: "required"},
+		{name: "auth bearer token with newline", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "bearer", Token: "a\nb"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.token", problem: "one line"},
+		{name: "auth unknown type", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "digest"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.type", problem: `not "digest"`},
+		{name: "auth basic", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u", Password: "p"}
+		}},
+		{name: "auth basic without password", mutate: func(c *config.Config) { c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u"} }, wantErr: config.ErrInvalid, field: "destinations[0].auth.password"},
+		{name: "auth basic username with colon", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "basic", Username: "u:x", Password: "p"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].auth.username", problem: "':'"},
+		{name: "auth field of another type", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "bearer", Token: "t", ClientID: "x"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].auth.client_id", problem: "not used by auth type"},
+		{name: "auth oauth2", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "oauth2-client-credentials", TokenURL: "https://id.example/token", ClientID: "sy", ClientSecret: "s", ClientAuth: "auto"}
+		}},
+		{name: "auth oauth2 missing everything", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "oauth2-client-credentials", ClientAuth: "auto"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].auth.token_url", problem: "http(s) URL"},
+		{name: "auth oauth2 bad client_auth", mutate: func(c *config.Config) {
+			c.Destinations[0].Auth = config.Auth{Type: "oauth2-client-credentials", TokenURL: "https://id.example/token", ClientID: "sy", ClientSecret: "s", ClientAuth: "jwt"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].auth.client_auth"},
+
+		// signing
+		{name: "signing", mutate: func(c *config.Config) {
+			c.Destinations[0].Signing.StandardWebhooksSecrets = []config.Secret{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_dGhpcyBpcyBhIG5ldyBzZWNyZXQh"}
+		}},
+		{name: "signing secret not base64", mutate: func(c *config.Config) {
+			c.Destinations[0].Signing.StandardWebhooksSecrets = []config.Secret{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!"}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].signing.standard_webhooks_secrets[1]", problem: "not shown"},
+		{name: "signing secret empty", mutate: func(c *config.Config) {
+			c.Destinations[0].Signing.StandardWebhooksSecrets = []config.Secret{""}
+		}, wantErr: config.ErrInvalid, field: "destinations[0].signing.standard_webhooks_secrets[0]", problem: "empty"},
+
+		// breaker
+		{name: "breaker disabled ignores the rest", mutate: func(c *config.Config) { c.Destinations[0].Breaker = config.Breaker{Disabled: true} }},
+		{name: "breaker ratio over 1", mutate: func(c *config.Config) { c.Destinations[0].Breaker.FailureRatio = 1.5 }, wantErr: config.ErrInvalid, field: "destinations[0].breaker.failure_ratio"},
+		{name: "breaker consecutive 0", mutate: func(c *config.Config) { c.Destinations[0].Breaker.ConsecutiveFailures = -1 }, wantErr: config.ErrInvalid, field: "destinations[0].breaker.consecutive_failures"},
+		{name: "breaker short cooldown", mutate: func(c *config.Config) { c.Destinations[0].Breaker.Cooldown = d(100 * time.Millisecond) }, wantErr: config.ErrInvalid, field: "destinations[0].breaker.cooldown", problem: "at least 1s"},
+		{name: "breaker max_cooldown under cooldown", mutate: func(c *config.Config) {
+			c.Destinations[0].Breaker.Cooldown = d(time.Minute)
+			c.Destinations[0].Breaker.MaxCooldown = d(30 * time.Second)
+		}, wantErr: config.ErrInvalid, field: "destinations[0].breaker.max_cooldown"},
+		{name: "breaker window", mutate: func(c *config.Config) { c.Destinations[0].Breaker.Window = d(time.Millisecond) }, wantErr: config.ErrInvalid, field: "destinations[0].breaker.window"},
+		{name: "breaker min_requests", mutate: func(c *config.Config) { c.Destinations[0].Breaker.MinRequests = -3 }, wantErr: config.ErrInvalid, field: "destinations[0].breaker.min_requests"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -809,9 +809,12 @@ type DeliveryAttempt struct {
 	// lettered).
 	Final bool `protobuf:"varint,14,opt,name=final,proto3" json:"final,omitempty"`
 	// replay_of is the dead letter id when this delivery is a replay.
-	ReplayOf      string `protobuf:"bytes,15,opt,name=replay_of,json=replayOf,proto3" json:"replay_of,omitempty"`
-	Source        string `protobuf:"bytes,16,opt,name=source,proto3" json:"source,omitempty"`
-	EventType     string `protobuf:"bytes,17,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	ReplayOf  string `protobuf:"bytes,15,opt,name=replay_of,json=replayOf,proto3" json:"replay_of,omitempty"`
+	Source    string `protobuf:"bytes,16,opt,name=source,proto3" json:"source,omitempty"`
+	EventType string `protobuf:"bytes,17,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// probe is true for the one attempt a half-open circuit breaker lets
+	// through to find out whether the partner is back.
+	Probe         bool `protobuf:"varint,18,opt,name=probe,proto3" json:"probe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -963,6 +966,13 @@ func (x *DeliveryAttempt) GetEventType() string {
 		return x.EventType
 	}
 	return ""
+}
+
+func (x *DeliveryAttempt) GetProbe() bool {
+	if x != nil {
+		return x.Probe
+	}
+	return false
 }
 
 // DeadLetter is a delivery that Switchyard gave up on. The copy published to
@@ -1241,8 +1251,11 @@ type CircuitChanged struct {
 	FailureRatio        float64                `protobuf:"fixed64,6,opt,name=failure_ratio,json=failureRatio,proto3" json:"failure_ratio,omitempty"`
 	OpenUntil           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=open_until,json=openUntil,proto3" json:"open_until,omitempty"`
 	LastError           string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// window_attempts is the number of attempts failure_ratio was measured
+	// over.
+	WindowAttempts int32 `protobuf:"varint,9,opt,name=window_attempts,json=windowAttempts,proto3" json:"window_attempts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CircuitChanged) Reset() {
@@ -1331,6 +1344,13 @@ func (x *CircuitChanged) GetLastError() string {
 	return ""
 }
 
+func (x *CircuitChanged) GetWindowAttempts() int32 {
+	if x != nil {
+		return x.WindowAttempts
+	}
+	return 0
+}
+
 // BacklogReport is a periodic measure of a destination consumer's backlog.
 type BacklogReport struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -1343,8 +1363,12 @@ type BacklogReport struct {
 	// are not being delivered until retries drain.
 	Full           bool  `protobuf:"varint,6,opt,name=full,proto3" json:"full,omitempty"`
 	NumRedelivered int64 `protobuf:"varint,7,opt,name=num_redelivered,json=numRedelivered,proto3" json:"num_redelivered,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// paused is true while the circuit breaker holds the consumer paused.
+	Paused bool `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
+	// circuit is the destination's breaker state when measured.
+	Circuit       CircuitState `protobuf:"varint,9,opt,name=circuit,proto3,enum=switchyard.v1.CircuitState" json:"circuit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BacklogReport) Reset() {
@@ -1424,6 +1448,20 @@ func (x *BacklogReport) GetNumRedelivered() int64 {
 		return x.NumRedelivered
 	}
 	return 0
+}
+
+func (x *BacklogReport) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *BacklogReport) GetCircuit() CircuitState {
+	if x != nil {
+		return x.Circuit
+	}
+	return CircuitState_CIRCUIT_STATE_UNSPECIFIED
 }
 
 // AuditLag reports that the audit writer is behind.
@@ -1710,7 +1748,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
 	"remoteAddr\x12-\n" +
 	"\x03via\x18\x04 \x01(\x0e2\x1b.switchyard.v1.DuplicateViaR\x03via\x12\x18\n" +
-	"\asubject\x18\x05 \x01(\tR\asubject\"\xf0\x04\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"\x86\x05\n" +
 	"\x0fDeliveryAttempt\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x18\n" +
@@ -1734,7 +1772,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\treplay_of\x18\x0f \x01(\tR\breplayOf\x12\x16\n" +
 	"\x06source\x18\x10 \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
-	"event_type\x18\x11 \x01(\tR\teventType\"\xa5\x05\n" +
+	"event_type\x18\x11 \x01(\tR\teventType\x12\x14\n" +
+	"\x05probe\x18\x12 \x01(\bR\x05probe\"\xa5\x05\n" +
 	"\n" +
 	"DeadLetter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
@@ -1768,7 +1807,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\asubject\x18\x04 \x01(\tR\asubject\x12\x1d\n" +
 	"\n" +
 	"stream_seq\x18\x05 \x01(\x04R\tstreamSeq\x12!\n" +
-	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\"\xda\x02\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\"\x83\x03\n" +
 	"\x0eCircuitChanged\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12/\n" +
 	"\x04from\x18\x02 \x01(\x0e2\x1b.switchyard.v1.CircuitStateR\x04from\x12+\n" +
@@ -1779,7 +1818,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"open_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\topenUntil\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\b \x01(\tR\tlastError\"\xa8\x02\n" +
+	"last_error\x18\b \x01(\tR\tlastError\x12'\n" +
+	"\x0fwindow_attempts\x18\t \x01(\x05R\x0ewindowAttempts\"\xf7\x02\n" +
 	"\rBacklogReport\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x1f\n" +
 	"\vnum_pending\x18\x02 \x01(\x04R\n" +
@@ -1788,7 +1828,9 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x0fmax_ack_pending\x18\x04 \x01(\x03R\rmaxAckPending\x12G\n" +
 	"\x12oldest_pending_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x10oldestPendingAge\x12\x12\n" +
 	"\x04full\x18\x06 \x01(\bR\x04full\x12'\n" +
-	"\x0fnum_redelivered\x18\a \x01(\x03R\x0enumRedelivered\"\xa9\x01\n" +
+	"\x0fnum_redelivered\x18\a \x01(\x03R\x0enumRedelivered\x12\x16\n" +
+	"\x06paused\x18\b \x01(\bR\x06paused\x125\n" +
+	"\acircuit\x18\t \x01(\x0e2\x1b.switchyard.v1.CircuitStateR\acircuit\"\xa9\x01\n" +
 	"\bAuditLag\x12'\n" +
 	"\x0fpending_records\x18\x01 \x01(\x04R\x0ependingRecords\x128\n" +
 	"\n" +
@@ -1915,15 +1957,16 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	4,  // 20: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
 	18, // 21: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
 	19, // 22: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
-	19, // 23: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	17, // 24: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 25: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	18, // 26: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	4,  // 23: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
+	19, // 24: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
+	17, // 25: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 26: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	18, // 27: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }

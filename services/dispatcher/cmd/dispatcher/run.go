@@ -16,6 +16,7 @@ func run(ctx context.Context, args []string) error {
 			Destinations: env.Config.Destinations,
 			Logger:       env.Log.With(slog.String("service", "dispatcher")),
 			Registerer:   env.Registry,
+			Replicas:     env.Config.NATS.Replicas,
 		})
 	})
 }

@@ -9,15 +9,26 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/signing"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
-// Version names this build in the User-Agent.
+// Version names this build in the User-Agent: set with -ldflags
+// "-X .../delivery.Version=v1.2.3", or read from the module version of an
+// installed binary.
 var Version = "dev"
+
+func init() {
+	if bi, ok := debug.ReadBuildInfo(); ok && Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		Version = bi.Main.Version
+	}
+}
 
 // SnippetLimit bounds the response body kept for the audit log.
 const SnippetLimit = 1024
@@ -26,7 +37,8 @@ const SnippetLimit = 1024
 type Target struct {
 	// URL events are POSTed to.
 	URL string
-	// Timeout bounds one attempt, connection included.
+	// Timeout bounds one attempt, connection included (and, after a 401,
+	// the renewal of the credentials and the second request).
 	Timeout time.Duration
 	// Headers are added to every request (values already revealed).
 	Headers map[string]string
@@ -34,6 +46,12 @@ type Target struct {
 	AllowPrivateNetwork bool
 	// MaxConns is the most connections kept to the destination.
 	MaxConns int
+	// Policy classifies responses.
+	Policy Policy
+	// Auth puts credentials on each request; nil for none.
+	Auth Authenticator
+	// Signer signs each request with Standard Webhooks; nil for none.
+	Signer *signing.StandardWebhooks
 }
 
 // Client sends events to one destination.
@@ -45,6 +63,13 @@ type Client struct {
 // NewClient returns a client with its own connection pool, so that one
 // destination's slow connections never take another's.
 func NewClient(t Target) *Client {
+	return &Client{target: t, http: NewHTTPClient(t)}
+}
+
+// NewHTTPClient is the HTTP client of a destination: its own pool, the
+// address guard unless allowed, no proxy, no redirects. Token requests
+// (OAuth2) use it too.
+func NewHTTPClient(t Target) *http.Client {
 	dialer := &net.Dialer{Timeout: min(t.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}
 	if !t.AllowPrivateNetwork {
 		dialer.Control = blockPrivate
@@ -61,14 +86,11 @@ func NewClient(t Target) *Client {
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: t.Timeout,
 	}
-	return &Client{
-		target: t,
-		http: &http.Client{
-			Transport: tr,
-			// A redirect is the destination's configuration problem; following
-			// it would also step around the address guard.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+	return &http.Client{
+		Transport: tr,
+		// A redirect is the destination's configuration problem; following
+		// it would also step around the address guard.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
@@ -79,7 +101,9 @@ type Request struct {
 	ContentType string
 	Body        []byte
 	Attempt     int
-	// Header holds extra headers (signatures) for this request.
+	// ReplayOf is the dead letter id when this is a replay.
+	ReplayOf string
+	// Header holds extra headers for this request.
 	Header http.Header
 }
 
@@ -96,9 +120,24 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 func (c *Client) send(ctx context.Context, r Request) Result {
 	ctx, cancel := context.WithTimeout(ctx, c.target.Timeout)
 	defer cancel()
+	res, req := c.do(ctx, r)
+	if res.StatusCode == http.StatusUnauthorized && req != nil && c.target.Auth != nil && c.target.Auth.Renew(ctx, req) {
+		// The credentials were renewed: send once more within the same
+		// attempt. A second 401 is final.
+		res, _ = c.do(ctx, r)
+		if res.StatusCode == http.StatusUnauthorized && !res.Retryable() {
+			res.Err = fmt.Errorf("HTTP 401 Unauthorized, again with renewed credentials: %w", ErrCredentials)
+		}
+	}
+	return res
+}
+
+// do sends one request. The request is returned for Renew when a response
+// arrived.
+func (c *Client) do(ctx context.Context, r Request) (Result, *http.Request) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.target.URL, bytes.NewReader(r.Body))
 	if err != nil {
-		return Result{Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Err: fmt.Errorf("build request: %w", err)}
+		return Result{Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Err: fmt.Errorf("build request: %w", err)}, nil
 	}
 	for k, v := range c.target.Headers {
 		req.Header.Set(k, v)
@@ -113,35 +152,83 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 		ct = "application/octet-stream"
 	}
 	req.Header.Set("Content-Type", ct)
-	req.Header.Set("User-Agent", "Switchyard/"+Version+" (+https://github.com/switchyard/switchyard)")
+	req.Header.Set("User-Agent", UserAgent())
 	req.Header.Set("Idempotency-Key", r.EventID)
 	if r.EventType != "" {
 		req.Header.Set("Switchyard-Event-Type", r.EventType)
 	}
 	req.Header.Set("Switchyard-Attempt", strconv.Itoa(r.Attempt))
+	if r.ReplayOf != "" {
+		req.Header.Set("Switchyard-Replay-Of", r.ReplayOf)
+	}
+	if c.target.Signer != nil {
+		// Signed at send time, so the timestamp is fresh on every attempt.
+		now := time.Now()
+		req.Header.Set(signing.HeaderWebhookID, r.EventID)
+		req.Header.Set(signing.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(signing.HeaderWebhookSignature, c.target.Signer.Sign(r.EventID, now, r.Body))
+	}
+	if c.target.Auth != nil {
+		if err := c.target.Auth.Apply(ctx, req); err != nil {
+			return authFailure(err), nil
+		}
+	}
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return classifyError(err)
+		return classifyError(err), nil
 	}
 	defer resp.Body.Close()
 	snippet := readSnippet(resp.Body)
 	// Drain a little more so the connection can be reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
-	return Classify(resp.StatusCode, resp.Header, snippet, time.Now())
+	return c.target.Policy.Classify(resp.StatusCode, resp.Header, snippet, time.Now()), req
 }
 
-// Classify maps a response to a Result.
+// authFailure is the Result when no credentials could be had: permanent
+// when they were refused, retryable when the token endpoint was
+// unreachable.
+func authFailure(err error) Result {
+	if errors.Is(err, ErrCredentials) {
+		return Result{Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Err: err}
+	}
+	res := classifyError(err)
+	res.Err = err
+	return res
+}
+
+// UserAgent names Switchyard and its version.
+func UserAgent() string {
+	return "Switchyard/" + Version + " (+https://github.com/switchyard/switchyard)"
+}
+
+// Policy is a destination's classification of responses.
+type Policy struct {
+	// RetryOnStatus are 4xx statuses retried instead of treated as
+	// permanent.
+	RetryOnStatus []int
+}
+
+// Classify maps a response to a Result with the default policy.
 func Classify(status int, h http.Header, snippet string, now time.Time) Result {
+	return Policy{}.Classify(status, h, snippet, now)
+}
+
+// Classify maps a response to a Result: 2xx delivered; 408, 409, 425,
+// 429, 5xx and the policy's RetryOnStatus retryable; everything else
+// (other 4xx, 410 Gone always, 3xx, 1xx) permanent. Retry-After is read on
+// 429 and 503, and on the policy's extra statuses.
+func (p Policy) Classify(status int, h http.Header, snippet string, now time.Time) Result {
 	res := Result{StatusCode: status, Snippet: snippet}
+	extra := status != http.StatusGone && slices.Contains(p.RetryOnStatus, status)
 	switch {
 	case status >= 200 && status < 300:
 		res.Outcome = switchyardv1.Outcome_OUTCOME_DELIVERED
 		return res
 	case status == http.StatusRequestTimeout, status == http.StatusConflict, status == http.StatusTooEarly,
-		status == http.StatusTooManyRequests, status >= 500:
+		status == http.StatusTooManyRequests, status >= 500, extra:
 		res.Outcome = switchyardv1.Outcome_OUTCOME_RETRYABLE
-		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || extra {
 			res.RetryAfter = ParseRetryAfter(h.Get("Retry-After"), now)
 		}
 	case status >= 300 && status < 400:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -20,8 +22,12 @@ import (
 
 // handle makes one attempt for one message and settles it: ack when
 // delivered, leave it for JetStream to redeliver on schedule when retryable,
-// dead-letter and terminate when permanent or out of attempts.
-func (dest *destination) handle(ctx context.Context, msg jetstream.Msg) {
+// dead-letter and terminate when permanent or out of attempts. probe marks
+// the half-open circuit breaker's probe attempt.
+func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bool) {
+	if probe {
+		defer dest.probing.Store(false)
+	}
 	meta, err := msg.Metadata()
 	if err != nil {
 		dest.log.ErrorContext(ctx, "message without JetStream metadata; terminating it", slog.Any("error", err))
@@ -33,6 +39,33 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg) {
 	maxAttempts := dest.cfg.Retry.MaxAttempts
 	log := dest.log.With(slog.String("event_id", ev.ID), slog.Int("attempt", attempt), slog.Uint64("seq", meta.Sequence.Stream))
 
+	// While this replica holds the event, JetStream must not think it lost:
+	// a slow audit write or a wait for the breaker is not a failed attempt.
+	// The request itself fits in the ack wait (validated), so this fires
+	// only when the work around it overruns. It stops before the message
+	// is settled, so that no InProgress follows a nak.
+	alive := keepAlive(msg, dest.keepAliveEvery(attempt))
+	defer alive.stop()
+
+	if !probe && dest.breaker != nil {
+		if c, _ := dest.breaker.view(); c.State != switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED {
+			// Fetched just before the breaker opened: hold it, without
+			// burning its attempt, until the partner is back (or it is
+			// this replica's probe).
+			n, p := dest.admit(ctx)
+			if n == 0 {
+				log.Warn("shutdown while the circuit breaker held the event; handing it back")
+				alive.stop()
+				_ = msg.Nak()
+				return
+			}
+			if p {
+				probe = true
+				defer dest.probing.Store(false)
+			}
+		}
+	}
+
 	dest.d.metrics.inflight.WithLabelValues(dest.cfg.Name).Inc()
 	res := dest.client.Send(ctx, delivery.Request{
 		EventID:     ev.ID,
@@ -40,25 +73,39 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg) {
 		ContentType: ev.ContentType,
 		Body:        ev.Data,
 		Attempt:     attempt,
+		ReplayOf:    ev.ReplayOf,
 	})
 	dest.d.metrics.inflight.WithLabelValues(dest.cfg.Name).Dec()
 	if ctx.Err() != nil && !res.Delivered() {
 		// Cut off by shutdown: hand the event back at once for another
 		// replica. This counts as an attempt, as the server cannot know.
 		log.Warn("delivery interrupted by shutdown; handing the event back")
+		alive.stop()
 		_ = msg.Nak()
 		return
+	}
+	if dest.breaker != nil {
+		dest.breaker.record(res.Retryable(), res.ErrorString(), probe)
+		if probe || res.Retryable() {
+			// Write it before this worker takes the next event, so that a
+			// failure that opens the breaker stops this replica's next
+			// attempt, and a probe is decided before another can start.
+			dest.breaker.flush(ctx)
+		}
 	}
 
 	final := res.Delivered() || !res.Retryable() || attempt >= maxAttempts
 	dest.d.metrics.observe(dest.cfg.Name, res)
-	dest.recordAttempt(ctx, ev, meta, attempt, res, final)
+	dest.recordAttempt(ctx, ev, meta, attempt, res, final, probe)
+	alive.stop()
 
 	switch {
 	case res.Delivered():
-		if err := msg.DoubleAck(ctx); err != nil {
-			// The server will redeliver; the partner sees a duplicate it
-			// can drop by Idempotency-Key.
+		// A plain ack, not a double ack: waiting for the server's
+		// confirmation costs a round trip per event and changes nothing,
+		// since a lost ack means a redelivery either way, a duplicate the
+		// partner drops by Idempotency-Key.
+		if err := msg.Ack(); err != nil {
 			log.WarnContext(ctx, "ack of a delivered event failed", slog.Any("error", err))
 		}
 		log.DebugContext(ctx, "delivered", slog.Int("status", res.StatusCode), slog.Duration("took", res.Duration))
@@ -73,7 +120,7 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg) {
 		if res.RetryAfter > next {
 			// The destination asked for a longer pause than the schedule:
 			// honour it, never retry sooner.
-			if err := msg.NakWithDelay(res.RetryAfter); err != nil {
+			if err := msg.NakWithDelay(NakDelay(dest.backoff, attempt, res.RetryAfter)); err != nil {
 				log.WarnContext(ctx, "nak with delay failed; the schedule applies", slog.Any("error", err))
 			}
 			next = res.RetryAfter
@@ -88,14 +135,66 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg) {
 
 // nextDelay is the BackOff step that applies after this attempt.
 func (dest *destination) nextDelay(attempt int) time.Duration {
-	b := dest.cfg.Retry.ConsumerBackoff()
-	return b[min(attempt-1, len(b)-1)]
+	return dest.backoff[min(attempt-1, len(dest.backoff)-1)]
+}
+
+// keepAliveEvery is how often InProgress is sent for delivery number
+// attempt: shortly before its ack wait (the BackOff step) runs out.
+func (dest *destination) keepAliveEvery(attempt int) time.Duration {
+	step := dest.nextDelay(attempt)
+	return step - max(config.AckMargin(dest.cfg.Timeout.D())/2, step/10)
+}
+
+// NakDelay is the delay to nak delivery number attempt with so that it is
+// redelivered wait from now, on a consumer with this BackOff.
+//
+// The server (nats-server consumer.go, processNak and checkPending) does
+// not redeliver a nak'd message after the delay it was given: it sets the
+// message's timestamp to now - AckWait + delay, and redelivers it once
+// now - timestamp reaches the BackOff step of its delivery count. With
+// AckWait = BackOff[0] that is delay + BackOff[n-1] - BackOff[0] after the
+// nak, longer than asked by the growth of the schedule (a 2m Retry-After on
+// the third attempt of the default schedule would wait 2m + 2m - 10s).
+// Subtracting that growth gives the wait asked for.
+func NakDelay(backoff []time.Duration, attempt int, wait time.Duration) time.Duration {
+	step := backoff[min(max(attempt, 1)-1, len(backoff)-1)]
+	return max(wait-step+backoff[0], time.Millisecond)
+}
+
+// pulse sends InProgress on a message every interval until stopped.
+type pulse struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+func keepAlive(msg jetstream.Msg, every time.Duration) *pulse {
+	p := &pulse{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.t = time.AfterFunc(every, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.stopped {
+			return
+		}
+		_ = msg.InProgress()
+		p.t.Reset(every)
+	})
+	return p
+}
+
+func (p *pulse) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	p.t.Stop()
 }
 
 // auditTimeout bounds waiting for an audit record to be stored.
 const auditTimeout = 5 * time.Second
 
-func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, final bool) {
+func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, final, probe bool) {
 	a := &switchyardv1.DeliveryAttempt{
 		EventId:         ev.ID,
 		Destination:     dest.cfg.Name,
@@ -113,6 +212,7 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 		ReplayOf:        ev.ReplayOf,
 		Source:          ev.Source,
 		EventType:       ev.Type,
+		Probe:           probe,
 	}
 	if res.RetryAfter > 0 {
 		a.RetryAfter = durationpb.New(res.RetryAfter)
@@ -157,7 +257,7 @@ func (dest *destination) deadLetter(ctx context.Context, msg jetstream.Msg, ev e
 		EventType:       ev.Type,
 		ReplayOf:        ev.ReplayOf,
 	}
-	if err := dest.d.publishDeadLetter(ctx, dl, msg.Headers(), msg.Data()); err != nil {
+	if _, err := dest.d.publishDeadLetter(ctx, dl, msg.Headers(), msg.Data()); err != nil {
 		log.ErrorContext(ctx, "dead letter not stored; leaving the event for redelivery", slog.Any("error", err))
 		return
 	}
@@ -170,8 +270,12 @@ func (dest *destination) deadLetter(ctx context.Context, msg jetstream.Msg, ev e
 }
 
 // publishDeadLetter stores dl (with the payload) in DEAD_LETTERS and records
-// it (without the payload) in the audit log.
-func (d *Dispatcher) publishDeadLetter(ctx context.Context, dl *switchyardv1.DeadLetter, h nats.Header, payload []byte) error {
+// it (without the payload) in the audit log. It reports whether the dead
+// letter was already stored: DEAD_LETTERS drops a second one with the same
+// id (Nats-Msg-Id) within its 2h duplicate window. The audit record is
+// emitted either way (its id is deterministic and the audit log upserts),
+// since a crash may have come between the two.
+func (d *Dispatcher) publishDeadLetter(ctx context.Context, dl *switchyardv1.DeadLetter, h nats.Header, payload []byte) (duplicate bool, err error) {
 	full := proto.Clone(dl).(*switchyardv1.DeadLetter)
 	full.Payload = payload
 	full.Headers = map[string]string{}
@@ -183,15 +287,16 @@ func (d *Dispatcher) publishDeadLetter(ctx context.Context, dl *switchyardv1.Dea
 	}
 	data, err := proto.Marshal(full)
 	if err != nil {
-		return fmt.Errorf("encode dead letter: %w", err)
+		return false, fmt.Errorf("encode dead letter: %w", err)
 	}
 	m := nats.NewMsg("dlq." + dl.Destination)
 	m.Header.Set(nats.MsgIdHdr, dl.Id)
 	m.Data = data
 	pctx, cancel := context.WithTimeout(ctx, auditTimeout)
 	defer cancel()
-	if _, err := d.js.PublishMsg(pctx, m); err != nil {
-		return fmt.Errorf("publish dead letter %s: %w", dl.Id, err)
+	ack, err := d.js.PublishMsg(pctx, m)
+	if err != nil {
+		return false, fmt.Errorf("publish dead letter %s: %w", dl.Id, err)
 	}
 	rec := &switchyardv1.AuditRecord{
 		Id:     "dead_letter:" + dl.Id,
@@ -201,5 +306,5 @@ func (d *Dispatcher) publishDeadLetter(ctx context.Context, dl *switchyardv1.Dea
 		// The dead letter itself is stored; only its audit copy is missing.
 		d.cfg.Logger.ErrorContext(ctx, "dead letter not recorded in the audit log", slog.String("dead_letter_id", dl.Id), slog.Any("error", err))
 	}
-	return nil
+	return ack.Duplicate, nil
 }

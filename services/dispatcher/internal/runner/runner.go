@@ -14,11 +14,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -26,7 +27,6 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
-	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 )
 
 // Config configures the dispatcher.
@@ -43,6 +43,17 @@ type Config struct {
 	// FetchWait is how long one pull request waits for events. Shutdown
 	// takes up to this long. Default 2s.
 	FetchWait time.Duration
+	// BacklogInterval is how often each destination's backlog is measured
+	// and reported (metrics, BacklogReport audit records). Default 30s.
+	BacklogInterval time.Duration
+	// BreakerSync is how often successes are added to the shared circuit
+	// breaker state; failures are added at once. Default 1s.
+	BreakerSync time.Duration
+	// Replicas of the circuit breaker KV bucket (nats.replicas). Default 1.
+	Replicas int
+	// Instance names this replica (half-open probe ownership, logs).
+	// Default host/pid/random.
+	Instance string
 }
 
 // WithDefaults fills unset fields.
@@ -52,6 +63,19 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.FetchWait == 0 {
 		c.FetchWait = 2 * time.Second
+	}
+	if c.BacklogInterval == 0 {
+		c.BacklogInterval = 30 * time.Second
+	}
+	if c.BreakerSync == 0 {
+		c.BreakerSync = time.Second
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Instance == "" {
+		host, _ := os.Hostname()
+		c.Instance = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), nuid.Next()[:8])
 	}
 	return c
 }
@@ -64,11 +88,19 @@ func (c Config) Validate() error {
 	if c.FetchWait < 100*time.Millisecond {
 		return errors.New("dispatcher: Config.FetchWait must be at least 100ms")
 	}
+	if c.BacklogInterval < 100*time.Millisecond {
+		return errors.New("dispatcher: Config.BacklogInterval must be at least 100ms")
+	}
+	if c.BreakerSync < 10*time.Millisecond {
+		return errors.New("dispatcher: Config.BreakerSync must be at least 10ms")
+	}
 	return nil
 }
 
 // ConsumerName is the durable consumer of a destination.
-func ConsumerName(destination string) string { return "dispatcher-" + destination }
+func ConsumerName(destination string) string { return consumerPrefix + destination }
+
+const consumerPrefix = "dispatcher-"
 
 // metadataKey marks consumers the dispatcher owns, so that it can remove
 // the consumer of a destination that left the configuration.
@@ -76,11 +108,12 @@ const metadataKey = "switchyard_destination"
 
 // Dispatcher delivers events to every configured destination.
 type Dispatcher struct {
-	cfg     Config
-	js      jetstream.JetStream
-	audit   *auditlog.Emitter
-	metrics *metrics
-	dests   []*destination
+	cfg      Config
+	js       jetstream.JetStream
+	audit    *auditlog.Emitter
+	metrics  *metrics
+	dests    []*destination
+	breakers jetstream.KeyValue
 }
 
 // New builds a dispatcher; Run starts it.
@@ -89,9 +122,20 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The destinations come from a loaded configuration; applying the
+	// defaults again is a no-op there and makes a hand-built one complete.
+	all := config.Config{Destinations: cfg.Destinations}.WithDefaults()
+	if err := all.Validate(); err != nil {
+		return nil, fmt.Errorf("dispatcher: %w", err)
+	}
+	cfg.Destinations = all.Destinations
 	d := &Dispatcher{cfg: cfg, js: js, audit: audit, metrics: newMetrics(cfg.Registerer)}
 	for _, dc := range cfg.Destinations {
-		d.dests = append(d.dests, newDestination(d, dc))
+		dest, err := newDestination(d, dc)
+		if err != nil {
+			return nil, err
+		}
+		d.dests = append(d.dests, dest)
 	}
 	return d, nil
 }
@@ -99,6 +143,12 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 // ConsumerConfig is the JetStream consumer for a destination.
 func ConsumerConfig(dc config.Destination) jetstream.ConsumerConfig {
 	backoff := dc.Retry.ConsumerBackoff()
+	maxAckPending := dc.MaxAckPending
+	if dc.Ordered {
+		// The server hands out the next event only when the current one is
+		// finished (delivered or dead-lettered), whichever replica has it.
+		maxAckPending = 1
+	}
 	return jetstream.ConsumerConfig{
 		Durable:        ConsumerName(dc.Name),
 		Description:    "Switchyard dispatcher: deliveries to " + dc.Name,
@@ -110,25 +160,51 @@ func ConsumerConfig(dc config.Destination) jetstream.ConsumerConfig {
 		AckWait:       backoff[0],
 		BackOff:       backoff,
 		MaxDeliver:    dc.Retry.MaxAttempts,
-		MaxAckPending: dc.MaxAckPending,
+		MaxAckPending: maxAckPending,
 		// Pull requests are sized by free workers, so a few at once suffice.
 		MaxWaiting: 512,
 		Metadata:   map[string]string{metadataKey: dc.Name},
 	}
 }
 
-// Provision creates or updates every destination's consumer and removes the
+// Provision creates or updates every destination's consumer, the circuit
+// breaker bucket and the dead-letter reconciler's consumer, and removes the
 // consumers of destinations no longer configured.
 func (d *Dispatcher) Provision(ctx context.Context) error {
+	kv, err := d.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BreakerBucket,
+		Description: "Switchyard dispatcher: circuit breaker state per destination, shared by every replica",
+		History:     1,
+		Replicas:    d.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create or update KV bucket %s: %w", BreakerBucket, err)
+	}
+	d.breakers = kv
 	want := map[string]bool{}
 	for _, dest := range d.dests {
 		cc := ConsumerConfig(dest.cfg)
 		want[cc.Durable] = true
+		// Keep a pause the circuit breaker set: a restart must not send
+		// attempts to a partner that is down.
+		if old, err := d.js.Consumer(ctx, natsx.StreamEvents, cc.Durable); err == nil {
+			if p := old.CachedInfo().Config.PauseUntil; p != nil && p.After(time.Now()) {
+				cc.PauseUntil = p
+			}
+		}
 		cons, err := d.js.CreateOrUpdateConsumer(ctx, natsx.StreamEvents, cc)
 		if err != nil {
 			return fmt.Errorf("create or update consumer for destination %q: %w", dest.cfg.Name, err)
 		}
 		dest.consumer = cons
+		if dest.breaker != nil {
+			if err := dest.breaker.reload(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := d.js.CreateOrUpdateConsumer(ctx, natsx.StreamAdvisories, reconcilerConfig()); err != nil {
+		return fmt.Errorf("create or update consumer %s: %w", ReconcilerConsumer, err)
 	}
 	stream, err := d.js.Stream(ctx, natsx.StreamEvents)
 	if err != nil {
@@ -138,7 +214,7 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 	var stale []string
 	for info := range lister.Info() {
 		if name, ok := info.Config.Metadata[metadataKey]; ok && !want[info.Name] {
-			stale = append(stale, info.Name)
+			stale = append(stale, name)
 			d.cfg.Logger.InfoContext(ctx, "removing the consumer of a destination no longer configured",
 				slog.String("destination", name), slog.String("consumer", info.Name),
 				slog.Uint64("pending_events_dropped", info.NumPending), slog.Int("in_flight_dropped", info.NumAckPending))
@@ -148,8 +224,11 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 		return fmt.Errorf("list consumers: %w", err)
 	}
 	for _, name := range stale {
-		if err := d.js.DeleteConsumer(ctx, natsx.StreamEvents, name); err != nil && !natsx.IsNotFound(err) {
-			return fmt.Errorf("delete consumer %s: %w", name, err)
+		if err := d.js.DeleteConsumer(ctx, natsx.StreamEvents, ConsumerName(name)); err != nil && !natsx.IsNotFound(err) {
+			return fmt.Errorf("delete consumer %s: %w", ConsumerName(name), err)
+		}
+		if err := kv.Purge(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("remove circuit of %s: %w", name, err)
 		}
 	}
 	return nil
@@ -162,10 +241,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	breakers := map[string]*breaker{}
 	for _, dest := range d.dests {
 		g.Go(func() error { return dest.run(gctx) })
+		if dest.breaker != nil {
+			breakers[dest.cfg.Name] = dest.breaker
+			g.Go(func() error { dest.breaker.run(gctx); return nil })
+		}
 	}
-	d.cfg.Logger.InfoContext(ctx, "dispatcher started", slog.Any("destinations", slices.Sorted(maps.Keys(d.names()))))
+	if len(breakers) > 0 {
+		g.Go(func() error { return d.watchBreakers(gctx, breakers) })
+	}
+	g.Go(func() error { return d.monitorBacklog(gctx) })
+	g.Go(func() error { return d.reconcile(gctx) })
+	d.cfg.Logger.InfoContext(ctx, "dispatcher started", slog.Any("destinations", slices.Sorted(maps.Keys(d.names()))),
+		slog.String("instance", d.cfg.Instance))
 	return g.Wait()
 }
 
@@ -175,102 +265,4 @@ func (d *Dispatcher) names() map[string]bool {
 		m[dest.cfg.Name] = true
 	}
 	return m
-}
-
-// destination is one destination's delivery loop.
-type destination struct {
-	d        *Dispatcher
-	cfg      config.Destination
-	client   *delivery.Client
-	consumer jetstream.Consumer
-	log      *slog.Logger
-}
-
-func newDestination(d *Dispatcher, dc config.Destination) *destination {
-	headers := map[string]string{}
-	for k, v := range dc.Headers {
-		headers[k] = v.Reveal()
-	}
-	return &destination{
-		d:   d,
-		cfg: dc,
-		client: delivery.NewClient(delivery.Target{
-			URL:                 dc.URL,
-			Timeout:             dc.Timeout.D(),
-			Headers:             headers,
-			AllowPrivateNetwork: dc.AllowPrivateNetwork,
-			MaxConns:            dc.Concurrency,
-		}),
-		log: d.cfg.Logger.With(slog.String("destination", dc.Name)),
-	}
-}
-
-// run pulls only as many events as there are free workers, so that no event
-// waits in a client-side buffer while its ack wait runs down.
-func (dest *destination) run(ctx context.Context) error {
-	slots := make(chan struct{}, dest.cfg.Concurrency)
-	// Deliveries run on their own context: the run context ending stops
-	// fetching, not the requests in flight; those get ShutdownGrace.
-	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer hcancel()
-	var wg sync.WaitGroup
-	release := func() { <-slots }
-
-	failures := 0
-	for ctx.Err() == nil {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			continue
-		}
-		n := 1
-	fill:
-		for n < dest.cfg.Concurrency {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break fill
-			}
-		}
-		batch, err := dest.consumer.Fetch(n, jetstream.FetchMaxWait(dest.d.cfg.FetchWait))
-		got := 0
-		if err == nil {
-			for msg := range batch.Messages() {
-				got++
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer release()
-					dest.handle(hctx, msg)
-				}()
-			}
-			err = batch.Error()
-		}
-		for range n - got {
-			release()
-		}
-		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			failures++
-			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
-			dest.log.WarnContext(ctx, "fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-			}
-			continue
-		}
-		failures = 0
-	}
-
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(dest.d.cfg.ShutdownGrace):
-		dest.log.Warn("shutdown grace over; handing in-flight deliveries back to JetStream")
-		hcancel()
-		<-done
-	}
-	return nil
 }

@@ -37,8 +37,10 @@ type reply struct {
 	status int
 	header map[string]string
 	body   string
-	// hang makes the partner wait for the client to give up.
-	hang bool
+	// hang makes the partner wait for the client to give up (or for
+	// release to close).
+	hang    bool
+	release <-chan struct{}
 }
 
 // hit is one request the fake partner received.
@@ -58,6 +60,9 @@ type partner struct {
 	mu     sync.Mutex
 	hits   []hit
 	script []reply
+	// answer, when set, replaces the script: it picks the reply from the
+	// request (its body, its headers).
+	answer func(h hit) reply
 	// handedOut, when set, is called on each request to learn when the
 	// server delivered the message being attempted.
 	handedOut func() time.Time
@@ -65,7 +70,17 @@ type partner struct {
 
 func newPartner(t *testing.T, script ...reply) *partner {
 	t.Helper()
-	p := &partner{script: script}
+	return startPartner(t, &partner{script: script})
+}
+
+// newAnsweringPartner is a partner whose answer depends on the request.
+func newAnsweringPartner(t *testing.T, answer func(h hit) reply) *partner {
+	t.Helper()
+	return startPartner(t, &partner{answer: answer})
+}
+
+func startPartner(t *testing.T, p *partner) *partner {
+	t.Helper()
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at := time.Now()
 		body, _ := io.ReadAll(r.Body)
@@ -75,12 +90,19 @@ func newPartner(t *testing.T, script ...reply) *partner {
 			handedOut = p.handedOut()
 		}
 		n := len(p.hits)
-		p.hits = append(p.hits, hit{at: at, header: r.Header.Clone(), body: body, handedOut: handedOut})
-		rep := p.script[min(n, len(p.script)-1)]
+		h := hit{at: at, header: r.Header.Clone(), body: body, handedOut: handedOut}
+		p.hits = append(p.hits, h)
+		var rep reply
+		if p.answer != nil {
+			rep = p.answer(h)
+		} else {
+			rep = p.script[min(n, len(p.script)-1)]
+		}
 		p.mu.Unlock()
 		if rep.hang {
 			select {
 			case <-r.Context().Done():
+			case <-rep.release:
 			case <-time.After(30 * time.Second):
 			}
 			return
@@ -139,15 +161,51 @@ func newEnv(t *testing.T) *testEnv {
 // start provisions and runs a dispatcher until the test ends.
 func (e *testEnv) start(t *testing.T, dests ...config.Destination) *Dispatcher {
 	t.Helper()
+	return e.run(t, e.js, nil, dests...).d
+}
+
+// running is a dispatcher a test runs; stop ends it before the test does.
+type running struct {
+	d      *Dispatcher
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// stop cancels the dispatcher's context and waits for Run to return.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("Run returned %v after cancel", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Run did not return after its context was cancelled")
+		}
+	})
+}
+
+// run provisions and runs a dispatcher on js (a connection of its own for a
+// second replica); configure adjusts its Config.
+func (e *testEnv) run(t *testing.T, js jetstream.JetStream, configure func(*Config), dests ...config.Destination) *running {
+	t.Helper()
 	for _, d := range dests {
 		checkDestination(t, d)
 	}
-	d, err := New(e.js, auditlog.NewEmitter(e.js, "dispatcher"), Config{
+	cfg := Config{
 		Destinations:  dests,
 		Logger:        natstest.Logger(t),
 		FetchWait:     200 * time.Millisecond,
 		ShutdownGrace: 2 * time.Second,
-	})
+		BreakerSync:   50 * time.Millisecond,
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	d, err := New(js, auditlog.NewEmitter(js, "dispatcher"), cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -158,20 +216,10 @@ func (e *testEnv) start(t *testing.T, dests ...config.Destination) *Dispatcher {
 		cancel()
 		t.Fatalf("Provision: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after cancel", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not return after its context was cancelled")
-		}
-	})
-	return d
+	r := &running{d: d, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
 }
 
 func (e *testEnv) publish(t *testing.T, ev events.Event) uint64 {
@@ -512,31 +560,46 @@ func TestBlockedAddressDeadLettersWithoutRequest(t *testing.T) {
 	}
 }
 
+// Retry-After on 429 and 503 is honoured, never retried sooner: on the
+// first attempt, and on a later one, where the server's redelivery of a
+// nak with delay would add the schedule's growth that NakDelay takes off.
 func TestRetryAfterIsHonoured(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := newPartner(t,
-		reply{status: http.StatusTooManyRequests, header: map[string]string{"Retry-After": "2"}},
-		reply{status: http.StatusOK},
-	)
-	e.start(t, destinationFor("erp", p.URL, 5))
+	for _, tt := range []struct {
+		name  string
+		first []reply // before the answer with Retry-After
+		limit reply
+	}{
+		{"429 on the first attempt", nil, reply{status: http.StatusTooManyRequests, header: map[string]string{"Retry-After": "2"}}},
+		{"503 on the second attempt", []reply{{status: http.StatusServiceUnavailable}},
+			reply{status: http.StatusServiceUnavailable, header: map[string]string{"Retry-After": "2"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			p := newPartner(t, append(append(tt.first, tt.limit), reply{status: http.StatusOK})...)
+			e.start(t, destinationFor("erp", p.URL, 5))
 
-	e.publish(t, orderEvent("ev-limited"))
-	e.waitSettled(t, "erp", 2)
-	hits := p.received()
-	if len(hits) != 2 {
-		t.Fatalf("partner got %d requests, want 2", len(hits))
-	}
-	// The delay starts after the 429 arrived, so no hand-over allowance.
-	if gap := hits[1].at.Sub(hits[0].at); gap < 2*time.Second {
-		t.Errorf("retried %v after a 429 with Retry-After: 2, want at least 2s (backoff step is %v)", gap, step1)
-	}
-	_, as := attempts(t, e.js, "erp")
-	if len(as) != 2 {
-		t.Fatalf("%d attempt records, want 2", len(as))
-	}
-	if as[0].StatusCode != 429 || as[0].GetRetryAfter().AsDuration() != 2*time.Second || as[0].Final {
-		t.Errorf("first attempt record = %v", as[0])
+			e.publish(t, orderEvent("ev-limited"))
+			k := len(tt.first) // index of the limited attempt
+			e.waitSettled(t, "erp", uint64(k+2))
+			hits := p.received()
+			if len(hits) != k+2 {
+				t.Fatalf("partner got %d requests, want %d", len(hits), k+2)
+			}
+			// The delay starts after the answer arrived, so no hand-over
+			// allowance.
+			if gap := hits[k+1].at.Sub(hits[k].at); gap < 2*time.Second {
+				t.Errorf("retried %v after a %d with Retry-After: 2, want at least 2s (backoff steps %v, %v)", gap, tt.limit.status, step1, step2)
+			}
+			_, as := attempts(t, e.js, "erp")
+			if len(as) != k+2 {
+				t.Fatalf("%d attempt records, want %d", len(as), k+2)
+			}
+			if a := as[k]; a.StatusCode != int32(tt.limit.status) || a.GetRetryAfter().AsDuration() != 2*time.Second || a.Final {
+				t.Errorf("attempt record with Retry-After = %v", a)
+			}
+		})
 	}
 }
 
@@ -563,6 +626,28 @@ func TestTimeoutIsRetried(t *testing.T) {
 	}
 }
 
+// publishReplay republishes a dead letter as the auditor's replay API does:
+// on replay.<destination>.<original subject>, with the original event id
+// and the dead letter id in Switchyard-Replay-Of. It returns the replay's
+// stream sequence.
+func (e *testEnv) publishReplay(t *testing.T, destination, eventID, deadLetterID string) uint64 {
+	t.Helper()
+	m := nats.NewMsg(events.ReplaySubject(destination, "events.order.created"))
+	m.Header.Set(nats.MsgIdHdr, "replay:"+deadLetterID+":1")
+	m.Header.Set(events.HeaderEventID, eventID)
+	m.Header.Set(events.HeaderEventType, "order.created")
+	m.Header.Set(events.HeaderReplayOf, deadLetterID)
+	m.Header.Set(events.HeaderContentType, "application/json")
+	m.Data = []byte(`{"order":"` + eventID + `"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ack, err := e.js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
 func TestReplayGoesOnlyToItsDestination(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -570,18 +655,7 @@ func TestReplayGoesOnlyToItsDestination(t *testing.T) {
 	crm := newPartner(t, reply{status: http.StatusOK})
 	e.start(t, destinationFor("erp", erp.URL, 3), destinationFor("crm", crm.URL, 3))
 
-	m := nats.NewMsg(events.ReplaySubject("erp", "events.order.created"))
-	m.Header.Set(nats.MsgIdHdr, "replay-1")
-	m.Header.Set(events.HeaderEventID, "ev-replayed")
-	m.Header.Set(events.HeaderEventType, "order.created")
-	m.Header.Set(events.HeaderReplayOf, "EVENTS:7:erp")
-	m.Header.Set(events.HeaderContentType, "application/json")
-	m.Data = []byte(`{"again":true}`)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := e.js.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	e.publishReplay(t, "erp", "ev-replayed", "EVENTS:7:erp")
 	e.waitSettled(t, "erp", 1)
 	hits := erp.received()
 	if len(hits) != 1 || hits[0].header.Get("Idempotency-Key") != "ev-replayed" {

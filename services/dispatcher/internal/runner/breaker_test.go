@@ -1,0 +1,275 @@
+package runner
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/natstest"
+	"github.com/switchyard/switchyard/pkg/waitfor"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+)
+
+// circuitRecords returns the destination's CircuitChanged audit records,
+// in order, with their times.
+func circuitRecords(t *testing.T, e *testEnv, destination string) ([]*switchyardv1.CircuitChanged, []time.Time) {
+	t.Helper()
+	var cs []*switchyardv1.CircuitChanged
+	var at []time.Time
+	for _, rec := range natstest.AuditRecords(t, e.js, "audit."+auditlog.KindCircuit+"."+destination) {
+		cs = append(cs, rec.GetCircuitChanged())
+		at = append(at, rec.GetTime().AsTime())
+	}
+	return cs, at
+}
+
+func countTo(cs []*switchyardv1.CircuitChanged, to switchyardv1.CircuitState) int {
+	n := 0
+	for _, c := range cs {
+		if c.To == to {
+			n++
+		}
+	}
+	return n
+}
+
+// pauseAdvisories collects the server's consumer pause advisories for a
+// destination: proof that the consumer itself was paused.
+type pauseAdvisories struct {
+	mu   sync.Mutex
+	seen []struct {
+		Paused     bool      `json:"paused"`
+		PauseUntil time.Time `json:"pause_until"`
+	}
+}
+
+func watchPauses(t *testing.T, e *testEnv, destination string) *pauseAdvisories {
+	t.Helper()
+	nc, _ := e.nats.Connect(t)
+	pa := &pauseAdvisories{}
+	_, err := nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.EVENTS."+ConsumerName(destination), func(m *nats.Msg) {
+		pa.mu.Lock()
+		defer pa.mu.Unlock()
+		pa.seen = append(pa.seen, struct {
+			Paused     bool      `json:"paused"`
+			PauseUntil time.Time `json:"pause_until"`
+		}{})
+		_ = json.Unmarshal(m.Data, &pa.seen[len(pa.seen)-1])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return pa
+}
+
+func (pa *pauseAdvisories) paused() int {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	n := 0
+	for _, s := range pa.seen {
+		if s.Paused {
+			n++
+		}
+	}
+	return n
+}
+
+func breakerDestination(name, url string) config.Destination {
+	d := destinationFor(name, url, 6)
+	d.Concurrency = 1
+	d.Breaker = config.Breaker{
+		ConsecutiveFailures: 3, FailureRatio: 1, MinRequests: 1000,
+		Window: config.Duration(time.Minute), Cooldown: config.Duration(time.Second), MaxCooldown: config.Duration(2 * time.Second),
+	}
+	return d
+}
+
+// A partner down for a while trips the breaker: the consumer is paused and
+// no attempt is made while it is open; after the cooldown one probe goes
+// out; when the partner is back the breaker closes and every event is
+// delivered. Nothing is dead-lettered: the events waited instead of
+// burning their attempts.
+func TestBreakerOpensPausesAndRecovers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var down atomic.Bool
+	down.Store(true)
+	p := newAnsweringPartner(t, func(hit) reply {
+		if down.Load() {
+			return reply{status: http.StatusServiceUnavailable, body: "maintenance"}
+		}
+		return reply{status: http.StatusOK}
+	})
+	pauses := watchPauses(t, e, "erp")
+	d := breakerDestination("erp", p.URL)
+	e.start(t, d)
+
+	const n = 10
+	publishN(t, e, "ev", n)
+	// Opened, probed, opened again after a failed probe: the partner is
+	// still down. Then it comes back.
+	waitfor.True(t, "the breaker opened twice", func() bool {
+		cs, _ := circuitRecords(t, e, "erp")
+		return countTo(cs, open) >= 2
+	})
+	down.Store(false)
+	waitfor.True(t, "every event delivered", func() bool {
+		_, as := attempts(t, e.js, "erp")
+		delivered := map[string]bool{}
+		for _, a := range as {
+			if a.Outcome == switchyardv1.Outcome_OUTCOME_DELIVERED {
+				delivered[a.EventId] = true
+			}
+		}
+		return len(delivered) == n
+	})
+	e.waitSettled(t, "erp", n)
+
+	if dls := natstest.DeadLetters(t, e.js, "erp"); len(dls) != 0 {
+		t.Errorf("%d dead letters; the partner came back within the retry horizon", len(dls))
+	}
+	cs, at := circuitRecords(t, e, "erp")
+	if len(cs) < 5 || cs[0].From != closed || cs[0].To != open || cs[len(cs)-1].To != closed {
+		t.Fatalf("circuit changes = %v", cs)
+	}
+	if !strings.Contains(cs[0].Reason, "3 retryable failures in a row") || cs[0].LastError != "HTTP 503 Service Unavailable" ||
+		cs[0].ConsecutiveFailures != 3 || cs[0].OpenUntil == nil {
+		t.Errorf("first opening = %v", cs[0])
+	}
+	// No request reached the partner while the breaker was open: between
+	// each opening and the next half-open.
+	hits := p.received()
+	for i, c := range cs {
+		if c.To != open || i+1 >= len(cs) {
+			continue
+		}
+		for _, h := range hits {
+			if h.at.After(at[i]) && h.at.Before(at[i+1]) {
+				t.Errorf("a request at %v while the breaker was open (%v to %v)", h.at, at[i], at[i+1])
+			}
+		}
+	}
+	// Every half-open let exactly one probe through.
+	_, as := attempts(t, e.js, "erp")
+	probes := 0
+	for _, a := range as {
+		if a.Probe {
+			probes++
+		}
+	}
+	if halfOpens := countTo(cs, halfOpen); probes != halfOpens {
+		t.Errorf("%d probe attempts for %d half-open states, want one each", probes, halfOpens)
+	}
+	if n := pauses.paused(); n < 2 {
+		t.Errorf("%d pause advisories, want the consumer paused at each of the %d openings", n, countTo(cs, open))
+	}
+	t.Logf("%d requests in all for %d events (%d circuit changes)", len(hits), n, len(cs))
+}
+
+// The breaker state is shared by the replicas: two dispatchers that each
+// saw two failures open it together at four in a row, and one replica
+// makes each transition (one record each).
+func TestBreakerSharedByReplicas(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var down atomic.Bool
+	down.Store(true)
+	p := newAnsweringPartner(t, func(hit) reply {
+		if down.Load() {
+			// Retry-After keeps the failed events away for the whole test.
+			return reply{status: http.StatusServiceUnavailable, header: map[string]string{"Retry-After": "120"}}
+		}
+		return reply{status: http.StatusOK}
+	})
+	d := destinationFor("erp", p.URL, 3)
+	d.Concurrency = 1
+	d.Breaker = config.Breaker{
+		ConsecutiveFailures: 4, FailureRatio: 1, MinRequests: 1000,
+		Window: config.Duration(time.Minute), Cooldown: config.Duration(time.Second), MaxCooldown: config.Duration(time.Second),
+	}
+	_, jsA := e.nats.Connect(t)
+	_, jsB := e.nats.Connect(t)
+
+	a := e.run(t, jsA, func(c *Config) { c.Instance = "replica-a" }, d)
+	publishN(t, e, "a", 2)
+	waitfor.True(t, "replica a made two attempts", func() bool { return len(p.received()) == 2 })
+	e.waitAttempts(t, "erp", 2)
+	a.stop(t)
+	if cs, _ := circuitRecords(t, e, "erp"); len(cs) != 0 {
+		t.Fatalf("the breaker changed after two failures: %v", cs)
+	}
+
+	e.run(t, jsB, func(c *Config) { c.Instance = "replica-b" }, d)
+	publishN(t, e, "b", 2)
+	waitfor.True(t, "the breaker opened", func() bool {
+		cs, _ := circuitRecords(t, e, "erp")
+		return countTo(cs, open) == 1
+	})
+	if n := len(p.received()); n != 4 {
+		t.Errorf("%d requests before the breaker opened, want 4 (two per replica)", n)
+	}
+	cs, _ := circuitRecords(t, e, "erp")
+	if !strings.Contains(cs[0].Reason, "4 retryable failures in a row") {
+		t.Errorf("opened because %q, want four in a row across the replicas", cs[0].Reason)
+	}
+	if info := e.consumerInfo(t, "erp"); !info.Paused {
+		t.Errorf("consumer not paused while the breaker is open")
+	}
+
+	// Both replicas run; the partner is back. The next event is the probe;
+	// then both deliver.
+	e.run(t, jsA, func(c *Config) { c.Instance = "replica-a2" }, d)
+	down.Store(false)
+	before := len(p.received())
+	publishN(t, e, "c", 1)
+	waitfor.True(t, "the breaker closed", func() bool {
+		cs, _ := circuitRecords(t, e, "erp")
+		return countTo(cs, closed) == 1
+	})
+	publishN(t, e, "d", 20)
+	waitfor.True(t, "the events after recovery delivered", func() bool { return len(p.received()) >= before+21 })
+	cs, _ = circuitRecords(t, e, "erp")
+	if countTo(cs, open) != 1 || countTo(cs, halfOpen) != 1 || countTo(cs, closed) != 1 {
+		t.Errorf("circuit changes = %v, want one each: a transition is recorded by one replica", cs)
+	}
+	for id, c := range p.countByID() {
+		if (strings.HasPrefix(id, "c-") || strings.HasPrefix(id, "d-")) && c != 1 {
+			t.Errorf("%s delivered %d times", id, c)
+		}
+	}
+}
+
+// Permanent failures mean the partner is up: they never open the breaker.
+func TestBreakerIgnoresPermanentFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusBadRequest, body: "bad payload"})
+	d := breakerDestination("erp", p.URL)
+	d.Concurrency = 4
+	e.start(t, d)
+	publishN(t, e, "ev", 12)
+	waitfor.True(t, "every event dead-lettered", func() bool { return len(natstest.DeadLetters(t, e.js, "erp")) == 12 })
+	if cs, _ := circuitRecords(t, e, "erp"); len(cs) != 0 {
+		t.Errorf("permanent failures changed the breaker: %v", cs)
+	}
+}
+
+// waitAttempts waits until n attempt records of the destination are stored.
+func (e *testEnv) waitAttempts(t *testing.T, destination string, n int) {
+	t.Helper()
+	waitfor.True(t, "attempt records", func() bool {
+		_, as := attempts(t, e.js, destination)
+		return len(as) >= n
+	})
+}

@@ -1,0 +1,319 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/signing"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
+)
+
+// destination is one destination's delivery loop.
+type destination struct {
+	d        *Dispatcher
+	cfg      config.Destination
+	backoff  []time.Duration
+	client   *delivery.Client
+	consumer jetstream.Consumer
+	// limiter is the rate limit; nil for none.
+	limiter *rate.Limiter
+	// breaker is nil when the breaker is disabled.
+	breaker *breaker
+	// probing is set while this replica's half-open probe is in flight.
+	probing atomic.Bool
+	log     *slog.Logger
+
+	// backlogFull remembers the last backlog measure, to log changes.
+	backlogFull  bool
+	backlogEmpty bool
+}
+
+func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) {
+	headers := map[string]string{}
+	for k, v := range dc.Headers {
+		headers[k] = v.Reveal()
+	}
+	target := delivery.Target{
+		URL:                 dc.URL,
+		Timeout:             dc.Timeout.D(),
+		Headers:             headers,
+		AllowPrivateNetwork: dc.AllowPrivateNetwork,
+		MaxConns:            dc.Concurrency,
+		Policy:              delivery.Policy{RetryOnStatus: dc.Retry.RetryOnStatus},
+	}
+	switch dc.Auth.Type {
+	case config.AuthBearer:
+		target.Auth = delivery.Bearer{Token: dc.Auth.Token.Reveal()}
+	case config.AuthBasic:
+		target.Auth = delivery.Basic{Username: dc.Auth.Username, Password: dc.Auth.Password.Reveal()}
+	case config.AuthOAuth2ClientCredentials:
+		params := map[string][]string{}
+		for k, v := range dc.Auth.Params {
+			params[k] = []string{v}
+		}
+		target.Auth = delivery.NewClientCredentials(delivery.ClientCredentialsConfig{
+			TokenURL: dc.Auth.TokenURL, ClientID: dc.Auth.ClientID, ClientSecret: dc.Auth.ClientSecret.Reveal(),
+			Scopes: dc.Auth.Scopes, Params: params, ClientAuth: dc.Auth.ClientAuth,
+			HTTPClient: delivery.NewHTTPClient(target),
+		})
+	}
+	if len(dc.Signing.StandardWebhooksSecrets) > 0 {
+		secrets := make([]string, len(dc.Signing.StandardWebhooksSecrets))
+		for i, s := range dc.Signing.StandardWebhooksSecrets {
+			secrets[i] = s.Reveal()
+		}
+		signer, err := signing.NewStandardWebhooks(secrets, 0)
+		if err != nil {
+			return nil, fmt.Errorf("destination %q signing: %w", dc.Name, err)
+		}
+		target.Signer = signer
+	}
+	dest := &destination{
+		d:       d,
+		cfg:     dc,
+		backoff: dc.Retry.ConsumerBackoff(),
+		client:  delivery.NewClient(target),
+		log:     d.cfg.Logger.With(slog.String("destination", dc.Name)),
+	}
+	if len(dest.backoff) == 0 {
+		return nil, fmt.Errorf("destination %q has no retry backoff (apply config defaults and validation first)", dc.Name)
+	}
+	if dc.RateLimit.PerSecond > 0 {
+		dest.limiter = rate.NewLimiter(rate.Limit(dc.RateLimit.PerSecond), max(1, dc.RateLimit.Burst))
+	}
+	if !dc.Breaker.Disabled {
+		dest.breaker = newBreaker(d, dc.Name, policy{dc.Breaker}, dest.log)
+	}
+	return dest, nil
+}
+
+// run pulls only as many events as there are free workers and rate tokens,
+// so that no event waits in a client-side buffer while its ack wait runs
+// down, and none is fetched while the circuit breaker is open.
+func (dest *destination) run(ctx context.Context) error {
+	slots := make(chan struct{}, dest.cfg.Concurrency)
+	// Deliveries run on their own context: the run context ending stops
+	// fetching, not the requests in flight; those get ShutdownGrace.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	var wg sync.WaitGroup
+	release := func() { <-slots }
+
+	failures := 0
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		limit, probe := dest.admit(ctx)
+		if limit == 0 {
+			release()
+			continue
+		}
+		n := 1
+	fill:
+		for n < limit {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break fill
+			}
+		}
+		tokens, ok := dest.reserve(ctx, n)
+		if !ok {
+			for range n {
+				release()
+			}
+			if probe {
+				dest.probing.Store(false)
+			}
+			continue
+		}
+		for range n - len(tokens) {
+			release()
+		}
+		n = len(tokens)
+		batch, err := dest.consumer.Fetch(n, jetstream.FetchMaxWait(dest.d.cfg.FetchWait))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				isProbe := probe && got == 0
+				got++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer release()
+					dest.handle(hctx, msg, isProbe)
+				}()
+			}
+			err = batch.Error()
+		}
+		for i := got; i < n; i++ {
+			release()
+			if tokens[i] != nil {
+				tokens[i].Cancel() // not used: give the token back
+			}
+		}
+		if probe && got == 0 {
+			dest.probing.Store(false)
+			dest.probeFoundNothing(ctx)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			failures++
+			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
+			dest.log.WarnContext(ctx, "fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		failures = 0
+	}
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(dest.d.cfg.ShutdownGrace):
+		dest.log.Warn("shutdown grace over; handing in-flight deliveries back to JetStream")
+		hcancel()
+		<-done
+	}
+	return nil
+}
+
+// reserve takes up to n rate tokens, waiting for the first one only. The
+// tokens are taken before the fetch, so an event never waits for a token
+// while its ack wait runs. Without a limit it returns n nil reservations.
+func (dest *destination) reserve(ctx context.Context, n int) ([]*rate.Reservation, bool) {
+	if dest.limiter == nil {
+		return make([]*rate.Reservation, n), true
+	}
+	first := dest.limiter.Reserve()
+	if wait := first.Delay(); wait > 0 {
+		dest.d.metrics.rateLimited.WithLabelValues(dest.cfg.Name).Add(wait.Seconds())
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			first.Cancel()
+			return nil, false
+		}
+	}
+	tokens := []*rate.Reservation{first}
+	for len(tokens) < n {
+		r := dest.limiter.Reserve()
+		if r.Delay() > 0 {
+			r.Cancel()
+			break
+		}
+		tokens = append(tokens, r)
+	}
+	return tokens, true
+}
+
+// admit waits until the circuit breaker lets this replica send, and says
+// how many events it may take: all its workers when closed, one when it
+// holds the half-open probe (then probing is set). The fetch loop asks
+// before each fetch, and a handler asks again before it sends, for an event
+// fetched just before the breaker opened. It returns 0 when ctx ends.
+func (dest *destination) admit(ctx context.Context) (n int, probe bool) {
+	b := dest.breaker
+	if b == nil {
+		return dest.cfg.Concurrency, false
+	}
+	me := dest.d.cfg.Instance
+	lease := dest.d.probeLease(dest.cfg.Timeout.D())
+	for {
+		c, changed := b.view()
+		now := time.Now()
+		var wakeAt time.Time
+		switch c.State {
+		case switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED:
+			return dest.cfg.Concurrency, false
+		case switchyardv1.CircuitState_CIRCUIT_STATE_OPEN:
+			if !now.Before(c.OpenUntil) {
+				dest.takeProbe(ctx, me, lease)
+				continue
+			}
+			wakeAt = c.OpenUntil
+		case switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN:
+			mine := c.Prober == me
+			switch {
+			case mine && c.ProbeUntil.Sub(now) < lease/2:
+				dest.takeProbe(ctx, me, lease) // renew the lease
+				continue
+			case mine && dest.probing.CompareAndSwap(false, true):
+				return 1, true
+			case mine:
+				wakeAt = c.ProbeUntil.Add(-lease / 2) // our probe is running
+			case now.After(c.ProbeUntil):
+				dest.takeProbe(ctx, me, lease) // its replica stopped renewing
+				continue
+			default:
+				wakeAt = c.ProbeUntil.Add(time.Millisecond)
+			}
+		}
+		t := time.NewTimer(max(time.Until(wakeAt), time.Millisecond))
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return 0, false
+		}
+		t.Stop()
+	}
+}
+
+// takeProbe moves an open circuit whose cooldown is over to half-open
+// with this replica as the prober, takes over a probe whose replica stopped
+// renewing it, or renews this replica's lease.
+func (dest *destination) takeProbe(ctx context.Context, me string, lease time.Duration) {
+	err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string { return c.halfOpen(me, now, lease) })
+	if err != nil && ctx.Err() == nil {
+		dest.log.WarnContext(ctx, "circuit breaker probe not taken", slog.Any("error", err))
+		// Do not spin on a NATS outage.
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// probeFoundNothing: the half-open probe fetch found no event due. If the
+// destination has nothing at all waiting there is nothing to protect and
+// nothing to probe with: close the breaker, and the next events show
+// whether the partner is up. Otherwise keep waiting for an event whose
+// retry is due.
+func (dest *destination) probeFoundNothing(ctx context.Context) {
+	info, err := dest.consumer.Info(ctx)
+	if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+		return
+	}
+	me := dest.d.cfg.Instance
+	err = dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
+		if !c.mayProbe(me, now) {
+			return ""
+		}
+		c.close("no event left to probe with; the next event will show whether the partner is up")
+		return c.Reason
+	})
+	if err != nil && ctx.Err() == nil {
+		dest.log.WarnContext(ctx, "circuit breaker not closed", slog.Any("error", err))
+	}
+}

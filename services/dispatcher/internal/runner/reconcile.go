@@ -1,0 +1,183 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/natsx"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+)
+
+// ReconcilerConsumer is the durable consumer on ADVISORIES through which the
+// dispatcher replicas turn deliveries given up without a dead letter into
+// dead letters.
+const ReconcilerConsumer = "dispatcher_reconciler"
+
+// Advisory subjects (nats-server jetstream_events.go) for EVENTS consumers.
+const (
+	advisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + natsx.StreamEvents + "."
+	advisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + natsx.StreamEvents + "."
+)
+
+func reconcilerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        ReconcilerConsumer,
+		Description:    "Switchyard dispatcher: dead letters for deliveries given up without one (MAX_DELIVERIES, MSG_TERMINATED)",
+		FilterSubjects: []string{advisoryMaxDeliveries + "*", advisoryTerminated + "*"},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        30 * time.Second,
+		MaxDeliver:     -1,
+		MaxAckPending:  1000,
+	}
+}
+
+// advisory is the part of a JetStream consumer advisory the reconciler reads
+// (io.nats.jetstream.advisory.v1.max_deliver and .terminated).
+type advisory struct {
+	Stream     string    `json:"stream"`
+	Consumer   string    `json:"consumer"`
+	StreamSeq  uint64    `json:"stream_seq"`
+	Deliveries uint64    `json:"deliveries"`
+	Reason     string    `json:"reason"`
+	Time       time.Time `json:"timestamp"`
+}
+
+// reconcile reads the advisories until ctx ends. Every replica runs it on
+// the one durable consumer, so each advisory is handled once (and handling
+// it twice is harmless: the dead letter id is its Nats-Msg-Id).
+func (d *Dispatcher) reconcile(ctx context.Context) error {
+	cons, err := d.js.Consumer(ctx, natsx.StreamAdvisories, ReconcilerConsumer)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("open consumer %s: %w", ReconcilerConsumer, err)
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(16, jetstream.FetchMaxWait(d.cfg.FetchWait))
+		if err == nil {
+			for msg := range batch.Messages() {
+				// Finish an advisory begun, even at shutdown: the dead
+				// letter and its audit record belong together.
+				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*auditTimeout)
+				d.reconcileOne(wctx, msg)
+				cancel()
+			}
+			err = batch.Error()
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			failures++
+			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
+			d.cfg.Logger.WarnContext(ctx, "advisory fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		failures = 0
+	}
+	return nil
+}
+
+func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
+	var a advisory
+	if err := json.Unmarshal(msg.Data(), &a); err != nil || a.StreamSeq == 0 {
+		d.cfg.Logger.WarnContext(ctx, "unreadable advisory skipped", slog.String("subject", msg.Subject()), slog.Any("error", err))
+		_ = msg.Ack()
+		return
+	}
+	if !strings.HasPrefix(a.Consumer, consumerPrefix) {
+		_ = msg.Ack() // another service's consumer
+		return
+	}
+	dest := strings.TrimPrefix(a.Consumer, consumerPrefix)
+	log := d.cfg.Logger.With(slog.String("destination", dest), slog.Uint64("seq", a.StreamSeq))
+	var reason switchyardv1.DeadLetterReason
+	var lastError string
+	switch {
+	case strings.HasPrefix(msg.Subject(), advisoryMaxDeliveries):
+		// The last allowed delivery ran out of ack wait without being
+		// settled: the dispatcher stopped during the final attempt (or its
+		// dead letter could not be stored). Its outcome is unknown.
+		reason = switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY
+		lastError = fmt.Sprintf("the final attempt (delivery %d) was not settled: the dispatcher stopped or lost NATS during it; its outcome is unknown", a.Deliveries)
+	case isDispatcherTermReason(a.Reason):
+		// The dispatcher terminates only after the dead letter is stored.
+		d.metrics.reconciled.WithLabelValues("terminated", "already_dead_lettered").Inc()
+		_ = msg.Ack()
+		return
+	default:
+		reason = switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE
+		lastError = fmt.Sprintf("terminated outside the dispatcher (reason %q)", a.Reason)
+	}
+	kind := "max_deliveries"
+	if reason == switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE {
+		kind = "terminated"
+	}
+
+	dl := &switchyardv1.DeadLetter{
+		Id:             DeadLetterID(a.StreamSeq, dest),
+		Destination:    dest,
+		Stream:         natsx.StreamEvents,
+		StreamSeq:      a.StreamSeq,
+		Attempts:       int32(a.Deliveries),
+		LastError:      lastError,
+		Reason:         reason,
+		DeadLetteredAt: timestamppb.Now(),
+	}
+	var raw *jetstream.RawStreamMsg
+	stream, err := d.js.Stream(ctx, natsx.StreamEvents)
+	if err == nil {
+		raw, err = stream.GetMsg(ctx, a.StreamSeq)
+	}
+	switch {
+	case err == nil:
+		ev := events.FromMsg(raw.Subject, raw.Header, raw.Data)
+		dl.EventId, dl.Subject, dl.Source, dl.EventType, dl.ReplayOf = ev.ID, ev.Subject, ev.Source, ev.Type, ev.ReplayOf
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		dl.LastError += "; the event is no longer in EVENTS (aged out), so this dead letter has no payload"
+	default:
+		log.WarnContext(ctx, "event for a dead letter not read; will try again", slog.Any("error", err))
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	var dup bool
+	if raw != nil {
+		dup, err = d.publishDeadLetter(ctx, dl, raw.Header, raw.Data)
+	} else {
+		dup, err = d.publishDeadLetter(ctx, dl, nil, nil)
+	}
+	if err != nil {
+		log.WarnContext(ctx, "reconciled dead letter not stored; will try again", slog.Any("error", err))
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	result := "dead_lettered"
+	if dup {
+		result = "already_dead_lettered"
+	} else {
+		d.metrics.deadLetters.WithLabelValues(dest).Inc()
+		log.WarnContext(ctx, "dead-lettered from an advisory", slog.String("reason", reason.String()), slog.String("event_id", dl.EventId))
+	}
+	d.metrics.reconciled.WithLabelValues(kind, result).Inc()
+	_ = msg.Ack()
+}
+
+// isDispatcherTermReason reports whether a termination reason is one the
+// dispatcher gives (it terminates only after storing the dead letter).
+func isDispatcherTermReason(r string) bool {
+	_, ok := switchyardv1.DeadLetterReason_value[r]
+	return ok
+}

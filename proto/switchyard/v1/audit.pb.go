@@ -1426,15 +1426,24 @@ func (x *BacklogReport) GetNumRedelivered() int64 {
 	return 0
 }
 
-// AuditLag reports that the audit writer is behind.
+// AuditLag reports that the audit writer is behind (the audit store is down
+// or slow): sent when it falls behind, repeated while it stays behind, and
+// once with caught_up when it has caught up again.
 type AuditLag struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	PendingRecords uint64                 `protobuf:"varint,1,opt,name=pending_records,json=pendingRecords,proto3" json:"pending_records,omitempty"`
-	OldestAge      *durationpb.Duration   `protobuf:"bytes,2,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
-	LastError      string                 `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	CaughtUp       bool                   `protobuf:"varint,4,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pending_records are AUDIT records not yet written.
+	PendingRecords uint64 `protobuf:"varint,1,opt,name=pending_records,json=pendingRecords,proto3" json:"pending_records,omitempty"`
+	// oldest_age is how long the oldest unwritten item has waited.
+	OldestAge *durationpb.Duration `protobuf:"bytes,2,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
+	LastError string               `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	CaughtUp  bool                 `protobuf:"varint,4,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// pending_events are EVENTS messages not yet recorded.
+	PendingEvents uint64 `protobuf:"varint,5,opt,name=pending_events,json=pendingEvents,proto3" json:"pending_events,omitempty"`
+	// failing_since is when writes started failing (unset while they
+	// succeed and the writer is only catching up).
+	FailingSince  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditLag) Reset() {
@@ -1493,6 +1502,20 @@ func (x *AuditLag) GetCaughtUp() bool {
 		return x.CaughtUp
 	}
 	return false
+}
+
+func (x *AuditLag) GetPendingEvents() uint64 {
+	if x != nil {
+		return x.PendingEvents
+	}
+	return 0
+}
+
+func (x *AuditLag) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
 }
 
 // AlertNotification records one alert message and what its sender did.
@@ -1731,14 +1754,16 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x0fmax_ack_pending\x18\x04 \x01(\x03R\rmaxAckPending\x12G\n" +
 	"\x12oldest_pending_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x10oldestPendingAge\x12\x12\n" +
 	"\x04full\x18\x06 \x01(\bR\x04full\x12'\n" +
-	"\x0fnum_redelivered\x18\a \x01(\x03R\x0enumRedelivered\"\xa9\x01\n" +
+	"\x0fnum_redelivered\x18\a \x01(\x03R\x0enumRedelivered\"\x91\x02\n" +
 	"\bAuditLag\x12'\n" +
 	"\x0fpending_records\x18\x01 \x01(\x04R\x0ependingRecords\x128\n" +
 	"\n" +
 	"oldest_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\toldestAge\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x03 \x01(\tR\tlastError\x12\x1b\n" +
-	"\tcaught_up\x18\x04 \x01(\bR\bcaughtUp\"\x93\x03\n" +
+	"\tcaught_up\x18\x04 \x01(\bR\bcaughtUp\x12%\n" +
+	"\x0epending_events\x18\x05 \x01(\x04R\rpendingEvents\x12?\n" +
+	"\rfailing_since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\"\x93\x03\n" +
 	"\x11AlertNotification\x12 \n" +
 	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12D\n" +
@@ -1851,13 +1876,14 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	18, // 21: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
 	19, // 22: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
 	19, // 23: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	17, // 24: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 25: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	18, // 24: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
+	17, // 25: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 26: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }

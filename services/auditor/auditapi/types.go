@@ -157,7 +157,9 @@ type Parked struct {
 	StreamSeq uint64    `json:"stream_seq"`
 	Error     string    `json:"error"`
 	ParkedAt  time.Time `json:"parked_at"`
-	Data      []byte    `json:"data"`
+	// Data is the message body; Headers its headers.
+	Data    []byte            `json:"data"`
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // EventDetail is GET /v1/events/{id}: the event (absent when only the

@@ -267,8 +267,8 @@ func pgTime(t *time.Time) pgtype.Timestamptz {
 func (p *Postgres) Park(ctx context.Context, ps []Parked) error {
 	batch := &pgx.Batch{}
 	for _, x := range ps {
-		batch.Queue(`INSERT INTO parked (id, stream, subject, stream_seq, data, error, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-			ON CONFLICT (id) DO NOTHING`, safeText(x.ID), safeText(x.Stream), safeText(x.Subject), int64(x.StreamSeq), nonNil(x.Data), safeText(x.Error), x.ParkedAt)
+		batch.Queue(`INSERT INTO parked (id, stream, subject, stream_seq, data, headers, error, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (id) DO NOTHING`, safeText(x.ID), safeText(x.Stream), safeText(x.Subject), int64(x.StreamSeq), nonNil(x.Data), headersJSON(safeHeaders(x.Headers)), safeText(x.Error), x.ParkedAt)
 	}
 	if err := p.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("park: %w", interpretError(err))

@@ -239,10 +239,10 @@ func (r *reader) ListParked(ctx context.Context, p Page) ([]Parked, string, erro
 	if err != nil {
 		return nil, "", err
 	}
-	q := "SELECT id, stream, subject, stream_seq, error, parked_at, data FROM parked" + b.where() + orderBy("parked_at", "id") + " LIMIT " + b.arg(limit)
+	q := "SELECT id, stream, subject, stream_seq, error, parked_at, data, headers FROM parked" + b.where() + orderBy("parked_at", "id") + " LIMIT " + b.arg(limit)
 	out, err := collect(ctx, r, "list parked", q, b.args, func(rs rows) (Parked, error) {
 		var x Parked
-		err := rs.Scan(&x.ID, &x.Stream, &x.Subject, &u64{&x.StreamSeq}, &x.Error, &ts{&x.ParkedAt}, &x.Data)
+		err := rs.Scan(&x.ID, &x.Stream, &x.Subject, &u64{&x.StreamSeq}, &x.Error, &ts{&x.ParkedAt}, &x.Data, &jsonMap{&x.Headers})
 		return x, err
 	})
 	if err != nil {

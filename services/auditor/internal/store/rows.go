@@ -43,13 +43,7 @@ func split(b Batch) (tableRows, error) {
 	r := tableRows{events: make([]Routed, len(b.Events))}
 	for i, e := range b.Events {
 		e.ID, e.Subject, e.Source, e.Type, e.ContentType = safeText(e.ID), safeText(e.Subject), safeText(e.Source), safeText(e.Type), safeText(e.ContentType)
-		if len(e.Headers) > 0 {
-			h := make(map[string]string, len(e.Headers))
-			for k, v := range e.Headers {
-				h[safeText(k)] = safeText(v)
-			}
-			e.Headers = h
-		}
+		e.Headers = safeHeaders(e.Headers)
 		r.events[i] = e
 	}
 	for _, rec := range b.Records {
@@ -139,6 +133,17 @@ func split(b Batch) (tableRows, error) {
 	}
 	r.deliveries = deliveryChanges(r)
 	return r, nil
+}
+
+func safeHeaders(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return in
+	}
+	h := make(map[string]string, len(in))
+	for k, v := range in {
+		h[safeText(k)] = safeText(v)
+	}
+	return h
 }
 
 // Mark kinds: where a happening sits in its round of a delivery. A round is

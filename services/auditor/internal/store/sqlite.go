@@ -163,8 +163,8 @@ func (s *SQLite) Write(ctx context.Context, b Batch) error {
 func (s *SQLite) Park(ctx context.Context, ps []Parked) error {
 	return s.inTx(ctx, "park", func(tx *sql.Tx) error {
 		for _, x := range ps {
-			_, err := tx.ExecContext(ctx, `INSERT INTO parked (id, stream, subject, stream_seq, data, error, parked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-				ON CONFLICT (id) DO NOTHING`, safeText(x.ID), safeText(x.Stream), safeText(x.Subject), int64(x.StreamSeq), nonNil(x.Data), safeText(x.Error), x.ParkedAt.UnixNano())
+			_, err := tx.ExecContext(ctx, `INSERT INTO parked (id, stream, subject, stream_seq, data, headers, error, parked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+				ON CONFLICT (id) DO NOTHING`, safeText(x.ID), safeText(x.Stream), safeText(x.Subject), int64(x.StreamSeq), nonNil(x.Data), headersJSON(safeHeaders(x.Headers)), safeText(x.Error), x.ParkedAt.UnixNano())
 			if err != nil {
 				return err
 			}

@@ -312,7 +312,7 @@ func testReplayBookkeeping(t *testing.T, st store.Store) {
 func testPark(t *testing.T, st store.Store) {
 	migrate(t, st)
 	ps := []store.Parked{
-		{ID: "AUDIT:7", Stream: "AUDIT", Subject: "audit.other.x", StreamSeq: 7, Data: []byte{0xff, 0, 1}, Error: "decode: bad", ParkedAt: base},
+		{ID: "AUDIT:7", Stream: "AUDIT", Subject: "audit.other.x", StreamSeq: 7, Data: []byte{0xff, 0, 1}, Headers: map[string]string{"Nats-Msg-Id": "x"}, Error: "decode: bad", ParkedAt: base},
 		{ID: "AUDIT:9", Stream: "AUDIT", Subject: "audit.rejected.shop", StreamSeq: 9, Data: []byte("x\x00"), Error: "check \x00 violated", ParkedAt: base.Add(time.Second)},
 	}
 	if err := st.Park(ctx(t), ps); err != nil {
@@ -328,7 +328,7 @@ func testPark(t *testing.T, st store.Store) {
 	if len(got) != 2 || next != "" || got[0].ID != "AUDIT:9" || got[1].ID != "AUDIT:7" {
 		t.Fatalf("parked = %+v (next %q)", got, next)
 	}
-	if string(got[1].Data) != string(ps[0].Data) || got[1].StreamSeq != 7 || got[1].Stream != "AUDIT" || got[1].Error != "decode: bad" {
+	if string(got[1].Data) != string(ps[0].Data) || got[1].StreamSeq != 7 || got[1].Stream != "AUDIT" || got[1].Error != "decode: bad" || got[1].Headers["Nats-Msg-Id"] != "x" {
 		t.Errorf("parked[1] = %+v", got[1])
 	}
 }

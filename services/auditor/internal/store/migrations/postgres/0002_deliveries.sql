@@ -111,6 +111,7 @@ CREATE TABLE parked (
     subject    text NOT NULL,
     stream_seq bigint NOT NULL,
     data       bytea NOT NULL,
+    headers    jsonb NOT NULL DEFAULT '{}',
     error      text NOT NULL,
     parked_at  timestamptz NOT NULL
 );

@@ -93,6 +93,7 @@ CREATE TABLE parked (
     subject    text NOT NULL,
     stream_seq integer NOT NULL,
     data       blob NOT NULL,
+    headers    text NOT NULL DEFAULT '{}',
     error      text NOT NULL,
     parked_at  integer NOT NULL
 );

@@ -195,11 +195,12 @@ func secretConfig(t *testing.T) (config.Config, []string) {
 	c.Alerts.SlackWebhookURL = "https://hooks.slack.com/services/T0/B0/slack-token-2"
 	c.Sources[0].Secrets = append(c.Sources[0].Secrets, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
 	c.Destinations[0].Headers = map[string]config.Secret{"Authorization": "Bearer header-token-3"}
+	c.Auditor.AdminToken = "admin-token-4-0123456789"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return c, []string{
-		"pg-password-1", "slack-token-2", "header-token-3",
+		"pg-password-1", "slack-token-2", "header-token-3", "admin-token-4-0123456789",
 		"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
 	}
 }

@@ -190,17 +190,17 @@ type Demo struct {
 
 // Defaults used by WithDefaults.
 const (
-	DefaultIngressListen   = ":8080"
-	DefaultAuditorListen   = "127.0.0.1:8081"
-	DefaultOpsListen       = "127.0.0.1:9090"
-	DefaultMaxBody         = ByteSize(1 << 20)
-	DefaultTimeout         = Duration(5 * time.Second)
-	DefaultTolerance       = Duration(5 * time.Minute)
-	DefaultMaxAttempts     = 6
-	DefaultConcurrency     = 8
-	DefaultMaxAckPending   = 10000
-	DefaultEventsMaxAge    = Duration(7 * 24 * time.Hour)
-	DefaultDuplicateWindow = Duration(2 * time.Minute)
+	DefaultIngressListen    = ":8080"
+	DefaultAuditorListen    = "127.0.0.1:8081"
+	DefaultOpsListen        = "127.0.0.1:9090"
+	DefaultMaxBody          = ByteSize(1 << 20)
+	DefaultTimeout          = Duration(5 * time.Second)
+	DefaultTolerance        = Duration(5 * time.Minute)
+	DefaultMaxAttempts      = 6
+	DefaultConcurrency      = 8
+	DefaultMaxAckPending    = 10000
+	DefaultEventsMaxAge     = Duration(7 * 24 * time.Hour)
+	DefaultDuplicateWindow  = Duration(2 * time.Minute)
 	DefaultPayloadRetention = Duration(30 * 24 * time.Hour)
 	DefaultRecordRetention  = Duration(90 * 24 * time.Hour)
 )

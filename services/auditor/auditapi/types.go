@@ -30,15 +30,15 @@ var Statuses = []string{StatusPending, StatusDelivered, StatusRetrying, StatusDe
 
 // Event is a stored event. In lists the payload is left out.
 type Event struct {
-	ID          string     `json:"id"`
-	Subject     string     `json:"subject,omitempty"`
-	Source      string     `json:"source,omitempty"`
-	Type        string     `json:"type,omitempty"`
-	StreamSeq   uint64     `json:"stream_seq,omitempty"`
-	ReceivedAt  time.Time  `json:"received_at"`
-	ContentType string     `json:"content_type,omitempty"`
-	PayloadSize int        `json:"payload_size"`
-	PayloadHash string     `json:"payload_sha256,omitempty"`
+	ID          string    `json:"id"`
+	Subject     string    `json:"subject,omitempty"`
+	Source      string    `json:"source,omitempty"`
+	Type        string    `json:"type,omitempty"`
+	StreamSeq   uint64    `json:"stream_seq,omitempty"`
+	ReceivedAt  time.Time `json:"received_at"`
+	ContentType string    `json:"content_type,omitempty"`
+	PayloadSize int       `json:"payload_size"`
+	PayloadHash string    `json:"payload_sha256,omitempty"`
 	// PayloadDroppedAt is set once retention removed the body; the
 	// metadata stays.
 	PayloadDroppedAt *time.Time `json:"payload_dropped_at,omitempty"`

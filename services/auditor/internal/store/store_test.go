@@ -177,9 +177,9 @@ func TestOtherRecordsStoredOnce(t *testing.T) {
 				}
 			}
 			for id, kindKey := range map[string][2]string{
-				"dup-1":     {"duplicate", "shop"},
-				"alert-1":   {"alert", "DeliveryDeadLettered"},
-				"bare-1":    {"other", "auditor"},
+				"dup-1":   {"duplicate", "shop"},
+				"alert-1": {"alert", "DeliveryDeadLettered"},
+				"bare-1":  {"other", "auditor"},
 			} {
 				if n := count("SELECT count(*) FROM audit_records WHERE id = $1 AND kind = $2 AND key = $3", id, kindKey[0], kindKey[1]); n != 1 {
 					t.Errorf("record %s not stored as kind %q key %q", id, kindKey[0], kindKey[1])

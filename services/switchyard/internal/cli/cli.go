@@ -74,5 +74,6 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		},
 	})
 	root.AddCommand(sendWebhookCmd())
+	root.AddCommand(auditCmds()...)
 	return root.ExecuteContext(ctx)
 }

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -245,12 +246,18 @@ func (q *query) done() error {
 
 func (h *handlers) newQuery(c echo.Context) *query { return &query{c: c, now: h.cfg.Now()} }
 
-// list answers a page.
-func list[T any](c echo.Context, items []T, next string) error {
-	if items == nil {
-		items = []T{}
+// serveList reads the page parameters, checks every parameter read so
+// far, runs the list and answers the page.
+func serveList[T any](c echo.Context, q *query, run func(ctx context.Context, p store.Page) ([]T, string, error)) error {
+	p := q.page()
+	if err := q.done(); err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, auditapi.List[T]{Items: items, NextCursor: next})
+	items, next, err := run(c.Request().Context(), p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, auditapi.List[T]{Items: nonNil(items), NextCursor: next})
 }
 
 func (h *handlers) listEvents(c echo.Context) error {
@@ -259,15 +266,9 @@ func (h *handlers) listEvents(c echo.Context) error {
 		TimeRange: q.times(), ID: q.str("event_id"), Source: q.str("source"), Type: q.str("type"), Subject: q.str("subject"),
 		Destination: q.str("destination"), Status: q.status(), Q: q.str("q"),
 	}
-	p := q.page()
-	if err := q.done(); err != nil {
-		return err
-	}
-	items, next, err := h.store.ListEvents(c.Request().Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return list(c, items, next)
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Event, string, error) {
+		return h.store.ListEvents(ctx, f, p)
+	})
 }
 
 func (h *handlers) getEvent(c echo.Context) error {
@@ -308,15 +309,9 @@ func (h *handlers) listDeliveries(c echo.Context) error {
 		TimeRange: q.times(), EventID: q.str("event_id"), Destination: q.str("destination"), Status: q.status(),
 		Source: q.str("source"), Type: q.str("type"), Q: q.str("q"),
 	}
-	p := q.page()
-	if err := q.done(); err != nil {
-		return err
-	}
-	items, next, err := h.store.ListDeliveries(c.Request().Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return list(c, items, next)
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Delivery, string, error) {
+		return h.store.ListDeliveries(ctx, f, p)
+	})
 }
 
 func (h *handlers) listDeadLetters(c echo.Context) error {
@@ -324,15 +319,9 @@ func (h *handlers) listDeadLetters(c echo.Context) error {
 	f := store.DeadLetterFilter{
 		TimeRange: q.times(), EventID: q.str("event_id"), Destination: q.str("destination"), Reason: q.str("reason"), Q: q.str("q"),
 	}
-	p := q.page()
-	if err := q.done(); err != nil {
-		return err
-	}
-	items, next, err := h.store.ListDeadLetters(c.Request().Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return list(c, items, next)
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.DeadLetter, string, error) {
+		return h.store.ListDeadLetters(ctx, f, p)
+	})
 }
 
 func (h *handlers) getDeadLetter(c echo.Context) error {
@@ -350,26 +339,12 @@ func (h *handlers) getDeadLetter(c echo.Context) error {
 func (h *handlers) listRejections(c echo.Context) error {
 	q := h.newQuery(c)
 	f := store.RejectionFilter{TimeRange: q.times(), Source: q.str("source"), Reason: q.str("reason"), Q: q.str("q")}
-	p := q.page()
-	if err := q.done(); err != nil {
-		return err
-	}
-	items, next, err := h.store.ListRejections(c.Request().Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return list(c, items, next)
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Rejection, string, error) {
+		return h.store.ListRejections(ctx, f, p)
+	})
 }
 
 func (h *handlers) listParked(c echo.Context) error {
 	q := h.newQuery(c)
-	p := q.page()
-	if err := q.done(); err != nil {
-		return err
-	}
-	items, next, err := h.store.ListParked(c.Request().Context(), p)
-	if err != nil {
-		return err
-	}
-	return list(c, items, next)
+	return serveList(c, q, h.store.ListParked)
 }

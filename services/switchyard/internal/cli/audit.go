@@ -127,19 +127,14 @@ func nextPage(w io.Writer, next string) {
 	}
 }
 
-func auditCmds() []*cobra.Command {
-	var af auditFlags
-	events := &cobra.Command{Use: "events", Short: "Query the audit log's events (talks to the auditor's API)"}
-	af.add(events)
-	listEvents := &cobra.Command{
-		Use:     "list",
-		Short:   "List events, newest first",
-		Example: "  switchyard events list --destination erp --status dead_lettered --since 24h",
-		Args:    cobra.NoArgs,
-	}
-	elf := addListFlags(listEvents, "source", "type", "subject", "destination", "status", "since", "until", "event-id", "q")
-	listEvents.RunE = func(cmd *cobra.Command, _ []string) error {
-		page, err := af.client().ListEvents(cmd.Context(), elf.query())
+// listCmd is a list subcommand: its filters become flags and query
+// parameters; the page prints as a table (or JSON) with the next cursor.
+func listCmd[T any](af *auditFlags, use, short, example, header string, filters []string,
+	fetch func(c *auditapi.Client, cmd *cobra.Command, q url.Values) (auditapi.List[T], error), row func(T) []string) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Example: example, Args: cobra.NoArgs}
+	lf := addListFlags(cmd, filters...)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		page, err := fetch(af.client(), cmd, lf.query())
 		if err != nil {
 			return err
 		}
@@ -148,15 +143,31 @@ func auditCmds() []*cobra.Command {
 			return printJSON(out, page)
 		}
 		var rows [][]string
-		for _, e := range page.Items {
-			rows = append(rows, []string{e.ID, when(&e.ReceivedAt), e.Source, e.Type, e.Subject, fmt.Sprint(e.PayloadSize)})
+		for _, it := range page.Items {
+			rows = append(rows, row(it))
 		}
-		if err := table(out, "ID\tRECEIVED\tSOURCE\tTYPE\tSUBJECT\tBYTES", rows); err != nil {
+		if err := table(out, header, rows); err != nil {
 			return err
 		}
 		nextPage(out, page.NextCursor)
 		return nil
 	}
+	return cmd
+}
+
+func auditCmds() []*cobra.Command {
+	var af auditFlags
+	events := &cobra.Command{Use: "events", Short: "Query the audit log's events (talks to the auditor's API)"}
+	af.add(events)
+	listEvents := listCmd(&af, "list", "List events, newest first", "  switchyard events list --destination erp --status dead_lettered --since 24h",
+		"ID\tRECEIVED\tSOURCE\tTYPE\tSUBJECT\tBYTES",
+		[]string{"source", "type", "subject", "destination", "status", "since", "until", "event-id", "q"},
+		func(c *auditapi.Client, cmd *cobra.Command, q url.Values) (auditapi.List[auditapi.Event], error) {
+			return c.ListEvents(cmd.Context(), q)
+		},
+		func(e auditapi.Event) []string {
+			return []string{e.ID, when(&e.ReceivedAt), e.Source, e.Type, e.Subject, fmt.Sprint(e.PayloadSize)}
+		})
 	showEvent := &cobra.Command{
 		Use:   "show <event id>",
 		Short: "Show an event: its payload, and what happened to it at each destination",
@@ -177,33 +188,16 @@ func auditCmds() []*cobra.Command {
 
 	dead := &cobra.Command{Use: "dead-letters", Short: "List and replay dead letters (talks to the auditor's API)"}
 	af.add(dead)
-	listDead := &cobra.Command{
-		Use:     "list",
-		Short:   "List dead letters, newest first",
-		Example: "  switchyard dead-letters list --destination erp --since 7d",
-		Args:    cobra.NoArgs,
-	}
-	dlf := addListFlags(listDead, "destination", "event-id", "reason", "since", "until", "q")
-	listDead.RunE = func(cmd *cobra.Command, _ []string) error {
-		page, err := af.client().ListDeadLetters(cmd.Context(), dlf.query())
-		if err != nil {
-			return err
-		}
-		out := cmd.OutOrStdout()
-		if af.json {
-			return printJSON(out, page)
-		}
-		var rows [][]string
-		for _, d := range page.Items {
-			rows = append(rows, []string{d.ID, d.EventID, d.Destination, when(&d.DeadLetteredAt), d.Reason, fmt.Sprint(d.Attempts),
-				fmt.Sprint(d.Replays), oneLine(d.LastError, 60)})
-		}
-		if err := table(out, "ID\tEVENT\tDESTINATION\tDEAD-LETTERED\tREASON\tATTEMPTS\tREPLAYS\tLAST ERROR", rows); err != nil {
-			return err
-		}
-		nextPage(out, page.NextCursor)
-		return nil
-	}
+	listDead := listCmd(&af, "list", "List dead letters, newest first", "  switchyard dead-letters list --destination erp --since 7d",
+		"ID\tEVENT\tDESTINATION\tDEAD-LETTERED\tREASON\tATTEMPTS\tREPLAYS\tLAST ERROR",
+		[]string{"destination", "event-id", "reason", "since", "until", "q"},
+		func(c *auditapi.Client, cmd *cobra.Command, q url.Values) (auditapi.List[auditapi.DeadLetter], error) {
+			return c.ListDeadLetters(cmd.Context(), q)
+		},
+		func(d auditapi.DeadLetter) []string {
+			return []string{d.ID, d.EventID, d.Destination, when(&d.DeadLetteredAt), d.Reason, fmt.Sprint(d.Attempts),
+				fmt.Sprint(d.Replays), oneLine(d.LastError, 60)}
+		})
 	dead.AddCommand(listDead, replayCmd(&af))
 	return []*cobra.Command{events, dead}
 }

@@ -301,23 +301,7 @@ func testRetention(t *testing.T, st store.Store) {
 	now := base.Add(40 * 24 * time.Hour)
 	payloadCutoff := base.Add(10 * time.Minute)
 
-	total := 0
-	for round := 0; ; round++ {
-		n, err := st.DropPayloads(ctx(t), payloadCutoff, now, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 4 {
-			t.Fatalf("dropped %d payloads in one batch of at most 4", n)
-		}
-		total += n
-		if n == 0 {
-			break
-		}
-		if round > 10 {
-			t.Fatal("payload retention never finishes")
-		}
-	}
+	total := drain(t, "payload retention", 4, func(limit int) (int, error) { return st.DropPayloads(ctx(t), payloadCutoff, now, limit) })
 	if total != 10 {
 		t.Errorf("dropped %d payloads, want 10 (events before the cutoff)", total)
 	}
@@ -336,20 +320,7 @@ func testRetention(t *testing.T, st store.Store) {
 	}
 
 	rowCutoff := base.Add(20 * time.Minute)
-	deleted := 0
-	for round := 0; ; round++ {
-		n, err := st.DeleteBefore(ctx(t), rowCutoff, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		deleted += n
-		if n == 0 {
-			break
-		}
-		if round > 50 {
-			t.Fatal("row retention never finishes")
-		}
-	}
+	deleted := drain(t, "row retention", 3, func(limit int) (int, error) { return st.DeleteBefore(ctx(t), rowCutoff, limit) })
 	if deleted == 0 {
 		t.Fatal("nothing deleted")
 	}
@@ -372,5 +343,28 @@ func testRetention(t *testing.T, st store.Store) {
 	}, func(r store.Rejection) string { return r.ID })
 	if len(rs) != 0 {
 		t.Errorf("rejections older than the cutoff kept: %v", rs)
+	}
+}
+
+// drain runs a bounded retention step until it has nothing left to do,
+// and returns how much it did in all.
+func drain(t *testing.T, what string, limit int, step func(limit int) (int, error)) int {
+	t.Helper()
+	total := 0
+	for round := 0; ; round++ {
+		n, err := step(limit)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n > limit {
+			t.Fatalf("%s: %d rows in one batch of at most %d", what, n, limit)
+		}
+		total += n
+		if n == 0 {
+			return total
+		}
+		if round > 100 {
+			t.Fatalf("%s never finishes", what)
+		}
 	}
 }

@@ -36,7 +36,9 @@ var (
 // the query itself, and keeps the plans.
 type explaining struct {
 	querier
-	pool  interface{ Query(context.Context, string, ...any) (pgx.Rows, error) }
+	pool interface {
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+	}
 	plans []string
 }
 

@@ -312,3 +312,49 @@ func openWithSQL(t *testing.T, kind, sql string) store.Store {
 }
 
 func decodeRecord(b []byte) (*switchyardv1.AuditRecord, error) { return auditlog.Decode(b) }
+
+// A slow database (here: a table locked by another session) makes writes
+// hang; they time out and are retried, the lag is reported, and the
+// writer catches up once the lock goes.
+func TestSlowDatabaseAndCatchUp(t *testing.T) {
+	t.Parallel()
+	db := newSchema(t)
+	e := start(t, db.open(t, db.url))
+	e.traffic(t, "before", 5)
+	e.waitAcked(t)
+
+	locker, err := pgx.Connect(testCtx(t), db.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { locker.Close(context.Background()) })
+	tx, err := locker.Begin(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(testCtx(t), "LOCK TABLE attempts IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	e.traffic(t, "locked", 20)
+	waitfor.True(t, "an AuditLag record while writes hang", func() bool {
+		for _, rec := range natstest.AuditRecords(t, e.js, "audit.lag.>") {
+			if l := rec.GetAuditLag(); l != nil && !l.CaughtUp && l.PendingRecords > 0 && l.OldestAge.AsDuration() > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if n := db.count(t, "SELECT count(*) FROM attempts"); n != 10 {
+		t.Errorf("%d attempts written while the table was locked, want the 10 from before", n)
+	}
+	if err := tx.Rollback(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAcked(t)
+	for table, want := range map[string]int{"events": 25, "attempts": 50, "rejections": 25} {
+		if n := db.count(t, "SELECT count(*) FROM "+table); n != want {
+			t.Errorf("%s: %d rows after the lock went, want %d", table, n, want)
+		}
+	}
+	waitfor.True(t, "caught up", func() bool { return e.metric(t, "switchyard_auditor_behind") == 0 })
+}

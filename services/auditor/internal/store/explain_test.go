@@ -99,7 +99,7 @@ func TestExplain(t *testing.T) {
 		fmt.Sprintf(`INSERT INTO attempts (id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of, stream_seq)
 			SELECT 'attempt:EVENTS:' || (d / 2 + 1) || ':dest-' || ((d / 2 + d %% 2 * 7) %% 20) || ':' || n,
 			       'ev-' || (d / 2 + 1), 'dest-' || ((d / 2 + d %% 2 * 7) %% 20), n,
-			       $1::timestamptz + (d / 2 + 1) * $2::interval + n * interval '10 seconds', 1000 + (g * 7919) %% 250000,
+			       $1::timestamptz + (d / 2 + 1) * $2::interval + n * interval '10 seconds', 1000 + (g::bigint * 7919) %% 250000,
 			       CASE WHEN n = 1 AND d %% 100 < 90 THEN 200 ELSE 503 END,
 			       CASE WHEN n = 1 AND d %% 100 < 90 THEN 'delivered' ELSE 'retryable' END,
 			       CASE WHEN n = 1 AND d %% 100 < 90 THEN '' ELSE 'HTTP 503 Service Unavailable' END, '', n = 1, '', d / 2 + 1

@@ -201,7 +201,7 @@ func TestEndToEnd(t *testing.T) {
 				Reason     string `json:"reason"`
 				RemoteAddr string `json:"remote_addr"`
 				EventID    string `json:"event_id"`
-			} `json:"rejections"`
+			} `json:"items"`
 		}
 		waitfor.True(t, "the rejection in the audit log", func() bool {
 			getJSON(t, sys.AuditAPI.URL+"/v1/rejections", &rej)

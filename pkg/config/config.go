@@ -92,9 +92,33 @@ type Ingress struct {
 // Auditor configures the audit writer and query API.
 type Auditor struct {
 	// Listen address of the query and replay API. Default 127.0.0.1:8081.
+	// Without AdminToken it must be a loopback address.
 	Listen string `yaml:"listen"`
 	// BatchSize is how many audit records are written per transaction.
 	// Default 500.
+	BatchSize int `yaml:"batch_size"`
+	// AdminToken is the bearer token the query and replay API require
+	// (Authorization: Bearer <token>). Empty: no token is asked for, and
+	// the API may only listen on loopback.
+	AdminToken Secret `yaml:"admin_token"`
+	// Retention says how long the audit log keeps what.
+	Retention AuditRetention `yaml:"retention"`
+	// LagThreshold: the writer reports itself behind (AuditLag) when writes
+	// have failed, or an item has waited, this long. Default 30s.
+	LagThreshold Duration `yaml:"lag_threshold"`
+}
+
+// AuditRetention bounds what the audit log keeps. Old rows are removed in
+// small batches, each its own short transaction.
+type AuditRetention struct {
+	// Payloads is how long event bodies are kept; after it the body is
+	// dropped and the metadata (hash, size, headers) stays. Default 30d.
+	Payloads Duration `yaml:"payloads"`
+	// Records is how long rows are kept at all. Default 90d.
+	Records Duration `yaml:"records"`
+	// Interval between retention runs. Default 1h.
+	Interval Duration `yaml:"interval"`
+	// BatchSize is the most rows one statement changes. Default 1000.
 	BatchSize int `yaml:"batch_size"`
 }
 
@@ -258,17 +282,19 @@ type Demo struct {
 
 // Defaults used by WithDefaults.
 const (
-	DefaultIngressListen   = ":8080"
-	DefaultAuditorListen   = "127.0.0.1:8081"
-	DefaultOpsListen       = "127.0.0.1:9090"
-	DefaultMaxBody         = ByteSize(1 << 20)
-	DefaultTimeout         = Duration(5 * time.Second)
-	DefaultTolerance       = Duration(5 * time.Minute)
-	DefaultMaxAttempts     = 6
-	DefaultConcurrency     = 8
-	DefaultMaxAckPending   = 10000
-	DefaultEventsMaxAge    = Duration(7 * 24 * time.Hour)
-	DefaultDuplicateWindow = Duration(2 * time.Minute)
+	DefaultIngressListen    = ":8080"
+	DefaultAuditorListen    = "127.0.0.1:8081"
+	DefaultOpsListen        = "127.0.0.1:9090"
+	DefaultMaxBody          = ByteSize(1 << 20)
+	DefaultTimeout          = Duration(5 * time.Second)
+	DefaultTolerance        = Duration(5 * time.Minute)
+	DefaultMaxAttempts      = 6
+	DefaultConcurrency      = 8
+	DefaultMaxAckPending    = 10000
+	DefaultEventsMaxAge     = Duration(7 * 24 * time.Hour)
+	DefaultDuplicateWindow  = Duration(2 * time.Minute)
+	DefaultPayloadRetention = Duration(30 * 24 * time.Hour)
+	DefaultRecordRetention  = Duration(90 * 24 * time.Hour)
 
 	DefaultBreakerConsecutiveFailures = 5
 	DefaultBreakerFailureRatio        = 0.5
@@ -303,6 +329,11 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.Ingress.PublishTimeout, Duration(5*time.Second))
 	setDefault(&c.Auditor.Listen, DefaultAuditorListen)
 	setDefault(&c.Auditor.BatchSize, 500)
+	setDefault(&c.Auditor.LagThreshold, Duration(30*time.Second))
+	setDefault(&c.Auditor.Retention.Payloads, DefaultPayloadRetention)
+	setDefault(&c.Auditor.Retention.Records, DefaultRecordRetention)
+	setDefault(&c.Auditor.Retention.Interval, Duration(time.Hour))
+	setDefault(&c.Auditor.Retention.BatchSize, 1000)
 	setDefault(&c.Demo.PartnerListen, "127.0.0.1:9999")
 	c.Alerts = c.Alerts.WithDefaults()
 

@@ -488,7 +488,9 @@ func TestWithDefaults(t *testing.T) {
 			ReadTimeout:    config.Duration(10 * time.Second),
 			PublishTimeout: config.Duration(5 * time.Second),
 		},
-		Auditor: config.Auditor{Listen: "127.0.0.1:8081", BatchSize: 500},
+		Auditor: config.Auditor{Listen: "127.0.0.1:8081", BatchSize: 500, LagThreshold: config.Duration(30 * time.Second),
+			Retention: config.AuditRetention{Payloads: config.DefaultPayloadRetention, Records: config.DefaultRecordRetention,
+				Interval: config.Duration(time.Hour), BatchSize: 1000}},
 		Sources: []config.Source{{
 			Name:      "shop",
 			Tolerance: config.Duration(5 * time.Minute),
@@ -534,7 +536,9 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 		NATS:    config.NATS{URL: "nats://n:4222", Replicas: 3, EventsMaxAge: config.Duration(time.Hour), DuplicateWindow: config.Duration(time.Minute)},
 		Ops:     config.Ops{Listen: "off"},
 		Ingress: config.Ingress{Listen: ":80", MaxBody: 4096, ReadTimeout: config.Duration(time.Second), PublishTimeout: config.Duration(time.Second)},
-		Auditor: config.Auditor{Listen: ":81", BatchSize: 7},
+		Auditor: config.Auditor{Listen: ":81", BatchSize: 7, AdminToken: "0123456789abcdef", LagThreshold: config.Duration(time.Second),
+			Retention: config.AuditRetention{Payloads: config.Duration(time.Hour), Records: config.Duration(2 * time.Hour),
+				Interval: config.Duration(time.Minute), BatchSize: 5}},
 		Sources: []config.Source{
 			{Name: "a", Tolerance: config.Duration(time.Minute), MaxBody: 100},
 			{Name: "b"},

@@ -195,6 +195,7 @@ func secretConfig(t *testing.T) (config.Config, []string) {
 	c.Alerts.SlackWebhookURL = "https://hooks.slack.com/services/T0/B0/slack-token-2"
 	c.Sources[0].Secrets = append(c.Sources[0].Secrets, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
 	c.Destinations[0].Headers = map[string]config.Secret{"Authorization": "Bearer header-token-3"}
+	c.Auditor.AdminToken = "admin-token-7-0123456789"
 	c.Destinations[0].Auth = config.Auth{Type: config.AuthBearer, Token: "bearer-token-4"}
 	c.Destinations[0].Signing.StandardWebhooksSecrets = []config.Secret{"whsec_dGhpcyBpcyBhIG5ldyBzZWNyZXQh"}
 	oauth, basic := c.Destinations[0], c.Destinations[0]
@@ -208,7 +209,7 @@ func secretConfig(t *testing.T) (config.Config, []string) {
 		t.Fatal(err)
 	}
 	return c, []string{
-		"pg-password-1", "slack-token-2", "header-token-3", "bearer-token-4", "oauth-secret-5", "basic-password-6",
+		"pg-password-1", "slack-token-2", "header-token-3", "bearer-token-4", "oauth-secret-5", "basic-password-6", "admin-token-7-0123456789",
 		"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "dGhpcyBpcyBhIG5ldyBzZWNyZXQh",
 	}
 }

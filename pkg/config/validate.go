@@ -105,6 +105,7 @@ func (c Config) Validate() error {
 	if c.Auditor.BatchSize < 1 || c.Auditor.BatchSize > 10000 {
 		p.add("auditor.batch_size", "must be between 1 and 10000, not %d", c.Auditor.BatchSize)
 	}
+	checkAuditor(&p, c.Auditor)
 	if c.DatabaseURL != "" {
 		u, err := url.Parse(c.DatabaseURL.Reveal())
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
@@ -237,6 +238,46 @@ func (r Retry) ConsumerBackoff() []time.Duration {
 		out[i] = r.Backoff[i].D()
 	}
 	return out
+}
+
+// MinAdminTokenLength is the shortest admin token accepted.
+const MinAdminTokenLength = 16
+
+func checkAuditor(p *problems, a Auditor) {
+	if a.AdminToken == "" {
+		if host, _, err := net.SplitHostPort(a.Listen); err == nil && !IsLoopback(host) {
+			p.add("auditor.listen", "(%s) is reachable from other hosts, but auditor.admin_token is empty: set admin_token "+
+				"(the API then requires it as a bearer token) or listen on 127.0.0.1", a.Listen)
+		}
+	} else if len(a.AdminToken.Reveal()) < MinAdminTokenLength || strings.TrimSpace(a.AdminToken.Reveal()) != a.AdminToken.Reveal() {
+		p.add("auditor.admin_token", "must be at least %d characters without surrounding spaces (the value is not shown because it is a secret)", MinAdminTokenLength)
+	}
+	r := a.Retention
+	if r.Payloads.D() < time.Hour {
+		p.add("auditor.retention.payloads", "must be at least 1h, not %s", r.Payloads)
+	}
+	if r.Records.D() < r.Payloads.D() {
+		p.add("auditor.retention.records", "(%s) must be at least auditor.retention.payloads (%s)", r.Records, r.Payloads)
+	}
+	if r.Interval.D() < time.Minute {
+		p.add("auditor.retention.interval", "must be at least 1m, not %s", r.Interval)
+	}
+	if r.BatchSize < 1 || r.BatchSize > 100000 {
+		p.add("auditor.retention.batch_size", "must be between 1 and 100000, not %d", r.BatchSize)
+	}
+	if a.LagThreshold.D() < time.Second {
+		p.add("auditor.lag_threshold", "must be at least 1s, not %s", a.LagThreshold)
+	}
+}
+
+// IsLoopback reports whether a listen host only accepts local connections.
+// An empty host listens on every interface.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkListen(p *problems, field, addr string, allowOff bool) {

@@ -77,6 +77,17 @@ func TestValidate(t *testing.T) {
 		{name: "auditor batch_size 0", mutate: func(c *config.Config) { c.Auditor.BatchSize = 0 }, wantErr: config.ErrInvalid, field: "auditor.batch_size"},
 		{name: "auditor batch_size too big", mutate: func(c *config.Config) { c.Auditor.BatchSize = 10001 }, wantErr: config.ErrInvalid, field: "auditor.batch_size", problem: "not 10001"},
 		{name: "auditor batch_size max", mutate: func(c *config.Config) { c.Auditor.BatchSize = 10000 }},
+		{name: "auditor open listen without token", mutate: func(c *config.Config) { c.Auditor.Listen = ":8081" }, wantErr: config.ErrInvalid, field: "auditor.listen", problem: "admin_token is empty"},
+		{name: "auditor public listen without token", mutate: func(c *config.Config) { c.Auditor.Listen = "10.1.2.3:8081" }, wantErr: config.ErrInvalid, field: "auditor.listen", problem: "admin_token"},
+		{name: "auditor loopback without token", mutate: func(c *config.Config) { c.Auditor.Listen = "[::1]:8081" }},
+		{name: "auditor localhost without token", mutate: func(c *config.Config) { c.Auditor.Listen = "localhost:8081" }},
+		{name: "auditor open listen with token", mutate: func(c *config.Config) { c.Auditor.Listen, c.Auditor.AdminToken = ":8081", "0123456789abcdef" }},
+		{name: "auditor short token", mutate: func(c *config.Config) { c.Auditor.AdminToken = "short-tok" }, wantErr: config.ErrInvalid, field: "auditor.admin_token", problem: "at least 16"},
+		{name: "auditor payload retention too short", mutate: func(c *config.Config) { c.Auditor.Retention.Payloads = config.Duration(time.Minute) }, wantErr: config.ErrInvalid, field: "auditor.retention.payloads"},
+		{name: "auditor record retention under payloads", mutate: func(c *config.Config) { c.Auditor.Retention.Records = config.Duration(24 * time.Hour) }, wantErr: config.ErrInvalid, field: "auditor.retention.records", problem: "30d"},
+		{name: "auditor retention interval", mutate: func(c *config.Config) { c.Auditor.Retention.Interval = config.Duration(time.Second) }, wantErr: config.ErrInvalid, field: "auditor.retention.interval"},
+		{name: "auditor retention batch", mutate: func(c *config.Config) { c.Auditor.Retention.BatchSize = 0 }, wantErr: config.ErrInvalid, field: "auditor.retention.batch_size"},
+		{name: "auditor lag threshold", mutate: func(c *config.Config) { c.Auditor.LagThreshold = config.Duration(time.Millisecond) }, wantErr: config.ErrInvalid, field: "auditor.lag_threshold"},
 
 		// secrets at the top level
 		{name: "database_url postgres", mutate: func(c *config.Config) { c.DatabaseURL = "postgres://u:p@db:5432/switchyard" }},
@@ -285,11 +296,12 @@ func TestValidateDoesNotEchoSecrets(t *testing.T) {
 	c.DatabaseURL = "mysql://admin:hunter2@db/switchyard"
 	c.Alerts.SlackWebhookURL = "ftp://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
 	c.Destinations[0].Headers = map[string]config.Secret{"X Bad": "topsecret-header-value"}
+	c.Auditor.AdminToken = "short-admin"
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted bad URLs")
 	}
-	for _, secret := range []string{"hunter2", "XXXXsecretXXXX", "topsecret-header-value"} {
+	for _, secret := range []string{"hunter2", "XXXXsecretXXXX", "topsecret-header-value", "short-admin"} {
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error reveals %q:\n%v", secret, err)
 		}

@@ -1464,15 +1464,24 @@ func (x *BacklogReport) GetCircuit() CircuitState {
 	return CircuitState_CIRCUIT_STATE_UNSPECIFIED
 }
 
-// AuditLag reports that the audit writer is behind.
+// AuditLag reports that the audit writer is behind (the audit store is down
+// or slow): sent when it falls behind, repeated while it stays behind, and
+// once with caught_up when it has caught up again.
 type AuditLag struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	PendingRecords uint64                 `protobuf:"varint,1,opt,name=pending_records,json=pendingRecords,proto3" json:"pending_records,omitempty"`
-	OldestAge      *durationpb.Duration   `protobuf:"bytes,2,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
-	LastError      string                 `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	CaughtUp       bool                   `protobuf:"varint,4,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pending_records are AUDIT records not yet written.
+	PendingRecords uint64 `protobuf:"varint,1,opt,name=pending_records,json=pendingRecords,proto3" json:"pending_records,omitempty"`
+	// oldest_age is how long the oldest unwritten item has waited.
+	OldestAge *durationpb.Duration `protobuf:"bytes,2,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
+	LastError string               `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	CaughtUp  bool                 `protobuf:"varint,4,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// pending_events are EVENTS messages not yet recorded.
+	PendingEvents uint64 `protobuf:"varint,5,opt,name=pending_events,json=pendingEvents,proto3" json:"pending_events,omitempty"`
+	// failing_since is when writes started failing (unset while they
+	// succeed and the writer is only catching up).
+	FailingSince  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditLag) Reset() {
@@ -1531,6 +1540,20 @@ func (x *AuditLag) GetCaughtUp() bool {
 		return x.CaughtUp
 	}
 	return false
+}
+
+func (x *AuditLag) GetPendingEvents() uint64 {
+	if x != nil {
+		return x.PendingEvents
+	}
+	return 0
+}
+
+func (x *AuditLag) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
 }
 
 // AlertNotification records one alert message and what its sender did.
@@ -1830,14 +1853,16 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x04full\x18\x06 \x01(\bR\x04full\x12'\n" +
 	"\x0fnum_redelivered\x18\a \x01(\x03R\x0enumRedelivered\x12\x16\n" +
 	"\x06paused\x18\b \x01(\bR\x06paused\x125\n" +
-	"\acircuit\x18\t \x01(\x0e2\x1b.switchyard.v1.CircuitStateR\acircuit\"\xa9\x01\n" +
+	"\acircuit\x18\t \x01(\x0e2\x1b.switchyard.v1.CircuitStateR\acircuit\"\x91\x02\n" +
 	"\bAuditLag\x12'\n" +
 	"\x0fpending_records\x18\x01 \x01(\x04R\x0ependingRecords\x128\n" +
 	"\n" +
 	"oldest_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\toldestAge\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x03 \x01(\tR\tlastError\x12\x1b\n" +
-	"\tcaught_up\x18\x04 \x01(\bR\bcaughtUp\"\xd5\x04\n" +
+	"\tcaught_up\x18\x04 \x01(\bR\bcaughtUp\x12%\n" +
+	"\x0epending_events\x18\x05 \x01(\x04R\rpendingEvents\x12?\n" +
+	"\rfailing_since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\"\xd5\x04\n" +
 	"\x11AlertNotification\x12 \n" +
 	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12D\n" +
@@ -1959,14 +1984,15 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	19, // 22: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
 	4,  // 23: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
 	19, // 24: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	17, // 25: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 26: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	18, // 27: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	18, // 25: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
+	17, // 26: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 27: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	18, // 28: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }

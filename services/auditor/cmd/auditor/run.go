@@ -12,13 +12,6 @@ import (
 func run(ctx context.Context, args []string) error {
 	return svcboot.Main(ctx, "auditor", args, os.Stderr, func(ctx context.Context, env *svcboot.Env) (svcboot.Service, error) {
 		cfg := env.Config
-		return auditor.New(ctx, env.JS, auditor.Config{
-			DatabaseURL: cfg.DatabaseURL.Reveal(),
-			DataDir:     cfg.DataDir,
-			Listen:      cfg.Auditor.Listen,
-			BatchSize:   cfg.Auditor.BatchSize,
-			Logger:      env.Log.With(slog.String("service", "auditor")),
-			Registerer:  env.Registry,
-		})
+		return auditor.New(ctx, env.JS, auditor.FromConfig(cfg, env.Log.With(slog.String("service", "auditor")), env.Registry))
 	})
 }

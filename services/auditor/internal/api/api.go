@@ -1,111 +1,351 @@
-// Package api is the auditor's HTTP query API.
+// Package api is the auditor's HTTP API: queries over the audit log (JSON,
+// cursor pagination, filters) and dead-letter replay. Every /v1 route
+// requires the admin bearer token when one is configured.
 package api
 
 import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 )
 
-// New returns the API handler over st.
-func New(st store.Store) *echo.Echo {
+// Config is what the API needs.
+type Config struct {
+	// Store is the audit log. Required.
+	Store store.Store
+	// JS publishes replays and reads consumer backlogs; nil disables both.
+	JS jetstream.JetStream
+	// Audit records replays; nil records them in the store only.
+	Audit *auditlog.Emitter
+	// AdminToken, when set, is required as a bearer token on /v1.
+	AdminToken string
+	// Destinations are the configured destination names (listed by
+	// /v1/destinations even before anything was delivered to them).
+	Destinations []string
+	// DuplicateWindow is EVENTS' Nats-Msg-Id window: a replay asked for
+	// twice within it is sent once. Default 2m.
+	DuplicateWindow time.Duration
+	// Logger is required.
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// New returns the API handler.
+func New(cfg Config) *echo.Echo {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.DuplicateWindow == 0 {
+		cfg.DuplicateWindow = config.DefaultDuplicateWindow.D()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	h := &handlers{store: st}
+	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	h := &handlers{cfg: cfg, store: cfg.Store, replay: &replayer{cfg: cfg}}
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/v1/events/:id", h.getEvent)
-	e.GET("/v1/rejections", h.listRejections)
+	v1 := e.Group("/v1", bearer(cfg.AdminToken))
+	h.routes(v1)
 	return e
 }
 
+// routes is the one place where /v1 endpoints are registered: add new ones
+// here (each in its own file, as a method of handlers).
+func (h *handlers) routes(g *echo.Group) {
+	g.GET("/events", h.listEvents)
+	g.GET("/events/:id", h.getEvent)
+	g.GET("/deliveries", h.listDeliveries)
+	g.GET("/dead-letters", h.listDeadLetters)
+	g.GET("/dead-letters/:id", h.getDeadLetter)
+	g.POST("/dead-letters/:id/replay", h.replayOne)
+	g.POST("/dead-letters/replay", h.replayBulk)
+	g.GET("/rejections", h.listRejections)
+	g.GET("/destinations", h.listDestinations)
+	g.GET("/parked", h.listParked)
+	silenceRoutes(g, h.cfg.JS)
+}
+
 type handlers struct {
-	store store.Store
+	cfg    Config
+	store  store.Store
+	replay *replayer
 }
 
-// EventJSON is the body of GET /v1/events/{id}.
-type EventJSON struct {
-	ID          string     `json:"id"`
-	Subject     string     `json:"subject,omitempty"`
-	Source      string     `json:"source,omitempty"`
-	Type        string     `json:"type,omitempty"`
-	StreamSeq   uint64     `json:"stream_seq,omitempty"`
-	ReceivedAt  *time.Time `json:"received_at,omitempty"`
-	ContentType string     `json:"content_type,omitempty"`
-	PayloadSize int        `json:"payload_size"`
-	// Payload is the body as text when it is valid UTF-8; otherwise
-	// PayloadBase64 holds it.
-	Payload       *string            `json:"payload,omitempty"`
-	PayloadBase64 []byte             `json:"payload_base64,omitempty"`
-	Headers       map[string]string  `json:"headers,omitempty"`
-	Attempts      []AttemptJSON      `json:"attempts"`
-	DeadLetters   []store.DeadLetter `json:"dead_letters"`
+// bearer requires "Authorization: Bearer <token>" when token is set. The
+// comparison hashes both sides first, so it takes the same time whatever
+// the length of the guess.
+func bearer(token string) echo.MiddlewareFunc {
+	want := sha256.Sum256([]byte(token))
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if token == "" {
+			return next
+		}
+		return func(c echo.Context) error {
+			got, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+			sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+			if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="switchyard-audit"`)
+				return apiError(http.StatusUnauthorized, "unauthorized", "this API needs Authorization: Bearer <auditor.admin_token>")
+			}
+			return next(c)
+		}
+	}
 }
 
-// AttemptJSON is one attempt in the API.
-type AttemptJSON struct {
-	store.Attempt
-	DurationMS float64 `json:"duration_ms"`
+// apiErr is an error with its HTTP answer.
+type apiErr struct {
+	status int
+	body   auditapi.Error
+}
+
+func (e *apiErr) Error() string { return e.body.Message }
+
+func apiError(status int, code, msg string) error {
+	return &apiErr{status: status, body: auditapi.Error{Code: code, Message: msg}}
+}
+
+func badRequest(msg string) error { return apiError(http.StatusBadRequest, "bad_request", msg) }
+
+// errorHandler answers every error as JSON: ours with their status, store
+// errors translated, the rest as 500 with the detail only in the log.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		var ae *apiErr
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &ae):
+		case errors.Is(err, store.ErrBadCursor):
+			ae = &apiErr{http.StatusBadRequest, auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
+		case errors.Is(err, store.ErrNotFound):
+			ae = &apiErr{http.StatusNotFound, auditapi.Error{Code: "not_found", Message: err.Error()}}
+		case errors.Is(err, store.ErrUnavailable):
+			log.WarnContext(c.Request().Context(), "audit API: store unavailable", slog.String("path", c.Path()), slog.Any("error", err))
+			ae = &apiErr{http.StatusServiceUnavailable, auditapi.Error{Code: "unavailable", Message: "the audit store is unavailable; try again shortly"}}
+		case errors.As(err, &he):
+			ae = &apiErr{he.Code, auditapi.Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), Message: http.StatusText(he.Code)}}
+		default:
+			log.ErrorContext(c.Request().Context(), "audit API failed", slog.String("path", c.Path()), slog.Any("error", err))
+			ae = &apiErr{http.StatusInternalServerError, auditapi.Error{Code: "internal", Message: "internal error; see the auditor's log"}}
+		}
+		_ = c.JSON(ae.status, ae.body)
+	}
+}
+
+// param is a path parameter, unescaped. Echo routes on the raw path when
+// the request's escaping differs from the default ("shop%3Amsg_1",
+// "a%2Fb") and then leaves the parameter escaped; ids are free text.
+func param(c echo.Context, name string) string {
+	v := c.Param(name)
+	if c.Request().URL.RawPath != "" {
+		if u, err := url.PathUnescape(v); err == nil {
+			return u
+		}
+	}
+	return v
+}
+
+// query reads the list parameters common to every list.
+type query struct {
+	c    echo.Context
+	now  time.Time
+	errs []string
+}
+
+func (q *query) str(name string) string { return strings.TrimSpace(q.c.QueryParam(name)) }
+
+// page reads limit and cursor.
+func (q *query) page() store.Page {
+	p := store.Page{Cursor: q.str("cursor")}
+	if v := q.str("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > store.MaxLimit {
+			q.errs = append(q.errs, "limit must be 1-"+strconv.Itoa(store.MaxLimit))
+		}
+		p.Limit = n
+	}
+	return p
+}
+
+// times reads since and until: RFC 3339 times, or durations back from now
+// ("1h", "7d").
+func (q *query) times() store.TimeRange {
+	var r store.TimeRange
+	r.Since = q.time("since")
+	r.Until = q.time("until")
+	if !r.Since.IsZero() && !r.Until.IsZero() && !r.Since.Before(r.Until) {
+		q.errs = append(q.errs, "since must be before until")
+	}
+	return r
+}
+
+func (q *query) time(name string) time.Time {
+	v := q.str(name)
+	if v == "" {
+		return time.Time{}
+	}
+	return parseTime(v, q.now, func(msg string) { q.errs = append(q.errs, name+" "+msg) })
+}
+
+// parseTime reads an RFC 3339 time or a duration back from now.
+func parseTime(v string, now time.Time, bad func(string)) time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t
+	}
+	if d, err := config.ParseDuration(v); err == nil {
+		return now.Add(-d.D())
+	}
+	bad("must be an RFC 3339 time (2026-03-01T12:00:00Z) or a duration back from now (90m, 24h, 7d)")
+	return time.Time{}
+}
+
+func (q *query) status() string {
+	s := q.str("status")
+	if s != "" && !contains(auditapi.Statuses, s) {
+		q.errs = append(q.errs, "status must be one of "+strings.Join(auditapi.Statuses, ", "))
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// done returns the collected problems as one 400.
+func (q *query) done() error {
+	if len(q.errs) == 0 {
+		return nil
+	}
+	return badRequest(strings.Join(q.errs, "; "))
+}
+
+func (h *handlers) newQuery(c echo.Context) *query { return &query{c: c, now: h.cfg.Now()} }
+
+// serveList reads the page parameters, checks every parameter read so
+// far, runs the list and answers the page.
+func serveList[T any](c echo.Context, q *query, run func(ctx context.Context, p store.Page) ([]T, string, error)) error {
+	p := q.page()
+	if err := q.done(); err != nil {
+		return err
+	}
+	items, next, err := run(c.Request().Context(), p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, auditapi.List[T]{Items: nonNil(items), NextCursor: next})
+}
+
+func (h *handlers) listEvents(c echo.Context) error {
+	q := h.newQuery(c)
+	f := store.EventFilter{
+		TimeRange: q.times(), ID: q.str("event_id"), Source: q.str("source"), Type: q.str("type"), Subject: q.str("subject"),
+		Destination: q.str("destination"), Status: q.status(), Q: q.str("q"),
+	}
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Event, string, error) {
+		return h.store.ListEvents(ctx, f, p)
+	})
 }
 
 func (h *handlers) getEvent(c echo.Context) error {
-	id := c.Param("id")
-	// Echo routes on the raw path when the request's escaping differs from
-	// the default ("shop%3Amsg_1", "a%2Fb") and then leaves the parameter
-	// escaped; event ids are free text, so decode it here.
-	if c.Request().URL.RawPath != "" {
-		if u, err := url.PathUnescape(id); err == nil {
-			id = u
-		}
-	}
+	id := param(c, "id")
 	d, err := h.store.GetEvent(c.Request().Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return c.JSON(http.StatusNotFound, map[string]string{"error": "not_found", "message": "no event with id " + strconv.Quote(id)})
+		return apiError(http.StatusNotFound, "not_found", "no event with id "+strconv.Quote(id))
 	}
 	if err != nil {
 		return err
 	}
-	out := EventJSON{ID: id, Attempts: []AttemptJSON{}, DeadLetters: d.DeadLetters}
-	if out.DeadLetters == nil {
-		out.DeadLetters = []store.DeadLetter{}
-	}
+	out := auditapi.EventDetail{Event: auditapi.Event{ID: id}, Deliveries: d.Deliveries, Attempts: d.Attempts, DeadLetters: d.DeadLetters, Replays: d.Replays}
 	if e := d.Event; e != nil {
-		out.Subject, out.Source, out.Type, out.StreamSeq = e.Subject, e.Source, e.Type, e.StreamSeq
-		out.ReceivedAt, out.ContentType, out.PayloadSize, out.Headers = &e.ReceivedAt, e.ContentType, len(e.Payload), e.Headers
-		if utf8.Valid(e.Payload) {
+		out.Event, out.Known = *e, true
+		switch {
+		case e.Payload == nil: // dropped by retention
+		case utf8.Valid(e.Payload):
 			s := string(e.Payload)
-			out.Payload = &s
-		} else {
+			out.PayloadText = &s
+		default:
 			out.PayloadBase64 = e.Payload
 		}
 	}
-	for _, a := range d.Attempts {
-		out.Attempts = append(out.Attempts, AttemptJSON{Attempt: a, DurationMS: float64(a.Duration.Microseconds()) / 1000})
-	}
+	out.Deliveries, out.Attempts, out.DeadLetters, out.Replays = nonNil(out.Deliveries), nonNil(out.Attempts), nonNil(out.DeadLetters), nonNil(out.Replays)
 	return c.JSON(http.StatusOK, out)
 }
 
-func (h *handlers) listRejections(c echo.Context) error {
-	limit := 100
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return c.JSON(http.StatusBadRequest, map[string]string{"error": "bad_limit", "message": "limit must be 1-1000"})
-		}
-		limit = n
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	rs, err := h.store.ListRejections(c.Request().Context(), limit)
+	return s
+}
+
+func (h *handlers) listDeliveries(c echo.Context) error {
+	q := h.newQuery(c)
+	f := store.DeliveryFilter{
+		TimeRange: q.times(), EventID: q.str("event_id"), Destination: q.str("destination"), Status: q.status(),
+		Source: q.str("source"), Type: q.str("type"), Q: q.str("q"),
+	}
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Delivery, string, error) {
+		return h.store.ListDeliveries(ctx, f, p)
+	})
+}
+
+func (h *handlers) listDeadLetters(c echo.Context) error {
+	q := h.newQuery(c)
+	f := store.DeadLetterFilter{
+		TimeRange: q.times(), EventID: q.str("event_id"), Destination: q.str("destination"), Reason: q.str("reason"), Q: q.str("q"),
+	}
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.DeadLetter, string, error) {
+		return h.store.ListDeadLetters(ctx, f, p)
+	})
+}
+
+func (h *handlers) getDeadLetter(c echo.Context) error {
+	id := param(c, "id")
+	dl, err := h.store.GetDeadLetter(c.Request().Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, "not_found", "no dead letter with id "+strconv.Quote(id))
+	}
 	if err != nil {
 		return err
 	}
-	if rs == nil {
-		rs = []store.Rejection{}
-	}
-	return c.JSON(http.StatusOK, map[string]any{"rejections": rs})
+	return c.JSON(http.StatusOK, dl)
+}
+
+func (h *handlers) listRejections(c echo.Context) error {
+	q := h.newQuery(c)
+	f := store.RejectionFilter{TimeRange: q.times(), Source: q.str("source"), Reason: q.str("reason"), Q: q.str("q")}
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Rejection, string, error) {
+		return h.store.ListRejections(ctx, f, p)
+	})
+}
+
+func (h *handlers) listParked(c echo.Context) error {
+	q := h.newQuery(c)
+	return serveList(c, q, h.store.ListParked)
 }

@@ -68,7 +68,7 @@ func get(t *testing.T, st store.Store, rawPath string) (int, map[string]any) {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, rawPath, nil)
 	rec := httptest.NewRecorder()
-	New(st).ServeHTTP(rec, req)
+	New(Config{Store: st}).ServeHTTP(rec, req)
 	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("GET %s: Content-Type %q", rawPath, ct)
 	}
@@ -103,6 +103,7 @@ func TestGetEvent(t *testing.T) {
 			"content_type": "application/json",
 			"payload_size": float64(len(`{"order":42}`)),
 			"payload":      `{"order":42}`,
+			"known":        true,
 		} {
 			if body[k] != want {
 				t.Errorf("%s = %#v, want %#v", k, body[k], want)
@@ -159,7 +160,7 @@ func TestGetEventBinaryPayload(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, st store.Store) {
 		payload := []byte{0x00, 0xff, 0xfe, 'a', 0x80}
-		write(t, st, store.Batch{Events: []store.Event{storetest.Event("ev-bin", payload)}})
+		write(t, st, store.Batch{Events: []store.Routed{storetest.Event("ev-bin", payload)}})
 		code, body := get(t, st, "/v1/events/ev-bin")
 		if code != http.StatusOK {
 			t.Fatalf("status = %d", code)
@@ -188,7 +189,7 @@ func TestGetEventBinaryPayload(t *testing.T) {
 func TestGetEventEmptyPayload(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, st store.Store) {
-		write(t, st, store.Batch{Events: []store.Event{storetest.Event("ev-empty", nil)}})
+		write(t, st, store.Batch{Events: []store.Routed{storetest.Event("ev-empty", nil)}})
 		code, body := get(t, st, "/v1/events/ev-empty")
 		if code != http.StatusOK || body["payload_size"] != 0.0 {
 			t.Errorf("status %d payload_size %v", code, body["payload_size"])
@@ -209,7 +210,10 @@ func TestGetEventKnownOnlyByAttempts(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("status = %d", code)
 		}
-		for _, k := range []string{"subject", "received_at", "payload", "payload_base64", "stream_seq"} {
+		if body["known"] != false {
+			t.Errorf("known = %v for an event not yet stored", body["known"])
+		}
+		for _, k := range []string{"subject", "payload", "payload_base64", "stream_seq"} {
 			if _, ok := body[k]; ok {
 				t.Errorf("%s = %#v for an event not yet stored", k, body[k])
 			}
@@ -261,7 +265,7 @@ func TestListRejections(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, st store.Store) {
 		code, body := get(t, st, "/v1/rejections")
-		if rs, ok := body["rejections"].([]any); code != http.StatusOK || !ok || len(rs) != 0 {
+		if rs, ok := body["items"].([]any); code != http.StatusOK || !ok || len(rs) != 0 {
 			t.Errorf("empty store: %d %v, want 200 with []", code, body)
 		}
 
@@ -272,7 +276,7 @@ func TestListRejections(t *testing.T) {
 			storetest.Rejection("r2", base.Add(2*time.Second)),
 		}})
 		code, body = get(t, st, "/v1/rejections")
-		rs, _ := body["rejections"].([]any)
+		rs, _ := body["items"].([]any)
 		if code != http.StatusOK || len(rs) != 3 {
 			t.Fatalf("%d %v", code, body)
 		}
@@ -290,15 +294,15 @@ func TestListRejections(t *testing.T) {
 		}
 
 		code, body = get(t, st, "/v1/rejections?limit=2")
-		rs, _ = body["rejections"].([]any)
+		rs, _ = body["items"].([]any)
 		if code != http.StatusOK || len(rs) != 2 || rs[0].(map[string]any)["id"] != "r3" || rs[1].(map[string]any)["id"] != "r2" {
 			t.Errorf("limit=2: %d %v", code, body)
 		}
 
 		for _, bad := range []string{"0", "-1", "1001", "ten", "2.5"} {
 			code, body := get(t, st, "/v1/rejections?limit="+bad)
-			if code != http.StatusBadRequest || body["error"] != "bad_limit" {
-				t.Errorf("limit=%s: %d %v, want 400 bad_limit", bad, code, body)
+			if msg, _ := body["message"].(string); code != http.StatusBadRequest || body["error"] != "bad_request" || !strings.Contains(msg, "limit") {
+				t.Errorf("limit=%s: %d %v, want 400 naming limit", bad, code, body)
 			}
 		}
 	})
@@ -307,7 +311,7 @@ func TestListRejections(t *testing.T) {
 func TestHealthz(t *testing.T) {
 	t.Parallel()
 	rec := httptest.NewRecorder()
-	New(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	New(Config{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("healthz = %d", rec.Code)
 	}

@@ -44,17 +44,17 @@ type NewSilence struct {
 	Comment   string `json:"comment,omitempty"`
 }
 
-// WithSilences adds the silence endpoints to the admin API and returns it:
-// GET /v1/silences, POST /v1/silences, GET /v1/silences/{id} and
-// DELETE /v1/silences/{id} (expire now). Silences live in the notifier's
-// silences KV bucket; every notifier replica watches it.
-func WithSilences(e *echo.Echo, js jetstream.JetStream) *echo.Echo {
+// silenceRoutes adds the silence endpoints to the admin API's /v1 group
+// (so they sit behind its bearer token): GET /v1/silences, POST
+// /v1/silences, GET /v1/silences/{id} and DELETE /v1/silences/{id} (expire
+// now). Silences live in the notifier's silences KV bucket; every notifier
+// replica watches it.
+func silenceRoutes(g *echo.Group, js jetstream.JetStream) {
 	h := &silenceHandlers{js: js}
-	e.GET("/v1/silences", h.list)
-	e.POST("/v1/silences", h.create)
-	e.GET("/v1/silences/:id", h.get)
-	e.DELETE("/v1/silences/:id", h.expire)
-	return e
+	g.GET("/silences", h.list)
+	g.POST("/silences", h.create)
+	g.GET("/silences/:id", h.get)
+	g.DELETE("/silences/:id", h.expire)
 }
 
 type silenceHandlers struct {

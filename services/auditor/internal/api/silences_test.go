@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/switchyard/switchyard/pkg/natstest"
 )
 
@@ -17,11 +15,13 @@ func TestSilencesAPI(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
-	h := WithSilences(echo.New(), js)
+	// The silence routes sit in the admin API's /v1 group, behind its token.
+	h := New(Config{JS: js, AdminToken: "silences-admin-token-0123"})
 	do := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer silences-admin-token-0123")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		var out map[string]any

@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Postgres is the production audit store.
 type Postgres struct {
+	*reader
 	pool *pgxpool.Pool
 }
 
@@ -37,7 +40,7 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to Postgres at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, interpretError(err))
 	}
-	return &Postgres{pool: pool}, nil
+	return &Postgres{pool: pool, reader: &reader{d: postgresDialect, db: pgQuerier{pool}, wrap: interpretError}}, nil
 }
 
 // Close implements Store.
@@ -90,163 +93,222 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Write implements Store: one transaction, one statement per table, each a
-// multi-row insert from arrays that skips rows already present.
+// Write implements Store: one round trip. The statements (one per table,
+// each a multi-row insert from arrays) are pipelined with a single Sync,
+// which Postgres runs as one implicit transaction: all of them commit, or
+// none does.
 func (p *Postgres) Write(ctx context.Context, b Batch) error {
 	r, err := split(b)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	batch := &pgx.Batch{}
-	if n := len(r.events); n > 0 {
-		ids, subjects, sources, types := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		seqs, cts := make([]int64, n), make([]string, n)
-		times := make([]time.Time, n)
-		payloads, hashes := make([][]byte, n), make([][]byte, n)
-		sizes := make([]int32, n)
-		headers := make([]string, n)
-		for i, e := range r.events {
-			ids[i], subjects[i], sources[i], types[i] = e.ID, e.Subject, e.Source, e.Type
-			seqs[i], cts[i], times[i] = int64(e.StreamSeq), e.ContentType, e.ReceivedAt
-			payloads[i], hashes[i], sizes[i] = nonNil(e.Payload), payloadHash(e.Payload), int32(len(e.Payload))
-			headers[i] = headersJSON(e.Headers)
-		}
-		batch.Queue(`INSERT INTO events (id, subject, source, type, stream_seq, received_at, content_type, payload, payload_sha256, payload_size, headers)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::text[], $8::bytea[], $9::bytea[], $10::integer[], $11::jsonb[])
-			ON CONFLICT (id) DO NOTHING`,
-			ids, subjects, sources, types, seqs, times, cts, payloads, hashes, sizes, headers)
-	}
-	if n := len(r.attempts); n > 0 {
-		ids, evs, dests, outcomes, errs, snippets, replays := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		nums, codes := make([]int32, n), make([]int32, n)
-		starts := make([]time.Time, n)
-		durs := make([]int64, n)
-		finals := make([]bool, n)
-		for i, a := range r.attempts {
-			ids[i], evs[i], dests[i], outcomes[i], errs[i], snippets[i], replays[i] = a.ID, a.EventID, a.Destination, a.Outcome, a.Error, a.ResponseSnippet, a.ReplayOf
-			nums[i], codes[i], starts[i], durs[i], finals[i] = int32(a.Attempt), int32(a.StatusCode), a.StartedAt, a.Duration.Microseconds(), a.Final
-		}
-		batch.Queue(`INSERT INTO attempts (id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::bigint[], $7::integer[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::text[])
-			ON CONFLICT (id) DO NOTHING`,
-			ids, evs, dests, nums, starts, durs, codes, outcomes, errs, snippets, finals, replays)
-	}
-	for _, j := range r.rejections {
-		batch.Queue(`INSERT INTO rejections (id, at, source, reason, detail, remote_addr, status_code, event_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-			j.ID, j.At, j.Source, j.Reason, j.Detail, j.RemoteAddr, j.StatusCode, j.EventID)
-	}
-	for _, d := range r.deadLetters {
-		batch.Queue(`INSERT INTO dead_letters (id, event_id, destination, subject, reason, attempts, last_status_code, last_error, response_snippet, dead_lettered_at, stream_seq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.EventID, d.Destination, d.Subject, d.Reason, d.Attempts, d.LastStatusCode, d.LastError, d.ResponseSnippet, d.DeadLetteredAt, int64(d.StreamSeq))
-	}
-	for _, o := range r.others {
-		batch.Queue(`INSERT INTO audit_records (id, at, service, kind, key, detail) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-			o.ID, o.At, o.Service, o.Kind, o.Key, string(o.Detail))
-	}
+	batch := pgWriteBatch(r)
 	if batch.Len() == 0 {
 		return nil
 	}
-	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		return tx.SendBatch(ctx, batch).Close()
-	})
-	if err != nil {
+	if err := p.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("write audit batch: %w", interpretError(err))
 	}
 	return nil
 }
 
-// GetEvent implements Store.
-func (p *Postgres) GetEvent(ctx context.Context, id string) (EventDetail, error) {
-	var d EventDetail
-	var e Event
-	var headers []byte
-	var seq int64
-	err := p.pool.QueryRow(ctx, `SELECT id, subject, source, type, stream_seq, received_at, content_type, payload, headers
-		FROM events WHERE id = $1`, id).Scan(&e.ID, &e.Subject, &e.Source, &e.Type, &seq, &e.ReceivedAt, &e.ContentType, &e.Payload, &headers)
-	switch {
-	case err == nil:
-		e.StreamSeq = uint64(seq)
-		_ = json.Unmarshal(headers, &e.Headers)
-		d.Event = &e
-	case !errors.Is(err, pgx.ErrNoRows):
-		return d, fmt.Errorf("get event: %w", interpretError(err))
+// strCols makes n columns of len rows each, for unnest arrays.
+func strCols(n, rows int) [][]string {
+	cols := make([][]string, n)
+	for i := range cols {
+		cols[i] = make([]string, rows)
 	}
-	rows, err := p.pool.Query(ctx, `SELECT id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of
-		FROM attempts WHERE event_id = $1 ORDER BY started_at, destination, attempt`, id)
-	if err != nil {
-		return d, fmt.Errorf("get attempts: %w", interpretError(err))
-	}
-	d.Attempts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Attempt, error) {
-		var a Attempt
-		var us int64
-		err := r.Scan(&a.ID, &a.EventID, &a.Destination, &a.Attempt, &a.StartedAt, &us, &a.StatusCode, &a.Outcome, &a.Error, &a.ResponseSnippet, &a.Final, &a.ReplayOf)
-		a.Duration = time.Duration(us) * time.Microsecond
-		return a, err
-	})
-	if err != nil {
-		return d, fmt.Errorf("get attempts: %w", interpretError(err))
-	}
-	rows, err = p.pool.Query(ctx, `SELECT id, event_id, destination, subject, reason, attempts, last_status_code, last_error, response_snippet, dead_lettered_at, stream_seq
-		FROM dead_letters WHERE event_id = $1 ORDER BY dead_lettered_at`, id)
-	if err != nil {
-		return d, fmt.Errorf("get dead letters: %w", interpretError(err))
-	}
-	d.DeadLetters, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeadLetter, error) {
-		var x DeadLetter
-		var seq int64
-		err := r.Scan(&x.ID, &x.EventID, &x.Destination, &x.Subject, &x.Reason, &x.Attempts, &x.LastStatusCode, &x.LastError, &x.ResponseSnippet, &x.DeadLetteredAt, &seq)
-		x.StreamSeq = uint64(seq)
-		return x, err
-	})
-	if err != nil {
-		return d, fmt.Errorf("get dead letters: %w", interpretError(err))
-	}
-	if d.Event == nil && len(d.Attempts) == 0 && len(d.DeadLetters) == 0 {
-		return d, ErrNotFound
-	}
-	return d, nil
+	return cols
 }
 
-// ListRejections implements Store.
-func (p *Postgres) ListRejections(ctx context.Context, limit int) ([]Rejection, error) {
-	rows, err := p.pool.Query(ctx, `SELECT id, at, source, reason, detail, remote_addr, status_code, event_id
-		FROM rejections ORDER BY at DESC, id DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list rejections: %w", interpretError(err))
+// setRow stores one row's text values across cols.
+func setRow(cols [][]string, i int, vals ...string) {
+	for j, v := range vals {
+		cols[j][i] = v
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Rejection, error) {
-		var j Rejection
-		err := r.Scan(&j.ID, &j.At, &j.Source, &j.Reason, &j.Detail, &j.RemoteAddr, &j.StatusCode, &j.EventID)
-		return j, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list rejections: %w", interpretError(err))
-	}
-	return out, nil
 }
 
-// interpretError marks connection-level failures as ErrUnavailable so the
-// writer knows to wait and retry, and keeps Postgres' own message.
+func pgWriteBatch(r tableRows) *pgx.Batch {
+	batch := &pgx.Batch{}
+	if n := len(r.events); n > 0 {
+		txt := strCols(6, n)
+		seqs := make([]int64, n)
+		times := make([]time.Time, n)
+		payloads, hashes := make([][]byte, n), make([][]byte, n)
+		sizes := make([]int32, n)
+		var pend [][]string = strCols(2, 0)
+		var pendAt []time.Time
+		for i, e := range r.events {
+			setRow(txt, i, e.ID, e.Subject, e.Source, e.Type, e.ContentType, headersJSON(e.Headers))
+			seqs[i], times[i] = int64(e.StreamSeq), e.ReceivedAt
+			payloads[i], hashes[i], sizes[i] = nonNil(e.Payload), payloadHash(e.Payload), int32(len(e.Payload))
+			for _, d := range e.Destinations {
+				pend[0], pend[1], pendAt = append(pend[0], e.ID), append(pend[1], d), append(pendAt, e.ReceivedAt)
+			}
+		}
+		batch.Queue(`INSERT INTO events (id, subject, source, type, content_type, headers, stream_seq, received_at, payload, payload_sha256, payload_size)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[], $8::timestamptz[], $9::bytea[], $10::bytea[], $11::integer[])
+			ON CONFLICT (id) DO NOTHING`,
+			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], seqs, times, payloads, hashes, sizes)
+		if len(pendAt) > 0 {
+			batch.Queue(`INSERT INTO deliveries (event_id, destination, status, updated_at)
+				SELECT ev, dest, 'pending', at FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(ev, dest, at)
+				ON CONFLICT (event_id, destination) DO NOTHING`, pend[0], pend[1], pendAt)
+		}
+	}
+	if n := len(r.attempts); n > 0 {
+		txt := strCols(7, n)
+		nums, codes := make([]int32, n), make([]int32, n)
+		starts := make([]time.Time, n)
+		durs, seqs := make([]int64, n), make([]int64, n)
+		finals := make([]bool, n)
+		for i, a := range r.attempts {
+			setRow(txt, i, a.ID, a.EventID, a.Destination, a.Outcome, a.Error, a.ResponseSnippet, a.ReplayOf)
+			nums[i], codes[i], starts[i], durs[i], finals[i], seqs[i] = int32(a.Attempt), int32(a.StatusCode), a.StartedAt, a.Duration.Microseconds(), a.Final, int64(a.StreamSeq)
+		}
+		batch.Queue(`INSERT INTO attempts (id, event_id, destination, outcome, error, response_snippet, replay_of, attempt, status_code, started_at, duration_us, final, stream_seq)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::integer[], $10::timestamptz[], $11::bigint[], $12::boolean[], $13::bigint[])
+			ON CONFLICT (id) DO NOTHING`,
+			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], nums, codes, starts, durs, finals, seqs)
+	}
+	if n := len(r.deadLetters); n > 0 {
+		txt := strCols(8, n)
+		atts, codes := make([]int32, n), make([]int32, n)
+		ats := make([]time.Time, n)
+		seqs := make([]int64, n)
+		for i, d := range r.deadLetters {
+			setRow(txt, i, d.ID, d.EventID, d.Destination, d.Subject, d.Reason, d.LastError, d.ResponseSnippet, d.ReplayOf)
+			atts[i], codes[i], ats[i], seqs[i] = int32(d.Attempts), int32(d.LastStatusCode), d.DeadLetteredAt, int64(d.StreamSeq)
+		}
+		batch.Queue(`INSERT INTO dead_letters (id, event_id, destination, subject, reason, last_error, response_snippet, replay_of, attempts, last_status_code, dead_lettered_at, stream_seq)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::integer[], $11::timestamptz[], $12::bigint[])
+			ON CONFLICT (id) DO NOTHING`,
+			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], txt[7], atts, codes, ats, seqs)
+	}
+	if n := len(r.replays); n > 0 {
+		txt := strCols(6, n)
+		seqs := make([]int64, n)
+		ats := make([]time.Time, n)
+		for i, x := range r.replays {
+			setRow(txt, i, x.ID, x.DeadLetterID, x.EventID, x.Destination, x.Subject, x.RequestedBy)
+			seqs[i], ats[i] = int64(x.StreamSeq), x.At
+		}
+		batch.Queue(`INSERT INTO replays (id, dead_letter_id, event_id, destination, subject, requested_by, stream_seq, at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::timestamptz[])
+			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], seqs, ats)
+	}
+	if n := len(r.rejections); n > 0 {
+		txt := strCols(6, n)
+		codes := make([]int32, n)
+		ats := make([]time.Time, n)
+		for i, j := range r.rejections {
+			setRow(txt, i, j.ID, j.Source, j.Reason, j.Detail, j.RemoteAddr, j.EventID)
+			codes[i], ats[i] = int32(j.StatusCode), j.At
+		}
+		batch.Queue(`INSERT INTO rejections (id, source, reason, detail, remote_addr, event_id, status_code, at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::timestamptz[])
+			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], codes, ats)
+	}
+	if n := len(r.circuits); n > 0 {
+		txt := strCols(6, n)
+		ats := make([]time.Time, n)
+		for i, c := range r.circuits {
+			setRow(txt, i, c.ID, c.Destination, c.From, c.To, c.Reason, c.LastError)
+			ats[i] = c.At
+		}
+		batch.Queue(`INSERT INTO circuit_changes (id, destination, from_state, to_state, reason, last_error, at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], ats)
+	}
+	if n := len(r.others); n > 0 {
+		txt := strCols(5, n)
+		ats := make([]time.Time, n)
+		for i, o := range r.others {
+			setRow(txt, i, o.ID, o.Service, o.Kind, o.Key, string(o.Detail))
+			ats[i] = o.At
+		}
+		batch.Queue(`INSERT INTO audit_records (id, service, kind, key, detail, at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[])
+			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], ats)
+	}
+	if n := len(r.deliveries); n > 0 {
+		txt := strCols(6, n)
+		updated := make([]time.Time, n)
+		markSeq, infoSeq, dlSeq := make([]int64, n), make([]int64, n), make([]int64, n)
+		markKind, markN, infoN, codes := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+		first, last, delivered := make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+		for i, c := range r.deliveries {
+			setRow(txt, i, c.EventID, c.Destination, c.Status, c.ReplayOf, c.LastError, c.DeadLetterID)
+			updated[i], markSeq[i], markKind[i], markN[i] = c.UpdatedAt, int64(c.Mark.seq), int32(c.Mark.kind), int32(c.Mark.n)
+			infoSeq[i], infoN[i], codes[i], dlSeq[i] = c.InfoSeq, int32(c.InfoN), int32(c.LastStatusCode), c.DeadLetterSeq
+			first[i], last[i], delivered[i] = pgTime(c.FirstAttemptAt), pgTime(c.LastAttemptAt), pgTime(c.DeliveredAt)
+		}
+		src := `SELECT u.event_id, u.destination, u.status, u.updated_at, u.replay_of, u.mark_seq, u.mark_kind, u.mark_n,
+			u.last_status_code, u.last_error, u.info_seq, u.info_n, u.first_attempt_at, u.last_attempt_at, u.delivered_at, u.dead_letter_id, u.dead_letter_seq, ` +
+			newDeliveryCounts("u.event_id", "u.destination", "u.mark_seq") + ` FROM unnest(
+			$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::bigint[], $9::smallint[], $10::integer[],
+			$11::integer[], $12::bigint[], $13::integer[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bigint[])
+			AS u(event_id, destination, status, replay_of, last_error, dead_letter_id, updated_at, mark_seq, mark_kind, mark_n,
+			last_status_code, info_seq, info_n, first_attempt_at, last_attempt_at, delivered_at, dead_letter_seq)`
+		batch.Queue(mergeDeliverySQL(postgresDialect, src),
+			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], updated, markSeq, markKind, markN, codes, infoSeq, infoN, first, last, delivered, dlSeq)
+	}
+	return batch
+}
+
+func pgTime(t *time.Time) pgtype.Timestamptz {
+	if t == nil {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: *t, Valid: true}
+}
+
+// Park implements Store.
+func (p *Postgres) Park(ctx context.Context, ps []Parked) error {
+	batch := &pgx.Batch{}
+	for _, x := range ps {
+		batch.Queue(`INSERT INTO parked (id, stream, subject, stream_seq, data, headers, error, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (id) DO NOTHING`, safeText(x.ID), safeText(x.Stream), safeText(x.Subject), int64(x.StreamSeq), nonNil(x.Data), headersJSON(safeHeaders(x.Headers)), safeText(x.Error), x.ParkedAt)
+	}
+	if err := p.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("park: %w", interpretError(err))
+	}
+	return nil
+}
+
+// pgQuerier adapts the pool to the shared reader.
+type pgQuerier struct{ pool *pgxpool.Pool }
+
+func (q pgQuerier) query(ctx context.Context, sql string, args ...any) (rows, error) {
+	return q.pool.Query(ctx, sql, args...)
+}
+
+func (q pgQuerier) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := q.pool.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+// interpretError sorts database errors for the writer, keeping Postgres'
+// own message: ErrUnavailable when waiting (or an operator) can fix it,
+// ErrRejected when the data itself is refused.
 func interpretError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
-		case "08", "53", "57", "58": // connection, resources, operator intervention, system
-			return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrUnavailable, pgErr.Message, pgErr.Code)
-		case "42":
-			if pgErr.Code == "42501" { // insufficient privilege: an operator can fix it
-				return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrUnavailable, pgErr.Message, pgErr.Code)
-			}
-		case "40": // serialization failure, deadlock: retry
+		case "22", "23", "54": // data exception, integrity constraint, program limit (a value too large)
+			return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrRejected, pgErr.Message, pgErr.Code)
+		case "08", "53", "55", "57", "58", "40", "42":
+			// Connection, resources, lock not available, operator
+			// intervention, system, serialization/deadlock, and missing
+			// privileges or schema: all fixable without touching the data.
 			return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrUnavailable, pgErr.Message, pgErr.Code)
 		}
 		return fmt.Errorf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
 	}
 	var netErr net.Error
 	var connErr *pgconn.ConnectError
-	if errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) ||
+		pgconn.SafeToRetry(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -11,15 +12,21 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
 
 // rows is a batch split by table.
-type rows struct {
-	events      []Event
+type tableRows struct {
+	events      []Routed
 	attempts    []Attempt
 	rejections  []Rejection
 	deadLetters []DeadLetter
+	replays     []Replay
+	circuits    []CircuitChange
 	others      []otherRow
+	// deliveries are the changes the batch makes to the deliveries table,
+	// one per (event, destination).
+	deliveries []deliveryChange
 }
 
 type otherRow struct {
@@ -32,17 +39,11 @@ type otherRow struct {
 }
 
 // split sorts a batch's records into table rows.
-func split(b Batch) (rows, error) {
-	r := rows{events: make([]Event, len(b.Events))}
+func split(b Batch) (tableRows, error) {
+	r := tableRows{events: make([]Routed, len(b.Events))}
 	for i, e := range b.Events {
 		e.ID, e.Subject, e.Source, e.Type, e.ContentType = safeText(e.ID), safeText(e.Subject), safeText(e.Source), safeText(e.Type), safeText(e.ContentType)
-		if len(e.Headers) > 0 {
-			h := make(map[string]string, len(e.Headers))
-			for k, v := range e.Headers {
-				h[safeText(k)] = safeText(v)
-			}
-			e.Headers = h
-		}
+		e.Headers = safeHeaders(e.Headers)
 		r.events[i] = e
 	}
 	for _, rec := range b.Records {
@@ -50,13 +51,16 @@ func split(b Batch) (rows, error) {
 		switch d := rec.Detail.(type) {
 		case *switchyardv1.AuditRecord_DeliveryAttempt:
 			a := d.DeliveryAttempt
+			dur := a.GetDuration().AsDuration()
 			r.attempts = append(r.attempts, Attempt{
 				ID:              safeText(rec.Id),
 				EventID:         safeText(a.EventId),
 				Destination:     safeText(a.Destination),
 				Attempt:         int(a.Attempt),
+				StreamSeq:       a.StreamSeq,
 				StartedAt:       a.GetStartedAt().AsTime(),
-				Duration:        a.GetDuration().AsDuration(),
+				Duration:        dur,
+				DurationMS:      float64(dur.Microseconds()) / 1000,
 				StatusCode:      int(a.StatusCode),
 				Outcome:         OutcomeName(a.Outcome),
 				Error:           safeText(a.Error),
@@ -90,20 +94,232 @@ func split(b Batch) (rows, error) {
 				ResponseSnippet: safeText(dl.ResponseSnippet),
 				DeadLetteredAt:  dl.GetDeadLetteredAt().AsTime(),
 				StreamSeq:       dl.StreamSeq,
+				ReplayOf:        safeText(dl.ReplayOf),
+			})
+		case *switchyardv1.AuditRecord_Replayed:
+			rp := d.Replayed
+			r.replays = append(r.replays, Replay{
+				ID:           safeText(rec.Id),
+				DeadLetterID: safeText(rp.DeadLetterId),
+				EventID:      safeText(rp.EventId),
+				Destination:  safeText(rp.Destination),
+				Subject:      safeText(rp.Subject),
+				StreamSeq:    rp.StreamSeq,
+				RequestedBy:  safeText(rp.RequestedBy),
+				At:           at,
+			})
+		case *switchyardv1.AuditRecord_CircuitChanged:
+			c := d.CircuitChanged
+			r.circuits = append(r.circuits, CircuitChange{
+				ID:          safeText(rec.Id),
+				At:          at,
+				Destination: safeText(c.Destination),
+				From:        enumName(c.From.String(), "CIRCUIT_STATE_"),
+				To:          enumName(c.To.String(), "CIRCUIT_STATE_"),
+				Reason:      safeText(c.Reason),
+				LastError:   safeText(c.LastError),
 			})
 		default:
 			detail, err := protojson.Marshal(rec)
 			if err != nil {
-				return rows{}, err
+				return tableRows{}, err
 			}
 			if detail, err = safeJSON(detail); err != nil {
-				return rows{}, err
+				return tableRows{}, err
 			}
 			kind, key := auditlog.Kind(rec)
 			r.others = append(r.others, otherRow{ID: safeText(rec.Id), At: at, Service: safeText(rec.Service), Kind: kind, Key: safeText(key), Detail: detail})
 		}
 	}
+	r.deliveries = deliveryChanges(r)
 	return r, nil
+}
+
+func safeHeaders(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return in
+	}
+	h := make(map[string]string, len(in))
+	for k, v := range in {
+		h[safeText(k)] = safeText(v)
+	}
+	return h
+}
+
+// Mark kinds: where a happening sits in its round of a delivery. A round is
+// one stream message: the original event, or one replay of it.
+const (
+	markRouted     = -1
+	markReplay     = 0
+	markAttempt    = 1
+	markDeadLetter = 2
+)
+
+// mark orders the happenings of one delivery: by round (the EVENTS stream
+// sequence, which the server assigns in order, so no clock is involved),
+// then kind, then attempt number (the JetStream delivery count).
+type mark struct {
+	seq  uint64
+	kind int
+	n    int
+}
+
+func (m mark) after(o mark) bool {
+	if m.seq != o.seq {
+		return m.seq > o.seq
+	}
+	if m.kind != o.kind {
+		return m.kind > o.kind
+	}
+	return m.n > o.n
+}
+
+// deliveryChange is what a batch says about one delivery. The store merges
+// it into the stored row: the status and the time follow the later mark;
+// the last status code and error follow the later attempt (info); times
+// take their earliest or latest; the dead letter follows the later round.
+// Merging the same change twice, or changes in any order, gives the same
+// row, so replaying AUDIT changes nothing.
+type deliveryChange struct {
+	EventID, Destination string
+	Status               string
+	UpdatedAt            time.Time
+	ReplayOf             string
+	Mark                 mark
+	// Info is the position of the attempt (n >= 1) or dead letter (n = 0)
+	// that LastStatusCode and LastError come from; seq -1 when none.
+	InfoSeq        int64
+	InfoN          int
+	LastStatusCode int
+	LastError      string
+	FirstAttemptAt *time.Time
+	LastAttemptAt  *time.Time
+	DeliveredAt    *time.Time
+	// DeadLetterSeq is the round of DeadLetterID; -1 when none.
+	DeadLetterSeq int64
+	DeadLetterID  string
+}
+
+func deliveryChanges(r tableRows) []deliveryChange {
+	type key struct{ ev, dest string }
+	byKey := map[key]*deliveryChange{}
+	var order []key
+	get := func(ev, dest string) *deliveryChange {
+		k := key{ev, dest}
+		c, ok := byKey[k]
+		if !ok {
+			c = &deliveryChange{EventID: ev, Destination: dest, Mark: mark{kind: markRouted}, InfoSeq: -1, DeadLetterSeq: -1}
+			byKey[k] = c
+			order = append(order, k)
+		}
+		return c
+	}
+	// happened moves the status mark forward.
+	happened := func(c *deliveryChange, m mark, status string, at time.Time, replayOf string) {
+		if m.after(c.Mark) || c.Status == "" {
+			c.Mark, c.Status, c.UpdatedAt, c.ReplayOf = m, status, at, replayOf
+		}
+	}
+	info := func(c *deliveryChange, seq uint64, n, code int, errText string) {
+		if int64(seq) > c.InfoSeq || (int64(seq) == c.InfoSeq && n > c.InfoN) {
+			c.InfoSeq, c.InfoN, c.LastStatusCode, c.LastError = int64(seq), n, code, errText
+		}
+	}
+	for _, a := range r.attempts {
+		c := get(a.EventID, a.Destination)
+		status := auditapi.StatusRetrying
+		switch {
+		case a.Outcome == OutcomeName(switchyardv1.Outcome_OUTCOME_DELIVERED):
+			status = auditapi.StatusDelivered
+			done := a.StartedAt.Add(a.Duration)
+			c.DeliveredAt = earliest(c.DeliveredAt, &done)
+		case a.Final:
+			// Its dead letter is on the way (or its record is).
+			status = auditapi.StatusDeadLettered
+		}
+		happened(c, mark{a.StreamSeq, markAttempt, a.Attempt}, status, a.StartedAt.Add(a.Duration), a.ReplayOf)
+		info(c, a.StreamSeq, a.Attempt, a.StatusCode, a.Error)
+		started := a.StartedAt
+		c.FirstAttemptAt = earliest(c.FirstAttemptAt, &started)
+		c.LastAttemptAt = latest(c.LastAttemptAt, &started)
+	}
+	for _, d := range r.deadLetters {
+		c := get(d.EventID, d.Destination)
+		happened(c, mark{d.StreamSeq, markDeadLetter, 0}, auditapi.StatusDeadLettered, d.DeadLetteredAt, d.ReplayOf)
+		info(c, d.StreamSeq, 0, d.LastStatusCode, d.LastError)
+		if int64(d.StreamSeq) > c.DeadLetterSeq {
+			c.DeadLetterSeq, c.DeadLetterID = int64(d.StreamSeq), d.ID
+		}
+	}
+	for _, p := range r.replays {
+		c := get(p.EventID, p.Destination)
+		happened(c, mark{p.StreamSeq, markReplay, 0}, auditapi.StatusReplayed, p.At, p.DeadLetterID)
+	}
+	out := make([]deliveryChange, len(order))
+	for i, k := range order {
+		out[i] = *byKey[k]
+	}
+	return out
+}
+
+func earliest(a, b *time.Time) *time.Time {
+	if a == nil || (b != nil && b.Before(*a)) {
+		return b
+	}
+	return a
+}
+
+func latest(a, b *time.Time) *time.Time {
+	if a == nil || (b != nil && b.After(*a)) {
+		return b
+	}
+	return a
+}
+
+// mergeDeliverySQL merges one change per row into deliveries (see
+// deliveryChange). src is the SELECT list or source producing the columns
+// in deliveryInsertCols order; the attempt counts are recounted from the
+// attempts table (written earlier in the same transaction), which keeps
+// them exact however often a record arrives.
+func mergeDeliverySQL(d dialect, src string) string {
+	newer := "(excluded.mark_seq, excluded.mark_kind, excluded.mark_n) > (d.mark_seq, d.mark_kind, d.mark_n)"
+	infoNewer := "(excluded.info_seq, excluded.info_n) > (d.info_seq, d.info_n)"
+	pick := func(cond, col string) string {
+		return fmt.Sprintf("%[2]s = CASE WHEN %[1]s THEN excluded.%[2]s ELSE d.%[2]s END", cond, col)
+	}
+	minmax := func(fn, col string) string {
+		return fmt.Sprintf("%[2]s = %[1]s(coalesce(d.%[2]s, excluded.%[2]s), coalesce(excluded.%[2]s, d.%[2]s))", fn, col)
+	}
+	count := func(seq string) string {
+		q := "(SELECT count(*) FROM attempts a WHERE a.event_id = d.event_id AND a.destination = d.destination"
+		if seq != "" {
+			q += " AND a.stream_seq = " + seq
+		}
+		return q + ")"
+	}
+	return `INSERT INTO deliveries AS d (` + deliveryInsertCols + `, attempts, total_attempts)
+	` + src + `
+	ON CONFLICT (event_id, destination) DO UPDATE SET
+		` + strings.Join([]string{
+		pick(newer, "status"), pick(newer, "updated_at"), pick(newer, "replay_of"),
+		pick(newer, "mark_seq"), pick(newer, "mark_kind"), pick(newer, "mark_n"),
+		pick(infoNewer, "last_status_code"), pick(infoNewer, "last_error"), pick(infoNewer, "info_seq"), pick(infoNewer, "info_n"),
+		minmax(d.least(), "first_attempt_at"), minmax(d.greatest(), "last_attempt_at"), minmax(d.least(), "delivered_at"),
+		pick("excluded.dead_letter_seq > d.dead_letter_seq", "dead_letter_id"),
+		pick("excluded.dead_letter_seq > d.dead_letter_seq", "dead_letter_seq"),
+		"attempts = " + count(d.greatest()+"(d.mark_seq, excluded.mark_seq)"),
+		"total_attempts = " + count(""),
+	}, ",\n\t\t")
+}
+
+const deliveryInsertCols = "event_id, destination, status, updated_at, replay_of, mark_seq, mark_kind, mark_n, " +
+	"last_status_code, last_error, info_seq, info_n, first_attempt_at, last_attempt_at, delivered_at, dead_letter_id, dead_letter_seq"
+
+// newDeliveryCounts is the attempt counts of a row being inserted, for the
+// SELECT that feeds mergeDeliverySQL (ev, dest, seq: its columns).
+func newDeliveryCounts(ev, dest, seq string) string {
+	base := "(SELECT count(*) FROM attempts a WHERE a.event_id = " + ev + " AND a.destination = " + dest
+	return base + " AND a.stream_seq = " + seq + "), " + base + ")"
 }
 
 // OutcomeName is the stored name of an attempt outcome.

@@ -3,18 +3,19 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // SQLite is the embedded audit store of the all-in-one: a single file, no
 // server. Times are stored as Unix nanoseconds.
 type SQLite struct {
+	*reader
 	db *sql.DB
 }
 
@@ -35,7 +36,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
 	}
-	return &SQLite{db: db}, nil
+	return &SQLite{db: db, reader: &reader{d: sqliteDialect, db: sqlQuerier{db}, wrap: func(err error) error { return err }}}, nil
 }
 
 // Close implements Store.
@@ -74,143 +75,153 @@ func (s *SQLite) Migrate(ctx context.Context) error {
 	return tx.Commit()
 }
 
-// Write implements Store.
+// Write implements Store: one transaction, one prepared statement per
+// table, and the same merge into deliveries as Postgres.
 func (s *SQLite) Write(ctx context.Context, b Batch) error {
 	r, err := split(b)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("write audit batch: %w: %v", ErrUnavailable, err)
-	}
-	defer tx.Rollback()
-	exec := func(query string, rows int, args func(i int) []any) error {
-		if rows == 0 {
+	return s.inTx(ctx, "write audit batch", func(tx *sql.Tx) error {
+		exec := func(query string, rows int, args func(i int) []any) error {
+			if rows == 0 {
+				return nil
+			}
+			st, err := tx.PrepareContext(ctx, query)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			for i := range rows {
+				if _, err := st.ExecContext(ctx, args(i)...); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
-		st, err := tx.PrepareContext(ctx, query)
-		if err != nil {
-			return err
+		type pending struct {
+			ev, dest string
+			at       time.Time
 		}
-		defer st.Close()
-		for i := range rows {
-			if _, err := st.ExecContext(ctx, args(i)...); err != nil {
+		var pend []pending
+		for _, e := range r.events {
+			for _, d := range e.Destinations {
+				pend = append(pend, pending{e.ID, d, e.ReceivedAt})
+			}
+		}
+		d := sqliteDialect
+		return errors.Join(
+			exec(`INSERT INTO events (id, subject, source, type, stream_seq, received_at, content_type, payload, payload_sha256, payload_size, headers)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING`, len(r.events), func(i int) []any {
+				e := r.events[i]
+				return []any{e.ID, e.Subject, e.Source, e.Type, int64(e.StreamSeq), e.ReceivedAt.UnixNano(), e.ContentType, nonNil(e.Payload), payloadHash(e.Payload), len(e.Payload), headersJSON(e.Headers)}
+			}),
+			exec(`INSERT INTO deliveries (event_id, destination, status, updated_at) VALUES (?1, ?2, 'pending', ?3)
+			ON CONFLICT (event_id, destination) DO NOTHING`, len(pend), func(i int) []any {
+				return []any{pend[i].ev, pend[i].dest, pend[i].at.UnixNano()}
+			}),
+			exec(`INSERT INTO attempts (id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of, stream_seq)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (id) DO NOTHING`, len(r.attempts), func(i int) []any {
+				a := r.attempts[i]
+				return []any{a.ID, a.EventID, a.Destination, a.Attempt, a.StartedAt.UnixNano(), a.Duration.Microseconds(), a.StatusCode, a.Outcome, a.Error, a.ResponseSnippet, a.Final, a.ReplayOf, int64(a.StreamSeq)}
+			}),
+			exec(`INSERT INTO rejections (id, at, source, reason, detail, remote_addr, status_code, event_id)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING`, len(r.rejections), func(i int) []any {
+				j := r.rejections[i]
+				return []any{j.ID, j.At.UnixNano(), j.Source, j.Reason, j.Detail, j.RemoteAddr, j.StatusCode, j.EventID}
+			}),
+			exec(`INSERT INTO dead_letters (id, event_id, destination, subject, reason, attempts, last_status_code, last_error, response_snippet, dead_lettered_at, stream_seq, replay_of)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING`, len(r.deadLetters), func(i int) []any {
+				d := r.deadLetters[i]
+				return []any{d.ID, d.EventID, d.Destination, d.Subject, d.Reason, d.Attempts, d.LastStatusCode, d.LastError, d.ResponseSnippet, d.DeadLetteredAt.UnixNano(), int64(d.StreamSeq), d.ReplayOf}
+			}),
+			exec(`INSERT INTO replays (id, dead_letter_id, event_id, destination, subject, stream_seq, requested_by, at)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING`, len(r.replays), func(i int) []any {
+				x := r.replays[i]
+				return []any{x.ID, x.DeadLetterID, x.EventID, x.Destination, x.Subject, int64(x.StreamSeq), x.RequestedBy, x.At.UnixNano()}
+			}),
+			exec(`INSERT INTO circuit_changes (id, at, destination, from_state, to_state, reason, last_error)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING`, len(r.circuits), func(i int) []any {
+				c := r.circuits[i]
+				return []any{c.ID, c.At.UnixNano(), c.Destination, c.From, c.To, c.Reason, c.LastError}
+			}),
+			exec(`INSERT INTO audit_records (id, at, service, kind, key, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING`, len(r.others), func(i int) []any {
+				o := r.others[i]
+				return []any{o.ID, o.At.UnixNano(), o.Service, o.Kind, o.Key, string(o.Detail)}
+			}),
+			exec(mergeDeliverySQL(d, `SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, `+
+				newDeliveryCounts("?1", "?2", "?6")+` WHERE true`), len(r.deliveries), func(i int) []any {
+				c := r.deliveries[i]
+				return []any{c.EventID, c.Destination, c.Status, c.UpdatedAt.UnixNano(), c.ReplayOf, int64(c.Mark.seq), c.Mark.kind, c.Mark.n,
+					c.LastStatusCode, c.LastError, c.InfoSeq, c.InfoN, d.nt(c.FirstAttemptAt), d.nt(c.LastAttemptAt), d.nt(c.DeliveredAt), c.DeadLetterID, c.DeadLetterSeq}
+			}),
+		)
+	})
+}
+
+// Park implements Store.
+func (s *SQLite) Park(ctx context.Context, ps []Parked) error {
+	return s.inTx(ctx, "park", func(tx *sql.Tx) error {
+		for _, x := range ps {
+			_, err := tx.ExecContext(ctx, `INSERT INTO parked (id, stream, subject, stream_seq, data, headers, error, parked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+				ON CONFLICT (id) DO NOTHING`, safeText(x.ID), safeText(x.Stream), safeText(x.Subject), int64(x.StreamSeq), nonNil(x.Data), headersJSON(safeHeaders(x.Headers)), safeText(x.Error), x.ParkedAt.UnixNano())
+			if err != nil {
 				return err
 			}
 		}
 		return nil
-	}
-	err = errors.Join(
-		exec(`INSERT INTO events (id, subject, source, type, stream_seq, received_at, content_type, payload, payload_sha256, payload_size, headers)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, len(r.events), func(i int) []any {
-			e := r.events[i]
-			return []any{e.ID, e.Subject, e.Source, e.Type, int64(e.StreamSeq), e.ReceivedAt.UnixNano(), e.ContentType, nonNil(e.Payload), payloadHash(e.Payload), len(e.Payload), headersJSON(e.Headers)}
-		}),
-		exec(`INSERT INTO attempts (id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, len(r.attempts), func(i int) []any {
-			a := r.attempts[i]
-			return []any{a.ID, a.EventID, a.Destination, a.Attempt, a.StartedAt.UnixNano(), a.Duration.Microseconds(), a.StatusCode, a.Outcome, a.Error, a.ResponseSnippet, a.Final, a.ReplayOf}
-		}),
-		exec(`INSERT INTO rejections (id, at, source, reason, detail, remote_addr, status_code, event_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, len(r.rejections), func(i int) []any {
-			j := r.rejections[i]
-			return []any{j.ID, j.At.UnixNano(), j.Source, j.Reason, j.Detail, j.RemoteAddr, j.StatusCode, j.EventID}
-		}),
-		exec(`INSERT INTO dead_letters (id, event_id, destination, subject, reason, attempts, last_status_code, last_error, response_snippet, dead_lettered_at, stream_seq)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, len(r.deadLetters), func(i int) []any {
-			d := r.deadLetters[i]
-			return []any{d.ID, d.EventID, d.Destination, d.Subject, d.Reason, d.Attempts, d.LastStatusCode, d.LastError, d.ResponseSnippet, d.DeadLetteredAt.UnixNano(), int64(d.StreamSeq)}
-		}),
-		exec(`INSERT INTO audit_records (id, at, service, kind, key, detail) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, len(r.others), func(i int) []any {
-			o := r.others[i]
-			return []any{o.ID, o.At.UnixNano(), o.Service, o.Kind, o.Key, string(o.Detail)}
-		}),
-	)
+	})
+}
+
+// inTx runs fn in a write transaction and sorts its errors.
+func (s *SQLite) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("write audit batch: %w", err)
+		return fmt.Errorf("%s: %w", what, sqliteError(err))
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return fmt.Errorf("%s: %w", what, sqliteError(err))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("write audit batch: %w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%s: %w", what, sqliteError(err))
 	}
 	return nil
 }
 
-// GetEvent implements Store.
-func (s *SQLite) GetEvent(ctx context.Context, id string) (EventDetail, error) {
-	var d EventDetail
-	var e Event
-	var headers string
-	var seq, received int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, subject, source, type, stream_seq, received_at, content_type, payload, headers
-		FROM events WHERE id = ?`, id).Scan(&e.ID, &e.Subject, &e.Source, &e.Type, &seq, &received, &e.ContentType, &e.Payload, &headers)
-	switch {
-	case err == nil:
-		e.StreamSeq, e.ReceivedAt = uint64(seq), time.Unix(0, received).UTC()
-		_ = json.Unmarshal([]byte(headers), &e.Headers)
-		d.Event = &e
-	case !errors.Is(err, sql.ErrNoRows):
-		return d, fmt.Errorf("get event: %w", err)
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of
-		FROM attempts WHERE event_id = ? ORDER BY started_at, destination, attempt`, id)
-	if err != nil {
-		return d, fmt.Errorf("get attempts: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var a Attempt
-		var started, us int64
-		if err := rows.Scan(&a.ID, &a.EventID, &a.Destination, &a.Attempt, &started, &us, &a.StatusCode, &a.Outcome, &a.Error, &a.ResponseSnippet, &a.Final, &a.ReplayOf); err != nil {
-			return d, fmt.Errorf("get attempts: %w", err)
+// sqliteError sorts SQLite errors like interpretError sorts Postgres':
+// constraint, type and size errors are the data's; the rest (busy, locked,
+// I/O, full disk) can pass.
+func sqliteError(err error) error {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		switch e.Code() & 0xff {
+		case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_RANGE:
+			return fmt.Errorf("%w: %v", ErrRejected, err)
 		}
-		a.StartedAt, a.Duration = time.Unix(0, started).UTC(), time.Duration(us)*time.Microsecond
-		d.Attempts = append(d.Attempts, a)
 	}
-	if err := rows.Err(); err != nil {
-		return d, fmt.Errorf("get attempts: %w", err)
-	}
-	dls, err := s.db.QueryContext(ctx, `SELECT id, event_id, destination, subject, reason, attempts, last_status_code, last_error, response_snippet, dead_lettered_at, stream_seq
-		FROM dead_letters WHERE event_id = ? ORDER BY dead_lettered_at`, id)
-	if err != nil {
-		return d, fmt.Errorf("get dead letters: %w", err)
-	}
-	defer dls.Close()
-	for dls.Next() {
-		var x DeadLetter
-		var at, seq int64
-		if err := dls.Scan(&x.ID, &x.EventID, &x.Destination, &x.Subject, &x.Reason, &x.Attempts, &x.LastStatusCode, &x.LastError, &x.ResponseSnippet, &at, &seq); err != nil {
-			return d, fmt.Errorf("get dead letters: %w", err)
-		}
-		x.DeadLetteredAt, x.StreamSeq = time.Unix(0, at).UTC(), uint64(seq)
-		d.DeadLetters = append(d.DeadLetters, x)
-	}
-	if err := dls.Err(); err != nil {
-		return d, fmt.Errorf("get dead letters: %w", err)
-	}
-	if d.Event == nil && len(d.Attempts) == 0 && len(d.DeadLetters) == 0 {
-		return d, ErrNotFound
-	}
-	return d, nil
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
-// ListRejections implements Store.
-func (s *SQLite) ListRejections(ctx context.Context, limit int) ([]Rejection, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, source, reason, detail, remote_addr, status_code, event_id
-		FROM rejections ORDER BY at DESC, id DESC LIMIT ?`, limit)
+// sqlQuerier adapts database/sql to the shared reader.
+type sqlQuerier struct{ db *sql.DB }
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	rs, err := q.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list rejections: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	var out []Rejection
-	for rows.Next() {
-		var j Rejection
-		var at int64
-		if err := rows.Scan(&j.ID, &at, &j.Source, &j.Reason, &j.Detail, &j.RemoteAddr, &j.StatusCode, &j.EventID); err != nil {
-			return nil, fmt.Errorf("list rejections: %w", err)
-		}
-		j.At = time.Unix(0, at).UTC()
-		out = append(out, j)
+	return sqlRows{rs}, nil
+}
+
+func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := q.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
 	}
-	return out, rows.Err()
+	return res.RowsAffected()
 }

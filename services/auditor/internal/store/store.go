@@ -3,8 +3,10 @@
 // checked by one shared test suite (storetest) against both.
 //
 // Writes are idempotent: every row is keyed by the audit record id or the
-// event id, and writing a row that exists changes nothing, so replaying the
-// AUDIT stream is harmless.
+// event id, writing a row that exists changes nothing, and the derived
+// deliveries table is merged so that the order and the number of times
+// records arrive do not change the result. Replaying the AUDIT stream is
+// harmless.
 package store
 
 import (
@@ -13,100 +15,170 @@ import (
 	"time"
 
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
 
 // ErrNotFound is returned when the requested row does not exist.
 var ErrNotFound = errors.New("not found")
 
 // ErrUnavailable wraps errors that mean the database could not be reached
-// or refused the write; the writer retries them.
+// or refused the write for a reason an operator can fix (down, overloaded,
+// locked, missing privileges or schema); the writer retries them.
 var ErrUnavailable = errors.New("audit store unavailable")
 
-// Event is a stored event as the auditor read it from EVENTS.
-type Event struct {
-	ID          string
-	Subject     string
-	Source      string
-	Type        string
-	StreamSeq   uint64
-	ReceivedAt  time.Time
-	ContentType string
-	Payload     []byte
-	Headers     map[string]string
+// ErrRejected wraps errors that mean the database refused the data itself
+// (a constraint, a value it cannot hold): writing the same rows again cannot
+// succeed. The writer bisects such a batch and parks the rows that fail.
+var ErrRejected = errors.New("audit store refused the data")
+
+// ErrBadCursor is returned for a cursor this list did not issue.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// The row types are the API's: the store returns what the API answers.
+type (
+	Event             = auditapi.Event
+	Delivery          = auditapi.Delivery
+	Attempt           = auditapi.Attempt
+	DeadLetter        = auditapi.DeadLetter
+	Replay            = auditapi.Replay
+	Rejection         = auditapi.Rejection
+	CircuitChange     = auditapi.CircuitChange
+	Parked            = auditapi.Parked
+	DestinationStatus = auditapi.DestinationStatus
+)
+
+// Routed is an event as the writer read it from EVENTS, with the
+// destinations its subject is routed to (each gets a pending delivery).
+type Routed struct {
+	Event
+	Destinations []string
 }
 
 // Batch is what the writer stores in one transaction.
 type Batch struct {
-	Events  []Event
+	Events  []Routed
 	Records []*switchyardv1.AuditRecord
 }
 
 // Len is the number of items in the batch.
 func (b Batch) Len() int { return len(b.Events) + len(b.Records) }
 
-// Attempt is one delivery attempt as stored.
-type Attempt struct {
-	ID              string        `json:"id"`
-	EventID         string        `json:"event_id"`
-	Destination     string        `json:"destination"`
-	Attempt         int           `json:"attempt"`
-	StartedAt       time.Time     `json:"started_at"`
-	Duration        time.Duration `json:"-"`
-	StatusCode      int           `json:"status_code"`
-	Outcome         string        `json:"outcome"`
-	Error           string        `json:"error,omitempty"`
-	ResponseSnippet string        `json:"response_snippet,omitempty"`
-	Final           bool          `json:"final"`
-	ReplayOf        string        `json:"replay_of,omitempty"`
-}
-
-// DeadLetter is a dead letter as stored (no payload: the event holds it).
-type DeadLetter struct {
-	ID              string    `json:"id"`
-	EventID         string    `json:"event_id"`
-	Destination     string    `json:"destination"`
-	Subject         string    `json:"subject"`
-	Reason          string    `json:"reason"`
-	Attempts        int       `json:"attempts"`
-	LastStatusCode  int       `json:"last_status_code"`
-	LastError       string    `json:"last_error,omitempty"`
-	ResponseSnippet string    `json:"response_snippet,omitempty"`
-	DeadLetteredAt  time.Time `json:"dead_lettered_at"`
-	StreamSeq       uint64    `json:"stream_seq"`
-}
-
-// EventDetail is an event with what happened to it. Event is nil when the
-// attempts are known but the event row has not been written yet (the two
-// arrive on different streams).
+// EventDetail is an event with everything that happened to it. Event is nil
+// when the attempts are known but the event row has not been written yet
+// (the two arrive on different streams).
 type EventDetail struct {
 	Event       *Event
+	Deliveries  []Delivery
 	Attempts    []Attempt
 	DeadLetters []DeadLetter
+	Replays     []Replay
 }
 
-// Rejection is a refused webhook as stored.
-type Rejection struct {
-	ID         string    `json:"id"`
-	At         time.Time `json:"at"`
-	Source     string    `json:"source"`
-	Reason     string    `json:"reason"`
-	Detail     string    `json:"detail"`
-	RemoteAddr string    `json:"remote_addr"`
-	StatusCode int       `json:"status_code"`
-	EventID    string    `json:"event_id,omitempty"`
+// Page selects one page of a list: at most Limit items after Cursor (the
+// NextCursor of the previous page; empty for the first).
+type Page struct {
+	Limit  int
+	Cursor string
+}
+
+// TimeRange bounds a list by time: Since inclusive, Until exclusive; zero
+// values leave that end open.
+type TimeRange struct {
+	Since, Until time.Time
+}
+
+// EventFilter selects events (newest first).
+type EventFilter struct {
+	TimeRange
+	ID     string
+	Source string
+	Type   string
+	// Subject is an exact subject, or a prefix ending in ".>".
+	Subject string
+	// Destination and Status select events with such a delivery.
+	Destination string
+	Status      string
+	// Q matches words of a delivery's last error.
+	Q string
+}
+
+// DeliveryFilter selects deliveries (most recently changed first).
+type DeliveryFilter struct {
+	TimeRange
+	EventID     string
+	Destination string
+	Status      string
+	Source      string
+	Type        string
+	Q           string
+}
+
+// DeadLetterFilter selects dead letters (newest first).
+type DeadLetterFilter struct {
+	TimeRange
+	EventID     string
+	Destination string
+	Reason      string
+	Q           string
+}
+
+// RejectionFilter selects rejections (newest first).
+type RejectionFilter struct {
+	TimeRange
+	Source string
+	Reason string
+	Q      string
 }
 
 // Store is the audit log.
 type Store interface {
 	// Migrate brings the schema up to date; safe to run concurrently.
 	Migrate(ctx context.Context) error
-	// Write stores a batch in one transaction, idempotently.
+	// Write stores a batch in one transaction, idempotently. Errors wrap
+	// ErrUnavailable (retry later) or ErrRejected (the data itself).
 	Write(ctx context.Context, b Batch) error
-	// GetEvent returns an event with its attempts and dead letters, or
-	// ErrNotFound when nothing is known about id.
+	// Park keeps messages that could not be written, whole.
+	Park(ctx context.Context, ps []Parked) error
+
+	// GetEvent returns an event with its deliveries, attempts, dead letters
+	// and replays, or ErrNotFound when nothing is known about id.
 	GetEvent(ctx context.Context, id string) (EventDetail, error)
-	// ListRejections returns the newest rejections first, at most limit.
-	ListRejections(ctx context.Context, limit int) ([]Rejection, error)
+	ListEvents(ctx context.Context, f EventFilter, p Page) ([]Event, string, error)
+	ListDeliveries(ctx context.Context, f DeliveryFilter, p Page) ([]Delivery, string, error)
+	ListDeadLetters(ctx context.Context, f DeadLetterFilter, p Page) ([]DeadLetter, string, error)
+	// GetDeadLetter returns one dead letter or ErrNotFound.
+	GetDeadLetter(ctx context.Context, id string) (DeadLetter, error)
+	ListRejections(ctx context.Context, f RejectionFilter, p Page) ([]Rejection, string, error)
+	ListParked(ctx context.Context, p Page) ([]Parked, string, error)
+	// Destinations names the destinations the log knows deliveries for.
+	Destinations(ctx context.Context) ([]string, error)
+	// DestinationStatus summarises a destination's attempts since a time,
+	// its breaker and its last error (the backlog is NATS's to tell).
+	DestinationStatus(ctx context.Context, name string, since time.Time) (DestinationStatus, error)
+
+	// DropPayloads removes the bodies of at most limit events received
+	// before cutoff, keeping their metadata, and returns how many.
+	DropPayloads(ctx context.Context, cutoff, now time.Time, limit int) (int, error)
+	// DeleteBefore removes at most limit rows per table whose time is
+	// before cutoff, and returns how many in all.
+	DeleteBefore(ctx context.Context, cutoff time.Time, limit int) (int, error)
+
 	// Close releases the connections.
 	Close() error
+}
+
+// DefaultLimit and MaxLimit bound a page.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+func (p Page) limit() int {
+	switch {
+	case p.Limit <= 0:
+		return DefaultLimit
+	case p.Limit > MaxLimit:
+		return MaxLimit
+	}
+	return p.Limit
 }

@@ -143,8 +143,8 @@ func TestConcurrentMigrateSameDatabase(t *testing.T) {
 					t.Errorf("Migrate %d: %v", i, err)
 				}
 			}
-			if n := count("SELECT count(*) FROM schema_migrations"); n != 1 {
-				t.Errorf("%d migrations recorded, want 1 (each applied once)", n)
+			if n := count("SELECT count(*) FROM schema_migrations"); n != 2 {
+				t.Errorf("%d migrations recorded, want 2 (each applied once)", n)
 			}
 			if err := a.Write(testCtx(t), storetest.FullBatch("ev-1")); err != nil {
 				t.Errorf("Write after concurrent Migrate: %v", err)
@@ -153,8 +153,8 @@ func TestConcurrentMigrateSameDatabase(t *testing.T) {
 	}
 }
 
-// Records of other kinds have no query yet; they are stored once, by id,
-// with their kind and key.
+// Every record is stored once, by id; kinds without a table of their own
+// keep their kind and key.
 func TestOtherRecordsStoredOnce(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
@@ -170,17 +170,16 @@ func TestOtherRecordsStoredOnce(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			tables := map[string]int{"events": 1, "attempts": 4, "dead_letters": 1, "rejections": 1, "audit_records": 4}
+			tables := map[string]int{"events": 1, "attempts": 4, "dead_letters": 1, "rejections": 1, "audit_records": 3, "circuit_changes": 1, "deliveries": 2}
 			for table, want := range tables {
 				if n := count("SELECT count(*) FROM " + table); n != want {
 					t.Errorf("%s has %d rows after writing the batch 3 times, want %d", table, n, want)
 				}
 			}
 			for id, kindKey := range map[string][2]string{
-				"dup-1":     {"duplicate", "shop"},
-				"alert-1":   {"alert", "DeliveryDeadLettered"},
-				"circuit-1": {"circuit", "erp"},
-				"bare-1":    {"other", "auditor"},
+				"dup-1":   {"duplicate", "shop"},
+				"alert-1": {"alert", "DeliveryDeadLettered"},
+				"bare-1":  {"other", "auditor"},
 			} {
 				if n := count("SELECT count(*) FROM audit_records WHERE id = $1 AND kind = $2 AND key = $3", id, kindKey[0], kindKey[1]); n != 1 {
 					t.Errorf("record %s not stored as kind %q key %q", id, kindKey[0], kindKey[1])
@@ -231,5 +230,45 @@ func TestOpenPostgresErrorsHidePassword(t *testing.T) {
 	_, err = store.OpenPostgres(ctx, "postgres://auditor:hunter2secret@[::1/audit")
 	if err == nil || strings.Contains(err.Error(), "hunter2secret") {
 		t.Errorf("unparsable URL: error %v", err)
+	}
+}
+
+// PoisonSQL makes the database refuse rejections from source "poison" (a
+// constraint violation: the data's fault, not the database's).
+var PoisonSQL = map[string]string{
+	"postgres": "ALTER TABLE rejections ADD CONSTRAINT no_poison CHECK (source <> 'poison')",
+	"sqlite":   "CREATE TRIGGER no_poison BEFORE INSERT ON rejections WHEN NEW.source = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END",
+}
+
+// A batch is one transaction: a row the database refuses leaves nothing of
+// the batch behind, and the error says the data was refused.
+func TestRefusedBatchWritesNothing(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			a, _, count, exec := be.open(t)
+			if err := a.Migrate(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			exec(PoisonSQL[be.name])
+			b := storetest.FullBatch("ev-atomic")
+			poison := storetest.Rejection("rej-poison", time.Now())
+			poison.GetWebhookRejected().Source = "poison"
+			b.Records = append(b.Records, poison)
+			err := a.Write(testCtx(t), b)
+			if !errors.Is(err, store.ErrRejected) || errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("Write with a refused row = %v, want ErrRejected", err)
+			}
+			for _, table := range []string{"events", "attempts", "deliveries", "dead_letters", "rejections", "audit_records", "circuit_changes"} {
+				if n := count("SELECT count(*) FROM " + table); n != 0 {
+					t.Errorf("%s has %d rows from the refused batch", table, n)
+				}
+			}
+			b.Records = b.Records[:len(b.Records)-1]
+			if err := a.Write(testCtx(t), b); err != nil {
+				t.Errorf("the batch without the refused row: %v", err)
+			}
+		})
 	}
 }

@@ -1,7 +1,10 @@
 // Package writer moves audit records (AUDIT) and stored events (EVENTS) into
 // the audit store in batches, acknowledging them only after the batch is
-// committed. While the store is down the records wait in JetStream and the
-// writer retries with backoff; nothing is acknowledged that was not written.
+// committed. While the store is down the records wait in JetStream, the
+// writer retries with backoff, and it reports how far behind it is (metrics
+// and AuditLag records for the notifier). A batch the database refuses for
+// the data's sake is bisected: the good items are written, the bad ones
+// parked whole in the store, and nothing is acknowledged that was not kept.
 package writer
 
 import (
@@ -9,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 )
 
@@ -29,10 +35,27 @@ type Config struct {
 	// Linger is how long a batch waits for more items once it has one.
 	// Default 20ms.
 	Linger time.Duration
+	// WriteTimeout bounds one write, so that a hung database counts as a
+	// failure and is retried. Default 30s.
+	WriteTimeout time.Duration
+	// Route names the destinations an event subject is routed to; each
+	// gets a pending delivery when the event is recorded. Nil: none.
+	Route func(subject string) []string
+	// LagInterval is how often the lag is measured (and AuditLag sent while
+	// behind). Default 10s.
+	LagInterval time.Duration
+	// LagThreshold: the writer counts as behind when writes have failed
+	// for this long, or the oldest unwritten item has waited this long.
+	// Default 30s.
+	LagThreshold time.Duration
+	// Audit emits the AuditLag records; nil sends none.
+	Audit *auditlog.Emitter
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
 	Registerer prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
 // WithDefaults fills unset fields.
@@ -43,16 +66,48 @@ func (c Config) WithDefaults() Config {
 	if c.Linger == 0 {
 		c.Linger = 20 * time.Millisecond
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 10 * time.Second
+	}
+	if c.LagThreshold == 0 {
+		c.LagThreshold = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return c
 }
 
-// Writer runs the two consume-and-write loops.
+// Writer runs the two consume-and-write loops and the lag monitor.
 type Writer struct {
-	js      jetstream.JetStream
-	store   store.Store
-	cfg     Config
-	written *prometheus.CounterVec
-	errors  prometheus.Counter
+	js    jetstream.JetStream
+	store store.Store
+	cfg   Config
+	m     metrics
+
+	mu sync.Mutex
+	// failingSince is when writes started failing; zero while they work.
+	failingSince time.Time
+	lastError    string
+	// oldest is, per stream, the timestamp of the oldest message in the
+	// batch being written (zero when idle).
+	oldest map[string]time.Time
+	// behind is true between an AuditLag and its caught_up.
+	behind bool
+}
+
+type metrics struct {
+	written  *prometheus.CounterVec
+	errors   prometheus.Counter
+	parked   *prometheus.CounterVec
+	pending  *prometheus.GaugeVec
+	oldest   prometheus.Gauge
+	behind   prometheus.Gauge
+	failing  prometheus.Gauge
+	lagEmits prometheus.Counter
 }
 
 // New returns a writer into st.
@@ -61,60 +116,90 @@ func New(js jetstream.JetStream, st store.Store, cfg Config) (*Writer, error) {
 	if cfg.Logger == nil {
 		return nil, errors.New("auditor writer: Config.Logger is required")
 	}
-	w := &Writer{
-		js: js, store: st, cfg: cfg,
+	w := &Writer{js: js, store: st, cfg: cfg, oldest: map[string]time.Time{}, m: metrics{
 		written: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_auditor_written_total",
 			Help: "Items committed to the audit store, by stream (audit records, events).",
 		}, []string{"stream"}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_auditor_write_errors_total",
-			Help: "Failed batch writes (each is retried).",
+			Help: "Failed batch writes (each is retried, or bisected when the database refused the data).",
 		}),
-	}
+		parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_auditor_parked_total",
+			Help: "Items the database refused, kept whole in the parked table (GET /v1/parked).",
+		}, []string{"stream"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_auditor_pending",
+			Help: "Items waiting in JetStream to be written, by stream.",
+		}, []string{"stream"}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_auditor_lag_seconds",
+			Help: "How long the oldest item being written has waited since it was stored in JetStream.",
+		}),
+		behind: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_auditor_behind",
+			Help: "1 while the writer is behind (failing writes or old items), as reported by AuditLag.",
+		}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_auditor_write_failing_seconds",
+			Help: "How long writes have been failing (0 while they succeed).",
+		}),
+		lagEmits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_auditor_lag_reports_total",
+			Help: "AuditLag records sent.",
+		}),
+	}}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(w.written, w.errors)
+		cfg.Registerer.MustRegister(w.m.written, w.m.errors, w.m.parked, w.m.pending, w.m.oldest, w.m.behind, w.m.failing, w.m.lagEmits)
 	}
 	return w, nil
+}
+
+// item is one message and what it decodes to.
+type item struct {
+	msg    jetstream.Msg
+	meta   *jetstream.MsgMetadata
+	event  *store.Routed
+	record *switchyardv1.AuditRecord
 }
 
 // Run consumes until ctx is done.
 func (w *Writer) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return w.loop(gctx, natsx.StreamAudit, natsx.ConsumerAuditor, func(b *store.Batch, m jetstream.Msg) error {
-			rec, err := auditlog.Decode(m.Data())
-			if err != nil {
-				return err
-			}
-			b.Records = append(b.Records, rec)
-			return nil
+		return w.loop(gctx, natsx.StreamAudit, natsx.ConsumerAuditor, func(it *item) error {
+			rec, err := auditlog.Decode(it.msg.Data())
+			it.record = rec
+			return err
 		})
 	})
 	g.Go(func() error {
-		return w.loop(gctx, natsx.StreamEvents, natsx.ConsumerAuditorEvents, func(b *store.Batch, m jetstream.Msg) error {
-			meta, err := m.Metadata()
-			if err != nil {
-				return err
-			}
+		return w.loop(gctx, natsx.StreamEvents, natsx.ConsumerAuditorEvents, func(it *item) error {
+			m := it.msg
 			ev := events.FromMsg(m.Subject(), m.Headers(), m.Data())
 			if ev.ID == "" {
 				return errors.New("event without an id header")
 			}
-			b.Events = append(b.Events, store.Event{
+			r := &store.Routed{Event: store.Event{
 				ID:          ev.ID,
 				Subject:     ev.Subject,
 				Source:      ev.Source,
 				Type:        ev.Type,
-				StreamSeq:   meta.Sequence.Stream,
-				ReceivedAt:  receivedAt(ev, meta),
+				StreamSeq:   it.meta.Sequence.Stream,
+				ReceivedAt:  receivedAt(ev, it.meta),
 				ContentType: ev.ContentType,
 				Payload:     ev.Data,
 				Headers:     keptHeaders(m.Headers()),
-			})
+			}}
+			if w.cfg.Route != nil {
+				r.Destinations = w.cfg.Route(ev.Subject)
+			}
+			it.event = r
 			return nil
 		})
 	})
+	g.Go(func() error { w.monitor(gctx); return nil })
 	return g.Wait()
 }
 
@@ -138,7 +223,7 @@ func keptHeaders(h nats.Header) map[string]string {
 	return out
 }
 
-func (w *Writer) loop(ctx context.Context, stream, consumer string, add func(*store.Batch, jetstream.Msg) error) error {
+func (w *Writer) loop(ctx context.Context, stream, consumer string, decode func(*item) error) error {
 	cons, err := w.js.Consumer(ctx, stream, consumer)
 	if err != nil {
 		return fmt.Errorf("auditor: open consumer %s on %s: %w", consumer, stream, err)
@@ -165,57 +250,195 @@ func (w *Writer) loop(ctx context.Context, stream, consumer string, add func(*st
 			}
 			msgs = append(msgs, m)
 		}
-		var batch store.Batch
-		var good []jetstream.Msg
+		var items, bad []item
+		var badErrs []error
+		var oldest time.Time
 		for _, m := range msgs {
-			if err := add(&batch, m); err != nil {
-				// A message that cannot be decoded will never be; keep it
-				// out of the way and say so loudly.
-				log.ErrorContext(ctx, "undecodable message terminated", slog.String("subject", m.Subject()), slog.Any("error", err))
-				_ = m.TermWithReason("undecodable: " + err.Error())
+			x := item{msg: m}
+			meta, err := m.Metadata()
+			if err == nil {
+				x.meta = meta
+				if oldest.IsZero() || meta.Timestamp.Before(oldest) {
+					oldest = meta.Timestamp
+				}
+				err = decode(&x)
+			}
+			if err != nil {
+				// It will never decode: keep it whole, out of the way.
+				bad, badErrs = append(bad, x), append(badErrs, fmt.Errorf("undecodable: %w", err))
 				continue
 			}
-			good = append(good, m)
+			items = append(items, x)
 		}
-		if !w.write(ctx, log, batch, good) {
+		w.setOldest(stream, oldest)
+		ok := true
+		for i, x := range bad {
+			ok = ok && w.park(ctx, log, stream, x, badErrs[i])
+		}
+		ok = ok && w.commit(ctx, log, stream, items)
+		w.setOldest(stream, time.Time{})
+		if !ok {
 			return nil // shutting down; unacked messages are redelivered
 		}
-		for _, m := range good {
+		for _, m := range msgs {
 			_ = m.Ack()
 		}
-		w.written.WithLabelValues(stream).Add(float64(len(good)))
 	}
 }
 
-// write commits the batch, retrying with backoff until it succeeds or ctx
-// ends. While retrying it keeps the messages' ack deadlines moving.
-func (w *Writer) write(ctx context.Context, log *slog.Logger, b store.Batch, msgs []jetstream.Msg) bool {
+func (w *Writer) setOldest(stream string, t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if t.IsZero() {
+		delete(w.oldest, stream)
+	} else {
+		w.oldest[stream] = t
+	}
+}
+
+// commit writes items, bisecting when the database refuses the data, and
+// parking what it refuses on its own. It returns false when ctx ended.
+func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, items []item) bool {
+	if len(items) == 0 {
+		return true
+	}
+	err := w.write(ctx, log, items)
+	switch {
+	case err == nil:
+		w.m.written.WithLabelValues(stream).Add(float64(len(items)))
+		return true
+	case ctx.Err() != nil:
+		return false
+	case len(items) == 1:
+		return w.park(ctx, log, stream, items[0], err)
+	}
+	log.WarnContext(ctx, "the audit store refused a batch; bisecting it to set the bad items aside",
+		slog.Int("items", len(items)), slog.Any("error", err))
+	half := len(items) / 2
+	return w.commit(ctx, log, stream, items[:half]) && w.commit(ctx, log, stream, items[half:])
+}
+
+// unknownErrorTries is how often an error that is neither "unavailable"
+// nor "refused" is retried before the batch is treated as refused.
+const unknownErrorTries = 3
+
+// write stores items, retrying with backoff while the store is unavailable
+// (keeping the messages' ack deadlines moving). It returns nil, ctx's
+// error, or the error of a batch the store refused.
+func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item) error {
+	var b store.Batch
+	for _, x := range items {
+		if x.event != nil {
+			b.Events = append(b.Events, *x.event)
+		} else {
+			b.Records = append(b.Records, x.record)
+		}
+	}
 	wait := 100 * time.Millisecond
 	lastProgress := time.Now()
+	unknown := 0
 	for failures := 0; ; failures++ {
-		err := w.store.Write(ctx, b)
+		wctx, cancel := context.WithTimeout(ctx, w.cfg.WriteTimeout)
+		err := w.store.Write(wctx, b)
+		cancel()
 		if err == nil {
-			if failures > 0 {
-				log.InfoContext(ctx, "audit store writable again", slog.Int("failed_tries", failures))
+			w.succeeded(ctx, log, failures)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.m.errors.Inc()
+		if errors.Is(err, store.ErrRejected) {
+			return err
+		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			if unknown++; unknown >= unknownErrorTries {
+				return err
 			}
+		}
+		w.failed(err)
+		log.WarnContext(ctx, "audit batch not written; will retry", slog.Int("items", b.Len()), slog.Duration("retry_in", wait), slog.Any("error", err))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait = min(wait*2, 5*time.Second)
+		if time.Since(lastProgress) > 10*time.Second {
+			for _, x := range items {
+				_ = x.msg.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+	}
+}
+
+func (w *Writer) failed(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failingSince.IsZero() {
+		w.failingSince = w.cfg.Now()
+	}
+	w.lastError = err.Error()
+}
+
+func (w *Writer) succeeded(ctx context.Context, log *slog.Logger, failures int) {
+	w.mu.Lock()
+	since := w.failingSince
+	w.failingSince = time.Time{}
+	w.mu.Unlock()
+	if failures > 0 {
+		log.InfoContext(ctx, "audit store writable again", slog.Int("failed_tries", failures), slog.Duration("failing_for", w.cfg.Now().Sub(since)))
+	}
+}
+
+// park keeps an item the store refused (or that cannot be decoded) in the
+// parked table, whole. If even that is refused, the message is terminated
+// with the reason, and the log keeps what identifies it. It returns false
+// when ctx ended.
+func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x item, cause error) bool {
+	p := store.Parked{
+		Stream:   stream,
+		Subject:  x.msg.Subject(),
+		Error:    cause.Error(),
+		ParkedAt: w.cfg.Now(),
+		Data:     x.msg.Data(),
+		Headers:  keptHeaders(x.msg.Headers()),
+	}
+	if x.meta != nil {
+		p.StreamSeq = x.meta.Sequence.Stream
+	}
+	p.ID = stream + ":" + strconv.FormatUint(p.StreamSeq, 10)
+	attrs := []any{slog.String("subject", p.Subject), slog.Uint64("stream_seq", p.StreamSeq), slog.Any("error", cause)}
+	if x.record != nil {
+		attrs = append(attrs, slog.String("record_id", x.record.GetId()))
+	}
+	if x.event != nil {
+		attrs = append(attrs, slog.String("event_id", x.event.ID))
+	}
+	wait := 100 * time.Millisecond
+	for {
+		err := w.store.Park(ctx, []store.Parked{p})
+		if err == nil {
+			w.m.parked.WithLabelValues(stream).Inc()
+			log.ErrorContext(ctx, "audit item refused by the store; parked whole (see GET /v1/parked)", attrs...)
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		w.errors.Inc()
-		log.WarnContext(ctx, "audit batch not written; will retry", slog.Int("items", b.Len()), slog.Duration("retry_in", wait), slog.Any("error", err))
+		if !errors.Is(err, store.ErrUnavailable) {
+			log.ErrorContext(ctx, "audit item refused by the store and could not be parked; terminating its message",
+				append(attrs, slog.Any("park_error", err))...)
+			_ = x.msg.TermWithReason("refused by the audit store: " + cause.Error())
+			return true
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return false
 		}
 		wait = min(wait*2, 5*time.Second)
-		if time.Since(lastProgress) > 10*time.Second {
-			for _, m := range msgs {
-				_ = m.InProgress()
-			}
-			lastProgress = time.Now()
-		}
 	}
 }

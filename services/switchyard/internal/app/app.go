@@ -30,14 +30,7 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	defer env.Close()
 	log := env.Log
 
-	aud, err := auditor.New(ctx, env.JS, auditor.Config{
-		DatabaseURL: cfg.DatabaseURL.Reveal(),
-		DataDir:     cfg.DataDir,
-		Listen:      cfg.Auditor.Listen,
-		BatchSize:   cfg.Auditor.BatchSize,
-		Logger:      log.With(slog.String("service", "auditor")),
-		Registerer:  env.Registry,
-	})
+	aud, err := auditor.New(ctx, env.JS, auditor.FromConfig(cfg, log.With(slog.String("service", "auditor")), env.Registry))
 	if err != nil {
 		return err
 	}

@@ -75,5 +75,6 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	})
 	root.AddCommand(sendWebhookCmd())
 	root.AddCommand(silencesCmd(load))
+	root.AddCommand(auditCmds(load)...)
 	return root.ExecuteContext(ctx)
 }

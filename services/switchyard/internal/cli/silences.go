@@ -32,7 +32,7 @@ type silence struct {
 
 // silencesCmd manages alert silences through the auditor's admin API.
 func silencesCmd(load func() (config.Config, error)) *cobra.Command {
-	var apiURL, token string
+	af := auditFlags{load: load}
 	cmd := &cobra.Command{
 		Use:   "silences",
 		Short: "List, add and expire alert silences (through the auditor's admin API)",
@@ -40,18 +40,10 @@ func silencesCmd(load func() (config.Config, error)) *cobra.Command {
 Labels: rule, destination, source, severity. Matchers: name=value, name!=value,
 name=~regex, name!~regex (anchored).`,
 	}
-	cmd.PersistentFlags().StringVar(&apiURL, "api", "", "admin API base URL (default: http:// + auditor.listen from the config)")
-	cmd.PersistentFlags().StringVar(&token, "token", os.Getenv("SWITCHYARD_API_TOKEN"), "admin API bearer token (default $SWITCHYARD_API_TOKEN)")
+	af.add(cmd)
 	client := func() (*adminClient, error) {
-		base := apiURL
-		if base == "" {
-			cfg, err := load()
-			if err != nil {
-				return nil, fmt.Errorf("%w (or give --api)", err)
-			}
-			base = "http://" + dialable(cfg.Auditor.Listen)
-		}
-		return &adminClient{base: strings.TrimSuffix(base, "/"), token: token, http: &http.Client{Timeout: 15 * time.Second}}, nil
+		base, token := af.resolve()
+		return &adminClient{base: base, token: token, http: &http.Client{Timeout: 15 * time.Second}}, nil
 	}
 
 	list := &cobra.Command{
@@ -173,7 +165,7 @@ func (c *adminClient) do(cmd *cobra.Command, method, path string, body, out any)
 	}
 	req, err := http.NewRequestWithContext(cmd.Context(), method, c.base+path, r)
 	if err != nil {
-		return fmt.Errorf("--api: %w", err)
+		return fmt.Errorf("--url: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.token != "" {
@@ -181,7 +173,7 @@ func (c *adminClient) do(cmd *cobra.Command, method, path string, body, out any)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("the admin API at %s is not reachable (is the auditor running? see --api): %w", c.base, err)
+		return fmt.Errorf("the admin API at %s is not reachable (is the auditor running? see --url): %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -30,7 +30,7 @@ func TestSilencesCommands(t *testing.T) {
 
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := cli.Execute(ctx, append([]string{"silences", "--api", srv.URL}, args...), &out, &out)
+		err := cli.Execute(ctx, append([]string{"silences", "--url", srv.URL}, args...), &out, &out)
 		return out.String(), err
 	}
 
@@ -58,7 +58,7 @@ func TestSilencesCommands(t *testing.T) {
 		t.Errorf("expire unknown: %v", err)
 	}
 	var out2 bytes.Buffer
-	err = cli.Execute(ctx, []string{"silences", "--api", "http://127.0.0.1:1", "list"}, &out2, &out2)
+	err = cli.Execute(ctx, []string{"silences", "--url", "http://127.0.0.1:1", "list"}, &out2, &out2)
 	if err == nil || !strings.Contains(err.Error(), "not reachable") {
 		t.Errorf("list with no API: %v", err)
 	}

@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"NULCharacters", testNULCharacters},
 	}
+	tests = append(tests, modelTests...)
+	tests = append(tests, listTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -85,8 +87,8 @@ func get(t *testing.T, st store.Store, id string) store.EventDetail {
 }
 
 // Event returns a stored event fixture.
-func Event(id string, payload []byte) store.Event {
-	return store.Event{
+func Event(id string, payload []byte) store.Routed {
+	return store.Routed{Event: store.Event{
 		ID:          id,
 		Subject:     "webhooks.shop.order_created",
 		Source:      "shop",
@@ -96,7 +98,7 @@ func Event(id string, payload []byte) store.Event {
 		ContentType: "application/json",
 		Payload:     payload,
 		Headers:     map[string]string{"Switchyard-Event-Id": id, "Switchyard-Source": "shop", "Content-Type": "application/json"},
-	}
+	}}
 }
 
 // Attempt returns a delivery attempt record fixture.
@@ -200,7 +202,7 @@ func FullBatch(eventID string) store.Batch {
 		Rejection("rej-"+eventID, base),
 	}
 	recs = append(recs, Others(base)...)
-	return store.Batch{Events: []store.Event{Event(eventID, []byte(`{"order":42}`))}, Records: recs}
+	return store.Batch{Events: []store.Routed{Event(eventID, []byte(`{"order":42}`))}, Records: recs}
 }
 
 func testMigrateIdempotent(t *testing.T, st store.Store) {
@@ -247,7 +249,7 @@ func testGetEvent(t *testing.T, st store.Store) {
 	write(t, st, FullBatch("ev-other"))
 
 	d := get(t, st, "ev-1")
-	CheckEvent(t, d.Event, b.Events[0])
+	CheckEvent(t, d.Event, b.Events[0].Event)
 
 	wantOrder := []struct {
 		dest    string
@@ -329,7 +331,7 @@ func testRewrite(t *testing.T, st store.Store) {
 	b := FullBatch("ev-rewrite")
 	write(t, st, b)
 	before := get(t, st, "ev-rewrite")
-	rejBefore, err := st.ListRejections(ctx(t), 100)
+	rejBefore, _, err := st.ListRejections(ctx(t), store.RejectionFilter{}, store.Page{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,13 +349,13 @@ func testRewrite(t *testing.T, st store.Store) {
 		t.Errorf("after re-writing: %d attempts, %d dead letters; before: %d, %d",
 			len(after.Attempts), len(after.DeadLetters), len(before.Attempts), len(before.DeadLetters))
 	}
-	CheckEvent(t, after.Event, b.Events[0])
+	CheckEvent(t, after.Event, b.Events[0].Event)
 	for _, a := range after.Attempts {
 		if a.StatusCode == 599 {
 			t.Error("a re-written attempt overwrote the stored one")
 		}
 	}
-	rejAfter, err := st.ListRejections(ctx(t), 100)
+	rejAfter, _, err := st.ListRejections(ctx(t), store.RejectionFilter{}, store.Page{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +376,7 @@ func testDuplicatesWithinBatch(t *testing.T, st store.Store) {
 	if len(d.Attempts) != 4 || len(d.DeadLetters) != 1 || d.Event == nil {
 		t.Errorf("got %d attempts, %d dead letters, event %v; want 4, 1, present", len(d.Attempts), len(d.DeadLetters), d.Event != nil)
 	}
-	rs, err := st.ListRejections(ctx(t), 100)
+	rs, _, err := st.ListRejections(ctx(t), store.RejectionFilter{}, store.Page{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,9 +404,9 @@ func testAttemptsBeforeEvent(t *testing.T, st store.Store) {
 	}
 
 	ev := Event("ev-early", []byte(`{}`))
-	write(t, st, store.Batch{Events: []store.Event{ev}})
+	write(t, st, store.Batch{Events: []store.Routed{ev}})
 	d = get(t, st, "ev-early")
-	CheckEvent(t, d.Event, ev)
+	CheckEvent(t, d.Event, ev.Event)
 	if len(d.Attempts) != 1 {
 		t.Errorf("%d attempts after the event arrived, want 1", len(d.Attempts))
 	}
@@ -470,7 +472,7 @@ func testPayloads(t *testing.T, st store.Store) {
 
 func testListRejections(t *testing.T, st store.Store) {
 	migrate(t, st)
-	rs, err := st.ListRejections(ctx(t), 10)
+	rs, _, err := st.ListRejections(ctx(t), store.RejectionFilter{}, store.Page{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +489,7 @@ func testListRejections(t *testing.T, st store.Store) {
 	}})
 	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{Rejection("r3", base.Add(3*time.Second))}})
 
-	all, err := st.ListRejections(ctx(t), 100)
+	all, _, err := st.ListRejections(ctx(t), store.RejectionFilter{}, store.Page{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +500,7 @@ func testListRejections(t *testing.T, st store.Store) {
 	if want := "[r5 r4b r4a r3 r2 r1]"; fmt.Sprint(ids) != want {
 		t.Errorf("order = %v, want newest first %s", ids, want)
 	}
-	top, err := st.ListRejections(ctx(t), 2)
+	top, _, err := st.ListRejections(ctx(t), store.RejectionFilter{}, store.Page{Limit: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +570,7 @@ func testNULCharacters(t *testing.T, st store.Store) {
 	alert := &switchyardv1.AuditRecord{Id: "alert-nul", Time: timestamppb.New(base), Service: "notifier", Detail: &switchyardv1.AuditRecord_Alert{
 		Alert: &switchyardv1.AlertNotification{Rule: "DeliveryDeadLettered", Error: "Slack answered 400 \x00", Labels: map[string]string{"k\x00": "v\x00"}},
 	}}
-	write(t, st, store.Batch{Events: []store.Event{ev}, Records: []*switchyardv1.AuditRecord{att, dl, rej, alert}})
+	write(t, st, store.Batch{Events: []store.Routed{ev}, Records: []*switchyardv1.AuditRecord{att, dl, rej, alert}})
 
 	d := get(t, st, "ev-nul")
 	if d.Event == nil || len(d.Attempts) != 1 || len(d.DeadLetters) != 1 {
@@ -583,7 +585,7 @@ func testNULCharacters(t *testing.T, st store.Store) {
 	if !strings.Contains(d.Attempts[0].ResponseSnippet, "binary error page") {
 		t.Errorf("snippet = %q", d.Attempts[0].ResponseSnippet)
 	}
-	rs, err := st.ListRejections(ctx(t), 10)
+	rs, _, err := st.ListRejections(ctx(t), store.RejectionFilter{}, store.Page{Limit: 10})
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("rejections = %v, %v", rs, err)
 	}

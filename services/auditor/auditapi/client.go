@@ -1,0 +1,130 @@
+package auditapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client calls the audit API.
+type Client struct {
+	// BaseURL is the API's root, e.g. http://127.0.0.1:8081.
+	BaseURL string
+	// Token is the admin bearer token; empty sends none.
+	Token string
+	// RequestedBy names the caller in replay audit records.
+	RequestedBy string
+	// HTTP is the client to use; nil uses one with a 30s timeout.
+	HTTP *http.Client
+}
+
+// ErrUnreachable wraps errors that mean no answer came back.
+var ErrUnreachable = errors.New("the audit API did not answer")
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any, idemKey string, out any) (int, error) {
+	u := strings.TrimRight(c.BaseURL, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, fmt.Errorf("audit API URL %q: %w", c.BaseURL, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if c.RequestedBy != "" {
+		req.Header.Set("Switchyard-Requested-By", c.RequestedBy)
+	}
+	if idemKey != "" {
+		req.Header.Set("Idempotency-Key", idemKey)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.BaseURL, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.Unmarshal(data, &e) != nil || e.Code == "" {
+			e = Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "_")), Message: strings.TrimSpace(string(data))}
+		}
+		return resp.StatusCode, &e
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode the answer of %s %s: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// ListEvents is GET /v1/events with the given filters (source, type,
+// subject, destination, status, since, until, event_id, q, limit, cursor).
+func (c *Client) ListEvents(ctx context.Context, filters url.Values) (List[Event], error) {
+	var out List[Event]
+	_, err := c.do(ctx, http.MethodGet, "/v1/events", filters, nil, "", &out)
+	return out, err
+}
+
+// GetEvent is GET /v1/events/{id}.
+func (c *Client) GetEvent(ctx context.Context, id string) (EventDetail, error) {
+	var out EventDetail
+	_, err := c.do(ctx, http.MethodGet, "/v1/events/"+url.PathEscape(id), nil, nil, "", &out)
+	return out, err
+}
+
+// ListDeliveries is GET /v1/deliveries.
+func (c *Client) ListDeliveries(ctx context.Context, filters url.Values) (List[Delivery], error) {
+	var out List[Delivery]
+	_, err := c.do(ctx, http.MethodGet, "/v1/deliveries", filters, nil, "", &out)
+	return out, err
+}
+
+// ListDeadLetters is GET /v1/dead-letters.
+func (c *Client) ListDeadLetters(ctx context.Context, filters url.Values) (List[DeadLetter], error) {
+	var out List[DeadLetter]
+	_, err := c.do(ctx, http.MethodGet, "/v1/dead-letters", filters, nil, "", &out)
+	return out, err
+}
+
+// Replay is POST /v1/dead-letters/{id}/replay. key, when set, names the
+// request (Idempotency-Key): the same key replays once.
+func (c *Client) Replay(ctx context.Context, id, key string) (ReplayResult, error) {
+	var out ReplayResult
+	_, err := c.do(ctx, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(id)+"/replay", nil, nil, key, &out)
+	return out, err
+}
+
+// BulkReplay is POST /v1/dead-letters/replay.
+func (c *Client) BulkReplay(ctx context.Context, req BulkReplayRequest, key string) (BulkReplayResult, error) {
+	var out BulkReplayResult
+	_, err := c.do(ctx, http.MethodPost, "/v1/dead-letters/replay", nil, req, key, &out)
+	return out, err
+}

@@ -1,0 +1,261 @@
+// Package auditapi is the audit log's query and replay API as Go types and a
+// client: what GET /v1/events and friends answer, and what the switchyard
+// CLI sends. The auditor's store returns these types and its HTTP handlers
+// encode them, so the three cannot drift apart.
+package auditapi
+
+import (
+	"time"
+)
+
+// Delivery statuses: where the delivery of one event to one destination
+// stands.
+const (
+	// StatusPending: the event is stored and routed to the destination; no
+	// attempt is recorded yet.
+	StatusPending = "pending"
+	// StatusDelivered: the destination answered 2xx.
+	StatusDelivered = "delivered"
+	// StatusRetrying: the last attempt failed and another is scheduled.
+	StatusRetrying = "retrying"
+	// StatusDeadLettered: Switchyard gave up; a dead letter holds the event.
+	StatusDeadLettered = "dead_lettered"
+	// StatusReplayed: a dead letter was sent again and its first attempt is
+	// not recorded yet.
+	StatusReplayed = "replayed"
+)
+
+// Statuses lists every delivery status.
+var Statuses = []string{StatusPending, StatusDelivered, StatusRetrying, StatusDeadLettered, StatusReplayed}
+
+// Event is a stored event. In lists the payload is left out.
+type Event struct {
+	ID          string    `json:"id"`
+	Subject     string    `json:"subject,omitempty"`
+	Source      string    `json:"source,omitempty"`
+	Type        string    `json:"type,omitempty"`
+	StreamSeq   uint64    `json:"stream_seq,omitempty"`
+	ReceivedAt  time.Time `json:"received_at"`
+	ContentType string    `json:"content_type,omitempty"`
+	PayloadSize int       `json:"payload_size"`
+	PayloadHash string    `json:"payload_sha256,omitempty"`
+	// PayloadDroppedAt is set once retention removed the body; the
+	// metadata stays.
+	PayloadDroppedAt *time.Time `json:"payload_dropped_at,omitempty"`
+	// PayloadText is the body when it is valid UTF-8; otherwise
+	// PayloadBase64 holds it (event detail only).
+	PayloadText   *string           `json:"payload,omitempty"`
+	PayloadBase64 []byte            `json:"payload_base64,omitempty"`
+	Headers       map[string]string `json:"headers,omitempty"`
+	// Payload is the body as stored (nil after retention).
+	Payload []byte `json:"-"`
+}
+
+// Delivery is where the delivery of one event to one destination stands.
+type Delivery struct {
+	EventID     string `json:"event_id"`
+	Destination string `json:"destination"`
+	Status      string `json:"status"`
+	// Attempts counts the attempts of the current round (the original
+	// delivery, or the latest replay); TotalAttempts counts every round.
+	Attempts       int        `json:"attempts"`
+	TotalAttempts  int        `json:"total_attempts"`
+	LastStatusCode int        `json:"last_status_code,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	FirstAttemptAt *time.Time `json:"first_attempt_at,omitempty"`
+	LastAttemptAt  *time.Time `json:"last_attempt_at,omitempty"`
+	// DeliveredAt is when a destination first acknowledged the event.
+	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+	// DeadLetterID is the latest dead letter of this delivery.
+	DeadLetterID string `json:"dead_letter_id,omitempty"`
+	// ReplayOf is the dead letter the current round replays.
+	ReplayOf string `json:"replay_of,omitempty"`
+	// UpdatedAt is when the latest thing recorded about it happened.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Attempt is one HTTP request to a destination.
+type Attempt struct {
+	ID          string    `json:"id"`
+	EventID     string    `json:"event_id"`
+	Destination string    `json:"destination"`
+	Attempt     int       `json:"attempt"`
+	StreamSeq   uint64    `json:"stream_seq"`
+	StartedAt   time.Time `json:"started_at"`
+	// Duration of the request; DurationMS is the same in milliseconds.
+	Duration        time.Duration `json:"-"`
+	DurationMS      float64       `json:"duration_ms"`
+	StatusCode      int           `json:"status_code"`
+	Outcome         string        `json:"outcome"`
+	Error           string        `json:"error,omitempty"`
+	ResponseSnippet string        `json:"response_snippet,omitempty"`
+	Final           bool          `json:"final"`
+	ReplayOf        string        `json:"replay_of,omitempty"`
+}
+
+// DeadLetter is a delivery Switchyard gave up on (the payload stays with the
+// event, or in the DEAD_LETTERS stream).
+type DeadLetter struct {
+	ID              string    `json:"id"`
+	EventID         string    `json:"event_id"`
+	Destination     string    `json:"destination"`
+	Subject         string    `json:"subject"`
+	Reason          string    `json:"reason"`
+	Attempts        int       `json:"attempts"`
+	LastStatusCode  int       `json:"last_status_code"`
+	LastError       string    `json:"last_error,omitempty"`
+	ResponseSnippet string    `json:"response_snippet,omitempty"`
+	DeadLetteredAt  time.Time `json:"dead_lettered_at"`
+	StreamSeq       uint64    `json:"stream_seq"`
+	ReplayOf        string    `json:"replay_of,omitempty"`
+	// Replays counts the times it was sent again.
+	Replays int `json:"replays"`
+}
+
+// Replay is one dead letter sent again.
+type Replay struct {
+	ID           string    `json:"id"`
+	DeadLetterID string    `json:"dead_letter_id"`
+	EventID      string    `json:"event_id"`
+	Destination  string    `json:"destination"`
+	Subject      string    `json:"subject"`
+	StreamSeq    uint64    `json:"stream_seq"`
+	RequestedBy  string    `json:"requested_by,omitempty"`
+	At           time.Time `json:"at"`
+}
+
+// Rejection is a webhook ingress refused.
+type Rejection struct {
+	ID         string    `json:"id"`
+	At         time.Time `json:"at"`
+	Source     string    `json:"source"`
+	Reason     string    `json:"reason"`
+	Detail     string    `json:"detail"`
+	RemoteAddr string    `json:"remote_addr"`
+	StatusCode int       `json:"status_code"`
+	EventID    string    `json:"event_id,omitempty"`
+}
+
+// CircuitChange is a destination breaker's state change.
+type CircuitChange struct {
+	ID          string    `json:"id"`
+	At          time.Time `json:"at"`
+	Destination string    `json:"destination"`
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	Reason      string    `json:"reason,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// Parked is a message the auditor could not store however often it tried
+// (a poison record): kept whole so that nothing is lost, and listed so that
+// a person can act on it.
+type Parked struct {
+	ID        string    `json:"id"`
+	Stream    string    `json:"stream"`
+	Subject   string    `json:"subject"`
+	StreamSeq uint64    `json:"stream_seq"`
+	Error     string    `json:"error"`
+	ParkedAt  time.Time `json:"parked_at"`
+	// Data is the message body; Headers its headers.
+	Data    []byte            `json:"data"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// EventDetail is GET /v1/events/{id}: the event (absent when only the
+// attempts are known yet), and everything that happened to it.
+type EventDetail struct {
+	Event
+	// Known is false when the event row is not written yet (its attempts
+	// arrived first); the event fields are then empty.
+	Known       bool         `json:"known"`
+	Deliveries  []Delivery   `json:"deliveries"`
+	Attempts    []Attempt    `json:"attempts"`
+	DeadLetters []DeadLetter `json:"dead_letters"`
+	Replays     []Replay     `json:"replays"`
+}
+
+// DestinationStatus is one row of GET /v1/destinations.
+type DestinationStatus struct {
+	Name string `json:"name"`
+	// Backlog is what the dispatcher's consumer has yet to finish: events
+	// not yet delivered to it (Pending) and delivered but not settled
+	// (AckPending: in flight or waiting for a retry). Nil when the
+	// consumer could not be read.
+	Backlog *Backlog `json:"backlog,omitempty"`
+	// Window is the period the rates cover, ending now.
+	Window       string  `json:"window"`
+	Attempts     int     `json:"attempts"`
+	Delivered    int     `json:"delivered"`
+	SuccessRate  float64 `json:"success_rate"`
+	P95LatencyMS float64 `json:"p95_latency_ms"`
+	// Breaker is the state of the latest circuit change (closed when none
+	// is recorded).
+	Breaker      string     `json:"breaker"`
+	BreakerSince *time.Time `json:"breaker_since,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	LastErrorAt  *time.Time `json:"last_error_at,omitempty"`
+	DeadLettered int        `json:"dead_lettered"`
+}
+
+// Backlog is a destination consumer's backlog.
+type Backlog struct {
+	Pending    uint64 `json:"pending"`
+	AckPending int    `json:"ack_pending"`
+	Paused     bool   `json:"paused"`
+}
+
+// List is a page of items and the cursor of the next page (empty on the
+// last page).
+type List[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// ReplayResult says what a replay request did for one dead letter.
+type ReplayResult struct {
+	DeadLetterID string `json:"dead_letter_id"`
+	EventID      string `json:"event_id"`
+	Destination  string `json:"destination"`
+	Subject      string `json:"subject,omitempty"`
+	// MsgID is the replay's Nats-Msg-Id.
+	MsgID     string `json:"msg_id,omitempty"`
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
+	// Duplicate is true when the same replay request was already published
+	// (a double click): nothing new was sent.
+	Duplicate bool   `json:"duplicate"`
+	Error     string `json:"error,omitempty"`
+}
+
+// BulkReplayRequest is POST /v1/dead-letters/replay: replay the current
+// dead letters of the deliveries that match (those whose latest round ended
+// in a dead letter).
+type BulkReplayRequest struct {
+	Destination string     `json:"destination"`
+	Source      string     `json:"source,omitempty"`
+	EventID     string     `json:"event_id,omitempty"`
+	Since       *time.Time `json:"since,omitempty"`
+	Until       *time.Time `json:"until,omitempty"`
+	Q           string     `json:"q,omitempty"`
+	// Limit bounds the replays of one request (default 100, at most 1000).
+	Limit int `json:"limit,omitempty"`
+	// DryRun lists what would be replayed without sending anything.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// BulkReplayResult is the answer to a bulk replay.
+type BulkReplayResult struct {
+	Matched  int            `json:"matched"`
+	Replayed int            `json:"replayed"`
+	Failed   int            `json:"failed"`
+	DryRun   bool           `json:"dry_run"`
+	Results  []ReplayResult `json:"results"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }

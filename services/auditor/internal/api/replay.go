@@ -1,0 +1,291 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/natsx"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
+	"github.com/switchyard/switchyard/services/auditor/internal/store"
+)
+
+// Headers of a replay request.
+const (
+	// HeaderIdempotencyKey names one replay request: the same key replays
+	// a dead letter once, however often it is sent (within the EVENTS
+	// duplicate window).
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// HeaderRequestedBy says who asked, for the audit log.
+	HeaderRequestedBy = "Switchyard-Requested-By"
+)
+
+// ErrPayloadGone is returned when neither the events table nor the
+// DEAD_LETTERS stream still holds the payload of a dead letter.
+var ErrPayloadGone = errors.New("the payload is no longer kept")
+
+// replayer republishes dead letters to their destination's replay subject.
+type replayer struct {
+	cfg Config
+}
+
+// MsgID is the replay's Nats-Msg-Id. The key names the request: "k:" and
+// the client's Idempotency-Key, or else one more than the number of
+// replays of this dead letter recorded before the duplicate window. So a
+// double click or a retried request gets the same id as the first and
+// JetStream stores it once; a replay asked for after the window gets the
+// next number and goes out. (Within the window, a client that means it
+// sends a fresh Idempotency-Key: the CLI's --force.)
+func MsgID(deadLetterID, key string) string { return "replay:" + deadLetterID + ":" + key }
+
+// Replay sends one dead letter again and records it.
+func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, requestedBy string) (auditapi.ReplayResult, error) {
+	res := auditapi.ReplayResult{DeadLetterID: dl.ID, EventID: dl.EventID, Destination: dl.Destination}
+	if r.cfg.JS == nil {
+		return res, apiError(http.StatusServiceUnavailable, "unavailable", "replay needs NATS, and this API has no connection")
+	}
+	payload, headers, subject, earlier, err := r.source(ctx, dl)
+	if err != nil {
+		return res, err
+	}
+	if key != "" {
+		key = "k:" + key
+	} else {
+		settled := 0
+		for _, rp := range earlier {
+			if rp.DeadLetterID == dl.ID && rp.At.Before(r.cfg.Now().Add(-r.cfg.DuplicateWindow)) {
+				settled++
+			}
+		}
+		key = strconv.Itoa(settled + 1)
+	}
+	res.MsgID = MsgID(dl.ID, key)
+	res.Subject = events.ReplaySubject(dl.Destination, subject)
+	m := nats.NewMsg(res.Subject)
+	for k, v := range headers {
+		if !strings.HasPrefix(k, "Nats-") {
+			m.Header.Set(k, v)
+		}
+	}
+	m.Header.Set(events.HeaderEventID, dl.EventID)
+	m.Header.Set(events.HeaderReplayOf, dl.ID)
+	m.Header.Set(nats.MsgIdHdr, res.MsgID)
+	m.Data = payload
+	ack, err := r.cfg.JS.PublishMsg(ctx, m)
+	if err != nil {
+		return res, fmt.Errorf("publish replay of %s: %w", dl.ID, err)
+	}
+	res.StreamSeq, res.Duplicate = ack.Sequence, ack.Duplicate
+	// Recorded even for a duplicate publish (same record id, so stored
+	// once): the first request may have died between the two.
+	rec := &switchyardv1.AuditRecord{
+		Id:      "replayed:" + res.MsgID,
+		Time:    timestamppb.New(r.cfg.Now()),
+		Service: "auditor",
+		Detail: &switchyardv1.AuditRecord_Replayed{Replayed: &switchyardv1.Replayed{
+			DeadLetterId: dl.ID, EventId: dl.EventID, Destination: dl.Destination,
+			Subject: res.Subject, StreamSeq: ack.Sequence, RequestedBy: requestedBy,
+		}},
+	}
+	if r.cfg.Audit != nil {
+		if err := r.cfg.Audit.Emit(ctx, rec); err != nil {
+			r.cfg.Logger.ErrorContext(ctx, "replay sent but its audit record was not", slog.String("dead_letter_id", dl.ID), slog.Any("error", err))
+		}
+	}
+	// Also straight into the store, so that the replay count (and the next
+	// replay's key) is right at once even while the writer is behind.
+	if err := r.cfg.Store.Write(ctx, store.Batch{Records: []*switchyardv1.AuditRecord{rec}}); err != nil {
+		r.cfg.Logger.WarnContext(ctx, "replay not yet in the audit store; the writer will add it", slog.String("dead_letter_id", dl.ID), slog.Any("error", err))
+	}
+	r.cfg.Logger.InfoContext(ctx, "dead letter replayed", slog.String("dead_letter_id", dl.ID), slog.String("event_id", dl.EventID),
+		slog.String("destination", dl.Destination), slog.String("msg_id", res.MsgID), slog.Bool("duplicate", res.Duplicate),
+		slog.String("requested_by", requestedBy))
+	return res, nil
+}
+
+// source finds the payload, headers and original subject of a dead letter
+// (and the event's recorded replays): from the events table, or, when
+// retention dropped the body there, from the DEAD_LETTERS stream, which
+// carries the payload.
+func (r *replayer) source(ctx context.Context, dl store.DeadLetter) ([]byte, map[string]string, string, []store.Replay, error) {
+	d, err := r.cfg.Store.GetEvent(ctx, dl.EventID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, "", nil, err
+	}
+	if d.Event != nil && d.Event.Payload != nil {
+		h := d.Event.Headers
+		if h == nil {
+			h = map[string]string{}
+		}
+		if d.Event.ContentType != "" {
+			h[events.HeaderContentType] = d.Event.ContentType
+		}
+		return d.Event.Payload, h, d.Event.Subject, d.Replays, nil
+	}
+	full, err := r.fromStream(ctx, dl)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	return full.Payload, full.Headers, originalSubject(dl), d.Replays, nil
+}
+
+// originalSubject is the subject the event was first stored on: a replay's
+// dead letter carries the replay subject.
+func originalSubject(dl store.DeadLetter) string {
+	if rest, ok := strings.CutPrefix(dl.Subject, "replay."+dl.Destination+"."); ok {
+		return rest
+	}
+	return dl.Subject
+}
+
+// fromStream reads the dead letter from DEAD_LETTERS: an ordered consumer
+// on the destination's subject from shortly before it was stored, until
+// the message whose Nats-Msg-Id is the dead letter id.
+func (r *replayer) fromStream(ctx context.Context, dl store.DeadLetter) (*switchyardv1.DeadLetter, error) {
+	start := dl.DeadLetteredAt.Add(-time.Minute)
+	cons, err := r.cfg.JS.OrderedConsumer(ctx, natsx.StreamDeadLetters, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"dlq." + dl.Destination},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &start,
+	})
+	if err != nil {
+		if natsx.IsNotFound(err) {
+			return nil, r.gone(dl)
+		}
+		return nil, fmt.Errorf("read %s: %w", natsx.StreamDeadLetters, err)
+	}
+	for {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", natsx.StreamDeadLetters, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if m.Headers().Get(nats.MsgIdHdr) != dl.ID {
+				continue
+			}
+			var full switchyardv1.DeadLetter
+			if err := proto.Unmarshal(m.Data(), &full); err != nil {
+				return nil, fmt.Errorf("decode dead letter %s: %w", dl.ID, err)
+			}
+			return &full, nil
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("read %s: %w", natsx.StreamDeadLetters, err)
+		}
+		if n == 0 {
+			return nil, r.gone(dl)
+		}
+	}
+}
+
+func (r *replayer) gone(dl store.DeadLetter) error {
+	return apiError(http.StatusGone, "payload_gone", fmt.Sprintf("%v: retention dropped the body of event %q and DEAD_LETTERS no longer holds dead letter %q",
+		ErrPayloadGone, dl.EventID, dl.ID))
+}
+
+func requestedBy(c echo.Context) string {
+	if v := strings.TrimSpace(c.Request().Header.Get(HeaderRequestedBy)); v != "" {
+		return v
+	}
+	return "api"
+}
+
+// replayOne is POST /v1/dead-letters/{id}/replay.
+func (h *handlers) replayOne(c echo.Context) error {
+	id := param(c, "id")
+	ctx := c.Request().Context()
+	dl, err := h.store.GetDeadLetter(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, "not_found", "no dead letter with id "+strconv.Quote(id))
+	}
+	if err != nil {
+		return err
+	}
+	res, err := h.replay.Replay(ctx, dl, strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey)), requestedBy(c))
+	if err != nil {
+		return err
+	}
+	status := http.StatusAccepted
+	if res.Duplicate {
+		status = http.StatusOK
+	}
+	return c.JSON(status, res)
+}
+
+// MaxBulkReplay bounds one bulk replay request.
+const MaxBulkReplay = 1000
+
+// replayBulk is POST /v1/dead-letters/replay: replay the current dead
+// letter of every delivery that matches and ended dead-lettered. A
+// delivery that was replayed is "replayed" (or further on) at once, so
+// sending the same request twice does not replay anything twice.
+func (h *handlers) replayBulk(c echo.Context) error {
+	var req auditapi.BulkReplayRequest
+	if err := c.Bind(&req); err != nil {
+		return badRequest("the body must be a JSON object: " + err.Error())
+	}
+	if req.Destination == "" {
+		return badRequest("destination is required: a bulk replay goes to one destination")
+	}
+	if req.Limit == 0 {
+		req.Limit = 100
+	}
+	if req.Limit < 0 || req.Limit > MaxBulkReplay {
+		return badRequest(fmt.Sprintf("limit must be 1-%d", MaxBulkReplay))
+	}
+	f := store.DeliveryFilter{Destination: req.Destination, Status: auditapi.StatusDeadLettered, EventID: req.EventID, Source: req.Source, Q: req.Q}
+	if req.Since != nil {
+		f.Since = *req.Since
+	}
+	if req.Until != nil {
+		f.Until = *req.Until
+	}
+	ctx := c.Request().Context()
+	var matched []store.Delivery
+	for p := (store.Page{Limit: min(req.Limit, store.MaxLimit)}); len(matched) < req.Limit; {
+		ds, next, err := h.store.ListDeliveries(ctx, f, p)
+		if err != nil {
+			return err
+		}
+		matched = append(matched, ds...)
+		if next == "" {
+			break
+		}
+		p.Cursor = next
+	}
+	matched = matched[:min(len(matched), req.Limit)]
+	out := auditapi.BulkReplayResult{Matched: len(matched), DryRun: req.DryRun, Results: []auditapi.ReplayResult{}}
+	by := requestedBy(c)
+	key := strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey))
+	for _, d := range matched {
+		res := auditapi.ReplayResult{DeadLetterID: d.DeadLetterID, EventID: d.EventID, Destination: d.Destination}
+		dl, err := h.store.GetDeadLetter(ctx, d.DeadLetterID)
+		if err == nil && !req.DryRun {
+			res, err = h.replay.Replay(ctx, dl, key, by)
+		}
+		switch {
+		case err != nil:
+			res.Error = err.Error()
+			out.Failed++
+		case !req.DryRun && !res.Duplicate:
+			out.Replayed++
+		}
+		out.Results = append(out.Results, res)
+	}
+	return c.JSON(http.StatusOK, out)
+}

@@ -483,10 +483,12 @@ func TestWithDefaults(t *testing.T) {
 		},
 		Ops: config.Ops{Listen: "127.0.0.1:9090"},
 		Ingress: config.Ingress{
-			Listen:         ":8080",
-			MaxBody:        1 << 20,
-			ReadTimeout:    config.Duration(10 * time.Second),
-			PublishTimeout: config.Duration(5 * time.Second),
+			Listen:             ":8080",
+			MaxBody:            1 << 20,
+			ReadTimeout:        config.Duration(10 * time.Second),
+			PublishTimeout:     config.Duration(5 * time.Second),
+			IdempotencyHorizon: config.Duration(72 * time.Hour),
+			MaxBatch:           500,
 		},
 		Auditor: config.Auditor{Listen: "127.0.0.1:8081", BatchSize: 500},
 		Sources: []config.Source{{
@@ -527,7 +529,8 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 		DataDir: "/var/lib/switchyard",
 		NATS:    config.NATS{URL: "nats://n:4222", Replicas: 3, EventsMaxAge: config.Duration(time.Hour), DuplicateWindow: config.Duration(time.Minute)},
 		Ops:     config.Ops{Listen: "off"},
-		Ingress: config.Ingress{Listen: ":80", MaxBody: 4096, ReadTimeout: config.Duration(time.Second), PublishTimeout: config.Duration(time.Second)},
+		Ingress: config.Ingress{Listen: ":80", MaxBody: 4096, ReadTimeout: config.Duration(time.Second), PublishTimeout: config.Duration(time.Second),
+			IdempotencyHorizon: config.Duration(time.Hour), MaxBatch: 9},
 		Auditor: config.Auditor{Listen: ":81", BatchSize: 7},
 		Sources: []config.Source{
 			{Name: "a", Tolerance: config.Duration(time.Minute), MaxBody: 100},

@@ -53,10 +53,12 @@ var ErrNoBucket = errors.New("idempotency bucket unavailable")
 
 // Store reads and writes idempotency records.
 type Store struct {
-	js     jetstream.JetStream
-	cfg    Config
-	prefix string
-	kv     atomic.Pointer[jetstream.KeyValue]
+	js  jetstream.JetStream
+	cfg Config
+	// prefix is the records' subject prefix, get the direct-get subject
+	// prefix for them.
+	prefix, get string
+	ready       atomic.Bool
 }
 
 // New returns a Store. Ensure declares its bucket; until then Lookup
@@ -71,12 +73,13 @@ func New(js jetstream.JetStream, cfg Config) (*Store, error) {
 	if cfg.Horizon <= 0 {
 		return nil, errors.New("idempotency: Config.Horizon must be positive")
 	}
-	return &Store{js: js, cfg: cfg, prefix: "$KV." + cfg.Bucket + "."}, nil
+	prefix := "$KV." + cfg.Bucket + "."
+	return &Store{js: js, cfg: cfg, prefix: prefix, get: "$JS.API.DIRECT.GET.KV_" + cfg.Bucket + "." + prefix}, nil
 }
 
 // Ensure creates the bucket, or updates its horizon and replicas.
 func (s *Store) Ensure(ctx context.Context) error {
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	_, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      s.cfg.Bucket,
 		Description: "ingress: event ids seen within the idempotency horizon (key: hash of the id, value: subject)",
 		History:     1,
@@ -87,25 +90,36 @@ func (s *Store) Ensure(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: create or update KV bucket %s: %w", ErrNoBucket, s.cfg.Bucket, err)
 	}
-	s.kv.Store(&kv)
+	s.ready.Store(true)
 	return nil
 }
 
 // Lookup returns the subject recorded for eventID and whether there is a
-// record.
+// record. It is on every request's path, so it asks the bucket's stream
+// directly (a direct get of the key's last message) rather than through
+// the KV client, which would validate and parse more than a yes or no
+// needs.
 func (s *Store) Lookup(ctx context.Context, eventID string) (subject string, found bool, err error) {
-	kv := s.kv.Load()
-	if kv == nil {
+	if !s.ready.Load() {
 		return "", false, fmt.Errorf("%w: not declared (Ensure)", ErrNoBucket)
 	}
-	e, err := (*kv).Get(ctx, Key(eventID))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return "", false, nil
-	case err != nil:
+	m, err := s.js.Conn().RequestWithContext(ctx, s.get+Key(eventID), nil)
+	if err != nil {
 		return "", false, fmt.Errorf("look up idempotency record: %w", err)
 	}
-	return string(e.Value()), true, nil
+	if len(m.Data) == 0 {
+		switch status := m.Header.Get("Status"); status {
+		case "404":
+			return "", false, nil
+		case "":
+		default:
+			return "", false, fmt.Errorf("look up idempotency record: status %s %s", status, m.Header.Get("Description"))
+		}
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return "", false, nil
+	}
+	return string(m.Data), true, nil
 }
 
 // Msg is the record for an event stored on subject, to publish once the

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/switchyard/switchyard/pkg/config"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -78,7 +78,11 @@ func TestAuditPublishesAreBounded(t *testing.T) {
 	if dropped == 0 || dropped+e.srv.auditing.Failed()+int64(e.srv.auditing.InFlight()) < n-4 {
 		t.Errorf("dropped %d, failed %d, in flight %d of %d records", dropped, e.srv.auditing.Failed(), e.srv.auditing.InFlight(), n)
 	}
-	if got := testutil.ToFloat64(e.srv.metrics.auditErrors.WithLabelValues("dropped")); got != float64(dropped) {
+	var m dto.Metric
+	if err := e.srv.metrics.auditErrors.WithLabelValues("dropped").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != float64(dropped) {
 		t.Errorf("switchyard_ingress_audit_errors_total{reason=dropped} = %v, want %d", got, dropped)
 	}
 }

@@ -171,10 +171,10 @@ func (s *Server) handlePublish(c echo.Context) error {
 	if res.duplicate() {
 		s.metrics.published.WithLabelValues(key, statusDuplicate).Inc()
 		s.auditAPIDuplicate(c, key, id, res)
-		return c.JSON(http.StatusOK, reply{ID: id, Status: statusDuplicate})
+		return writeReply(c, http.StatusOK, id, statusDuplicate)
 	}
 	s.metrics.published.WithLabelValues(key, statusAccepted).Inc()
-	return c.JSON(http.StatusAccepted, reply{ID: id, Status: statusAccepted})
+	return writeReply(c, http.StatusAccepted, id, statusAccepted)
 }
 
 // batchConcurrency bounds the events of one batch being stored at once.

@@ -6,12 +6,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -218,6 +220,46 @@ type reply struct {
 	Status  string `json:"status,omitempty"`
 	Error   string `json:"error,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// writeReply answers {"id": id, "status": status} without reflection: it is
+// every accepted request's answer.
+func writeReply(c echo.Context, code int, id, status string) error {
+	if !jsonSafe(id) {
+		return c.JSON(code, reply{ID: id, Status: status})
+	}
+	b := make([]byte, 0, 26+len(id)+len(status))
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","status":"`...)
+	b = append(b, status...)
+	b = append(b, "\"}\n"...)
+	return c.Blob(code, echo.MIMEApplicationJSON, b)
+}
+
+// jsonSafe reports whether s can stand between JSON quotes as it is.
+func jsonSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// Bodies are read into pooled buffers; large ones are not kept.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer {
+	b := bodies.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		bodies.Put(b)
+	}
 }
 
 // Reply statuses.

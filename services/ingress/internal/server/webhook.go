@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -47,7 +46,11 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		})
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, int64(src.cfg.MaxBody)))
+	buf := getBuffer()
+	defer putBuffer(buf)
+	_, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), req.Body, int64(src.cfg.MaxBody)))
+	// body is only read until the handler returns: the publish copies it.
+	body := buf.Bytes()
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -114,9 +117,9 @@ func (s *Server) handleWebhook(c echo.Context) error {
 				Source: name, EventId: eventID, RemoteAddr: c.RealIP(), Subject: res.subject, Via: res.via,
 			},
 		}})
-		return c.JSON(http.StatusOK, reply{ID: eventID, Status: statusDuplicate})
+		return writeReply(c, http.StatusOK, eventID, statusDuplicate)
 	}
-	return c.JSON(http.StatusAccepted, reply{ID: eventID, Status: statusAccepted})
+	return writeReply(c, http.StatusAccepted, eventID, statusAccepted)
 }
 
 // verifyRejection maps a verification error to the answer.

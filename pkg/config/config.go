@@ -87,6 +87,25 @@ type Ingress struct {
 	// PublishTimeout bounds waiting for the JetStream PubAck before answering
 	// 503. Default 5s.
 	PublishTimeout Duration `yaml:"publish_timeout"`
+	// IdempotencyHorizon is how long a delivery id (or Idempotency-Key) is
+	// remembered after the JetStream duplicate window has passed: a
+	// redelivery within it is answered 2xx and stores nothing. Default 72h;
+	// at least nats.duplicate_window.
+	IdempotencyHorizon Duration `yaml:"idempotency_horizon"`
+	// APIKeys are the bearer keys our own services use on the publish API
+	// (POST /v1/events). None: the publish API answers 401 to everyone.
+	APIKeys []IngressAPIKey `yaml:"api_keys"`
+	// MaxBatch is the most events one batch request may carry. Default 500.
+	MaxBatch int `yaml:"max_batch"`
+}
+
+// IngressAPIKey is one caller of the publish API.
+type IngressAPIKey struct {
+	// Name identifies the caller in the audit log and metrics (never the
+	// key itself): lower-case letters, digits, '-' and '_'.
+	Name string `yaml:"name"`
+	// Key is the bearer token, at least 16 characters.
+	Key Secret `yaml:"key"`
 }
 
 // Auditor configures the audit writer and query API.
@@ -127,15 +146,59 @@ type Source struct {
 	// Name appears in the URL and in subjects (webhooks.<name>.<type>):
 	// lower-case letters, digits, '-' and '_'.
 	Name string `yaml:"name"`
-	// Scheme is how requests are verified: standard-webhooks.
+	// Scheme is how requests are verified: one of Schemes.
 	Scheme string `yaml:"scheme"`
-	// Secrets are the active signing secrets; several during a rotation.
+	// Secrets are the active signing secrets (public keys for Standard
+	// Webhooks v1a, user:password for basic, tokens for bearer); several
+	// during a rotation.
 	Secrets []Secret `yaml:"secrets"`
-	// Tolerance is how far the signed timestamp may be from now, both ways.
-	// Default 5m.
+	// Tolerance is how far the signed timestamp may be from now, both ways,
+	// for the schemes that sign one. Default 5m.
 	Tolerance Duration `yaml:"tolerance"`
 	// MaxBody overrides ingress.max_body for this source.
 	MaxBody ByteSize `yaml:"max_body"`
+	// HMAC configures the generic hmac scheme (and only it).
+	HMAC SourceHMAC `yaml:"hmac"`
+	// IDHeader names the request header that carries the sender's delivery
+	// id, for the hmac, basic and bearer schemes. Empty: the id is a hash
+	// of the source and the body.
+	IDHeader string `yaml:"id_header"`
+	// TypeHeader names the request header that carries the event type, for
+	// the hmac, basic and bearer schemes. Empty: the body's top-level
+	// "type" field.
+	TypeHeader string `yaml:"type_header"`
+	// RateLimit bounds the requests this source may make.
+	RateLimit SourceRateLimit `yaml:"rate_limit"`
+}
+
+// SourceHMAC describes a partner's own HMAC signature for the generic hmac
+// scheme.
+type SourceHMAC struct {
+	// Header carries the signature. Required.
+	Header string `yaml:"header"`
+	// Algorithm is sha256, sha512 or sha1. Default sha256.
+	Algorithm string `yaml:"algorithm"`
+	// Encoding of the signature: hex or base64. Default hex.
+	Encoding string `yaml:"encoding"`
+	// Prefix precedes the signature in the header, e.g. "sha256=".
+	Prefix string `yaml:"prefix"`
+	// TimestampHeader carries a signed Unix timestamp (seconds); requests
+	// outside the source's tolerance are refused. Empty: none.
+	TimestampHeader string `yaml:"timestamp_header"`
+	// SignedContent is what the MAC covers, with the placeholders {body},
+	// {timestamp} and {id}. Default "{body}", or "{timestamp}.{body}" with
+	// a timestamp header.
+	SignedContent string `yaml:"signed_content"`
+}
+
+// SourceRateLimit is a token bucket per source; over it, requests are
+// answered 429 with Retry-After.
+type SourceRateLimit struct {
+	// PerSecond is the sustained rate. 0: no limit.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is how many requests may arrive at once. Default: PerSecond
+	// rounded up.
+	Burst int `yaml:"burst"`
 }
 
 // Destination is a partner API that receives events.
@@ -302,6 +365,9 @@ const (
 	DefaultBreakerWindow              = Duration(time.Minute)
 	DefaultBreakerCooldown            = Duration(30 * time.Second)
 	DefaultBreakerMaxCooldown         = Duration(5 * time.Minute)
+
+	DefaultIdempotencyHorizon = Duration(72 * time.Hour)
+	DefaultMaxBatch           = 500
 )
 
 // DefaultBackoff is the default retry schedule.
@@ -327,6 +393,8 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.Ingress.MaxBody, DefaultMaxBody)
 	setDefault(&c.Ingress.ReadTimeout, Duration(10*time.Second))
 	setDefault(&c.Ingress.PublishTimeout, Duration(5*time.Second))
+	setDefault(&c.Ingress.IdempotencyHorizon, DefaultIdempotencyHorizon)
+	setDefault(&c.Ingress.MaxBatch, DefaultMaxBatch)
 	setDefault(&c.Auditor.Listen, DefaultAuditorListen)
 	setDefault(&c.Auditor.BatchSize, 500)
 	setDefault(&c.Auditor.LagThreshold, Duration(30*time.Second))
@@ -342,6 +410,17 @@ func (c Config) WithDefaults() Config {
 		s := &c.Sources[i]
 		setDefault(&s.Tolerance, DefaultTolerance)
 		setDefault(&s.MaxBody, c.Ingress.MaxBody)
+		if s.Scheme == "hmac" {
+			setDefault(&s.HMAC.Algorithm, "sha256")
+			setDefault(&s.HMAC.Encoding, "hex")
+			if s.HMAC.TimestampHeader != "" {
+				setDefault(&s.HMAC.SignedContent, "{timestamp}.{body}")
+			}
+			setDefault(&s.HMAC.SignedContent, "{body}")
+		}
+		if s.RateLimit.PerSecond > 0 && s.RateLimit.Burst == 0 {
+			s.RateLimit.Burst = int(math.Ceil(s.RateLimit.PerSecond))
+		}
 	}
 	c.Destinations = append([]Destination(nil), c.Destinations...)
 	for i := range c.Destinations {

@@ -165,11 +165,11 @@ ingress:
   max_body: 512KiB
 sources:
   - name: shop
-    scheme: standard-webhooks
+    scheme: github
     secrets: [x]
     max_body: 2MB
   - name: other
-    scheme: standard-webhooks
+    scheme: github
     secrets: [y]
 `
 	c, err := config.Parse([]byte(y), noEnv)

@@ -56,7 +56,7 @@ func (p *problems) add(field, format string, args ...any) {
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Schemes lists the verification schemes a source may name.
-var Schemes = []string{"standard-webhooks"}
+var Schemes = signing.Schemes
 
 // Validate checks a configuration that has had WithDefaults applied and
 // returns a *ValidationError listing every problem, or nil.
@@ -99,6 +99,7 @@ func (c Config) Validate() error {
 	if c.Ingress.PublishTimeout.D() <= 0 {
 		p.add("ingress.publish_timeout", "must be positive, not %s", c.Ingress.PublishTimeout)
 	}
+	c.validateIngress(&p)
 	if c.Demo.GenerateEvery.D() < 0 {
 		p.add("demo.generate_every", "must not be negative (0 turns the generator off)")
 	}
@@ -118,12 +119,7 @@ func (c Config) Validate() error {
 	seen := map[string]bool{}
 	for i, s := range c.Sources {
 		f := fmt.Sprintf("sources[%d]", i)
-		if !namePattern.MatchString(s.Name) {
-			p.add(f+".name", "%q must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit", s.Name)
-		} else if seen[s.Name] {
-			p.add(f+".name", "%q is used by another source", s.Name)
-		}
-		seen[s.Name] = true
+		checkName(&p, f+".name", s.Name, seen, "source")
 		if !slices.Contains(Schemes, s.Scheme) {
 			p.add(f+".scheme", "must be one of %s, not %q", strings.Join(Schemes, ", "), s.Scheme)
 		}
@@ -133,6 +129,9 @@ func (c Config) Validate() error {
 		for j, sec := range s.Secrets {
 			if sec == "" {
 				p.add(fmt.Sprintf("%s.secrets[%d]", f, j), "is empty (is its environment variable set?)")
+			} else if problem := secretProblem(s.Scheme, sec.Reveal()); problem != "" {
+				// The problem never quotes the value: it is a secret.
+				p.add(fmt.Sprintf("%s.secrets[%d]", f, j), "%s", problem)
 			}
 		}
 		if s.Tolerance.D() < time.Second {
@@ -141,6 +140,7 @@ func (c Config) Validate() error {
 		if s.MaxBody <= 0 {
 			p.add(f+".max_body", "must be positive")
 		}
+		validateSourceOptions(&p, f, s)
 	}
 
 	seen = map[string]bool{}
@@ -220,6 +220,132 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return &ValidationError{Problems: p}
+}
+
+// secretProblem says what is wrong with a secret for a scheme, without
+// quoting it; "" when nothing is.
+func secretProblem(scheme, secret string) string {
+	switch scheme {
+	case "standard-webhooks":
+		if strings.HasPrefix(secret, signing.PrefixStandardPublicKey) {
+			if _, err := signing.DecodeStandardPublicKey(secret); err != nil {
+				return "is not a whpk_ ed25519 public key (whpk_ and the base64 of 32 bytes)"
+			}
+			return ""
+		}
+		if _, err := signing.DecodeStandardSecret(secret); err != nil {
+			return "is not a Standard Webhooks secret (whsec_ and the base64 of at least 16 bytes) or public key (whpk_...)"
+		}
+	case "basic":
+		if u, pw, ok := strings.Cut(secret, ":"); !ok || u == "" || pw == "" {
+			return "must be user:password"
+		}
+	case "bearer":
+		if len(secret) < 16 {
+			return "is shorter than 16 characters; use a long random token"
+		}
+	}
+	return ""
+}
+
+// validateSourceOptions checks the scheme-specific fields of a source.
+func validateSourceOptions(p *problems, f string, s Source) {
+	if s.Scheme == "hmac" {
+		h := s.HMAC
+		if !validHeaderName(h.Header) {
+			p.add(f+".hmac.header", "must name the header that carries the signature, e.g. X-Signature")
+		}
+		if !slices.Contains([]string{"sha256", "sha512", "sha1"}, h.Algorithm) {
+			p.add(f+".hmac.algorithm", "must be sha256, sha512 or sha1, not %q", h.Algorithm)
+		}
+		if h.Encoding != "hex" && h.Encoding != "base64" {
+			p.add(f+".hmac.encoding", "must be hex or base64, not %q", h.Encoding)
+		}
+		if h.TimestampHeader != "" && !validHeaderName(h.TimestampHeader) {
+			p.add(f+".hmac.timestamp_header", "%q is not a header name", h.TimestampHeader)
+		}
+		if _, err := signing.ParseSignedContent(h.SignedContent); err != nil {
+			p.add(f+".hmac.signed_content", "%v", err)
+		} else {
+			hasTS := strings.Contains(h.SignedContent, signing.PlaceholderTimestamp)
+			switch {
+			case hasTS && h.TimestampHeader == "":
+				p.add(f+".hmac.signed_content", "uses {timestamp}; set hmac.timestamp_header too")
+			case !hasTS && h.TimestampHeader != "":
+				p.add(f+".hmac.signed_content", "must contain {timestamp} when hmac.timestamp_header is set, or the timestamp protects nothing")
+			case strings.Contains(h.SignedContent, signing.PlaceholderID) && s.IDHeader == "":
+				p.add(f+".hmac.signed_content", "uses {id}; set id_header too")
+			}
+		}
+	} else if s.HMAC != (SourceHMAC{}) {
+		p.add(f+".hmac", "is only used by scheme hmac (this source's scheme is %q)", s.Scheme)
+	}
+	headerSchemes := []string{"hmac", "basic", "bearer"}
+	for field, v := range map[string]string{"id_header": s.IDHeader, "type_header": s.TypeHeader} {
+		switch {
+		case v == "":
+		case !slices.Contains(headerSchemes, s.Scheme):
+			p.add(f+"."+field, "is only used by schemes hmac, basic and bearer; %s takes ids and types from where the provider puts them", s.Scheme)
+		case !validHeaderName(v):
+			p.add(f+"."+field, "%q is not a header name", v)
+		}
+	}
+	rl := s.RateLimit
+	switch {
+	case rl.PerSecond < 0 || rl.PerSecond > 1e6:
+		p.add(f+".rate_limit.per_second", "must be between 0 (no limit) and 1000000, not %g", rl.PerSecond)
+	case rl.Burst < 0:
+		p.add(f+".rate_limit.burst", "must not be negative")
+	case rl.PerSecond == 0 && rl.Burst != 0:
+		p.add(f+".rate_limit.burst", "needs rate_limit.per_second")
+	}
+}
+
+// validateIngress checks the publish API and idempotency settings.
+func (c Config) validateIngress(p *problems) {
+	in := c.Ingress
+	if in.IdempotencyHorizon.D() < c.NATS.DuplicateWindow.D() {
+		p.add("ingress.idempotency_horizon", "(%s) must be at least nats.duplicate_window (%s)", in.IdempotencyHorizon, c.NATS.DuplicateWindow)
+	}
+	if in.MaxBatch < 1 || in.MaxBatch > 10000 {
+		p.add("ingress.max_batch", "must be between 1 and 10000, not %d", in.MaxBatch)
+	}
+	names := map[string]bool{}
+	keys := map[Secret]int{}
+	for i, k := range in.APIKeys {
+		f := fmt.Sprintf("ingress.api_keys[%d]", i)
+		checkName(p, f+".name", k.Name, names, "key")
+		if len(k.Key) < 16 {
+			p.add(f+".key", "must be at least 16 characters (is its environment variable set?)")
+		} else if j, dup := keys[k.Key]; dup {
+			p.add(f+".key", "is the same as ingress.api_keys[%d].key; give each caller its own", j)
+		}
+		keys[k.Key] = i
+	}
+}
+
+// checkName checks a name that becomes a subject token or a label, and
+// that it is not in seen (then adds it).
+func checkName(p *problems, field, name string, seen map[string]bool, what string) {
+	if !namePattern.MatchString(name) {
+		p.add(field, "%q must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit", name)
+	} else if seen[name] {
+		p.add(field, "%q is used by another %s", name, what)
+	}
+	seen[name] = true
+}
+
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // AckMargin is how much longer than the HTTP timeout each backoff step must

@@ -105,12 +105,77 @@ func TestValidate(t *testing.T) {
 		{name: "source name 64 chars", mutate: func(c *config.Config) { c.Sources[0].Name = strings.Repeat("a", 64) }, wantErr: config.ErrInvalid, field: "sources[0].name"},
 		{name: "source name digits dash underscore", mutate: func(c *config.Config) { c.Sources[0].Name = "0shop-eu_1" }},
 		{name: "duplicate source", mutate: func(c *config.Config) { secondSource(c).Name = "shop" }, wantErr: config.ErrInvalid, field: "sources[1].name", problem: "used by another source"},
-		{name: "unknown scheme", mutate: func(c *config.Config) { c.Sources[0].Scheme = "github" }, wantErr: config.ErrInvalid, field: "sources[0].scheme", problem: `must be one of standard-webhooks, not "github"`},
+		{name: "unknown scheme", mutate: func(c *config.Config) { c.Sources[0].Scheme = "carrier-pigeon" }, wantErr: config.ErrInvalid, field: "sources[0].scheme", problem: `must be one of standard-webhooks, github, stripe, shopify, slack, hmac, basic, bearer, not "carrier-pigeon"`},
 		{name: "no secrets", mutate: func(c *config.Config) { c.Sources[0].Secrets = nil }, wantErr: config.ErrInvalid, field: "sources[0].secrets", problem: "at least one"},
 		{name: "empty secret", mutate: func(c *config.Config) { c.Sources[0].Secrets = append(c.Sources[0].Secrets, "") }, wantErr: config.ErrInvalid, field: "sources[0].secrets[1]", problem: "is empty"},
 		{name: "tolerance under 1s", mutate: func(c *config.Config) { c.Sources[0].Tolerance = d(999 * time.Millisecond) }, wantErr: config.ErrInvalid, field: "sources[0].tolerance", problem: "at least 1s"},
 		{name: "tolerance 1s", mutate: func(c *config.Config) { c.Sources[0].Tolerance = d(time.Second) }},
 		{name: "source max_body", mutate: func(c *config.Config) { secondSource(c).MaxBody = 0 }, wantErr: config.ErrInvalid, field: "sources[1].max_body"},
+
+		// sources: schemes and their options
+		{name: "standard-webhooks secret not base64", mutate: func(c *config.Config) { c.Sources[0].Secrets = []config.Secret{"whsec_hunter2-is-my-password"} }, wantErr: config.ErrInvalid, field: "sources[0].secrets[0]", problem: "is not a Standard Webhooks secret"},
+		{name: "standard-webhooks public key", mutate: func(c *config.Config) {
+			c.Sources[0].Secrets = append(c.Sources[0].Secrets, "whpk_y4DRUY/ld5iC69e6AMIgP4Xrg4/GCQYjBxGJJPL05eY=")
+		}},
+		{name: "standard-webhooks public key too short", mutate: func(c *config.Config) { c.Sources[0].Secrets = []config.Secret{"whpk_AAAA"} }, wantErr: config.ErrInvalid, field: "sources[0].secrets[0]", problem: "whpk_"},
+		{name: "github", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets = "github", []config.Secret{"It's a Secret to Everybody"}
+		}},
+		{name: "stripe", mutate: func(c *config.Config) { c.Sources[0].Scheme = "stripe" }},
+		{name: "shopify", mutate: func(c *config.Config) { c.Sources[0].Scheme = "shopify" }},
+		{name: "slack", mutate: func(c *config.Config) { c.Sources[0].Scheme = "slack" }},
+		{name: "basic", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].IDHeader = "basic", []config.Secret{"acme:s3cret"}, "X-Request-Id"
+		}},
+		{name: "basic without password", mutate: func(c *config.Config) { c.Sources[0].Scheme, c.Sources[0].Secrets = "basic", []config.Secret{"acme"} }, wantErr: config.ErrInvalid, field: "sources[0].secrets[0]", problem: "user:password"},
+		{name: "bearer short token", mutate: func(c *config.Config) { c.Sources[0].Scheme, c.Sources[0].Secrets = "bearer", []config.Secret{"short"} }, wantErr: config.ErrInvalid, field: "sources[0].secrets[0]", problem: "shorter than 16"},
+		{name: "bearer with type header", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].TypeHeader = "bearer", []config.Secret{"tok_0123456789abcdef"}, "X-Event-Type"
+		}},
+		{name: "hmac", mutate: func(c *config.Config) { hmacSource(c, func(h *config.SourceHMAC) {}) }},
+		{name: "hmac with timestamp and id", mutate: func(c *config.Config) {
+			hmacSource(c, func(h *config.SourceHMAC) { h.TimestampHeader, h.SignedContent = "X-Ts", "{id}.{timestamp}.{body}" })
+			c.Sources[0].IDHeader = "X-Id"
+		}},
+		{name: "hmac without header", mutate: func(c *config.Config) { hmacSource(c, func(h *config.SourceHMAC) { h.Header = "" }) }, wantErr: config.ErrInvalid, field: "sources[0].hmac.header"},
+		{name: "hmac header with space", mutate: func(c *config.Config) { hmacSource(c, func(h *config.SourceHMAC) { h.Header = "X Sig" }) }, wantErr: config.ErrInvalid, field: "sources[0].hmac.header"},
+		{name: "hmac md5", mutate: func(c *config.Config) { hmacSource(c, func(h *config.SourceHMAC) { h.Algorithm = "md5" }) }, wantErr: config.ErrInvalid, field: "sources[0].hmac.algorithm", problem: `not "md5"`},
+		{name: "hmac base32", mutate: func(c *config.Config) { hmacSource(c, func(h *config.SourceHMAC) { h.Encoding = "base32" }) }, wantErr: config.ErrInvalid, field: "sources[0].hmac.encoding"},
+		{name: "hmac typo in template", mutate: func(c *config.Config) { hmacSource(c, func(h *config.SourceHMAC) { h.SignedContent = "{bdy}" }) }, wantErr: config.ErrInvalid, field: "sources[0].hmac.signed_content", problem: "unknown placeholder {bdy}"},
+		{name: "hmac timestamp not signed", mutate: func(c *config.Config) {
+			hmacSource(c, func(h *config.SourceHMAC) { h.TimestampHeader, h.SignedContent = "X-Ts", "{body}" })
+		}, wantErr: config.ErrInvalid, field: "sources[0].hmac.signed_content", problem: "protects nothing"},
+		{name: "hmac timestamp without header", mutate: func(c *config.Config) {
+			hmacSource(c, func(h *config.SourceHMAC) { h.SignedContent = "{timestamp}.{body}" })
+		}, wantErr: config.ErrInvalid, field: "sources[0].hmac.signed_content", problem: "timestamp_header"},
+		{name: "hmac id without header", mutate: func(c *config.Config) { hmacSource(c, func(h *config.SourceHMAC) { h.SignedContent = "{id}{body}" }) }, wantErr: config.ErrInvalid, field: "sources[0].hmac.signed_content", problem: "id_header"},
+		{name: "hmac options on another scheme", mutate: func(c *config.Config) { c.Sources[0].HMAC.Header = "X-Sig" }, wantErr: config.ErrInvalid, field: "sources[0].hmac", problem: "only used by scheme hmac"},
+		{name: "id header on github", mutate: func(c *config.Config) { c.Sources[0].Scheme, c.Sources[0].IDHeader = "github", "X-Id" }, wantErr: config.ErrInvalid, field: "sources[0].id_header", problem: "github takes ids"},
+		{name: "type header with colon", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].TypeHeader = "basic", []config.Secret{"a:b"}, "X-Type:"
+		}, wantErr: config.ErrInvalid, field: "sources[0].type_header"},
+		{name: "rate limit", mutate: func(c *config.Config) { c.Sources[0].RateLimit = config.SourceRateLimit{PerSecond: 0.5, Burst: 3} }},
+		{name: "rate limit negative", mutate: func(c *config.Config) { c.Sources[0].RateLimit.PerSecond = -1 }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.per_second"},
+		{name: "rate limit burst alone", mutate: func(c *config.Config) { c.Sources[0].RateLimit.Burst = 5 }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.burst", problem: "needs rate_limit.per_second"},
+		{name: "rate limit burst negative", mutate: func(c *config.Config) { c.Sources[0].RateLimit = config.SourceRateLimit{PerSecond: 1, Burst: -1} }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.burst"},
+
+		// ingress: publish API and idempotency
+		{name: "api keys", mutate: func(c *config.Config) {
+			c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "orders", Key: "k-0123456789abcdef"}, {Name: "billing", Key: "k-fedcba9876543210"}}
+		}},
+		{name: "api key short", mutate: func(c *config.Config) { c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "orders", Key: "short"}} }, wantErr: config.ErrInvalid, field: "ingress.api_keys[0].key", problem: "at least 16"},
+		{name: "api key name", mutate: func(c *config.Config) {
+			c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "Orders", Key: "k-0123456789abcdef"}}
+		}, wantErr: config.ErrInvalid, field: "ingress.api_keys[0].name"},
+		{name: "api key names repeat", mutate: func(c *config.Config) {
+			c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "orders", Key: "k-0123456789abcdef"}, {Name: "orders", Key: "k-fedcba9876543210"}}
+		}, wantErr: config.ErrInvalid, field: "ingress.api_keys[1].name", problem: "used by another key"},
+		{name: "api keys repeat", mutate: func(c *config.Config) {
+			c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "orders", Key: "k-0123456789abcdef"}, {Name: "billing", Key: "k-0123456789abcdef"}}
+		}, wantErr: config.ErrInvalid, field: "ingress.api_keys[1].key", problem: "same as ingress.api_keys[0].key"},
+		{name: "idempotency horizon under the window", mutate: func(c *config.Config) { c.Ingress.IdempotencyHorizon = d(time.Minute) }, wantErr: config.ErrInvalid, field: "ingress.idempotency_horizon", problem: "at least nats.duplicate_window (2m0s)"},
+		{name: "idempotency horizon a week", mutate: func(c *config.Config) { c.Ingress.IdempotencyHorizon = d(7 * 24 * time.Hour) }},
+		{name: "max batch zero", mutate: func(c *config.Config) { c.Ingress.MaxBatch = 0 }, wantErr: config.ErrInvalid, field: "ingress.max_batch"},
 
 		// destinations
 		{name: "destination name", mutate: func(c *config.Config) { c.Destinations[0].Name = "CRM" }, wantErr: config.ErrInvalid, field: "destinations[0].name"},
@@ -262,6 +327,47 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// hmacSource turns the first source into a generic hmac source with
+// defaults applied, then lets mod change its options.
+func hmacSource(c *config.Config, mod func(*config.SourceHMAC)) {
+	s := &c.Sources[0]
+	s.Scheme, s.Secrets = "hmac", []config.Secret{"partner-secret"}
+	s.HMAC = config.SourceHMAC{Header: "X-Signature", Algorithm: "sha256", Encoding: "hex", SignedContent: "{body}"}
+	mod(&s.HMAC)
+}
+
+func TestWithDefaultsSchemeOptions(t *testing.T) {
+	t.Parallel()
+	c := config.Config{Sources: []config.Source{
+		{Name: "a", Scheme: "hmac", HMAC: config.SourceHMAC{Header: "X-Sig"}},
+		{Name: "b", Scheme: "hmac", HMAC: config.SourceHMAC{Header: "X-Sig", TimestampHeader: "X-Ts", Algorithm: "sha512", Encoding: "base64"}},
+		{Name: "c", Scheme: "github", RateLimit: config.SourceRateLimit{PerSecond: 2.5}},
+		{Name: "d", Scheme: "github", RateLimit: config.SourceRateLimit{PerSecond: 2.5, Burst: 1}},
+	}}.WithDefaults()
+	want := []config.SourceHMAC{
+		{Header: "X-Sig", Algorithm: "sha256", Encoding: "hex", SignedContent: "{body}"},
+		{Header: "X-Sig", TimestampHeader: "X-Ts", Algorithm: "sha512", Encoding: "base64", SignedContent: "{timestamp}.{body}"},
+		{}, {},
+	}
+	for i, w := range want {
+		if c.Sources[i].HMAC != w {
+			t.Errorf("sources[%d].hmac = %+v, want %+v", i, c.Sources[i].HMAC, w)
+		}
+	}
+	if got := c.Sources[2].RateLimit.Burst; got != 3 {
+		t.Errorf("burst for 2.5/s = %d, want 3 (the rate rounded up)", got)
+	}
+	if got := c.Sources[3].RateLimit.Burst; got != 1 {
+		t.Errorf("set burst = %d, want 1", got)
+	}
+	for i := range c.Sources {
+		c.Sources[i].Secrets = []config.Secret{"partner-secret"}
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
 func TestValidateReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	c := validConfig(t)
@@ -297,11 +403,14 @@ func TestValidateDoesNotEchoSecrets(t *testing.T) {
 	c.Alerts.SlackWebhookURL = "ftp://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
 	c.Destinations[0].Headers = map[string]config.Secret{"X Bad": "topsecret-header-value"}
 	c.Auditor.AdminToken = "short-admin"
+	c.Sources[0].Secrets = []config.Secret{"whsec_my-webhook-password"}
+	c.Sources = append(c.Sources, config.Source{Name: "b", Scheme: "basic", Secrets: []config.Secret{"basic-password-only"}, Tolerance: c.Sources[0].Tolerance, MaxBody: 1})
+	c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "a", Key: "short-api-key"}, {Name: "b", Key: "a-long-duplicated-key"}, {Name: "c", Key: "a-long-duplicated-key"}}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted bad URLs")
 	}
-	for _, secret := range []string{"hunter2", "XXXXsecretXXXX", "topsecret-header-value", "short-admin"} {
+	for _, secret := range []string{"hunter2", "XXXXsecretXXXX", "topsecret-header-value", "short-admin", "my-webhook-password", "basic-password-only", "short-api-key", "a-long-duplicated-key"} {
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error reveals %q:\n%v", secret, err)
 		}

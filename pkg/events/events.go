@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +37,9 @@ const (
 	HeaderReplayOf = "Switchyard-Replay-Of"
 	// HeaderContentType is the payload's media type.
 	HeaderContentType = "Content-Type"
+	// HeaderPublisher names the publish-API key an event came in with
+	// (events published over HTTP only).
+	HeaderPublisher = "Switchyard-Publisher"
 )
 
 // Event is one integration event.
@@ -74,6 +78,9 @@ func (e Event) Msg(now time.Time) (*nats.Msg, error) {
 	}
 	if len(e.ID) > MaxIDLength {
 		return nil, fmt.Errorf("%w: the id is longer than %d bytes", ErrInvalidEvent, MaxIDLength)
+	}
+	if strings.ContainsFunc(e.ID, unicode.IsControl) {
+		return nil, fmt.Errorf("%w: the id contains control characters", ErrInvalidEvent)
 	}
 	subj, err := Subject(e.Type)
 	if err != nil {

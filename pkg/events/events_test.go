@@ -211,6 +211,8 @@ func TestPublishInvalid(t *testing.T) {
 		{"empty id", events.Event{ID: "", Type: "order.created"}},
 		{"blank id", events.Event{ID: " \t", Type: "order.created"}},
 		{"id too long", events.Event{ID: strings.Repeat("x", events.MaxIDLength+1), Type: "order.created"}},
+		{"control character in id", events.Event{ID: "order-1\r\nX-Evil: 1", Type: "order.created"}},
+		{"NUL in id", events.Event{ID: "order-1\x00", Type: "order.created"}},
 		{"empty type", events.Event{ID: "e1", Type: ""}},
 		{"wildcard type", events.Event{ID: "e1", Type: "order.*"}},
 		{"full wildcard type", events.Event{ID: "e1", Type: ">"}},

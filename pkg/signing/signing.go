@@ -2,12 +2,18 @@
 // the webhooks Switchyard sends. Each scheme is a Verifier; comparisons are
 // constant-time and every failure is one of the sentinel errors below, so
 // that ingress can answer with a reason without ever echoing a secret.
+//
+// The schemes: standard-webhooks (v1 HMAC and v1a ed25519), github, stripe,
+// shopify, slack, a configurable generic hmac, and basic and bearer tokens
+// for partners that cannot sign. New builds any of them by name.
 package signing
 
 import (
 	"crypto/hmac"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -23,7 +29,17 @@ var (
 	ErrStaleTimestamp = errors.New("timestamp outside tolerance")
 	// ErrMalformed: a header is present but cannot be parsed.
 	ErrMalformed = errors.New("malformed signature header")
+	// ErrMissingCredentials: a basic or bearer source got no Authorization
+	// header of its kind.
+	ErrMissingCredentials = errors.New("missing credentials")
+	// ErrBadCredentials: the Authorization header holds credentials that
+	// match none of the source's.
+	ErrBadCredentials = errors.New("credentials do not match")
 )
+
+// ErrBadSecret is returned by constructors for a secret or an option that is
+// not usable. Its messages never contain the secret.
+var ErrBadSecret = errors.New("invalid secret")
 
 // Request is what a Verifier looks at.
 type Request struct {
@@ -35,11 +51,13 @@ type Request struct {
 
 // Verified is what a successful verification learnt about the request.
 type Verified struct {
-	// DeliveryID is the provider's id for this delivery; empty when the
-	// scheme has none (ingress then derives one from the body).
+	// DeliveryID is the provider's id for this delivery, from a header or
+	// the body; empty when the provider sent none (ingress then derives one
+	// from the body). It is untrusted text: bound and sanitise it before
+	// using it as an identifier.
 	DeliveryID string
-	// EventType is the provider's event type when the scheme carries it in
-	// a header; empty otherwise.
+	// EventType is the provider's event type, from a header or the body;
+	// empty when there is none. Also untrusted text.
 	EventType string
 	// Timestamp is the signed timestamp, when the scheme has one.
 	Timestamp time.Time
@@ -47,7 +65,54 @@ type Verified struct {
 
 // Verifier checks one source's requests.
 type Verifier interface {
+	// Verify checks the request and extracts its delivery id and type.
 	Verify(r Request) (Verified, error)
+	// ProviderHeaders names the request headers worth storing with the
+	// event: the provider's ids, event type and similar metadata. Never a
+	// signature, a timestamp that is part of one, or a credential.
+	ProviderHeaders() []string
+}
+
+// Schemes lists the scheme names New accepts.
+var Schemes = []string{"standard-webhooks", "github", "stripe", "shopify", "slack", "hmac", "basic", "bearer"}
+
+// Options configures a scheme; each scheme reads the fields it documents.
+type Options struct {
+	// Secrets are the active secrets, keys or credentials (all schemes).
+	Secrets []string
+	// Tolerance bounds the signed timestamp's distance from now, both ways
+	// (standard-webhooks, stripe, slack, hmac with a timestamp header).
+	Tolerance time.Duration
+	// HMAC describes the generic hmac scheme's signature.
+	HMAC HMACOptions
+	// IDHeader and TypeHeader name the headers with the delivery id and the
+	// event type (hmac, basic, bearer).
+	IDHeader   string
+	TypeHeader string
+}
+
+// New returns the Verifier for a scheme by name.
+func New(scheme string, o Options) (Verifier, error) {
+	switch scheme {
+	case "standard-webhooks":
+		return NewStandardWebhooks(o.Secrets, o.Tolerance)
+	case "github":
+		return NewGitHub(o.Secrets)
+	case "stripe":
+		return NewStripe(o.Secrets, o.Tolerance)
+	case "shopify":
+		return NewShopify(o.Secrets)
+	case "slack":
+		return NewSlack(o.Secrets, o.Tolerance)
+	case "hmac":
+		return NewHMAC(o.Secrets, o.HMAC, o.Tolerance, o.IDHeader, o.TypeHeader)
+	case "basic":
+		return NewBasic(o.Secrets, o.IDHeader, o.TypeHeader)
+	case "bearer":
+		return NewBearer(o.Secrets, o.IDHeader, o.TypeHeader)
+	default:
+		return nil, fmt.Errorf("%w: unknown scheme %q (known: %s)", ErrBadSecret, scheme, strings.Join(Schemes, ", "))
+	}
 }
 
 // equal compares MACs in constant time.
@@ -61,3 +126,27 @@ func checkTolerance(ts, now time.Time, tol time.Duration) error {
 	}
 	return nil
 }
+
+// staleError explains a timestamp outside the tolerance.
+func staleError(ts, now time.Time, tol time.Duration) error {
+	return fmt.Errorf("%w: timestamp %d is %s from now (tolerance %s)", ErrStaleTimestamp, ts.Unix(), now.Sub(ts).Round(time.Second), tol)
+}
+
+// rawSecrets turns secrets used as HMAC keys byte for byte into keys.
+func rawSecrets(scheme string, secrets []string) ([][]byte, error) {
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("%w: %s needs at least one secret", ErrBadSecret, scheme)
+	}
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		if s == "" {
+			return nil, fmt.Errorf("%w: secret %d is empty", ErrBadSecret, i)
+		}
+		keys[i] = []byte(s)
+	}
+	return keys, nil
+}
+
+// MaxSignatures bounds the signatures one header may carry, so that a
+// request cannot make Verify compute MACs without end.
+const MaxSignatures = 32

@@ -1,11 +1,12 @@
 package signing
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -18,22 +19,28 @@ const (
 	HeaderWebhookSignature = "webhook-signature"
 )
 
-// StandardWebhooks verifies and signs Standard Webhooks v1 signatures:
-// HMAC-SHA256 over "<id>.<timestamp>.<body>", base64, keyed by the decoded
-// whsec_ secret. Several secrets may be active (rotation); the signature
-// header may hold several space-separated signatures.
-type StandardWebhooks struct {
-	keys      [][]byte
-	tolerance time.Duration
-}
+// Standard Webhooks secret prefixes: whsec_ for the symmetric v1 secret,
+// whpk_ for the ed25519 public key that verifies v1a signatures.
+const (
+	PrefixStandardSecret    = "whsec_"
+	PrefixStandardPublicKey = "whpk_"
+)
 
-// ErrBadSecret is returned by constructors for a secret that is not usable.
-var ErrBadSecret = errors.New("invalid secret")
+// StandardWebhooks verifies and signs Standard Webhooks signatures over
+// "<id>.<timestamp>.<body>": v1 is HMAC-SHA256 keyed by the decoded whsec_
+// secret, v1a is ed25519 checked with a whpk_ public key. Several secrets
+// and keys may be active (rotation); the signature header may hold several
+// space-separated signatures. The event type is the body's "type" field.
+type StandardWebhooks struct {
+	keys       [][]byte
+	publicKeys []ed25519.PublicKey
+	tolerance  time.Duration
+}
 
 // DecodeStandardSecret decodes a whsec_<base64> secret (the prefix is
 // optional). The error never contains the secret.
 func DecodeStandardSecret(secret string) ([]byte, error) {
-	s := strings.TrimPrefix(secret, "whsec_")
+	s := strings.TrimPrefix(secret, PrefixStandardSecret)
 	key, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: a Standard Webhooks secret is whsec_ followed by base64", ErrBadSecret)
@@ -44,13 +51,36 @@ func DecodeStandardSecret(secret string) ([]byte, error) {
 	return key, nil
 }
 
-// NewStandardWebhooks returns a verifier for the given secrets.
+// DecodeStandardPublicKey decodes a whpk_<base64> ed25519 public key.
+func DecodeStandardPublicKey(key string) (ed25519.PublicKey, error) {
+	s, ok := strings.CutPrefix(key, PrefixStandardPublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: a Standard Webhooks public key is whpk_ followed by base64", ErrBadSecret)
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: a Standard Webhooks public key is whpk_ followed by the base64 of a 32-byte ed25519 key", ErrBadSecret)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// NewStandardWebhooks returns a verifier for the given secrets: whsec_
+// secrets (or bare base64) verify v1 signatures, whpk_ public keys verify
+// v1a signatures.
 func NewStandardWebhooks(secrets []string, tolerance time.Duration) (*StandardWebhooks, error) {
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("%w: no secrets", ErrBadSecret)
 	}
 	sw := &StandardWebhooks{tolerance: tolerance}
 	for i, s := range secrets {
+		if strings.HasPrefix(s, PrefixStandardPublicKey) {
+			pk, err := DecodeStandardPublicKey(s)
+			if err != nil {
+				return nil, fmt.Errorf("secret %d: %w", i, err)
+			}
+			sw.publicKeys = append(sw.publicKeys, pk)
+			continue
+		}
 		key, err := DecodeStandardSecret(s)
 		if err != nil {
 			return nil, fmt.Errorf("secret %d: %w", i, err)
@@ -60,6 +90,10 @@ func NewStandardWebhooks(secrets []string, tolerance time.Duration) (*StandardWe
 	return sw, nil
 }
 
+// ProviderHeaders implements Verifier: the delivery id is in the event id
+// and the type in the body, so no header is worth keeping.
+func (sw *StandardWebhooks) ProviderHeaders() []string { return nil }
+
 // Verify implements Verifier.
 func (sw *StandardWebhooks) Verify(r Request) (Verified, error) {
 	id := r.Header.Get(HeaderWebhookID)
@@ -68,63 +102,119 @@ func (sw *StandardWebhooks) Verify(r Request) (Verified, error) {
 	if sigHeader == "" || id == "" || tsRaw == "" {
 		return Verified{}, fmt.Errorf("%w: need %s, %s and %s headers", ErrMissingSignature, HeaderWebhookID, HeaderWebhookTimestamp, HeaderWebhookSignature)
 	}
-	ts, err := ParseUnixTimestamp(tsRaw)
-	if err != nil {
-		return Verified{}, fmt.Errorf("%w: %s: %v", ErrMalformed, HeaderWebhookTimestamp, err)
-	}
-	sigs, err := ParseStandardSignatures(sigHeader)
+	ts, err := parseTimestampHeader(HeaderWebhookTimestamp, tsRaw)
 	if err != nil {
 		return Verified{}, err
 	}
+	sigs, err := ParseStandardSignatureHeader(sigHeader)
+	if err != nil {
+		return Verified{}, err
+	}
+	if (len(sigs.V1) == 0 || len(sw.keys) == 0) && (len(sigs.V1a) == 0 || len(sw.publicKeys) == 0) {
+		return Verified{}, fmt.Errorf("%w: no well-formed %s signature in %s", ErrBadSignature, sw.versions(), HeaderWebhookSignature)
+	}
 	// Check the timestamp first: a stale request is refused even when its
 	// signature is right, and saying so helps the sender fix its clock.
-	if err := checkTolerance(ts, r.Now, sw.tolerance); err != nil {
-		return Verified{}, fmt.Errorf("%w: timestamp %d is %s from now (tolerance %s)", err, ts.Unix(), r.Now.Sub(ts).Round(time.Second), sw.tolerance)
+	if checkTolerance(ts, r.Now, sw.tolerance) != nil {
+		return Verified{}, staleError(ts, r.Now, sw.tolerance)
 	}
-	for _, key := range sw.keys {
-		want := standardMAC(key, id, tsRaw, r.Body)
-		for _, s := range sigs {
-			if equal(s, want) {
-				return Verified{DeliveryID: id, Timestamp: ts}, nil
+	if sw.matches(sigs, id, tsRaw, r.Body) {
+		return Verified{DeliveryID: id, EventType: JSONString(r.Body, "type"), Timestamp: ts}, nil
+	}
+	return Verified{}, fmt.Errorf("%w: no %s signature matches an active secret", ErrBadSignature, sw.versions())
+}
+
+func (sw *StandardWebhooks) matches(sigs StandardSignatures, id, tsRaw string, body []byte) bool {
+	if len(sigs.V1) > 0 {
+		for _, key := range sw.keys {
+			want := standardMAC(key, id, tsRaw, body)
+			for _, s := range sigs.V1 {
+				if equal(s, want) {
+					return true
+				}
 			}
 		}
 	}
-	return Verified{}, fmt.Errorf("%w: no v1 signature matches an active secret", ErrBadSignature)
+	if len(sigs.V1a) > 0 && len(sw.publicKeys) > 0 {
+		msg := make([]byte, 0, len(id)+len(tsRaw)+2+len(body))
+		msg = append(append(append(append(append(msg, id...), '.'), tsRaw...), '.'), body...)
+		for _, pk := range sw.publicKeys {
+			for _, s := range sigs.V1a {
+				if ed25519.Verify(pk, msg, s) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
-// ParseStandardSignatures parses a webhook-signature header: space-separated
-// "<version>,<base64>" entries. It returns the v1 signatures; entries of
-// other versions (v1a, future ones) are skipped. A header with no v1 entry
-// is ErrBadSignature (wrong version); an unparsable one is ErrMalformed.
-func ParseStandardSignatures(h string) ([][]byte, error) {
-	var out [][]byte
+// versions names the signature versions this verifier checks.
+func (sw *StandardWebhooks) versions() string {
+	switch {
+	case len(sw.keys) > 0 && len(sw.publicKeys) > 0:
+		return "v1 or v1a"
+	case len(sw.publicKeys) > 0:
+		return "v1a"
+	default:
+		return "v1"
+	}
+}
+
+// StandardSignatures are the well-formed signatures of a webhook-signature
+// header, by version.
+type StandardSignatures struct {
+	// V1 are 32-byte HMAC-SHA256 signatures.
+	V1 [][]byte
+	// V1a are 64-byte ed25519 signatures.
+	V1a [][]byte
+}
+
+// ParseStandardSignatureHeader parses a webhook-signature header:
+// whitespace-separated "<version>,<base64>" entries, at most MaxSignatures.
+// Entries of other versions (future ones) and garbled or truncated entries
+// are skipped, since they cannot match; an entry without a version is
+// ErrMalformed, an empty header ErrMissingSignature.
+func ParseStandardSignatureHeader(h string) (StandardSignatures, error) {
+	var out StandardSignatures
 	fields := strings.Fields(h)
 	if len(fields) == 0 {
-		return nil, fmt.Errorf("%w: %s is empty", ErrMissingSignature, HeaderWebhookSignature)
+		return out, fmt.Errorf("%w: %s is empty", ErrMissingSignature, HeaderWebhookSignature)
 	}
-	if len(fields) > 32 {
-		return nil, fmt.Errorf("%w: more than 32 signatures", ErrMalformed)
+	if len(fields) > MaxSignatures {
+		return out, fmt.Errorf("%w: more than %d signatures", ErrMalformed, MaxSignatures)
 	}
 	for _, f := range fields {
 		version, sig, ok := strings.Cut(f, ",")
 		if !ok || version == "" {
-			return nil, fmt.Errorf("%w: each signature is <version>,<base64>", ErrMalformed)
+			return StandardSignatures{}, fmt.Errorf("%w: each signature is <version>,<base64>", ErrMalformed)
 		}
-		if version != "v1" {
-			continue
+		switch version {
+		case "v1":
+			if raw, err := base64.StdEncoding.DecodeString(sig); err == nil && len(raw) == sha256.Size {
+				out.V1 = append(out.V1, raw)
+			}
+		case "v1a":
+			if raw, err := base64.StdEncoding.DecodeString(sig); err == nil && len(raw) == ed25519.SignatureSize {
+				out.V1a = append(out.V1a, raw)
+			}
 		}
-		raw, err := base64.StdEncoding.DecodeString(sig)
-		if err != nil || len(raw) != sha256.Size {
-			// A truncated or garbled signature cannot match; report it as a
-			// mismatch only if nothing else matches, so keep going.
-			continue
-		}
-		out = append(out, raw)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no well-formed v1 signature in %s", ErrBadSignature, HeaderWebhookSignature)
 	}
 	return out, nil
+}
+
+// ParseStandardSignatures parses a webhook-signature header and returns its
+// v1 signatures. A header with no usable v1 entry is ErrBadSignature (wrong
+// version); an unparsable one is ErrMalformed.
+func ParseStandardSignatures(h string) ([][]byte, error) {
+	sigs, err := ParseStandardSignatureHeader(h)
+	if err != nil {
+		return nil, err
+	}
+	if len(sigs.V1) == 0 {
+		return nil, fmt.Errorf("%w: no well-formed v1 signature in %s", ErrBadSignature, HeaderWebhookSignature)
+	}
+	return sigs.V1, nil
 }
 
 // ParseUnixTimestamp parses whole seconds since the epoch.
@@ -134,6 +224,15 @@ func ParseUnixTimestamp(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("want whole seconds since 1970")
 	}
 	return time.Unix(n, 0), nil
+}
+
+// parseTimestampHeader parses a signed Unix timestamp header's value.
+func parseTimestampHeader(name, v string) (time.Time, error) {
+	ts, err := ParseUnixTimestamp(v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s: %v", ErrMalformed, textproto.CanonicalMIMEHeaderKey(name), err)
+	}
+	return ts, nil
 }
 
 func standardMAC(key []byte, id, ts string, body []byte) []byte {
@@ -148,7 +247,8 @@ func standardMAC(key []byte, id, ts string, body []byte) []byte {
 
 // Sign returns the webhook-signature header value for a message: one v1
 // signature per secret, space-separated, so receivers holding either the old
-// or the new secret accept it during a rotation.
+// or the new secret accept it during a rotation. Public keys cannot sign:
+// a verifier holding only whpk_ keys returns "".
 func (sw *StandardWebhooks) Sign(id string, ts time.Time, body []byte) string {
 	tsRaw := strconv.FormatInt(ts.Unix(), 10)
 	parts := make([]string, 0, len(sw.keys))

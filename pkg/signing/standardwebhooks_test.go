@@ -71,7 +71,10 @@ func (v vector) request() signing.Request {
 	return signing.Request{Header: h, Body: []byte(v.body), Now: time.Unix(v.timestamp, 0)}
 }
 
-var sentinels = []error{signing.ErrMissingSignature, signing.ErrBadSignature, signing.ErrStaleTimestamp, signing.ErrMalformed}
+var sentinels = []error{
+	signing.ErrMissingSignature, signing.ErrBadSignature, signing.ErrStaleTimestamp, signing.ErrMalformed,
+	signing.ErrMissingCredentials, signing.ErrBadCredentials,
+}
 
 // checkVerifyErr asserts err wraps want and no other sentinel, and never
 // shows a secret.

@@ -1,14 +1,20 @@
-// Package ingress is Switchyard's webhook receiver: partners POST to
-// /webhooks/{source}; the request is verified with the source's signature
-// scheme, stored in the EVENTS stream on webhooks.<source>.<type>, and
-// answered 2xx only after JetStream acknowledged it. A redelivered webhook
-// (same delivery id) is answered 2xx and stored once.
+// Package ingress is Switchyard's entry point for events: partners POST
+// webhooks to /webhooks/{source}, verified with the source's signature
+// scheme and stored in the EVENTS stream on webhooks.<source>.<type>; our
+// own services POST events to /v1/events with an API key. Either is
+// answered 2xx only after JetStream acknowledged it, and a redelivery (same
+// delivery id or Idempotency-Key) is answered 2xx and stored once, within
+// the idempotency horizon.
 package ingress
 
 import (
+	"log/slog"
+
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/services/ingress/internal/server"
 )
 
@@ -21,4 +27,22 @@ type Server = server.Server
 // New returns a Server that publishes to js and audits through audit.
 func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, error) {
 	return server.New(js, audit, cfg)
+}
+
+// FromConfig is the server configuration a process derives from the
+// configuration file.
+func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) Config {
+	return Config{
+		Listen:             cfg.Ingress.Listen,
+		Sources:            cfg.Sources,
+		ReadTimeout:        cfg.Ingress.ReadTimeout.D(),
+		PublishTimeout:     cfg.Ingress.PublishTimeout.D(),
+		IdempotencyHorizon: cfg.Ingress.IdempotencyHorizon.D(),
+		Replicas:           cfg.NATS.Replicas,
+		APIKeys:            cfg.Ingress.APIKeys,
+		MaxBody:            int64(cfg.Ingress.MaxBody),
+		MaxBatch:           cfg.Ingress.MaxBatch,
+		Logger:             log,
+		Registerer:         reg,
+	}
 }

@@ -614,9 +614,12 @@ type WebhookRejected struct {
 	RemoteAddr string `protobuf:"bytes,4,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
 	StatusCode int32  `protobuf:"varint,5,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
 	// event_id is the provider's delivery id when the request carried one.
-	EventId       string `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	UserAgent     string `protobuf:"bytes,7,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
-	BodySize      int64  `protobuf:"varint,8,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
+	EventId   string `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	UserAgent string `protobuf:"bytes,7,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	BodySize  int64  `protobuf:"varint,8,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
+	// api_key is the name (never the key) of the publish-API key the request
+	// authenticated with; source is then "_api".
+	ApiKey        string `protobuf:"bytes,9,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -707,15 +710,25 @@ func (x *WebhookRejected) GetBodySize() int64 {
 	return 0
 }
 
+func (x *WebhookRejected) GetApiKey() string {
+	if x != nil {
+		return x.ApiKey
+	}
+	return ""
+}
+
 // WebhookDuplicate is a redelivered webhook (or a republished event) that
 // was answered 2xx without becoming a second event.
 type WebhookDuplicate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	EventId       string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	RemoteAddr    string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
-	Via           DuplicateVia           `protobuf:"varint,4,opt,name=via,proto3,enum=switchyard.v1.DuplicateVia" json:"via,omitempty"`
-	Subject       string                 `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Source     string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	EventId    string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	RemoteAddr string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	Via        DuplicateVia           `protobuf:"varint,4,opt,name=via,proto3,enum=switchyard.v1.DuplicateVia" json:"via,omitempty"`
+	Subject    string                 `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	// api_key is the name of the publish-API key, for events published
+	// through POST /v1/events (source "_api").
+	ApiKey        string `protobuf:"bytes,6,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -781,6 +794,13 @@ func (x *WebhookDuplicate) GetVia() DuplicateVia {
 func (x *WebhookDuplicate) GetSubject() string {
 	if x != nil {
 		return x.Subject
+	}
+	return ""
+}
+
+func (x *WebhookDuplicate) GetApiKey() string {
+	if x != nil {
+		return x.ApiKey
 	}
 	return ""
 }
@@ -1752,7 +1772,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\abacklog\x18\x10 \x01(\v2\x1c.switchyard.v1.BacklogReportH\x00R\abacklog\x126\n" +
 	"\taudit_lag\x18\x11 \x01(\v2\x17.switchyard.v1.AuditLagH\x00R\bauditLag\x128\n" +
 	"\x05alert\x18\x12 \x01(\v2 .switchyard.v1.AlertNotificationH\x00R\x05alertB\b\n" +
-	"\x06detail\"\x8f\x02\n" +
+	"\x06detail\"\xa8\x02\n" +
 	"\x0fWebhookRejected\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x123\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1b.switchyard.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -1764,14 +1784,16 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\bevent_id\x18\x06 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
 	"user_agent\x18\a \x01(\tR\tuserAgent\x12\x1b\n" +
-	"\tbody_size\x18\b \x01(\x03R\bbodySize\"\xaf\x01\n" +
+	"\tbody_size\x18\b \x01(\x03R\bbodySize\x12\x17\n" +
+	"\aapi_key\x18\t \x01(\tR\x06apiKey\"\xc8\x01\n" +
 	"\x10WebhookDuplicate\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1f\n" +
 	"\vremote_addr\x18\x03 \x01(\tR\n" +
 	"remoteAddr\x12-\n" +
 	"\x03via\x18\x04 \x01(\x0e2\x1b.switchyard.v1.DuplicateViaR\x03via\x12\x18\n" +
-	"\asubject\x18\x05 \x01(\tR\asubject\"\x86\x05\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x12\x17\n" +
+	"\aapi_key\x18\x06 \x01(\tR\x06apiKey\"\x86\x05\n" +
 	"\x0fDeliveryAttempt\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x18\n" +

@@ -1,28 +1,31 @@
-// Package server is the ingress HTTP server: it verifies partner webhooks,
-// stores them in EVENTS and answers 2xx only once JetStream has them.
+// Package server is the ingress HTTP server: it verifies partner webhooks
+// and takes events from our own services (the publish API), stores them in
+// EVENTS and answers 2xx only once JetStream has them. A redelivery is
+// answered 2xx and stored once, within the stream's duplicate window and,
+// through idempotency records, long after it.
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
-	"github.com/switchyard/switchyard/pkg/signing"
-	"github.com/switchyard/switchyard/pkg/subjects"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
+	"github.com/switchyard/switchyard/services/ingress/internal/inflight"
 )
 
 // Config configures the ingress server.
@@ -33,9 +36,31 @@ type Config struct {
 	Sources []config.Source
 	// ReadTimeout bounds reading a request. Default 10s.
 	ReadTimeout time.Duration
-	// PublishTimeout bounds waiting for the PubAck; past it the partner gets
-	// 503 and retries. Default 5s.
+	// PublishTimeout bounds storing an event (the idempotency lookup and
+	// the PubAck); past it the sender gets 503 and retries. Default 5s.
 	PublishTimeout time.Duration
+	// IdempotencyHorizon is how long an event id is remembered. Default 72h.
+	IdempotencyHorizon time.Duration
+	// Replicas of the idempotency bucket. Default 1.
+	Replicas int
+	// APIKeys may use the publish API (POST /v1/events).
+	APIKeys []config.IngressAPIKey
+	// MaxBody bounds a publish API request body. Default 1MiB.
+	MaxBody int64
+	// MaxBatch bounds the events of one batch request. Default 500.
+	MaxBatch int
+	// RetryAfter is what 503 answers ask the sender to wait. Default 5s.
+	RetryAfter time.Duration
+	// MaxAuditInFlight bounds the audit records being published at once;
+	// beyond it (a NATS outage, a flood of bad requests) records are
+	// dropped and counted. Default 1024.
+	MaxAuditInFlight int
+	// MaxRecordsInFlight bounds the idempotency records being written at
+	// once. Default 2048.
+	MaxRecordsInFlight int
+	// AsyncTimeout bounds the wait for an audit or idempotency record's
+	// PubAck. Default 10s.
+	AsyncTimeout time.Duration
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -54,6 +79,30 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
+	}
+	if c.IdempotencyHorizon == 0 {
+		c.IdempotencyHorizon = config.DefaultIdempotencyHorizon.D()
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = int64(config.DefaultMaxBody)
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = config.DefaultMaxBatch
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = 5 * time.Second
+	}
+	if c.MaxAuditInFlight == 0 {
+		c.MaxAuditInFlight = 1024
+	}
+	if c.MaxRecordsInFlight == 0 {
+		c.MaxRecordsInFlight = 2048
+	}
+	if c.AsyncTimeout == 0 {
+		c.AsyncTimeout = 10 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -75,8 +124,15 @@ type Server struct {
 	js      jetstream.JetStream
 	audit   *auditlog.Emitter
 	sources map[string]*source
+	keys    *apiKeys
+	idem    *idempotency.Store
 	echo    *echo.Echo
 	metrics *metrics
+	// auditing and records carry the asynchronous publishes that no
+	// request waits for, each with a bound.
+	auditing *inflight.Tracker
+	records  *inflight.Tracker
+	warnings sampledLog
 }
 
 // New builds the server; Run serves it.
@@ -86,19 +142,27 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		js:      js,
-		audit:   audit,
-		sources: map[string]*source{},
-		metrics: newMetrics(cfg.Registerer),
+		cfg:      cfg,
+		js:       js,
+		audit:    audit,
+		sources:  map[string]*source{},
+		keys:     newAPIKeys(cfg.APIKeys),
+		metrics:  newMetrics(cfg.Registerer),
+		warnings: sampledLog{every: 10 * time.Second},
 	}
 	for _, sc := range cfg.Sources {
-		src, err := newSource(sc)
+		src, err := newSource(sc, s.metrics)
 		if err != nil {
 			return nil, fmt.Errorf("ingress: %w", err)
 		}
 		s.sources[sc.Name] = src
 	}
+	idem, err := idempotency.New(js, idempotency.Config{Horizon: cfg.IdempotencyHorizon, Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("ingress: %w", err)
+	}
+	s.idem = idem
+
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	// Partners connect directly unless a proxy is configured: never trust
@@ -106,17 +170,48 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = errorHandler
 	e.POST("/webhooks/:source", s.handleWebhook)
+	e.POST("/v1/events", s.handlePublish)
+	e.POST("/v1/events/batch", s.handlePublishBatch)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	s.echo = e
+
+	s.auditing = inflight.New(inflight.Config{Max: cfg.MaxAuditInFlight, Timeout: cfg.AsyncTimeout, OnError: s.auditFailed})
+	s.records = inflight.New(inflight.Config{Max: cfg.MaxRecordsInFlight, Timeout: cfg.AsyncTimeout, OnError: s.recordFailed})
 	return s, nil
 }
 
-// Handler returns the HTTP handler, for tests and embedding.
+// Handler returns the HTTP handler, for tests and embedding. Provision
+// must have run first.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Run serves until ctx is done.
+// Provision declares what the server stores into besides the streams: the
+// idempotency bucket. Run calls it.
+func (s *Server) Provision(ctx context.Context) error {
+	if err := s.idem.Ensure(ctx); err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
+	return nil
+}
+
+// Run provisions, then serves until ctx is done, then lets the audit and
+// idempotency records in flight finish (for a few seconds at most).
 func (s *Server) Run(ctx context.Context) error {
-	return httpserve.Run(ctx, "ingress", s.cfg.Listen, s.echo, s.cfg.Logger, httpserve.WithReadTimeout(s.cfg.ReadTimeout))
+	if err := s.Provision(ctx); err != nil {
+		return err
+	}
+	err := httpserve.Run(ctx, "ingress", s.cfg.Listen, s.echo, s.cfg.Logger, httpserve.WithReadTimeout(s.cfg.ReadTimeout))
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if cerr := s.Close(cctx); cerr != nil {
+		s.cfg.Logger.Warn("ingress stopped with records in flight", slog.Any("error", cerr))
+	}
+	return err
+}
+
+// Close stops the asynchronous publishers, waiting until ctx is done for
+// those in flight. Run calls it; a server used through Handler alone must.
+func (s *Server) Close(ctx context.Context) error {
+	return errors.Join(s.auditing.Close(ctx), s.records.Close(ctx))
 }
 
 // reply is the JSON body of every ingress answer.
@@ -126,6 +221,52 @@ type reply struct {
 	Error   string `json:"error,omitempty"`
 	Message string `json:"message,omitempty"`
 }
+
+// writeReply answers {"id": id, "status": status} without reflection: it is
+// every accepted request's answer.
+func writeReply(c echo.Context, code int, id, status string) error {
+	if !jsonSafe(id) {
+		return c.JSON(code, reply{ID: id, Status: status})
+	}
+	b := make([]byte, 0, 26+len(id)+len(status))
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","status":"`...)
+	b = append(b, status...)
+	b = append(b, "\"}\n"...)
+	return c.Blob(code, echo.MIMEApplicationJSON, b)
+}
+
+// jsonSafe reports whether s can stand between JSON quotes as it is.
+func jsonSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// Bodies are read into pooled buffers; large ones are not kept.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer {
+	b := bodies.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		bodies.Put(b)
+	}
+}
+
+// Reply statuses.
+const (
+	statusAccepted  = "accepted"
+	statusDuplicate = "duplicate"
+)
 
 // rejection is an error answer that is also audited.
 type rejection struct {
@@ -139,6 +280,11 @@ type rejection struct {
 
 func (r *rejection) Error() string { return r.code + ": " + r.msg }
 
+// retryAfterSeconds is a Retry-After value: whole seconds, at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10)
+}
+
 func errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -146,7 +292,7 @@ func errorHandler(err error, c echo.Context) {
 	var rj *rejection
 	if errors.As(err, &rj) {
 		if rj.retryAfter > 0 {
-			c.Response().Header().Set("Retry-After", fmt.Sprint(int(rj.retryAfter.Seconds())))
+			c.Response().Header().Set("Retry-After", retryAfterSeconds(rj.retryAfter))
 		}
 		_ = c.JSON(rj.status, reply{Error: rj.code, Message: rj.msg})
 		return
@@ -159,144 +305,13 @@ func errorHandler(err error, c echo.Context) {
 	_ = c.JSON(http.StatusInternalServerError, reply{Error: "internal", Message: "internal error"})
 }
 
-func (s *Server) handleWebhook(c echo.Context) error {
-	start := time.Now()
-	name := c.Param("source")
-	outcome := "accepted"
-	defer func() { s.metrics.observe(name, outcome, time.Since(start)) }()
-
-	src, ok := s.sources[name]
-	if !ok {
-		outcome = "unknown_source"
-		// The name is the caller's; it goes into the audit record as a
-		// subject token only.
-		return s.reject(c, name, "", 0, &rejection{
-			status: http.StatusNotFound, reason: switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE,
-			code: "unknown_source", msg: fmt.Sprintf("no source named %q is configured", subjects.Token(name)),
-		})
+// unavailable is the answer for an event that could not be stored: the
+// sender must retry, and is never told 2xx.
+func (s *Server) unavailable() *rejection {
+	return &rejection{
+		status: http.StatusServiceUnavailable, reason: switchyardv1.RejectReason_REJECT_REASON_UNAVAILABLE,
+		code: "unavailable", msg: "the event could not be stored; retry later", retryAfter: s.cfg.RetryAfter,
 	}
-
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, int64(src.cfg.MaxBody)))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			outcome = "body_too_large"
-			return s.reject(c, name, "", c.Request().ContentLength, &rejection{
-				status: http.StatusRequestEntityTooLarge, reason: switchyardv1.RejectReason_REJECT_REASON_BODY_TOO_LARGE,
-				code: "body_too_large", msg: fmt.Sprintf("the body is larger than this source's limit of %d bytes", src.cfg.MaxBody),
-			})
-		}
-		outcome = "malformed"
-		return s.reject(c, name, "", 0, &rejection{
-			status: http.StatusBadRequest, reason: switchyardv1.RejectReason_REJECT_REASON_MALFORMED,
-			code: "unreadable_body", msg: "the request body could not be read completely",
-		})
-	}
-
-	verified, err := src.verifier.Verify(signing.Request{Header: c.Request().Header, Body: body, Now: s.cfg.Now()})
-	if err != nil {
-		rj := verifyRejection(err)
-		outcome = rj.code
-		return s.reject(c, name, deliveryIDForAudit(c.Request().Header), int64(len(body)), rj)
-	}
-
-	eventID := name + ":" + verified.DeliveryID
-	rawType := src.eventType(verified, body)
-	subject := "webhooks." + name + "." + subjects.Token(rawType)
-
-	m := nats.NewMsg(subject)
-	m.Header.Set(nats.MsgIdHdr, eventID)
-	m.Header.Set(events.HeaderEventID, eventID)
-	m.Header.Set(events.HeaderSource, name)
-	m.Header.Set(events.HeaderEventType, rawType)
-	m.Header.Set(events.HeaderReceivedAt, time.Now().UTC().Format(time.RFC3339Nano))
-	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
-		m.Header.Set(events.HeaderContentType, ct)
-	}
-	m.Data = body
-
-	pctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.PublishTimeout)
-	defer cancel()
-	ack, err := s.js.PublishMsg(pctx, m)
-	if err != nil {
-		// Not stored: the partner must retry. Never 2xx here.
-		outcome = "unavailable"
-		s.cfg.Logger.WarnContext(c.Request().Context(), "event not stored, answering 503",
-			slog.String("source", name), slog.String("event_id", eventID), slog.Any("error", err))
-		return s.reject(c, name, verified.DeliveryID, int64(len(body)), &rejection{
-			status: http.StatusServiceUnavailable, reason: switchyardv1.RejectReason_REJECT_REASON_UNAVAILABLE,
-			code: "unavailable", msg: "the event could not be stored; retry later", retryAfter: 5 * time.Second,
-		})
-	}
-	if ack.Duplicate {
-		outcome = "duplicate"
-		s.emit(c.Request().Context(), &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookDuplicate{
-			WebhookDuplicate: &switchyardv1.WebhookDuplicate{
-				Source: name, EventId: eventID, RemoteAddr: c.RealIP(), Subject: subject,
-				Via: switchyardv1.DuplicateVia_DUPLICATE_VIA_STREAM_WINDOW,
-			},
-		}})
-		return c.JSON(http.StatusOK, reply{ID: eventID, Status: "duplicate"})
-	}
-	s.cfg.Logger.DebugContext(c.Request().Context(), "webhook accepted",
-		slog.String("source", name), slog.String("event_id", eventID), slog.String("subject", subject), slog.Uint64("seq", ack.Sequence))
-	return c.JSON(http.StatusAccepted, reply{ID: eventID, Status: "accepted"})
-}
-
-// verifyRejection maps a verification error to the answer.
-func verifyRejection(err error) *rejection {
-	rj := &rejection{status: http.StatusUnauthorized, msg: err.Error()}
-	switch {
-	case errors.Is(err, signing.ErrMissingSignature):
-		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_MISSING_SIGNATURE, "missing_signature"
-	case errors.Is(err, signing.ErrStaleTimestamp):
-		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_STALE_TIMESTAMP, "stale_timestamp"
-	case errors.Is(err, signing.ErrMalformed):
-		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "malformed_signature"
-	default:
-		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE, "bad_signature"
-	}
-	return rj
-}
-
-// deliveryIDForAudit picks a delivery id from an unverified request, for the
-// audit record only (it helps find the partner's retries of it).
-func deliveryIDForAudit(h http.Header) string {
-	id := h.Get(signing.HeaderWebhookID)
-	if len(id) > 128 {
-		id = id[:128]
-	}
-	return id
-}
-
-// reject audits the rejection and returns it for the error handler.
-func (s *Server) reject(c echo.Context, sourceName, eventID string, size int64, rj *rejection) error {
-	s.emit(c.Request().Context(), &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookRejected{
-		WebhookRejected: &switchyardv1.WebhookRejected{
-			Source: subjects.Token(sourceName), Reason: rj.reason, Detail: rj.msg,
-			RemoteAddr: c.RealIP(), StatusCode: int32(rj.status), EventId: eventID,
-			UserAgent: truncate(c.Request().UserAgent(), 256), BodySize: size,
-		},
-	}})
-	return rj
-}
-
-// emit records an audit record without holding up the answer: the record
-// matters, but a partner's request must not wait on it or fail because of
-// it.
-func (s *Server) emit(ctx context.Context, rec *switchyardv1.AuditRecord) {
-	f, err := s.audit.EmitAsync(rec)
-	if err != nil {
-		s.cfg.Logger.WarnContext(ctx, "audit record not published", slog.Any("error", err))
-		return
-	}
-	go func() {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			s.cfg.Logger.Warn("audit record not stored", slog.String("record_id", rec.Id), slog.Any("error", err))
-		}
-	}()
 }
 
 func truncate(s string, n int) string {

@@ -1,8 +1,14 @@
 package server
 
 import (
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/signing"
@@ -12,42 +18,114 @@ import (
 type source struct {
 	cfg      config.Source
 	verifier signing.Verifier
-	// eventType extracts the provider's event type from a verified request.
-	eventType func(v signing.Verified, body []byte) string
+	// keep are the provider's headers stored with each event, in canonical
+	// form.
+	keep []string
+	// auditIDHeader holds the provider's delivery id, read from rejected
+	// (unverified) requests for the audit record only.
+	auditIDHeader string
+	// limiter is nil without a rate limit.
+	limiter *rate.Limiter
+	metrics *sourceMetrics
 }
 
-func newSource(cfg config.Source) (*source, error) {
+func newSource(cfg config.Source, m *metrics) (*source, error) {
 	secrets := make([]string, len(cfg.Secrets))
 	for i, s := range cfg.Secrets {
 		secrets[i] = s.Reveal()
 	}
+	v, err := signing.New(cfg.Scheme, signing.Options{
+		Secrets:   secrets,
+		Tolerance: cfg.Tolerance.D(),
+		HMAC: signing.HMACOptions{
+			Header: cfg.HMAC.Header, Algorithm: cfg.HMAC.Algorithm, Encoding: cfg.HMAC.Encoding, Prefix: cfg.HMAC.Prefix,
+			TimestampHeader: cfg.HMAC.TimestampHeader, SignedContent: cfg.HMAC.SignedContent,
+		},
+		IDHeader:   cfg.IDHeader,
+		TypeHeader: cfg.TypeHeader,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
+	}
+	src := &source{cfg: cfg, verifier: v, metrics: m.forSource(cfg.Name)}
+	for _, h := range v.ProviderHeaders() {
+		src.keep = append(src.keep, http.CanonicalHeaderKey(h))
+	}
 	switch cfg.Scheme {
 	case "standard-webhooks":
-		v, err := signing.NewStandardWebhooks(secrets, cfg.Tolerance.D())
-		if err != nil {
-			return nil, fmt.Errorf("source %q: %w", cfg.Name, err)
-		}
-		return &source{cfg: cfg, verifier: v, eventType: typeFromJSONField("type")}, nil
+		src.auditIDHeader = signing.HeaderWebhookID
+	case "github":
+		src.auditIDHeader = signing.HeaderGitHubDelivery
+	case "shopify":
+		src.auditIDHeader = signing.HeaderShopifyWebhookID
 	default:
-		return nil, fmt.Errorf("source %q: unknown scheme %q", cfg.Name, cfg.Scheme)
+		src.auditIDHeader = cfg.IDHeader
 	}
+	if cfg.RateLimit.PerSecond > 0 {
+		src.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit.PerSecond), max(1, cfg.RateLimit.Burst))
+	}
+	return src, nil
 }
 
-// typeFromJSONField reads a top-level string field of a JSON body, the way
-// Standard Webhooks and Stripe payloads carry their type.
-func typeFromJSONField(field string) func(signing.Verified, []byte) string {
-	return func(v signing.Verified, body []byte) string {
-		if v.EventType != "" {
-			return v.EventType
+// limited reports whether a request arriving now is over the source's rate
+// limit, and when one would be allowed.
+func (s *source) limited(now time.Time) (time.Duration, bool) {
+	if s.limiter == nil {
+		return 0, false
+	}
+	r := s.limiter.ReserveN(now, 1)
+	if !r.OK() {
+		return time.Second, true
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, true
+	}
+	return 0, false
+}
+
+// maxIDLength bounds a provider's delivery id used as is.
+const maxIDLength = 200
+
+// deliveryID is the delivery id part of an event id: the provider's id
+// when it is short printable ASCII; a hash of it when it is not (still
+// stable across redeliveries); and a hash of the source and the body when
+// the provider sent none, so that an identical redelivery is recognised.
+func deliveryID(source, providerID string, body []byte) string {
+	if providerID == "" {
+		h := sha256.New()
+		h.Write([]byte(source))
+		h.Write([]byte{0})
+		h.Write(body)
+		return "h-" + hex.EncodeToString(h.Sum(nil)[:16])
+	}
+	if len(providerID) <= maxIDLength && printable(providerID) {
+		return providerID
+	}
+	sum := sha256.Sum256([]byte(providerID))
+	return "h-" + hex.EncodeToString(sum[:16])
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
 		}
-		var m map[string]json.RawMessage
-		if json.Unmarshal(body, &m) != nil {
-			return ""
-		}
-		var s string
-		if json.Unmarshal(m[field], &s) != nil {
-			return ""
-		}
+	}
+	return true
+}
+
+// headerValue makes untrusted text safe to store in a header: control
+// characters become spaces and the length is bounded.
+func headerValue(s string, n int) string {
+	s = truncate(s, n)
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
 		return s
 	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }

@@ -54,14 +54,8 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		aud.Close()
 		return err
 	}
-	ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"), ingress.Config{
-		Listen:         cfg.Ingress.Listen,
-		Sources:        cfg.Sources,
-		ReadTimeout:    cfg.Ingress.ReadTimeout.D(),
-		PublishTimeout: cfg.Ingress.PublishTimeout.D(),
-		Logger:         log.With(slog.String("service", "ingress")),
-		Registerer:     env.Registry,
-	})
+	ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"),
+		ingress.FromConfig(cfg, log.With(slog.String("service", "ingress")), env.Registry))
 	if err != nil {
 		aud.Close()
 		return err

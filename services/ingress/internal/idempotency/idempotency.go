@@ -1,0 +1,132 @@
+// Package idempotency remembers event ids beyond the JetStream duplicate
+// window, so that a webhook redelivered days later is answered 2xx and
+// stored once.
+//
+// A record is a message in a KV bucket whose MaxAge is the horizon: its key
+// is a hash of the event id, its value the subject the event was stored
+// on. The record is written after the event's PubAck, never before, so that
+// no crash can leave a record for an event that was not stored (which would
+// turn the partner's retry into a loss); a crash between the two can only
+// let a much later redelivery be stored a second time. DESIGN.md has the
+// measurements behind the choice of a KV bucket.
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultBucket is the KV bucket holding the records.
+const DefaultBucket = "ingress_idempotency"
+
+// Key is the record key for an event id: the ids are the partners' text
+// and KV keys allow only [-/_=.a-zA-Z0-9], so the key is a hash, 144 bits
+// in URL-safe base64 (24 characters).
+func Key(eventID string) string {
+	sum := sha256.Sum256([]byte(eventID))
+	return base64.RawURLEncoding.EncodeToString(sum[:18])
+}
+
+// Config configures a Store.
+type Config struct {
+	// Bucket is the KV bucket. Default DefaultBucket.
+	Bucket string
+	// Horizon is how long a record lives. Required.
+	Horizon time.Duration
+	// Replicas of the bucket. Default 1.
+	Replicas int
+	// Storage of the bucket. Default file.
+	Storage jetstream.StorageType
+}
+
+// ErrNoBucket is returned (wrapped) when the bucket does not exist and
+// could not be created.
+var ErrNoBucket = errors.New("idempotency bucket unavailable")
+
+// Store reads and writes idempotency records.
+type Store struct {
+	js  jetstream.JetStream
+	cfg Config
+	// prefix is the records' subject prefix, get the direct-get subject
+	// prefix for them.
+	prefix, get string
+	ready       atomic.Bool
+}
+
+// New returns a Store. Ensure declares its bucket; until then Lookup
+// reports ErrNoBucket.
+func New(js jetstream.JetStream, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Horizon <= 0 {
+		return nil, errors.New("idempotency: Config.Horizon must be positive")
+	}
+	prefix := "$KV." + cfg.Bucket + "."
+	return &Store{js: js, cfg: cfg, prefix: prefix, get: "$JS.API.DIRECT.GET.KV_" + cfg.Bucket + "." + prefix}, nil
+}
+
+// Ensure creates the bucket, or updates its horizon and replicas.
+func (s *Store) Ensure(ctx context.Context) error {
+	_, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      s.cfg.Bucket,
+		Description: "ingress: event ids seen within the idempotency horizon (key: hash of the id, value: subject)",
+		History:     1,
+		TTL:         s.cfg.Horizon,
+		Replicas:    s.cfg.Replicas,
+		Storage:     s.cfg.Storage,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: create or update KV bucket %s: %w", ErrNoBucket, s.cfg.Bucket, err)
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+// Lookup returns the subject recorded for eventID and whether there is a
+// record. It is on every request's path, so it asks the bucket's stream
+// directly (a direct get of the key's last message) rather than through
+// the KV client, which would validate and parse more than a yes or no
+// needs.
+func (s *Store) Lookup(ctx context.Context, eventID string) (subject string, found bool, err error) {
+	if !s.ready.Load() {
+		return "", false, fmt.Errorf("%w: not declared (Ensure)", ErrNoBucket)
+	}
+	m, err := s.js.Conn().RequestWithContext(ctx, s.get+Key(eventID), nil)
+	if err != nil {
+		return "", false, fmt.Errorf("look up idempotency record: %w", err)
+	}
+	if len(m.Data) == 0 {
+		switch status := m.Header.Get("Status"); status {
+		case "404":
+			return "", false, nil
+		case "":
+		default:
+			return "", false, fmt.Errorf("look up idempotency record: status %s %s", status, m.Header.Get("Description"))
+		}
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return "", false, nil
+	}
+	return string(m.Data), true, nil
+}
+
+// Msg is the record for an event stored on subject, to publish once the
+// event's PubAck has arrived (js.PublishMsgAsync or PublishMsg).
+func (s *Store) Msg(eventID, subject string) *nats.Msg {
+	return &nats.Msg{Subject: s.prefix + Key(eventID), Data: []byte(subject)}
+}
+
+// Bucket is the KV bucket's name.
+func (s *Store) Bucket() string { return s.cfg.Bucket }

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/subjects"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+)
+
+// maxHeaderValue bounds a provider header copied into a stored event.
+const maxHeaderValue = 512
+
+func (s *Server) handleWebhook(c echo.Context) error {
+	start := time.Now()
+	name := c.Param("source")
+	req := c.Request()
+	src, ok := s.sources[name]
+	if !ok {
+		s.metrics.observeUnknownSource(time.Since(start))
+		// The name is the caller's; it goes into the audit record as a
+		// subject token only.
+		return s.reject(c, subjects.Token(name), "", 0, &rejection{
+			status: http.StatusNotFound, reason: switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE,
+			code: "unknown_source", msg: fmt.Sprintf("no source named %q is configured", subjects.Token(name)),
+		})
+	}
+	outcome := "accepted"
+	defer func() { src.metrics.observe(outcome, time.Since(start)) }()
+
+	// Before reading the body: a flood costs as little as possible.
+	if wait, limited := src.limited(start); limited {
+		outcome = "rate_limited"
+		return s.reject(c, name, "", req.ContentLength, &rejection{
+			status: http.StatusTooManyRequests, reason: switchyardv1.RejectReason_REJECT_REASON_RATE_LIMITED,
+			code: "rate_limited", msg: fmt.Sprintf("this source is limited to %g requests per second", src.cfg.RateLimit.PerSecond),
+			retryAfter: wait,
+		})
+	}
+
+	buf := getBuffer()
+	defer putBuffer(buf)
+	_, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), req.Body, int64(src.cfg.MaxBody)))
+	// body is only read until the handler returns: the publish copies it.
+	body := buf.Bytes()
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			outcome = "body_too_large"
+			return s.reject(c, name, "", req.ContentLength, &rejection{
+				status: http.StatusRequestEntityTooLarge, reason: switchyardv1.RejectReason_REJECT_REASON_BODY_TOO_LARGE,
+				code: "body_too_large", msg: fmt.Sprintf("the body is larger than this source's limit of %d bytes", src.cfg.MaxBody),
+			})
+		}
+		outcome = "malformed"
+		return s.reject(c, name, "", 0, &rejection{
+			status: http.StatusBadRequest, reason: switchyardv1.RejectReason_REJECT_REASON_MALFORMED,
+			code: "unreadable_body", msg: "the request body could not be read completely",
+		})
+	}
+
+	verified, err := src.verifier.Verify(signing.Request{Header: req.Header, Body: body, Now: s.cfg.Now()})
+	if err != nil {
+		rj := verifyRejection(err)
+		outcome = rj.code
+		var id string
+		if src.auditIDHeader != "" {
+			id = truncate(req.Header.Get(src.auditIDHeader), 128)
+		}
+		return s.reject(c, name, id, int64(len(body)), rj)
+	}
+	if src.cfg.Scheme == "slack" && verified.EventType == "url_verification" {
+		// Slack's handshake when the URL is configured: echo the
+		// challenge; nothing to store.
+		outcome = "handshake"
+		return c.JSON(http.StatusOK, map[string]string{"challenge": signing.JSONString(body, "challenge")})
+	}
+
+	eventID := name + ":" + deliveryID(name, verified.DeliveryID, body)
+	rawType := headerValue(verified.EventType, maxHeaderValue)
+	subject := "webhooks." + name + "." + subjects.Token(rawType)
+	m := nats.NewMsg(subject)
+	m.Header.Set(nats.MsgIdHdr, eventID)
+	m.Header.Set(events.HeaderEventID, eventID)
+	m.Header.Set(events.HeaderSource, name)
+	m.Header.Set(events.HeaderEventType, rawType)
+	m.Header.Set(events.HeaderReceivedAt, start.UTC().Format(time.RFC3339Nano))
+	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
+		m.Header.Set(events.HeaderContentType, headerValue(ct, maxHeaderValue))
+	}
+	for _, h := range src.keep {
+		if v := req.Header.Get(h); v != "" {
+			m.Header[h] = []string{headerValue(v, maxHeaderValue)}
+		}
+	}
+	m.Data = body
+
+	res, err := s.store(req.Context(), eventID, m)
+	if err != nil {
+		// Not stored: the partner must retry. Never 2xx here.
+		outcome = "unavailable"
+		s.warn("event not stored, answering 503", slog.String("source", name), slog.String("event_id", eventID), slog.Any("error", err))
+		return s.reject(c, name, eventID, int64(len(body)), s.unavailable())
+	}
+	if res.duplicate() {
+		outcome = "duplicate"
+		s.emit(&switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookDuplicate{
+			WebhookDuplicate: &switchyardv1.WebhookDuplicate{
+				Source: name, EventId: eventID, RemoteAddr: c.RealIP(), Subject: res.subject, Via: res.via,
+			},
+		}})
+		return writeReply(c, http.StatusOK, eventID, statusDuplicate)
+	}
+	return writeReply(c, http.StatusAccepted, eventID, statusAccepted)
+}
+
+// verifyRejection maps a verification error to the answer.
+func verifyRejection(err error) *rejection {
+	rj := &rejection{status: http.StatusUnauthorized, msg: err.Error()}
+	switch {
+	case errors.Is(err, signing.ErrMissingSignature):
+		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_MISSING_SIGNATURE, "missing_signature"
+	case errors.Is(err, signing.ErrStaleTimestamp):
+		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_STALE_TIMESTAMP, "stale_timestamp"
+	case errors.Is(err, signing.ErrMalformed):
+		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "malformed_signature"
+	case errors.Is(err, signing.ErrMissingCredentials):
+		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_UNAUTHORIZED, "missing_credentials"
+	case errors.Is(err, signing.ErrBadCredentials):
+		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_UNAUTHORIZED, "bad_credentials"
+	default:
+		rj.reason, rj.code = switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE, "bad_signature"
+	}
+	return rj
+}

@@ -10,6 +10,7 @@ require (
 	github.com/switchyard/switchyard/services/dispatcher v0.0.0
 	github.com/switchyard/switchyard/services/ingress v0.0.0
 	github.com/switchyard/switchyard/services/notifier v0.0.0
+	go.yaml.in/yaml/v3 v3.0.6
 )
 
 require (
@@ -44,7 +45,6 @@ require (
 	github.com/switchyard/switchyard/proto v0.0.0 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasttemplate v1.2.2 // indirect
-	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect

@@ -71,8 +71,12 @@ func (c Config) Validate() error {
 		p.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
 	if c.NATS.URL != "" {
-		if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" {
-			p.add("nats.url", "must be a URL such as nats://127.0.0.1:4222, not %q", c.NATS.URL)
+		// A comma-separated list of seed servers is allowed, as nats.go
+		// takes it: nats://n1:4222,nats://n2:4222.
+		for i, one := range strings.Split(c.NATS.URL, ",") {
+			if u, err := url.Parse(strings.TrimSpace(one)); err != nil || u.Host == "" {
+				p.add("nats.url", "server %d must be a URL such as nats://127.0.0.1:4222 (several are separated by commas); got %q", i+1, redactUserinfo(one))
+			}
 		}
 		if c.NATS.EmbeddedListen != "" {
 			p.add("nats.embedded_listen", "is only used by the embedded server; remove it or remove nats.url")
@@ -573,4 +577,15 @@ func checkBreaker(p *problems, f string, b Breaker) {
 	if b.MaxCooldown.D() < b.Cooldown.D() {
 		p.add(f+".max_cooldown", "(%s) must be at least cooldown (%s)", b.MaxCooldown, b.Cooldown)
 	}
+}
+
+// redactUserinfo hides a password in a URL for an error message.
+func redactUserinfo(raw string) string {
+	if u, err := url.Parse(strings.TrimSpace(raw)); err == nil {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		return "[redacted]@" + raw[at+1:]
+	}
+	return raw
 }

@@ -46,6 +46,9 @@ func TestValidate(t *testing.T) {
 		// nats
 		{name: "nats url without host", mutate: func(c *config.Config) { c.NATS.URL = "localhost" }, wantErr: config.ErrInvalid, field: "nats.url", problem: "must be a URL"},
 		{name: "nats url", mutate: func(c *config.Config) { c.NATS.URL = "nats://127.0.0.1:4222" }},
+		{name: "nats url list", mutate: func(c *config.Config) { c.NATS.URL = "nats://n1:4222, nats://n2:4222,nats://n3:4222" }},
+		{name: "nats url list with a bad one", mutate: func(c *config.Config) { c.NATS.URL = "nats://n1:4222,n2" }, wantErr: config.ErrInvalid, field: "nats.url", problem: "server 2 must be a URL"},
+		{name: "nats url password not echoed", mutate: func(c *config.Config) { c.NATS.URL = "nats://u:hunter3@" }, wantErr: config.ErrInvalid, field: "nats.url", problem: "xxxxx"},
 		{name: "embedded_listen with url", mutate: func(c *config.Config) {
 			c.NATS.URL = "nats://127.0.0.1:4222"
 			c.NATS.EmbeddedListen = "127.0.0.1:4223"

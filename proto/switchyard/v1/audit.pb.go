@@ -834,7 +834,12 @@ type DeliveryAttempt struct {
 	EventType string `protobuf:"bytes,17,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
 	// probe is true for the one attempt a half-open circuit breaker lets
 	// through to find out whether the partner is back.
-	Probe         bool `protobuf:"varint,18,opt,name=probe,proto3" json:"probe,omitempty"`
+	Probe bool `protobuf:"varint,18,opt,name=probe,proto3" json:"probe,omitempty"`
+	// auth_failure is true when the attempt failed on the destination's
+	// credentials: a 401/403 answer, or the OAuth2 token endpoint refusing
+	// the client (status_code is then 0). The notifier's CredentialsFailing
+	// rule counts these.
+	AuthFailure   bool `protobuf:"varint,19,opt,name=auth_failure,json=authFailure,proto3" json:"auth_failure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +1000,13 @@ func (x *DeliveryAttempt) GetProbe() bool {
 	return false
 }
 
+func (x *DeliveryAttempt) GetAuthFailure() bool {
+	if x != nil {
+		return x.AuthFailure
+	}
+	return false
+}
+
 // DeadLetter is a delivery that Switchyard gave up on. The copy published to
 // DEAD_LETTERS (dlq.<destination>) carries the payload and headers so that it
 // can be replayed after EVENTS has aged the event out; the copy in the audit
@@ -1019,9 +1031,16 @@ type DeadLetter struct {
 	Source          string                 `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
 	EventType       string                 `protobuf:"bytes,16,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
 	// replay_of is set when the failed delivery was itself a replay.
-	ReplayOf      string `protobuf:"bytes,17,opt,name=replay_of,json=replayOf,proto3" json:"replay_of,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReplayOf string `protobuf:"bytes,17,opt,name=replay_of,json=replayOf,proto3" json:"replay_of,omitempty"`
+	// auth_failure is true when the last attempt failed on the destination's
+	// credentials (see DeliveryAttempt.auth_failure).
+	AuthFailure bool `protobuf:"varint,18,opt,name=auth_failure,json=authFailure,proto3" json:"auth_failure,omitempty"`
+	// payload_omitted is true when the payload was too large to carry in the
+	// dead letter (NATS max_payload); it is then read from EVENTS by
+	// stream_seq while EVENTS keeps it.
+	PayloadOmitted bool `protobuf:"varint,19,opt,name=payload_omitted,json=payloadOmitted,proto3" json:"payload_omitted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeadLetter) Reset() {
@@ -1171,6 +1190,20 @@ func (x *DeadLetter) GetReplayOf() string {
 		return x.ReplayOf
 	}
 	return ""
+}
+
+func (x *DeadLetter) GetAuthFailure() bool {
+	if x != nil {
+		return x.AuthFailure
+	}
+	return false
+}
+
+func (x *DeadLetter) GetPayloadOmitted() bool {
+	if x != nil {
+		return x.PayloadOmitted
+	}
+	return false
 }
 
 // Replayed records that a dead letter was sent again to its destination.
@@ -1793,7 +1826,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"remoteAddr\x12-\n" +
 	"\x03via\x18\x04 \x01(\x0e2\x1b.switchyard.v1.DuplicateViaR\x03via\x12\x18\n" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x17\n" +
-	"\aapi_key\x18\x06 \x01(\tR\x06apiKey\"\x86\x05\n" +
+	"\aapi_key\x18\x06 \x01(\tR\x06apiKey\"\xa9\x05\n" +
 	"\x0fDeliveryAttempt\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x18\n" +
@@ -1818,7 +1851,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x06source\x18\x10 \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x11 \x01(\tR\teventType\x12\x14\n" +
-	"\x05probe\x18\x12 \x01(\bR\x05probe\"\xa5\x05\n" +
+	"\x05probe\x18\x12 \x01(\bR\x05probe\x12!\n" +
+	"\fauth_failure\x18\x13 \x01(\bR\vauthFailure\"\xf1\x05\n" +
 	"\n" +
 	"DeadLetter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
@@ -1841,7 +1875,9 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x06source\x18\x0f \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x10 \x01(\tR\teventType\x12\x1b\n" +
-	"\treplay_of\x18\x11 \x01(\tR\breplayOf\x1a:\n" +
+	"\treplay_of\x18\x11 \x01(\tR\breplayOf\x12!\n" +
+	"\fauth_failure\x18\x12 \x01(\bR\vauthFailure\x12'\n" +
+	"\x0fpayload_omitted\x18\x13 \x01(\bR\x0epayloadOmitted\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x01\n" +

@@ -149,7 +149,7 @@ func TestParse(t *testing.T) {
 		{
 			name:    "wrong type",
 			yaml:    minimalYAML + "    concurrency: lots\n",
-			wantErr: config.ErrInvalid, field: "destinations[0].concurrency", problem: "cannot unmarshal !!str `lots` into int",
+			wantErr: config.ErrInvalid, field: "destinations[0].concurrency", problem: "found a text value, want a number",
 		},
 		{
 			name:    "bad duration",
@@ -342,7 +342,7 @@ func TestInterpolation(t *testing.T) {
 		{
 			name:    "quoted reference stays a string",
 			yaml:    minimalYAML + "    concurrency: \"${CONCURRENCY}\"\n",
-			wantErr: config.ErrInvalid, field: "destinations[0].concurrency", problem: "cannot unmarshal !!str `16` into int",
+			wantErr: config.ErrInvalid, field: "destinations[0].concurrency", problem: "found a text value, want a number",
 		},
 		{
 			name: "$$ is a literal $",
@@ -583,5 +583,32 @@ func TestWithDefaultsOrderedAndRateLimit(t *testing.T) {
 	}
 	if got := c.Destinations[2].RateLimit.Burst; got != 1 {
 		t.Errorf("rate limit 0.2/s burst = %d, want 1", got)
+	}
+}
+
+// A value in the wrong shape may be a secret: the error says what shape is
+// wanted and never quotes the value, nor the Go types behind it.
+func TestTypeErrorsDoNotQuoteValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ yaml, field, want string }{
+		{"sources:\n  - name: a\n    scheme: github\n    secrets: bob:pw1-secret\n", "sources[0].secrets", "want a list"},
+		{"destinations:\n  - name: a\n    headers: [Bearer-tok3n]\n", "destinations[0].headers", "want a mapping"},
+		{"destinations:\n  - name: a\n    auth: {token: {a: s3cr3t-value}}\n", "destinations[0].auth", "want a string"},
+		{"destinations:\n  - name: a\n    allow_private_network: sure\n", "destinations[0].allow_private_network", "want true or false"},
+	}
+	for _, tt := range tests {
+		_, err := config.Parse([]byte(tt.yaml), envMap(nil))
+		if err == nil {
+			t.Fatalf("%q parsed", tt.yaml)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, tt.field) || !strings.Contains(msg, tt.want) {
+			t.Errorf("error %q: want field %s and %q", msg, tt.field, tt.want)
+		}
+		for _, leak := range []string{"pw1-secret", "Bearer-tok3n", "s3cr3t-value", "sure", "config.", "[]"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("error %q quotes %q", msg, leak)
+			}
+		}
 	}
 }

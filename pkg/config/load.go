@@ -87,12 +87,53 @@ func humanizeYAMLError(err error, orig *yaml.Node, encoded []byte) string {
 		if j := strings.Index(l, " in type config."); j >= 0 {
 			l = l[:j] + " (check the spelling against the configuration reference)"
 		}
-		lines[i] = l
+		lines[i] = friendlyTypeError(l)
 	}
 	return strings.Join(lines, "\n  ")
 }
 
 var yamlLineRef = regexp.MustCompile(`^line ([0-9]+): `)
+
+// yamlTypeError matches the yaml package's "cannot unmarshal !!str `value`
+// into []config.Secret". The value is dropped from the message: it may be
+// a secret written in the wrong shape.
+var yamlTypeError = regexp.MustCompile("cannot unmarshal !!(\\w+)(?: `[^`]*`)? into (\\S+)")
+
+// friendlyTypeError rewrites a yaml type error into words a person editing
+// the file understands, without quoting the value.
+func friendlyTypeError(l string) string {
+	return yamlTypeError.ReplaceAllStringFunc(l, func(m string) string {
+		sub := yamlTypeError.FindStringSubmatch(m)
+		return "found " + yamlKinds[sub[1]] + ", want " + describeGoType(sub[2])
+	})
+}
+
+var yamlKinds = map[string]string{
+	"str": "a text value", "int": "a number", "float": "a number", "bool": "true/false",
+	"seq": "a list", "map": "a mapping (key: value lines)", "null": "nothing",
+}
+
+func describeGoType(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list (e.g. [a, b], or one \"- item\" per line)"
+	case strings.HasPrefix(t, "map["):
+		return "a mapping (key: value lines)"
+	}
+	switch t {
+	case "config.Secret", "string":
+		return "a string"
+	case "config.Duration":
+		return "a duration such as 500ms, 10s, 2m or 7d"
+	case "config.ByteSize":
+		return "a size such as 1048576, 512KiB or 1MiB"
+	case "int", "int64", "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	}
+	return "a mapping of its fields (see the configuration reference)"
+}
 
 // locations maps the lines of the re-encoded document to "<field>: line
 // <n>" in the original one. The two trees have the same shape; keys and

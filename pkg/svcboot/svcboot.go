@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/version"
 )
 
 // Options adjusts Start.
@@ -148,19 +149,44 @@ type Service interface {
 	Run(ctx context.Context) error
 }
 
-// Main is the body of a separately run service's main: it reads -config,
-// starts the environment, builds the service and runs it beside the ops
-// server until ctx is done.
+// ErrUsage means the command line was wrong; the flag package has already
+// printed what and the usage.
+var ErrUsage = errors.New("invalid command line (see above)")
+
+// Main is the body of a separately run service's main: it reads its flags
+// (-config, -ops-listen, -version), starts the environment, builds the
+// service and runs it beside the ops server until ctx is done.
 func Main(ctx context.Context, name string, args []string, stderr io.Writer, build func(ctx context.Context, env *Env) (Service, error)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "switchyard.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
+	var cfgPath, opsListen string
+	fs.StringVar(&cfgPath, "config", "switchyard.yaml", "configuration `file`")
+	fs.StringVar(&cfgPath, "c", "switchyard.yaml", "shorthand for -config")
+	fs.StringVar(&opsListen, "ops-listen", "", "override ops.listen (`host:port` or off), so that services sharing one config file on one host do not collide")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [-config switchyard.yaml] [-ops-listen host:port]\n\nSwitchyard's %s service. Flags:\n", name, name)
+		fs.PrintDefaults()
 	}
-	cfg, err := config.Load(*cfgPath, os.LookupEnv)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return ErrUsage
+	}
+	if *showVersion {
+		fmt.Fprintf(stderr, "switchyard %s %s\n", name, version.String())
+		return nil
+	}
+	cfg, err := config.Load(cfgPath, os.LookupEnv)
 	if err != nil {
 		return err
+	}
+	if opsListen != "" {
+		cfg.Ops.Listen = opsListen
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("-ops-listen: %w", err)
+		}
 	}
 	env, err := Start(ctx, cfg, Options{Name: name, LogOutput: stderr})
 	if err != nil {
@@ -174,6 +200,6 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer, bui
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
 	g.Go(func() error { return env.ServeOps(gctx) })
-	env.Log.InfoContext(ctx, name+" started")
+	env.Log.InfoContext(ctx, name+" started", slog.String("version", version.String()))
 	return g.Wait()
 }

@@ -9,26 +9,19 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/version"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
-// Version names this build in the User-Agent: set with -ldflags
-// "-X .../delivery.Version=v1.2.3", or read from the module version of an
-// installed binary.
-var Version = "dev"
-
-func init() {
-	if bi, ok := debug.ReadBuildInfo(); ok && Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		Version = bi.Main.Version
-	}
-}
+// Version names this build in the User-Agent (pkg/version: set with
+// -ldflags "-X github.com/switchyard/switchyard/pkg/version.Version=v1.2.3").
+var Version = version.String()
 
 // SnippetLimit bounds the response body kept for the audit log.
 const SnippetLimit = 1024

@@ -85,7 +85,7 @@ func TestDemoQuickStart(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	err = cli.Execute(ctx, []string{"send-webhook", "--url", "http://" + cfg.Ingress.Listen + "/webhooks/demo", "--id", "msg_quickstart"}, &out, &out)
+	err = cli.Execute(ctx, []string{"send-webhook", "-c", "../../../../deployments/demo.yaml", "--url", "http://" + cfg.Ingress.Listen + "/webhooks/demo", "--id", "msg_quickstart"}, &out, &out)
 	if err != nil || !strings.Contains(out.String(), "202 Accepted") {
 		t.Fatalf("send-webhook: %v\n%s", err, out.String())
 	}

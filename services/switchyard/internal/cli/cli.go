@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/version"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/switchyard/internal/app"
 )
@@ -73,7 +74,13 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return st.Close()
 		},
 	})
-	root.AddCommand(sendWebhookCmd())
+	root.AddCommand(sendWebhookCmd(load))
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { cmd.Println("switchyard", version.String()) },
+	})
 	root.AddCommand(silencesCmd(load))
 	root.AddCommand(auditCmds(load)...)
 	return root.ExecuteContext(ctx)

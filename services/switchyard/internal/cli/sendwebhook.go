@@ -10,20 +10,43 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/signing"
 )
 
-func sendWebhookCmd() *cobra.Command {
+func sendWebhookCmd(load func() (config.Config, error)) *cobra.Command {
 	var (
-		url, secret, id, data string
+		url, source, secret, id, data string
 	)
 	cmd := &cobra.Command{
 		Use:   "send-webhook",
 		Short: "Send a Standard Webhooks-signed request, as a partner would",
-		Example: `  switchyard send-webhook --url http://127.0.0.1:8080/webhooks/demo \
-    --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --data '{"type":"invoice.paid","amount":42}'`,
+		Long: `Signs a request the way a Standard Webhooks partner does and posts it to ingress.
+Without --secret and --url, both come from the configuration file (--config): the
+source's first secret and ingress.listen.`,
+		Example: `  switchyard send-webhook --data '{"type":"invoice.paid","amount":42}'
+  switchyard send-webhook --source shop --secret whsec_... --url https://hooks.example.com/webhooks/shop`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if secret == "" || url == "" {
+				cfg, err := load()
+				if err != nil {
+					return fmt.Errorf("%w (or give --secret and --url)", err)
+				}
+				src, ok := cfg.Source(source)
+				if !ok {
+					return fmt.Errorf("no source %q in the configuration (or give --secret and --url)", source)
+				}
+				if secret == "" {
+					if src.Scheme != "standard-webhooks" || len(src.Secrets) == 0 {
+						return fmt.Errorf("source %q uses %s; send-webhook signs Standard Webhooks: give --secret", source, src.Scheme)
+					}
+					secret = src.Secrets[0].Reveal()
+				}
+				if url == "" {
+					url = "http://" + dialable(cfg.Ingress.Listen) + "/webhooks/" + source
+				}
+			}
 			sw, err := signing.NewStandardWebhooks([]string{secret}, time.Minute)
 			if err != nil {
 				return fmt.Errorf("--secret: %w", err)
@@ -54,8 +77,9 @@ func sendWebhookCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080/webhooks/demo", "ingress webhook URL")
-	cmd.Flags().StringVar(&secret, "secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "the source's whsec_ secret")
+	cmd.Flags().StringVar(&source, "source", "demo", "the webhook source to sign as")
+	cmd.Flags().StringVar(&url, "url", "", "ingress webhook URL (default: http:// + ingress.listen + /webhooks/<source>)")
+	cmd.Flags().StringVar(&secret, "secret", "", "the source's whsec_ secret (default: its first secret in the configuration)")
 	cmd.Flags().StringVar(&id, "id", "", "webhook-id (default: a new one; reuse one to see deduplication)")
 	cmd.Flags().StringVar(&data, "data", `{"type":"invoice.paid","invoice_id":"in_1042","amount_cents":4200}`, "JSON body")
 	return cmd

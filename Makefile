@@ -54,7 +54,7 @@ chaos: ## Run the long failure-injection tests in tests/ (build tag chaos) and p
 .PHONY: lint
 lint: ## gofmt, go vet, and a GOWORK=off build of each service module
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	@set -e; for m in $(MODULES); do echo "vet $${m#$(CURDIR)/}"; (cd $$m && go vet ./...); done
+	@set -e; for m in $(MODULES); do echo "vet $${m#$(CURDIR)/}"; (cd $$m && go vet -tags chaos,explain ./...); done
 	@set -e; for m in $(SERVICE_MODULES); do echo "GOWORK=off build $${m#$(CURDIR)/}"; (cd $$m && GOWORK=off go build ./...); done
 
 .PHONY: generate

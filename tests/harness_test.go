@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/natstest"
+	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/pgtest"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/services/auditor"
@@ -47,6 +49,57 @@ func (s *system) queryRow(t *testing.T, sql string, dest ...any) error {
 	}
 	defer conn.Close(ctx)
 	return conn.QueryRow(ctx, sql).Scan(dest...)
+}
+
+// settled reports whether a destination's consumer has nothing pending and
+// nothing in flight or waiting for a retry.
+func (s *system) settled(t *testing.T, destination string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.JS.Consumer(ctx, natsx.StreamEvents, dispatcher.ConsumerName(destination))
+	if err != nil {
+		t.Fatalf("consumer of %s: %v", destination, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatalf("consumer of %s: %v", destination, err)
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// assertNotInAuditLog fails if any row of any audit table contains one of
+// the strings (secrets, signatures).
+func (s *system) assertNotInAuditLog(t *testing.T, secrets ...string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.DatabaseURL)
+	if err != nil {
+		t.Fatalf("connect to the audit database: %v", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(tables) < 5 {
+		t.Fatalf("list audit tables: %v (%d)", err, len(tables))
+	}
+	for _, table := range tables {
+		for _, secret := range secrets {
+			var n int
+			// Row text includes bytea as hex: check the text form and the
+			// hex form of each secret.
+			q := "SELECT count(*) FROM " + pgx.Identifier{table}.Sanitize() + " t WHERE t::text LIKE '%' || $1 || '%' OR t::text LIKE '%' || $2 || '%'"
+			if err := conn.QueryRow(ctx, q, secret, fmt.Sprintf("%x", secret)).Scan(&n); err != nil {
+				t.Fatalf("scan %s: %v", table, err)
+			}
+			if n != 0 {
+				t.Errorf("%d rows of %s contain a secret or signature", n, table)
+			}
+		}
+	}
 }
 
 // mustStandard is a Standard Webhooks signer with the vector secret.

@@ -212,7 +212,8 @@ func TestEndToEnd(t *testing.T) {
 			return len(rej.Rejections) > 0
 		})
 		r := rej.Rejections[0]
-		if r.Source != "shop" || r.Reason != "bad_signature" || r.RemoteAddr != "127.0.0.1" || r.EventID != "msg_forged" {
+		// A rejection names the event as it would be named: <source>:<delivery id>.
+		if r.Source != "shop" || r.Reason != "bad_signature" || r.RemoteAddr != "127.0.0.1" || r.EventID != "shop:msg_forged" {
 			t.Errorf("rejection %+v", r)
 		}
 		if after := storedOn(t, "webhooks.shop.>"); after != before {

@@ -80,7 +80,11 @@ type Ops struct {
 type Ingress struct {
 	// Listen address. Default :8080.
 	Listen string `yaml:"listen"`
-	// MaxBody is the default request body limit for sources. Default 1MiB.
+	// MaxBody is the default request body limit for sources, and the
+	// publish API's. Default 1MiB - 8KiB (1016KiB): a body and its envelope
+	// (events.EnvelopeAllowance) must fit in the NATS server's max_payload,
+	// 1 MiB unless configured otherwise; ingress refuses to start if they
+	// do not.
 	MaxBody ByteSize `yaml:"max_body"`
 	// ReadTimeout bounds reading a whole request. Default 10s.
 	ReadTimeout Duration `yaml:"read_timeout"`
@@ -97,6 +101,31 @@ type Ingress struct {
 	APIKeys []IngressAPIKey `yaml:"api_keys"`
 	// MaxBatch is the most events one batch request may carry. Default 500.
 	MaxBatch int `yaml:"max_batch"`
+	// TrustedProxies are the load balancers or reverse proxies in front of
+	// ingress (CIDRs such as 10.0.0.0/8, or single addresses): only a
+	// request from one of them may name the client with X-Forwarded-For or
+	// X-Real-IP. Empty: the peer address is the client, and those headers
+	// are ignored (anyone could forge them).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// RejectionAudit bounds the audit records of refused requests, which
+	// anyone can cause without a key or a signature.
+	RejectionAudit RejectionAudit `yaml:"rejection_audit"`
+}
+
+// RejectionAudit is a token bucket per source (one for the publish API,
+// one for all unknown sources) for the audit records of refused requests.
+// Over it a refusal is still answered as always, but only counted; every
+// SummaryInterval one summary record per source and reason says how many
+// were not recorded one by one.
+type RejectionAudit struct {
+	// PerSecond is the sustained rate of rejection records per source.
+	// Default 1.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is how many may be recorded at once. Default 100.
+	Burst int `yaml:"burst"`
+	// SummaryInterval is how often the rejections over the limit are
+	// summarised. Default 1m.
+	SummaryInterval Duration `yaml:"summary_interval"`
 }
 
 // IngressAPIKey is one caller of the publish API.
@@ -348,7 +377,7 @@ const (
 	DefaultIngressListen    = ":8080"
 	DefaultAuditorListen    = "127.0.0.1:8081"
 	DefaultOpsListen        = "127.0.0.1:9090"
-	DefaultMaxBody          = ByteSize(1 << 20)
+	DefaultMaxBody          = ByteSize(1<<20 - 8<<10)
 	DefaultTimeout          = Duration(5 * time.Second)
 	DefaultTolerance        = Duration(5 * time.Minute)
 	DefaultMaxAttempts      = 6
@@ -368,6 +397,10 @@ const (
 
 	DefaultIdempotencyHorizon = Duration(72 * time.Hour)
 	DefaultMaxBatch           = 500
+
+	DefaultRejectionAuditPerSecond = 1
+	DefaultRejectionAuditBurst     = 100
+	DefaultRejectionAuditInterval  = Duration(time.Minute)
 )
 
 // DefaultBackoff is the default retry schedule.
@@ -395,6 +428,9 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.Ingress.PublishTimeout, Duration(5*time.Second))
 	setDefault(&c.Ingress.IdempotencyHorizon, DefaultIdempotencyHorizon)
 	setDefault(&c.Ingress.MaxBatch, DefaultMaxBatch)
+	setDefault(&c.Ingress.RejectionAudit.PerSecond, DefaultRejectionAuditPerSecond)
+	setDefault(&c.Ingress.RejectionAudit.Burst, DefaultRejectionAuditBurst)
+	setDefault(&c.Ingress.RejectionAudit.SummaryInterval, DefaultRejectionAuditInterval)
 	setDefault(&c.Auditor.Listen, DefaultAuditorListen)
 	setDefault(&c.Auditor.BatchSize, 500)
 	setDefault(&c.Auditor.LagThreshold, Duration(30*time.Second))

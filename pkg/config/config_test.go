@@ -484,11 +484,12 @@ func TestWithDefaults(t *testing.T) {
 		Ops: config.Ops{Listen: "127.0.0.1:9090"},
 		Ingress: config.Ingress{
 			Listen:             ":8080",
-			MaxBody:            1 << 20,
+			MaxBody:            1<<20 - 8<<10,
 			ReadTimeout:        config.Duration(10 * time.Second),
 			PublishTimeout:     config.Duration(5 * time.Second),
 			IdempotencyHorizon: config.Duration(72 * time.Hour),
 			MaxBatch:           500,
+			RejectionAudit:     config.RejectionAudit{PerSecond: 1, Burst: 100, SummaryInterval: config.Duration(time.Minute)},
 		},
 		Auditor: config.Auditor{Listen: "127.0.0.1:8081", BatchSize: 500, LagThreshold: config.Duration(30 * time.Second),
 			Retention: config.AuditRetention{Payloads: config.DefaultPayloadRetention, Records: config.DefaultRecordRetention,
@@ -496,7 +497,7 @@ func TestWithDefaults(t *testing.T) {
 		Sources: []config.Source{{
 			Name:      "shop",
 			Tolerance: config.Duration(5 * time.Minute),
-			MaxBody:   1 << 20,
+			MaxBody:   1<<20 - 8<<10,
 		}},
 		Destinations: []config.Destination{{
 			Name:          "crm",
@@ -538,7 +539,8 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 		NATS:    config.NATS{URL: "nats://n:4222", Replicas: 3, EventsMaxAge: config.Duration(time.Hour), DuplicateWindow: config.Duration(time.Minute)},
 		Ops:     config.Ops{Listen: "off"},
 		Ingress: config.Ingress{Listen: ":80", MaxBody: 4096, ReadTimeout: config.Duration(time.Second), PublishTimeout: config.Duration(time.Second),
-			IdempotencyHorizon: config.Duration(time.Hour), MaxBatch: 9},
+			IdempotencyHorizon: config.Duration(time.Hour), MaxBatch: 9,
+			RejectionAudit: config.RejectionAudit{PerSecond: 3, Burst: 4, SummaryInterval: config.Duration(time.Hour)}},
 		Auditor: config.Auditor{Listen: ":81", BatchSize: 7, AdminToken: "0123456789abcdef", LagThreshold: config.Duration(time.Second),
 			Retention: config.AuditRetention{Payloads: config.Duration(time.Hour), Records: config.Duration(2 * time.Hour),
 				Interval: config.Duration(time.Minute), BatchSize: 5}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -124,6 +125,7 @@ func (c Config) Validate() error {
 	for i, s := range c.Sources {
 		f := fmt.Sprintf("sources[%d]", i)
 		checkName(&p, f+".name", s.Name, seen, "source")
+		checkIDNamespace(&p, f+".name", s.Name)
 		if !slices.Contains(Schemes, s.Scheme) {
 			p.add(f+".scheme", "must be one of %s, not %q", strings.Join(Schemes, ", "), s.Scheme)
 		}
@@ -319,6 +321,12 @@ func (c Config) validateIngress(p *problems) {
 	for i, k := range in.APIKeys {
 		f := fmt.Sprintf("ingress.api_keys[%d]", i)
 		checkName(p, f+".name", k.Name, names, "key")
+		checkIDNamespace(p, f+".name", k.Name)
+		if j := slices.IndexFunc(c.Sources, func(s Source) bool { return s.Name == k.Name }); j >= 0 {
+			// Both name the namespace of their event ids, <name>:<id>: one
+			// could store events that shadow the other's.
+			p.add(f+".name", "%q is also the name of sources[%d]; event ids are <source>:<delivery id> and <key name>:<Idempotency-Key>, so the two must differ", k.Name, j)
+		}
 		if len(k.Key) < 16 {
 			p.add(f+".key", "must be at least 16 characters (is its environment variable set?)")
 		} else if j, dup := keys[k.Key]; dup {
@@ -326,6 +334,53 @@ func (c Config) validateIngress(p *problems) {
 		}
 		keys[k.Key] = i
 	}
+	for i, proxy := range in.TrustedProxies {
+		if _, err := ParseTrustedProxy(proxy); err != nil {
+			p.add(fmt.Sprintf("ingress.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
+	ra := in.RejectionAudit
+	if ra.PerSecond <= 0 || ra.PerSecond > 1e6 {
+		p.add("ingress.rejection_audit.per_second", "must be above 0 and at most 1000000, not %g", ra.PerSecond)
+	}
+	if ra.Burst < 1 {
+		p.add("ingress.rejection_audit.burst", "must be at least 1, not %d", ra.Burst)
+	}
+	if ra.SummaryInterval.D() < time.Second {
+		p.add("ingress.rejection_audit.summary_interval", "must be at least 1s, not %s", ra.SummaryInterval)
+	}
+}
+
+// ReservedIDPrefix is the namespace of replayed events' ids
+// (replay:<dead letter>:<n>): no source or API key may be named so.
+const ReservedIDPrefix = "replay"
+
+// checkIDNamespace refuses a source or API key name that is the namespace
+// of other events' ids.
+func checkIDNamespace(p *problems, field, name string) {
+	if name == ReservedIDPrefix {
+		p.add(field, "%q is reserved: replayed events have ids %s:<dead letter>:<n>", name, ReservedIDPrefix)
+	}
+}
+
+// ParseTrustedProxy parses one ingress.trusted_proxies entry: a CIDR
+// (10.0.0.0/8, fd00::/8) or a single address (a /32 or /128).
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or an address such as 10.0.0.7", s)
+		}
+		if pfx.Masked() != pfx {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, pfx.Masked())
+		}
+		return pfx, nil
+	}
+	addr, err := netip.ParseAddr(s)
+	if err != nil || addr.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or an address such as 10.0.0.7", s)
+	}
+	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
 
 // checkName checks a name that becomes a subject token or a label, and

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/events"
 )
 
 func TestValidate(t *testing.T) {
@@ -176,6 +177,28 @@ func TestValidate(t *testing.T) {
 		{name: "api keys repeat", mutate: func(c *config.Config) {
 			c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "orders", Key: "k-0123456789abcdef"}, {Name: "billing", Key: "k-0123456789abcdef"}}
 		}, wantErr: config.ErrInvalid, field: "ingress.api_keys[1].key", problem: "same as ingress.api_keys[0].key"},
+		{name: "api key named like a source", mutate: func(c *config.Config) {
+			c.Ingress.APIKeys = []config.IngressAPIKey{{Name: c.Sources[0].Name, Key: "k-0123456789abcdef"}}
+		}, wantErr: config.ErrInvalid, field: "ingress.api_keys[0].name", problem: "also the name of sources[0]"},
+		{name: "api key named replay", mutate: func(c *config.Config) {
+			c.Ingress.APIKeys = []config.IngressAPIKey{{Name: "replay", Key: "k-0123456789abcdef"}}
+		}, wantErr: config.ErrInvalid, field: "ingress.api_keys[0].name", problem: "reserved"},
+		{name: "source named replay", mutate: func(c *config.Config) { c.Sources[0].Name = "replay" }, wantErr: config.ErrInvalid, field: "sources[0].name", problem: "reserved"},
+		{name: "trusted proxies", mutate: func(c *config.Config) {
+			c.Ingress.TrustedProxies = []string{"10.0.0.0/8", "192.168.1.7", "fd00::/8", "2001:db8::1"}
+		}},
+		{name: "trusted proxy not a CIDR", mutate: func(c *config.Config) { c.Ingress.TrustedProxies = []string{"10.0.0.0/8", "lb.internal"} },
+			wantErr: config.ErrInvalid, field: "ingress.trusted_proxies[1]", problem: "not a CIDR"},
+		{name: "trusted proxy bad mask", mutate: func(c *config.Config) { c.Ingress.TrustedProxies = []string{"10.0.0.0/33"} },
+			wantErr: config.ErrInvalid, field: "ingress.trusted_proxies[0]", problem: "not a CIDR"},
+		{name: "trusted proxy host bits", mutate: func(c *config.Config) { c.Ingress.TrustedProxies = []string{"10.1.2.3/8"} },
+			wantErr: config.ErrInvalid, field: "ingress.trusted_proxies[0]", problem: "did you mean 10.0.0.0/8"},
+		{name: "rejection audit rate", mutate: func(c *config.Config) { c.Ingress.RejectionAudit.PerSecond = -1 },
+			wantErr: config.ErrInvalid, field: "ingress.rejection_audit.per_second"},
+		{name: "rejection audit burst", mutate: func(c *config.Config) { c.Ingress.RejectionAudit.Burst = -1 },
+			wantErr: config.ErrInvalid, field: "ingress.rejection_audit.burst"},
+		{name: "rejection audit interval", mutate: func(c *config.Config) { c.Ingress.RejectionAudit.SummaryInterval = d(time.Millisecond) },
+			wantErr: config.ErrInvalid, field: "ingress.rejection_audit.summary_interval", problem: "at least 1s"},
 		{name: "idempotency horizon under the window", mutate: func(c *config.Config) { c.Ingress.IdempotencyHorizon = d(time.Minute) }, wantErr: config.ErrInvalid, field: "ingress.idempotency_horizon", problem: "at least nats.duplicate_window (2m0s)"},
 		{name: "idempotency horizon a week", mutate: func(c *config.Config) { c.Ingress.IdempotencyHorizon = d(7 * 24 * time.Hour) }},
 		{name: "max batch zero", mutate: func(c *config.Config) { c.Ingress.MaxBatch = 0 }, wantErr: config.ErrInvalid, field: "ingress.max_batch"},
@@ -617,4 +640,14 @@ func ExampleConfig_Validate() {
 	// Output:
 	// invalid configuration:
 	//   destinations[0].retry.backoff[0]: (3s) must be at least timeout (5s) + 500ms: each step is also the ack wait of the attempt before it, and an attempt still running must not be redelivered
+}
+
+// The default body limit and the envelope ingress stores with a body fit
+// in a default NATS server's max_payload: ingress refuses to start when a
+// body limit does not, and the defaults must work out of the box.
+func TestDefaultMaxBodyFitsDefaultMaxPayload(t *testing.T) {
+	t.Parallel()
+	if got := int64(config.DefaultMaxBody) + events.EnvelopeAllowance; got > server.MAX_PAYLOAD_SIZE {
+		t.Errorf("DefaultMaxBody + EnvelopeAllowance = %d, above the NATS default max_payload %d", got, server.MAX_PAYLOAD_SIZE)
+	}
 }

@@ -14,11 +14,13 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/subjects"
+	"github.com/switchyard/switchyard/pkg/untrusted"
 )
 
 // Header names Switchyard sets on stored events.
@@ -45,7 +47,16 @@ const (
 // Event is one integration event.
 type Event struct {
 	// ID identifies the event everywhere: Nats-Msg-Id, audit log,
-	// Idempotency-Key and webhook-id on delivery. Required.
+	// Idempotency-Key and webhook-id on delivery. Required: valid UTF-8
+	// without control characters, at most MaxIDLength bytes.
+	//
+	// Ids share one namespace in EVENTS (the stream's duplicate window and
+	// the ingress idempotency records), and ingress reserves the prefixes
+	// it uses: "<source>:" for partner webhooks, "<API key name>:" for the
+	// publish API, "replay:" for replays. An id published here that starts
+	// with one of them could shadow such an event (or be shadowed by it):
+	// pick ids that do not, e.g. without ':' or prefixed with a name that
+	// is neither a source nor an API key.
 	ID string
 	// Type is the event type, e.g. order.created. It becomes the subject
 	// events.<type>, so it is dot-separated tokens of letters, digits, '-'
@@ -53,9 +64,12 @@ type Event struct {
 	Type string
 	// Data is the payload, delivered byte for byte.
 	Data []byte
-	// ContentType of Data. Default application/json.
+	// ContentType of Data. Default application/json. At most
+	// MaxContentTypeLength bytes of valid UTF-8.
 	ContentType string
-	// Header holds extra headers to store with the event.
+	// Header holds extra headers to store with the event. Their values
+	// must be valid UTF-8: they are copied into dead letters, whose headers
+	// are protobuf strings.
 	Header nats.Header
 }
 
@@ -79,6 +93,9 @@ func (e Event) Msg(now time.Time) (*nats.Msg, error) {
 	if len(e.ID) > MaxIDLength {
 		return nil, fmt.Errorf("%w: the id is longer than %d bytes", ErrInvalidEvent, MaxIDLength)
 	}
+	if !utf8.ValidString(e.ID) {
+		return nil, fmt.Errorf("%w: the id is not valid UTF-8", ErrInvalidEvent)
+	}
 	if strings.ContainsFunc(e.ID, unicode.IsControl) {
 		return nil, fmt.Errorf("%w: the id contains control characters", ErrInvalidEvent)
 	}
@@ -86,9 +103,18 @@ func (e Event) Msg(now time.Time) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(e.ContentType) > MaxContentTypeLength {
+		return nil, fmt.Errorf("%w: the content type is longer than %d bytes", ErrInvalidEvent, MaxContentTypeLength)
+	}
+	if !untrusted.Valid(e.ContentType) {
+		return nil, fmt.Errorf("%w: the content type is not valid UTF-8 or contains control characters", ErrInvalidEvent)
+	}
 	m := nats.NewMsg(subj)
 	for k, vs := range e.Header {
 		for _, v := range vs {
+			if !untrusted.Valid(v) {
+				return nil, fmt.Errorf("%w: header %q is not valid UTF-8 or contains control characters", ErrInvalidEvent, k)
+			}
 			m.Header.Add(k, v)
 		}
 	}
@@ -108,6 +134,16 @@ func (e Event) Msg(now time.Time) (*nats.Msg, error) {
 // MaxIDLength bounds event ids.
 const MaxIDLength = 256
 
+// MaxContentTypeLength bounds an event's content type.
+const MaxContentTypeLength = 512
+
+// EnvelopeAllowance is the room to leave, in a NATS message of the
+// server's max_payload, for the headers Switchyard stores with an event
+// (ids, type, source, times, content type and the provider headers ingress
+// keeps, each of those bounded): a body limit plus this must not exceed
+// max_payload, or an event near the limit could never be stored.
+const EnvelopeAllowance = 8 << 10
+
 // Result says what JetStream did with a published event.
 type Result struct {
 	// Stream sequence of the stored event (of the first copy, for a
@@ -119,7 +155,10 @@ type Result struct {
 }
 
 // Publish stores e in the EVENTS stream and waits for JetStream to confirm.
-// Publishing the same ID again is safe: it is stored once.
+// Publishing the same ID again is safe: it is stored once (within the
+// stream's duplicate window; the ingress publish API also remembers ids for
+// its idempotency horizon). The id is used as it is, so it must keep clear
+// of the prefixes ingress reserves (see Event.ID).
 func Publish(ctx context.Context, js jetstream.JetStream, e Event) (Result, error) {
 	m, err := e.Msg(time.Now())
 	if err != nil {

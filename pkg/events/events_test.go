@@ -213,6 +213,13 @@ func TestPublishInvalid(t *testing.T) {
 		{"id too long", events.Event{ID: strings.Repeat("x", events.MaxIDLength+1), Type: "order.created"}},
 		{"control character in id", events.Event{ID: "order-1\r\nX-Evil: 1", Type: "order.created"}},
 		{"NUL in id", events.Event{ID: "order-1\x00", Type: "order.created"}},
+		{"invalid UTF-8 in id", events.Event{ID: "order-\xff", Type: "order.created"}},
+		{"id cut inside a character", events.Event{ID: "commande-\xc3", Type: "order.created"}},
+		{"C1 control in id", events.Event{ID: "order-\u0085", Type: "order.created"}},
+		{"content type not UTF-8", events.Event{ID: "e1", Type: "a", ContentType: "text/plain; charset=\xff"}},
+		{"content type with a line break", events.Event{ID: "e1", Type: "a", ContentType: "text/plain\r\nX-Evil: 1"}},
+		{"content type too long", events.Event{ID: "e1", Type: "a", ContentType: "text/plain; x=" + strings.Repeat("y", events.MaxContentTypeLength)}},
+		{"header not UTF-8", events.Event{ID: "e1", Type: "a", Header: nats.Header{"X-Trace": {"\xfe"}}}},
 		{"empty type", events.Event{ID: "e1", Type: ""}},
 		{"wildcard type", events.Event{ID: "e1", Type: "order.*"}},
 		{"full wildcard type", events.Event{ID: "e1", Type: ">"}},
@@ -244,6 +251,31 @@ func TestMaxIDLength(t *testing.T) {
 	id := strings.Repeat("x", events.MaxIDLength)
 	if _, err := events.Publish(testContext(t), js, events.Event{ID: id, Type: "t"}); err != nil {
 		t.Fatalf("Publish with a %d-byte id: %v", len(id), err)
+	}
+	// Non-ASCII is fine as long as it is valid UTF-8.
+	if _, err := events.Publish(testContext(t), js, events.Event{ID: "commande-créée-1", Type: "t", ContentType: "text/plain; charset=utf-8"}); err != nil {
+		t.Fatalf("Publish with a UTF-8 id: %v", err)
+	}
+}
+
+// TestEnvelopeAllowance: the largest envelope Msg can build (longest id,
+// type and content type) leaves room to spare within EnvelopeAllowance,
+// which ingress adds to its body limits when it compares them with the
+// server's max_payload.
+func TestEnvelopeAllowance(t *testing.T) {
+	t.Parallel()
+	e := events.Event{
+		ID:          strings.Repeat("i", events.MaxIDLength),
+		Type:        strings.TrimSuffix(strings.Repeat("abcdefghijkl.", 16), ".")[:200],
+		ContentType: strings.Repeat("c", events.MaxContentTypeLength),
+		Header:      nats.Header{events.HeaderPublisher: {strings.Repeat("k", 63)}},
+	}
+	m, err := e.Msg(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr := m.Size() - len(m.Subject) - len(m.Data); hdr > events.EnvelopeAllowance/2 {
+		t.Errorf("the largest envelope is %d bytes of headers; EnvelopeAllowance (%d) should keep at least half spare", hdr, events.EnvelopeAllowance)
 	}
 }
 

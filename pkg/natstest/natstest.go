@@ -37,10 +37,18 @@ func Start(t testing.TB) *Server {
 // say).
 func StartWith(t testing.TB, topo natsx.Topology) *Server {
 	t.Helper()
+	return StartWithServer(t, topo, natsx.EmbeddedConfig{})
+}
+
+// StartWithServer is StartWith with server settings (a small max_payload,
+// say); StoreDir, Listen and Logger are the test's.
+func StartWithServer(t testing.TB, topo natsx.Topology, cfg natsx.EmbeddedConfig) *Server {
+	t.Helper()
 	dir := t.TempDir()
-	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: dir, Listen: "127.0.0.1:0",
-		// The server's own log is noise in a test's output.
-		Logger: slog.New(slog.DiscardHandler)})
+	cfg.StoreDir, cfg.Listen = dir, "127.0.0.1:0"
+	// The server's own log is noise in a test's output.
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	ns, err := natsx.StartEmbedded(cfg)
 	if err != nil {
 		t.Fatalf("start embedded NATS: %v", err)
 	}

@@ -198,6 +198,8 @@ type EmbeddedConfig struct {
 	// Logger receives the server's log at debug (and warnings/errors at
 	// their level). Required.
 	Logger *slog.Logger
+	// MaxPayload is the largest message the server takes. Default 8 MiB.
+	MaxPayload int32
 }
 
 // StartEmbedded starts a JetStream-enabled nats-server in this process and
@@ -213,6 +215,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		NoSigs:             true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
+	}
+	if cfg.MaxPayload > 0 {
+		opts.MaxPayload = cfg.MaxPayload
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true

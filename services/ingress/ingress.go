@@ -42,6 +42,8 @@ func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		APIKeys:            cfg.Ingress.APIKeys,
 		MaxBody:            int64(cfg.Ingress.MaxBody),
 		MaxBatch:           cfg.Ingress.MaxBatch,
+		TrustedProxies:     cfg.Ingress.TrustedProxies,
+		RejectionAudit:     cfg.Ingress.RejectionAudit,
 		Logger:             log,
 		Registerer:         reg,
 	}

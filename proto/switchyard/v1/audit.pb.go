@@ -613,13 +613,25 @@ type WebhookRejected struct {
 	Detail     string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
 	RemoteAddr string `protobuf:"bytes,4,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
 	StatusCode int32  `protobuf:"varint,5,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
-	// event_id is the provider's delivery id when the request carried one.
+	// event_id is the id the event has or would have had: <source>:<delivery
+	// id> (the provider's id, or its hash when it is long or not printable
+	// ASCII) when the request carried a delivery id, or once ingress computed
+	// the id (503 unavailable); <key name>:<Idempotency-Key> on the publish
+	// API. Empty when the request named no event.
 	EventId   string `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	UserAgent string `protobuf:"bytes,7,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
 	BodySize  int64  `protobuf:"varint,8,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
 	// api_key is the name (never the key) of the publish-API key the request
 	// authenticated with; source is then "_api".
-	ApiKey        string `protobuf:"bytes,9,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	ApiKey string `protobuf:"bytes,9,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// summarized, when above 0, makes this record a summary: it stands for
+	// that many rejections of this source and reason that were over the
+	// rejection audit limit (ingress.rejection_audit) and so not recorded one
+	// by one, since the previous summary. remote_addr, user_agent and
+	// status_code are the last one's; source is "_unknown" for requests to
+	// sources that do not exist. Whoever counts rejections counts this record
+	// as summarized of them.
+	Summarized    int64 `protobuf:"varint,10,opt,name=summarized,proto3" json:"summarized,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -715,6 +727,13 @@ func (x *WebhookRejected) GetApiKey() string {
 		return x.ApiKey
 	}
 	return ""
+}
+
+func (x *WebhookRejected) GetSummarized() int64 {
+	if x != nil {
+		return x.Summarized
+	}
+	return 0
 }
 
 // WebhookDuplicate is a redelivered webhook (or a republished event) that
@@ -1805,7 +1824,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\abacklog\x18\x10 \x01(\v2\x1c.switchyard.v1.BacklogReportH\x00R\abacklog\x126\n" +
 	"\taudit_lag\x18\x11 \x01(\v2\x17.switchyard.v1.AuditLagH\x00R\bauditLag\x128\n" +
 	"\x05alert\x18\x12 \x01(\v2 .switchyard.v1.AlertNotificationH\x00R\x05alertB\b\n" +
-	"\x06detail\"\xa8\x02\n" +
+	"\x06detail\"\xc8\x02\n" +
 	"\x0fWebhookRejected\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x123\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1b.switchyard.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -1818,7 +1837,11 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"user_agent\x18\a \x01(\tR\tuserAgent\x12\x1b\n" +
 	"\tbody_size\x18\b \x01(\x03R\bbodySize\x12\x17\n" +
-	"\aapi_key\x18\t \x01(\tR\x06apiKey\"\xc8\x01\n" +
+	"\aapi_key\x18\t \x01(\tR\x06apiKey\x12\x1e\n" +
+	"\n" +
+	"summarized\x18\n" +
+	" \x01(\x03R\n" +
+	"summarized\"\xc8\x01\n" +
 	"\x10WebhookDuplicate\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1f\n" +

@@ -66,7 +66,7 @@ func TestRedeliveryAfterTheWindow(t *testing.T) {
 		t.Fatalf("first publish: %d %s", api.code, api.raw)
 	}
 	e.waitRecord(t, wantID)
-	e.waitRecord(t, "order-1001-created")
+	e.waitRecord(t, "orders:order-1001-created")
 	waitWindowPassed(t, js)
 
 	a := e.post(t, vector())
@@ -90,7 +90,7 @@ func TestRedeliveryAfterTheWindow(t *testing.T) {
 	}
 	recs, _ = waitAudit(t, js, "audit.duplicate."+apiSource, 1)
 	if d := recs[0].GetWebhookDuplicate(); d.Via != switchyardv1.DuplicateVia_DUPLICATE_VIA_IDEMPOTENCY_RECORD ||
-		d.EventId != "order-1001-created" || d.ApiKey != "orders" || d.Subject != "events.order.created" {
+		d.EventId != "orders:order-1001-created" || d.ApiKey != "orders" || d.Subject != "events.order.created" {
 		t.Errorf("API duplicate record = %v", d)
 	}
 }

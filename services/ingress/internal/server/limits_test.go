@@ -4,13 +4,21 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/natstest"
+	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -56,6 +64,9 @@ func TestAuditPublishesAreBounded(t *testing.T) {
 		c.MaxAuditInFlight = 4
 		c.AsyncTimeout = time.Second
 		c.Registerer = reg
+		// Every refusal goes to the tracker: this is the bound behind the
+		// rejection audit limit.
+		c.RejectionAudit = config.RejectionAudit{PerSecond: 1e6, Burst: 1e6, SummaryInterval: config.Duration(time.Hour)}
 	})
 	e.nats.NS.Shutdown()
 	e.nats.NS.WaitForShutdown()
@@ -84,5 +95,175 @@ func TestAuditPublishesAreBounded(t *testing.T) {
 	}
 	if got := m.GetCounter().GetValue(); got != float64(dropped) {
 		t.Errorf("switchyard_ingress_audit_errors_total{reason=dropped} = %v, want %d", got, dropped)
+	}
+}
+
+// TestRejectionAuditIsBounded: a flood of forged requests, of requests to
+// unknown sources and of unauthenticated publishes is answered in full, but
+// audited one by one only up to the burst of each source's rejection
+// audit limit; the rest are counted in a metric and in summary records
+// that say how many there were. Before, every one was an audit record (and
+// a database row).
+func TestRejectionAuditIsBounded(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	const burst, n = 3, 20
+	e := newEnv(t, withAPIKey("orders", testAPIKey), func(c *Config) {
+		c.Registerer = reg
+		// A burst of 3 and no refill within the test.
+		c.RejectionAudit = config.RejectionAudit{PerSecond: 0.0001, Burst: burst, SummaryInterval: config.Duration(100 * time.Millisecond)}
+	})
+	base := e.serve(t)
+	forged := http.Header{
+		"Content-Type":                 {"application/json"},
+		signing.HeaderWebhookID:        {vecID},
+		signing.HeaderWebhookTimestamp: {strconv.Itoa(vecTimestamp)},
+		signing.HeaderWebhookSignature: {"v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+	}
+	for i := range n {
+		if a := send(t, http.MethodPost, base+"/webhooks/"+sourceName, forged, []byte(vecBody)); a.code != http.StatusUnauthorized {
+			t.Fatalf("forged request %d: %d, want 401 every time", i, a.code)
+		}
+		if a := send(t, http.MethodPost, base+"/webhooks/nope-"+strconv.Itoa(i), forged, []byte(vecBody)); a.code != http.StatusNotFound {
+			t.Fatalf("unknown source %d: %d, want 404 every time", i, a.code)
+		}
+		if a := send(t, http.MethodPost, base+"/v1/events", http.Header{"Authorization": {"Bearer sy_live_guess_0000000000"}}, []byte(`{}`)); a.code != http.StatusUnauthorized {
+			t.Fatalf("unauthenticated publish %d: %d, want 401 every time", i, a.code)
+		}
+	}
+	// The records of each: burst individual ones, and summaries (one per
+	// interval that saw refusals) that account for the rest.
+	for _, tt := range []struct {
+		summary string // the summaries' source
+		reason  switchyardv1.RejectReason
+	}{
+		{sourceName, switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE},
+		{unknownSource, switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE},
+		{apiSource, switchyardv1.RejectReason_REJECT_REASON_UNAUTHORIZED},
+	} {
+		var individual, summarized int64
+		var summaries []*switchyardv1.WebhookRejected
+		waitfor.True(t, "rejection records and summaries of "+tt.summary, func() bool {
+			individual, summarized, summaries = 0, 0, nil
+			for _, r := range natstest.AuditRecords(t, e.js, "audit.rejected.>") {
+				rj := r.GetWebhookRejected()
+				switch {
+				case rj.Reason != tt.reason:
+				case rj.Summarized > 0:
+					summarized += rj.Summarized
+					summaries = append(summaries, rj)
+				default:
+					individual++
+				}
+			}
+			return individual+summarized >= n
+		})
+		if individual != burst || summarized != n-burst {
+			t.Errorf("%s: %d records one by one and %d in summaries, want %d and %d", tt.summary, individual, summarized, burst, n-burst)
+		}
+		for _, s := range summaries {
+			if s.Source != tt.summary || s.StatusCode == 0 || s.RemoteAddr != "127.0.0.1" || !strings.Contains(s.Detail, "not recorded one by one") {
+				t.Errorf("summary %v", s)
+			}
+		}
+		if got := testutil.ToFloat64(e.srv.metrics.unaudited.WithLabelValues(tt.summary)); got != n-burst {
+			t.Errorf("switchyard_ingress_rejections_unaudited_total{source=%q} = %v, want %d", tt.summary, got, n-burst)
+		}
+	}
+}
+
+// TestRejectionSummaryAtClose: refusals over the limit since the last
+// summary are summarised when the server closes, not lost.
+func TestRejectionSummaryAtClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) {
+		c.RejectionAudit = config.RejectionAudit{PerSecond: 0.0001, Burst: 1, SummaryInterval: config.Duration(time.Hour)}
+	})
+	forged := vector()
+	forged.signature = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	for range 5 {
+		if a := e.post(t, forged); a.code != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", a.code)
+		}
+	}
+	if err := e.srv.Close(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := waitAudit(t, e.js, "audit.rejected."+sourceName, 2)
+	if s := recs[1].GetWebhookRejected(); s.Summarized != 4 || s.Reason != switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE || s.EventId != "" {
+		t.Errorf("summary = %v, want 4 bad signatures", s)
+	}
+}
+
+// TestBodyLimitsWithinMaxPayload: against a NATS server whose max_payload
+// leaves no room for a body at the limit plus its envelope, ingress refuses
+// to start and says which field to lower and to what. Before, it started,
+// and every body near the limit was answered 503 forever.
+func TestBodyLimitsWithinMaxPayload(t *testing.T) {
+	t.Parallel()
+	const maxPayload = 64 << 10
+	ns := natstest.StartWithServer(t, natsx.Topology{}, natsx.EmbeddedConfig{MaxPayload: maxPayload})
+	_, js := ns.Connect(t)
+	fits := config.ByteSize(maxPayload - events.EnvelopeAllowance)
+	build := func(apiMax int64, sourceMax config.ByteSize) error {
+		cfg := Config{
+			Logger:  natstest.Logger(t),
+			MaxBody: apiMax,
+			Sources: []config.Source{{Name: "shop", Scheme: "standard-webhooks", Secrets: []config.Secret{vecSecret}, MaxBody: sourceMax}},
+		}
+		srv, err := New(js, auditlog.NewEmitter(js, "ingress"), cfg)
+		if err == nil {
+			_ = srv.Close(testCtx(t))
+		}
+		return err
+	}
+	for _, tt := range []struct {
+		name      string
+		apiMax    int64
+		sourceMax config.ByteSize
+		want      []string // in the error; none: starts
+	}{
+		{"both fit", int64(fits), fits, nil},
+		{"ingress.max_body too large", maxPayload, maxPayload, []string{"ingress.max_body is 65536 bytes", "max_payload of 65536 bytes", "at most 57344 bytes"}},
+		{"a source's too large", 1024, fits + 1, []string{`sources[0].max_body (source "shop") is 57345 bytes`, "at most 57344 bytes"}},
+	} {
+		err := build(tt.apiMax, tt.sourceMax)
+		switch {
+		case tt.want == nil && err != nil:
+			t.Errorf("%s: New: %v", tt.name, err)
+		case tt.want != nil && err == nil:
+			t.Errorf("%s: New started", tt.name)
+		case err != nil:
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%s: error %q does not say %q", tt.name, err, w)
+				}
+			}
+		}
+	}
+
+	// At the limit that fits, the largest envelope a scheme makes (Shopify
+	// keeps six provider headers, each up to 512 bytes) is stored.
+	var shop schemeCase
+	for _, c := range schemeCases(t) {
+		if c.source.Scheme == "shopify" {
+			shop = c
+		}
+	}
+	shop.source.MaxBody = fits
+	e := newEnvOn(t, ns, js, withNow(schemeNow), func(c *Config) {
+		c.Sources = []config.Source{shop.source}
+		c.MaxBody = int64(fits)
+	})
+	body := []byte(`{"pad":"` + strings.Repeat("x", int(fits)-len(`{"pad":""}`)) + `"}`)
+	h := shop.sign(true, strings.Repeat("i", 200), schemeNow, body)
+	long := strings.Repeat("v", maxHeaderValue)
+	for _, k := range []string{signing.HeaderShopifyTopic, signing.HeaderShopifyEventID, "X-Shopify-Shop-Domain", "X-Shopify-Api-Version", "X-Shopify-Triggered-At"} {
+		h.Set(k, long)
+	}
+	h.Set("Content-Type", "application/json; "+long)
+	a := send(t, http.MethodPost, e.serve(t)+"/webhooks/"+shop.source.Name, h, body)
+	if a.code != http.StatusAccepted {
+		t.Fatalf("body of %d bytes (the limit) with the largest envelope: %d %s, want 202", len(body), a.code, a.raw)
 	}
 }

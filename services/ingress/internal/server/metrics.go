@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/pkg/config"
 )
 
 type metrics struct {
@@ -13,9 +15,28 @@ type metrics struct {
 	published         *prometheus.CounterVec
 	idempotencyErrors *prometheus.CounterVec
 	auditErrors       *prometheus.CounterVec
+	unaudited         *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// Label values known in advance. Every series with them is created at
+// start, so that an alert sees 0 rather than no data until the first
+// increment.
+var (
+	// webhookOutcomes are the outcome label values of a source's requests.
+	webhookOutcomes = []string{
+		"accepted", "duplicate", "rate_limited", "body_too_large", "malformed", "unavailable",
+		"missing_signature", "stale_timestamp", "malformed_signature", "missing_credentials", "bad_credentials", "bad_signature",
+	}
+	apiOutcomes       = []string{statusAccepted, statusDuplicate, statusRejected, statusUnavailable}
+	idempotencyOps    = []string{"lookup", "record"}
+	auditErrorReasons = []string{"dropped", "failed"}
+)
+
+// unauthenticatedKey is the api_key label of publish API requests without a
+// valid key.
+const unauthenticatedKey = "_unauthenticated"
+
+func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []config.IngressAPIKey) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_ingress_requests_total",
@@ -38,9 +59,39 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchyard_ingress_audit_errors_total",
 			Help: "Audit records not stored: dropped (too many in flight) or failed.",
 		}, []string{"reason"}),
+		unaudited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_ingress_rejections_unaudited_total",
+			Help: "Refused requests over ingress.rejection_audit, not audited one by one but counted in a summary record, by source (_api: the publish API, _unknown: unknown sources).",
+		}, []string{"source"}),
 	}
+	for _, src := range sources {
+		for _, o := range webhookOutcomes {
+			m.requests.WithLabelValues(src.Name, o)
+		}
+		if src.Scheme == "slack" {
+			m.requests.WithLabelValues(src.Name, "handshake")
+		}
+		m.duration.WithLabelValues(src.Name)
+		m.unaudited.WithLabelValues(src.Name)
+	}
+	m.requests.WithLabelValues(unknownSource, "unknown_source")
+	m.duration.WithLabelValues(unknownSource)
+	for _, k := range keys {
+		for _, o := range apiOutcomes {
+			m.published.WithLabelValues(k.Name, o)
+		}
+	}
+	m.published.WithLabelValues(unauthenticatedKey, statusRejected)
+	for _, op := range idempotencyOps {
+		m.idempotencyErrors.WithLabelValues(op)
+	}
+	for _, r := range auditErrorReasons {
+		m.auditErrors.WithLabelValues(r)
+	}
+	m.unaudited.WithLabelValues(apiSource)
+	m.unaudited.WithLabelValues(unknownSource)
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.published, m.idempotencyErrors, m.auditErrors)
+		reg.MustRegister(m.requests, m.duration, m.published, m.idempotencyErrors, m.auditErrors, m.unaudited)
 	}
 	return m
 }
@@ -70,6 +121,6 @@ func (s *sourceMetrics) observe(outcome string, d time.Duration) {
 // Label values come from configuration only; the unknown name is the
 // caller's and would let anyone grow the metric.
 func (m *metrics) observeUnknownSource(d time.Duration) {
-	m.requests.WithLabelValues("_unknown", "unknown_source").Inc()
-	m.duration.WithLabelValues("_unknown").Observe(d.Seconds())
+	m.requests.WithLabelValues(unknownSource, "unknown_source").Inc()
+	m.duration.WithLabelValues(unknownSource).Observe(d.Seconds())
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -34,13 +36,42 @@ import (
 //   - Raw form: POST /v1/events?type=order.created with any body, stored
 //     byte for byte with the request's Content-Type.
 //
-// Both take the event id from the Idempotency-Key header: the same key
-// twice is one event. POST /v1/events/batch takes
+// Both take the event id from the Idempotency-Key header: the event id is
+// <key name>:<Idempotency-Key>, so the same key twice from one caller is
+// one event, and callers (and webhook sources, whose ids are
+// <source>:<delivery id>) cannot collide. POST /v1/events/batch takes
 // {"events": [{"idempotency_key": "...", "type": ..., "data": ...}, ...]}
 // and answers one result per event.
 
-// HeaderIdempotencyKey carries the publish API's event id.
+// HeaderIdempotencyKey carries the caller's part of the publish API's
+// event id.
 const HeaderIdempotencyKey = "Idempotency-Key"
+
+// MaxIdempotencyKeyLength bounds an Idempotency-Key: with the longest key
+// name (63 bytes) and the ':', the event id stays within
+// events.MaxIDLength.
+const MaxIdempotencyKeyLength = events.MaxIDLength - 64
+
+// apiEventID is the id of the event an API key's caller publishes under
+// idem. The key's name is the namespace, as the source is for webhooks.
+func apiEventID(keyName, idem string) string { return keyName + ":" + idem }
+
+// checkIdempotencyKey refuses a key that cannot be (part of) an event id,
+// with a message saying how to fix it; field names it for the caller.
+func checkIdempotencyKey(field, idem string) *rejection {
+	switch {
+	case idem == "":
+		return invalid("missing_idempotency_key",
+			field+" is required: a stable key for this event (the same key twice is stored once)")
+	case len(idem) > MaxIdempotencyKeyLength:
+		return invalid("invalid_idempotency_key", fmt.Sprintf("%s is %d bytes; at most %d", field, len(idem), MaxIdempotencyKeyLength))
+	case !utf8.ValidString(idem):
+		return invalid("invalid_idempotency_key", field+" is not valid UTF-8; use printable text, e.g. order-1001-created")
+	case strings.TrimSpace(idem) == "" || strings.ContainsFunc(idem, unicode.IsControl):
+		return invalid("invalid_idempotency_key", field+" must be printable text without control characters, e.g. order-1001-created")
+	}
+	return nil
+}
 
 // apiKeys authenticates publish API callers. The keys are held as SHA-256
 // digests and compared in constant time, all of them every time.
@@ -101,7 +132,8 @@ type batchItem struct {
 // itemResult is the outcome of one event of a batch.
 type itemResult struct {
 	IdempotencyKey string `json:"idempotency_key"`
-	ID             string `json:"id,omitempty"`
+	// ID is the stored event's id, <key name>:<idempotency_key>.
+	ID string `json:"id,omitempty"`
 	// Status is accepted, duplicate, rejected (fix it) or unavailable
 	// (retry it).
 	Status  string `json:"status"`
@@ -127,8 +159,8 @@ func (s *Server) handlePublish(c echo.Context) error {
 	req := c.Request()
 	key, rj := s.keys.authenticate(req.Header.Get(echo.HeaderAuthorization))
 	if rj != nil {
-		s.metrics.published.WithLabelValues("_unauthenticated", statusRejected).Inc()
-		return s.rejectAs(c, apiSource, "", "", req.ContentLength, rj)
+		s.metrics.published.WithLabelValues(unauthenticatedKey, statusRejected).Inc()
+		return s.rejectAs(c, s.apiGate, apiSource, "", "", req.ContentLength, rj)
 	}
 	fail := func(id string, size int64, rj *rejection) error {
 		outcome := statusRejected
@@ -136,16 +168,20 @@ func (s *Server) handlePublish(c echo.Context) error {
 			outcome = statusUnavailable
 		}
 		s.metrics.published.WithLabelValues(key, outcome).Inc()
-		return s.rejectAs(c, apiSource, key, id, size, rj)
+		return s.rejectAs(c, s.apiGate, apiSource, key, id, size, rj)
 	}
-	id := req.Header.Get(HeaderIdempotencyKey)
+	idem := req.Header.Get(HeaderIdempotencyKey)
+	var id string
+	if idem != "" {
+		// Also for a refusal: the id the event would have had.
+		id = apiEventID(key, idem)
+	}
 	body, rj := s.readAPIBody(c)
 	if rj != nil {
 		return fail(id, req.ContentLength, rj)
 	}
-	if id == "" {
-		return fail("", int64(len(body)), invalid("missing_idempotency_key",
-			"set the Idempotency-Key header to a stable key for this event (the same key twice is stored once)"))
+	if rj := checkIdempotencyKey("the Idempotency-Key header", idem); rj != nil {
+		return fail(id, int64(len(body)), rj)
 	}
 	var e events.Event
 	if q := c.QueryParams(); q.Has("type") {
@@ -184,25 +220,25 @@ func (s *Server) handlePublishBatch(c echo.Context) error {
 	req := c.Request()
 	key, rj := s.keys.authenticate(req.Header.Get(echo.HeaderAuthorization))
 	if rj != nil {
-		s.metrics.published.WithLabelValues("_unauthenticated", statusRejected).Inc()
-		return s.rejectAs(c, apiSource, "", "", req.ContentLength, rj)
+		s.metrics.published.WithLabelValues(unauthenticatedKey, statusRejected).Inc()
+		return s.rejectAs(c, s.apiGate, apiSource, "", "", req.ContentLength, rj)
 	}
 	body, rj := s.readAPIBody(c)
 	if rj != nil {
-		return s.rejectAs(c, apiSource, key, "", req.ContentLength, rj)
+		return s.rejectAs(c, s.apiGate, apiSource, key, "", req.ContentLength, rj)
 	}
 	var batch struct {
 		Events []json.RawMessage `json:"events"`
 	}
 	if err := decodeStrict(body, &batch); err != nil {
-		return s.rejectAs(c, apiSource, key, "", int64(len(body)), invalid("malformed_body",
+		return s.rejectAs(c, s.apiGate, apiSource, key, "", int64(len(body)), invalid("malformed_body",
 			`the body must be {"events": [{"idempotency_key": ..., "type": ..., "data": ...}, ...]}: `+err.Error()))
 	}
 	switch n := len(batch.Events); {
 	case n == 0:
-		return s.rejectAs(c, apiSource, key, "", int64(len(body)), invalid("empty_batch", "the batch has no events"))
+		return s.rejectAs(c, s.apiGate, apiSource, key, "", int64(len(body)), invalid("empty_batch", "the batch has no events"))
 	case n > s.cfg.MaxBatch:
-		return s.rejectAs(c, apiSource, key, "", int64(len(body)), invalid("batch_too_large",
+		return s.rejectAs(c, s.apiGate, apiSource, key, "", int64(len(body)), invalid("batch_too_large",
 			fmt.Sprintf("the batch has %d events; at most %d (ingress.max_batch)", n, s.cfg.MaxBatch)))
 	}
 
@@ -218,10 +254,11 @@ func (s *Server) handlePublishBatch(c echo.Context) error {
 		switch {
 		case err != nil:
 			bad = invalid("malformed_event", "each event is {idempotency_key, type, data, content_type}: "+err.Error())
-		case item.IdempotencyKey == "":
-			bad = invalid("missing_idempotency_key", "each event needs an idempotency_key")
 		default:
-			e, err = envelope{Type: item.Type, Data: item.Data, ContentType: item.ContentType}.event(item.IdempotencyKey)
+			if bad = checkIdempotencyKey("idempotency_key", item.IdempotencyKey); bad != nil {
+				break
+			}
+			e, err = envelope{Type: item.Type, Data: item.Data, ContentType: item.ContentType}.event(apiEventID(key, item.IdempotencyKey))
 			if err != nil {
 				bad = invalid("invalid_event", err.Error())
 			}
@@ -277,7 +314,11 @@ func (s *Server) batchFailed(c echo.Context, key string, r *itemResult, size int
 		r.Status = statusUnavailable
 	}
 	s.metrics.published.WithLabelValues(key, r.Status).Inc()
-	_ = s.rejectAs(c, apiSource, key, r.IdempotencyKey, int64(size), rj)
+	var id string
+	if r.IdempotencyKey != "" {
+		id = apiEventID(key, r.IdempotencyKey)
+	}
+	_ = s.rejectAs(c, s.apiGate, apiSource, key, id, int64(size), rj)
 }
 
 // publishEvent stores one event of the publish API.

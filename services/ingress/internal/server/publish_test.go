@@ -124,12 +124,14 @@ func TestPublishAPI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// The event id is the key's name, ':', the Idempotency-Key.
+			wantID := "orders:" + tt.req.idem
 			a := e.api(t, tt.req)
-			if a.code != http.StatusAccepted || a.reply.Status != statusAccepted || a.reply.ID != tt.req.idem {
-				t.Fatalf("answer %d %s, want 202 accepted with id %q", a.code, a.raw, tt.req.idem)
+			if a.code != http.StatusAccepted || a.reply.Status != statusAccepted || a.reply.ID != wantID {
+				t.Fatalf("answer %d %s, want 202 accepted with id %q", a.code, a.raw, wantID)
 			}
-			s := storedEvent(t, e, tt.req.idem)
-			if s.Subject != tt.wantSubj || string(s.Data) != tt.wantData || s.ContentType != tt.wantCType || s.ID != tt.req.idem {
+			s := storedEvent(t, e, wantID)
+			if s.Subject != tt.wantSubj || string(s.Data) != tt.wantData || s.ContentType != tt.wantCType || s.ID != wantID {
 				t.Errorf("stored %s %q (%s) id %q, want %s %q (%s)", s.Subject, s.Data, s.ContentType, s.ID, tt.wantSubj, tt.wantData, tt.wantCType)
 			}
 			if got := s.Header.Get(events.HeaderPublisher); got != "orders" {
@@ -142,10 +144,10 @@ func TestPublishAPI(t *testing.T) {
 			}
 			// The same key again is the same event, whatever the body.
 			tt.req.body = strings.Replace(tt.req.body, "1", "2", 1)
-			if a := e.api(t, tt.req); a.code != http.StatusOK || a.reply.Status != statusDuplicate {
-				t.Errorf("same key again: %d %s, want 200 duplicate", a.code, a.raw)
+			if a := e.api(t, tt.req); a.code != http.StatusOK || a.reply.Status != statusDuplicate || a.reply.ID != wantID {
+				t.Errorf("same key again: %d %s, want 200 duplicate with id %q", a.code, a.raw, wantID)
 			}
-			storedEvent(t, e, tt.req.idem)
+			storedEvent(t, e, wantID)
 		})
 	}
 	recs, _ := waitAudit(t, e.js, "audit.duplicate."+apiSource, len(tests))
@@ -181,7 +183,11 @@ func TestPublishAPIRejects(t *testing.T) {
 		{"wildcard type", apiRequest{idem: "k5", body: `{"type":"order.*"}`}, 400, "invalid_event", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
 		{"raw with empty type", apiRequest{path: "/v1/events?type=", idem: "k6", body: `x`}, 400, "invalid_event", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
 		{"text data not a string", apiRequest{idem: "k7", body: `{"type":"a","data":{},"content_type":"text/plain"}`}, 400, "invalid_event", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
-		{"key too long", apiRequest{idem: strings.Repeat("k", events.MaxIDLength+1), body: `{"type":"a"}`}, 400, "invalid_event", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
+		{"key too long", apiRequest{idem: strings.Repeat("k", MaxIdempotencyKeyLength+1), body: `{"type":"a"}`}, 400, "invalid_idempotency_key", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
+		{"key not UTF-8", apiRequest{idem: "order-\xff-created", body: `{"type":"a"}`}, 400, "invalid_idempotency_key", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
+		{"key cut inside a character", apiRequest{idem: "commande-cr\xc3", body: `{"type":"a"}`}, 400, "invalid_idempotency_key", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
+		{"key with a control character", apiRequest{idem: "order-1\x7f", body: `{"type":"a"}`}, 400, "invalid_idempotency_key", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
+		{"content type not UTF-8", apiRequest{path: "/v1/events?type=a", idem: "k9", ctype: "text/plain; charset=\xff", body: `x`}, 400, "invalid_event", switchyardv1.RejectReason_REJECT_REASON_MALFORMED, "orders"},
 		{"body too large", apiRequest{idem: "k8", body: `{"type":"a","data":"` + strings.Repeat("x", 300) + `"}`}, 413, "body_too_large", switchyardv1.RejectReason_REJECT_REASON_BODY_TOO_LARGE, "orders"},
 	}
 	for _, tt := range tests {
@@ -246,14 +252,14 @@ func TestPublishBatch(t *testing.T) {
 		t.Fatalf("batch of 40: %d, %d results", a.code, len(a.results))
 	}
 	for i, r := range a.results {
-		if r.Status != statusAccepted || r.ID != "batch-"+strconv.Itoa(i) || r.IdempotencyKey != r.ID {
-			t.Errorf("result %d = %+v", i, r)
+		if r.Status != statusAccepted || r.IdempotencyKey != "batch-"+strconv.Itoa(i) || r.ID != "orders:"+r.IdempotencyKey {
+			t.Errorf("result %d = %+v, want accepted with id orders:batch-%d", i, r, i)
 		}
 	}
 	if n := natstest.Count(t, e.js, natsx.StreamEvents, "events.order.created"); n != 40 {
 		t.Fatalf("%d events stored, want 40", n)
 	}
-	if s := storedEvent(t, e, "batch-7"); string(s.Data) != `{"n":7}` {
+	if s := storedEvent(t, e, "orders:batch-7"); string(s.Data) != `{"n":7}` {
 		t.Errorf("stored data = %q", s.Data)
 	}
 
@@ -290,8 +296,8 @@ func TestPublishBatch(t *testing.T) {
 			t.Errorf("rejection record = %v", rj)
 		}
 	}
-	if !ids["batch-bad"] || !ids["batch-typo"] || !ids[""] {
-		t.Errorf("rejection records for %v, want batch-bad, batch-typo and the ones without a key", ids)
+	if !ids["orders:batch-bad"] || !ids["orders:batch-typo"] || !ids[""] {
+		t.Errorf("rejection records for %v, want orders:batch-bad, orders:batch-typo and the ones without a key", ids)
 	}
 
 	for name, tt := range map[string]struct {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
@@ -45,7 +47,10 @@ type Config struct {
 	Replicas int
 	// APIKeys may use the publish API (POST /v1/events).
 	APIKeys []config.IngressAPIKey
-	// MaxBody bounds a publish API request body. Default 1MiB.
+	// MaxBody bounds a publish API request body, and a source's body when
+	// the source sets no MaxBody. Default config.DefaultMaxBody. With
+	// events.EnvelopeAllowance, every body limit must fit in the NATS
+	// server's max_payload: New and Provision refuse one that does not.
 	MaxBody int64
 	// MaxBatch bounds the events of one batch request. Default 500.
 	MaxBatch int
@@ -61,6 +66,13 @@ type Config struct {
 	// AsyncTimeout bounds the wait for an audit or idempotency record's
 	// PubAck. Default 10s.
 	AsyncTimeout time.Duration
+	// TrustedProxies (ingress.trusted_proxies: CIDRs or addresses) may name
+	// the client in X-Forwarded-For or X-Real-IP. Empty: the peer is the
+	// client and those headers are ignored.
+	TrustedProxies []string
+	// RejectionAudit bounds the audit records of refused requests per
+	// source. Default: config's defaults.
+	RejectionAudit config.RejectionAudit
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -107,6 +119,21 @@ func (c Config) WithDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.RejectionAudit.PerSecond == 0 {
+		c.RejectionAudit.PerSecond = config.DefaultRejectionAuditPerSecond
+	}
+	if c.RejectionAudit.Burst == 0 {
+		c.RejectionAudit.Burst = config.DefaultRejectionAuditBurst
+	}
+	if c.RejectionAudit.SummaryInterval == 0 {
+		c.RejectionAudit.SummaryInterval = config.DefaultRejectionAuditInterval
+	}
+	c.Sources = append([]config.Source(nil), c.Sources...)
+	for i := range c.Sources {
+		if c.Sources[i].MaxBody == 0 {
+			c.Sources[i].MaxBody = config.ByteSize(c.MaxBody)
+		}
+	}
 	return c
 }
 
@@ -133,6 +160,15 @@ type Server struct {
 	auditing *inflight.Tracker
 	records  *inflight.Tracker
 	warnings sampledLog
+	// gates bound the rejection records: one per source, apiGate for the
+	// publish API and unknownGate for every unknown source.
+	gates       []*rejectionGate
+	apiGate     *rejectionGate
+	unknownGate *rejectionGate
+	// stop ends the summaries of rejections; closeOnce guards it.
+	stop      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
 }
 
 // New builds the server; Run serves it.
@@ -141,21 +177,36 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	extractIP, err := ipExtractor(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: %w", err)
+	}
 	s := &Server{
 		cfg:      cfg,
 		js:       js,
 		audit:    audit,
 		sources:  map[string]*source{},
 		keys:     newAPIKeys(cfg.APIKeys),
-		metrics:  newMetrics(cfg.Registerer),
+		metrics:  newMetrics(cfg.Registerer, cfg.Sources, cfg.APIKeys),
 		warnings: sampledLog{every: 10 * time.Second},
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
+	now := time.Now()
 	for _, sc := range cfg.Sources {
 		src, err := newSource(sc, s.metrics)
 		if err != nil {
 			return nil, fmt.Errorf("ingress: %w", err)
 		}
+		src.gate = newRejectionGate(sc.Name, cfg.RejectionAudit, s.metrics, now)
+		s.gates = append(s.gates, src.gate)
 		s.sources[sc.Name] = src
+	}
+	s.apiGate = newRejectionGate(apiSource, cfg.RejectionAudit, s.metrics, now)
+	s.unknownGate = newRejectionGate(unknownSource, cfg.RejectionAudit, s.metrics, now)
+	s.gates = append(s.gates, s.apiGate, s.unknownGate)
+	if err := s.checkMaxPayload(); err != nil {
+		return nil, err
 	}
 	idem, err := idempotency.New(js, idempotency.Config{Horizon: cfg.IdempotencyHorizon, Replicas: cfg.Replicas})
 	if err != nil {
@@ -165,9 +216,9 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	// Partners connect directly unless a proxy is configured: never trust
+	// Partners connect directly unless proxies are configured: never trust
 	// X-Forwarded-For by default, it is the sender's to forge.
-	e.IPExtractor = echo.ExtractIPDirect()
+	e.IPExtractor = extractIP
 	e.HTTPErrorHandler = errorHandler
 	e.POST("/webhooks/:source", s.handleWebhook)
 	e.POST("/v1/events", s.handlePublish)
@@ -177,7 +228,70 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 
 	s.auditing = inflight.New(inflight.Config{Max: cfg.MaxAuditInFlight, Timeout: cfg.AsyncTimeout, OnError: s.auditFailed})
 	s.records = inflight.New(inflight.Config{Max: cfg.MaxRecordsInFlight, Timeout: cfg.AsyncTimeout, OnError: s.recordFailed})
+	go func() {
+		defer close(s.stopped)
+		s.summarizeRejections(s.stop)
+	}()
 	return s, nil
+}
+
+// checkMaxPayload refuses body limits that the NATS server could not store
+// with their envelope: such a body would be answered 503 on every retry,
+// forever. Without a connection yet (MaxPayload 0) Provision checks.
+func (s *Server) checkMaxPayload() error {
+	if s.js == nil || s.js.Conn() == nil {
+		return nil
+	}
+	maxPayload := s.js.Conn().MaxPayload()
+	if maxPayload <= 0 {
+		return nil
+	}
+	var errs []error
+	check := func(field string, limit int64) {
+		if limit+events.EnvelopeAllowance > maxPayload {
+			errs = append(errs, fmt.Errorf("%s is %d bytes: with up to %d bytes of event headers that exceeds the NATS server's max_payload of %d bytes, so an event near the limit could never be stored; set %s to at most %d bytes, or raise max_payload in the NATS server's configuration",
+				field, limit, events.EnvelopeAllowance, maxPayload, field, maxPayload-events.EnvelopeAllowance))
+		}
+	}
+	check("ingress.max_body", s.cfg.MaxBody)
+	for i, src := range s.cfg.Sources {
+		// A source without its own limit has ingress.max_body's, reported
+		// once above.
+		if int64(src.MaxBody) != s.cfg.MaxBody {
+			check(fmt.Sprintf("sources[%d].max_body (source %q)", i, src.Name), int64(src.MaxBody))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
+	return nil
+}
+
+// ipExtractor returns how the client's address is found: the peer's,
+// unless the peer is one of the trusted proxies, which may name the client
+// in X-Forwarded-For (the rightmost address that is not a trusted proxy)
+// or, without it, X-Real-IP.
+func ipExtractor(trusted []string) (echo.IPExtractor, error) {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect(), nil
+	}
+	// Echo trusts loopback, link-local and private addresses by default:
+	// only the configured ranges are trusted here.
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for i, p := range trusted {
+		pfx, err := config.ParseTrustedProxy(p)
+		if err != nil {
+			return nil, fmt.Errorf("ingress.trusted_proxies[%d]: %w", i, err)
+		}
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen())}))
+	}
+	xff, realIP := echo.ExtractIPFromXFFHeader(opts...), echo.ExtractIPFromRealIPHeader(opts...)
+	return func(r *http.Request) string {
+		if len(r.Header[echo.HeaderXForwardedFor]) > 0 {
+			return xff(r)
+		}
+		return realIP(r)
+	}, nil
 }
 
 // Handler returns the HTTP handler, for tests and embedding. Provision
@@ -187,6 +301,9 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // Provision declares what the server stores into besides the streams: the
 // idempotency bucket. Run calls it.
 func (s *Server) Provision(ctx context.Context) error {
+	if err := s.checkMaxPayload(); err != nil {
+		return err
+	}
 	if err := s.idem.Ensure(ctx); err != nil {
 		return fmt.Errorf("ingress: %w", err)
 	}
@@ -208,10 +325,19 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// Close stops the asynchronous publishers, waiting until ctx is done for
-// those in flight. Run calls it; a server used through Handler alone must.
+// Close emits the last rejection summaries and stops the asynchronous
+// publishers, waiting until ctx is done for those in flight. Run calls it;
+// a server used through Handler alone must. Only the first call does
+// anything.
 func (s *Server) Close(ctx context.Context) error {
-	return errors.Join(s.auditing.Close(ctx), s.records.Close(ctx))
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.stopped
+		s.flushSummaries(time.Now())
+		err = errors.Join(s.auditing.Close(ctx), s.records.Close(ctx))
+	})
+	return err
 }
 
 // reply is the JSON body of every ingress answer.
@@ -312,11 +438,4 @@ func (s *Server) unavailable() *rejection {
 		status: http.StatusServiceUnavailable, reason: switchyardv1.RejectReason_REJECT_REASON_UNAVAILABLE,
 		code: "unavailable", msg: "the event could not be stored; retry later", retryAfter: s.cfg.RetryAfter,
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

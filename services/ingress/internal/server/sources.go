@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -26,6 +25,8 @@ type source struct {
 	auditIDHeader string
 	// limiter is nil without a rate limit.
 	limiter *rate.Limiter
+	// gate bounds the audit records of refused requests.
+	gate    *rejectionGate
 	metrics *sourceMetrics
 }
 
@@ -89,8 +90,10 @@ const maxIDLength = 200
 
 // deliveryID is the delivery id part of an event id: the provider's id
 // when it is short printable ASCII; a hash of it when it is not (still
-// stable across redeliveries); and a hash of the source and the body when
-// the provider sent none, so that an identical redelivery is recognised.
+// stable across redeliveries; this is also what keeps invalid UTF-8 out of
+// ids, which end up in protobuf strings); and a hash of the source and the
+// body when the provider sent none, so that an identical redelivery is
+// recognised.
 func deliveryID(source, providerID string, body []byte) string {
 	if providerID == "" {
 		h := sha256.New()
@@ -113,19 +116,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// headerValue makes untrusted text safe to store in a header: control
-// characters become spaces and the length is bounded.
-func headerValue(s string, n int) string {
-	s = truncate(s, n)
-	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
-		return s
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

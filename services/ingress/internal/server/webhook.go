@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/subjects"
+	"github.com/switchyard/switchyard/pkg/untrusted"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -28,7 +29,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		s.metrics.observeUnknownSource(time.Since(start))
 		// The name is the caller's; it goes into the audit record as a
 		// subject token only.
-		return s.reject(c, subjects.Token(name), "", 0, &rejection{
+		return s.rejectAs(c, s.unknownGate, subjects.Token(name), "", "", 0, &rejection{
 			status: http.StatusNotFound, reason: switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE,
 			code: "unknown_source", msg: fmt.Sprintf("no source named %q is configured", subjects.Token(name)),
 		})
@@ -39,7 +40,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	// Before reading the body: a flood costs as little as possible.
 	if wait, limited := src.limited(start); limited {
 		outcome = "rate_limited"
-		return s.reject(c, name, "", req.ContentLength, &rejection{
+		return s.reject(c, src, "", req.ContentLength, &rejection{
 			status: http.StatusTooManyRequests, reason: switchyardv1.RejectReason_REJECT_REASON_RATE_LIMITED,
 			code: "rate_limited", msg: fmt.Sprintf("this source is limited to %g requests per second", src.cfg.RateLimit.PerSecond),
 			retryAfter: wait,
@@ -55,13 +56,13 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			outcome = "body_too_large"
-			return s.reject(c, name, "", req.ContentLength, &rejection{
+			return s.reject(c, src, "", req.ContentLength, &rejection{
 				status: http.StatusRequestEntityTooLarge, reason: switchyardv1.RejectReason_REJECT_REASON_BODY_TOO_LARGE,
 				code: "body_too_large", msg: fmt.Sprintf("the body is larger than this source's limit of %d bytes", src.cfg.MaxBody),
 			})
 		}
 		outcome = "malformed"
-		return s.reject(c, name, "", 0, &rejection{
+		return s.reject(c, src, "", 0, &rejection{
 			status: http.StatusBadRequest, reason: switchyardv1.RejectReason_REJECT_REASON_MALFORMED,
 			code: "unreadable_body", msg: "the request body could not be read completely",
 		})
@@ -71,11 +72,15 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	if err != nil {
 		rj := verifyRejection(err)
 		outcome = rj.code
+		// The id this event would have had, unverified: the same mapping as
+		// for accepted events (a hash for a long or unprintable id), so a
+		// refusal can be matched with the event stored when the partner
+		// retried, and nothing the sender made up reaches the record raw.
 		var id string
-		if src.auditIDHeader != "" {
-			id = truncate(req.Header.Get(src.auditIDHeader), 128)
+		if raw := req.Header.Get(src.auditIDHeader); src.auditIDHeader != "" && raw != "" {
+			id = name + ":" + deliveryID(name, raw, nil)
 		}
-		return s.reject(c, name, id, int64(len(body)), rj)
+		return s.reject(c, src, id, int64(len(body)), rj)
 	}
 	if src.cfg.Scheme == "slack" && verified.EventType == "url_verification" {
 		// Slack's handshake when the URL is configured: echo the
@@ -85,7 +90,9 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	}
 
 	eventID := name + ":" + deliveryID(name, verified.DeliveryID, body)
-	rawType := headerValue(verified.EventType, maxHeaderValue)
+	// The type goes into a header that the dispatcher copies into
+	// protobuf strings (dead letters): valid UTF-8, cut on a rune boundary.
+	rawType := untrusted.Text(verified.EventType, maxHeaderValue)
 	subject := "webhooks." + name + "." + subjects.Token(rawType)
 	m := nats.NewMsg(subject)
 	m.Header.Set(nats.MsgIdHdr, eventID)
@@ -94,11 +101,11 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	m.Header.Set(events.HeaderEventType, rawType)
 	m.Header.Set(events.HeaderReceivedAt, start.UTC().Format(time.RFC3339Nano))
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
-		m.Header.Set(events.HeaderContentType, headerValue(ct, maxHeaderValue))
+		m.Header.Set(events.HeaderContentType, untrusted.Text(ct, maxHeaderValue))
 	}
 	for _, h := range src.keep {
 		if v := req.Header.Get(h); v != "" {
-			m.Header[h] = []string{headerValue(v, maxHeaderValue)}
+			m.Header[h] = []string{untrusted.Text(v, maxHeaderValue)}
 		}
 	}
 	m.Data = body
@@ -108,7 +115,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		// Not stored: the partner must retry. Never 2xx here.
 		outcome = "unavailable"
 		s.warn("event not stored, answering 503", slog.String("source", name), slog.String("event_id", eventID), slog.Any("error", err))
-		return s.reject(c, name, eventID, int64(len(body)), s.unavailable())
+		return s.reject(c, src, eventID, int64(len(body)), s.unavailable())
 	}
 	if res.duplicate() {
 		outcome = "duplicate"

@@ -117,7 +117,9 @@ func Apply(d *switchyardv1.Series, rec *switchyardv1.AuditRecord, seen time.Time
 		}
 	case *switchyardv1.AuditRecord_WebhookRejected:
 		r := x.WebhookRejected
-		bucket(d, at).Rejections++
+		// A summary from ingress's rejection audit limit stands for
+		// Summarized rejections.
+		bucket(d, at).Rejections += max(1, r.GetSummarized())
 		text := r.GetReason().String()
 		if r.GetDetail() != "" {
 			text += ": " + r.GetDetail()

@@ -170,3 +170,18 @@ func TestApplyClampsFutureTimes(t *testing.T) {
 		t.Errorf("window = %+v, want the future attempt counted now", w)
 	}
 }
+
+// A summary record from ingress (rejections over its audit limit) counts
+// as the rejections it stands for.
+func TestApplyCountsRejectionSummaries(t *testing.T) {
+	t.Parallel()
+	d := New(KindSource, "shop")
+	for _, n := range []int64{0, 0, 40} {
+		Apply(d, &switchyardv1.AuditRecord{Time: timestamppb.New(t0), Detail: &switchyardv1.AuditRecord_WebhookRejected{WebhookRejected: &switchyardv1.WebhookRejected{
+			Source: "shop", Reason: switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE, Summarized: n,
+		}}}, t0)
+	}
+	if got := Window(d, t0.Add(time.Second), time.Minute).Rejections; got != 42 {
+		t.Errorf("rejections = %d, want 42 (two records and a summary of 40)", got)
+	}
+}

@@ -215,7 +215,7 @@ func TestReplayThatFailsAgain(t *testing.T) {
 	}
 	dls := natstest.DeadLetters(t, e.js, "erp")
 	if len(dls) != 1 || dls[0].ReplayOf != "EVENTS:7:erp" || dls[0].EventId != "ev-original" || dls[0].StreamSeq != seq ||
-		dls[0].Id != DeadLetterID(seq, "erp") || dls[0].Subject != "replay.erp.events.order.created" {
+		dls[0].Id != DeadLetterID(e.incarnation(t), seq, "erp") || dls[0].Subject != "replay.erp.events.order.created" {
 		t.Errorf("dead letters of the replay = %v", dls)
 	}
 	if info := e.consumerInfo(t, "crm"); info.Delivered.Consumer != 0 {

@@ -75,6 +75,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	})
 	root.AddCommand(sendWebhookCmd())
 	root.AddCommand(silencesCmd(load))
+	root.AddCommand(destinationsCmd(load))
 	root.AddCommand(auditCmds(load)...)
 	return root.ExecuteContext(ctx)
 }

@@ -23,7 +23,11 @@ func (d *Dispatcher) monitorBacklog(ctx context.Context) error {
 	for {
 		for _, dest := range d.dests {
 			if err := dest.measureBacklog(ctx); err != nil && ctx.Err() == nil {
-				dest.log.WarnContext(ctx, "backlog not measured", slog.Any("error", err))
+				// A consumer deleted while no fetch was failing (all
+				// workers busy, say) is noticed here too.
+				if !errors.Is(err, jetstream.ErrConsumerNotFound) || !dest.recoverConsumer(ctx, err) {
+					dest.log.WarnContext(ctx, "backlog not measured", slog.Any("error", err))
+				}
 			}
 			dest.recordCircuitAgain(ctx)
 			dest.logSummary(ctx, d.cfg.BacklogInterval)

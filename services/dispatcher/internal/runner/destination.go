@@ -188,8 +188,8 @@ func (dest *destination) run(ctx context.Context) error {
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			// A fetch fails in several ways when the consumer was deleted
-			// (consumer deleted, no responders, a timeout): look it up.
-			if dest.recoverConsumer(ctx) {
+			// (consumer deleted, no responders): look it up.
+			if dest.recoverConsumer(ctx, err) {
 				failures = 0
 				continue
 			}
@@ -369,7 +369,7 @@ func (dest *destination) noteAckFloor(info *jetstream.ConsumerInfo) {
 // again (duplicates the partner drops by Idempotency-Key) and none stored
 // meanwhile is skipped. If EVENTS itself was recreated, it starts at the
 // new stream's first event.
-func (dest *destination) recoverConsumer(ctx context.Context) bool {
+func (dest *destination) recoverConsumer(ctx context.Context, cause error) bool {
 	name := ConsumerName(dest.cfg.Name)
 	_, err := dest.d.js.Consumer(ctx, natsx.StreamEvents, name)
 	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -394,7 +394,8 @@ func (dest *destination) recoverConsumer(ctx context.Context) bool {
 			cc.PauseUntil = &c.OpenUntil
 		}
 	}
-	if _, err := destinations.CreateIfMissing(ctx, dest.d.js, cc); err != nil {
+	created, err := destinations.CreateIfMissing(ctx, dest.d.js, cc)
+	if err != nil {
 		dest.log.ErrorContext(ctx, "the destination's consumer is gone and could not be recreated", slog.Any("error", err))
 		return false
 	}
@@ -404,10 +405,14 @@ func (dest *destination) recoverConsumer(ctx context.Context) bool {
 		return false
 	}
 	dest.setConsumer(cons)
+	if !created {
+		return true // another replica (or this one's other loop) was first
+	}
 	dest.log.ErrorContext(ctx, "the destination's consumer was deleted while this replica delivers to it; recreated it. "+
 		"Events handed out since its last known ack floor are delivered again; pending retries restart their schedule. "+
 		"Remove a destination from every replica's configuration before pruning its consumer",
-		slog.String("consumer", name), slog.Uint64("from_stream_seq", from), slog.Bool("events_recreated", recreatedStream))
+		slog.String("consumer", name), slog.Uint64("from_stream_seq", from), slog.Bool("events_recreated", recreatedStream),
+		slog.Any("noticed_by", cause))
 	dest.d.metrics.consumerRecreated.WithLabelValues(dest.cfg.Name).Inc()
 	return true
 }

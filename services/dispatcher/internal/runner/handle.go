@@ -51,7 +51,7 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 	alive := keepAlive(msg, dest.keepAliveEvery(attempt))
 	defer alive.stop()
 
-	if dl := dest.owed.take(meta.Sequence.Stream); dl != nil {
+	if dl := dest.owed.get(meta.Sequence.Stream); dl != nil {
 		// This replica gave the event up on an earlier delivery but could
 		// not store all of its dead letter: finish that, without sending
 		// the event again.
@@ -287,14 +287,17 @@ func (dest *destination) newDeadLetter(ev events.Stored, meta *jetstream.MsgMeta
 // attempt first; after the final delivery the reconciler takes over). Both
 // copies are idempotent by id, so storing one twice changes nothing.
 func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg, dl *switchyardv1.DeadLetter, alive *pulse, log *slog.Logger) {
+	// Owed from now on: a redelivery while this is still being stored
+	// (its ack wait ran out meanwhile) must not send the event again.
+	dest.owed.put(dl.StreamSeq, dl)
 	_, err := dest.d.storeDeadLetter(ctx, dl, msg.Headers(), msg.Data())
 	alive.stop()
 	if err != nil {
-		dest.owed.put(dl.StreamSeq, dl)
 		log.ErrorContext(ctx, "dead letter not finished; leaving the event unacknowledged so that its redelivery stores it",
 			slog.String("dead_letter_id", dl.Id), slog.Any("error", err))
 		return
 	}
+	dest.owed.drop(dl.StreamSeq)
 	if err := msg.TermWithReason(dl.Reason.String()); err != nil {
 		log.WarnContext(ctx, "terminate after dead letter failed", slog.Any("error", err))
 	}
@@ -305,8 +308,8 @@ func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg
 		slog.Bool("auth_failure", dl.AuthFailure), slog.Bool("payload_omitted", dl.PayloadOmitted))
 }
 
-// owedDeadLetters are dead letters this replica built but could not finish
-// storing, by stream sequence, until the event comes back. Entries the
+// owedDeadLetters are dead letters this replica built and is storing or
+// could not finish storing, by stream sequence, until they are stored. Entries the
 // event never comes back for (it went to another replica) are forgotten
 // after DEAD_LETTERS' duplicate window.
 type owedDeadLetters struct {
@@ -338,15 +341,16 @@ func (o *owedDeadLetters) put(seq uint64, dl *switchyardv1.DeadLetter) {
 	o.m[seq] = owedDeadLetter{dl: dl, at: now}
 }
 
-func (o *owedDeadLetters) take(seq uint64) *switchyardv1.DeadLetter {
+func (o *owedDeadLetters) get(seq uint64) *switchyardv1.DeadLetter {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	e, ok := o.m[seq]
-	if !ok {
-		return nil
-	}
+	return o.m[seq].dl
+}
+
+func (o *owedDeadLetters) drop(seq uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	delete(o.m, seq)
-	return e.dl
 }
 
 // storeDeadLetter stores dl in DEAD_LETTERS with the event's payload and

@@ -23,6 +23,11 @@ func TestTwoDispatchersDeliverEachEventOnce(t *testing.T) {
 	e := newEnv(t)
 	p := newPartner(t, reply{status: http.StatusOK})
 	d := destinationFor("erp", p.URL, 3)
+	// An ack wait far beyond the work of one delivery, so that a loaded
+	// machine (-race, two cores) cannot make the server hand an event out
+	// again while a replica still has it: what is measured is the sharing.
+	d.Timeout = config.Duration(time.Second)
+	d.Retry.Backoff = []config.Duration{config.Duration(5 * time.Second)}
 	_, jsA := e.nats.Connect(t)
 	_, jsB := e.nats.Connect(t)
 	e.run(t, jsA, nil, d)

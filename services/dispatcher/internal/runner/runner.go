@@ -16,6 +16,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -110,6 +111,10 @@ type Dispatcher struct {
 	breakers jetstream.KeyValue
 	// inc is the EVENTS stream the ids name.
 	inc incarnation
+	// warned are the consumers of unconfigured destinations already
+	// warned about (Provision runs more than once in a process).
+	warnedMu sync.Mutex
+	warned   map[string]bool
 }
 
 // New builds a dispatcher; Run starts it.
@@ -189,7 +194,16 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.warnedMu.Lock()
+	defer d.warnedMu.Unlock()
+	if d.warned == nil {
+		d.warned = map[string]bool{}
+	}
 	for _, o := range orphans {
+		if d.warned[o.Consumer] {
+			continue
+		}
+		d.warned[o.Consumer] = true
 		d.cfg.Logger.WarnContext(ctx, "the consumer of a destination not in this configuration is left alone: another replica may be "+
 			"configured with it; once none is, remove it with `switchyard destinations prune`",
 			slog.String("destination", o.Destination), slog.String("consumer", o.Consumer),

@@ -1,6 +1,7 @@
 // Package svcboot is what every Switchyard process does before its service
 // runs: build the logger, connect to NATS (or start the embedded server),
-// declare the JetStream topology, and serve /healthz and /metrics.
+// declare the JetStream topology and the missing destination consumers, and
+// serve /healthz and /metrics.
 package svcboot
 
 import (
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/version"
@@ -99,6 +101,18 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
 	if err := natsx.EnsureTopology(ctx, env.JS, Topology(cfg)); err != nil {
 		env.Close()
 		return nil, err
+	}
+	// A destination's consumer keeps the events stored after it exists:
+	// whichever service starts first creates the missing ones, so that an
+	// event accepted before the dispatcher's first start is still delivered.
+	created, err := destinations.EnsureConsumers(ctx, env.JS, cfg.Destinations)
+	if err != nil {
+		env.Close()
+		return nil, err
+	}
+	for _, name := range created {
+		log.InfoContext(ctx, "created the consumer of a destination: it keeps the destination's events until a dispatcher delivers them",
+			slog.String("destination", name), slog.String("consumer", destinations.ConsumerName(name)))
 	}
 	return env, nil
 }

@@ -5,6 +5,8 @@
 package dispatcher
 
 import (
+	"context"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
@@ -25,3 +27,11 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 
 // ConsumerName is the durable consumer that delivers to a destination.
 func ConsumerName(destination string) string { return runner.ConsumerName(destination) }
+
+// Prune removes the consumer and the circuit breaker state of a destination
+// that no replica is configured with any more, giving up the events waiting
+// in the consumer. destinations.Unconfigured finds them; `switchyard
+// destinations prune` is the command.
+func Prune(ctx context.Context, js jetstream.JetStream, destination string) error {
+	return runner.Prune(ctx, js, destination)
+}

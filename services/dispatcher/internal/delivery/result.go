@@ -3,6 +3,8 @@
 package delivery
 
 import (
+	"errors"
+	"net/http"
 	"time"
 
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -30,6 +32,13 @@ func (r Result) Delivered() bool { return r.Outcome == switchyardv1.Outcome_OUTC
 
 // Retryable reports whether a later attempt may succeed.
 func (r Result) Retryable() bool { return r.Outcome == switchyardv1.Outcome_OUTCOME_RETRYABLE }
+
+// AuthFailure reports whether the attempt failed on the destination's
+// credentials: an answer 401 or 403, or the token endpoint refusing the
+// client (no request was sent then, so StatusCode is 0).
+func (r Result) AuthFailure() bool {
+	return r.StatusCode == http.StatusUnauthorized || r.StatusCode == http.StatusForbidden || errors.Is(r.Err, ErrCredentials)
+}
 
 // ErrorString is Err's text, or "".
 func (r Result) ErrorString() string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,8 +23,14 @@ func (d *Dispatcher) monitorBacklog(ctx context.Context) error {
 	for {
 		for _, dest := range d.dests {
 			if err := dest.measureBacklog(ctx); err != nil && ctx.Err() == nil {
-				dest.log.WarnContext(ctx, "backlog not measured", slog.Any("error", err))
+				// A consumer deleted while no fetch was failing (all
+				// workers busy, say) is noticed here too.
+				if !errors.Is(err, jetstream.ErrConsumerNotFound) || !dest.recoverConsumer(ctx, err) {
+					dest.log.WarnContext(ctx, "backlog not measured", slog.Any("error", err))
+				}
 			}
+			dest.recordCircuitAgain(ctx)
+			dest.logSummary(ctx, d.cfg.BacklogInterval)
 		}
 		select {
 		case <-tick.C:
@@ -35,14 +42,17 @@ func (d *Dispatcher) monitorBacklog(ctx context.Context) error {
 
 // measureBacklog reads the destination's consumer, updates the backlog
 // metrics and records a BacklogReport: each interval while anything is
-// waiting, and once when the backlog has drained, so that the notifier's
-// BacklogGrowing rule can fire and resolve. Replicas measuring in the same
-// interval produce one record (its id is the interval).
+// waiting or the circuit breaker is not closed, and once when the backlog
+// has drained and the breaker closed, so that the notifier's BacklogGrowing
+// and PartnerDown rules can fire and resolve. The report always carries
+// the breaker's state (closed when it is disabled). Replicas measuring in
+// the same interval produce one record (its id is the interval).
 func (dest *destination) measureBacklog(ctx context.Context) error {
-	info, err := dest.consumer.Info(ctx)
+	info, err := dest.cons().Info(ctx)
 	if err != nil {
 		return fmt.Errorf("consumer info: %w", err)
 	}
+	dest.noteAckFloor(info)
 	age, err := dest.oldestPendingAge(ctx, info)
 	if err != nil {
 		return err
@@ -62,10 +72,17 @@ func (dest *destination) measureBacklog(ctx context.Context) error {
 			slog.Int("num_ack_pending", info.NumAckPending), slog.Int("max_ack_pending", maxAck), slog.Uint64("num_pending", info.NumPending))
 	}
 	dest.backlogFull = full
+	circuit := switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
+	if dest.breaker != nil {
+		c, _ := dest.breaker.view()
+		circuit = c.State
+	}
+	closed := circuit == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
 	empty := info.NumPending == 0 && info.NumAckPending == 0
-	wasEmpty := dest.backlogEmpty
-	dest.backlogEmpty = empty
-	if empty && wasEmpty {
+	quiet := empty && closed
+	wasQuiet := dest.backlogQuiet
+	dest.backlogQuiet = quiet
+	if quiet && wasQuiet {
 		return nil
 	}
 	report := &switchyardv1.BacklogReport{
@@ -77,10 +94,7 @@ func (dest *destination) measureBacklog(ctx context.Context) error {
 		Full:             full,
 		NumRedelivered:   int64(info.NumRedelivered),
 		Paused:           info.Paused,
-	}
-	if dest.breaker != nil {
-		c, _ := dest.breaker.view()
-		report.Circuit = c.State
+		Circuit:          circuit,
 	}
 	interval := dest.d.cfg.BacklogInterval
 	rec := &switchyardv1.AuditRecord{
@@ -90,9 +104,43 @@ func (dest *destination) measureBacklog(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, auditTimeout)
 	defer cancel()
 	if err := dest.d.audit.Emit(actx, rec); err != nil {
+		dest.backlogQuiet = false // report again next time
 		return fmt.Errorf("record backlog: %w", err)
 	}
 	return nil
+}
+
+// recentClose is how long after it a closing transition is still recorded
+// again (once by each replica).
+const recentClose = time.Hour
+
+// recordCircuitAgain records the transition into the breaker's current
+// state again (the same CircuitChanged record, same id): each interval
+// while the breaker is open or half-open, and once after it closed. The
+// audit log keeps one copy and the notifier merges by the record's own
+// time, so repeats change nothing, and a lost record is made good within
+// an interval.
+func (dest *destination) recordCircuitAgain(ctx context.Context) {
+	if dest.breaker == nil {
+		return
+	}
+	c, _ := dest.breaker.view()
+	if c.Change == nil {
+		return
+	}
+	if c.State == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED &&
+		(c.Change.At.Equal(dest.recordedAgain) || time.Since(c.Change.At) > recentClose) {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, auditTimeout)
+	defer cancel()
+	if err := dest.d.audit.Emit(actx, circuitRecord(dest.cfg.Name, c)); err != nil {
+		if ctx.Err() == nil {
+			dest.log.WarnContext(ctx, "circuit state not recorded again", slog.Any("error", err))
+		}
+		return
+	}
+	dest.recordedAgain = c.Change.At
 }
 
 // oldestPendingAge is how long the oldest event not yet finished (waiting
@@ -130,4 +178,20 @@ func boolGauge(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// outcomeTally counts a destination's outcomes between two summaries.
+type outcomeTally struct {
+	delivered, retrying, deadLettered atomic.Int64
+}
+
+// logSummary logs, at info, what the destination did since the last
+// summary, if anything: single deliveries are logged at debug only.
+func (dest *destination) logSummary(ctx context.Context, every time.Duration) {
+	delivered, retrying, dead := dest.tally.delivered.Swap(0), dest.tally.retrying.Swap(0), dest.tally.deadLettered.Swap(0)
+	if delivered+retrying+dead == 0 {
+		return
+	}
+	dest.log.InfoContext(ctx, "deliveries", slog.Duration("in_last", every), slog.Int64("delivered", delivered),
+		slog.Int64("failed_will_retry", retrying), slog.Int64("dead_lettered", dead))
 }

@@ -155,7 +155,13 @@ func (b *breaker) update(ctx context.Context, fn func(c *circuit, now time.Time)
 		b.mu.Unlock()
 		after := before
 		after.Buckets = append([]bucket(nil), before.Buckets...)
-		transition := fn(&after, time.Now())
+		now := time.Now()
+		transition := fn(&after, now)
+		if after.State != before.State {
+			ratio, n := before.ratio(b.policy, now)
+			after.Change = &change{From: before.State, At: now, Consecutive: max(before.Consecutive, after.Consecutive),
+				Ratio: ratio, Attempts: n, LastError: after.LastError}
+		}
 		old, _ := json.Marshal(before)
 		data, err := json.Marshal(after)
 		if err != nil {
@@ -177,7 +183,7 @@ func (b *breaker) update(ctx context.Context, fn func(c *circuit, now time.Time)
 		}
 		b.observe(after, newRev)
 		if transition != "" && after.State != before.State {
-			b.transitioned(ctx, before, after, newRev)
+			b.transitioned(ctx, before, after)
 		}
 		return nil
 	}
@@ -203,7 +209,7 @@ func (b *breaker) reload(ctx context.Context) error {
 
 // transitioned carries out a state change this replica wrote: pause or
 // resume the consumer, record it, count it.
-func (b *breaker) transitioned(ctx context.Context, from, to circuit, rev uint64) {
+func (b *breaker) transitioned(ctx context.Context, from, to circuit) {
 	consumer := ConsumerName(b.dest)
 	var err error
 	switch to.State {
@@ -218,29 +224,12 @@ func (b *breaker) transitioned(ctx context.Context, from, to circuit, rev uint64
 	if err != nil {
 		b.log.ErrorContext(ctx, "pause or resume of the destination's consumer failed", slog.String("circuit", to.State.String()), slog.Any("error", err))
 	}
-	ratio, n := from.ratio(b.policy, time.Now())
-	cc := &switchyardv1.CircuitChanged{
-		Destination:         b.dest,
-		From:                from.State,
-		To:                  to.State,
-		Reason:              to.Reason,
-		ConsecutiveFailures: int32(max(from.Consecutive, to.Consecutive)),
-		FailureRatio:        ratio,
-		LastError:           to.LastError,
-		WindowAttempts:      int32(n),
-	}
-	if to.State == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN {
-		cc.OpenUntil = timestamppb.New(to.OpenUntil)
-	}
-	rec := &switchyardv1.AuditRecord{
-		// One record per written revision: a re-emission cannot double it.
-		Id:     fmt.Sprintf("circuit:%s:%d", b.dest, rev),
-		Detail: &switchyardv1.AuditRecord_CircuitChanged{CircuitChanged: cc},
-	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
-	if err := b.d.audit.Emit(actx, rec); err != nil {
-		b.log.ErrorContext(ctx, "circuit change not recorded in the audit log", slog.Any("error", err))
+	if err := b.d.audit.Emit(actx, circuitRecord(b.dest, to)); err != nil {
+		// Every replica records the current state again each backlog
+		// interval (same id), so the audit log and the notifier catch up.
+		b.log.ErrorContext(ctx, "circuit change not recorded in the audit log yet", slog.Any("error", err))
 	}
 	b.d.metrics.circuitChanges.WithLabelValues(b.dest, circuitName(to.State)).Inc()
 	level := slog.LevelWarn
@@ -249,6 +238,32 @@ func (b *breaker) transitioned(ctx context.Context, from, to circuit, rev uint64
 	}
 	b.log.Log(ctx, level, "circuit "+circuitName(to.State), slog.String("from", circuitName(from.State)),
 		slog.String("reason", to.Reason), slog.String("last_error", to.LastError), slog.Time("open_until", to.OpenUntil))
+}
+
+// circuitRecord is the CircuitChanged record of the transition into c's
+// state. It is made from the shared state alone, so that the replica that
+// made the transition and any replica recording it again produce the same
+// record: same id (one per destination and transition), same time.
+func circuitRecord(dest string, c circuit) *switchyardv1.AuditRecord {
+	ch := c.Change
+	cc := &switchyardv1.CircuitChanged{
+		Destination:         dest,
+		From:                ch.From,
+		To:                  c.State,
+		Reason:              c.Reason,
+		ConsecutiveFailures: int32(ch.Consecutive),
+		FailureRatio:        ch.Ratio,
+		LastError:           ch.LastError,
+		WindowAttempts:      int32(ch.Attempts),
+	}
+	if c.State == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN {
+		cc.OpenUntil = timestamppb.New(c.OpenUntil)
+	}
+	return &switchyardv1.AuditRecord{
+		Id:     fmt.Sprintf("circuit:%s:%s:%d", dest, circuitName(c.State), ch.At.UnixMilli()),
+		Time:   timestamppb.New(ch.At),
+		Detail: &switchyardv1.AuditRecord_CircuitChanged{CircuitChanged: cc},
+	}
 }
 
 func circuitName(s switchyardv1.CircuitState) string {

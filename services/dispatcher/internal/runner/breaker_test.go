@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -272,4 +273,121 @@ func (e *testEnv) waitAttempts(t *testing.T, destination string, n int) {
 		_, as := attempts(t, e.js, destination)
 		return len(as) >= n
 	})
+}
+
+// A circuit change whose audit record was lost is recorded again, with the
+// same id, until it is stored; and every backlog report carries the
+// breaker's state, each interval while it is not closed, also when
+// nothing is waiting: the notifier's PartnerDown rule can catch up from
+// either.
+func TestCircuitStateIsRecordedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusServiceUnavailable})
+	d := destinationFor("erp", p.URL, 1) // each failure is final: nothing stays pending
+	d.Breaker = config.Breaker{
+		ConsecutiveFailures: 2, FailureRatio: 1, MinRequests: 1000,
+		Window: config.Duration(time.Minute), Cooldown: config.Duration(time.Minute), MaxCooldown: config.Duration(time.Minute),
+	}
+	restore := refuseAudit(t, e, auditlog.KindCircuit)
+	e.run(t, e.js, func(c *Config) { c.BacklogInterval = 100 * time.Millisecond }, d)
+
+	publishN(t, e, "ev", 2)
+	waitfor.True(t, "the breaker open and the consumer paused", func() bool { return e.consumerInfo(t, "erp").Paused })
+	reports := func() map[string]bool {
+		intervals := map[string]bool{}
+		for _, rec := range natstest.AuditRecords(t, e.js, "audit."+auditlog.KindBacklog+".erp") {
+			b := rec.GetBacklog()
+			if b.GetCircuit() == open && b.GetNumPending() == 0 && b.GetNumAckPending() == 0 {
+				intervals[rec.Id] = true
+			}
+		}
+		return intervals
+	}
+	waitfor.True(t, "backlog reports of an open breaker with nothing waiting, interval after interval", func() bool { return len(reports()) >= 3 })
+	if cs, _ := circuitRecords(t, e, "erp"); len(cs) != 0 {
+		t.Fatalf("circuit records while AUDIT refused them: %v", cs)
+	}
+
+	restoredAt := time.Now()
+	restore()
+	waitfor.True(t, "the opening recorded after all", func() bool {
+		cs, _ := circuitRecords(t, e, "erp")
+		return countTo(cs, open) == 1
+	})
+	cs, at := circuitRecords(t, e, "erp")
+	if len(cs) != 1 || cs[0].From != closed || cs[0].ConsecutiveFailures != 2 || cs[0].OpenUntil == nil ||
+		!strings.Contains(cs[0].Reason, "2 retryable failures in a row") || cs[0].LastError != "HTTP 503 Service Unavailable" {
+		t.Errorf("circuit records = %v", cs)
+	}
+	// Recorded with the time of the change, not of the repeat.
+	if first := p.received()[0].at; at[0].Before(first) || !at[0].Before(restoredAt) {
+		t.Errorf("circuit record time %v, want the opening's: after the first attempt (%v), before AUDIT took the record (%v)", at[0], first, restoredAt)
+	}
+}
+
+// A replica shutting down while the breaker holds an event it fetched just
+// before the breaker opened: on an earlier delivery it hands the event
+// back without an attempt; on the final delivery it makes the attempt
+// (handing it back would make it a dead letter the partner never saw).
+func TestShutdownWhileTheBreakerHoldsAnEvent(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		maxAttempts int
+		wantHits    int
+	}{
+		{"earlier delivery", 3, 0},
+		{"final delivery", 1, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			p := newPartner(t, reply{status: http.StatusServiceUnavailable})
+			dc := breakerDestination("erp", p.URL)
+			dc.Retry.MaxAttempts = tt.maxAttempts
+			dc.Breaker.Cooldown, dc.Breaker.MaxCooldown = config.Duration(time.Minute), config.Duration(time.Minute)
+			d, err := New(e.js, auditlog.NewEmitter(e.js, "dispatcher"), Config{Destinations: []config.Destination{dc}, Logger: natstest.Logger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := d.Provision(ctx); err != nil {
+				t.Fatal(err)
+			}
+			seq := e.publish(t, orderEvent("ev-held"))
+			msg := e.takeOne(t, "erp") // fetched while the breaker was closed
+			dest := d.dests[0]
+			if err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
+				c.open(dest.breaker.policy, now, "opened by the test")
+				return c.Reason
+			}); err != nil {
+				t.Fatal(err)
+			}
+
+			stopping, stop := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				dest.handle(ctx, stopping, msg, false)
+			}()
+			stop() // shutdown begins while the event is held
+			<-done
+
+			if n := len(p.received()); n != tt.wantHits {
+				t.Errorf("partner got %d requests, want %d", n, tt.wantHits)
+			}
+			dls := natstest.DeadLetters(t, e.js, "erp")
+			if tt.wantHits == 0 {
+				if len(dls) != 0 {
+					t.Errorf("dead letters = %v, want none", dls)
+				}
+				return
+			}
+			if len(dls) != 1 || dls[0].Reason != switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_ATTEMPTS || dls[0].LastStatusCode != 503 || dls[0].StreamSeq != seq {
+				t.Errorf("dead letters = %v, want the final attempt's", dls)
+			}
+		})
+	}
 }

@@ -30,6 +30,23 @@ type circuit struct {
 	LastError  string    `json:"last_error,omitempty"`
 	// Reason says why the state last changed.
 	Reason string `json:"reason,omitempty"`
+	// Change is the transition into the current state. Any replica can
+	// record it again from here (CircuitChanged, same id), so that one
+	// lost audit record does not leave the audit log and the notifier
+	// believing the old state.
+	Change *change `json:"change,omitempty"`
+}
+
+// change describes a transition as its CircuitChanged record does.
+type change struct {
+	From switchyardv1.CircuitState `json:"from"`
+	At   time.Time                 `json:"at"`
+	// Consecutive, Ratio and Attempts are the failure counts that led to
+	// it; LastError the last failure then.
+	Consecutive int     `json:"consecutive,omitempty"`
+	Ratio       float64 `json:"ratio,omitempty"`
+	Attempts    int     `json:"attempts,omitempty"`
+	LastError   string  `json:"last_error,omitempty"`
 }
 
 // bucket counts attempts that started in [Start, Start+width).

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/destinations"
+	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/signing"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
@@ -20,11 +22,17 @@ import (
 
 // destination is one destination's delivery loop.
 type destination struct {
-	d        *Dispatcher
-	cfg      config.Destination
-	backoff  []time.Duration
-	client   *delivery.Client
-	consumer jetstream.Consumer
+	d       *Dispatcher
+	cfg     config.Destination
+	backoff []time.Duration
+	client  *delivery.Client
+	// consumer is the destination's consumer; replaced when it had to be
+	// recreated (consumerMu).
+	consumerMu sync.RWMutex
+	consumer   jetstream.Consumer
+	// ackFloor is the last known ack floor (stream sequence) of the
+	// consumer: where a recreated consumer starts again.
+	ackFloor atomic.Uint64
 	// limiter is the rate limit; nil for none.
 	limiter *rate.Limiter
 	// breaker is nil when the breaker is disabled.
@@ -33,9 +41,17 @@ type destination struct {
 	probing atomic.Bool
 	log     *slog.Logger
 
-	// backlogFull remembers the last backlog measure, to log changes.
+	// owed are dead letters not finished storing (see finishDeadLetter).
+	owed owedDeadLetters
+	// tally counts outcomes for the periodic summary in the log.
+	tally outcomeTally
+
+	// backlogFull remembers the last backlog measure, to log changes;
+	// backlogQuiet whether it had nothing to report.
 	backlogFull  bool
-	backlogEmpty bool
+	backlogQuiet bool
+	// recordedAgain is the time of the last transition recorded again.
+	recordedAgain time.Time
 }
 
 func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) {
@@ -145,7 +161,7 @@ func (dest *destination) run(ctx context.Context) error {
 			release()
 		}
 		n = len(tokens)
-		batch, err := dest.consumer.Fetch(n, jetstream.FetchMaxWait(dest.d.cfg.FetchWait))
+		batch, err := dest.cons().Fetch(n, jetstream.FetchMaxWait(dest.d.cfg.FetchWait))
 		got := 0
 		if err == nil {
 			for msg := range batch.Messages() {
@@ -155,7 +171,7 @@ func (dest *destination) run(ctx context.Context) error {
 				go func() {
 					defer wg.Done()
 					defer release()
-					dest.handle(hctx, msg, isProbe)
+					dest.handle(hctx, ctx, msg, isProbe)
 				}()
 			}
 			err = batch.Error()
@@ -171,6 +187,12 @@ func (dest *destination) run(ctx context.Context) error {
 			dest.probeFoundNothing(ctx)
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			// A fetch fails in several ways when the consumer was deleted
+			// (consumer deleted, no responders): look it up.
+			if dest.recoverConsumer(ctx, err) {
+				failures = 0
+				continue
+			}
 			failures++
 			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
 			dest.log.WarnContext(ctx, "fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
@@ -301,7 +323,7 @@ func (dest *destination) takeProbe(ctx context.Context, me string, lease time.Du
 // whether the partner is up. Otherwise keep waiting for an event whose
 // retry is due.
 func (dest *destination) probeFoundNothing(ctx context.Context) {
-	info, err := dest.consumer.Info(ctx)
+	info, err := dest.cons().Info(ctx)
 	if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
 		return
 	}
@@ -316,4 +338,81 @@ func (dest *destination) probeFoundNothing(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		dest.log.WarnContext(ctx, "circuit breaker not closed", slog.Any("error", err))
 	}
+}
+
+// cons is the destination's consumer handle.
+func (dest *destination) cons() jetstream.Consumer {
+	dest.consumerMu.RLock()
+	defer dest.consumerMu.RUnlock()
+	return dest.consumer
+}
+
+func (dest *destination) setConsumer(c jetstream.Consumer) {
+	dest.consumerMu.Lock()
+	dest.consumer = c
+	dest.consumerMu.Unlock()
+	dest.noteAckFloor(c.CachedInfo())
+}
+
+// noteAckFloor remembers the consumer's ack floor from a fresh info.
+func (dest *destination) noteAckFloor(info *jetstream.ConsumerInfo) {
+	if info != nil {
+		dest.ackFloor.Store(info.AckFloor.Stream)
+	}
+}
+
+// recoverConsumer recreates the destination's consumer if it no longer
+// exists (an operator or `switchyard destinations prune` removed it while
+// this replica is configured with the destination), and reports whether
+// the fetch loop can go on at once. The new consumer starts after the last
+// ack floor this replica saw, so events handed out since are delivered
+// again (duplicates the partner drops by Idempotency-Key) and none stored
+// meanwhile is skipped. If EVENTS itself was recreated, it starts at the
+// new stream's first event.
+func (dest *destination) recoverConsumer(ctx context.Context, cause error) bool {
+	name := ConsumerName(dest.cfg.Name)
+	_, err := dest.d.js.Consumer(ctx, natsx.StreamEvents, name)
+	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false // it exists (a leader change, say): the usual retry
+	}
+	recreatedStream, err := dest.d.readIncarnation(ctx)
+	if err != nil {
+		dest.log.ErrorContext(ctx, "the destination's consumer is gone and EVENTS cannot be read", slog.Any("error", err))
+		return false
+	}
+	cc := destinations.ConsumerConfig(dest.cfg)
+	from := dest.ackFloor.Load() + 1
+	if recreatedStream {
+		cc.DeliverPolicy = jetstream.DeliverAllPolicy
+		from = 1
+	} else {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	if dest.breaker != nil {
+		// Still paused while the breaker is open.
+		if c, _ := dest.breaker.view(); c.State == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN && c.OpenUntil.After(time.Now()) {
+			cc.PauseUntil = &c.OpenUntil
+		}
+	}
+	created, err := destinations.CreateIfMissing(ctx, dest.d.js, cc)
+	if err != nil {
+		dest.log.ErrorContext(ctx, "the destination's consumer is gone and could not be recreated", slog.Any("error", err))
+		return false
+	}
+	cons, err := dest.d.js.Consumer(ctx, natsx.StreamEvents, name)
+	if err != nil {
+		dest.log.ErrorContext(ctx, "the destination's recreated consumer cannot be opened", slog.Any("error", err))
+		return false
+	}
+	dest.setConsumer(cons)
+	if !created {
+		return true // another replica (or this one's other loop) was first
+	}
+	dest.log.ErrorContext(ctx, "the destination's consumer was deleted while this replica delivers to it; recreated it. "+
+		"Events handed out since its last known ack floor are delivered again; pending retries restart their schedule. "+
+		"Remove a destination from every replica's configuration before pruning its consumer",
+		slog.String("consumer", name), slog.Uint64("from_stream_seq", from), slog.Bool("events_recreated", recreatedStream),
+		slog.Any("noticed_by", cause))
+	dest.d.metrics.consumerRecreated.WithLabelValues(dest.cfg.Name).Inc()
+	return true
 }

@@ -2,8 +2,10 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,8 +25,10 @@ import (
 // handle makes one attempt for one message and settles it: ack when
 // delivered, leave it for JetStream to redeliver on schedule when retryable,
 // dead-letter and terminate when permanent or out of attempts. probe marks
-// the half-open circuit breaker's probe attempt.
-func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bool) {
+// the half-open circuit breaker's probe attempt. ctx is the deliveries'
+// context (it ends when the shutdown grace is over); stopping ends when the
+// dispatcher starts shutting down.
+func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg, probe bool) {
 	if probe {
 		defer dest.probing.Store(false)
 	}
@@ -47,19 +51,36 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bo
 	alive := keepAlive(msg, dest.keepAliveEvery(attempt))
 	defer alive.stop()
 
+	if dl := dest.owed.get(meta.Sequence.Stream); dl != nil {
+		// This replica gave the event up on an earlier delivery but could
+		// not store all of its dead letter: finish that, without sending
+		// the event again.
+		log.WarnContext(ctx, "finishing the dead letter of an earlier delivery; no new attempt", slog.String("dead_letter_id", dl.Id))
+		dest.finishDeadLetter(ctx, msg, dl, alive, log)
+		return
+	}
+
 	if !probe && dest.breaker != nil {
 		if c, _ := dest.breaker.view(); c.State != switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED {
 			// Fetched just before the breaker opened: hold it, without
 			// burning its attempt, until the partner is back (or it is
 			// this replica's probe).
-			n, p := dest.admit(ctx)
-			if n == 0 {
+			n, p := dest.admit(stopping)
+			switch {
+			case n == 0 && attempt < maxAttempts:
+				// JetStream counted this delivery when it handed the event
+				// out; handing it back costs the event one attempt of its
+				// schedule, but another one follows.
 				log.Warn("shutdown while the circuit breaker held the event; handing it back")
 				alive.stop()
 				_ = msg.Nak()
 				return
-			}
-			if p {
+			case n == 0:
+				// The final delivery: handed back, it would become a
+				// MAX_DELIVERIES dead letter the partner never saw. Make
+				// the final attempt instead, within the shutdown grace.
+				log.Warn("shutdown while the circuit breaker held the event on its final delivery; making the final attempt now")
+			case p:
 				probe = true
 				defer dest.probing.Store(false)
 			}
@@ -97,10 +118,10 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bo
 	final := res.Delivered() || !res.Retryable() || attempt >= maxAttempts
 	dest.d.metrics.observe(dest.cfg.Name, res)
 	dest.recordAttempt(ctx, ev, meta, attempt, res, final, probe)
-	alive.stop()
 
 	switch {
 	case res.Delivered():
+		alive.stop()
 		// A plain ack, not a double ack: waiting for the server's
 		// confirmation costs a round trip per event and changes nothing,
 		// since a lost ack means a redelivery either way, a duplicate the
@@ -108,14 +129,17 @@ func (dest *destination) handle(ctx context.Context, msg jetstream.Msg, probe bo
 		if err := msg.Ack(); err != nil {
 			log.WarnContext(ctx, "ack of a delivered event failed", slog.Any("error", err))
 		}
+		dest.tally.delivered.Add(1)
 		log.DebugContext(ctx, "delivered", slog.Int("status", res.StatusCode), slog.Duration("took", res.Duration))
 	case final:
 		reason := switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_ATTEMPTS
 		if !res.Retryable() {
 			reason = switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE
 		}
-		dest.deadLetter(ctx, msg, ev, meta, attempt, res, reason, log)
+		dest.finishDeadLetter(ctx, msg, dest.newDeadLetter(ev, meta, attempt, res, reason), alive, log)
 	default:
+		alive.stop()
+		dest.tally.retrying.Add(1)
 		next := dest.nextDelay(attempt)
 		if res.RetryAfter > next {
 			// The destination asked for a longer pause than the schedule:
@@ -191,7 +215,8 @@ func (p *pulse) stop() {
 	p.t.Stop()
 }
 
-// auditTimeout bounds waiting for an audit record to be stored.
+// auditTimeout bounds waiting for one audit record (or dead letter) to be
+// stored.
 const auditTimeout = 5 * time.Second
 
 func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, final, probe bool) {
@@ -213,13 +238,15 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 		Source:          ev.Source,
 		EventType:       ev.Type,
 		Probe:           probe,
+		AuthFailure:     res.AuthFailure(),
 	}
 	if res.RetryAfter > 0 {
 		a.RetryAfter = durationpb.New(res.RetryAfter)
 	}
+	inc, _ := dest.d.inc.get()
 	rec := &switchyardv1.AuditRecord{
 		// The same delivery of the same stream message is the same attempt.
-		Id:     fmt.Sprintf("attempt:%s:%d:%s:%d", natsx.StreamEvents, meta.Sequence.Stream, dest.cfg.Name, attempt),
+		Id:     AttemptID(inc, meta.Sequence.Stream, dest.cfg.Name, attempt),
 		Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: a},
 	}
 	actx, cancel := context.WithTimeout(ctx, auditTimeout)
@@ -229,19 +256,11 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 	}
 }
 
-// DeadLetterID is the dead letter's id and Nats-Msg-Id: one per stream
-// message and destination, so the dispatcher and the advisory reconciler
-// cannot both create one.
-func DeadLetterID(seq uint64, destination string) string {
-	return fmt.Sprintf("%s:%d:%s", natsx.StreamEvents, seq, destination)
-}
-
-// deadLetter stores the dead letter, records it, then terminates the message.
-// If storing fails the message is left unacked: JetStream will redeliver
-// it (or raise MAX_DELIVERIES), and the dead letter is tried again.
-func (dest *destination) deadLetter(ctx context.Context, msg jetstream.Msg, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, reason switchyardv1.DeadLetterReason, log *slog.Logger) {
-	dl := &switchyardv1.DeadLetter{
-		Id:              DeadLetterID(meta.Sequence.Stream, dest.cfg.Name),
+// newDeadLetter describes giving the event up after attempt.
+func (dest *destination) newDeadLetter(ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, reason switchyardv1.DeadLetterReason) *switchyardv1.DeadLetter {
+	inc, _ := dest.d.inc.get()
+	return &switchyardv1.DeadLetter{
+		Id:              DeadLetterID(inc, meta.Sequence.Stream, dest.cfg.Name),
 		EventId:         ev.ID,
 		Destination:     dest.cfg.Name,
 		Subject:         ev.Subject,
@@ -256,45 +275,114 @@ func (dest *destination) deadLetter(ctx context.Context, msg jetstream.Msg, ev e
 		Source:          ev.Source,
 		EventType:       ev.Type,
 		ReplayOf:        ev.ReplayOf,
+		AuthFailure:     res.AuthFailure(),
 	}
-	if _, err := dest.d.publishDeadLetter(ctx, dl, msg.Headers(), msg.Data()); err != nil {
-		log.ErrorContext(ctx, "dead letter not stored; leaving the event for redelivery", slog.Any("error", err))
-		return
-	}
-	if err := msg.TermWithReason(reason.String()); err != nil {
-		log.WarnContext(ctx, "terminate after dead letter failed", slog.Any("error", err))
-	}
-	dest.d.metrics.deadLetters.WithLabelValues(dest.cfg.Name).Inc()
-	log.WarnContext(ctx, "dead-lettered",
-		slog.String("reason", reason.String()), slog.Int("status", res.StatusCode), slog.String("error", res.ErrorString()))
 }
 
-// publishDeadLetter stores dl (with the payload) in DEAD_LETTERS and records
-// it (without the payload) in the audit log. It reports whether the dead
-// letter was already stored: DEAD_LETTERS drops a second one with the same
-// id (Nats-Msg-Id) within its 2h duplicate window. The audit record is
-// emitted either way (its id is deterministic and the audit log upserts),
-// since a crash may have come between the two.
-func (d *Dispatcher) publishDeadLetter(ctx context.Context, dl *switchyardv1.DeadLetter, h nats.Header, payload []byte) (duplicate bool, err error) {
-	full := proto.Clone(dl).(*switchyardv1.DeadLetter)
-	full.Payload = payload
-	full.Headers = map[string]string{}
-	for k := range h {
-		if k == nats.MsgIdHdr {
-			continue
-		}
-		full.Headers[k] = h.Get(k)
-	}
-	data, err := proto.Marshal(full)
+// finishDeadLetter stores the dead letter and its audit copy, then
+// terminates the message. The message is terminated only once both are
+// stored: otherwise it is left unacknowledged, and this replica remembers
+// the dead letter, so that the redelivery stores what is missing instead of
+// sending the event again (a redelivery to another replica makes one more
+// attempt first; after the final delivery the reconciler takes over). Both
+// copies are idempotent by id, so storing one twice changes nothing.
+func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg, dl *switchyardv1.DeadLetter, alive *pulse, log *slog.Logger) {
+	// Owed from now on: a redelivery while this is still being stored
+	// (its ack wait ran out meanwhile) must not send the event again.
+	dest.owed.put(dl.StreamSeq, dl)
+	_, err := dest.d.storeDeadLetter(ctx, dl, msg.Headers(), msg.Data())
+	alive.stop()
 	if err != nil {
-		return false, fmt.Errorf("encode dead letter: %w", err)
+		log.ErrorContext(ctx, "dead letter not finished; leaving the event unacknowledged so that its redelivery stores it",
+			slog.String("dead_letter_id", dl.Id), slog.Any("error", err))
+		return
 	}
-	m := nats.NewMsg("dlq." + dl.Destination)
-	m.Header.Set(nats.MsgIdHdr, dl.Id)
-	m.Data = data
+	dest.owed.drop(dl.StreamSeq)
+	if err := msg.TermWithReason(dl.Reason.String()); err != nil {
+		log.WarnContext(ctx, "terminate after dead letter failed", slog.Any("error", err))
+	}
+	dest.tally.deadLettered.Add(1)
+	dest.d.metrics.deadLetters.WithLabelValues(dest.cfg.Name).Inc()
+	log.WarnContext(ctx, "dead-lettered",
+		slog.String("reason", dl.Reason.String()), slog.Int("status", int(dl.LastStatusCode)), slog.String("error", dl.LastError),
+		slog.Bool("auth_failure", dl.AuthFailure), slog.Bool("payload_omitted", dl.PayloadOmitted))
+}
+
+// owedDeadLetters are dead letters this replica built and is storing or
+// could not finish storing, by stream sequence, until they are stored. Entries the
+// event never comes back for (it went to another replica) are forgotten
+// after DEAD_LETTERS' duplicate window.
+type owedDeadLetters struct {
+	mu sync.Mutex
+	m  map[uint64]owedDeadLetter
+}
+
+type owedDeadLetter struct {
+	dl *switchyardv1.DeadLetter
+	at time.Time
+}
+
+// owedFor is how long an owed dead letter is remembered: DEAD_LETTERS'
+// duplicate window.
+const owedFor = 2 * time.Hour
+
+func (o *owedDeadLetters) put(seq uint64, dl *switchyardv1.DeadLetter) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := time.Now()
+	if o.m == nil {
+		o.m = map[uint64]owedDeadLetter{}
+	}
+	for k, v := range o.m {
+		if now.Sub(v.at) > owedFor {
+			delete(o.m, k)
+		}
+	}
+	o.m[seq] = owedDeadLetter{dl: dl, at: now}
+}
+
+func (o *owedDeadLetters) get(seq uint64) *switchyardv1.DeadLetter {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.m[seq].dl
+}
+
+func (o *owedDeadLetters) drop(seq uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, seq)
+}
+
+// storeDeadLetter stores dl in DEAD_LETTERS with the event's payload and
+// headers, and records it (without them) in the audit log; both must be
+// stored for it to succeed. It reports whether DEAD_LETTERS already held
+// the dead letter: it drops a second one with the same id (Nats-Msg-Id)
+// within its 2h duplicate window. The audit record is emitted either way
+// (its id is deterministic and the audit log keeps one), since a crash or a
+// failed audit write may have come between the two.
+//
+// A dead letter that would not fit in a NATS message (an event near
+// max_payload, plus the dead letter's own fields) is stored without the
+// payload, with payload_omitted set: the payload stays in EVENTS at
+// stream_seq for as long as EVENTS keeps it.
+func (d *Dispatcher) storeDeadLetter(ctx context.Context, dl *switchyardv1.DeadLetter, h nats.Header, payload []byte) (duplicate bool, err error) {
+	m, err := d.deadLetterMsg(dl, h, payload, false)
+	if err != nil {
+		return false, err
+	}
 	pctx, cancel := context.WithTimeout(ctx, auditTimeout)
-	defer cancel()
 	ack, err := d.js.PublishMsg(pctx, m)
+	cancel()
+	if err != nil && tooLarge(err) && !dl.PayloadOmitted {
+		// The limit is lower than the connection announced (a stream or
+		// account limit): store it without the payload rather than never.
+		if m, err = d.deadLetterMsg(dl, h, payload, true); err != nil {
+			return false, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, auditTimeout)
+		ack, err = d.js.PublishMsg(pctx, m)
+		cancel()
+	}
 	if err != nil {
 		return false, fmt.Errorf("publish dead letter %s: %w", dl.Id, err)
 	}
@@ -302,9 +390,83 @@ func (d *Dispatcher) publishDeadLetter(ctx context.Context, dl *switchyardv1.Dea
 		Id:     "dead_letter:" + dl.Id,
 		Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: dl},
 	}
-	if err := d.audit.Emit(pctx, rec); err != nil {
-		// The dead letter itself is stored; only its audit copy is missing.
-		d.cfg.Logger.ErrorContext(ctx, "dead letter not recorded in the audit log", slog.String("dead_letter_id", dl.Id), slog.Any("error", err))
+	if err := d.emitAudit(ctx, rec); err != nil {
+		return ack.Duplicate, fmt.Errorf("dead letter %s stored, its audit record not: %w", dl.Id, err)
 	}
 	return ack.Duplicate, nil
+}
+
+// deadLetterMsg encodes the DEAD_LETTERS message of dl: with the payload
+// and headers, unless they do not fit in the connection's max_payload or
+// omit is set; then without the payload (dl.PayloadOmitted is set), and
+// without the headers too if even that is too large.
+func (d *Dispatcher) deadLetterMsg(dl *switchyardv1.DeadLetter, h nats.Header, payload []byte, omit bool) (*nats.Msg, error) {
+	full := proto.Clone(dl).(*switchyardv1.DeadLetter)
+	full.Payload = payload
+	full.Headers = map[string]string{}
+	for k := range h {
+		// Nats-Msg-Id and the stream's own headers (Nats-Stream,
+		// Nats-Sequence, … on a message read back from EVENTS) are not the
+		// event's: a replay must not carry them.
+		if strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		full.Headers[k] = h.Get(k)
+	}
+	// The message's own header block (Nats-Msg-Id) counts against the
+	// limit too.
+	room := d.js.Conn().MaxPayload() - int64(len(dl.Id)+64)
+	data, err := proto.Marshal(full)
+	if err == nil && len(payload) > 0 && (omit || int64(len(data)) > room) {
+		full.Payload = nil
+		dl.PayloadOmitted, full.PayloadOmitted = true, true
+		data, err = proto.Marshal(full)
+	}
+	if err == nil && int64(len(data)) > room {
+		full.Headers = nil
+		data, err = proto.Marshal(full)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encode dead letter: %w", err)
+	}
+	m := nats.NewMsg("dlq." + dl.Destination)
+	m.Header.Set(nats.MsgIdHdr, dl.Id)
+	m.Data = data
+	return m, nil
+}
+
+// tooLarge reports whether a publish was refused for its size.
+func tooLarge(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
+}
+
+// auditTries is how many times a record that must not be lost (a dead
+// letter's, a circuit change's) is published before giving up.
+const auditTries = 3
+
+// emitAudit publishes rec and waits for it to be stored, trying again a
+// few times, each with its own timeout.
+func (d *Dispatcher) emitAudit(ctx context.Context, rec *switchyardv1.AuditRecord) error {
+	var err error
+	for i := range auditTries {
+		actx, cancel := context.WithTimeout(ctx, auditTimeout)
+		err = d.audit.Emit(actx, rec)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if i == auditTries-1 {
+			break
+		}
+		t := time.NewTimer(time.Duration(250<<i) * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+	return err
 }

@@ -20,6 +20,9 @@ type metrics struct {
 	circuitState   *prometheus.GaugeVec
 	circuitChanges *prometheus.CounterVec
 	reconciled     *prometheus.CounterVec
+	// consumerRecreated counts destination consumers found deleted and
+	// recreated.
+	consumerRecreated *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,10 +63,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchyard_dispatcher_reconciled_advisories_total",
 			Help: "MAX_DELIVERIES and MSG_TERMINATED advisories reconciled, by kind and result.",
 		}, []string{"kind", "result"}),
+		consumerRecreated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_dispatcher_consumer_recreated_total",
+			Help: "Times this replica found the destination's consumer deleted and recreated it.",
+		}, byDest),
 	}
 	if reg != nil {
 		reg.MustRegister(m.attempts, m.duration, m.inflight, m.deadLetters, m.rateLimited, m.pending, m.ackPending,
-			m.maxAckPending, m.oldestAge, m.backlogFull, m.circuitState, m.circuitChanges, m.reconciled)
+			m.maxAckPending, m.oldestAge, m.backlogFull, m.circuitState, m.circuitChanges, m.reconciled, m.consumerRecreated)
 	}
 	return m
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -98,11 +99,11 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	if !strings.HasPrefix(a.Consumer, consumerPrefix) {
+	if !strings.HasPrefix(a.Consumer, destinations.ConsumerPrefix) {
 		_ = msg.Ack() // another service's consumer
 		return
 	}
-	dest := strings.TrimPrefix(a.Consumer, consumerPrefix)
+	dest := strings.TrimPrefix(a.Consumer, destinations.ConsumerPrefix)
 	log := d.cfg.Logger.With(slog.String("destination", dest), slog.Uint64("seq", a.StreamSeq))
 	var reason switchyardv1.DeadLetterReason
 	var lastError string
@@ -114,7 +115,8 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 		reason = switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY
 		lastError = fmt.Sprintf("the final attempt (delivery %d) was not settled: the dispatcher stopped or lost NATS during it; its outcome is unknown", a.Deliveries)
 	case isDispatcherTermReason(a.Reason):
-		// The dispatcher terminates only after the dead letter is stored.
+		// The dispatcher terminates only after the dead letter and its
+		// audit record are stored.
 		d.metrics.reconciled.WithLabelValues("terminated", "already_dead_lettered").Inc()
 		_ = msg.Ack()
 		return
@@ -127,41 +129,55 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 		kind = "terminated"
 	}
 
+	inc, created := d.inc.get()
 	dl := &switchyardv1.DeadLetter{
-		Id:             DeadLetterID(a.StreamSeq, dest),
-		Destination:    dest,
-		Stream:         natsx.StreamEvents,
-		StreamSeq:      a.StreamSeq,
+		Id:          DeadLetterID(inc, a.StreamSeq, dest),
+		Destination: dest,
+		Stream:      natsx.StreamEvents,
+		StreamSeq:   a.StreamSeq,
+		// Known only from the event itself; a stable placeholder otherwise.
+		EventId:        UnknownEventID(a.StreamSeq),
 		Attempts:       int32(a.Deliveries),
 		LastError:      lastError,
 		Reason:         reason,
 		DeadLetteredAt: timestamppb.Now(),
 	}
 	var raw *jetstream.RawStreamMsg
-	stream, err := d.js.Stream(ctx, natsx.StreamEvents)
-	if err == nil {
-		raw, err = stream.GetMsg(ctx, a.StreamSeq)
+	var err error
+	if !a.Time.IsZero() && a.Time.Before(created) {
+		// The advisory is about an EVENTS that was deleted since: the
+		// message at this sequence now is another event.
+		err = jetstream.ErrMsgNotFound
+	} else {
+		var stream jetstream.Stream
+		if stream, err = d.js.Stream(ctx, natsx.StreamEvents); err == nil {
+			raw, err = stream.GetMsg(ctx, a.StreamSeq)
+		}
 	}
 	switch {
 	case err == nil:
 		ev := events.FromMsg(raw.Subject, raw.Header, raw.Data)
-		dl.EventId, dl.Subject, dl.Source, dl.EventType, dl.ReplayOf = ev.ID, ev.Subject, ev.Source, ev.Type, ev.ReplayOf
+		dl.Subject, dl.Source, dl.EventType, dl.ReplayOf = ev.Subject, ev.Source, ev.Type, ev.ReplayOf
+		if ev.ID != "" {
+			dl.EventId = ev.ID
+		}
 	case errors.Is(err, jetstream.ErrMsgNotFound):
-		dl.LastError += "; the event is no longer in EVENTS (aged out), so this dead letter has no payload"
+		dl.LastError += "; the event is no longer in EVENTS (aged out), so this dead letter has no payload and no event id"
 	default:
 		log.WarnContext(ctx, "event for a dead letter not read; will try again", slog.Any("error", err))
-		_ = msg.NakWithDelay(2 * time.Second)
+		_ = msg.NakWithDelay(retryDelay(msg))
 		return
 	}
 	var dup bool
 	if raw != nil {
-		dup, err = d.publishDeadLetter(ctx, dl, raw.Header, raw.Data)
+		dup, err = d.storeDeadLetter(ctx, dl, raw.Header, raw.Data)
 	} else {
-		dup, err = d.publishDeadLetter(ctx, dl, nil, nil)
+		dup, err = d.storeDeadLetter(ctx, dl, nil, nil)
 	}
 	if err != nil {
+		// Not acked: the advisory comes back until both copies are stored.
 		log.WarnContext(ctx, "reconciled dead letter not stored; will try again", slog.Any("error", err))
-		_ = msg.NakWithDelay(2 * time.Second)
+		_ = msg.NakWithDelay(retryDelay(msg))
 		return
 	}
 	result := "dead_lettered"
@@ -169,10 +185,29 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 		result = "already_dead_lettered"
 	} else {
 		d.metrics.deadLetters.WithLabelValues(dest).Inc()
-		log.WarnContext(ctx, "dead-lettered from an advisory", slog.String("reason", reason.String()), slog.String("event_id", dl.EventId))
+		log.WarnContext(ctx, "dead-lettered from an advisory", slog.String("reason", reason.String()), slog.String("event_id", dl.EventId),
+			slog.Bool("payload_omitted", dl.PayloadOmitted))
 	}
 	d.metrics.reconciled.WithLabelValues(kind, result).Inc()
 	_ = msg.Ack()
+}
+
+// UnknownEventID stands for the id of the EVENTS message at seq in a dead
+// letter the reconciler writes after EVENTS no longer holds the event: the
+// advisory names the sequence only. The audit log's attempt records for the
+// same stream_seq and destination carry the real id.
+func UnknownEventID(seq uint64) string {
+	return fmt.Sprintf("unknown:%s:%d", natsx.StreamEvents, seq)
+}
+
+// retryDelay is how long an advisory waits before it is handled again:
+// 2s more with each try, at most a minute.
+func retryDelay(msg jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if meta, err := msg.Metadata(); err == nil {
+		n = meta.NumDelivered
+	}
+	return min(time.Duration(n)*2*time.Second, time.Minute)
 }
 
 // isDispatcherTermReason reports whether a termination reason is one the

@@ -57,6 +57,20 @@ func (e *testEnv) takeOne(t *testing.T, destination string) jetstream.Msg {
 	return nil
 }
 
+// abandonOnFinalDelivery provisions erp with a single attempt, stores ev
+// and takes it as a dispatcher would that then dies without a word: when
+// its ack wait runs out, the server raises MAX_DELIVERIES. The partner
+// answers 200 and must not be asked.
+func (e *testEnv) abandonOnFinalDelivery(t *testing.T, ev events.Event) (config.Destination, *partner, uint64) {
+	t.Helper()
+	p := newPartner(t, reply{status: http.StatusOK})
+	d := destinationFor("erp", p.URL, 1)
+	e.provision(t, d)
+	seq := e.publish(t, ev)
+	e.takeOne(t, "erp")
+	return d, p, seq
+}
+
 // firstDeadLetter waits for the destination's first dead letter.
 func firstDeadLetter(t *testing.T, e *testEnv, destination string) *switchyardv1.DeadLetter {
 	t.Helper()
@@ -69,9 +83,9 @@ func firstDeadLetter(t *testing.T, e *testEnv, destination string) *switchyardv1
 	})
 }
 
-func checkReconciled(t *testing.T, dl *switchyardv1.DeadLetter, seq uint64, ev string, payload []byte) {
+func checkReconciled(t *testing.T, e *testEnv, dl *switchyardv1.DeadLetter, seq uint64, ev string, payload []byte) {
 	t.Helper()
-	if dl.Id != fmt.Sprintf("EVENTS:%d:erp", seq) || dl.EventId != ev || dl.StreamSeq != seq || dl.Attempts != 1 ||
+	if dl.Id != DeadLetterID(e.incarnation(t), seq, "erp") || dl.EventId != ev || dl.StreamSeq != seq || dl.Attempts != 1 ||
 		dl.Reason != switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY ||
 		!strings.Contains(dl.LastError, "outcome is unknown") || dl.Subject != "events.order.created" || dl.EventType != "order.created" {
 		t.Errorf("reconciled dead letter = %v", dl)
@@ -87,17 +101,12 @@ func checkReconciled(t *testing.T, dl *switchyardv1.DeadLetter, seq uint64, ev s
 func TestReconcilerDeadLettersWhenTheDispatcherDiedOnTheFinalAttempt(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	p := newPartner(t, reply{status: http.StatusOK})
-	d := destinationFor("erp", p.URL, 1)
-	e.provision(t, d)
-
 	ev := orderEvent("ev-orphan")
-	seq := e.publish(t, ev)
-	e.takeOne(t, "erp") // ... and the process holding it is gone
+	d, p, seq := e.abandonOnFinalDelivery(t, ev)
 
 	e.start(t, d)
 	dl := firstDeadLetter(t, e, "erp")
-	checkReconciled(t, dl, seq, ev.ID, ev.Data)
+	checkReconciled(t, e, dl, seq, ev.ID, ev.Data)
 	if dl.Headers["Switchyard-Event-Id"] != ev.ID {
 		t.Errorf("reconciled dead letter headers = %v", dl.Headers)
 	}
@@ -119,6 +128,10 @@ func TestReconcilerAfterShutdownDuringTheFinalAttempt(t *testing.T) {
 	e := newEnv(t)
 	p := newPartner(t, reply{hang: true})
 	d := destinationFor("erp", p.URL, 1)
+	// The request outlasts the shutdown (the end of the fetch in progress,
+	// then the grace) however slow the machine: the shutdown cuts it.
+	d.Timeout = config.Duration(5 * time.Second)
+	d.Retry.Backoff = []config.Duration{config.Duration(6 * time.Second)}
 	a := e.run(t, e.js, func(c *Config) { c.ShutdownGrace = 50 * time.Millisecond }, d)
 	ev := orderEvent("ev-cut")
 	seq := e.publish(t, ev)
@@ -128,7 +141,7 @@ func TestReconcilerAfterShutdownDuringTheFinalAttempt(t *testing.T) {
 	_, jsB := e.nats.Connect(t)
 	e.run(t, jsB, nil, d)
 	dl := firstDeadLetter(t, e, "erp")
-	checkReconciled(t, dl, seq, ev.ID, ev.Data)
+	checkReconciled(t, e, dl, seq, ev.ID, ev.Data)
 }
 
 // The reconciler never doubles a dead letter, and turns a termination made

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,7 +26,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/natsx"
 )
 
@@ -98,13 +99,7 @@ func (c Config) Validate() error {
 }
 
 // ConsumerName is the durable consumer of a destination.
-func ConsumerName(destination string) string { return consumerPrefix + destination }
-
-const consumerPrefix = "dispatcher-"
-
-// metadataKey marks consumers the dispatcher owns, so that it can remove
-// the consumer of a destination that left the configuration.
-const metadataKey = "switchyard_destination"
+func ConsumerName(destination string) string { return destinations.ConsumerName(destination) }
 
 // Dispatcher delivers events to every configured destination.
 type Dispatcher struct {
@@ -114,6 +109,12 @@ type Dispatcher struct {
 	metrics  *metrics
 	dests    []*destination
 	breakers jetstream.KeyValue
+	// inc is the EVENTS stream the ids name.
+	inc incarnation
+	// warned are the consumers of unconfigured destinations already
+	// warned about (Provision runs more than once in a process).
+	warnedMu sync.Mutex
+	warned   map[string]bool
 }
 
 // New builds a dispatcher; Run starts it.
@@ -140,36 +141,14 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 	return d, nil
 }
 
-// ConsumerConfig is the JetStream consumer for a destination.
-func ConsumerConfig(dc config.Destination) jetstream.ConsumerConfig {
-	backoff := dc.Retry.ConsumerBackoff()
-	maxAckPending := dc.MaxAckPending
-	if dc.Ordered {
-		// The server hands out the next event only when the current one is
-		// finished (delivered or dead-lettered), whichever replica has it.
-		maxAckPending = 1
-	}
-	return jetstream.ConsumerConfig{
-		Durable:        ConsumerName(dc.Name),
-		Description:    "Switchyard dispatcher: deliveries to " + dc.Name,
-		FilterSubjects: append(slices.Clone(dc.Subjects), events.ReplaySubject(dc.Name, ">")),
-		// A new destination receives events stored from now on, not the
-		// stream's history.
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       backoff[0],
-		BackOff:       backoff,
-		MaxDeliver:    dc.Retry.MaxAttempts,
-		MaxAckPending: maxAckPending,
-		// Pull requests are sized by free workers, so a few at once suffice.
-		MaxWaiting: 512,
-		Metadata:   map[string]string{metadataKey: dc.Name},
-	}
-}
-
 // Provision creates or updates every destination's consumer, the circuit
-// breaker bucket and the dead-letter reconciler's consumer, and removes the
-// consumers of destinations no longer configured.
+// breaker bucket and the dead-letter reconciler's consumer.
+//
+// It never removes a consumer. One whose destination is not in this
+// configuration may belong to a replica running a newer configuration (a
+// rolling deploy), and removing it would give up its pending events and
+// the retries it is waiting for; it is named in a warning with its counts,
+// and `switchyard destinations prune` removes it when an operator says so.
 func (d *Dispatcher) Provision(ctx context.Context) error {
 	kv, err := d.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BreakerBucket,
@@ -181,22 +160,27 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 		return fmt.Errorf("create or update KV bucket %s: %w", BreakerBucket, err)
 	}
 	d.breakers = kv
-	want := map[string]bool{}
+	if _, err := d.readIncarnation(ctx); err != nil {
+		return err
+	}
 	for _, dest := range d.dests {
-		cc := ConsumerConfig(dest.cfg)
-		want[cc.Durable] = true
-		// Keep a pause the circuit breaker set: a restart must not send
-		// attempts to a partner that is down.
+		cc := destinations.ConsumerConfig(dest.cfg)
 		if old, err := d.js.Consumer(ctx, natsx.StreamEvents, cc.Durable); err == nil {
-			if p := old.CachedInfo().Config.PauseUntil; p != nil && p.After(time.Now()) {
+			prev := old.CachedInfo().Config
+			// Keep a pause the circuit breaker set: a restart must not send
+			// attempts to a partner that is down.
+			if p := prev.PauseUntil; p != nil && p.After(time.Now()) {
 				cc.PauseUntil = p
 			}
+			// Where a consumer starts cannot change; a recreated one
+			// (after it was deleted) starts where its predecessor stopped.
+			cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = prev.DeliverPolicy, prev.OptStartSeq, prev.OptStartTime
 		}
 		cons, err := d.js.CreateOrUpdateConsumer(ctx, natsx.StreamEvents, cc)
 		if err != nil {
 			return fmt.Errorf("create or update consumer for destination %q: %w", dest.cfg.Name, err)
 		}
-		dest.consumer = cons
+		dest.setConsumer(cons)
 		if dest.breaker != nil {
 			if err := dest.breaker.reload(ctx); err != nil {
 				return err
@@ -206,30 +190,24 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 	if _, err := d.js.CreateOrUpdateConsumer(ctx, natsx.StreamAdvisories, reconcilerConfig()); err != nil {
 		return fmt.Errorf("create or update consumer %s: %w", ReconcilerConsumer, err)
 	}
-	stream, err := d.js.Stream(ctx, natsx.StreamEvents)
+	orphans, err := destinations.Unconfigured(ctx, d.js, d.cfg.Destinations)
 	if err != nil {
-		return fmt.Errorf("open stream %s: %w", natsx.StreamEvents, err)
+		return err
 	}
-	lister := stream.ListConsumers(ctx)
-	var stale []string
-	for info := range lister.Info() {
-		if name, ok := info.Config.Metadata[metadataKey]; ok && !want[info.Name] {
-			stale = append(stale, name)
-			d.cfg.Logger.InfoContext(ctx, "removing the consumer of a destination no longer configured",
-				slog.String("destination", name), slog.String("consumer", info.Name),
-				slog.Uint64("pending_events_dropped", info.NumPending), slog.Int("in_flight_dropped", info.NumAckPending))
-		}
+	d.warnedMu.Lock()
+	defer d.warnedMu.Unlock()
+	if d.warned == nil {
+		d.warned = map[string]bool{}
 	}
-	if err := lister.Err(); err != nil {
-		return fmt.Errorf("list consumers: %w", err)
-	}
-	for _, name := range stale {
-		if err := d.js.DeleteConsumer(ctx, natsx.StreamEvents, ConsumerName(name)); err != nil && !natsx.IsNotFound(err) {
-			return fmt.Errorf("delete consumer %s: %w", ConsumerName(name), err)
+	for _, o := range orphans {
+		if d.warned[o.Consumer] {
+			continue
 		}
-		if err := kv.Purge(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("remove circuit of %s: %w", name, err)
-		}
+		d.warned[o.Consumer] = true
+		d.cfg.Logger.WarnContext(ctx, "the consumer of a destination not in this configuration is left alone: another replica may be "+
+			"configured with it; once none is, remove it with `switchyard destinations prune`",
+			slog.String("destination", o.Destination), slog.String("consumer", o.Consumer),
+			slog.Uint64("num_pending", o.NumPending), slog.Int("num_ack_pending", o.NumAckPending))
 	}
 	return nil
 }
@@ -238,6 +216,9 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 // in-flight deliveries finish within ShutdownGrace.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := d.Provision(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -254,7 +235,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return d.monitorBacklog(gctx) })
 	g.Go(func() error { return d.reconcile(gctx) })
-	d.cfg.Logger.InfoContext(ctx, "dispatcher started", slog.Any("destinations", slices.Sorted(maps.Keys(d.names()))),
+	// Not "dispatcher started": svcboot logs that for the process.
+	d.cfg.Logger.InfoContext(ctx, "delivering", slog.Any("destinations", slices.Sorted(maps.Keys(d.names()))),
 		slog.String("instance", d.cfg.Instance))
 	return g.Wait()
 }
@@ -265,4 +247,27 @@ func (d *Dispatcher) names() map[string]bool {
 		m[dest.cfg.Name] = true
 	}
 	return m
+}
+
+// Prune removes the consumer of a destination and its circuit breaker
+// state: the destination is gone from every replica's configuration. The
+// events waiting in the consumer (pending, in flight, waiting for a retry)
+// are given up. A replica still configured with the destination would
+// recreate the consumer.
+func Prune(ctx context.Context, js jetstream.JetStream, destination string) error {
+	name := ConsumerName(destination)
+	if err := js.DeleteConsumer(ctx, natsx.StreamEvents, name); err != nil && !natsx.IsNotFound(err) {
+		return fmt.Errorf("delete consumer %s: %w", name, err)
+	}
+	kv, err := js.KeyValue(ctx, BreakerBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open KV bucket %s: %w", BreakerBucket, err)
+	}
+	if err := kv.Purge(ctx, destination); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("remove the circuit breaker state of %s: %w", destination, err)
+	}
+	return nil
 }

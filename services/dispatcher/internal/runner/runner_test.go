@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natstest"
 	"github.com/switchyard/switchyard/pkg/natsx"
@@ -308,10 +308,23 @@ func orderEvent(id string) events.Event {
 	return events.Event{ID: id, Type: "order.created", Data: []byte(`{"order":"` + id + `"}`), ContentType: "application/json; charset=utf-8"}
 }
 
-func checkAttemptIDs(t *testing.T, recs []*switchyardv1.AuditRecord, seq uint64, destination string) {
+// incarnation is the id token of the test's EVENTS stream.
+func (e *testEnv) incarnation(t *testing.T) string {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, natsx.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StreamIncarnation(s.CachedInfo().Created)
+}
+
+func checkAttemptIDs(t *testing.T, e *testEnv, recs []*switchyardv1.AuditRecord, seq uint64, destination string) {
+	t.Helper()
+	inc := e.incarnation(t)
 	for i, rec := range recs {
-		if want := fmt.Sprintf("attempt:EVENTS:%d:%s:%d", seq, destination, i+1); rec.Id != want {
+		if want := fmt.Sprintf("attempt:EVENTS@%s:%d:%s:%d", inc, seq, destination, i+1); rec.Id != want {
 			t.Errorf("attempt record %d id = %q, want %q", i+1, rec.Id, want)
 		}
 		if rec.Service != "dispatcher" {
@@ -357,7 +370,7 @@ func TestDeliversOnceAndAcks(t *testing.T) {
 	if len(as) != 1 {
 		t.Fatalf("%d attempt records, want 1", len(as))
 	}
-	checkAttemptIDs(t, recs, seq, "erp")
+	checkAttemptIDs(t, e, recs, seq, "erp")
 	a := as[0]
 	if a.EventId != ev.ID || a.Destination != "erp" || a.Subject != "events.order.created" || a.StreamSeq != seq ||
 		a.Attempt != 1 || a.MaxAttempts != 3 || a.StatusCode != 200 || a.Outcome != switchyardv1.Outcome_OUTCOME_DELIVERED ||
@@ -416,7 +429,7 @@ func TestRetriesOnScheduleThenDelivers(t *testing.T) {
 	if len(as) != 3 {
 		t.Fatalf("%d attempt records, want 3", len(as))
 	}
-	checkAttemptIDs(t, recs, seq, "erp")
+	checkAttemptIDs(t, e, recs, seq, "erp")
 	for i, a := range as {
 		wantOutcome, wantFinal := switchyardv1.Outcome_OUTCOME_RETRYABLE, false
 		if i == 2 {
@@ -456,7 +469,7 @@ func TestDeadLettersAfterMaxAttempts(t *testing.T) {
 		t.Fatalf("%d dead letters, want exactly 1", len(dls))
 	}
 	dl := dls[0]
-	wantID := fmt.Sprintf("EVENTS:%d:erp", seq)
+	wantID := fmt.Sprintf("EVENTS@%s:%d:erp", e.incarnation(t), seq)
 	if got := msgs[0].Header.Get(nats.MsgIdHdr); got != wantID {
 		t.Errorf("dead letter Nats-Msg-Id = %q, want %q", got, wantID)
 	}
@@ -480,7 +493,7 @@ func TestDeadLettersAfterMaxAttempts(t *testing.T) {
 	if len(as) != 3 {
 		t.Fatalf("%d attempt records, want 3", len(as))
 	}
-	checkAttemptIDs(t, recs, seq, "erp")
+	checkAttemptIDs(t, e, recs, seq, "erp")
 	for i, a := range as {
 		if a.Final != (i == 2) || a.Outcome != switchyardv1.Outcome_OUTCOME_RETRYABLE || a.StatusCode != 500 {
 			t.Errorf("attempt record %d = %v", i+1, a)
@@ -699,7 +712,7 @@ func TestProvision(t *testing.T) {
 	if erp.Config.MaxDeliver != 3 || erp.Config.AckWait != step1 ||
 		fmt.Sprint(erp.Config.BackOff) != fmt.Sprint([]time.Duration{step1, step2}) ||
 		fmt.Sprint(erp.Config.FilterSubjects) != fmt.Sprint([]string{"events.order.>", "replay.erp.>"}) ||
-		erp.Config.Metadata[metadataKey] != "erp" || erp.Config.DeliverPolicy != jetstream.DeliverNewPolicy ||
+		erp.Config.Metadata[destinations.MetadataKey] != "erp" || erp.Config.DeliverPolicy != jetstream.DeliverNewPolicy ||
 		erp.Config.MaxAckPending != 100 {
 		t.Errorf("erp consumer config = %+v", erp.Config)
 	}
@@ -711,10 +724,11 @@ func TestProvision(t *testing.T) {
 		t.Fatalf("erp pending = %d, want 1", info.NumPending)
 	}
 
-	// crm leaves the configuration; erp's policy changes.
+	// crm leaves the configuration; erp's policy changes. crm's consumer
+	// stays: another replica may still be configured with it.
 	provision(destinationFor("erp", "https://erp.example/hooks", 5))
-	if _, err := e.js.Consumer(ctx, natsx.StreamEvents, ConsumerName("crm")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Errorf("crm consumer after it left the configuration: err = %v, want not found", err)
+	if crm := e.consumerInfo(t, "crm"); crm.NumPending != 1 {
+		t.Errorf("crm consumer after it left this configuration: %d pending, want the event still waiting", crm.NumPending)
 	}
 	updated := e.consumerInfo(t, "erp")
 	if updated.Config.MaxDeliver != 5 {
@@ -741,7 +755,7 @@ func TestConsumerConfigCapsBackoffAtMaxAttempts(t *testing.T) {
 	t.Parallel()
 	d := destinationFor("erp", "https://erp.example", 2)
 	d.Retry.Backoff = []config.Duration{config.Duration(step1), config.Duration(step2), config.Duration(2 * step2)}
-	cc := ConsumerConfig(d)
+	cc := destinations.ConsumerConfig(d)
 	if len(cc.BackOff) > cc.MaxDeliver {
 		t.Errorf("BackOff has %d steps for MaxDeliver %d; JetStream refuses that", len(cc.BackOff), cc.MaxDeliver)
 	}

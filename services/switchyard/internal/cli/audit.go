@@ -237,7 +237,7 @@ func replayCmd(af *auditFlags) *cobra.Command {
 destination that matches the filters. Asking twice for the same dead letter
 within the duplicate window sends it once (a double click); --force sends
 it again anyway.`,
-		Example: `  switchyard dead-letters replay EVENTS:1042:erp
+		Example: `  switchyard dead-letters replay EVENTS@mi7e5u0g:1042:erp
   switchyard dead-letters replay --all --destination erp --since 2h --dry-run`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := af.client()

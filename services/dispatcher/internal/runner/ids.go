@@ -1,0 +1,81 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/pkg/natsx"
+)
+
+// Attempt and dead-letter ids are made of the EVENTS stream sequence, so
+// that the same delivery gives the same id whoever records it (the
+// dispatcher, a replica after a crash, the reconciler), and DEAD_LETTERS
+// and the audit log drop the second copy. A sequence alone is not unique
+// for ever: a deleted and recreated EVENTS numbers from 1 again, and the
+// audit log (which keeps the first row of an id) would drop every new
+// attempt and dead letter whose id an old one had, and a replay of the new
+// dead letter would send the old payload. So the ids name the stream's
+// incarnation too: its creation time, which the server keeps with the
+// stream (restarts, leader changes and backups do not change it).
+
+// incarnation is the EVENTS stream this dispatcher works on.
+type incarnation struct {
+	mu      sync.RWMutex
+	created time.Time
+	token   string
+}
+
+// StreamIncarnation is the id token of a stream created at created: its
+// creation time in Unix milliseconds, base 36 (8 characters).
+func StreamIncarnation(created time.Time) string {
+	return strconv.FormatInt(created.UnixMilli(), 36)
+}
+
+// StreamRef names a message's stream in ids: EVENTS@<incarnation>.
+func StreamRef(incarnation string) string { return natsx.StreamEvents + "@" + incarnation }
+
+// DeadLetterID is the dead letter's id and Nats-Msg-Id:
+// EVENTS@<incarnation>:<seq>:<destination>. One per stream message and
+// destination, so the dispatcher and the advisory reconciler cannot both
+// create one.
+func DeadLetterID(incarnation string, seq uint64, destination string) string {
+	return fmt.Sprintf("%s:%d:%s", StreamRef(incarnation), seq, destination)
+}
+
+// AttemptID is the id of the audit record of delivery number attempt of a
+// stream message to a destination.
+func AttemptID(incarnation string, seq uint64, destination string, attempt int) string {
+	return fmt.Sprintf("attempt:%s:%d:%s:%d", StreamRef(incarnation), seq, destination, attempt)
+}
+
+func (i *incarnation) get() (token string, created time.Time) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.token, i.created
+}
+
+// readIncarnation reads EVENTS' creation time. It reports whether the
+// stream is another one than the one read before (it was recreated).
+func (d *Dispatcher) readIncarnation(ctx context.Context) (changed bool, err error) {
+	stream, err := d.js.Stream(ctx, natsx.StreamEvents)
+	if err != nil {
+		return false, fmt.Errorf("open stream %s: %w", natsx.StreamEvents, err)
+	}
+	created := stream.CachedInfo().Created
+	d.inc.mu.Lock()
+	defer d.inc.mu.Unlock()
+	if created.Equal(d.inc.created) {
+		return false, nil
+	}
+	changed = !d.inc.created.IsZero()
+	if changed {
+		d.cfg.Logger.ErrorContext(ctx, "stream EVENTS was recreated: new attempt and dead-letter ids name the new stream",
+			slog.Time("was_created", d.inc.created), slog.Time("created", created))
+	}
+	d.inc.created, d.inc.token = created, StreamIncarnation(created)
+	return changed, nil
+}

@@ -1,0 +1,145 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/natstest"
+	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/waitfor"
+)
+
+// logLines keeps a dispatcher's log for a test to read, and shows it in
+// the test log too.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	t   *testing.T
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	return len(p), nil
+}
+
+// find returns the lines that contain every one of parts.
+func (l *logLines) find(parts ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.buf.String()) {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(line, p)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func captureLog(t *testing.T) (*logLines, *slog.Logger) {
+	l := &logLines{t: t}
+	t.Cleanup(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		t.Log(l.buf.String())
+	})
+	return l, slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// A rolling deploy: replica B starts with a configuration that no longer
+// (or not yet) has crm, while replica A still delivers to crm. B leaves
+// crm's consumer alone and says so; A goes on delivering, retries included.
+func TestProvisionLeavesOtherReplicasConsumers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	erp := newPartner(t, reply{status: http.StatusOK})
+	crm := newPartner(t, reply{status: http.StatusServiceUnavailable}, reply{status: http.StatusOK})
+	dErp, dCrm := destinationFor("erp", erp.URL, 3), destinationFor("crm", crm.URL, 3)
+	dCrm.Retry.Backoff = []config.Duration{config.Duration(2 * time.Second)} // room to start B meanwhile
+	e.start(t, dErp, dCrm)
+
+	e.publish(t, orderEvent("ev-1"))
+	waitfor.True(t, "crm's first attempt failed", func() bool { return len(crm.received()) == 1 })
+	logs, log := captureLog(t)
+	_, jsB := e.nats.Connect(t)
+	e.run(t, jsB, func(c *Config) { c.Logger = log }, dErp)
+
+	warned := logs.find("level=WARN", "destination=crm", "consumer=dispatcher-crm", "num_pending=0", "num_ack_pending=1", "destinations prune")
+	if len(warned) != 1 {
+		t.Errorf("replica B logged %d warnings naming crm's consumer and its pending events, want 1", len(warned))
+	}
+	// A delivers the retry, and a new event, to crm.
+	e.publish(t, orderEvent("ev-2"))
+	e.waitSettled(t, "crm", 3)
+	counts := crm.countByID()
+	if counts["ev-1"] != 2 || counts["ev-2"] != 1 {
+		t.Errorf("crm received %v, want ev-1 twice (failed, retried) and ev-2 once", counts)
+	}
+}
+
+// A destination's consumer deleted while a replica delivers to it (an
+// operator pruned it too early) is recreated by that replica, starting
+// where the old one was acknowledged up to: the events stored while it was
+// gone are delivered, not skipped.
+func TestDeletedConsumerIsRecreatedWithoutLosingEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	p := newPartner(t, reply{hang: true, release: release}, reply{status: http.StatusOK})
+	d := destinationFor("erp", p.URL, 3)
+	d.Concurrency = 1
+	d.Timeout = config.Duration(5 * time.Second)
+	d.Retry.Backoff = []config.Duration{config.Duration(6 * time.Second)}
+	logs, log := captureLog(t)
+	e.run(t, e.js, func(c *Config) { c.Logger = log }, d)
+
+	e.publish(t, orderEvent("ev-1"))
+	waitfor.True(t, "ev-1 in flight", func() bool { return len(p.received()) == 1 })
+	// The only worker is busy: the replica does not fetch until it is
+	// done, so these two are stored while no consumer exists.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.js.DeleteConsumer(ctx, natsx.StreamEvents, ConsumerName("erp")); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, orderEvent("ev-2"))
+	e.publish(t, orderEvent("ev-3"))
+	close(release)
+
+	waitfor.True(t, "ev-2 and ev-3 delivered", func() bool {
+		c := p.countByID()
+		return c["ev-2"] == 1 && c["ev-3"] == 1
+	})
+	if got := logs.find("level=ERROR", "consumer was deleted", "from_stream_seq=1"); len(got) != 1 {
+		t.Errorf("%d error lines about the recreated consumer, want 1", len(got))
+	}
+	info := e.consumerInfo(t, "erp")
+	if info.Config.DeliverPolicy != jetstream.DeliverByStartSequencePolicy || info.Config.OptStartSeq != 1 {
+		t.Errorf("recreated consumer starts with %v at %d, want by start sequence at 1 (the last ack floor + 1)",
+			info.Config.DeliverPolicy, info.Config.OptStartSeq)
+	}
+
+	// Provisioning again (a restart) keeps where it starts: that cannot
+	// change in place.
+	e.provision(t, d)
+	if again := e.consumerInfo(t, "erp"); !again.Created.Equal(info.Created) {
+		t.Errorf("re-provisioning replaced the recreated consumer")
+	}
+	if dls := natstest.DeadLetters(t, e.js, "erp"); len(dls) != 0 {
+		t.Errorf("%d dead letters", len(dls))
+	}
+}

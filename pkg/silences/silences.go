@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"sort"
@@ -357,46 +358,22 @@ func compileCached(expr string) (*regexp.Regexp, error) {
 
 // Set is a live copy of the bucket, kept current by a KV watch.
 type Set struct {
-	mu    sync.RWMutex
-	byID  map[string]*switchyardv1.Silence
-	ready chan struct{}
+	mu   sync.RWMutex
+	byID map[string]*switchyardv1.Silence
 }
 
-// Watch keeps a Set current until ctx is done. It returns once the current
-// silences are loaded.
-func (s *Store) Watch(ctx context.Context) (*Set, error) {
-	w, err := s.kv.WatchAll(ctx)
-	if err != nil {
+// Watch keeps a Set current until ctx is done, watching the bucket again
+// (and logging it to log, if not nil) whenever the watch stops. It returns
+// once the current silences are loaded.
+func (s *Store) Watch(ctx context.Context, log *slog.Logger) (*Set, error) {
+	set := &Set{byID: map[string]*switchyardv1.Silence{}}
+	if err := natsx.WatchKV(ctx, s.kv, natsx.KVWatch{Apply: set.apply, Logger: log}); err != nil {
 		return nil, fmt.Errorf("watch silences: %w", err)
 	}
-	set := &Set{byID: map[string]*switchyardv1.Silence{}, ready: make(chan struct{})}
-	go func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				set.apply(e)
-			}
-		}
-	}()
-	select {
-	case <-set.ready:
-		return set, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return set, nil
 }
 
 func (set *Set) apply(e jetstream.KeyValueEntry) {
-	if e == nil { // the initial values are in
-		close(set.ready)
-		return
-	}
 	set.mu.Lock()
 	defer set.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {

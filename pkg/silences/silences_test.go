@@ -113,7 +113,7 @@ func TestStore(t *testing.T) {
 
 	watchCtx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
-	live, err := st.Watch(watchCtx)
+	live, err := st.Watch(watchCtx, natstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

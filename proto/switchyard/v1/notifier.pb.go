@@ -104,8 +104,14 @@ type Series struct {
 	// source).
 	LastFailure     *LastFailure `protobuf:"bytes,12,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
 	LastAuthFailure *LastFailure `protobuf:"bytes,13,opt,name=last_auth_failure,json=lastAuthFailure,proto3" json:"last_auth_failure,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// auditor_consumer is the audit writer's backlog as the notifier reads it
+	// from the auditor's durable consumer on AUDIT (kept in the audit series
+	// of the auditor): a second source for the AuditLag rule that does not
+	// need the auditor to be running.
+	AuditorConsumer   *AuditLag              `protobuf:"bytes,14,opt,name=auditor_consumer,json=auditorConsumer,proto3" json:"auditor_consumer,omitempty"`
+	AuditorConsumerAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=auditor_consumer_at,json=auditorConsumerAt,proto3" json:"auditor_consumer_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Series) Reset() {
@@ -225,6 +231,20 @@ func (x *Series) GetLastFailure() *LastFailure {
 func (x *Series) GetLastAuthFailure() *LastFailure {
 	if x != nil {
 		return x.LastAuthFailure
+	}
+	return nil
+}
+
+func (x *Series) GetAuditorConsumer() *AuditLag {
+	if x != nil {
+		return x.AuditorConsumer
+	}
+	return nil
+}
+
+func (x *Series) GetAuditorConsumerAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AuditorConsumerAt
 	}
 	return nil
 }
@@ -504,13 +524,20 @@ func (x *DeadLetterRun) GetRecentIds() []string {
 	return nil
 }
 
-// CircuitStatus is a destination breaker's latest known state.
+// CircuitStatus is a destination breaker's latest known state, from its
+// CircuitChanged records and the state its BacklogReports carry.
 type CircuitStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         CircuitState           `protobuf:"varint,1,opt,name=state,proto3,enum=switchyard.v1.CircuitState" json:"state,omitempty"`
-	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	LastError     string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State CircuitState           `protobuf:"varint,1,opt,name=state,proto3,enum=switchyard.v1.CircuitState" json:"state,omitempty"`
+	// changed_at is when the breaker entered the state, as far as the records
+	// tell: a CircuitChanged record's time, or the first report of the state
+	// after a report of another.
+	ChangedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	Reason    string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	LastError string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// observed_at is the time of the latest record that reported the state;
+	// the record with the latest time wins.
+	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -571,6 +598,13 @@ func (x *CircuitStatus) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *CircuitStatus) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
 }
 
 // LastFailure describes the latest failure of a kind.
@@ -1317,7 +1351,7 @@ var File_switchyard_v1_notifier_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\n" +
-	"\x1cswitchyard/v1/notifier.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchyard/v1/audit.proto\"\xc3\x05\n" +
+	"\x1cswitchyard/v1/notifier.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchyard/v1/audit.proto\"\xd3\x06\n" +
 	"\x06Series\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
@@ -1335,7 +1369,9 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\faudit_lag_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"auditLagAt\x12=\n" +
 	"\flast_failure\x18\f \x01(\v2\x1a.switchyard.v1.LastFailureR\vlastFailure\x12F\n" +
-	"\x11last_auth_failure\x18\r \x01(\v2\x1a.switchyard.v1.LastFailureR\x0flastAuthFailure\"\xcf\x02\n" +
+	"\x11last_auth_failure\x18\r \x01(\v2\x1a.switchyard.v1.LastFailureR\x0flastAuthFailure\x12B\n" +
+	"\x10auditor_consumer\x18\x0e \x01(\v2\x17.switchyard.v1.AuditLagR\x0fauditorConsumer\x12J\n" +
+	"\x13auditor_consumer_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11auditorConsumerAt\"\xcf\x02\n" +
 	"\fSeriesBucket\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x1a\n" +
 	"\battempts\x18\x02 \x01(\x03R\battempts\x12\x1c\n" +
@@ -1369,14 +1405,16 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"lastReason\x12\x1d\n" +
 	"\n" +
 	"recent_ids\x18\n" +
-	" \x03(\tR\trecentIds\"\xb4\x01\n" +
+	" \x03(\tR\trecentIds\"\xf1\x01\n" +
 	"\rCircuitStatus\x121\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1b.switchyard.v1.CircuitStateR\x05state\x129\n" +
 	"\n" +
 	"changed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x04 \x01(\tR\tlastError\"\x8b\x01\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12;\n" +
+	"\vobserved_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\"\x8b\x01\n" +
 	"\vLastFailure\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1f\n" +
 	"\vstatus_code\x18\x02 \x01(\x05R\n" +
@@ -1514,37 +1552,40 @@ var file_switchyard_v1_notifier_proto_depIdxs = []int32{
 	18, // 8: switchyard.v1.Series.audit_lag_at:type_name -> google.protobuf.Timestamp
 	6,  // 9: switchyard.v1.Series.last_failure:type_name -> switchyard.v1.LastFailure
 	6,  // 10: switchyard.v1.Series.last_auth_failure:type_name -> switchyard.v1.LastFailure
-	14, // 11: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
-	15, // 12: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
-	18, // 13: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
-	18, // 14: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
-	21, // 15: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
-	18, // 16: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
-	18, // 17: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
-	16, // 18: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
-	22, // 19: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
-	18, // 20: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
-	18, // 21: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
-	18, // 22: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
-	18, // 23: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
-	17, // 24: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
-	18, // 25: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
-	9,  // 26: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
-	18, // 27: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
-	23, // 28: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
-	11, // 29: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
-	18, // 30: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 31: switchyard.v1.SilenceMatcher.op:type_name -> switchyard.v1.SilenceMatchOp
-	12, // 32: switchyard.v1.Silence.matchers:type_name -> switchyard.v1.SilenceMatcher
-	18, // 33: switchyard.v1.Silence.starts_at:type_name -> google.protobuf.Timestamp
-	18, // 34: switchyard.v1.Silence.ends_at:type_name -> google.protobuf.Timestamp
-	18, // 35: switchyard.v1.Silence.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 36: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	20, // 11: switchyard.v1.Series.auditor_consumer:type_name -> switchyard.v1.AuditLag
+	18, // 12: switchyard.v1.Series.auditor_consumer_at:type_name -> google.protobuf.Timestamp
+	14, // 13: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
+	15, // 14: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
+	18, // 15: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
+	18, // 16: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
+	21, // 17: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
+	18, // 18: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
+	18, // 19: switchyard.v1.CircuitStatus.observed_at:type_name -> google.protobuf.Timestamp
+	18, // 20: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
+	16, // 21: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
+	22, // 22: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
+	18, // 23: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
+	18, // 24: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
+	18, // 25: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
+	18, // 26: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	17, // 27: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
+	18, // 28: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
+	9,  // 29: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
+	18, // 30: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
+	23, // 31: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
+	11, // 32: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
+	18, // 33: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 34: switchyard.v1.SilenceMatcher.op:type_name -> switchyard.v1.SilenceMatchOp
+	12, // 35: switchyard.v1.Silence.matchers:type_name -> switchyard.v1.SilenceMatcher
+	18, // 36: switchyard.v1.Silence.starts_at:type_name -> google.protobuf.Timestamp
+	18, // 37: switchyard.v1.Silence.ends_at:type_name -> google.protobuf.Timestamp
+	18, // 38: switchyard.v1.Silence.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 39: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_notifier_proto_init() }

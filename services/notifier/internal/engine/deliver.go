@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,7 +64,7 @@ func (e *Engine) deliverOne(ctx context.Context, s sender.Sender, m jetstream.Ms
 	}
 	a, _ := cur.(*switchyardv1.Alert)
 	if p := alerting.Pending(a, s.Name(), na.GetSequence()); p == nil || p.Kind != na.GetKind() {
-		e.m.notifications.WithLabelValues(s.Name(), "stale").Inc()
+		e.m.notifications.WithLabelValues(s.Name(), outcomeStale).Inc()
 		log.DebugContext(ctx, "alert message no longer due; dropped", slog.Uint64("sequence", na.GetSequence()))
 		_ = m.Ack()
 		return
@@ -78,9 +77,8 @@ func (e *Engine) deliverOne(ctx context.Context, s sender.Sender, m jetstream.Ms
 	var retry *sender.RetryableError
 	switch {
 	case err == nil:
-		e.finish(ctx, log, s.Name(), &n, true, nil, attempts)
-		e.m.notifications.WithLabelValues(s.Name(), "delivered").Inc()
-		_ = m.Ack()
+		e.m.notifications.WithLabelValues(s.Name(), outcomeDelivered).Inc()
+		e.finish(ctx, log, s.Name(), m, &n, true, nil, attempts)
 	case errors.As(err, &retry):
 		if ctx.Err() != nil {
 			// Shutting down: hand it to another replica at once.
@@ -91,16 +89,15 @@ func (e *Engine) deliverOne(ctx context.Context, s sender.Sender, m jetstream.Ms
 		if wait == 0 {
 			wait = e.backoff(attempts)
 		}
-		e.m.notifications.WithLabelValues(s.Name(), "retried").Inc()
-		e.m.sendFailures.WithLabelValues(s.Name(), strconv.Itoa(retry.StatusCode), "false").Inc()
+		e.m.notifications.WithLabelValues(s.Name(), outcomeRetried).Inc()
+		e.m.sendFailures.WithLabelValues(s.Name(), sender.FailureReason(err), "false").Inc()
 		log.WarnContext(ctx, "alert not sent; will retry", slog.Duration("retry_in", wait), slog.Int("attempt", attempts), slog.Any("error", err))
 		_ = m.NakWithDelay(wait)
 	default:
-		e.m.notifications.WithLabelValues(s.Name(), "given_up").Inc()
-		e.m.sendFailures.WithLabelValues(s.Name(), strconv.Itoa(sender.StatusCode(err)), "true").Inc()
+		e.m.notifications.WithLabelValues(s.Name(), outcomeGivenUp).Inc()
+		e.m.sendFailures.WithLabelValues(s.Name(), sender.FailureReason(err), "true").Inc()
 		log.ErrorContext(ctx, "alert could not be sent and will not be retried; other alerts go on", slog.Int("attempt", attempts), slog.Any("error", err))
-		e.finish(ctx, log, s.Name(), &n, false, err, attempts)
-		_ = m.Ack()
+		e.finish(ctx, log, s.Name(), m, &n, false, err, attempts)
 	}
 }
 
@@ -113,26 +110,22 @@ func (e *Engine) backoff(attempts int) time.Duration {
 	return min(d, e.cfg.MaxRetryWait)
 }
 
-// finish records the outcome in the alert's state (which lets the next
-// message be made) and in the audit log.
-func (e *Engine) finish(ctx context.Context, log *slog.Logger, name string, n *switchyardv1.Notification, delivered bool, sendErr error, attempts int) {
+// finishTimeout is how long an outcome may still take to be stored once
+// the notifier is shutting down.
+const finishTimeout = 10 * time.Second
+
+// finish records the outcome of message m in the alert's state (which lets
+// the next message be made) and in the audit log, and only then
+// acknowledges m. An outcome that cannot be stored leaves m to be sent
+// again rather than be forgotten: a message acknowledged with its outcome
+// unrecorded would stay the sender's pending message for good, and no
+// message about the alert would ever follow.
+func (e *Engine) finish(ctx context.Context, log *slog.Logger, name string, m jetstream.Msg, n *switchyardv1.Notification, delivered bool, sendErr error, attempts int) {
 	na := n.GetAlert()
-	key := alerting.Key(na.GetFingerprint())
-	now := e.clock.Now()
-	// A KV outage must not make the message go again: keep trying to
-	// record it, as long as the process lives.
-	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
-		_, _, err := update(ctx, e.store, key, func(a *switchyardv1.Alert) (*switchyardv1.Alert, bool) {
-			return a, alerting.Done(a, name, na.GetSequence(), delivered, now)
-		})
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		log.WarnContext(ctx, "alert outcome not recorded; will retry", slog.Any("error", err))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-		}
+	if !e.recordOutcome(ctx, log, m, name, na.GetFingerprint(), na.GetSequence(), delivered) {
+		log.WarnContext(ctx, "alert outcome not recorded before shutdown; the message will be sent again", slog.Uint64("sequence", na.GetSequence()))
+		_ = m.Nak()
+		return
 	}
 	rec := proto.Clone(na).(*switchyardv1.AlertNotification)
 	rec.Sender, rec.Delivered, rec.Attempts = name, delivered, int32(attempts)
@@ -140,10 +133,59 @@ func (e *Engine) finish(ctx context.Context, log *slog.Logger, name string, n *s
 		rec.Error = sendErr.Error()
 		rec.StatusCode = int32(sender.StatusCode(sendErr))
 	}
+	e.auditAlert(ctx, log, rec)
+	_ = m.Ack()
+}
+
+// recordOutcome stores that sender name's message seq of the alert was
+// accepted (delivered) or given up. The state must not depend on the
+// sender loop's context: the receiver has answered, and the shutdown that
+// cancels ctx must not lose that. So it keeps trying while the process
+// runs (a KV outage; m is kept from being redelivered meanwhile), and for
+// finishTimeout more once ctx is done. It reports whether the outcome is
+// stored, or no longer needed (the message is not the pending one any more).
+func (e *Engine) recordOutcome(ctx context.Context, log *slog.Logger, m jetstream.Msg, name, fp string, seq uint64, delivered bool) bool {
+	key := alerting.Key(fp)
+	var deadline time.Time
+	lastProgress := time.Now()
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		if ctx.Err() != nil && deadline.IsZero() {
+			deadline = time.Now().Add(finishTimeout)
+		}
+		attemptEnd := time.Now().Add(5 * time.Second)
+		if !deadline.IsZero() {
+			attemptEnd = deadline
+		}
+		wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), attemptEnd)
+		now := e.clock.Now()
+		_, _, err := update(wctx, e.store, key, func(a *switchyardv1.Alert) (*switchyardv1.Alert, bool) {
+			return a, alerting.Done(a, name, seq, delivered, now)
+		})
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil && deadline.IsZero() {
+			deadline = time.Now().Add(finishTimeout)
+		}
+		if !deadline.IsZero() && time.Until(deadline) < wait {
+			return false
+		}
+		log.WarnContext(ctx, "alert outcome not recorded; will retry", slog.Duration("retry_in", wait), slog.Any("error", err))
+		time.Sleep(wait)
+		if time.Since(lastProgress) > 30*time.Second {
+			_ = m.InProgress()
+			lastProgress = time.Now()
+		}
+	}
+}
+
+// auditAlert records what happened to an alert message in the audit log.
+func (e *Engine) auditAlert(ctx context.Context, log *slog.Logger, rec *switchyardv1.AlertNotification) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	err := e.audit.Emit(actx, &switchyardv1.AuditRecord{
-		Id:     fmt.Sprintf("alert:%s:%d:%s", na.GetFingerprint(), na.GetSequence(), name),
+		Id:     fmt.Sprintf("alert:%s:%d:%s", rec.GetFingerprint(), rec.GetSequence(), rec.GetSender()),
 		Detail: &switchyardv1.AuditRecord_Alert{Alert: rec},
 	})
 	if err != nil {

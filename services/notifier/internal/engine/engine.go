@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,10 @@ const StreamNotifications = "NOTIFICATIONS"
 // ConsumerPrefix names the durable consumer of each sender
 // (notifier-slack, notifier-webhook, notifier-console).
 const ConsumerPrefix = "notifier-"
+
+// notifyAckWait is the senders' consumers' ack wait: a send waits at most
+// 30s for its turn and 10s for an answer.
+const notifyAckWait = 2 * time.Minute
 
 // Config configures the engine.
 type Config struct {
@@ -71,6 +76,10 @@ type Config struct {
 	// Retention keeps a resolved alert with nothing left to send this long
 	// before its state is deleted. Default 24h.
 	Retention time.Duration
+	// AuditorCheckInterval is how often (rule time) the auditor's consumer
+	// on AUDIT is read for the AuditLag rule. Default 15s; negative turns
+	// it off.
+	AuditorCheckInterval time.Duration
 }
 
 // WithDefaults fills unset fields.
@@ -96,6 +105,9 @@ func (c Config) WithDefaults() Config {
 	if c.Retention == 0 {
 		c.Retention = 24 * time.Hour
 	}
+	if c.AuditorCheckInterval == 0 {
+		c.AuditorCheckInterval = 15 * time.Second
+	}
 	c.Rules.Alerts = c.Rules.Alerts.WithDefaults()
 	if c.Rules.Timeouts == nil {
 		c.Rules.Timeouts = map[string]time.Duration{}
@@ -112,6 +124,8 @@ type Engine struct {
 	clock    clockwork.Clock
 	settings alerting.Settings
 	m        *metrics
+	// names are the senders' names.
+	names []string
 
 	store    *store
 	silenced *silences.Set
@@ -120,6 +134,14 @@ type Engine struct {
 	// started and finished count evaluation passes, so that a test driving
 	// the clock knows when a pass that began after its last step is over.
 	started, finished atomic.Int64
+
+	// Only the evaluation loop uses what follows.
+	notifications, audits jetstream.Stream
+	// lookedFor says when each published message still pending was last
+	// found in NOTIFICATIONS, by Nats-Msg-Id.
+	lookedFor map[string]time.Time
+	// auditorChecked is when the auditor's consumer was last read.
+	auditorChecked time.Time
 }
 
 // New returns an engine. Run prepares its KV bucket and stream.
@@ -131,12 +153,12 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Engine, 
 	if len(cfg.Senders) == 0 {
 		return nil, errors.New("notifier: Config.Senders needs at least one sender")
 	}
-	seen := map[string]bool{}
+	names := make([]string, 0, len(cfg.Senders))
 	for _, s := range cfg.Senders {
-		if seen[s.Name()] {
+		if slices.Contains(names, s.Name()) {
 			return nil, fmt.Errorf("notifier: two senders are called %q", s.Name())
 		}
-		seen[s.Name()] = true
+		names = append(names, s.Name())
 	}
 	a := cfg.Rules.Alerts
 	return &Engine{
@@ -145,7 +167,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Engine, 
 			GroupWait: a.GroupWait.D(), GroupInterval: a.GroupInterval.D(), RepeatInterval: a.RepeatInterval.D(),
 			Retention: cfg.Retention,
 		},
-		m:     newMetrics(cfg.Registerer),
+		m: newMetrics(cfg.Registerer, names), names: names,
 		dirty: make(chan struct{}, 1),
 	}, nil
 }
@@ -175,7 +197,7 @@ func (e *Engine) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := st.watch(ctx); err != nil {
+	if err := st.watch(ctx, e.log); err != nil {
 		return err
 	}
 	e.store = st
@@ -183,10 +205,10 @@ func (e *Engine) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
-	if e.silenced, err = sil.Watch(ctx); err != nil {
+	if e.silenced, err = sil.Watch(ctx, e.log); err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
-	if _, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if e.notifications, err = e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamNotifications,
 		Description: "notifier: alert messages on their way to a sender, notify.<sender>.<fingerprint>",
 		Subjects:    []string{"notify.>"},
@@ -205,8 +227,7 @@ func (e *Engine) prepare(ctx context.Context) error {
 			Description:   "notifier: delivers alert messages to " + s.Name(),
 			FilterSubject: "notify." + s.Name() + ".>",
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			// A send waits at most 30s for its turn and 10s for an answer.
-			AckWait:       2 * time.Minute,
+			AckWait:       notifyAckWait,
 			MaxDeliver:    -1,
 			MaxAckPending: 1000,
 		}); err != nil {
@@ -224,10 +245,4 @@ func (e *Engine) poke() {
 	}
 }
 
-func (e *Engine) senderNames() []string {
-	out := make([]string, len(e.cfg.Senders))
-	for i, s := range e.cfg.Senders {
-		out[i] = s.Name()
-	}
-	return out
-}
+func (e *Engine) senderNames() []string { return e.names }

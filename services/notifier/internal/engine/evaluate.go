@@ -2,14 +2,21 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/pkg/natsx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
@@ -45,6 +52,10 @@ func (e *Engine) evaluate(ctx context.Context) {
 	e.started.Add(1)
 	defer e.finished.Add(1)
 	now := e.clock.Now()
+	if every := e.cfg.AuditorCheckInterval; every > 0 && now.Sub(e.auditorChecked) >= every {
+		e.auditorChecked = now
+		e.observeAuditor(ctx, now)
+	}
 	all, alerts := e.store.snapshot()
 	prior := func(rule string, labels map[string]string) *switchyardv1.Alert {
 		return e.store.alert(alerting.Fingerprint(rule, labels))
@@ -146,11 +157,20 @@ func (e *Engine) muted(a *switchyardv1.Alert, now time.Time) bool {
 	return alerting.Firing(e.store.alert(alerting.Fingerprint(rules.PartnerDown, map[string]string{"destination": dest})))
 }
 
-// publish stores a message in NOTIFICATIONS, then records that it did.
+// notifySubject is the NOTIFICATIONS subject of an alert's messages to a
+// sender.
+func notifySubject(fp, sender string) string { return "notify." + sender + "." + fp }
+
+// notifyID is the Nats-Msg-Id of one message.
+func notifyID(fp, sender string, seq uint64) string { return fmt.Sprintf("%s.%s.%d", fp, sender, seq) }
+
+// publish stores a message in NOTIFICATIONS, then records that it did. The
+// state keeps the message's body, so that it can be made again if the
+// stream loses it.
 func (e *Engine) publish(ctx context.Context, a *switchyardv1.Alert, m made) error {
 	fp := a.GetFingerprint()
-	msg := nats.NewMsg("notify." + m.sender + "." + fp)
-	msg.Header.Set(nats.MsgIdHdr, fmt.Sprintf("%s.%s.%d", fp, m.sender, m.seq))
+	msg := nats.NewMsg(notifySubject(fp, m.sender))
+	msg.Header.Set(nats.MsgIdHdr, notifyID(fp, m.sender, m.seq))
 	msg.Data = m.data
 	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("publish to %s: %w", StreamNotifications, err)
@@ -161,7 +181,6 @@ func (e *Engine) publish(ctx context.Context, a *switchyardv1.Alert, m made) err
 			return a, false
 		}
 		p.Published = true
-		p.Notification = nil // in the stream now; the state need not carry it
 		return a, true
 	})
 	return err
@@ -174,6 +193,7 @@ func (e *Engine) tidy(ctx context.Context, all []*switchyardv1.Series, now time.
 	_, alerts := e.store.snapshot()
 	firing := map[string]int{}
 	inUse := map[string]bool{}
+	looked := map[string]time.Time{}
 	for _, a := range alerts {
 		if alerting.Firing(a) {
 			firing[a.GetRule()]++
@@ -183,10 +203,23 @@ func (e *Engine) tidy(ctx context.Context, all []*switchyardv1.Series, now time.
 		}
 		for name, v := range a.GetSenders() {
 			p := v.GetPending()
-			if p != nil && !p.Published && now.Sub(p.GetCreatedAt().AsTime()) >= republishGrace && len(p.Notification) > 0 {
+			age := now.Sub(p.GetCreatedAt().AsTime())
+			switch {
+			case p == nil:
+			case !p.Published && age >= republishGrace && len(p.Notification) > 0:
 				if err := e.publish(ctx, a, made{sender: name, seq: p.Sequence, data: p.Notification}); err != nil {
 					e.log.WarnContext(ctx, "alert message not republished", slog.String("fingerprint", a.GetFingerprint()), slog.Any("error", err))
 				}
+			case p.Published && age >= lostAfter && slices.Contains(e.names, name):
+				// Still pending long after it was published: look for it in
+				// the stream, at most once per lostAfter.
+				id := notifyID(a.GetFingerprint(), name, p.Sequence)
+				if at, ok := e.lookedFor[id]; ok && now.Sub(at) < lostAfter {
+					looked[id] = at
+					continue
+				}
+				looked[id] = now
+				e.recoverLost(ctx, a, name, p.Sequence, now)
 			}
 		}
 		if alerting.Settled(a, e.senderNames(), now, e.settings) {
@@ -202,8 +235,8 @@ func (e *Engine) tidy(ctx context.Context, all []*switchyardv1.Series, now time.
 			}
 		}
 	}
-	for _, rule := range []string{rules.DeliveryDeadLettered, rules.PartnerDown, rules.PartnerErrorRateHigh, rules.PartnerLatencyHigh,
-		rules.CredentialsFailing, rules.SignatureFailures, rules.BacklogGrowing, rules.AuditLag} {
+	e.lookedFor = looked
+	for _, rule := range rules.Names {
 		e.m.firing.WithLabelValues(rule).Set(float64(firing[rule]))
 	}
 	for _, s := range all {
@@ -219,4 +252,161 @@ func (e *Engine) tidy(ctx context.Context, all []*switchyardv1.Series, now time.
 			return nil, true
 		})
 	}
+}
+
+// lostAfter is how long a published message may stay pending before tidy
+// looks for it in NOTIFICATIONS: the senders' ack wait, past which a
+// message that is there has been delivered at least once.
+const lostAfter = notifyAckWait
+
+// recoverLost makes a sender's pending message of an alert again if
+// NOTIFICATIONS no longer holds it (its max age passed while the receiver
+// was down, the stream was purged, or an older notifier acknowledged it
+// without recording its outcome): otherwise it would stay pending for good,
+// and no other message about the alert would ever go to that sender. The
+// message is made again under a new sequence number, so that the stream's
+// duplicate window cannot swallow it and a copy of the old one, should it
+// turn up, is dropped as stale; the compare-and-set on the alert makes one
+// replica do it. A message whose body the state does not hold (written by
+// an older notifier) cannot be made again: it is given up, logged and
+// audited, and the alert goes on.
+func (e *Engine) recoverLost(ctx context.Context, a *switchyardv1.Alert, name string, seq uint64, now time.Time) {
+	fp := a.GetFingerprint()
+	log := e.log.With(slog.String("sender", name), slog.String("rule", a.GetRule()), slog.Any("labels", a.GetLabels()),
+		slog.String("fingerprint", fp), slog.Uint64("sequence", seq))
+	there, err := e.inStream(ctx, fp, name, seq)
+	if err != nil {
+		log.WarnContext(ctx, "pending alert message not looked for in the stream; will retry", slog.Any("error", err))
+		return
+	}
+	if there {
+		return
+	}
+	var again *made
+	var gaveUp *switchyardv1.PendingNotification
+	cur, wrote, err := update(ctx, e.store, alerting.Key(fp), func(cur *switchyardv1.Alert) (*switchyardv1.Alert, bool) {
+		again, gaveUp = nil, nil
+		p := alerting.Pending(cur, name, seq)
+		if p == nil || !p.Published {
+			return cur, false
+		}
+		var n switchyardv1.Notification
+		if len(p.Notification) == 0 || proto.Unmarshal(p.Notification, &n) != nil || n.GetAlert() == nil {
+			gaveUp = proto.CloneOf(p)
+			return cur, alerting.Done(cur, name, seq, false, now)
+		}
+		cur.LastSequence++
+		n.Alert.Sequence = cur.LastSequence
+		data, err := proto.Marshal(&n)
+		if err != nil {
+			return cur, false
+		}
+		p.Sequence, p.Published, p.CreatedAt, p.Notification = cur.LastSequence, false, timestamppb.New(now), data
+		again = &made{sender: name, seq: p.Sequence, data: data}
+		return cur, true
+	})
+	switch {
+	case err != nil:
+		log.WarnContext(ctx, "lost alert message not made again; will retry", slog.Any("error", err))
+	case !wrote:
+	case again != nil:
+		e.m.notifications.WithLabelValues(name, outcomeRecovered).Inc()
+		log.WarnContext(ctx, "alert message lost from the NOTIFICATIONS stream before it was sent; sending it again", slog.Uint64("new_sequence", again.seq))
+		if err := e.publish(ctx, cur, *again); err != nil {
+			log.WarnContext(ctx, "alert message not published; another pass will", slog.Any("error", err))
+		}
+	case gaveUp != nil:
+		e.m.notifications.WithLabelValues(name, outcomeGivenUp).Inc()
+		const why = "the message was lost from the NOTIFICATIONS stream before it was sent, and the alert's state does not hold it to send again"
+		log.ErrorContext(ctx, "alert message given up: "+why)
+		state := switchyardv1.AlertState_ALERT_STATE_FIRING
+		if gaveUp.GetKind() == alerting.KindResolved {
+			state = switchyardv1.AlertState_ALERT_STATE_RESOLVED
+		}
+		e.auditAlert(ctx, log, &switchyardv1.AlertNotification{
+			Fingerprint: fp, Rule: cur.GetRule(), Labels: cur.GetLabels(), State: state, Severity: gaveUp.GetSeverity(),
+			Summary: describe(cur), Sender: name, Error: why, Count: gaveUp.GetCount(), Kind: gaveUp.GetKind(),
+			Sequence: seq, Episode: gaveUp.GetEpisode(), FirstSeen: cur.GetFirstSeen(),
+		})
+	}
+}
+
+// inStream reports whether NOTIFICATIONS holds message seq of an alert to
+// a sender. An alert has one message in flight per sender, so the latest
+// message on its subject is that one, if it is there at all.
+func (e *Engine) inStream(ctx context.Context, fp, sender string, seq uint64) (bool, error) {
+	m, err := e.notifications.GetLastMsgForSubject(ctx, notifySubject(fp, sender))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", StreamNotifications, err)
+	}
+	return m.Header.Get(nats.MsgIdHdr) == notifyID(fp, sender, seq), nil
+}
+
+// auditorService names the audit series of the auditor: its own AuditLag
+// records carry this service name, and the notifier's reading of its
+// consumer goes to the same series, so that the AuditLag rule sees both.
+const auditorService = "auditor"
+
+// observeAuditor reads how far behind the auditor's durable consumer on
+// AUDIT is and stores it in the auditor's audit series: the AuditLag rule's
+// second source, which needs no auditor to be running.
+func (e *Engine) observeAuditor(ctx context.Context, now time.Time) {
+	lag, err := e.auditorBacklog(ctx, now)
+	if err != nil {
+		e.log.WarnContext(ctx, "the auditor's consumer on AUDIT not read; will retry", slog.Any("error", err))
+		return
+	}
+	if lag == nil {
+		return // no auditor consumer: nothing waits for an auditor
+	}
+	d := series.New(series.KindAudit, auditorService)
+	d.AuditorConsumer, d.AuditorConsumerAt = lag, timestamppb.New(now)
+	lim := e.cfg.Rules.Limits(series.KindAudit, auditorService)
+	if _, _, err := update(ctx, e.store, series.Key(series.KindAudit, auditorService), func(cur *switchyardv1.Series) (*switchyardv1.Series, bool) {
+		return series.Merge(cur, d, now, lim), true
+	}); err != nil {
+		e.log.WarnContext(ctx, "the auditor's backlog not stored; will retry", slog.Any("error", err))
+	}
+}
+
+// auditorBacklog is what the auditor's consumer has not acknowledged: how
+// many records, and the age of the oldest (the first record after its ack
+// floor), by the record's own time. It is nil if there is no such consumer.
+func (e *Engine) auditorBacklog(ctx context.Context, now time.Time) (*switchyardv1.AuditLag, error) {
+	cons, err := e.js.Consumer(ctx, natsx.StreamAudit, natsx.ConsumerAuditor)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read consumer %s on %s: %w", natsx.ConsumerAuditor, natsx.StreamAudit, err)
+	}
+	info := cons.CachedInfo()
+	lag := &switchyardv1.AuditLag{PendingRecords: info.NumPending + uint64(max(info.NumAckPending, 0))}
+	if lag.PendingRecords == 0 {
+		lag.CaughtUp = true
+		return lag, nil
+	}
+	if e.audits == nil {
+		if e.audits, err = e.js.Stream(ctx, natsx.StreamAudit); err != nil {
+			return nil, fmt.Errorf("open stream %s: %w", natsx.StreamAudit, err)
+		}
+	}
+	m, err := e.audits.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject("audit.>"))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return lag, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the oldest unacknowledged record of %s: %w", natsx.StreamAudit, err)
+	}
+	at := m.Time
+	if rec, err := auditlog.Decode(m.Data); err == nil && rec.GetTime() != nil {
+		at = rec.GetTime().AsTime()
+	}
+	if age := now.Sub(at); age > 0 {
+		lag.OldestAge = durationpb.New(age)
+	}
+	return lag, nil
 }

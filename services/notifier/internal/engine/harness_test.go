@@ -33,16 +33,20 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // env is one embedded NATS, one fake Slack, one rule clock, and the
 // notifier replicas a test starts against them.
 type env struct {
-	t        *testing.T
-	ns       *natstest.Server
-	js       jetstream.JetStream
-	clock    *clockwork.FakeClock
-	slack    *slacktest.Server
-	alerts   config.Alerts
-	dests    []config.Destination
-	logs     *syncBuffer
-	mu       sync.Mutex
-	replicas []*replica
+	t      *testing.T
+	ns     *natstest.Server
+	js     jetstream.JetStream
+	clock  *clockwork.FakeClock
+	slack  *slacktest.Server
+	alerts config.Alerts
+	dests  []config.Destination
+	// auditorCheck is the replicas' AuditorCheckInterval. Off unless a test
+	// sets it: no auditor runs here, and records must stay in AUDIT for
+	// alertRecords to read them.
+	auditorCheck time.Duration
+	logs         *syncBuffer
+	mu           sync.Mutex
+	replicas     []*replica
 }
 
 type replica struct {
@@ -69,7 +73,7 @@ func newEnv(t *testing.T, script ...slacktest.Answer) *env {
 			{Name: "erp", Timeout: config.Duration(5 * time.Second)},
 			{Name: "crm", Timeout: config.Duration(5 * time.Second)},
 		},
-		logs: logs,
+		logs: logs, auditorCheck: -1,
 	}
 }
 
@@ -87,12 +91,13 @@ func (e *env) start(senders ...sender.Sender) *replica {
 	_, js := e.ns.Connect(e.t)
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	eng, err := New(js, auditlog.NewEmitter(js, "notifier"), Config{
-		Rules:         rules.NewConfig(e.alerts, e.dests),
-		Senders:       senders,
-		Logger:        log,
-		Clock:         e.clock,
-		FlushInterval: 20 * time.Millisecond,
-		RetryWait:     200 * time.Millisecond,
+		Rules:                rules.NewConfig(e.alerts, e.dests),
+		Senders:              senders,
+		Logger:               log,
+		Clock:                e.clock,
+		FlushInterval:        20 * time.Millisecond,
+		RetryWait:            200 * time.Millisecond,
+		AuditorCheckInterval: e.auditorCheck,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -166,15 +171,19 @@ func (e *env) settle() {
 	e.t.Helper()
 	ctx := context.Background()
 	waitfor.True(e.t, "the notifier consumed AUDIT", func() bool {
+		// The consumer's num pending is updated after the PubAck, not
+		// with it: compare its ack floor with the stream's last record.
+		s, err := e.js.Stream(ctx, natsx.StreamAudit)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		last := s.CachedInfo().State.LastSeq
 		c, err := e.js.Consumer(ctx, natsx.StreamAudit, natsx.ConsumerNotifier)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		return info.NumPending == 0 && info.NumAckPending == 0
+		info := c.CachedInfo()
+		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
 	})
 	e.mu.Lock()
 	rs := append([]*replica(nil), e.replicas...)
@@ -225,6 +234,32 @@ func (e *env) wantTitles(want ...string) {
 			e.t.Errorf("message %d = %q, want it to contain %q", i, got[i], want[i])
 		}
 	}
+}
+
+// wantAll checks that Slack accepted one message containing each of want,
+// in any order, and nothing else.
+func (e *env) wantAll(want ...string) {
+	e.t.Helper()
+	joined := strings.Join(e.titles(), "\n")
+	for _, w := range want {
+		if !strings.Contains(joined, w) {
+			e.t.Errorf("Slack lacks %q; got:\n%s", w, joined)
+		}
+	}
+	if n := len(e.titles()); n != len(want) {
+		e.t.Errorf("%d messages, want %d:\n%s", n, len(want), joined)
+	}
+}
+
+// auditorReports publishes an AuditLag record as the auditor does, and
+// settles.
+func (e *env) auditorReports(l *switchyardv1.AuditLag) {
+	e.t.Helper()
+	rec := &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_AuditLag{AuditLag: l}}
+	if err := auditlog.NewEmitter(e.js, "auditor").WithClock(e.clock.Now).Emit(context.Background(), rec); err != nil {
+		e.t.Fatal(err)
+	}
+	e.settle()
 }
 
 func deadLetter(dest string, n int) *switchyardv1.AuditRecord {

@@ -1,6 +1,25 @@
 package engine
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/services/notifier/internal/rules"
+	"github.com/switchyard/switchyard/services/notifier/internal/sender"
+)
+
+// Outcomes of alert messages: the outcome label of
+// switchyard_notifier_notifications_total.
+const (
+	outcomeDelivered = "delivered"
+	outcomeRetried   = "retried"
+	outcomeGivenUp   = "given_up"
+	outcomeStale     = "stale"
+	// outcomeRecovered: lost from NOTIFICATIONS and made again.
+	outcomeRecovered = "recovered"
+)
 
 type metrics struct {
 	records       *prometheus.CounterVec
@@ -11,7 +30,11 @@ type metrics struct {
 	firing        *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the metrics, every series of them at 0 (for each of
+// senders, each known label value): a counter that appears only with its
+// first increment hides that increment from rate() and increase(), so
+// alert expressions would miss the first failure.
+func newMetrics(reg prometheus.Registerer, senders []string) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_notifier_records_total",
@@ -27,16 +50,34 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_notifier_notifications_total",
-			Help: "Alert messages by sender and outcome (delivered, retried, given_up, stale).",
+			Help: "Alert messages by sender and outcome (delivered, retried, given_up, stale, recovered).",
 		}, []string{"sender", "outcome"}),
 		sendFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_notifier_send_failures_total",
-			Help: "Failed sends by sender and HTTP status (0: no answer); permanent ones (invalid_payload, revoked hook) are also audited.",
-		}, []string{"sender", "status", "permanent"}),
+			Help: "Failed sends by sender and reason (throttled, network, rate_limited, unavailable: retried; rejected, invalid: permanent, also audited).",
+		}, []string{"sender", "reason", "permanent"}),
 		firing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_notifier_alerts_firing",
 			Help: "Alerts firing now, by rule.",
 		}, []string{"rule"}),
+	}
+	for _, k := range []string{auditlog.KindRejected, auditlog.KindDuplicate, auditlog.KindAttempt, auditlog.KindDeadLetter, auditlog.KindReplayed,
+		auditlog.KindCircuit, auditlog.KindBacklog, auditlog.KindLag, auditlog.KindAlert, auditlog.KindOther} {
+		m.records.WithLabelValues(k)
+	}
+	for _, r := range []string{"ok", "conflict", "error"} {
+		m.stateWrites.WithLabelValues(r)
+	}
+	for _, s := range senders {
+		for _, o := range []string{outcomeDelivered, outcomeRetried, outcomeGivenUp, outcomeStale, outcomeRecovered} {
+			m.notifications.WithLabelValues(s, o)
+		}
+		for _, r := range sender.FailureReasons {
+			m.sendFailures.WithLabelValues(s, r.Reason, strconv.FormatBool(r.Permanent))
+		}
+	}
+	for _, r := range rules.Names {
+		m.firing.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.flushes, m.stateWrites, m.notifications, m.sendFailures, m.firing)

@@ -30,7 +30,7 @@ func (e *Engine) render(a *switchyardv1.Alert, c rules.Condition, p *switchyardv
 	switch p.Kind {
 	case alerting.KindResolved:
 		summary = fmt.Sprintf("%s resolved: it fired for %s", describe(a), rules.FormatDuration(a.GetResolvedAt().AsTime().Sub(first)))
-		title = "[RESOLVED] " + summary
+		title = "[RESOLVED]" + severityTag(a) + " " + summary
 		for _, k := range []string{"destination", "source"} {
 			if v := a.GetLabels()[k]; v != "" {
 				field(labelTitle(k), v)
@@ -45,16 +45,13 @@ func (e *Engine) render(a *switchyardv1.Alert, c rules.Condition, p *switchyardv
 		switch p.Kind {
 		case alerting.KindUpdate:
 			prefix = "[UPDATE]"
-			if c.Digest && c.Count > before && c.DigestFormat != "" {
-				summary = fmt.Sprintf(c.DigestFormat, c.Count-before, c.Count)
+			if c.Digest && c.Count > before && c.DigestSummary != nil {
+				summary = c.DigestSummary(c.Count-before, c.Count)
 			}
 		case alerting.KindRepeat:
 			prefix = "[STILL FIRING]"
 		}
-		title = prefix + " " + summary
-		if a.GetSeverity() == rules.Critical {
-			title = prefix + "[critical] " + summary
-		}
+		title = prefix + severityTag(a) + " " + summary
 		for _, f := range c.Fields {
 			field(f.Label, f.Value)
 		}
@@ -80,6 +77,14 @@ func (e *Engine) render(a *switchyardv1.Alert, c rules.Condition, p *switchyardv
 		n.Link, n.LinkText = base+c.LinkPath, c.LinkText
 	}
 	return n
+}
+
+// severityTag is the title's severity: "[warning]", "[critical]".
+func severityTag(a *switchyardv1.Alert) string {
+	if a.GetSeverity() == "" {
+		return ""
+	}
+	return "[" + a.GetSeverity() + "]"
 }
 
 // describe names an alert for a title: "PartnerDown on erp".

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchyard/switchyard/pkg/natsx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/series"
@@ -52,50 +54,25 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int, m *met
 	return &store{kv: kv, m: m, entries: map[string]entry{}}, nil
 }
 
-// watch loads the bucket and keeps the copy current until ctx ends. It
-// returns once the current values are loaded.
-func (s *store) watch(ctx context.Context) error {
-	w, err := s.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("notifier: watch %s: %w", StateBucket, err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		defer func() { _ = w.Stop() }()
-		loaded := false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !loaded {
-						loaded = true
-						close(ready)
-					}
-					continue
-				}
-				if e.Operation() != jetstream.KeyValuePut {
-					s.set(e.Key(), e.Revision(), nil)
-					continue
-				}
-				msg, err := decode(e.Key(), e.Value())
-				if err != nil {
-					continue // not written by a notifier; nothing reads it
-				}
-				s.set(e.Key(), e.Revision(), msg)
-			}
+// watch loads the bucket and keeps the copy current until ctx ends,
+// watching again whenever the watch stops (a NATS reconnect or server
+// restart can stop it). It returns once the current values are loaded.
+func (s *store) watch(ctx context.Context, log *slog.Logger) error {
+	err := natsx.WatchKV(ctx, s.kv, natsx.KVWatch{Logger: log, Apply: func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			s.set(e.Key(), e.Revision(), nil)
+			return
 		}
-	}()
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		msg, err := decode(e.Key(), e.Value())
+		if err != nil {
+			return // not written by a notifier; nothing reads it
+		}
+		s.set(e.Key(), e.Revision(), msg)
+	}})
+	if err != nil {
+		return fmt.Errorf("notifier: %w", err)
 	}
+	return nil
 }
 
 func decode(key string, data []byte) (proto.Message, error) {

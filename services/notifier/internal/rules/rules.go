@@ -29,6 +29,10 @@ const (
 	AuditLag             = "AuditLag"
 )
 
+// Names are every rule.
+var Names = []string{DeliveryDeadLettered, PartnerDown, PartnerErrorRateHigh, PartnerLatencyHigh,
+	CredentialsFailing, SignatureFailures, BacklogGrowing, AuditLag}
+
 // Severities.
 const (
 	Warning  = "warning"
@@ -73,8 +77,8 @@ type Condition struct {
 	Count int64
 	// Digest: a higher Count is news worth a message (dead letters).
 	Digest bool
-	// DigestFormat titles a digest, given the new count and the total.
-	DigestFormat string
+	// DigestSummary titles a digest, given the new count and the total.
+	DigestSummary func(more, total int64) string
 	// Baseline is the latency baseline, frozen in the alert when it fires.
 	Baseline time.Duration
 	// Summary is one line for the title.
@@ -196,8 +200,14 @@ func deadLettered(r config.DeadLetteredRule, s *switchyardv1.Series, now time.Ti
 		Rule: DeliveryDeadLettered, Labels: labels,
 		Firing: inRun, Clear: !inRun, ClearSince: last, ResolveAfter: r.ResolveAfter.D(),
 		FirstSeen: run.GetRunStartedAt().AsTime(), Severity: Critical, Count: n, Digest: true,
-		DigestFormat: "%d more deliveries dead-lettered on " + strings.ReplaceAll(s.GetName(), "%", "%%") + " (%d in all)",
-		Summary:      fmt.Sprintf("%s dead-lettered on %s", plural(n, "delivery", "deliveries"), s.GetName()),
+		DigestSummary: func(more, total int64) string {
+			noun := "deliveries"
+			if more == 1 {
+				noun = "delivery"
+			}
+			return fmt.Sprintf("%d more %s dead-lettered on %s (%d in all)", more, noun, s.GetName(), total)
+		},
+		Summary: fmt.Sprintf("%s dead-lettered on %s", plural(n, "delivery", "deliveries"), s.GetName()),
 		Fields: []Field{
 			{"Destination", s.GetName()},
 			{"Dead letters", strconv.FormatInt(n, 10)},
@@ -222,13 +232,19 @@ func partnerDown(r config.PartnerDownRule, s *switchyardv1.Series) Condition {
 	open := cs.GetState() == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN || cs.GetState() == switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN
 	closed := cs.GetState() == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
 	state := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(cs.GetState().String(), "CIRCUIT_STATE_"), "_", "-"))
+	reason := orNone(cs.GetReason())
+	if cs.GetReason() == "" && cs.GetLastError() == "" {
+		// Known from the dispatcher's backlog reports only: its
+		// CircuitChanged record was lost.
+		reason = "(not recorded: the state comes from the dispatcher's backlog reports)"
+	}
 	c := Condition{
 		Rule: PartnerDown, Labels: labels, Firing: open, Clear: closed, ResolveAfter: r.ResolveAfter.D(),
 		Severity: Critical, Summary: s.GetName() + " is down: its circuit breaker is " + state,
 		Fields: []Field{
 			{"Destination", s.GetName()},
 			{"Breaker", state + " since " + FormatTime(cs.GetChangedAt().AsTime())},
-			{"Reason", orNone(cs.GetReason())},
+			{"Reason", reason},
 			{"Last error", orNone(cs.GetLastError())},
 		},
 		LinkPath: DeliveriesPath(s.GetName(), ""), LinkText: "Deliveries to " + s.GetName(),
@@ -322,10 +338,10 @@ func credentials(r config.CredentialsRule, s *switchyardv1.Series, now time.Time
 		Rule: CredentialsFailing, Labels: labels,
 		Firing: t.AuthFailures >= int64(r.MinFailures) || t.AuthDeadLetters > 0, Clear: t.AuthFailures == 0 && t.AuthDeadLetters == 0,
 		ResolveAfter: r.ResolveAfter.D(), Severity: Critical, Count: t.AuthFailures,
-		Summary: s.GetName() + " refuses Switchyard's credentials (401/403)",
+		Summary: s.GetName() + " refuses Switchyard's credentials",
 		Fields: []Field{
 			{"Destination", s.GetName()},
-			{"401/403 answers", fmt.Sprintf("%d in %s; %d dead-lettered on one", t.AuthFailures, r.Window, t.AuthDeadLetters)},
+			{"Refused", fmt.Sprintf("%d attempts in %s (401/403, or the token endpoint refusing the client); %d dead-lettered on one", t.AuthFailures, r.Window, t.AuthDeadLetters)},
 			{"Last answer", lastFailure(last)},
 			{"Check", "expired or revoked credentials, or a rotated secret the partner has not taken"},
 		},
@@ -393,22 +409,50 @@ func signatureFailures(r config.SignatureFailuresRule, s *switchyardv1.Series, n
 	}
 }
 
+// auditLag reads two sources: the auditor's own reports (AuditLag records:
+// what it has not written, and why), and the auditor's durable consumer on
+// AUDIT as the notifier reads it, which still tells when no auditor runs to
+// report anything.
 func auditLag(r config.AuditLagRule, s *switchyardv1.Series) Condition {
 	labels := map[string]string{}
-	l := s.GetAuditLag()
-	if r.Disabled || l == nil {
+	self, view := s.GetAuditLag(), s.GetAuditorConsumer()
+	if r.Disabled || (self == nil && view == nil) {
 		return off(AuditLag, labels, r.ResolveAfter)
 	}
-	age := l.GetOldestAge().AsDuration()
-	over := !l.GetCaughtUp() && (age >= r.OldestAge.D() || int64(l.GetPendingRecords()) >= r.Pending)
+	behind := func(l *switchyardv1.AuditLag) (bool, time.Duration, int64) {
+		if l == nil || l.GetCaughtUp() {
+			return false, 0, 0
+		}
+		age, n := l.GetOldestAge().AsDuration(), int64(l.GetPendingRecords()+l.GetPendingEvents())
+		return age >= r.OldestAge.D() || n >= r.Pending, age, n
+	}
+	selfOver, selfAge, selfN := behind(self)
+	viewOver, viewAge, viewN := behind(view)
+	over := selfOver || viewOver
+	age, n := max(selfAge, viewAge), max(selfN, viewN)
+	summary := "The audit log is behind by " + FormatDuration(age)
+	if viewOver && !selfOver {
+		summary += ": the auditor is not reading AUDIT (is it running?)"
+	}
+	consumer := "(not read yet)"
+	if view != nil {
+		consumer = fmt.Sprintf("%d records not yet acknowledged, the oldest %s old", view.GetPendingRecords(), FormatDuration(view.GetOldestAge().AsDuration()))
+	}
+	reported := "(no report)"
+	if self != nil {
+		reported = fmt.Sprintf("%d records and %d events unwritten, the oldest %s old", self.GetPendingRecords(), self.GetPendingEvents(), FormatDuration(selfAge))
+		if self.GetCaughtUp() {
+			reported = "caught up"
+		}
+	}
 	return Condition{
 		Rule: AuditLag, Labels: labels, Firing: over, Clear: !over, ResolveAfter: r.ResolveAfter.D(),
-		Severity: Warning, Count: int64(l.GetPendingRecords()),
-		Summary: "The audit log is behind by " + FormatDuration(age),
+		Severity: Warning, Count: n, Summary: summary,
 		Fields: []Field{
-			{"Unwritten records", strconv.FormatUint(l.GetPendingRecords(), 10)},
-			{"Oldest unwritten", FormatDuration(age)},
-			{"Last error", orNone(l.GetLastError())},
+			{"Auditor reports", reported},
+			{"Auditor's consumer on AUDIT", consumer},
+			{"Fires at", fmt.Sprintf("%s old or %d waiting", r.OldestAge, r.Pending)},
+			{"Last error", orNone(self.GetLastError())},
 			{"Meanwhile", "records wait in the AUDIT stream; nothing is lost while it has room"},
 		},
 	}

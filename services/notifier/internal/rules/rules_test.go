@@ -174,11 +174,43 @@ func TestPartnerDownAndCredentials(t *testing.T) {
 	if c = find(t, Evaluate(cfg(), s, noPrior, t0), CredentialsFailing); c.Firing || c.Clear {
 		t.Errorf("two 403s: firing %v clear %v, want neither (the default needs 3)", c.Firing, c.Clear)
 	}
+	// An OAuth2 token endpoint refusing the client: no status of the
+	// destination's own, flagged by the dispatcher.
+	refused := attempts(t0, 3, 0, switchyardv1.Outcome_OUTCOME_RETRYABLE, 10*time.Millisecond)
+	for _, r := range refused {
+		r.GetDeliveryAttempt().AuthFailure, r.GetDeliveryAttempt().Error = true, "oauth2 token: 401 invalid_client"
+	}
+	if c = find(t, Evaluate(cfg(), build(t0, refused...), noPrior, t0), CredentialsFailing); !c.Firing || c.Count != 3 {
+		t.Errorf("three token refusals: %+v", c)
+	}
 	// A quiet partner: one delivery, dead-lettered on a 401, is enough.
 	s = build(t0, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: &switchyardv1.DeadLetter{
 		Id: "EVENTS:1:erp", Destination: "erp", EventId: "ev-9", LastStatusCode: 401, LastError: "HTTP 401 Unauthorized"}}})
 	if c = find(t, Evaluate(cfg(), s, noPrior, t0), CredentialsFailing); !c.Firing || c.LinkPath != "/v1/events/ev-9" {
 		t.Errorf("a dead letter on a 401: %+v", c)
+	}
+	s = build(t0, &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: &switchyardv1.DeadLetter{
+		Id: "EVENTS:2:erp", Destination: "erp", EventId: "ev-10", AuthFailure: true, LastError: "oauth2 token: 400 invalid_grant"}}})
+	if c = find(t, Evaluate(cfg(), s, noPrior, t0), CredentialsFailing); !c.Firing {
+		t.Errorf("a dead letter on a token refusal: %+v", c)
+	}
+
+	// Backlog reports carry the breaker's state: with the CircuitChanged
+	// record lost, they fire PartnerDown and say where the state came from.
+	report := func(at time.Time, st switchyardv1.CircuitState) *switchyardv1.AuditRecord {
+		return &switchyardv1.AuditRecord{Time: timestamppb.New(at), Detail: &switchyardv1.AuditRecord_Backlog{Backlog: &switchyardv1.BacklogReport{
+			Destination: "erp", NumAckPending: 10, MaxAckPending: 1000, Circuit: st}}}
+	}
+	s = build(t0, report(t0.Add(-time.Minute), switchyardv1.CircuitState_CIRCUIT_STATE_OPEN), report(t0.Add(-30*time.Second), switchyardv1.CircuitState_CIRCUIT_STATE_OPEN))
+	c = find(t, Evaluate(cfg(), s, noPrior, t0), PartnerDown)
+	if !c.Firing || !c.FirstSeen.Equal(t0.Add(-time.Minute)) || !strings.Contains(c.Fields[2].Value, "backlog reports") {
+		t.Errorf("open in backlog reports: %+v", c)
+	}
+	s = build(t0, circuit(t0.Add(-5*time.Minute), switchyardv1.CircuitState_CIRCUIT_STATE_OPEN),
+		report(t0.Add(-3*time.Minute), switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED), report(t0.Add(-2*time.Minute), switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED))
+	c = find(t, Evaluate(cfg(), s, noPrior, t0), PartnerDown)
+	if c.Firing || !c.Clear || !c.ClearSince.Equal(t0.Add(-3*time.Minute)) {
+		t.Errorf("open, then closed in backlog reports: %+v", c)
 	}
 }
 
@@ -243,6 +275,46 @@ func TestBacklogSignatureAndAuditLag(t *testing.T) {
 	cs = Evaluate(cfg(), series.Merge(nil, lag, t0, series.Limits{}), noPrior, t0)
 	if c := find(t, cs, AuditLag); !c.Firing || len(c.Labels) != 0 {
 		t.Errorf("6 minutes behind: %+v", c)
+	}
+}
+
+// AuditLag counts unrecorded events with the records, and fires from the
+// auditor's consumer when the auditor reports nothing.
+func TestAuditLagSources(t *testing.T) {
+	t.Parallel()
+	at := timestamppb.New(t0)
+	tests := []struct {
+		name          string
+		self, view    *switchyardv1.AuditLag
+		firing, clear bool
+		summary       string
+	}{
+		{name: "events behind count", self: &switchyardv1.AuditLag{PendingRecords: 10, PendingEvents: 150000, OldestAge: durationpb.New(time.Minute)},
+			firing: true, summary: "behind by 1m0s"},
+		{name: "a few of each is fine", self: &switchyardv1.AuditLag{PendingRecords: 10, PendingEvents: 10, OldestAge: durationpb.New(time.Minute)}, clear: true},
+		{name: "no auditor: its consumer says so", view: &switchyardv1.AuditLag{PendingRecords: 40, OldestAge: durationpb.New(6 * time.Minute)},
+			firing: true, summary: "behind by 6m0s: the auditor is not reading AUDIT"},
+		{name: "caught up, but its consumer is behind", self: &switchyardv1.AuditLag{CaughtUp: true},
+			view: &switchyardv1.AuditLag{PendingRecords: 40, OldestAge: durationpb.New(6 * time.Minute)}, firing: true},
+		{name: "both behind", self: &switchyardv1.AuditLag{PendingRecords: 40, OldestAge: durationpb.New(7 * time.Minute), LastError: "connection refused"},
+			view: &switchyardv1.AuditLag{PendingRecords: 40, OldestAge: durationpb.New(6 * time.Minute)}, firing: true, summary: "behind by 7m0s"},
+		{name: "its consumer caught up", view: &switchyardv1.AuditLag{CaughtUp: true}, clear: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := &switchyardv1.Series{Kind: series.KindAudit, Name: "auditor"}
+			if tt.self != nil {
+				s.AuditLag, s.AuditLagAt = tt.self, at
+			}
+			if tt.view != nil {
+				s.AuditorConsumer, s.AuditorConsumerAt = tt.view, at
+			}
+			c := find(t, Evaluate(cfg(), s, noPrior, t0), AuditLag)
+			if c.Firing != tt.firing || c.Clear != tt.clear || !strings.Contains(c.Summary, tt.summary) {
+				t.Errorf("firing %v clear %v summary %q; want %v, %v, %q", c.Firing, c.Clear, c.Summary, tt.firing, tt.clear, tt.summary)
+			}
+		})
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 
 // Alert is one message for on-call.
 type Alert struct {
-	// Title is the headline, e.g. "[FIRING] 3 deliveries dead-lettered on erp".
+	// Title is the headline, e.g. "[FIRING][critical] 3 deliveries dead-lettered on erp".
 	Title string
 	// Fields are label/value pairs shown in the message, in order.
 	Fields []Field
@@ -66,6 +66,9 @@ type RetryableError struct {
 	After time.Duration
 	// StatusCode is the receiver's answer, 0 if none came.
 	StatusCode int
+	// Reason classifies the failure: ReasonThrottled, ReasonNetwork,
+	// ReasonRateLimited or ReasonUnavailable.
+	Reason string
 }
 
 func (e *RetryableError) Error() string { return e.Err.Error() }
@@ -88,6 +91,50 @@ func (e *PermanentError) Error() string {
 
 // Is makes errors.Is(err, ErrPermanent) true.
 func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
+
+// Why a send failed: the reason label of
+// switchyard_notifier_send_failures_total. The HTTP status itself is in the
+// log and the audit record.
+const (
+	// ReasonThrottled: the sender's own pacing held the message back (the
+	// rate limit, or a receiver's Retry-After longer than a send may wait).
+	ReasonThrottled = "throttled"
+	// ReasonNetwork: no answer (connection refused, timeout, TLS).
+	ReasonNetwork = "network"
+	// ReasonRateLimited: the receiver answered 429.
+	ReasonRateLimited = "rate_limited"
+	// ReasonUnavailable: the receiver answered 5xx or 408.
+	ReasonUnavailable = "unavailable"
+	// ReasonRejected: the receiver refused the message for good (another
+	// 4xx: invalid_payload, a revoked webhook's 403/404/410).
+	ReasonRejected = "rejected"
+	// ReasonInvalid: the message or the URL could not be used at all.
+	ReasonInvalid = "invalid"
+)
+
+// FailureReasons are every reason, each with whether it is permanent.
+var FailureReasons = []struct {
+	Reason    string
+	Permanent bool
+}{
+	{ReasonThrottled, false}, {ReasonNetwork, false}, {ReasonRateLimited, false}, {ReasonUnavailable, false},
+	{ReasonRejected, true}, {ReasonInvalid, true},
+}
+
+// FailureReason classifies a send error.
+func FailureReason(err error) string {
+	var re *RetryableError
+	var pe *PermanentError
+	switch {
+	case errors.As(err, &re) && re.Reason != "":
+		return re.Reason
+	case errors.As(err, &re):
+		return ReasonNetwork
+	case errors.As(err, &pe):
+		return ReasonRejected
+	}
+	return ReasonInvalid
+}
 
 // StatusCode returns the HTTP status carried by a send error, or 0.
 func StatusCode(err error) int {
@@ -169,7 +216,7 @@ func (p *pacer) wait(ctx context.Context) error {
 	pause := time.Until(p.until)
 	p.mu.Unlock()
 	if pause > p.maxWait {
-		return &RetryableError{Err: fmt.Errorf("rate limited by the receiver for another %s", pause.Round(time.Second)), After: pause}
+		return &RetryableError{Err: fmt.Errorf("rate limited by the receiver for another %s", pause.Round(time.Second)), After: pause, Reason: ReasonThrottled}
 	}
 	if pause > 0 {
 		t := time.NewTimer(pause)
@@ -177,13 +224,13 @@ func (p *pacer) wait(ctx context.Context) error {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return &RetryableError{Err: ctx.Err(), After: pause}
+			return &RetryableError{Err: ctx.Err(), After: pause, Reason: ReasonThrottled}
 		}
 	}
 	r := p.lim.Reserve()
 	if d := r.Delay(); d > p.maxWait {
 		r.Cancel()
-		return &RetryableError{Err: errors.New("more alerts than the rate limit lets through"), After: d}
+		return &RetryableError{Err: errors.New("more alerts than the rate limit lets through"), After: d, Reason: ReasonThrottled}
 	} else if d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -191,7 +238,7 @@ func (p *pacer) wait(ctx context.Context) error {
 		case <-t.C:
 		case <-ctx.Done():
 			r.Cancel()
-			return &RetryableError{Err: ctx.Err(), After: d}
+			return &RetryableError{Err: ctx.Err(), After: d, Reason: ReasonThrottled}
 		}
 	}
 	return nil
@@ -222,7 +269,7 @@ func post(ctx context.Context, client *http.Client, p *pacer, url, what string, 
 	if err != nil {
 		// The error text quotes the URL, which is a secret; keep only what
 		// went wrong.
-		return &RetryableError{Err: fmt.Errorf("post to %s: %s", what, redactErr(err))}
+		return &RetryableError{Err: fmt.Errorf("post to %s: %s", what, redactErr(err)), Reason: ReasonNetwork}
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -234,9 +281,9 @@ func post(ctx context.Context, client *http.Client, p *pacer, url, what string, 
 	case code == http.StatusTooManyRequests:
 		after := retryAfter(resp.Header.Get("Retry-After"))
 		p.pause(after)
-		return &RetryableError{Err: fmt.Errorf("%s rate limit (429)", what), After: after, StatusCode: code}
+		return &RetryableError{Err: fmt.Errorf("%s rate limit (429)", what), After: after, StatusCode: code, Reason: ReasonRateLimited}
 	case code >= 500 || code == http.StatusRequestTimeout:
-		return &RetryableError{Err: fmt.Errorf("%s answered %d %s", what, code, text), StatusCode: code}
+		return &RetryableError{Err: fmt.Errorf("%s answered %d %s", what, code, text), StatusCode: code, Reason: ReasonUnavailable}
 	default:
 		return &PermanentError{StatusCode: code, Reason: text}
 	}

@@ -42,17 +42,19 @@ func TestSlackSendClassifiesAnswers(t *testing.T) {
 		wantAfter  time.Duration
 		wantPerm   bool
 		wantInText string
+		wantReason string
 	}{
 		{name: "ok", status: 200, text: "ok", wantNil: true},
-		{name: "invalid payload", status: 400, text: "invalid_payload", wantPerm: true, wantInText: "invalid_payload"},
-		{name: "invalid token", status: 403, text: "invalid_token", wantPerm: true, wantInText: "invalid_token"},
-		{name: "no service", status: 404, text: "no_service", wantPerm: true, wantInText: "no_service"},
-		{name: "archived channel", status: 410, text: "channel_is_archived", wantPerm: true, wantInText: "channel_is_archived"},
-		{name: "rate limited", status: 429, text: "rate_limited", retryAfter: "3", wantRetry: true, wantAfter: 3 * time.Second},
-		{name: "rate limited without Retry-After", status: 429, text: "rate_limited", wantRetry: true, wantAfter: time.Second},
-		{name: "rate limited with garbage Retry-After", status: 429, retryAfter: "later", wantRetry: true, wantAfter: time.Second},
-		{name: "server error", status: 500, text: "internal_error", wantRetry: true, wantInText: "500"},
-		{name: "unavailable", status: 503, text: "", wantRetry: true, wantInText: "503"},
+		{name: "invalid payload", status: 400, text: "invalid_payload", wantPerm: true, wantInText: "invalid_payload", wantReason: ReasonRejected},
+		{name: "invalid token", status: 403, text: "invalid_token", wantPerm: true, wantInText: "invalid_token", wantReason: ReasonRejected},
+		{name: "no service", status: 404, text: "no_service", wantPerm: true, wantInText: "no_service", wantReason: ReasonRejected},
+		{name: "archived channel", status: 410, text: "channel_is_archived", wantPerm: true, wantInText: "channel_is_archived", wantReason: ReasonRejected},
+		{name: "rate limited", status: 429, text: "rate_limited", retryAfter: "3", wantRetry: true, wantAfter: 3 * time.Second, wantReason: ReasonRateLimited},
+		{name: "rate limited without Retry-After", status: 429, text: "rate_limited", wantRetry: true, wantAfter: time.Second, wantReason: ReasonRateLimited},
+		{name: "rate limited with garbage Retry-After", status: 429, retryAfter: "later", wantRetry: true, wantAfter: time.Second, wantReason: ReasonRateLimited},
+		{name: "server error", status: 500, text: "internal_error", wantRetry: true, wantInText: "500", wantReason: ReasonUnavailable},
+		{name: "unavailable", status: 503, text: "", wantRetry: true, wantInText: "503", wantReason: ReasonUnavailable},
+		{name: "request timeout", status: 408, wantRetry: true, wantInText: "408", wantReason: ReasonUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +87,9 @@ func TestSlackSendClassifiesAnswers(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantInText) {
 				t.Errorf("error %q does not contain %q", err, tt.wantInText)
+			}
+			if got := FailureReason(err); got != tt.wantReason {
+				t.Errorf("FailureReason(%v) = %q, want %q", err, got, tt.wantReason)
 			}
 			assertNoSecret(t, err)
 		})
@@ -124,8 +129,8 @@ func TestSlackSendTransportErrorsHideURL(t *testing.T) {
 		t.Parallel()
 		err := NewSlack(refused, Pacing{}).Send(context.Background(), sampleAlert())
 		var re *RetryableError
-		if !errors.As(err, &re) {
-			t.Fatalf("Send = %v, want a RetryableError", err)
+		if !errors.As(err, &re) || FailureReason(err) != ReasonNetwork {
+			t.Fatalf("Send = %v (reason %s), want a RetryableError, network", err, FailureReason(err))
 		}
 		assertNoSecret(t, err)
 	})
@@ -143,8 +148,8 @@ func TestSlackSendTransportErrorsHideURL(t *testing.T) {
 	t.Run("unusable URL", func(t *testing.T) {
 		t.Parallel()
 		err := NewSlack("http://[::1]:port"+slacktest.SecretPath, Pacing{}).Send(context.Background(), sampleAlert())
-		if !errors.Is(err, ErrPermanent) {
-			t.Fatalf("Send = %v, want ErrPermanent", err)
+		if !errors.Is(err, ErrPermanent) || FailureReason(err) != ReasonInvalid {
+			t.Fatalf("Send = %v (reason %s), want ErrPermanent, invalid", err, FailureReason(err))
 		}
 		assertNoSecret(t, err)
 	})
@@ -451,8 +456,8 @@ func TestLongRetryAfterIsNotWaitedInSend(t *testing.T) {
 	}
 	err := s.Send(context.Background(), sampleAlert())
 	var re *RetryableError
-	if !errors.As(err, &re) || re.After < 110*time.Second {
-		t.Fatalf("Send during a 120s pause = %v, want a RetryableError with the rest of the pause", err)
+	if !errors.As(err, &re) || re.After < 110*time.Second || re.Reason != ReasonThrottled {
+		t.Fatalf("Send during a 120s pause = %v, want a RetryableError (throttled) with the rest of the pause", err)
 	}
 	if n := len(f.Messages()); n != 1 {
 		t.Errorf("%d requests, want 1: the paused one must not reach Slack", n)

@@ -13,10 +13,12 @@ package series
 
 import (
 	"math"
+	"net/http"
 	"slices"
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/config"
@@ -59,7 +61,7 @@ func Target(rec *switchyardv1.AuditRecord) (kind, name string, ok bool) {
 	case *switchyardv1.AuditRecord_Backlog:
 		return KindDestination, d.Backlog.GetDestination(), d.Backlog.GetDestination() != ""
 	case *switchyardv1.AuditRecord_WebhookRejected:
-		if !SignatureRejection(d.WebhookRejected.GetReason()) {
+		if !SignatureRejection(d.WebhookRejected) {
 			return "", "", false
 		}
 		return KindSource, d.WebhookRejected.GetSource(), d.WebhookRejected.GetSource() != ""
@@ -69,16 +71,21 @@ func Target(rec *switchyardv1.AuditRecord) (kind, name string, ok bool) {
 	return "", "", false
 }
 
-// SignatureRejection reports whether a rejection reason means the request
-// did not prove it came from the partner: the SignatureFailures rule counts
-// these.
-func SignatureRejection(r switchyardv1.RejectReason) bool {
-	switch r {
+// SignatureRejection reports whether a rejection means the request did not
+// prove it came from the partner: the SignatureFailures rule counts these.
+// A malformed signature header (or undecodable Basic credentials) is one
+// too: ingress answers it 401 like a bad signature. Other malformed
+// requests (a body that could not be read, a publish-API request that is
+// not valid) are answered 400 and say nothing about the credentials.
+func SignatureRejection(r *switchyardv1.WebhookRejected) bool {
+	switch r.GetReason() {
 	case switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE,
 		switchyardv1.RejectReason_REJECT_REASON_MISSING_SIGNATURE,
 		switchyardv1.RejectReason_REJECT_REASON_STALE_TIMESTAMP,
 		switchyardv1.RejectReason_REJECT_REASON_UNAUTHORIZED:
 		return true
+	case switchyardv1.RejectReason_REJECT_REASON_MALFORMED:
+		return r.GetStatusCode() == http.StatusUnauthorized
 	}
 	return false
 }
@@ -104,12 +111,17 @@ func Apply(d *switchyardv1.Series, rec *switchyardv1.AuditRecord, seen time.Time
 		applyDeadLetter(d, rec.GetId(), x.DeadLettered, seen)
 	case *switchyardv1.AuditRecord_CircuitChanged:
 		c := x.CircuitChanged
-		if d.Circuit == nil || !at.Before(d.Circuit.GetChangedAt().AsTime()) {
-			d.Circuit = &switchyardv1.CircuitStatus{State: c.GetTo(), ChangedAt: timestamppb.New(at), Reason: c.GetReason(), LastError: c.GetLastError()}
-		}
+		d.Circuit = ObserveCircuit(d.Circuit, &switchyardv1.CircuitStatus{
+			State: c.GetTo(), ObservedAt: timestamppb.New(at), Reason: c.GetReason(), LastError: c.GetLastError(),
+		})
 	case *switchyardv1.AuditRecord_Backlog:
 		if d.BacklogAt == nil || !at.Before(d.BacklogAt.AsTime()) {
 			d.Backlog, d.BacklogAt = x.Backlog, timestamppb.New(at)
+		}
+		// The report carries the breaker's state when it was measured: it
+		// mends a lost (or never sent) CircuitChanged record.
+		if st := x.Backlog.GetCircuit(); st != switchyardv1.CircuitState_CIRCUIT_STATE_UNSPECIFIED {
+			d.Circuit = ObserveCircuit(d.Circuit, &switchyardv1.CircuitStatus{State: st, ObservedAt: timestamppb.New(at)})
 		}
 	case *switchyardv1.AuditRecord_AuditLag:
 		if d.AuditLagAt == nil || !at.Before(d.AuditLagAt.AsTime()) {
@@ -139,7 +151,7 @@ func applyAttempt(d *switchyardv1.Series, a *switchyardv1.DeliveryAttempt, at, s
 		b.Retryable++
 		setLatest(&d.LastFailure, fail)
 	}
-	if a.GetStatusCode() == 401 || a.GetStatusCode() == 403 {
+	if AuthFailure(a.GetAuthFailure(), a.GetStatusCode()) {
 		b.AuthFailures++
 		setLatest(&d.LastAuthFailure, fail)
 	}
@@ -177,12 +189,85 @@ func applyDeadLetter(d *switchyardv1.Series, recID string, dl *switchyardv1.Dead
 	r.LastAt = timestamppb.New(seen)
 	r.LastId, r.LastEventId, r.LastError = id, dl.GetEventId(), dl.GetLastError()
 	r.LastStatusCode, r.LastReason = dl.GetLastStatusCode(), dl.GetReason().String()
-	if code := dl.GetLastStatusCode(); code == 401 || code == 403 {
+	if code := dl.GetLastStatusCode(); AuthFailure(dl.GetAuthFailure(), code) {
 		// One refused delivery of a quiet partner is enough to say its
 		// credentials fail: there may be no other attempt for hours.
 		bucket(d, seen).AuthDeadLetters++
 		setLatest(&d.LastAuthFailure, &switchyardv1.LastFailure{At: timestamppb.New(seen), StatusCode: code, Error: dl.GetLastError(), EventId: dl.GetEventId()})
 	}
+}
+
+// AuthFailure reports whether an attempt (or the last attempt of a dead
+// letter) failed on the destination's credentials: the dispatcher says so
+// (auth_failure, which also covers an OAuth2 token endpoint refusing the
+// client, with no status code of the destination's own), or the destination
+// answered 401 or 403.
+func AuthFailure(flagged bool, status int32) bool {
+	return flagged || status == http.StatusUnauthorized || status == http.StatusForbidden
+}
+
+// ObserveCircuit combines what is known of a breaker (cur, nil if nothing)
+// with one more observation of it (a CircuitChanged record, or the state a
+// BacklogReport carries) and returns the result. The observation with the
+// latest time decides the state (at the same time, the state further from
+// closed),
+// whatever the order they are combined in, so that replicas merging their
+// parts agree and a lost CircuitChanged record is mended by the next
+// report. changed_at is as close as the observations at hand tell: the
+// first observation of the state after one of another, moved earlier by an
+// older observation of the same state and later by an older one of another.
+func ObserveCircuit(cur, obs *switchyardv1.CircuitStatus) *switchyardv1.CircuitStatus {
+	if obs == nil {
+		return cur
+	}
+	at := obs.GetObservedAt().AsTime()
+	// began is when obs says its state began: a merged part knows, a single
+	// observation is its own beginning.
+	began := at
+	if obs.GetChangedAt() != nil && obs.GetChangedAt().AsTime().Before(at) {
+		began = obs.GetChangedAt().AsTime()
+	}
+	if cur == nil {
+		c := proto.Clone(obs).(*switchyardv1.CircuitStatus)
+		c.ChangedAt = timestamppb.New(began)
+		return c
+	}
+	seen := cur.GetObservedAt().AsTime()
+	if cur.GetObservedAt() == nil {
+		// Written before observed_at existed: its change is its latest
+		// observation.
+		seen = cur.GetChangedAt().AsTime()
+	}
+	c := proto.Clone(cur).(*switchyardv1.CircuitStatus)
+	switch {
+	case obs.GetState() == cur.GetState():
+		c.ObservedAt = timestamppb.New(maxTime(at, seen))
+		if began.Before(c.GetChangedAt().AsTime()) {
+			c.ChangedAt = timestamppb.New(began)
+		}
+		if c.Reason == "" && c.LastError == "" {
+			c.Reason, c.LastError = obs.GetReason(), obs.GetLastError()
+		}
+	case at.After(seen) || (at.Equal(seen) && obs.GetState() > cur.GetState()):
+		// Newer: the breaker changed since, and not before cur's state was
+		// last seen.
+		c = proto.Clone(obs).(*switchyardv1.CircuitStatus)
+		if !began.After(seen) {
+			began = at
+		}
+		c.ChangedAt = timestamppb.New(began)
+	case at.After(c.GetChangedAt().AsTime()):
+		// Older, of another state: the current one began after it.
+		c.ChangedAt = timestamppb.New(at)
+	}
+	return c
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func setLatest(dst **switchyardv1.LastFailure, f *switchyardv1.LastFailure) {
@@ -252,14 +337,17 @@ func Merge(state, delta *switchyardv1.Series, now time.Time, lim Limits) *switch
 		c.Latency = addHist(c.Latency, b.Latency)
 	}
 	mergeDeadLetters(state, delta.GetDeadLetters(), lim.RunGap)
-	if c := delta.GetCircuit(); c != nil && (state.Circuit == nil || !c.GetChangedAt().AsTime().Before(state.Circuit.GetChangedAt().AsTime())) {
-		state.Circuit = c
+	if c := delta.GetCircuit(); c != nil {
+		state.Circuit = ObserveCircuit(state.Circuit, c)
 	}
 	if delta.GetBacklogAt() != nil && (state.BacklogAt == nil || !delta.GetBacklogAt().AsTime().Before(state.BacklogAt.AsTime())) {
 		state.Backlog, state.BacklogAt = delta.Backlog, delta.BacklogAt
 	}
 	if delta.GetAuditLagAt() != nil && (state.AuditLagAt == nil || !delta.GetAuditLagAt().AsTime().Before(state.AuditLagAt.AsTime())) {
 		state.AuditLag, state.AuditLagAt = delta.AuditLag, delta.AuditLagAt
+	}
+	if delta.GetAuditorConsumerAt() != nil && (state.AuditorConsumerAt == nil || !delta.GetAuditorConsumerAt().AsTime().Before(state.AuditorConsumerAt.AsTime())) {
+		state.AuditorConsumer, state.AuditorConsumerAt = delta.AuditorConsumer, delta.AuditorConsumerAt
 	}
 	if f := delta.GetLastFailure(); f != nil {
 		setLatest(&state.LastFailure, f)

@@ -132,8 +132,12 @@ func TestBaselineExcludesTheCurrentWindow(t *testing.T) {
 
 func TestTarget(t *testing.T) {
 	t.Parallel()
-	rej := func(r switchyardv1.RejectReason) *switchyardv1.AuditRecord {
-		return &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookRejected{WebhookRejected: &switchyardv1.WebhookRejected{Source: "shop", Reason: r}}}
+	rej := func(r switchyardv1.RejectReason, status ...int32) *switchyardv1.AuditRecord {
+		rj := &switchyardv1.WebhookRejected{Source: "shop", Reason: r, StatusCode: 401}
+		if len(status) > 0 {
+			rj.StatusCode = status[0]
+		}
+		return &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookRejected{WebhookRejected: rj}}
 	}
 	tests := []struct {
 		rec        *switchyardv1.AuditRecord
@@ -143,6 +147,11 @@ func TestTarget(t *testing.T) {
 		{deadLetter("x"), KindDestination, "erp"},
 		{rej(switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE), KindSource, "shop"},
 		{rej(switchyardv1.RejectReason_REJECT_REASON_STALE_TIMESTAMP), KindSource, "shop"},
+		{rej(switchyardv1.RejectReason_REJECT_REASON_UNAUTHORIZED), KindSource, "shop"},
+		// A malformed signature header or undecodable Basic credentials
+		// (401) is a signature failure; an unreadable body (400) is not.
+		{rej(switchyardv1.RejectReason_REJECT_REASON_MALFORMED), KindSource, "shop"},
+		{rej(switchyardv1.RejectReason_REJECT_REASON_MALFORMED, 400), "", ""},
 		// An unknown source or a size limit is not a signature failure;
 		// the source name of an unknown source is the sender's to choose.
 		{rej(switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE), "", ""},
@@ -184,4 +193,117 @@ func TestApplyCountsRejectionSummaries(t *testing.T) {
 	if got := Window(d, t0.Add(time.Second), time.Minute).Rejections; got != 42 {
 		t.Errorf("rejections = %d, want 42 (two records and a summary of 40)", got)
 	}
+}
+
+// The dispatcher flags credential failures that carry no 401/403 of the
+// destination's own (an OAuth2 token endpoint refusing the client): they
+// count like 401/403 answers, on attempts and on dead letters.
+func TestAuthFailuresCountTheDispatchersFlag(t *testing.T) {
+	t.Parallel()
+	d := New(KindDestination, "erp")
+	tokenRefused := attempt(t0, 0, switchyardv1.Outcome_OUTCOME_PERMANENT, 30*time.Millisecond)
+	tokenRefused.GetDeliveryAttempt().AuthFailure = true
+	tokenRefused.GetDeliveryAttempt().Error = "oauth2: token endpoint answered 401 invalid_client"
+	Apply(d, tokenRefused, t0)
+	Apply(d, attempt(t0, 403, switchyardv1.Outcome_OUTCOME_PERMANENT, 30*time.Millisecond), t0)
+	Apply(d, attempt(t0, 500, switchyardv1.Outcome_OUTCOME_RETRYABLE, 30*time.Millisecond), t0)
+	dl := deadLetter("EVENTS:9:erp")
+	dl.GetDeadLettered().LastStatusCode, dl.GetDeadLettered().AuthFailure = 0, true
+	dl.GetDeadLettered().LastError = "oauth2: token endpoint answered 400 invalid_grant"
+	Apply(d, dl, t0)
+	Apply(d, deadLetter("EVENTS:10:erp"), t0) // a 500: not about credentials
+
+	w := Window(Merge(nil, d, t0, limits), t0, 5*time.Minute)
+	if w.AuthFailures != 2 || w.AuthDeadLetters != 1 {
+		t.Errorf("auth failures %d, auth dead letters %d; want 2 and 1", w.AuthFailures, w.AuthDeadLetters)
+	}
+	if f := d.GetLastAuthFailure(); f.GetError() != "oauth2: token endpoint answered 400 invalid_grant" || f.GetStatusCode() != 0 {
+		t.Errorf("last auth failure = %v, want the token endpoint's refusal", f)
+	}
+}
+
+// The breaker's state is what the latest record says, CircuitChanged or
+// BacklogReport, in whatever order the records are read and merged: a lost
+// CircuitChanged is mended by the reports.
+func TestCircuitLatestRecordWins(t *testing.T) {
+	t.Parallel()
+	changed := func(at time.Time, to switchyardv1.CircuitState) *switchyardv1.AuditRecord {
+		return &switchyardv1.AuditRecord{Time: timestamppb.New(at), Detail: &switchyardv1.AuditRecord_CircuitChanged{
+			CircuitChanged: &switchyardv1.CircuitChanged{Destination: "erp", To: to, Reason: "5 consecutive failures"}}}
+	}
+	report := func(at time.Time, st switchyardv1.CircuitState) *switchyardv1.AuditRecord {
+		return &switchyardv1.AuditRecord{Time: timestamppb.New(at), Detail: &switchyardv1.AuditRecord_Backlog{
+			Backlog: &switchyardv1.BacklogReport{Destination: "erp", Circuit: st}}}
+	}
+	open, closed := switchyardv1.CircuitState_CIRCUIT_STATE_OPEN, switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
+	now := t0.Add(10 * time.Minute)
+	tests := []struct {
+		name        string
+		recs        []*switchyardv1.AuditRecord
+		want        switchyardv1.CircuitState
+		wantChanged time.Time
+	}{
+		{"the close was lost", []*switchyardv1.AuditRecord{
+			changed(t0, open), report(t0.Add(30*time.Second), open), report(t0.Add(time.Minute), closed), report(t0.Add(90*time.Second), closed),
+		}, closed, t0.Add(time.Minute)},
+		{"the open was lost", []*switchyardv1.AuditRecord{
+			report(t0, closed), report(t0.Add(30*time.Second), open), report(t0.Add(time.Minute), open),
+		}, open, t0.Add(30 * time.Second)},
+		{"no change record at all", []*switchyardv1.AuditRecord{report(t0, open), report(t0.Add(30*time.Second), open)}, open, t0},
+		{"a report without a circuit says nothing", []*switchyardv1.AuditRecord{
+			changed(t0, open), report(t0.Add(time.Minute), switchyardv1.CircuitState_CIRCUIT_STATE_UNSPECIFIED),
+		}, open, t0},
+		{"records agree", []*switchyardv1.AuditRecord{
+			changed(t0, open), report(t0.Add(30*time.Second), open), changed(t0.Add(time.Minute), closed), report(t0.Add(2*time.Minute), closed),
+		}, closed, t0.Add(time.Minute)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Every order, one replica reading them all; and each record
+			// read by its own replica, merged in that order.
+			for _, order := range permutations(len(tt.recs)) {
+				d := New(KindDestination, "erp")
+				var s *switchyardv1.Series
+				for _, i := range order {
+					Apply(d, tt.recs[i], now)
+					one := New(KindDestination, "erp")
+					Apply(one, tt.recs[i], now)
+					s = Merge(s, one, now, limits)
+				}
+				for _, got := range []*switchyardv1.CircuitStatus{d.GetCircuit(), s.GetCircuit()} {
+					if got.GetState() != tt.want {
+						t.Fatalf("order %v: state %v, want %v", order, got.GetState(), tt.want)
+					}
+				}
+				// In time order, the beginning of the state is exact.
+				if sorted(order) && !s.GetCircuit().GetChangedAt().AsTime().Equal(tt.wantChanged) {
+					t.Errorf("changed at %v, want %v", s.GetCircuit().GetChangedAt().AsTime(), tt.wantChanged)
+				}
+			}
+		})
+	}
+}
+
+func permutations(n int) [][]int {
+	if n == 0 {
+		return [][]int{{}}
+	}
+	var out [][]int
+	for _, p := range permutations(n - 1) {
+		for i := 0; i <= len(p); i++ {
+			q := append(append(append([]int{}, p[:i]...), n-1), p[i:]...)
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+func sorted(order []int) bool {
+	for i := range order {
+		if order[i] != i {
+			return false
+		}
+	}
+	return true
 }

@@ -71,10 +71,20 @@ func (f *auditFlags) resolve() (url, token string) {
 func (f *auditFlags) client() *auditapi.Client {
 	u, tok := f.resolve()
 	by := "cli"
-	if me, err := user.Current(); err == nil && me.Username != "" {
-		by = "cli:" + me.Username
+	if me := operator(); me != "" {
+		by = "cli:" + me
 	}
 	return &auditapi.Client{BaseURL: u, Token: tok, RequestedBy: by}
+}
+
+// operator is the login name of whoever runs the CLI, or "" when the system
+// cannot tell ($USER is often unset in containers and cron jobs; the user
+// database is not).
+func operator() string {
+	if me, err := user.Current(); err == nil {
+		return me.Username
+	}
+	return ""
 }
 
 // listFlags are the filters and paging flags shared by the list commands.

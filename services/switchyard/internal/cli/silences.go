@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -73,7 +72,8 @@ name=~regex, name!~regex (anchored).`,
 		Use:   "add",
 		Short: "Add a silence",
 		Example: `  switchyard silences add --match destination=erp --for 2h --comment "ERP maintenance until 18:00"
-  switchyard silences add --match rule=~Partner.* --match destination!=crm --until 2026-03-01T18:00:00Z`,
+  switchyard silences add --match 'rule=~Partner.*' --match 'destination!=crm' --for 36h
+  switchyard silences add --match source=shop --until "$(date -u -d 'tomorrow 09:00' +%Y-%m-%dT%H:%M:%SZ)"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			body := map[string]any{"matchers": matchers, "comment": comment, "created_by": by}
@@ -83,7 +83,7 @@ name=~regex, name!~regex (anchored).`,
 			case until != "":
 				t, err := time.Parse(time.RFC3339, until)
 				if err != nil {
-					return fmt.Errorf("--until: want a time like 2026-03-01T18:00:00Z: %w", err)
+					return fmt.Errorf("--until: want an RFC 3339 time like 2027-01-15T18:00:00Z: %w", err)
 				}
 				body["ends_at"] = t
 			case dur > 0:
@@ -105,9 +105,9 @@ name=~regex, name!~regex (anchored).`,
 	}
 	add.Flags().StringArrayVarP(&matchers, "match", "m", nil, "matcher, repeatable: destination=erp, rule=~Partner.*, source!=shop")
 	add.Flags().DurationVar(&dur, "for", 0, "how long, e.g. 30m or 2h")
-	add.Flags().StringVar(&until, "until", "", "end time, RFC 3339")
+	add.Flags().StringVar(&until, "until", "", "end time, RFC 3339 (e.g. 2027-01-15T18:00:00Z)")
 	add.Flags().StringVar(&comment, "comment", "", "why (shown in the list)")
-	add.Flags().StringVar(&by, "by", os.Getenv("USER"), "who")
+	add.Flags().StringVar(&by, "by", whoDefault(), "who (default: your login name)")
 
 	var expiredBy string
 	expire := &cobra.Command{
@@ -128,10 +128,19 @@ name=~regex, name!~regex (anchored).`,
 			return nil
 		},
 	}
-	expire.Flags().StringVar(&expiredBy, "by", os.Getenv("USER"), "who")
+	expire.Flags().StringVar(&expiredBy, "by", whoDefault(), "who (default: your login name)")
 
 	cmd.AddCommand(list, add, expire)
 	return cmd
+}
+
+// whoDefault is the --by of the silence commands: the operator's login
+// name, else "cli" (never empty, which the API would record as "api").
+func whoDefault() string {
+	if me := operator(); me != "" {
+		return me
+	}
+	return "cli"
 }
 
 // dialable turns a listen address (":8081", "0.0.0.0:8081") into one to

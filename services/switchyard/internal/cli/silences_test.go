@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"os/user"
 	"strings"
 	"testing"
 
@@ -18,21 +19,7 @@ import (
 func TestSilencesCommands(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ns := natstest.Start(t)
-	_, js := ns.Connect(t)
-	aud, err := auditor.New(ctx, js, auditor.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = aud.Close() })
-	srv := httptest.NewServer(aud.Handler())
-	t.Cleanup(srv.Close)
-
-	run := func(args ...string) (string, error) {
-		var out bytes.Buffer
-		err := cli.Execute(ctx, append([]string{"silences", "--url", srv.URL}, args...), &out, &out)
-		return out.String(), err
-	}
+	run := silencesAPI(t)
 
 	out, err := run("add", "--match", "destination=erp", "-m", "rule=~Partner.*", "--for", "2h", "--comment", "ERP upgrade", "--by", "alice")
 	if err != nil || !strings.Contains(out, "active") || !strings.Contains(out, "destination=erp,rule=~Partner.*") || !strings.Contains(out, "ERP upgrade") {
@@ -61,5 +48,48 @@ func TestSilencesCommands(t *testing.T) {
 	err = cli.Execute(ctx, []string{"silences", "--url", "http://127.0.0.1:1", "list"}, &out2, &out2)
 	if err == nil || !strings.Contains(err.Error(), "not reachable") {
 		t.Errorf("list with no API: %v", err)
+	}
+}
+
+// silencesAPI starts the auditor's admin API (embedded store, embedded
+// NATS) and returns a function that runs `switchyard silences` against it.
+func silencesAPI(t *testing.T) func(args ...string) (string, error) {
+	t.Helper()
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	_, js := ns.Connect(t)
+	aud, err := auditor.New(ctx, js, auditor.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = aud.Close() })
+	srv := httptest.NewServer(aud.Handler())
+	t.Cleanup(srv.Close)
+	return func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := cli.Execute(ctx, append([]string{"silences", "--url", srv.URL}, args...), &out, &out)
+		return out.String(), err
+	}
+}
+
+// Without --by, a silence is made and ended in the operator's login name
+// even where $USER is unset (containers, cron), never as "api".
+func TestSilencesByDefaultsToTheLoginName(t *testing.T) {
+	t.Setenv("USER", "") // not parallel: it changes the environment
+	want := "cli"
+	if me, err := user.Current(); err == nil && me.Username != "" {
+		want = me.Username
+	}
+	run := silencesAPI(t)
+	out, err := run("add", "--match", "destination=erp", "--for", "1h")
+	if err != nil {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	id := strings.Fields(strings.Split(out, "\n")[1])[0]
+	if out, err = run("expire", id); err != nil {
+		t.Fatalf("expire: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, " "+want+" (expired by "+want+")") || strings.Contains(out, "api") {
+		t.Errorf("expire printed:\n%s\nwant created and expired by %q", out, want)
 	}
 }

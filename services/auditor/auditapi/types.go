@@ -134,6 +134,12 @@ type Rejection struct {
 	RemoteAddr string    `json:"remote_addr"`
 	StatusCode int       `json:"status_code"`
 	EventID    string    `json:"event_id,omitempty"`
+	// APIKey names (never shows) the publish-API key the request
+	// authenticated with; Source is then "_api".
+	APIKey    string `json:"api_key,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+	// BodySize is the request body's length in bytes, as ingress read it.
+	BodySize int64 `json:"body_size"`
 }
 
 // CircuitChange is a destination breaker's state change.

@@ -51,7 +51,10 @@ func (p *Postgres) Close() error { p.pool.Close(); return nil }
 const migrationLockKey = 0x5357_4954_4348 // "SWITCH"
 
 // Migrate implements Store.
-func (p *Postgres) Migrate(ctx context.Context) error {
+func (p *Postgres) Migrate(ctx context.Context) error { return p.migrateTo(ctx, -1) }
+
+// migrateTo applies the migrations up to version upTo (all when negative).
+func (p *Postgres) migrateTo(ctx context.Context, upTo int) error {
 	ms, err := migrations("postgres")
 	if err != nil {
 		return err
@@ -79,6 +82,9 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: the database is at schema version %d but this auditor knows only %d: run a newer auditor", current, len(ms))
 	}
 	for _, m := range ms[current:] {
+		if upTo >= 0 && m.Version > upTo {
+			break
+		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
@@ -198,16 +204,17 @@ func pgWriteBatch(r tableRows) *pgx.Batch {
 			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], seqs, ats)
 	}
 	if n := len(r.rejections); n > 0 {
-		txt := strCols(6, n)
+		txt := strCols(8, n)
 		codes := make([]int32, n)
+		sizes := make([]int64, n)
 		ats := make([]time.Time, n)
 		for i, j := range r.rejections {
-			setRow(txt, i, j.ID, j.Source, j.Reason, j.Detail, j.RemoteAddr, j.EventID)
-			codes[i], ats[i] = int32(j.StatusCode), j.At
+			setRow(txt, i, j.ID, j.Source, j.Reason, j.Detail, j.RemoteAddr, j.EventID, j.APIKey, j.UserAgent)
+			codes[i], sizes[i], ats[i] = int32(j.StatusCode), j.BodySize, j.At
 		}
-		batch.Queue(`INSERT INTO rejections (id, source, reason, detail, remote_addr, event_id, status_code, at)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::timestamptz[])
-			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], codes, ats)
+		batch.Queue(`INSERT INTO rejections (id, source, reason, detail, remote_addr, event_id, api_key, user_agent, status_code, body_size, at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::bigint[], $11::timestamptz[])
+			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], txt[7], codes, sizes, ats)
 	}
 	if n := len(r.circuits); n > 0 {
 		txt := strCols(6, n)

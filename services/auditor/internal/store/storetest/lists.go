@@ -195,7 +195,7 @@ func testSubjectPrefixIsLiteral(t *testing.T, st store.Store) {
 		"events.100%.>":                 "events.100%.a",
 		"events.order.>":                "events.order.c",
 		"events.Order.>":                "events.Order.d",
-		`events.a\b.>`:                 `events.a\b.e`,
+		`events.a\b.>`:                  `events.a\b.e`,
 	} {
 		evs, _, err := st.ListEvents(ctx(t), store.EventFilter{Subject: prefix}, store.Page{})
 		var got []string

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -47,6 +49,46 @@ type Env struct {
 	JS       jetstream.JetStream
 	Registry *prometheus.Registry
 	embedded *server.Server
+
+	mu     sync.Mutex
+	checks []readyCheck
+}
+
+type readyCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+// readyCheckTimeout bounds one readiness check.
+const readyCheckTimeout = 2 * time.Second
+
+// AddReadyCheck makes /readyz depend on check too: the process is ready
+// while NATS is connected and every check returns nil; otherwise /readyz
+// answers 503 with "<name>: <error>" for the first that fails. A check gets
+// a context bounded to a few seconds.
+func (e *Env) AddReadyCheck(name string, check func(ctx context.Context) error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.checks = append(e.checks, readyCheck{name: name, check: check})
+}
+
+// Ready returns nil when the process is ready, or why it is not.
+func (e *Env) Ready(ctx context.Context) error {
+	if e.NC == nil || !e.NC.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	e.mu.Lock()
+	checks := slices.Clone(e.checks)
+	e.mu.Unlock()
+	for _, c := range checks {
+		cctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
+		err := c.check(cctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	return nil
 }
 
 // NewLogger builds the process logger from the log section.
@@ -122,25 +164,30 @@ func (e *Env) Close() {
 	}
 }
 
-// ServeOps serves /healthz (process up), /readyz (NATS connected) and
-// /metrics until ctx is done. Listen "off" disables it.
+// ServeOps serves OpsHandler until ctx is done. Listen "off" disables it.
 func (e *Env) ServeOps(ctx context.Context) error {
 	addr := e.Config.Ops.Listen
 	if addr == "off" {
 		<-ctx.Done()
 		return nil
 	}
+	return httpserve.Run(ctx, "ops", addr, e.OpsHandler(), e.Log)
+}
+
+// OpsHandler serves /healthz (process up), /readyz (NATS connected and
+// every check added with AddReadyCheck passing) and /metrics.
+func (e *Env) OpsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if e.NC == nil || !e.NC.IsConnected() {
-			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := e.Ready(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.Registry, promhttp.HandlerOpts{}))
-	return httpserve.Run(ctx, "ops", addr, mux, e.Log)
+	return mux
 }
 
 // Service is a built service ready to run.
@@ -152,15 +199,38 @@ type Service interface {
 // starts the environment, builds the service and runs it beside the ops
 // server until ctx is done.
 func Main(ctx context.Context, name string, args []string, stderr io.Writer, build func(ctx context.Context, env *Env) (Service, error)) error {
+	return MainWith(ctx, name, args, stderr, MainOptions{}, build)
+}
+
+// MainOptions adjusts MainWith for a service with needs of its own.
+type MainOptions struct {
+	// Flags adds the service's own flags (besides -config) before the
+	// arguments are parsed.
+	Flags func(fs *flag.FlagSet)
+	// Check vets the loaded configuration (and the service's flags) before
+	// anything is started or connected.
+	Check func(cfg config.Config) error
+}
+
+// MainWith is Main with the service's own flags and configuration check.
+func MainWith(ctx context.Context, name string, args []string, stderr io.Writer, o MainOptions, build func(ctx context.Context, env *Env) (Service, error)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "switchyard.yaml", "configuration file")
+	if o.Flags != nil {
+		o.Flags(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*cfgPath, os.LookupEnv)
 	if err != nil {
 		return err
+	}
+	if o.Check != nil {
+		if err := o.Check(cfg); err != nil {
+			return err
+		}
 	}
 	env, err := Start(ctx, cfg, Options{Name: name, LogOutput: stderr})
 	if err != nil {

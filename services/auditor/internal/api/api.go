@@ -140,6 +140,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			ae = &apiErr{http.StatusBadRequest, auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
 		case errors.Is(err, store.ErrNotFound):
 			ae = &apiErr{http.StatusNotFound, auditapi.Error{Code: "not_found", Message: err.Error()}}
+		case errors.Is(err, store.ErrNotReady):
+			c.Response().Header().Set("Retry-After", "5")
+			ae = &apiErr{http.StatusServiceUnavailable, auditapi.Error{Code: "store_not_ready",
+				Message: "the auditor has not opened its audit store yet and keeps trying; records wait in NATS meanwhile: " + err.Error()}}
 		case errors.Is(err, store.ErrUnavailable):
 			log.WarnContext(c.Request().Context(), "audit API: store unavailable", slog.String("path", c.Path()), slog.Any("error", err))
 			ae = &apiErr{http.StatusServiceUnavailable, auditapi.Error{Code: "unavailable", Message: "the audit store is unavailable; try again shortly"}}

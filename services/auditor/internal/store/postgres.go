@@ -21,13 +21,22 @@ type Postgres struct {
 	pool *pgxpool.Pool
 }
 
+// CheckPostgresURL reports whether url is a connection string pgx can use,
+// with an error that does not repeat it (it may hold a password).
+func CheckPostgresURL(url string) error {
+	if _, err := pgxpool.ParseConfig(url); err != nil {
+		return errors.New("parse database_url: not a valid Postgres connection string")
+	}
+	return nil
+}
+
 // OpenPostgres connects to url. The connection is checked at once so that a
 // wrong URL fails at start, with an error that does not repeat the password.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx errors can quote the URL; do not pass it on.
-		return nil, errors.New("parse database_url: not a valid Postgres connection string")
+		return nil, CheckPostgresURL(url)
 	}
 	cfg.MaxConns = max(cfg.MaxConns, 8)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -28,13 +28,13 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+		return nil, fmt.Errorf("open SQLite database %s: %w", path, err)
 	}
 	// One writer at a time is SQLite's model; readers use WAL snapshots.
 	db.SetMaxOpenConns(4)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+		return nil, fmt.Errorf("open SQLite database %s: %w", path, err)
 	}
 	return &SQLite{db: db, reader: &reader{d: sqliteDialect, db: sqlQuerier{db}, wrap: func(err error) error { return err }}}, nil
 }

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
@@ -99,14 +97,7 @@ func TestStartsWhilePostgresIsDown(t *testing.T) {
 			}
 		}
 	}
-	dl := storetest.RoundDeadLetter("ev-dl", "erp", 999, time.Now(), "").GetDeadLettered()
-	data, _ := proto.Marshal(dl)
-	m := nats.NewMsg("dlq.erp")
-	m.Header.Set(nats.MsgIdHdr, dl.Id)
-	m.Data = data
-	if _, err := js.PublishMsg(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	natstest.PublishDeadLetter(t, js, storetest.RoundDeadLetter("ev-dl", "erp", 999, time.Now(), "").GetDeadLettered())
 
 	proxy.Restore()
 	waitfor.True(t, "the store open", func() bool { return a.Ready(context.Background()) == nil })

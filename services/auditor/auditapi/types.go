@@ -256,6 +256,12 @@ type BulkReplayResult struct {
 	Failed   int            `json:"failed"`
 	DryRun   bool           `json:"dry_run"`
 	Results  []ReplayResult `json:"results"`
+	// Incomplete is true when the request ran out of time (the answer must
+	// fit the server's write timeout) before it got through everything
+	// matched; Remaining were not tried. The same request again goes on
+	// where this one stopped: what was replayed no longer matches.
+	Incomplete bool `json:"incomplete,omitempty"`
+	Remaining  int  `json:"remaining,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natstest"
@@ -19,22 +18,6 @@ import (
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
 )
-
-// publishDeadLetter stores a dead letter in DEAD_LETTERS as the dispatcher
-// does: the whole DeadLetter with the payload, Nats-Msg-Id = its id.
-func (e *testEnv) publishDeadLetter(t *testing.T, dl *switchyardv1.DeadLetter) {
-	t.Helper()
-	data, err := proto.Marshal(dl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := nats.NewMsg("dlq." + dl.Destination)
-	m.Header.Set(nats.MsgIdHdr, dl.Id)
-	m.Data = data
-	if _, err := e.js.PublishMsg(testCtx(t), m); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // The dispatcher stores each dead letter in DEAD_LETTERS and sends a copy
 // without the payload to AUDIT. The audit log records it from either: a
@@ -51,15 +34,15 @@ func TestDeadLettersFromTheDeadLetterStream(t *testing.T) {
 		// Only in DEAD_LETTERS: the AUDIT copy was lost.
 		lost := full("ev-lost-copy", 11)
 		lost.AuthFailure, lost.LastStatusCode = true, 401
-		e.publishDeadLetter(t, lost)
+		natstest.PublishDeadLetter(t, e.js, lost)
 		// In both.
 		both := full("ev-both", 12)
-		e.publishDeadLetter(t, both)
+		natstest.PublishDeadLetter(t, e.js, both)
 		e.emit(t, storetest.RoundDeadLetter("ev-both", "erp", 12, both.DeadLetteredAt.AsTime(), ""))
 		// A reconciled dead letter of an event EVENTS no longer had.
 		unknown := full("", 13)
 		unknown.Payload, unknown.Subject = nil, ""
-		e.publishDeadLetter(t, unknown)
+		natstest.PublishDeadLetter(t, e.js, unknown)
 		// Not a dead letter at all.
 		garbage := nats.NewMsg("dlq.erp")
 		garbage.Data = []byte{0xff, 0x00}

@@ -304,6 +304,9 @@ func keptHeaders(h nats.Header) map[string]string {
 func (w *Writer) loop(ctx context.Context, stream, consumer string, payloads bool, decode func(*item) error) error {
 	cons, err := w.js.Consumer(ctx, stream, consumer)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("auditor: open consumer %s on %s: %w", consumer, stream, err)
 	}
 	// Records are small: a count bounds them. Events and dead letters carry

@@ -62,6 +62,10 @@ type Config struct {
 	// DuplicateWindow is EVENTS' Nats-Msg-Id window (nats.duplicate_window):
 	// the same replay asked for twice within it is sent once. Default 2m.
 	DuplicateWindow time.Duration
+	// BulkReplayBudget bounds the time one bulk replay request spends, so
+	// that its answer fits the API server's write timeout; the rest is left
+	// for the next request. Default 20s.
+	BulkReplayBudget time.Duration
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -255,7 +259,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, err
 	}
 	h := api.New(api.Config{
 		Store: st, JS: js, Audit: emitter, AdminToken: cfg.AdminToken, Destinations: names, DuplicateWindow: cfg.DuplicateWindow,
-		Logger: cfg.Logger, Now: cfg.Now,
+		BulkReplayBudget: cfg.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
 	})
 	return &Auditor{cfg: cfg, store: st, writer: w, api: h}, nil
 }

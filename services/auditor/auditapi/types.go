@@ -25,6 +25,13 @@ const (
 	StatusReplayed = "replayed"
 )
 
+// DefaultLimit and MaxLimit bound a page of a list: DefaultLimit when the
+// request gives no limit.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
 // Statuses lists every delivery status.
 var Statuses = []string{StatusPending, StatusDelivered, StatusRetrying, StatusDeadLettered, StatusReplayed}
 

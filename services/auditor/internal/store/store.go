@@ -204,8 +204,8 @@ type Store interface {
 
 // DefaultLimit and MaxLimit bound a page.
 const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
+	DefaultLimit = auditapi.DefaultLimit
+	MaxLimit     = auditapi.MaxLimit
 )
 
 func (p Page) limit() int {

@@ -42,7 +42,10 @@ name=~regex, name!~regex (anchored).`,
 	}
 	af.add(cmd)
 	client := func() (*adminClient, error) {
-		base, token := af.resolve()
+		base, token, err := af.resolve()
+		if err != nil {
+			return nil, err
+		}
 		return &adminClient{base: base, token: token, http: &http.Client{Timeout: 15 * time.Second}}, nil
 	}
 

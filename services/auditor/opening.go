@@ -29,6 +29,8 @@ type openingStore struct {
 	done   chan struct{} // closed when the opening goroutine has returned
 }
 
+var _ store.Store = (*openingStore)(nil)
+
 // openRetryMax caps the wait between two tries to open the store.
 const openRetryMax = 15 * time.Second
 

@@ -47,7 +47,9 @@ func TestReplayEndToEnd(t *testing.T) {
 	dead := waitfor.Value(t, "the erp delivery dead-lettered in the audit log", func() (auditapi.EventDetail, bool) {
 		d, err := api.GetEvent(ctx, "order-1042")
 		x := delivery(d, "erp")
-		return d, err == nil && x.Status == auditapi.StatusDeadLettered && x.DeadLetterID != "" && len(d.DeadLetters) == 1
+		// The dead letter (DEAD_LETTERS) and the attempts (AUDIT) reach
+		// the auditor on different streams: wait for both.
+		return d, err == nil && x.Status == auditapi.StatusDeadLettered && x.DeadLetterID != "" && len(d.DeadLetters) == 1 && x.Attempts == 2
 	})
 	dlID := delivery(dead, "erp").DeadLetterID
 	if x := delivery(dead, "erp"); x.Attempts != 2 || x.LastStatusCode != 503 {

@@ -108,6 +108,24 @@ func DeadLetters(t testing.TB, js jetstream.JetStream, destination string) []*sw
 	return out
 }
 
+// PublishDeadLetter stores dl in DEAD_LETTERS as the dispatcher does: the
+// whole DeadLetter on dlq.<destination>, its id as Nats-Msg-Id.
+func PublishDeadLetter(t testing.TB, js jetstream.JetStream, dl *switchyardv1.DeadLetter) {
+	t.Helper()
+	data, err := proto.Marshal(dl)
+	if err != nil {
+		t.Fatalf("encode dead letter: %v", err)
+	}
+	m := nats.NewMsg("dlq." + dl.Destination)
+	m.Header.Set(nats.MsgIdHdr, dl.Id)
+	m.Data = data
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatalf("publish dead letter %s: %v", dl.Id, err)
+	}
+}
+
 // Go runs a service loop (a Run method) in the background until the test
 // ends; then it cancels the context and fails the test if the loop returned
 // an error or did not stop within 15s.

@@ -227,7 +227,7 @@ func TestEnsureTopology(t *testing.T) {
 		consumers  []string
 	}{
 		{natsx.StreamEvents, []string{"events.>", "webhooks.>", "replay.>"}, jetstream.LimitsPolicy, 2 * time.Minute, 7 * 24 * time.Hour, []string{natsx.ConsumerAuditorEvents}},
-		{natsx.StreamDeadLetters, []string{"dlq.>"}, jetstream.LimitsPolicy, 2 * time.Hour, 30 * 24 * time.Hour, nil},
+		{natsx.StreamDeadLetters, []string{"dlq.>"}, jetstream.LimitsPolicy, 2 * time.Hour, 30 * 24 * time.Hour, []string{natsx.ConsumerAuditorDeadLetters}},
 		{natsx.StreamAudit, []string{"audit.>"}, jetstream.InterestPolicy, 2 * time.Minute, 7 * 24 * time.Hour, []string{natsx.ConsumerAuditor, natsx.ConsumerNotifier}},
 		{natsx.StreamAdvisories, []string{
 			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.EVENTS.*",

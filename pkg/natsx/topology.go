@@ -24,6 +24,11 @@ const (
 	ConsumerAuditor       = "auditor"
 	ConsumerAuditorEvents = "auditor-events"
 	ConsumerNotifier      = "notifier"
+	// ConsumerAuditorDeadLetters records every dead letter in the audit log
+	// from DEAD_LETTERS itself, so that a lost AUDIT copy of a dead letter
+	// cannot leave it out. Declared here so that it exists before the first
+	// dead letter is stored.
+	ConsumerAuditorDeadLetters = "auditor-dead-letters"
 )
 
 // Topology sizes the streams.
@@ -140,6 +145,19 @@ func (t Topology) ConsumerConfigs() map[string][]jetstream.ConsumerConfig {
 				MaxAckPending: 20000,
 				// Replays are copies of events already recorded.
 				FilterSubjects: []string{"events.>", "webhooks.>"},
+			},
+		},
+		StreamDeadLetters: {
+			{
+				Durable:       ConsumerAuditorDeadLetters,
+				Description:   "auditor: records every dead letter in the audit store (the AUDIT copy may be lost)",
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       time.Minute,
+				MaxDeliver:    -1,
+				MaxAckPending: 1000,
+				// Dead letters stored before the consumer existed are
+				// recorded too: the rows are keyed by the dead letter id.
+				DeliverPolicy: jetstream.DeliverAllPolicy,
 			},
 		},
 	}

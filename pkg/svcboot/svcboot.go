@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -50,6 +52,46 @@ type Env struct {
 	JS       jetstream.JetStream
 	Registry *prometheus.Registry
 	embedded *server.Server
+
+	mu     sync.Mutex
+	checks []readyCheck
+}
+
+type readyCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+// readyCheckTimeout bounds one readiness check.
+const readyCheckTimeout = 2 * time.Second
+
+// AddReadyCheck makes /readyz depend on check too: the process is ready
+// while NATS is connected and every check returns nil; otherwise /readyz
+// answers 503 with "<name>: <error>" for the first that fails. A check gets
+// a context bounded to a few seconds.
+func (e *Env) AddReadyCheck(name string, check func(ctx context.Context) error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.checks = append(e.checks, readyCheck{name: name, check: check})
+}
+
+// Ready returns nil when the process is ready, or why it is not.
+func (e *Env) Ready(ctx context.Context) error {
+	if e.NC == nil || !e.NC.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	e.mu.Lock()
+	checks := slices.Clone(e.checks)
+	e.mu.Unlock()
+	for _, c := range checks {
+		cctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
+		err := c.check(cctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	return nil
 }
 
 // NewLogger builds the process logger from the log section.
@@ -137,25 +179,30 @@ func (e *Env) Close() {
 	}
 }
 
-// ServeOps serves /healthz (process up), /readyz (NATS connected) and
-// /metrics until ctx is done. Listen "off" disables it.
+// ServeOps serves OpsHandler until ctx is done. Listen "off" disables it.
 func (e *Env) ServeOps(ctx context.Context) error {
 	addr := e.Config.Ops.Listen
 	if addr == "off" {
 		<-ctx.Done()
 		return nil
 	}
+	return httpserve.Run(ctx, "ops", addr, e.OpsHandler(), e.Log)
+}
+
+// OpsHandler serves /healthz (process up), /readyz (NATS connected and
+// every check added with AddReadyCheck passing) and /metrics.
+func (e *Env) OpsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if e.NC == nil || !e.NC.IsConnected() {
-			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := e.Ready(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.Registry, promhttp.HandlerOpts{}))
-	return httpserve.Run(ctx, "ops", addr, mux, e.Log)
+	return mux
 }
 
 // Service is a built service ready to run.
@@ -171,6 +218,21 @@ var ErrUsage = errors.New("invalid command line (see above)")
 // (-config, -ops-listen, -version), starts the environment, builds the
 // service and runs it beside the ops server until ctx is done.
 func Main(ctx context.Context, name string, args []string, stderr io.Writer, build func(ctx context.Context, env *Env) (Service, error)) error {
+	return MainWith(ctx, name, args, stderr, MainOptions{}, build)
+}
+
+// MainOptions adjusts MainWith for a service with needs of its own.
+type MainOptions struct {
+	// Flags adds the service's own flags (besides -config) before the
+	// arguments are parsed.
+	Flags func(fs *flag.FlagSet)
+	// Check vets the loaded configuration (and the service's flags) before
+	// anything is started or connected.
+	Check func(cfg config.Config) error
+}
+
+// MainWith is Main with the service's own flags and configuration check.
+func MainWith(ctx context.Context, name string, args []string, stderr io.Writer, o MainOptions, build func(ctx context.Context, env *Env) (Service, error)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfgPath, opsListen string
@@ -178,6 +240,9 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer, bui
 	fs.StringVar(&cfgPath, "c", "switchyard.yaml", "shorthand for -config")
 	fs.StringVar(&opsListen, "ops-listen", "", "override ops.listen (`host:port` or off), so that services sharing one config file on one host do not collide")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	if o.Flags != nil {
+		o.Flags(fs)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: %s [-config switchyard.yaml] [-ops-listen host:port]\n\nSwitchyard's %s service. Flags:\n", name, name)
 		fs.PrintDefaults()
@@ -200,6 +265,11 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer, bui
 		cfg.Ops.Listen = opsListen
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("-ops-listen: %w", err)
+		}
+	}
+	if o.Check != nil {
+		if err := o.Check(cfg); err != nil {
+			return err
 		}
 	}
 	env, err := Start(ctx, cfg, Options{Name: name, LogOutput: stderr})

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -55,9 +56,16 @@ type Config struct {
 	// LagThreshold: the writer reports itself behind after this long.
 	// Default 30s.
 	LagThreshold time.Duration
+	// LagInterval is how often the writer measures its lag (and sends
+	// AuditLag while behind). Default 10s.
+	LagInterval time.Duration
 	// DuplicateWindow is EVENTS' Nats-Msg-Id window (nats.duplicate_window):
 	// the same replay asked for twice within it is sent once. Default 2m.
 	DuplicateWindow time.Duration
+	// BulkReplayBudget bounds the time one bulk replay request spends, so
+	// that its answer fits the API server's write timeout; the rest is left
+	// for the next request. Default 20s.
+	BulkReplayBudget time.Duration
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -134,22 +142,21 @@ func (c Config) Validate() error {
 // Auditor is the running audit service.
 type Auditor struct {
 	cfg    Config
-	store  store.Store
+	store  *openingStore
 	writer *writer.Writer
 	api    *echo.Echo
 }
 
-// OpenStore opens and migrates the configured store.
+// OpenStore opens and migrates the configured store, once: the `migrate`
+// command's way. The auditor itself opens Postgres in the background and
+// retries (see New).
 func OpenStore(ctx context.Context, databaseURL, dataDir string) (store.Store, error) {
 	var st store.Store
 	var err error
 	if databaseURL != "" {
 		st, err = store.OpenPostgres(ctx, databaseURL)
 	} else {
-		if dataDir == "" {
-			return nil, errors.New("auditor: the embedded store needs a data directory")
-		}
-		st, err = store.OpenSQLite(ctx, filepath.Join(dataDir, "audit.db"))
+		st, err = openSQLite(ctx, dataDir)
 	}
 	if err != nil {
 		return nil, err
@@ -157,6 +164,25 @@ func OpenStore(ctx context.Context, databaseURL, dataDir string) (store.Store, e
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
 		return nil, err
+	}
+	return st, nil
+}
+
+// ErrNoDataDir is returned when the embedded store has no directory.
+var ErrNoDataDir = errors.New("the embedded audit store (no database_url) needs data_dir")
+
+// openSQLite opens the embedded store's file under dataDir, creating the
+// directory if needed.
+func openSQLite(ctx context.Context, dataDir string) (store.Store, error) {
+	if dataDir == "" {
+		return nil, ErrNoDataDir
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data_dir for the embedded audit store: %w", err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(dataDir, "audit.db"))
+	if err != nil {
+		return nil, fmt.Errorf("embedded audit store: %w", err)
 	}
 	return st, nil
 }
@@ -179,22 +205,46 @@ func Router(dests []config.Destination) func(subject string) []string {
 	}
 }
 
-// New opens the store (applying migrations) and prepares the writer and API.
+// New prepares the store, the writer and the API. The embedded store
+// (SQLite) is opened at once, and an error is returned if it cannot be.
+// Postgres is connected to and migrated in the background, retried with
+// backoff until it works, so that an auditor started while Postgres is down
+// runs anyway: the writer waits (records stay in JetStream) and reports its
+// lag, the API answers 503 saying why, and Ready reports it. A malformed
+// database URL is an error at once.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	st, err := OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("auditor: %w", err)
+	var st *openingStore
+	if cfg.DatabaseURL == "" {
+		sq, err := openSQLite(ctx, cfg.DataDir)
+		if err == nil {
+			if err = sq.Migrate(ctx); err != nil {
+				sq.Close()
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		st = opened(sq)
+	} else {
+		if err := store.CheckPostgresURL(cfg.DatabaseURL); err != nil {
+			return nil, err
+		}
+		st = openInBackground(func(ctx context.Context) (store.Store, error) {
+			return OpenStore(ctx, cfg.DatabaseURL, "")
+		}, cfg.Now, cfg.Logger)
 	}
 	emitter := auditlog.NewEmitter(js, "auditor").WithClock(cfg.Now)
 	w, err := writer.New(js, st, writer.Config{
 		BatchSize:    cfg.BatchSize,
 		Route:        Router(cfg.Destinations),
+		LagInterval:  cfg.LagInterval,
 		LagThreshold: cfg.LagThreshold,
 		Audit:        emitter,
+		StoreState:   st.state,
 		Logger:       cfg.Logger,
 		Registerer:   cfg.Registerer,
 		Now:          cfg.Now,
@@ -209,10 +259,14 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, err
 	}
 	h := api.New(api.Config{
 		Store: st, JS: js, Audit: emitter, AdminToken: cfg.AdminToken, Destinations: names, DuplicateWindow: cfg.DuplicateWindow,
-		Logger: cfg.Logger, Now: cfg.Now,
+		BulkReplayBudget: cfg.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
 	})
 	return &Auditor{cfg: cfg, store: st, writer: w, api: h}, nil
 }
+
+// Ready returns nil once the audit store is open and migrated, and else
+// why it is not (for the process's /readyz).
+func (a *Auditor) Ready(context.Context) error { return a.store.notReady() }
 
 // Handler returns the query API, for tests and embedding.
 func (a *Auditor) Handler() http.Handler { return a.api }
@@ -231,10 +285,16 @@ func (a *Auditor) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Close releases the store; call it when only RunWriter was used.
+// Close stops opening the store and releases it; call it when only
+// RunWriter was used.
 func (a *Auditor) Close() error { return a.store.Close() }
 
 func (a *Auditor) runRetention(ctx context.Context) {
+	select { // nothing to do before the store is open
+	case <-a.store.ready:
+	case <-ctx.Done():
+		return
+	}
 	tick := time.NewTicker(a.cfg.RetentionInterval)
 	defer tick.Stop()
 	for {

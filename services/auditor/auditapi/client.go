@@ -114,6 +114,14 @@ func (c *Client) ListDeadLetters(ctx context.Context, filters url.Values) (List[
 	return out, err
 }
 
+// ListRejections is GET /v1/rejections (source, reason, since, until, q,
+// limit, cursor).
+func (c *Client) ListRejections(ctx context.Context, filters url.Values) (List[Rejection], error) {
+	var out List[Rejection]
+	_, err := c.do(ctx, http.MethodGet, "/v1/rejections", filters, nil, "", &out)
+	return out, err
+}
+
 // Replay is POST /v1/dead-letters/{id}/replay. key, when set, names the
 // request (Idempotency-Key): the same key replays once.
 func (c *Client) Replay(ctx context.Context, id, key string) (ReplayResult, error) {

@@ -25,6 +25,13 @@ const (
 	StatusReplayed = "replayed"
 )
 
+// DefaultLimit and MaxLimit bound a page of a list: DefaultLimit when the
+// request gives no limit.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
 // Statuses lists every delivery status.
 var Statuses = []string{StatusPending, StatusDelivered, StatusRetrying, StatusDeadLettered, StatusReplayed}
 
@@ -134,6 +141,12 @@ type Rejection struct {
 	RemoteAddr string    `json:"remote_addr"`
 	StatusCode int       `json:"status_code"`
 	EventID    string    `json:"event_id,omitempty"`
+	// APIKey names (never shows) the publish-API key the request
+	// authenticated with; Source is then "_api".
+	APIKey    string `json:"api_key,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+	// BodySize is the request body's length in bytes, as ingress read it.
+	BodySize int64 `json:"body_size"`
 }
 
 // CircuitChange is a destination breaker's state change.
@@ -250,6 +263,12 @@ type BulkReplayResult struct {
 	Failed   int            `json:"failed"`
 	DryRun   bool           `json:"dry_run"`
 	Results  []ReplayResult `json:"results"`
+	// Incomplete is true when the request ran out of time (the answer must
+	// fit the server's write timeout) before it got through everything
+	// matched; Remaining were not tried. The same request again goes on
+	// where this one stopped: what was replayed no longer matches.
+	Incomplete bool `json:"incomplete,omitempty"`
+	Remaining  int  `json:"remaining,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -1,5 +1,6 @@
 // Command auditor runs Switchyard's auditor service on its own, against a shared
-// NATS server (nats.url) and, for the auditor, Postgres.
+// NATS server (nats.url) and Postgres (database_url; -embedded-store for an
+// SQLite file instead).
 package main
 
 import (

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
@@ -41,6 +42,11 @@ type Config struct {
 	// DuplicateWindow is EVENTS' Nats-Msg-Id window: a replay asked for
 	// twice within it is sent once. Default 2m.
 	DuplicateWindow time.Duration
+	// BulkReplayBudget bounds the time one bulk replay request spends
+	// replaying, so that its answer goes out within the HTTP server's write
+	// timeout (30s); what is left is answered as incomplete, for the client
+	// to ask again. Default 20s.
+	BulkReplayBudget time.Duration
 	// Logger is required.
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -55,6 +61,9 @@ func New(cfg Config) *echo.Echo {
 	if cfg.DuplicateWindow == 0 {
 		cfg.DuplicateWindow = config.DefaultDuplicateWindow.D()
 	}
+	if cfg.BulkReplayBudget == 0 {
+		cfg.BulkReplayBudget = DefaultBulkReplayBudget
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -63,10 +72,17 @@ func New(cfg Config) *echo.Echo {
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 	h := &handlers{cfg: cfg, store: cfg.Store, replay: &replayer{cfg: cfg}}
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	v1 := e.Group("/v1", bearer(cfg.AdminToken))
+	v1 := e.Group("/v1", bearer(cfg.AdminToken), middleware.BodyLimit(MaxBodySize))
 	h.routes(v1)
 	return e
 }
+
+// MaxBodySize bounds a request body (a replay or silence request is a small
+// JSON object); a larger one is answered 413 without being read.
+const MaxBodySize = "256K"
+
+// DefaultBulkReplayBudget is Config.BulkReplayBudget's default.
+const DefaultBulkReplayBudget = 20 * time.Second
 
 // routes is the one place where /v1 endpoints are registered: add new ones
 // here (each in its own file, as a method of handlers).
@@ -115,15 +131,36 @@ func bearer(token string) echo.MiddlewareFunc {
 type apiErr struct {
 	status int
 	body   auditapi.Error
+	// cause is a sentinel the error also is, if any.
+	cause error
 }
 
 func (e *apiErr) Error() string { return e.body.Message }
+
+func (e *apiErr) Unwrap() error { return e.cause }
 
 func apiError(status int, code, msg string) error {
 	return &apiErr{status: status, body: auditapi.Error{Code: code, Message: msg}}
 }
 
 func badRequest(msg string) error { return apiError(http.StatusBadRequest, "bad_request", msg) }
+
+// bindJSON decodes the request body into v: 413 when it is over
+// MaxBodySize (a body without Content-Length is cut off while read), 400
+// when it is not the JSON object expected.
+func bindJSON(c echo.Context, v any) error {
+	err := c.Bind(v)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, echo.ErrStatusRequestEntityTooLarge):
+		return errBodyTooLarge
+	}
+	return badRequest("the body must be a JSON object: " + err.Error())
+}
+
+// errBodyTooLarge answers a body over MaxBodySize.
+var errBodyTooLarge = apiError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is over "+MaxBodySize+"B")
 
 // errorHandler answers every error as JSON: ours with their status, store
 // errors translated, the rest as 500 with the detail only in the log.
@@ -136,18 +173,24 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		var he *echo.HTTPError
 		switch {
 		case errors.As(err, &ae):
+		case errors.Is(err, echo.ErrStatusRequestEntityTooLarge):
+			errors.As(errBodyTooLarge, &ae)
 		case errors.Is(err, store.ErrBadCursor):
-			ae = &apiErr{http.StatusBadRequest, auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
+			ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
 		case errors.Is(err, store.ErrNotFound):
-			ae = &apiErr{http.StatusNotFound, auditapi.Error{Code: "not_found", Message: err.Error()}}
+			ae = &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: "not_found", Message: err.Error()}}
+		case errors.Is(err, store.ErrNotReady):
+			c.Response().Header().Set("Retry-After", "5")
+			ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: "store_not_ready",
+				Message: "the auditor has not opened its audit store yet and keeps trying; records wait in NATS meanwhile: " + err.Error()}}
 		case errors.Is(err, store.ErrUnavailable):
 			log.WarnContext(c.Request().Context(), "audit API: store unavailable", slog.String("path", c.Path()), slog.Any("error", err))
-			ae = &apiErr{http.StatusServiceUnavailable, auditapi.Error{Code: "unavailable", Message: "the audit store is unavailable; try again shortly"}}
+			ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: "unavailable", Message: "the audit store is unavailable; try again shortly"}}
 		case errors.As(err, &he):
-			ae = &apiErr{he.Code, auditapi.Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), Message: http.StatusText(he.Code)}}
+			ae = &apiErr{status: he.Code, body: auditapi.Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), Message: http.StatusText(he.Code)}}
 		default:
 			log.ErrorContext(c.Request().Context(), "audit API failed", slog.String("path", c.Path()), slog.Any("error", err))
-			ae = &apiErr{http.StatusInternalServerError, auditapi.Error{Code: "internal", Message: "internal error; see the auditor's log"}}
+			ae = &apiErr{status: http.StatusInternalServerError, body: auditapi.Error{Code: "internal", Message: "internal error; see the auditor's log"}}
 		}
 		_ = c.JSON(ae.status, ae.body)
 	}

@@ -284,6 +284,7 @@ func TestListRejections(t *testing.T) {
 		for k, want := range map[string]any{
 			"id": "r3", "source": "shop", "reason": "bad_signature", "detail": "signature does not match",
 			"remote_addr": "203.0.113.7", "status_code": 401.0, "event_id": "msg_r3",
+			"user_agent": "partner/1.0", "body_size": 20.0,
 		} {
 			if first[k] != want {
 				t.Errorf("rejections[0].%s = %#v, want %#v", k, first[k], want)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/switchyard/switchyard/pkg/destinations"
+
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/errgroup"
 
@@ -15,9 +17,8 @@ import (
 )
 
 // dispatcherConsumer is the dispatcher's durable consumer of a destination
-// on EVENTS (dispatcher.ConsumerName; the end-to-end tests check the two
-// agree).
-func dispatcherConsumer(destination string) string { return "dispatcher-" + destination }
+// on EVENTS.
+func dispatcherConsumer(destination string) string { return destinations.ConsumerName(destination) }
 
 // listDestinations is GET /v1/destinations: per destination, the backlog
 // of its consumer (from JetStream), its success rate and p95 latency over

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,9 +118,11 @@ func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, request
 }
 
 // source finds the payload, headers and original subject of a dead letter
-// (and the event's recorded replays): from the events table, or, when
-// retention dropped the body there, from the DEAD_LETTERS stream, which
-// carries the payload.
+// (and the event's recorded replays): from the events table; when retention
+// dropped the body there, from the DEAD_LETTERS stream, which carries the
+// payload; and when the dead letter carries none because it was too large
+// (payload_omitted), or DEAD_LETTERS no longer holds it, from EVENTS by
+// stream sequence while EVENTS keeps the message.
 func (r *replayer) source(ctx context.Context, dl store.DeadLetter) ([]byte, map[string]string, string, []store.Replay, error) {
 	d, err := r.cfg.Store.GetEvent(ctx, dl.EventID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -135,11 +138,47 @@ func (r *replayer) source(ctx context.Context, dl store.DeadLetter) ([]byte, map
 		}
 		return d.Event.Payload, h, d.Event.Subject, d.Replays, nil
 	}
+	if strings.HasPrefix(dl.EventID, store.UnknownEventPrefix) {
+		return nil, nil, "", nil, apiError(http.StatusGone, "payload_gone", fmt.Sprintf(
+			"dead letter %q has no payload: its event was no longer in EVENTS when it was dead-lettered, so neither its id nor its body is known", dl.ID))
+	}
 	full, err := r.fromStream(ctx, dl)
+	switch {
+	case err == nil && !full.PayloadOmitted:
+		return full.Payload, full.Headers, originalSubject(dl), d.Replays, nil
+	case err != nil && !errors.Is(err, ErrPayloadGone):
+		return nil, nil, "", nil, err
+	}
+	raw, err := r.fromEvents(ctx, dl)
 	if err != nil {
 		return nil, nil, "", nil, err
 	}
-	return full.Payload, full.Headers, originalSubject(dl), d.Replays, nil
+	h := map[string]string{}
+	for k := range raw.Header {
+		h[k] = raw.Header.Get(k)
+	}
+	return raw.Data, h, originalSubject(dl), d.Replays, nil
+}
+
+// fromEvents reads the message the dead letter was made from out of EVENTS
+// by its stream sequence, checking that it is the same event.
+func (r *replayer) fromEvents(ctx context.Context, dl store.DeadLetter) (*jetstream.RawStreamMsg, error) {
+	stream, err := r.cfg.JS.Stream(ctx, natsx.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", natsx.StreamEvents, err)
+	}
+	raw, err := stream.GetMsg(ctx, dl.StreamSeq)
+	if natsx.IsNotFound(err) {
+		return nil, r.gone(dl)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s #%d: %w", natsx.StreamEvents, dl.StreamSeq, err)
+	}
+	if id := events.FromMsg(raw.Subject, raw.Header, raw.Data).ID; id != dl.EventID {
+		// The stream was recreated and the sequence reused.
+		return nil, r.gone(dl)
+	}
+	return raw, nil
 }
 
 // originalSubject is the subject the event was first stored on: a replay's
@@ -194,8 +233,9 @@ func (r *replayer) fromStream(ctx context.Context, dl store.DeadLetter) (*switch
 }
 
 func (r *replayer) gone(dl store.DeadLetter) error {
-	return apiError(http.StatusGone, "payload_gone", fmt.Sprintf("%v: retention dropped the body of event %q and DEAD_LETTERS no longer holds dead letter %q",
-		ErrPayloadGone, dl.EventID, dl.ID))
+	return &apiErr{status: http.StatusGone, body: auditapi.Error{Code: "payload_gone", Message: fmt.Sprintf(
+		"%v: retention dropped the body of event %q, and neither DEAD_LETTERS (dead letter %q) nor EVENTS (#%d) holds it any more",
+		ErrPayloadGone, dl.EventID, dl.ID, dl.StreamSeq)}, cause: ErrPayloadGone}
 }
 
 func requestedBy(c echo.Context) string {
@@ -203,6 +243,23 @@ func requestedBy(c echo.Context) string {
 		return v
 	}
 	return "api"
+}
+
+// configured reports whether destination is configured here: a replay goes
+// to replay.<destination>.>, which only a configured destination's
+// consumer reads.
+func (h *handlers) configured(destination string) bool {
+	return slices.Contains(h.cfg.Destinations, destination)
+}
+
+func (h *handlers) notConfigured(status int, what, destination string) error {
+	names := "none"
+	if len(h.cfg.Destinations) > 0 {
+		names = strings.Join(h.cfg.Destinations, ", ")
+	}
+	return apiError(status, "destination_not_configured", fmt.Sprintf(
+		"%s destination %q, which is not configured (configured: %s): no dispatcher would deliver the replay. "+
+			"Configure the destination again to replay to it.", what, destination, names))
 }
 
 // replayOne is POST /v1/dead-letters/{id}/replay.
@@ -215,6 +272,9 @@ func (h *handlers) replayOne(c echo.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if !h.configured(dl.Destination) {
+		return h.notConfigured(http.StatusConflict, "dead letter "+strconv.Quote(dl.ID)+" belongs to", dl.Destination)
 	}
 	res, err := h.replay.Replay(ctx, dl, strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey)), requestedBy(c))
 	if err != nil {
@@ -236,11 +296,14 @@ const MaxBulkReplay = 1000
 // sending the same request twice does not replay anything twice.
 func (h *handlers) replayBulk(c echo.Context) error {
 	var req auditapi.BulkReplayRequest
-	if err := c.Bind(&req); err != nil {
-		return badRequest("the body must be a JSON object: " + err.Error())
+	if err := bindJSON(c, &req); err != nil {
+		return err
 	}
 	if req.Destination == "" {
 		return badRequest("destination is required: a bulk replay goes to one destination")
+	}
+	if !h.configured(req.Destination) {
+		return h.notConfigured(http.StatusUnprocessableEntity, "the bulk replay names", req.Destination)
 	}
 	if req.Limit == 0 {
 		req.Limit = 100
@@ -272,7 +335,15 @@ func (h *handlers) replayBulk(c echo.Context) error {
 	out := auditapi.BulkReplayResult{Matched: len(matched), DryRun: req.DryRun, Results: []auditapi.ReplayResult{}}
 	by := requestedBy(c)
 	key := strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey))
-	for _, d := range matched {
+	deadline := time.Now().Add(h.cfg.BulkReplayBudget)
+	for i, d := range matched {
+		if i > 0 && !req.DryRun && time.Now().After(deadline) {
+			// The answer must go out before the server's write timeout:
+			// the rest are left for the next request, which will match
+			// them again (what was replayed here no longer matches).
+			out.Incomplete, out.Remaining = true, len(matched)-i
+			break
+		}
 		res := auditapi.ReplayResult{DeadLetterID: d.DeadLetterID, EventID: d.EventID, Destination: d.Destination}
 		dl, err := h.store.GetDeadLetter(ctx, d.DeadLetterID)
 		if err == nil && !req.DryRun {

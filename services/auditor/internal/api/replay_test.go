@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/events"
@@ -33,15 +34,19 @@ type replayEnv struct {
 	now atomic.Int64
 }
 
-func newReplayEnv(t *testing.T, st store.Store) *replayEnv {
+func newReplayEnv(t *testing.T, st store.Store, adjust ...func(*Config)) *replayEnv {
 	t.Helper()
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	e := &replayEnv{js: js, st: st}
 	e.now.Store(time.Now().UnixNano())
 	clock := func() time.Time { return time.Unix(0, e.now.Load()) }
-	e.h = New(Config{Store: st, JS: js, Audit: auditlog.NewEmitter(js, "auditor").WithClock(clock), Now: clock, Logger: natstest.Logger(t),
-		Destinations: []string{"erp", "crm"}})
+	cfg := Config{Store: st, JS: js, Audit: auditlog.NewEmitter(js, "auditor").WithClock(clock), Now: clock, Logger: natstest.Logger(t),
+		Destinations: []string{"erp", "crm"}}
+	for _, a := range adjust {
+		a(&cfg)
+	}
+	e.h = New(cfg)
 	return e
 }
 
@@ -176,36 +181,74 @@ func TestReplayDeadLetter(t *testing.T) {
 }
 
 // After retention dropped the event's body, the payload comes from the
-// DEAD_LETTERS stream; when that is gone too, the answer says so.
-func TestReplayPayloadFromDeadLetterStream(t *testing.T) {
+// DEAD_LETTERS stream; when the dead letter there carries none (it was too
+// large: payload_omitted) or is gone, from EVENTS while it holds the event;
+// when nothing holds it, the answer says so.
+func TestReplayPayloadAfterRetention(t *testing.T) {
 	t.Parallel()
 	st := backends["sqlite"](t)
 	e := newReplayEnv(t, st)
-	dlID := e.deadLetter(t, "ev-old", []byte(`{"kept":"in the table"}`))
+	fromDLQ := e.deadLetter(t, "ev-old", []byte(`{"kept":"in the table"}`))
+	fromEvents := e.deadLetter(t, "ev-events", []byte(`{"kept":"in EVENTS"}`))
+	omitted := e.deadLetter(t, "ev-big", []byte(`{"big":"kept in EVENTS only"}`))
 	gone := e.deadLetter(t, "ev-gone", []byte(`{}`))
 	now := time.Unix(0, e.now.Load())
-	if n, err := st.DropPayloads(testCtx(t), now.Add(time.Hour), now, 100); err != nil || n != 2 {
+	if n, err := st.DropPayloads(testCtx(t), now.Add(time.Hour), now, 100); err != nil || n != 4 {
 		t.Fatalf("DropPayloads = %d, %v", n, err)
 	}
-	// The dispatcher's copy, with the payload and the original headers.
-	full := &switchyardv1.DeadLetter{Id: dlID, EventId: "ev-old", Destination: "erp", Subject: "events.order.created",
-		Payload: []byte(`{"kept":"in the stream"}`), Headers: map[string]string{"Content-Type": "application/json", "X-Trace": "from-dlq"}}
-	data, _ := proto.Marshal(full)
-	m := nats.NewMsg("dlq.erp")
-	m.Header.Set(nats.MsgIdHdr, dlID)
-	m.Data = data
-	if _, err := e.js.PublishMsg(testCtx(t), m); err != nil {
+	// The dispatcher's copies: with the payload and the original headers,
+	// and one whose payload was too large to carry.
+	natstest.PublishDeadLetter(t, e.js, &switchyardv1.DeadLetter{Id: fromDLQ, EventId: "ev-old", Destination: "erp", Subject: "events.order.created",
+		Payload: []byte(`{"kept":"in the stream"}`), Headers: map[string]string{"Content-Type": "application/json", "X-Trace": "from-dlq"}})
+	bigDL, err := st.GetDeadLetter(testCtx(t), omitted)
+	if err != nil {
 		t.Fatal(err)
 	}
-	res := e.replay(t, dlID, "", http.StatusAccepted)
-	msgs := replays(t, e.js)
-	if len(msgs) != 1 || string(msgs[0].Data) != `{"kept":"in the stream"}` || msgs[0].Header.Get("X-Trace") != "from-dlq" ||
-		msgs[0].Subject != res.Subject || msgs[0].Header.Get(events.HeaderEventID) != "ev-old" {
-		t.Errorf("replay from the stream = %+v", msgs)
+	natstest.PublishDeadLetter(t, e.js, &switchyardv1.DeadLetter{Id: omitted, EventId: "ev-big", Destination: "erp", Subject: "events.order.created",
+		StreamSeq: bigDL.StreamSeq, PayloadOmitted: true})
+	// EVENTS lost ev-gone.
+	goneDL, err := st.GetDeadLetter(testCtx(t), gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := e.js.Stream(testCtx(t), natsx.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.DeleteMsg(testCtx(t), goneDL.StreamSeq); err != nil {
+		t.Fatal(err)
+	}
+
+	for dlID, want := range map[string]struct{ data, eventID, trace string }{
+		fromDLQ:    {`{"kept":"in the stream"}`, "ev-old", "from-dlq"},
+		fromEvents: {`{"kept":"in EVENTS"}`, "ev-events", ""},
+		omitted:    {`{"big":"kept in EVENTS only"}`, "ev-big", ""},
+	} {
+		res := e.replay(t, dlID, "", http.StatusAccepted)
+		var got *jetstream.RawStreamMsg
+		for _, m := range replays(t, e.js) {
+			if m.Header.Get(nats.MsgIdHdr) == res.MsgID {
+				got = m
+			}
+		}
+		if got == nil || string(got.Data) != want.data || got.Header.Get(events.HeaderEventID) != want.eventID ||
+			got.Header.Get("X-Trace") != want.trace || got.Subject != res.Subject {
+			t.Errorf("replay of %s = %+v, want %q for %s", dlID, got, want.data, want.eventID)
+		}
 	}
 	code, body := e.post(t, "/v1/dead-letters/"+gone+"/replay", "", nil)
 	if code != http.StatusGone || !strings.Contains(string(body), "payload_gone") {
 		t.Errorf("replay without a payload anywhere: %d %s, want 410", code, body)
+	}
+	// A reconciled dead letter of an event EVENTS no longer had: no payload
+	// is known at all.
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{storetest.RoundDeadLetter("", "erp", 99, now, "")}})
+	code, body = e.post(t, "/v1/dead-letters/EVENTS:99:erp/replay", "", nil)
+	if code != http.StatusGone || !strings.Contains(string(body), "no longer in EVENTS") {
+		t.Errorf("replay of an unknown event's dead letter: %d %s, want 410", code, body)
+	}
+	if n := len(replays(t, e.js)); n != 3 {
+		t.Errorf("%d replays published, want 3", n)
 	}
 }
 
@@ -257,6 +300,89 @@ func TestBulkReplay(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A replay goes to replay.<destination>.>, which only a configured
+// destination's consumer reads: one to a destination no longer configured
+// would be accepted and never delivered, so it is refused, saying why.
+func TestReplayToUnconfiguredDestination(t *testing.T) {
+	t.Parallel()
+	st := backends["sqlite"](t)
+	e := newReplayEnv(t, st)
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{storetest.RoundDeadLetter("ev-l", "legacy", 7, time.Now(), "")}})
+	code, body := e.post(t, "/v1/dead-letters/EVENTS:7:legacy/replay", "", nil)
+	if code != http.StatusConflict || !strings.Contains(string(body), "destination_not_configured") ||
+		!strings.Contains(string(body), `\"legacy\"`) || !strings.Contains(string(body), "erp, crm") {
+		t.Errorf("replay to an unconfigured destination: %d %s, want 409 naming it and the configured ones", code, body)
+	}
+	code, body = e.post(t, "/v1/dead-letters/replay", "", auditapi.BulkReplayRequest{Destination: "legacy"})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "destination_not_configured") {
+		t.Errorf("bulk replay to an unconfigured destination: %d %s, want 422", code, body)
+	}
+	if n := len(replays(t, e.js)); n != 0 {
+		t.Errorf("%d replays published, want none", n)
+	}
+}
+
+// Request bodies are bounded; with or without a Content-Length, a larger
+// one is answered 413.
+func TestRequestBodyLimit(t *testing.T) {
+	t.Parallel()
+	st := backends["sqlite"](t)
+	e := newReplayEnv(t, st)
+	big := auditapi.BulkReplayRequest{Destination: "erp", Q: strings.Repeat("x", 300<<10)}
+	code, body := e.post(t, "/v1/dead-letters/replay", "", big)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "body_too_large") {
+		t.Errorf("large bulk replay body: %d %.200s, want 413", code, body)
+	}
+	b, _ := json.Marshal(big)
+	for _, path := range []string{"/v1/dead-letters/replay", "/v1/silences"} {
+		// No Content-Length: cut off while read.
+		req := httptest.NewRequest(http.MethodPost, path, io.NopCloser(bytes.NewReader(b)))
+		req.ContentLength = -1
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "body_too_large") {
+			t.Errorf("%s, chunked large body: %d %.200s, want 413", path, rec.Code, rec.Body)
+		}
+	}
+	if code, body := e.post(t, "/v1/dead-letters/replay", "", auditapi.BulkReplayRequest{Destination: "erp", DryRun: true}); code != http.StatusOK {
+		t.Errorf("small body: %d %s", code, body)
+	}
+}
+
+// A bulk replay answers within its time budget (the server's write timeout
+// must not cut the answer off): what it did not get to is reported, and the
+// same request again goes on from there, replaying each dead letter once.
+func TestBulkReplayBudget(t *testing.T) {
+	t.Parallel()
+	st := backends["sqlite"](t)
+	e := newReplayEnv(t, st, func(c *Config) { c.BulkReplayBudget = time.Nanosecond })
+	for i := range 3 {
+		e.deadLetter(t, fmt.Sprint("ev-budget-", i), []byte(`{}`))
+	}
+	var rounds []auditapi.BulkReplayResult
+	for len(rounds) < 10 {
+		code, body := e.post(t, "/v1/dead-letters/replay", "", auditapi.BulkReplayRequest{Destination: "erp"})
+		var res auditapi.BulkReplayResult
+		if err := json.Unmarshal(body, &res); err != nil || code != http.StatusOK {
+			t.Fatalf("bulk replay: %d %s", code, body)
+		}
+		rounds = append(rounds, res)
+		if !res.Incomplete {
+			break
+		}
+		if res.Replayed != 1 || res.Remaining != res.Matched-1 {
+			t.Errorf("incomplete round = %+v, want one replayed (at least one per request) and the rest remaining", res)
+		}
+	}
+	if len(rounds) != 3 || rounds[0].Matched != 3 || rounds[0].Remaining != 2 {
+		t.Errorf("rounds = %+v, want 3 requests of one replay each", rounds)
+	}
+	if n := len(replays(t, e.js)); n != 3 {
+		t.Errorf("%d replays published, want 3 (each dead letter once)", n)
+	}
 }
 
 func TestDestinations(t *testing.T) {

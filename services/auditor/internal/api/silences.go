@@ -133,6 +133,9 @@ func (h *silenceHandlers) get(c echo.Context) error {
 func (h *silenceHandlers) create(c echo.Context) error {
 	var in NewSilence
 	if err := c.Bind(&in); err != nil {
+		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
+			return errBodyTooLarge
+		}
 		return c.JSON(http.StatusBadRequest, map[string]string{"error": "invalid_silence", "message": "the body must be a JSON object: " + err.Error()})
 	}
 	spec := silences.Spec{CreatedBy: in.CreatedBy, Comment: in.Comment}

@@ -77,9 +77,15 @@ func (d dialect) textArg(q string) string {
 	if d.pg {
 		return q
 	}
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(q)
+	return likeEscape(q)
 }
+
+// likeEscaper escapes LIKE's wildcards and the escape character itself
+// (every LIKE here says ESCAPE '\').
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// likeEscape makes s match itself literally in a LIKE pattern.
+func likeEscape(s string) string { return likeEscaper.Replace(s) }
 
 // rows is what both drivers' result sets offer.
 type rows interface {

@@ -21,13 +21,22 @@ type Postgres struct {
 	pool *pgxpool.Pool
 }
 
+// CheckPostgresURL reports whether url is a connection string pgx can use,
+// with an error that does not repeat it (it may hold a password).
+func CheckPostgresURL(url string) error {
+	if _, err := pgxpool.ParseConfig(url); err != nil {
+		return errors.New("parse database_url: not a valid Postgres connection string")
+	}
+	return nil
+}
+
 // OpenPostgres connects to url. The connection is checked at once so that a
 // wrong URL fails at start, with an error that does not repeat the password.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx errors can quote the URL; do not pass it on.
-		return nil, errors.New("parse database_url: not a valid Postgres connection string")
+		return nil, CheckPostgresURL(url)
 	}
 	cfg.MaxConns = max(cfg.MaxConns, 8)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -51,7 +60,10 @@ func (p *Postgres) Close() error { p.pool.Close(); return nil }
 const migrationLockKey = 0x5357_4954_4348 // "SWITCH"
 
 // Migrate implements Store.
-func (p *Postgres) Migrate(ctx context.Context) error {
+func (p *Postgres) Migrate(ctx context.Context) error { return p.migrateTo(ctx, -1) }
+
+// migrateTo applies the migrations up to version upTo (all when negative).
+func (p *Postgres) migrateTo(ctx context.Context, upTo int) error {
 	ms, err := migrations("postgres")
 	if err != nil {
 		return err
@@ -79,6 +91,9 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: the database is at schema version %d but this auditor knows only %d: run a newer auditor", current, len(ms))
 	}
 	for _, m := range ms[current:] {
+		if upTo >= 0 && m.Version > upTo {
+			break
+		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
@@ -198,16 +213,17 @@ func pgWriteBatch(r tableRows) *pgx.Batch {
 			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], seqs, ats)
 	}
 	if n := len(r.rejections); n > 0 {
-		txt := strCols(6, n)
+		txt := strCols(8, n)
 		codes := make([]int32, n)
+		sizes := make([]int64, n)
 		ats := make([]time.Time, n)
 		for i, j := range r.rejections {
-			setRow(txt, i, j.ID, j.Source, j.Reason, j.Detail, j.RemoteAddr, j.EventID)
-			codes[i], ats[i] = int32(j.StatusCode), j.At
+			setRow(txt, i, j.ID, j.Source, j.Reason, j.Detail, j.RemoteAddr, j.EventID, j.APIKey, j.UserAgent)
+			codes[i], sizes[i], ats[i] = int32(j.StatusCode), j.BodySize, j.At
 		}
-		batch.Queue(`INSERT INTO rejections (id, source, reason, detail, remote_addr, event_id, status_code, at)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::timestamptz[])
-			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], codes, ats)
+		batch.Queue(`INSERT INTO rejections (id, source, reason, detail, remote_addr, event_id, api_key, user_agent, status_code, body_size, at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::bigint[], $11::timestamptz[])
+			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], txt[7], codes, sizes, ats)
 	}
 	if n := len(r.circuits); n > 0 {
 		txt := strCols(6, n)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
@@ -59,11 +60,11 @@ func scanReplay(r rows) (Replay, error) {
 	return x, err
 }
 
-const rejectionCols = "id, at, source, reason, detail, remote_addr, status_code, event_id"
+const rejectionCols = "id, at, source, reason, detail, remote_addr, status_code, event_id, api_key, user_agent, body_size"
 
 func scanRejection(r rows) (Rejection, error) {
 	var j Rejection
-	err := r.Scan(&j.ID, &ts{&j.At}, &j.Source, &j.Reason, &j.Detail, &j.RemoteAddr, &j.StatusCode, &j.EventID)
+	err := r.Scan(&j.ID, &ts{&j.At}, &j.Source, &j.Reason, &j.Detail, &j.RemoteAddr, &j.StatusCode, &j.EventID, &j.APIKey, &j.UserAgent, &j.BodySize)
 	return j, err
 }
 
@@ -113,9 +114,12 @@ func (r *reader) ListEvents(ctx context.Context, f EventFilter, p Page) ([]Event
 	b.eq("source", f.Source)
 	b.eq("type", f.Type)
 	if prefix, ok := strings.CutSuffix(f.Subject, ".>"); ok {
-		// Subjects are tokens of [a-zA-Z0-9_-], so LIKE's wildcards cannot
-		// occur in a valid prefix; escape them anyway.
-		b.and("subject LIKE %s ESCAPE '\\'", r.d.textArg(prefix)+".%")
+		// '_' is common in subjects (webhooks.shop.order_created) and
+		// NATS allows '%' too: both are LIKE wildcards, so they are
+		// escaped. SQLite's LIKE ignores ASCII case, Postgres' does not:
+		// the substr comparison makes the match exact in both.
+		b.and("subject LIKE %s ESCAPE '\\' AND substr(subject, 1, %s) = %s",
+			likeEscape(prefix)+".%", utf8.RuneCountInString(prefix)+1, prefix+".")
 	} else {
 		b.eq("subject", f.Subject)
 	}

@@ -79,12 +79,15 @@ func split(b Batch) (tableRows, error) {
 				RemoteAddr: safeText(w.RemoteAddr),
 				StatusCode: int(w.StatusCode),
 				EventID:    safeText(w.EventId),
+				APIKey:     safeText(w.ApiKey),
+				UserAgent:  safeText(w.UserAgent),
+				BodySize:   w.BodySize,
 			})
 		case *switchyardv1.AuditRecord_DeadLettered:
 			dl := d.DeadLettered
 			r.deadLetters = append(r.deadLetters, DeadLetter{
 				ID:              safeText(dl.Id),
-				EventID:         safeText(dl.EventId),
+				EventID:         safeText(deadLetterEventID(dl)),
 				Destination:     safeText(dl.Destination),
 				Subject:         safeText(dl.Subject),
 				Reason:          enumName(dl.Reason.String(), "DEAD_LETTER_REASON_"),
@@ -146,13 +149,46 @@ func safeHeaders(in map[string]string) map[string]string {
 	return h
 }
 
+// UnknownEventPrefix starts the event id of a dead letter whose event is
+// not known: the dispatcher's advisory reconciler found the event gone from
+// EVENTS (aged out) and could not read its id. Such a dead letter is stored
+// and listed, but it has no delivery row (there is no event to key it by).
+const UnknownEventPrefix = "unknown:"
+
+// UnknownEventID is the placeholder event id of a dead letter of stream
+// message seq whose event is not known; older dispatchers sent an empty id,
+// which the store turns into this one, so that both forms are the same row.
+func UnknownEventID(stream string, seq uint64) string {
+	if stream == "" {
+		stream = "EVENTS"
+	}
+	return fmt.Sprintf("%s%s:%d", UnknownEventPrefix, stream, seq)
+}
+
+// knownEvent reports whether id names a real event (one a delivery row can
+// be keyed by).
+func knownEvent(id string) bool { return id != "" && !strings.HasPrefix(id, UnknownEventPrefix) }
+
+func deadLetterEventID(dl *switchyardv1.DeadLetter) string {
+	if dl.EventId != "" {
+		return dl.EventId
+	}
+	return UnknownEventID(dl.Stream, dl.StreamSeq)
+}
+
 // Mark kinds: where a happening sits in its round of a delivery. A round is
-// one stream message: the original event, or one replay of it.
+// one stream message: the original event, or one replay of it. A delivered
+// attempt outranks everything else in its round, the dead letter included:
+// a round can end dead-lettered after a delivery that succeeded (the ack
+// was lost and a later attempt failed, or the reconciler dead-lettered an
+// attempt whose outcome it could not know), and the partner has the event
+// then, so the row must say delivered (a replay would deliver it twice).
 const (
 	markRouted     = -1
 	markReplay     = 0
 	markAttempt    = 1
 	markDeadLetter = 2
+	markDelivered  = 3
 )
 
 // mark orders the happenings of one delivery: by round (the EVENTS stream
@@ -226,24 +262,30 @@ func deliveryChanges(r tableRows) []deliveryChange {
 		}
 	}
 	for _, a := range r.attempts {
+		if !knownEvent(a.EventID) {
+			continue
+		}
 		c := get(a.EventID, a.Destination)
-		status := auditapi.StatusRetrying
+		status, kind := auditapi.StatusRetrying, markAttempt
 		switch {
 		case a.Outcome == OutcomeName(switchyardv1.Outcome_OUTCOME_DELIVERED):
-			status = auditapi.StatusDelivered
+			status, kind = auditapi.StatusDelivered, markDelivered
 			done := a.StartedAt.Add(a.Duration)
 			c.DeliveredAt = earliest(c.DeliveredAt, &done)
 		case a.Final:
 			// Its dead letter is on the way (or its record is).
 			status = auditapi.StatusDeadLettered
 		}
-		happened(c, mark{a.StreamSeq, markAttempt, a.Attempt}, status, a.StartedAt.Add(a.Duration), a.ReplayOf)
+		happened(c, mark{a.StreamSeq, kind, a.Attempt}, status, a.StartedAt.Add(a.Duration), a.ReplayOf)
 		info(c, a.StreamSeq, a.Attempt, a.StatusCode, a.Error)
 		started := a.StartedAt
 		c.FirstAttemptAt = earliest(c.FirstAttemptAt, &started)
 		c.LastAttemptAt = latest(c.LastAttemptAt, &started)
 	}
 	for _, d := range r.deadLetters {
+		if !knownEvent(d.EventID) {
+			continue
+		}
 		c := get(d.EventID, d.Destination)
 		happened(c, mark{d.StreamSeq, markDeadLetter, 0}, auditapi.StatusDeadLettered, d.DeadLetteredAt, d.ReplayOf)
 		info(c, d.StreamSeq, 0, d.LastStatusCode, d.LastError)
@@ -252,6 +294,9 @@ func deliveryChanges(r tableRows) []deliveryChange {
 		}
 	}
 	for _, p := range r.replays {
+		if !knownEvent(p.EventID) {
+			continue
+		}
 		c := get(p.EventID, p.Destination)
 		happened(c, mark{p.StreamSeq, markReplay, 0}, auditapi.StatusReplayed, p.At, p.DeadLetterID)
 	}

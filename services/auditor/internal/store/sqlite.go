@@ -28,13 +28,13 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+		return nil, fmt.Errorf("open SQLite database %s: %w", path, err)
 	}
 	// One writer at a time is SQLite's model; readers use WAL snapshots.
 	db.SetMaxOpenConns(4)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+		return nil, fmt.Errorf("open SQLite database %s: %w", path, err)
 	}
 	return &SQLite{db: db, reader: &reader{d: sqliteDialect, db: sqlQuerier{db}, wrap: func(err error) error { return err }}}, nil
 }
@@ -43,7 +43,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 func (s *SQLite) Close() error { return s.db.Close() }
 
 // Migrate implements Store.
-func (s *SQLite) Migrate(ctx context.Context) error {
+func (s *SQLite) Migrate(ctx context.Context) error { return s.migrateTo(ctx, -1) }
+
+// migrateTo applies the migrations up to version upTo (all when negative).
+func (s *SQLite) migrateTo(ctx context.Context, upTo int) error {
 	ms, err := migrations("sqlite")
 	if err != nil {
 		return err
@@ -65,6 +68,9 @@ func (s *SQLite) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: the database is at schema version %d but this auditor knows only %d: run a newer auditor", current, len(ms))
 	}
 	for _, m := range ms[current:] {
+		if upTo >= 0 && m.Version > upTo {
+			break
+		}
 		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 			return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
 		}
@@ -125,10 +131,10 @@ func (s *SQLite) Write(ctx context.Context, b Batch) error {
 				a := r.attempts[i]
 				return []any{a.ID, a.EventID, a.Destination, a.Attempt, a.StartedAt.UnixNano(), a.Duration.Microseconds(), a.StatusCode, a.Outcome, a.Error, a.ResponseSnippet, a.Final, a.ReplayOf, int64(a.StreamSeq)}
 			}),
-			exec(`INSERT INTO rejections (id, at, source, reason, detail, remote_addr, status_code, event_id)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING`, len(r.rejections), func(i int) []any {
+			exec(`INSERT INTO rejections (id, at, source, reason, detail, remote_addr, status_code, event_id, api_key, user_agent, body_size)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING`, len(r.rejections), func(i int) []any {
 				j := r.rejections[i]
-				return []any{j.ID, j.At.UnixNano(), j.Source, j.Reason, j.Detail, j.RemoteAddr, j.StatusCode, j.EventID}
+				return []any{j.ID, j.At.UnixNano(), j.Source, j.Reason, j.Detail, j.RemoteAddr, j.StatusCode, j.EventID, j.APIKey, j.UserAgent, j.BodySize}
 			}),
 			exec(`INSERT INTO dead_letters (id, event_id, destination, subject, reason, attempts, last_status_code, last_error, response_snippet, dead_lettered_at, stream_seq, replay_of)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING`, len(r.deadLetters), func(i int) []any {

@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -25,6 +26,40 @@ var ErrNotFound = errors.New("not found")
 // or refused the write for a reason an operator can fix (down, overloaded,
 // locked, missing privileges or schema); the writer retries them.
 var ErrUnavailable = errors.New("audit store unavailable")
+
+// ErrNotReady is returned while the store is not open yet (the auditor
+// keeps trying to connect and migrate in the background). Errors wrapping it
+// wrap ErrUnavailable too (see NotReady).
+var ErrNotReady = errors.New("the audit store is not open yet")
+
+// NotReady is the error of a store still being opened since since, cause
+// being why the last try failed (nil before the first failed).
+func NotReady(since time.Time, cause error) error {
+	return &notReadyError{since: since, cause: cause}
+}
+
+type notReadyError struct {
+	since time.Time
+	cause error
+}
+
+func (e *notReadyError) Error() string {
+	msg := fmt.Sprintf("%v (trying since %s)", ErrNotReady, e.since.UTC().Format(time.RFC3339))
+	if e.cause != nil {
+		msg += ": " + e.cause.Error()
+	}
+	return msg
+}
+
+// Unwrap makes the error ErrNotReady and ErrUnavailable (retry later), and
+// its cause.
+func (e *notReadyError) Unwrap() []error {
+	errs := []error{ErrNotReady, ErrUnavailable}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
+}
 
 // ErrRejected wraps errors that mean the database refused the data itself
 // (a constraint, a value it cannot hold): writing the same rows again cannot
@@ -169,8 +204,8 @@ type Store interface {
 
 // DefaultLimit and MaxLimit bound a page.
 const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
+	DefaultLimit = auditapi.DefaultLimit
+	MaxLimit     = auditapi.MaxLimit
 )
 
 func (p Page) limit() int {

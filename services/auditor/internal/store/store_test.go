@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchyard/switchyard/pkg/pgtest"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
 )
@@ -143,8 +145,8 @@ func TestConcurrentMigrateSameDatabase(t *testing.T) {
 					t.Errorf("Migrate %d: %v", i, err)
 				}
 			}
-			if n := count("SELECT count(*) FROM schema_migrations"); n != 2 {
-				t.Errorf("%d migrations recorded, want 2 (each applied once)", n)
+			if n := count("SELECT count(*) FROM schema_migrations"); n != 3 {
+				t.Errorf("%d migrations recorded, want 3 (each applied once)", n)
 			}
 			if err := a.Write(testCtx(t), storetest.FullBatch("ev-1")); err != nil {
 				t.Errorf("Write after concurrent Migrate: %v", err)
@@ -183,6 +185,60 @@ func TestOtherRecordsStoredOnce(t *testing.T) {
 			} {
 				if n := count("SELECT count(*) FROM audit_records WHERE id = $1 AND kind = $2 AND key = $3", id, kindKey[0], kindKey[1]); n != 1 {
 					t.Errorf("record %s not stored as kind %q key %q", id, kindKey[0], kindKey[1])
+				}
+			}
+		})
+	}
+}
+
+// Migration 0003 rewrites the delivery rows written under 0002's rule, in
+// which a dead letter outranked a delivered attempt of its round.
+func TestMigration0003DeliveredWins(t *testing.T) {
+	t.Parallel()
+	later := map[string]string{
+		"postgres": "updated_at + interval '1 hour'",
+		"sqlite":   "updated_at + 3600000000000",
+	}
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			a, _, count, exec := be.open(t)
+			if err := store.MigrateTo(testCtx(t), a, 2); err != nil {
+				t.Fatal(err)
+			}
+			recs := storetest.DeliveredThenDeadLettered("ev-won", "erp", 500)
+			recs = append(recs,
+				storetest.RoundAttempt("ev-plain", "erp", 501, 1, time.Now(), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, true, ""),
+				storetest.RoundAttempt("ev-dead", "erp", 502, 1, time.Now(), 400, switchyardv1.Outcome_OUTCOME_PERMANENT, true, ""),
+				storetest.RoundDeadLetter("ev-dead", "erp", 502, time.Now(), ""))
+			if err := a.Write(testCtx(t), store.Batch{Records: recs}); err != nil {
+				t.Fatal(err)
+			}
+			// The rows as 0002's merge left them.
+			exec("UPDATE deliveries SET status = 'dead_lettered', mark_kind = 2, mark_n = 0, updated_at = " + later[be.name] + " WHERE event_id = 'ev-won'")
+			exec("UPDATE deliveries SET mark_kind = 1 WHERE event_id = 'ev-plain'")
+			if err := a.Migrate(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			d, err := a.GetEvent(testCtx(t), "ev-won")
+			if err != nil || len(d.Deliveries) != 1 {
+				t.Fatalf("ev-won: %+v, %v", d, err)
+			}
+			won := d.Deliveries[0]
+			deliveredAt := recs[1].GetDeliveryAttempt().GetStartedAt().AsTime().Add(2 * time.Millisecond)
+			if won.Status != auditapi.StatusDelivered || !won.UpdatedAt.Equal(deliveredAt) {
+				t.Errorf("ev-won after 0003: %+v, want delivered, updated at %v", won, deliveredAt)
+			}
+			// A dead letter of ev-plain's round arriving now does not
+			// outrank its delivery: 0003 gave the row the new mark.
+			if err := a.Write(testCtx(t), store.Batch{Records: []*switchyardv1.AuditRecord{
+				storetest.RoundDeadLetter("ev-plain", "erp", 501, time.Now(), ""),
+			}}); err != nil {
+				t.Fatal(err)
+			}
+			for id, want := range map[string]string{"ev-plain": auditapi.StatusDelivered, "ev-dead": auditapi.StatusDeadLettered} {
+				if n := count("SELECT count(*) FROM deliveries WHERE event_id = $1 AND status = $2", id, want); n != 1 {
+					t.Errorf("%s is not %s after 0003", id, want)
 				}
 			}
 		})

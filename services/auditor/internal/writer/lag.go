@@ -14,8 +14,9 @@ import (
 
 // Lag is the writer's backlog at one moment.
 type Lag struct {
-	// PendingRecords and PendingEvents wait in AUDIT and EVENTS (not yet
-	// delivered to the writer, or delivered and not yet acknowledged).
+	// PendingRecords and PendingEvents wait in AUDIT (and DEAD_LETTERS)
+	// and EVENTS (not yet delivered to the writer, or delivered and not yet
+	// acknowledged).
 	PendingRecords uint64
 	PendingEvents  uint64
 	// OldestAge is how long the oldest item being written has waited.
@@ -33,14 +34,8 @@ func (l Lag) Behind(now time.Time, threshold time.Duration) bool {
 // Lag measures the backlog now.
 func (w *Writer) Lag(ctx context.Context) (Lag, error) {
 	var l Lag
-	for _, c := range []struct {
-		stream, name string
-		into         *uint64
-	}{
-		{natsx.StreamAudit, natsx.ConsumerAuditor, &l.PendingRecords},
-		{natsx.StreamEvents, natsx.ConsumerAuditorEvents, &l.PendingEvents},
-	} {
-		cons, err := w.js.Consumer(ctx, c.stream, c.name)
+	for _, s := range streams {
+		cons, err := w.js.Consumer(ctx, s.stream, s.consumer)
 		if err != nil {
 			return l, err
 		}
@@ -48,8 +43,13 @@ func (w *Writer) Lag(ctx context.Context) (Lag, error) {
 		if err != nil {
 			return l, err
 		}
-		*c.into = info.NumPending + uint64(max(info.NumAckPending, 0))
-		w.m.pending.WithLabelValues(c.stream).Set(float64(*c.into))
+		n := info.NumPending + uint64(max(info.NumAckPending, 0))
+		w.m.pending.WithLabelValues(s.stream).Set(float64(n))
+		if s.stream == natsx.StreamEvents {
+			l.PendingEvents += n
+		} else {
+			l.PendingRecords += n
+		}
 	}
 	now := w.cfg.Now()
 	w.mu.Lock()
@@ -58,6 +58,18 @@ func (w *Writer) Lag(ctx context.Context) (Lag, error) {
 		l.OldestAge = max(l.OldestAge, now.Sub(t))
 	}
 	w.mu.Unlock()
+	if w.cfg.StoreState != nil {
+		// A store that cannot be opened fails every write, whether or not
+		// there is anything to write.
+		if since, err := w.cfg.StoreState(); !since.IsZero() {
+			if l.FailingSince.IsZero() || since.Before(l.FailingSince) {
+				l.FailingSince = since
+			}
+			if err != nil {
+				l.LastError = err.Error()
+			}
+		}
+	}
 	if l.FailingSince.IsZero() {
 		l.LastError = ""
 		w.m.failing.Set(0)

@@ -57,6 +57,30 @@ func (s pgSchema) count(t *testing.T, q string, args ...any) int {
 	return n
 }
 
+// lock locks table against writes (reads go on) from another session, as
+// a hung or very slow database does, until the returned func is called.
+func (s pgSchema) lock(t *testing.T, table string) (unlock func()) {
+	t.Helper()
+	locker, err := pgx.Connect(testCtx(t), s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { locker.Close(context.Background()) })
+	tx, err := locker.Begin(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(testCtx(t), "LOCK TABLE "+table+" IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := tx.Rollback(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (s pgSchema) open(t *testing.T, url string) store.Store {
 	t.Helper()
 	st, err := store.OpenPostgres(testCtx(t), url)
@@ -268,7 +292,7 @@ func TestPoisonRecordsAreParked(t *testing.T) {
 				t.Fatalf("parked %d, want %d: %+v", len(parked), len(poison), parked)
 			}
 			for _, p := range parked {
-				rec, err := decodeRecord(p.Data)
+				rec, err := auditlog.Decode(p.Data)
 				if err != nil || rec.GetWebhookRejected().GetSource() != "poison" || p.Stream != natsx.StreamAudit || p.Error == "" {
 					t.Errorf("parked %+v: record %v, %v", p, rec, err)
 				}
@@ -311,8 +335,6 @@ func openWithSQL(t *testing.T, kind, sql string) store.Store {
 	return st
 }
 
-func decodeRecord(b []byte) (*switchyardv1.AuditRecord, error) { return auditlog.Decode(b) }
-
 // A slow database (here: a table locked against writes by another session;
 // reads go on) makes writes hang; they time out and are retried, the lag is
 // reported, and the writer catches up once the lock goes.
@@ -323,18 +345,7 @@ func TestSlowDatabaseAndCatchUp(t *testing.T) {
 	e.traffic(t, "before", 5)
 	e.waitAcked(t)
 
-	locker, err := pgx.Connect(testCtx(t), db.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { locker.Close(context.Background()) })
-	tx, err := locker.Begin(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(testCtx(t), "LOCK TABLE attempts IN EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := db.lock(t, "attempts")
 	e.traffic(t, "locked", 20)
 	waitfor.True(t, "an AuditLag record while writes hang", func() bool {
 		for _, rec := range natstest.AuditRecords(t, e.js, "audit.lag.>") {
@@ -347,9 +358,7 @@ func TestSlowDatabaseAndCatchUp(t *testing.T) {
 	if n := db.count(t, "SELECT count(*) FROM attempts"); n != 10 {
 		t.Errorf("%d attempts written while the table was locked, want the 10 from before", n)
 	}
-	if err := tx.Rollback(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	e.waitAcked(t)
 	for table, want := range map[string]int{"events": 25, "attempts": 50, "rejections": 25} {
 		if n := db.count(t, "SELECT count(*) FROM "+table); n != want {

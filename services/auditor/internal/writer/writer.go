@@ -1,5 +1,6 @@
-// Package writer moves audit records (AUDIT) and stored events (EVENTS) into
-// the audit store in batches, acknowledging them only after the batch is
+// Package writer moves audit records (AUDIT), stored events (EVENTS) and dead
+// letters (DEAD_LETTERS) into the audit store in batches, acknowledging them
+// only after the batch is
 // committed. While the store is down the records wait in JetStream, the
 // writer retries with backoff, and it reports how far behind it is (metrics
 // and AuditLag records for the notifier). A batch the database refuses for
@@ -20,6 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/events"
@@ -35,8 +38,17 @@ type Config struct {
 	// Linger is how long a batch waits for more items once it has one.
 	// Default 20ms.
 	Linger time.Duration
-	// WriteTimeout bounds one write, so that a hung database counts as a
-	// failure and is retried. Default 30s.
+	// MaxBatchBytes bounds the message bytes of one batch (events and dead
+	// letters carry payloads); a single larger message is a batch of its
+	// own. Default 16 MiB.
+	MaxBatchBytes int
+	// ReadBufferBytes bounds what the readers of EVENTS and DEAD_LETTERS
+	// hold in the client besides the batch in hand (PullMaxBytes); it is
+	// raised to twice the server's max_payload if lower, so that the
+	// largest message always fits. Default 64 MiB.
+	ReadBufferBytes int
+	// WriteTimeout bounds one write (and one park), so that a hung database
+	// counts as a failure and is retried. Default 30s.
 	WriteTimeout time.Duration
 	// Route names the destinations an event subject is routed to; each
 	// gets a pending delivery when the event is recorded. Nil: none.
@@ -50,6 +62,11 @@ type Config struct {
 	LagThreshold time.Duration
 	// Audit emits the AuditLag records; nil sends none.
 	Audit *auditlog.Emitter
+	// StoreState, when set, says whether the store can be used at all: the
+	// time since when it could not (zero when it can) and why. While it
+	// cannot, the writer counts as failing even with nothing to write, so
+	// the lag reports (AuditLag with last_error) go out from the start.
+	StoreState func() (failingSince time.Time, err error)
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -66,6 +83,12 @@ func (c Config) WithDefaults() Config {
 	if c.Linger == 0 {
 		c.Linger = 20 * time.Millisecond
 	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 16 << 20
+	}
+	if c.ReadBufferBytes == 0 {
+		c.ReadBufferBytes = 64 << 20
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
 	}
@@ -81,7 +104,7 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Writer runs the two consume-and-write loops and the lag monitor.
+// Writer runs the three consume-and-write loops and the lag monitor.
 type Writer struct {
 	js    jetstream.JetStream
 	store store.Store
@@ -150,10 +173,29 @@ func New(js jetstream.JetStream, st store.Store, cfg Config) (*Writer, error) {
 			Help: "AuditLag records sent.",
 		}),
 	}}
+	// Every stream's series exist from the start, at 0: a rate() or an
+	// alert on them works before the first item.
+	for _, s := range streams {
+		w.m.written.WithLabelValues(s.stream)
+		w.m.parked.WithLabelValues(s.stream)
+		w.m.pending.WithLabelValues(s.stream)
+	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(w.m.written, w.m.errors, w.m.parked, w.m.pending, w.m.oldest, w.m.behind, w.m.failing, w.m.lagEmits)
 	}
 	return w, nil
+}
+
+// streams are what the writer reads: each stream through its durable
+// consumer (declared by the topology); payloads says whether its messages
+// carry event bodies (and so are read bounded by bytes).
+var streams = []struct {
+	stream, consumer string
+	payloads         bool
+}{
+	{natsx.StreamAudit, natsx.ConsumerAuditor, false},
+	{natsx.StreamEvents, natsx.ConsumerAuditorEvents, true},
+	{natsx.StreamDeadLetters, natsx.ConsumerAuditorDeadLetters, true},
 }
 
 // item is one message and what it decodes to.
@@ -167,40 +209,76 @@ type item struct {
 // Run consumes until ctx is done.
 func (w *Writer) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return w.loop(gctx, natsx.StreamAudit, natsx.ConsumerAuditor, func(it *item) error {
-			rec, err := auditlog.Decode(it.msg.Data())
-			it.record = rec
-			return err
-		})
-	})
-	g.Go(func() error {
-		return w.loop(gctx, natsx.StreamEvents, natsx.ConsumerAuditorEvents, func(it *item) error {
-			m := it.msg
-			ev := events.FromMsg(m.Subject(), m.Headers(), m.Data())
-			if ev.ID == "" {
-				return errors.New("event without an id header")
-			}
-			r := &store.Routed{Event: store.Event{
-				ID:          ev.ID,
-				Subject:     ev.Subject,
-				Source:      ev.Source,
-				Type:        ev.Type,
-				StreamSeq:   it.meta.Sequence.Stream,
-				ReceivedAt:  receivedAt(ev, it.meta),
-				ContentType: ev.ContentType,
-				Payload:     ev.Data,
-				Headers:     keptHeaders(m.Headers()),
-			}}
-			if w.cfg.Route != nil {
-				r.Destinations = w.cfg.Route(ev.Subject)
-			}
-			it.event = r
-			return nil
-		})
-	})
+	decoders := map[string]func(*item) error{
+		natsx.StreamAudit:       decodeRecord,
+		natsx.StreamEvents:      w.decodeEvent,
+		natsx.StreamDeadLetters: decodeDeadLetter,
+	}
+	for _, s := range streams {
+		g.Go(func() error { return w.loop(gctx, s.stream, s.consumer, s.payloads, decoders[s.stream]) })
+	}
 	g.Go(func() error { w.monitor(gctx); return nil })
 	return g.Wait()
+}
+
+func decodeRecord(it *item) error {
+	rec, err := auditlog.Decode(it.msg.Data())
+	it.record = rec
+	return err
+}
+
+func (w *Writer) decodeEvent(it *item) error {
+	m := it.msg
+	ev := events.FromMsg(m.Subject(), m.Headers(), m.Data())
+	if ev.ID == "" {
+		return errors.New("event without an id header")
+	}
+	r := &store.Routed{Event: store.Event{
+		ID:          ev.ID,
+		Subject:     ev.Subject,
+		Source:      ev.Source,
+		Type:        ev.Type,
+		StreamSeq:   it.meta.Sequence.Stream,
+		ReceivedAt:  receivedAt(ev, it.meta),
+		ContentType: ev.ContentType,
+		Payload:     ev.Data,
+		Headers:     keptHeaders(m.Headers()),
+	}}
+	if w.cfg.Route != nil {
+		r.Destinations = w.cfg.Route(ev.Subject)
+	}
+	it.event = r
+	return nil
+}
+
+// decodeDeadLetter turns a DEAD_LETTERS message (the dispatcher's dead
+// letter, payload included) into the record the dispatcher also sends to
+// AUDIT: same id, so whichever copy is written first, the other changes
+// nothing, and a lost AUDIT copy leaves no gap.
+func decodeDeadLetter(it *item) error {
+	var dl switchyardv1.DeadLetter
+	if err := proto.Unmarshal(it.msg.Data(), &dl); err != nil {
+		return fmt.Errorf("decode dead letter: %w", err)
+	}
+	if dl.Id == "" {
+		dl.Id = it.msg.Headers().Get(nats.MsgIdHdr)
+	}
+	if dl.Id == "" {
+		return errors.New("dead letter without an id")
+	}
+	// The audit log keeps no payload: it stays in DEAD_LETTERS (or EVENTS).
+	dl.Payload, dl.Headers = nil, nil
+	at := dl.GetDeadLetteredAt()
+	if at == nil {
+		at = timestamppb.New(it.meta.Timestamp)
+	}
+	it.record = &switchyardv1.AuditRecord{
+		Id:      "dead_letter:" + dl.Id,
+		Time:    at,
+		Service: "dispatcher",
+		Detail:  &switchyardv1.AuditRecord_DeadLettered{DeadLettered: &dl},
+	}
+	return nil
 }
 
 func receivedAt(ev events.Stored, meta *jetstream.MsgMetadata) time.Time {
@@ -223,32 +301,51 @@ func keptHeaders(h nats.Header) map[string]string {
 	return out
 }
 
-func (w *Writer) loop(ctx context.Context, stream, consumer string, decode func(*item) error) error {
+func (w *Writer) loop(ctx context.Context, stream, consumer string, payloads bool, decode func(*item) error) error {
 	cons, err := w.js.Consumer(ctx, stream, consumer)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("auditor: open consumer %s on %s: %w", consumer, stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.BatchSize * 2))
+	// Records are small: a count bounds them. Events and dead letters carry
+	// payloads up to the server's max_payload: bytes bound them.
+	opt := jetstream.PullMessagesOpt(jetstream.PullMaxMessages(w.cfg.BatchSize * 2))
+	if payloads {
+		opt = jetstream.PullMaxBytes(w.readBufferBytes())
+	}
+	it, err := cons.Messages(opt)
 	if err != nil {
 		return fmt.Errorf("auditor: consume %s: %w", stream, err)
 	}
 	defer it.Stop()
 	log := w.cfg.Logger.With(slog.String("stream", stream))
+	var held jetstream.Msg // read, but over the last batch's byte bound
 	for {
-		first, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		first := held
+		held = nil
+		if first == nil {
+			if first, err = it.Next(jetstream.NextContext(ctx)); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("auditor: read %s: %w", stream, err)
 			}
-			return fmt.Errorf("auditor: read %s: %w", stream, err)
 		}
 		msgs := []jetstream.Msg{first}
-		for len(msgs) < w.cfg.BatchSize {
+		size := msgSize(first)
+		for len(msgs) < w.cfg.BatchSize && size < w.cfg.MaxBatchBytes {
 			m, err := it.Next(jetstream.NextMaxWait(w.cfg.Linger))
 			if err != nil {
 				break
 			}
+			if size+msgSize(m) > w.cfg.MaxBatchBytes {
+				held = m
+				break
+			}
 			msgs = append(msgs, m)
+			size += msgSize(m)
 		}
 		var items, bad []item
 		var badErrs []error
@@ -272,10 +369,15 @@ func (w *Writer) loop(ctx context.Context, stream, consumer string, decode func(
 		}
 		w.setOldest(stream, oldest)
 		ok := true
-		for i, x := range bad {
-			ok = ok && w.park(ctx, log, stream, x, badErrs[i])
+		alive := func() {
+			for _, m := range msgs {
+				_ = m.InProgress()
+			}
 		}
-		ok = ok && w.commit(ctx, log, stream, items)
+		for i, x := range bad {
+			ok = ok && w.park(ctx, log, stream, x, badErrs[i], alive)
+		}
+		ok = ok && w.commit(ctx, log, stream, items, alive)
 		w.setOldest(stream, time.Time{})
 		if !ok {
 			return nil // shutting down; unacked messages are redelivered
@@ -284,6 +386,28 @@ func (w *Writer) loop(ctx context.Context, stream, consumer string, decode func(
 			_ = m.Ack()
 		}
 	}
+}
+
+// readBufferBytes is the client buffer of a payload stream's reader: the
+// configured bytes, but never less than two of the largest messages the
+// server takes (a smaller buffer would stall the reader on such a message).
+func (w *Writer) readBufferBytes() int {
+	n := w.cfg.ReadBufferBytes
+	if nc := w.js.Conn(); nc != nil {
+		n = max(n, 2*int(nc.MaxPayload()))
+	}
+	return n
+}
+
+// msgSize is what a message weighs in a batch: its body and headers.
+func msgSize(m jetstream.Msg) int {
+	n := len(m.Data()) + len(m.Subject())
+	for k, vs := range m.Headers() {
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	return n
 }
 
 func (w *Writer) setOldest(stream string, t time.Time) {
@@ -298,11 +422,13 @@ func (w *Writer) setOldest(stream string, t time.Time) {
 
 // commit writes items, bisecting when the database refuses the data, and
 // parking what it refuses on its own. It returns false when ctx ended.
-func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, items []item) bool {
+// alive keeps the messages of the whole batch from being redelivered while
+// it retries.
+func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, items []item, alive func()) bool {
 	if len(items) == 0 {
 		return true
 	}
-	err := w.write(ctx, log, items)
+	err := w.write(ctx, log, items, alive)
 	switch {
 	case err == nil:
 		w.m.written.WithLabelValues(stream).Add(float64(len(items)))
@@ -310,12 +436,12 @@ func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, it
 	case ctx.Err() != nil:
 		return false
 	case len(items) == 1:
-		return w.park(ctx, log, stream, items[0], err)
+		return w.park(ctx, log, stream, items[0], err, alive)
 	}
 	log.WarnContext(ctx, "the audit store refused a batch; bisecting it to set the bad items aside",
 		slog.Int("items", len(items)), slog.Any("error", err))
 	half := len(items) / 2
-	return w.commit(ctx, log, stream, items[:half]) && w.commit(ctx, log, stream, items[half:])
+	return w.commit(ctx, log, stream, items[:half], alive) && w.commit(ctx, log, stream, items[half:], alive)
 }
 
 // unknownErrorTries is how often an error that is neither "unavailable"
@@ -325,7 +451,7 @@ const unknownErrorTries = 3
 // write stores items, retrying with backoff while the store is unavailable
 // (keeping the messages' ack deadlines moving). It returns nil, ctx's
 // error, or the error of a batch the store refused.
-func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item) error {
+func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item, alive func()) error {
 	var b store.Batch
 	for _, x := range items {
 		if x.event != nil {
@@ -366,9 +492,7 @@ func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item) erro
 		}
 		wait = min(wait*2, 5*time.Second)
 		if time.Since(lastProgress) > 10*time.Second {
-			for _, x := range items {
-				_ = x.msg.InProgress()
-			}
+			alive()
 			lastProgress = time.Now()
 		}
 	}
@@ -394,10 +518,13 @@ func (w *Writer) succeeded(ctx context.Context, log *slog.Logger, failures int) 
 }
 
 // park keeps an item the store refused (or that cannot be decoded) in the
-// parked table, whole. If even that is refused, the message is terminated
-// with the reason, and the log keeps what identifies it. It returns false
-// when ctx ended.
-func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x item, cause error) bool {
+// parked table, whole. Each try is bounded by WriteTimeout, and while the
+// store is unavailable it is retried like a write (counted, reported as
+// lag, the message kept alive). If the store refuses even that, the message
+// is terminated with the reason, and the log keeps what identifies it. It
+// returns false when ctx ended. alive keeps the batch's messages from being
+// redelivered while it retries.
+func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x item, cause error, alive func()) bool {
 	p := store.Parked{
 		Stream:   stream,
 		Subject:  x.msg.Subject(),
@@ -418,9 +545,13 @@ func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x it
 		attrs = append(attrs, slog.String("event_id", x.event.ID))
 	}
 	wait := 100 * time.Millisecond
-	for {
-		err := w.store.Park(ctx, []store.Parked{p})
+	lastProgress := time.Now()
+	for failures := 0; ; failures++ {
+		pctx, cancel := context.WithTimeout(ctx, w.cfg.WriteTimeout)
+		err := w.store.Park(pctx, []store.Parked{p})
+		cancel()
 		if err == nil {
+			w.succeeded(ctx, log, failures)
 			w.m.parked.WithLabelValues(stream).Inc()
 			log.ErrorContext(ctx, "audit item refused by the store; parked whole (see GET /v1/parked)", attrs...)
 			return true
@@ -428,17 +559,24 @@ func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x it
 		if ctx.Err() != nil {
 			return false
 		}
-		if !errors.Is(err, store.ErrUnavailable) {
+		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 			log.ErrorContext(ctx, "audit item refused by the store and could not be parked; terminating its message",
 				append(attrs, slog.Any("park_error", err))...)
 			_ = x.msg.TermWithReason("refused by the audit store: " + cause.Error())
 			return true
 		}
+		w.m.errors.Inc()
+		w.failed(err)
+		log.WarnContext(ctx, "audit item not parked; will retry", append(attrs, slog.Any("park_error", err), slog.Duration("retry_in", wait))...)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return false
 		}
 		wait = min(wait*2, 5*time.Second)
+		if time.Since(lastProgress) > 10*time.Second {
+			alive()
+			lastProgress = time.Now()
+		}
 	}
 }

@@ -81,12 +81,17 @@ func start(t *testing.T, st store.Store) *testEnv {
 	return startOn(t, natstest.Start(t), st)
 }
 
-// startOn runs a writer on a given server.
-func startOn(t *testing.T, ns *natstest.Server, st store.Store) *testEnv {
+// startOn runs a writer on a given server; adjust changes the test
+// configuration.
+func startOn(t *testing.T, ns *natstest.Server, st store.Store, adjust ...func(*Config)) *testEnv {
 	t.Helper()
 	_, js := ns.Connect(t)
 	reg := prometheus.NewRegistry()
-	w, err := New(js, st, testConfig(t, js, reg))
+	cfg := testConfig(t, js, reg)
+	for _, a := range adjust {
+		a(&cfg)
+	}
+	w, err := New(js, st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,12 +123,9 @@ func (e *testEnv) consumer(t *testing.T, stream, name string) *jetstream.Consume
 // everything.
 func (e *testEnv) waitAcked(t *testing.T) {
 	t.Helper()
-	for _, c := range []struct{ stream, name string }{
-		{natsx.StreamAudit, natsx.ConsumerAuditor},
-		{natsx.StreamEvents, natsx.ConsumerAuditorEvents},
-	} {
-		waitfor.True(t, "consumer "+c.name+" acknowledged everything", func() bool {
-			info := e.consumer(t, c.stream, c.name)
+	for _, c := range streams {
+		waitfor.True(t, "consumer "+c.consumer+" acknowledged everything", func() bool {
+			info := e.consumer(t, c.stream, c.consumer)
 			return info.NumPending == 0 && info.NumAckPending == 0
 		})
 	}
@@ -147,8 +149,10 @@ func (e *testEnv) metric(t *testing.T, name string) float64 {
 	return sum
 }
 
-func TestWritesEventsAndRecords(t *testing.T) {
-	t.Parallel()
+// forEachMigrated runs fn in parallel subtests on a fresh, migrated store
+// of each kind.
+func forEachMigrated(t *testing.T, fn func(t *testing.T, st store.Store)) {
+	t.Helper()
 	for name, open := range backends {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -156,94 +160,101 @@ func TestWritesEventsAndRecords(t *testing.T) {
 			if err := st.Migrate(testCtx(t)); err != nil {
 				t.Fatal(err)
 			}
-			e := start(t, st)
-
-			res, err := events.Publish(testCtx(t), e.js, events.Event{
-				ID: "ev-1", Type: "order.created", Data: []byte(`{"order":1}`),
-				Header: nats.Header{"X-Trace": {"t-1"}},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			// A partner webhook as ingress stores it.
-			wh := nats.NewMsg("webhooks.shop.order_created")
-			wh.Header.Set(nats.MsgIdHdr, "shop:msg_1")
-			wh.Header.Set(events.HeaderEventID, "shop:msg_1")
-			wh.Header.Set(events.HeaderSource, "shop")
-			wh.Header.Set(events.HeaderEventType, "order.created")
-			wh.Header.Set(events.HeaderContentType, "application/json")
-			wh.Data = []byte(`{"type":"order.created"}`)
-			whAck, err := e.js.PublishMsg(testCtx(t), wh)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// A replay is a copy of a recorded event: not recorded again.
-			rp := nats.NewMsg("replay.erp.events.order.created")
-			rp.Header.Set(nats.MsgIdHdr, "replay-1")
-			rp.Header.Set(events.HeaderEventID, "ev-replay-only")
-			if _, err := e.js.PublishMsg(testCtx(t), rp); err != nil {
-				t.Fatal(err)
-			}
-
-			e.emit(t, storetest.Attempt("ev-1", "erp", 1, time.Now(), 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, false))
-			e.emit(t, storetest.DeadLetter("ev-1", "erp", time.Now()))
-			e.emit(t, storetest.Rejection("rej-1", time.Now()))
-			for _, rec := range storetest.Others(time.Now()) {
-				e.emit(t, rec)
-			}
-			// More than a batch of attempts for one event.
-			for i := range 120 {
-				e.emit(t, storetest.Attempt("ev-many", "crm", i+1, time.Now(), 500, switchyardv1.Outcome_OUTCOME_RETRYABLE, false))
-			}
-
-			waitfor.True(t, "event, attempt and dead letter stored", func() bool {
-				d, err := st.GetEvent(testCtx(t), "ev-1")
-				return err == nil && d.Event != nil && len(d.Attempts) == 1 && len(d.DeadLetters) == 1
-			})
-			waitfor.True(t, "every attempt of ev-many stored", func() bool {
-				d, err := st.GetEvent(testCtx(t), "ev-many")
-				return err == nil && len(d.Attempts) == 120
-			})
-			waitfor.True(t, "webhook stored", func() bool {
-				d, err := st.GetEvent(testCtx(t), "shop:msg_1")
-				return err == nil && d.Event != nil
-			})
-			waitfor.True(t, "rejection stored", func() bool {
-				rs, _, err := st.ListRejections(testCtx(t), store.RejectionFilter{}, store.Page{})
-				return err == nil && len(rs) == 1
-			})
-			e.waitAcked(t)
-
-			d, err := st.GetEvent(testCtx(t), "ev-1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev := d.Event
-			if ev.Subject != "events.order.created" || ev.Type != "order.created" || ev.ContentType != "application/json" ||
-				ev.StreamSeq != res.Sequence || string(ev.Payload) != `{"order":1}` || ev.ReceivedAt.IsZero() {
-				t.Errorf("event = %+v", ev)
-			}
-			if ev.Headers["X-Trace"] != "t-1" || ev.Headers[events.HeaderEventID] != "ev-1" {
-				t.Errorf("headers = %v", ev.Headers)
-			}
-			if _, ok := ev.Headers[nats.MsgIdHdr]; ok {
-				t.Error("Nats-Msg-Id kept in the stored headers")
-			}
-			d, err = st.GetEvent(testCtx(t), "shop:msg_1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Event.Source != "shop" || d.Event.StreamSeq != whAck.Sequence || d.Event.Subject != "webhooks.shop.order_created" {
-				t.Errorf("webhook event = %+v", d.Event)
-			}
-			if _, err := st.GetEvent(testCtx(t), "ev-replay-only"); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("replay recorded as an event: %v", err)
-			}
-			if got := e.metric(t, "switchyard_auditor_written_total"); got < 1+120+1+1+4+2 {
-				t.Errorf("written_total = %v", got)
-			}
+			fn(t, st)
 		})
 	}
+}
+
+func TestWritesEventsAndRecords(t *testing.T) {
+	t.Parallel()
+	forEachMigrated(t, func(t *testing.T, st store.Store) {
+		e := start(t, st)
+
+		res, err := events.Publish(testCtx(t), e.js, events.Event{
+			ID: "ev-1", Type: "order.created", Data: []byte(`{"order":1}`),
+			Header: nats.Header{"X-Trace": {"t-1"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A partner webhook as ingress stores it.
+		wh := nats.NewMsg("webhooks.shop.order_created")
+		wh.Header.Set(nats.MsgIdHdr, "shop:msg_1")
+		wh.Header.Set(events.HeaderEventID, "shop:msg_1")
+		wh.Header.Set(events.HeaderSource, "shop")
+		wh.Header.Set(events.HeaderEventType, "order.created")
+		wh.Header.Set(events.HeaderContentType, "application/json")
+		wh.Data = []byte(`{"type":"order.created"}`)
+		whAck, err := e.js.PublishMsg(testCtx(t), wh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A replay is a copy of a recorded event: not recorded again.
+		rp := nats.NewMsg("replay.erp.events.order.created")
+		rp.Header.Set(nats.MsgIdHdr, "replay-1")
+		rp.Header.Set(events.HeaderEventID, "ev-replay-only")
+		if _, err := e.js.PublishMsg(testCtx(t), rp); err != nil {
+			t.Fatal(err)
+		}
+
+		e.emit(t, storetest.Attempt("ev-1", "erp", 1, time.Now(), 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, false))
+		e.emit(t, storetest.DeadLetter("ev-1", "erp", time.Now()))
+		e.emit(t, storetest.Rejection("rej-1", time.Now()))
+		for _, rec := range storetest.Others(time.Now()) {
+			e.emit(t, rec)
+		}
+		// More than a batch of attempts for one event.
+		for i := range 120 {
+			e.emit(t, storetest.Attempt("ev-many", "crm", i+1, time.Now(), 500, switchyardv1.Outcome_OUTCOME_RETRYABLE, false))
+		}
+
+		waitfor.True(t, "event, attempt and dead letter stored", func() bool {
+			d, err := st.GetEvent(testCtx(t), "ev-1")
+			return err == nil && d.Event != nil && len(d.Attempts) == 1 && len(d.DeadLetters) == 1
+		})
+		waitfor.True(t, "every attempt of ev-many stored", func() bool {
+			d, err := st.GetEvent(testCtx(t), "ev-many")
+			return err == nil && len(d.Attempts) == 120
+		})
+		waitfor.True(t, "webhook stored", func() bool {
+			d, err := st.GetEvent(testCtx(t), "shop:msg_1")
+			return err == nil && d.Event != nil
+		})
+		waitfor.True(t, "rejection stored", func() bool {
+			rs, _, err := st.ListRejections(testCtx(t), store.RejectionFilter{}, store.Page{})
+			return err == nil && len(rs) == 1
+		})
+		e.waitAcked(t)
+
+		d, err := st.GetEvent(testCtx(t), "ev-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := d.Event
+		if ev.Subject != "events.order.created" || ev.Type != "order.created" || ev.ContentType != "application/json" ||
+			ev.StreamSeq != res.Sequence || string(ev.Payload) != `{"order":1}` || ev.ReceivedAt.IsZero() {
+			t.Errorf("event = %+v", ev)
+		}
+		if ev.Headers["X-Trace"] != "t-1" || ev.Headers[events.HeaderEventID] != "ev-1" {
+			t.Errorf("headers = %v", ev.Headers)
+		}
+		if _, ok := ev.Headers[nats.MsgIdHdr]; ok {
+			t.Error("Nats-Msg-Id kept in the stored headers")
+		}
+		d, err = st.GetEvent(testCtx(t), "shop:msg_1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Event.Source != "shop" || d.Event.StreamSeq != whAck.Sequence || d.Event.Subject != "webhooks.shop.order_created" {
+			t.Errorf("webhook event = %+v", d.Event)
+		}
+		if _, err := st.GetEvent(testCtx(t), "ev-replay-only"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("replay recorded as an event: %v", err)
+		}
+		if got := e.metric(t, "switchyard_auditor_written_total"); got < 1+120+1+1+4+2 {
+			t.Errorf("written_total = %v", got)
+		}
+	})
 }
 
 func TestUndecodableMessagesAreParked(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/pgtest"
 	"github.com/switchyard/switchyard/pkg/waitfor"
 	"github.com/switchyard/switchyard/services/switchyard/internal/app"
 	"github.com/switchyard/switchyard/services/switchyard/internal/cli"
@@ -106,6 +108,49 @@ func TestDemoQuickStart(t *testing.T) {
 	if _, err := os.Stat(cfg.DataDir + "/audit.db"); err != nil {
 		t.Errorf("the embedded audit store was not created: %v", err)
 	}
+}
+
+// The all-in-one with database_url starts while Postgres is down: ingress
+// accepts webhooks (the audit log catches up later), and the audit API says
+// why it cannot answer yet.
+func TestAllInOneStartsWhilePostgresIsDown(t *testing.T) {
+	cfg, err := config.Load("../../../../deployments/demo.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, proxied := pgtest.NewProxy(t, pgtest.Schema(t))
+	proxy.Cut()
+	cfg.DatabaseURL = config.Secret(proxied)
+	cfg.DataDir = t.TempDir()
+	cfg.Ingress.Listen, cfg.Auditor.Listen, cfg.Ops.Listen = freeAddr(t), freeAddr(t), freeAddr(t)
+	cfg.Demo.Enabled = false
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("app.Run: %v", err)
+		}
+	})
+	auditStatus := func() int {
+		resp, err := http.Get("http://" + cfg.Auditor.Listen + "/v1/events/demo:msg_while_down")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitfor.True(t, "the audit API answering 503", func() bool { return auditStatus() == http.StatusServiceUnavailable })
+	// Ingress starts listening a moment after the audit API; the first
+	// answer is 202, a resend of the same webhook 200 "duplicate".
+	waitfor.True(t, "ingress accepting the webhook while Postgres is down", func() bool {
+		var out bytes.Buffer
+		err := cli.Execute(ctx, []string{"send-webhook", "-c", "../../../../deployments/demo.yaml", "--url", "http://" + cfg.Ingress.Listen + "/webhooks/demo", "--id", "msg_while_down"}, &out, &out)
+		return err == nil && (strings.Contains(out.String(), "202 Accepted") || strings.Contains(out.String(), "duplicate"))
+	})
+	proxy.Restore()
+	waitfor.True(t, "the webhook in the audit log once Postgres is back", func() bool { return auditStatus() == http.StatusOK })
 }
 
 func TestCheckConfig(t *testing.T) {

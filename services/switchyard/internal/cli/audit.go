@@ -27,54 +27,111 @@ const (
 )
 
 // auditFlags are the connection flags of every subcommand that talks to
-// the auditor's admin API (events, dead-letters, silences).
+// the auditor's admin API (events, dead-letters, rejections, silences).
 type auditFlags struct {
 	url, token string
 	json       bool
 	// load reads the configuration file, the last fallback for the URL
 	// (auditor.listen) and the token (auditor.admin_token).
 	load func() (config.Config, error)
+	// cmd is the command the flags were added to (to tell whether the
+	// root's --config was given).
+	cmd *cobra.Command
 }
 
 func (f *auditFlags) add(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.url, "url", "", "admin API URL (default $"+EnvAuditURL+", else auditor.listen from --config, else http://127.0.0.1:8081)")
+	f.cmd = cmd
+	cmd.PersistentFlags().StringVar(&f.url, "url", "", "admin API URL, e.g. http://127.0.0.1:8081 (default $"+EnvAuditURL+", else auditor.listen from --config, else http://127.0.0.1:8081)")
 	cmd.PersistentFlags().StringVar(&f.token, "token", "", "admin token (default $"+EnvAuditToken+", else auditor.admin_token from --config)")
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the API's JSON instead of a table")
 }
 
+// configGiven reports whether --config was given on the command line (not
+// its default).
+func (f *auditFlags) configGiven() bool {
+	if f.cmd == nil {
+		return false
+	}
+	fl := f.cmd.Root().PersistentFlags().Lookup("config")
+	return fl != nil && fl.Changed
+}
+
 // resolve picks the URL and token: flag, environment, configuration file,
-// built-in default, in that order.
-func (f *auditFlags) resolve() (url, token string) {
-	url, token = f.url, f.token
-	if url == "" {
-		url = os.Getenv(EnvAuditURL)
+// built-in default, in that order. A configuration file named with
+// --config must load (its error is returned); the default one is only a
+// fallback, skipped quietly when it cannot be read.
+func (f *auditFlags) resolve() (apiURL, token string, err error) {
+	apiURL, token = f.url, f.token
+	if apiURL == "" {
+		apiURL = os.Getenv(EnvAuditURL)
 	}
 	if token == "" {
 		token = os.Getenv(EnvAuditToken)
 	}
-	if (url == "" || token == "") && f.load != nil {
-		if cfg, err := f.load(); err == nil {
-			if url == "" {
-				url = "http://" + dialable(cfg.Auditor.Listen)
+	if f.load != nil && (apiURL == "" || token == "" || f.configGiven()) {
+		cfg, err := f.load()
+		switch {
+		case err != nil && f.configGiven():
+			return "", "", err
+		case err == nil:
+			if apiURL == "" {
+				apiURL = "http://" + dialable(cfg.Auditor.Listen)
 			}
 			if token == "" {
 				token = cfg.Auditor.AdminToken.Reveal()
 			}
 		}
 	}
-	if url == "" {
-		url = "http://127.0.0.1:8081"
+	if apiURL == "" {
+		apiURL = "http://127.0.0.1:8081"
 	}
-	return strings.TrimSuffix(url, "/"), token
+	apiURL, err = normalizeURL(apiURL)
+	return apiURL, token, err
 }
 
-func (f *auditFlags) client() *auditapi.Client {
-	u, tok := f.resolve()
+// normalizeURL accepts the API's address with or without a scheme
+// ("127.0.0.1:8081" is taken as http://127.0.0.1:8081) and refuses what is
+// not an http(s) URL with a host, saying what is expected.
+func normalizeURL(s string) (string, error) {
+	given := s
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return "", fmt.Errorf("audit API URL %q: want http://host:port (or host:port), e.g. http://127.0.0.1:8081", given)
+	}
+	return strings.TrimSuffix(s, "/"), nil
+}
+
+func (f *auditFlags) client() (*auditapi.Client, error) {
+	u, tok, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
 	by := "cli"
 	if me := operator(); me != "" {
 		by = "cli:" + me
 	}
-	return &auditapi.Client{BaseURL: u, Token: tok, RequestedBy: by}
+	return &auditapi.Client{BaseURL: u, Token: tok, RequestedBy: by}, nil
+}
+
+// group is a command that only holds subcommands: without one it prints
+// its help; with an unknown one it fails (cobra would print the help and
+// exit 0, which hides a typo in a script).
+func group(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return fmt.Errorf("unknown command %q for %q (run '%s --help' for its commands)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		},
+	}
 }
 
 // operator is the login name of whoever runs the CLI, or "" when the system
@@ -105,13 +162,13 @@ func addListFlags(cmd *cobra.Command, filters ...string) *listFlags {
 		"since":       "from this time (RFC 3339) or this long ago (90m, 24h, 7d)",
 		"until":       "before this time (RFC 3339) or this long ago",
 		"event-id":    "event id",
-		"reason":      "dead-letter reason (max_attempts, permanent_failure, ...)",
+		"reason":      "reason (dead letters: max_attempts, permanent_failure, ...; rejections: bad_signature, stale_timestamp, ...)",
 		"q":           "words in the last error",
 	}
 	for _, name := range filters {
 		lf.values[name] = cmd.Flags().String(name, "", help[name])
 	}
-	cmd.Flags().IntVar(&lf.limit, "limit", 50, "items per page (1-1000)")
+	cmd.Flags().IntVar(&lf.limit, "limit", auditapi.DefaultLimit, fmt.Sprintf("items per page (1-%d)", auditapi.MaxLimit))
 	cmd.Flags().StringVar(&lf.cursor, "cursor", "", "next_cursor of the previous page")
 	return lf
 }
@@ -165,7 +222,11 @@ func listCmd[T any](af *auditFlags, use, short, example, header string, filters 
 	cmd := &cobra.Command{Use: use, Short: short, Example: example, Args: cobra.NoArgs}
 	lf := addListFlags(cmd, filters...)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		page, err := fetch(af.client(), cmd, lf.query())
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		page, err := fetch(c, cmd, lf.query())
 		if err != nil {
 			return err
 		}
@@ -188,7 +249,7 @@ func listCmd[T any](af *auditFlags, use, short, example, header string, filters 
 
 func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 	af := auditFlags{load: load}
-	events := &cobra.Command{Use: "events", Short: "Query the audit log's events (talks to the auditor's API)"}
+	events := group("events", "Query the audit log's events (talks to the auditor's API)")
 	af.add(events)
 	listEvents := listCmd(&af, "list", "List events, newest first", "  switchyard events list --destination erp --status dead_lettered --since 24h",
 		"ID\tRECEIVED\tSOURCE\tTYPE\tSUBJECT\tBYTES",
@@ -204,7 +265,11 @@ func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 		Short: "Show an event: its payload, and what happened to it at each destination",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := af.client().GetEvent(cmd.Context(), args[0])
+			c, err := af.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.GetEvent(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -217,7 +282,7 @@ func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 	}
 	events.AddCommand(listEvents, showEvent)
 
-	dead := &cobra.Command{Use: "dead-letters", Short: "List and replay dead letters (talks to the auditor's API)"}
+	dead := group("dead-letters", "List and replay dead letters (talks to the auditor's API)")
 	af.add(dead)
 	listDead := listCmd(&af, "list", "List dead letters, newest first", "  switchyard dead-letters list --destination erp --since 7d",
 		"ID\tEVENT\tDESTINATION\tDEAD-LETTERED\tREASON\tATTEMPTS\tREPLAYS\tLAST ERROR",
@@ -230,7 +295,27 @@ func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 				fmt.Sprint(d.Replays), oneLine(d.LastError, 60)}
 		})
 	dead.AddCommand(listDead, replayCmd(&af))
-	return []*cobra.Command{events, dead}
+
+	rejections := group("rejections", "List the webhooks and publish requests ingress refused (talks to the auditor's API)")
+	af.add(rejections)
+	rejections.AddCommand(listCmd(&af, "list", "List rejections, newest first", "  switchyard rejections list --source shop --reason bad_signature --since 1h",
+		"ID\tAT\tSOURCE\tREASON\tCODE\tAPI KEY\tREMOTE\tUSER AGENT\tBYTES\tDETAIL",
+		[]string{"source", "reason", "since", "until", "q"},
+		func(c *auditapi.Client, cmd *cobra.Command, q url.Values) (auditapi.List[auditapi.Rejection], error) {
+			return c.ListRejections(cmd.Context(), q)
+		},
+		func(r auditapi.Rejection) []string {
+			return []string{r.ID, when(&r.At), r.Source, r.Reason, codeOrDash(r.StatusCode), dash(r.APIKey), dash(r.RemoteAddr),
+				dash(oneLine(r.UserAgent, 40)), fmt.Sprint(r.BodySize), oneLine(r.Detail, 60)}
+		}))
+	return []*cobra.Command{events, dead, rejections}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func replayCmd(af *auditFlags) *cobra.Command {
@@ -250,7 +335,10 @@ it again anyway.`,
 		Example: `  switchyard dead-letters replay EVENTS@mi7e5u0g:1042:erp
   switchyard dead-letters replay --all --destination erp --since 2h --dry-run`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := af.client()
+			c, err := af.client()
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			key := ""
 			if force {
@@ -280,7 +368,7 @@ it again anyway.`,
 						req.Until = &t
 					}
 				}
-				res, err := c.BulkReplay(cmd.Context(), req, key)
+				res, err := bulkReplay(cmd, c, req, key)
 				if err != nil {
 					return err
 				}
@@ -337,6 +425,39 @@ it again anyway.`,
 	cmd.Flags().StringVar(&q, "q", "", "with --all: words in the last error")
 	cmd.Flags().IntVar(&limit, "limit", 100, "with --all: at most this many (1-1000)")
 	return cmd
+}
+
+// bulkReplay sends the bulk replay request again for as long as the API
+// answers that it ran out of time before the end (each answer must fit the
+// server's write timeout), and adds the answers up. What one request
+// replayed no longer matches the next, so nothing is replayed twice.
+func bulkReplay(cmd *cobra.Command, c *auditapi.Client, req auditapi.BulkReplayRequest, key string) (auditapi.BulkReplayResult, error) {
+	var all auditapi.BulkReplayResult
+	limit := req.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	for first := true; ; first = false {
+		res, err := c.BulkReplay(cmd.Context(), req, key)
+		if err != nil {
+			return all, err
+		}
+		if first {
+			all.Matched, all.DryRun = res.Matched, res.DryRun
+		}
+		all.Replayed += res.Replayed
+		all.Failed += res.Failed
+		all.Results = append(all.Results, res.Results...)
+		tried := res.Matched - res.Remaining
+		// Stop when done, when a round made no progress, or at the limit
+		// asked for.
+		if !res.Incomplete || tried == 0 || len(all.Results) >= limit {
+			all.Incomplete, all.Remaining = res.Incomplete, res.Remaining
+			return all, nil
+		}
+		req.Limit = limit - len(all.Results)
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d replayed so far, %d to go...\n", all.Replayed, res.Remaining)
+	}
 }
 
 // parseWhen reads an RFC 3339 time or a duration back from now.

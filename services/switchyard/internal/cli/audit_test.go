@@ -5,10 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -27,15 +32,20 @@ import (
 const testToken = "cli-test-token-0123456789"
 
 // auditAPI runs an auditor (embedded store, writer and API) on a test NATS
-// server, with one event dead-lettered at erp.
-func auditAPI(t *testing.T) (url string, ns *natstest.Server, dlID string) {
+// server, with one event dead-lettered at erp; adjust changes its
+// configuration.
+func auditAPI(t *testing.T, adjust ...func(*auditor.Config)) (url string, ns *natstest.Server, dlID string) {
 	t.Helper()
 	ns = natstest.Start(t)
 	_, js := ns.Connect(t)
-	aud, err := auditor.New(context.Background(), js, auditor.Config{
+	cfg := auditor.Config{
 		DataDir: t.TempDir(), AdminToken: testToken, Logger: natstest.Logger(t),
 		Destinations: []config.Destination{{Name: "erp", Subjects: []string{"events.order.>"}}},
-	})
+	}
+	for _, a := range adjust {
+		a(&cfg)
+	}
+	aud, err := auditor.New(context.Background(), js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,31 +53,37 @@ func auditAPI(t *testing.T) (url string, ns *natstest.Server, dlID string) {
 	natstest.Go(t, "audit writer", aud.RunWriter)
 	srv := httptest.NewServer(aud.Handler())
 	t.Cleanup(srv.Close)
+	return srv.URL, ns, deadLetter(t, js, "order-1042")
+}
 
-	res, err := events.Publish(context.Background(), js, events.Event{ID: "order-1042", Type: "order.created", Data: []byte(`{"order":1042}`)})
+// deadLetter publishes event id and records its failed attempt and dead
+// letter at erp as the dispatcher would; it returns the dead letter id.
+func deadLetter(t *testing.T, js jetstream.JetStream, id string) string {
+	t.Helper()
+	res, err := events.Publish(context.Background(), js, events.Event{ID: id, Type: "order.created", Data: []byte(`{"order":1042}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dispatcher := auditlog.NewEmitter(js, "dispatcher")
 	now := time.Now()
 	dl := &switchyardv1.DeadLetter{
-		Id: "EVENTS:1:erp", EventId: "order-1042", Destination: "erp", Subject: "events.order.created", Stream: "EVENTS",
+		Id: fmt.Sprintf("EVENTS:%d:erp", res.Sequence), EventId: id, Destination: "erp", Subject: "events.order.created", Stream: "EVENTS",
 		StreamSeq: res.Sequence, Attempts: 1, LastStatusCode: 422, LastError: "HTTP 422 Unprocessable Entity",
 		Reason: switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE, DeadLetteredAt: timestamppb.New(now),
 	}
 	for _, rec := range []*switchyardv1.AuditRecord{
-		{Id: "attempt:EVENTS:1:erp:1", Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
-			EventId: "order-1042", Destination: "erp", Subject: "events.order.created", StreamSeq: res.Sequence, Attempt: 1,
+		{Id: fmt.Sprintf("attempt:EVENTS:%d:erp:1", res.Sequence), Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
+			EventId: id, Destination: "erp", Subject: "events.order.created", StreamSeq: res.Sequence, Attempt: 1,
 			StartedAt: timestamppb.New(now), Duration: durationpb.New(3 * time.Millisecond), StatusCode: 422,
 			Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Error: "HTTP 422 Unprocessable Entity", Final: true,
 		}}},
-		{Id: "dead_letter:EVENTS:1:erp", Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: dl}},
+		{Id: "dead_letter:" + dl.Id, Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: dl}},
 	} {
 		if err := dispatcher.Emit(context.Background(), rec); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return srv.URL, ns, dl.Id
+	return dl.Id
 }
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -151,5 +167,123 @@ func TestAuditCommands(t *testing.T) {
 	}
 	if _, err := run(t, "events", "list", "--url", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "did not answer") {
 		t.Errorf("unreachable API: %v", err)
+	}
+}
+
+// A configuration file named with --config must load: the audit commands
+// do not quietly fall back to defaults (which would talk to another API);
+// the default file is only a fallback.
+func TestExplicitConfigMustLoad(t *testing.T) {
+	url, _, _ := auditAPI(t)
+	t.Setenv(cli.EnvAuditURL, url)
+	t.Setenv(cli.EnvAuditToken, testToken)
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	for _, args := range [][]string{
+		{"events", "list", "--config", missing},
+		{"-c", missing, "dead-letters", "list"},
+		{"rejections", "list", "-c", missing},
+		{"silences", "list", "--config", missing},
+	} {
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+			t.Errorf("%v = %v, want the error loading nope.yaml", args, err)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("auditor: {listen: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "events", "list", "--config", bad); err == nil {
+		t.Error("events list with an unparsable --config succeeded")
+	}
+	// Without --config the default file (absent here) is only a fallback.
+	waitfor.True(t, "events list with the default config absent", func() bool {
+		out, err := run(t, "events", "list")
+		return err == nil && strings.Contains(out, "order-1042")
+	})
+}
+
+// --url takes host:port without a scheme; what is not an HTTP URL gets a
+// message saying what is expected.
+func TestURLWithoutScheme(t *testing.T) {
+	t.Parallel()
+	url, _, _ := auditAPI(t)
+	hostPort := strings.TrimPrefix(url, "http://")
+	waitfor.True(t, "the event listed through host:port", func() bool {
+		out, err := run(t, "events", "list", "--url", hostPort, "--token", testToken)
+		return err == nil && strings.Contains(out, "order-1042")
+	})
+	for _, bad := range []string{"ftp://" + hostPort, "http://", "::1:8081:x"} {
+		_, err := run(t, "events", "list", "--url", bad, "--token", testToken)
+		if err == nil || !strings.Contains(err.Error(), "want http://host:port") {
+			t.Errorf("--url %q: %v, want a message saying what is expected", bad, err)
+		}
+	}
+}
+
+// A typo in a subcommand is an error, not a help text and exit 0.
+func TestUnknownSubcommands(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"dead-letters", "show"}, {"events", "shwo", "x"}, {"rejections", "ls"}, {"silences", "lst"}, {"destinations", "purne"}} {
+		if out, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "unknown command") {
+			t.Errorf("%v = %v, want an unknown command error\n%s", args, err, out)
+		}
+	}
+	if out, err := run(t, "dead-letters"); err != nil || !strings.Contains(out, "replay") {
+		t.Errorf("dead-letters alone: %v, want its help\n%s", err, out)
+	}
+	// The list limit defaults to the API's.
+	if out, err := run(t, "events", "list", "--help"); err != nil || !strings.Contains(out, fmt.Sprintf("(default %d)", auditapi.DefaultLimit)) {
+		t.Errorf("events list --help: %v\n%s", err, out)
+	}
+}
+
+// rejections list shows what ingress refused, with the publish-API key name,
+// user agent and body size.
+func TestRejectionsList(t *testing.T) {
+	t.Parallel()
+	url, ns, _ := auditAPI(t)
+	_, js := ns.Connect(t)
+	rec := &switchyardv1.AuditRecord{Id: "rej-1", Time: timestamppb.Now(), Service: "ingress", Detail: &switchyardv1.AuditRecord_WebhookRejected{
+		WebhookRejected: &switchyardv1.WebhookRejected{Source: "_api", Reason: switchyardv1.RejectReason_REJECT_REASON_BAD_SIGNATURE,
+			Detail: "unknown key", RemoteAddr: "203.0.113.9", StatusCode: 401, UserAgent: "billing/2.1", BodySize: 5120, ApiKey: "billing"},
+	}}
+	if err := auditlog.NewEmitter(js, "ingress").Emit(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	waitfor.True(t, "the rejection listed", func() bool {
+		var err error
+		out, err = run(t, "rejections", "list", "--url", url, "--token", testToken, "--source", "_api")
+		return err == nil && strings.Contains(out, "rej-1")
+	})
+	for _, want := range []string{"billing/2.1", "5120", "203.0.113.9", "bad_signature", "API KEY"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rejections list does not show %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, " billing ") {
+		t.Errorf("rejections list does not show the key name:\n%s", out)
+	}
+}
+
+// A bulk replay the API answers in several rounds (each within its time
+// budget) is followed to the end by the CLI.
+func TestBulkReplayInRounds(t *testing.T) {
+	t.Parallel()
+	url, ns, _ := auditAPI(t, func(c *auditor.Config) { c.BulkReplayBudget = time.Nanosecond })
+	_, js := ns.Connect(t)
+	deadLetter(t, js, "order-1043")
+	deadLetter(t, js, "order-1044")
+	args := []string{"--url", url, "--token", testToken}
+	waitfor.True(t, "three dead-lettered deliveries", func() bool {
+		out, err := run(t, append([]string{"dead-letters", "replay", "--all", "--destination", "erp", "--dry-run"}, args...)...)
+		return err == nil && strings.Contains(out, "3 matched")
+	})
+	out, err := run(t, append([]string{"dead-letters", "replay", "--all", "--destination", "erp"}, args...)...)
+	if err != nil || !strings.Contains(out, "replayed 3, 0 failed") {
+		t.Errorf("bulk replay in rounds: %v\n%s", err, out)
+	}
+	if n := len(natstest.StreamMsgs(t, js, "EVENTS", "replay.erp.>")); n != 3 {
+		t.Errorf("%d replays published, want 3", n)
 	}
 }

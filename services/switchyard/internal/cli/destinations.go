@@ -21,10 +21,7 @@ import (
 // destinationsCmd groups the operator commands about destinations'
 // JetStream consumers.
 func destinationsCmd(load func() (config.Config, error)) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "destinations",
-		Short: "Manage the destinations' JetStream consumers",
-	}
+	cmd := group("destinations", "Manage the destinations' JetStream consumers")
 	var yes bool
 	prune := &cobra.Command{
 		Use:   "prune",

@@ -32,16 +32,16 @@ type silence struct {
 // silencesCmd manages alert silences through the auditor's admin API.
 func silencesCmd(load func() (config.Config, error)) *cobra.Command {
 	af := auditFlags{load: load}
-	cmd := &cobra.Command{
-		Use:   "silences",
-		Short: "List, add and expire alert silences (through the auditor's admin API)",
-		Long: `A silence mutes the alerts whose labels all its matchers match, until it ends.
+	cmd := group("silences", "List, add and expire alert silences (through the auditor's admin API)")
+	cmd.Long = `A silence mutes the alerts whose labels all its matchers match, until it ends.
 Labels: rule, destination, source, severity. Matchers: name=value, name!=value,
-name=~regex, name!~regex (anchored).`,
-	}
+name=~regex, name!~regex (anchored).`
 	af.add(cmd)
 	client := func() (*adminClient, error) {
-		base, token := af.resolve()
+		base, token, err := af.resolve()
+		if err != nil {
+			return nil, err
+		}
 		return &adminClient{base: base, token: token, http: &http.Client{Timeout: 15 * time.Second}}, nil
 	}
 

@@ -19,6 +19,7 @@ var listTests = []struct {
 	fn   func(t *testing.T, st store.Store)
 }{
 	{"ListEvents", testListEvents},
+	{"SubjectPrefixIsLiteral", testSubjectPrefixIsLiteral},
 	{"ListDeliveries", testListDeliveries},
 	{"ListDeadLetters", testListDeadLetters},
 	{"ListRejectionsFilters", testListRejectionsFilters},
@@ -168,6 +169,42 @@ func testListEvents(t *testing.T, st store.Store) {
 	if e.Source != "billing" || e.Type != "order.created" || e.StreamSeq != 103 || e.PayloadSize != 7 || len(e.PayloadHash) != 64 ||
 		e.Payload != nil || !e.ReceivedAt.Equal(base.Add(3*time.Minute)) {
 		t.Errorf("listed event = %+v (lists carry no payload)", e)
+	}
+}
+
+// A subject prefix matches literally and with case in both stores: '_' and
+// '%' (LIKE's wildcards, both allowed in NATS subjects) and '\' are not
+// patterns, and SQLite's LIKE ignoring ASCII case must not show.
+func testSubjectPrefixIsLiteral(t *testing.T, st store.Store) {
+	migrate(t, st)
+	subjects := []string{
+		"webhooks.shop.order_created.v1", "webhooks.shop.orderXcreated.v1",
+		"events.100%.a", "events.100abc.b",
+		"events.order.c", "events.Order.d",
+		`events.a\b.e`, "events.ab.f",
+	}
+	var b store.Batch
+	for i, s := range subjects {
+		ev := Event(fmt.Sprint("ev-subj-", i), []byte(`{}`))
+		ev.Subject, ev.ReceivedAt = s, base.Add(time.Duration(i)*time.Second)
+		b.Events = append(b.Events, ev)
+	}
+	write(t, st, b)
+	for prefix, want := range map[string]string{
+		"webhooks.shop.order_created.>": "webhooks.shop.order_created.v1",
+		"events.100%.>":                 "events.100%.a",
+		"events.order.>":                "events.order.c",
+		"events.Order.>":                "events.Order.d",
+		`events.a\b.>`:                  `events.a\b.e`,
+	} {
+		evs, _, err := st.ListEvents(ctx(t), store.EventFilter{Subject: prefix}, store.Page{})
+		var got []string
+		for _, e := range evs {
+			got = append(got, e.Subject)
+		}
+		if err != nil || !slices.Equal(got, []string{want}) {
+			t.Errorf("subject %s: %v (%v), want [%s]", prefix, got, err, want)
+		}
 	}
 }
 

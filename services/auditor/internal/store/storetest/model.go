@@ -24,6 +24,8 @@ var modelTests = []struct {
 }{
 	{"Deliveries", testDeliveries},
 	{"DeliveriesAnyOrderAnyRepeat", testDeliveriesAnyOrder},
+	{"DeliveredOutranksDeadLetterOfItsRound", testDeliveredOutranksDeadLetter},
+	{"DeadLettersOfUnknownEvents", testUnknownEventDeadLetters},
 	{"DeliveryPendingFromRoutes", testDeliveryPending},
 	{"ReplayBookkeeping", testReplayBookkeeping},
 	{"Park", testPark},
@@ -153,6 +155,21 @@ func showDelivery(d store.Delivery) string {
 		s(d.FirstAttemptAt), s(d.LastAttemptAt), s(d.DeliveredAt), d.DeadLetterID, d.ReplayOf, s(&d.UpdatedAt))
 }
 
+// writeShuffled writes recs with up to maxRepeats-1 of them twice, in a
+// random order, cut into random batches.
+func writeShuffled(t *testing.T, st store.Store, rng *rand.Rand, recs []*switchyardv1.AuditRecord, maxRepeats int) {
+	t.Helper()
+	for range rng.IntN(maxRepeats) {
+		recs = append(recs, recs[rng.IntN(len(recs))])
+	}
+	rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+	for len(recs) > 0 {
+		n := 1 + rng.IntN(len(recs))
+		write(t, st, store.Batch{Records: recs[:n]})
+		recs = recs[n:]
+	}
+}
+
 // The delivery row must not depend on the order records arrive in, how they
 // are batched, or how often each arrives (AUDIT replayed, re-emitted).
 func testDeliveriesAnyOrder(t *testing.T, st store.Store) {
@@ -175,16 +192,7 @@ func testDeliveriesAnyOrder(t *testing.T, st store.Store) {
 		id := fmt.Sprint("ev-shuffled-", trial)
 		orig := uint64(1000 + 10*trial)
 		recs := ReplayStory(id, "erp", orig, orig+5)
-		// Some records twice, then a random order, in random batches.
-		for range rng.IntN(4) {
-			recs = append(recs, recs[rng.IntN(len(recs))])
-		}
-		rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
-		for len(recs) > 0 {
-			n := 1 + rng.IntN(len(recs))
-			write(t, st, store.Batch{Records: recs[:n]})
-			recs = recs[n:]
-		}
+		writeShuffled(t, st, rng, recs, 4)
 		got, want := delivery(t, st, id, "erp"), final(id, orig)
 		if !reflect.DeepEqual(normDelivery(got), normDelivery(want)) {
 			t.Errorf("trial %d: delivery =\n%s\nwant (as if all came in order, once)\n%s", trial, showDelivery(got), showDelivery(want))
@@ -213,6 +221,108 @@ func testDeliveriesAnyOrder(t *testing.T, st store.Store) {
 		if d.Status != m.status || d.Attempts != m.attempts || d.TotalAttempts != m.total || d.LastStatusCode != m.lastCode {
 			t.Errorf("after %d records: %s, want status %s attempts %d/%d last %d", m.upTo, showDelivery(d), m.status, m.attempts, m.total, m.lastCode)
 		}
+	}
+}
+
+// DeliveredThenDeadLettered is a round that succeeded and still ended in a
+// dead letter: attempt 2 was delivered but its ack was lost, so the event
+// came again, attempt 3 (the last allowed) failed, and the dispatcher
+// dead-lettered the round. (A dead letter the reconciler writes for a final
+// attempt whose outcome it cannot know, which was in fact delivered, looks
+// the same.)
+func DeliveredThenDeadLettered(eventID, destination string, seq uint64) []*switchyardv1.AuditRecord {
+	return []*switchyardv1.AuditRecord{
+		RoundAttempt(eventID, destination, seq, 1, base, 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, false, ""),
+		RoundAttempt(eventID, destination, seq, 2, base.Add(time.Minute), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, true, ""),
+		RoundAttempt(eventID, destination, seq, 3, base.Add(2*time.Minute), 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, true, ""),
+		RoundDeadLetter(eventID, destination, seq, base.Add(2*time.Minute+time.Second), ""),
+	}
+}
+
+// A delivered attempt outranks the dead letter (and the later failed
+// attempts) of its round, in whatever order and batches the records come:
+// the partner has the event, so the delivery must not be listed as
+// dead-lettered (where a bulk replay would send it a second time).
+func testDeliveredOutranksDeadLetter(t *testing.T, st store.Store) {
+	migrate(t, st)
+	want := func(eventID string, seq uint64) store.Delivery {
+		delivered := base.Add(time.Minute + 2*time.Millisecond)
+		return store.Delivery{
+			EventID: eventID, Destination: "erp", Status: auditapi.StatusDelivered, Attempts: 3, TotalAttempts: 3,
+			LastStatusCode: 503, LastError: "HTTP 503", FirstAttemptAt: ptr(base), LastAttemptAt: ptr(base.Add(2 * time.Minute)),
+			DeliveredAt: ptr(delivered), DeadLetterID: fmt.Sprintf("EVENTS:%d:erp", seq), UpdatedAt: delivered,
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 16 {
+		id := fmt.Sprint("ev-won-", trial)
+		seq := uint64(3000 + trial)
+		recs := DeliveredThenDeadLettered(id, "erp", seq)
+		if trial%4 == 3 {
+			// The reconciler's dead letter: the final attempt's record never
+			// came (the dispatcher died during it).
+			recs = append(recs[:2], recs[3])
+		}
+		writeShuffled(t, st, rng, recs, 3)
+		w := want(id, seq)
+		if trial%4 == 3 {
+			w.Attempts, w.TotalAttempts, w.LastStatusCode, w.LastError, w.LastAttemptAt = 2, 2, 200, "", ptr(base.Add(time.Minute))
+		}
+		checkDelivery(t, delivery(t, st, id, "erp"), w)
+	}
+	dead, _, err := st.ListDeliveries(ctx(t), store.DeliveryFilter{Destination: "erp", Status: auditapi.StatusDeadLettered}, store.Page{})
+	if err != nil || len(dead) != 0 {
+		t.Errorf("dead-lettered deliveries = %+v (%v), want none: every round was delivered", dead, err)
+	}
+	if s, err := st.DestinationStatus(ctx(t), "erp", base.Add(-time.Hour)); err != nil || s.DeadLettered != 0 {
+		t.Errorf("destination status = %+v (%v), want 0 dead-lettered", s, err)
+	}
+	// The dead letters themselves are kept and listed.
+	dls, _, err := st.ListDeadLetters(ctx(t), store.DeadLetterFilter{Destination: "erp"}, store.Page{})
+	if err != nil || len(dls) != 16 {
+		t.Errorf("%d dead letters (%v), want 16", len(dls), err)
+	}
+	// A replay asked for anyway is a new round, and wins as before.
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{
+		ReplayRecord("replay-ev-won-0", "ev-won-0", "erp", "EVENTS:3000:erp", 9000, base.Add(time.Hour)),
+	}})
+	if d := delivery(t, st, "ev-won-0", "erp"); d.Status != auditapi.StatusReplayed {
+		t.Errorf("after a replay: %s, want replayed", showDelivery(d))
+	}
+}
+
+// A reconciled dead letter of an event EVENTS no longer held has no event
+// id: an empty one (older dispatchers) or the placeholder
+// unknown:EVENTS:<seq>. Both are stored under the placeholder and listed;
+// neither makes a delivery row (which would be keyed by no event).
+func testUnknownEventDeadLetters(t *testing.T, st store.Store) {
+	migrate(t, st)
+	empty := RoundDeadLetter("", "erp", 77, base, "")
+	placeholder := RoundDeadLetter(store.UnknownEventID("EVENTS", 78), "erp", 78, base.Add(time.Second), "")
+	// The same dead letter as 77, as a newer dispatcher sends it: the same row.
+	again := RoundDeadLetter(store.UnknownEventID("EVENTS", 77), "erp", 77, base, "")
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{empty, placeholder}})
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{again, empty}})
+
+	for seq, id := range map[uint64]string{77: "EVENTS:77:erp", 78: "EVENTS:78:erp"} {
+		dl, err := st.GetDeadLetter(ctx(t), id)
+		if err != nil || dl.EventID != fmt.Sprintf("unknown:EVENTS:%d", seq) || dl.Destination != "erp" {
+			t.Errorf("dead letter %s = %+v (%v), want event id unknown:EVENTS:%d", id, dl, err, seq)
+		}
+	}
+	dls, _, err := st.ListDeadLetters(ctx(t), store.DeadLetterFilter{Destination: "erp"}, store.Page{})
+	if err != nil || len(dls) != 2 {
+		t.Errorf("dead letters = %+v (%v), want the two", dls, err)
+	}
+	ds, _, err := st.ListDeliveries(ctx(t), store.DeliveryFilter{}, store.Page{})
+	if err != nil || len(ds) != 0 {
+		t.Errorf("deliveries = %+v (%v), want none for unknown events", ds, err)
+	}
+	if _, err := st.GetEvent(ctx(t), ""); !isNotFound(err) {
+		t.Errorf("GetEvent(\"\") = %v, want ErrNotFound", err)
+	}
+	if d := get(t, st, "unknown:EVENTS:77"); len(d.DeadLetters) != 1 || len(d.Deliveries) != 0 || d.Event != nil {
+		t.Errorf("detail of the placeholder = %+v, want its dead letter only", d)
 	}
 }
 

@@ -510,7 +510,7 @@ func testListRejections(t *testing.T, st store.Store) {
 	r := all[0]
 	want := store.Rejection{
 		ID: "r5", Source: "shop", Reason: "bad_signature", Detail: "signature does not match",
-		RemoteAddr: "203.0.113.7", StatusCode: 401, EventID: "msg_r5",
+		RemoteAddr: "203.0.113.7", StatusCode: 401, EventID: "msg_r5", UserAgent: "partner/1.0", BodySize: 20,
 	}
 	at := r.At
 	r.At = time.Time{}
@@ -519,6 +519,15 @@ func testListRejections(t *testing.T, st store.Store) {
 	}
 	if !at.Equal(base.Add(5 * time.Second)) {
 		t.Errorf("at = %v, want %v", at, base.Add(5*time.Second))
+	}
+	// A publish-API rejection names the key (never the key itself).
+	api := Rejection("r-api", base.Add(6*time.Second))
+	w := api.GetWebhookRejected()
+	w.Source, w.ApiKey, w.BodySize, w.UserAgent = "_api", "billing-service", 1<<20, ""
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{api}})
+	top, _, err = st.ListRejections(ctx(t), store.RejectionFilter{Source: "_api"}, store.Page{})
+	if err != nil || len(top) != 1 || top[0].APIKey != "billing-service" || top[0].BodySize != 1<<20 || top[0].UserAgent != "" {
+		t.Errorf("publish-API rejection = %+v (%v)", top, err)
 	}
 }
 

@@ -296,9 +296,9 @@ func destination(name, url string, subjects []string, maxAttempts int) config.De
 		Name:     name,
 		URL:      url,
 		Subjects: subjects,
-		Timeout:  config.Duration(300 * time.Millisecond),
+		Timeout:  config.Duration(500 * time.Millisecond),
 		Retry: config.Retry{
-			Backoff:     []config.Duration{config.Duration(700 * time.Millisecond)},
+			Backoff:     []config.Duration{config.Duration(time.Second)},
 			MaxAttempts: maxAttempts,
 		},
 		AllowPrivateNetwork: true,

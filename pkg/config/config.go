@@ -336,7 +336,7 @@ type Signing struct {
 }
 
 // Breaker is a destination's circuit breaker. Only retryable failures
-// (timeouts, connection errors, 408/425/429/5xx) count against the partner:
+// (timeouts, connection errors, 408/409/425/429/5xx) count against the partner:
 // any answer that is not one of those shows it is up.
 type Breaker struct {
 	// Disabled turns the breaker off.

@@ -18,8 +18,8 @@ import (
 )
 
 // MinServerVersion is the oldest NATS server Switchyard runs against.
-// Consumers with several filter subjects need 2.10; consumer pause and
-// per-message TTLs (the idempotency records) need 2.11.
+// Consumers with several filter subjects need 2.10; consumer pause (the
+// dispatcher's circuit breaker) needs 2.11.
 const MinServerVersion = "2.11.0"
 
 // ErrServerTooOld means the NATS server lacks JetStream features Switchyard
@@ -93,7 +93,7 @@ func CheckServer(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("read server version %q: %w", v, err)
 	}
 	if !ok {
-		return fmt.Errorf("%w: server is %s, Switchyard needs %s or newer (consumers with several filter subjects need 2.10; consumer pause and per-message TTL need 2.11); upgrade the server or leave nats.url empty to use the embedded one",
+		return fmt.Errorf("%w: server is %s, Switchyard needs %s or newer (consumers with several filter subjects need 2.10; consumer pause, which the circuit breaker uses, needs 2.11); upgrade the server or leave nats.url empty to use the embedded one",
 			ErrServerTooOld, v, MinServerVersion)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

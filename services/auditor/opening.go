@@ -206,6 +206,14 @@ func (o *openingStore) ListRejections(ctx context.Context, f store.RejectionFilt
 	return st.ListRejections(ctx, f, p)
 }
 
+func (o *openingStore) ListAlerts(ctx context.Context, f store.AlertFilter, p store.Page) ([]store.Alert, string, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, "", err
+	}
+	return st.ListAlerts(ctx, f, p)
+}
+
 func (o *openingStore) ListParked(ctx context.Context, p store.Page) ([]store.Parked, string, error) {
 	st, err := o.get()
 	if err != nil {

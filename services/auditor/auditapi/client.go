@@ -122,6 +122,14 @@ func (c *Client) ListRejections(ctx context.Context, filters url.Values) (List[R
 	return out, err
 }
 
+// ListAlerts is GET /v1/alerts (rule, destination, source, state, sender,
+// delivered, since, until, limit, cursor).
+func (c *Client) ListAlerts(ctx context.Context, filters url.Values) (List[Alert], error) {
+	var out List[Alert]
+	_, err := c.do(ctx, http.MethodGet, "/v1/alerts", filters, nil, "", &out)
+	return out, err
+}
+
 // Replay is POST /v1/dead-letters/{id}/replay. key, when set, names the
 // request (Idempotency-Key): the same key replays once.
 func (c *Client) Replay(ctx context.Context, id, key string) (ReplayResult, error) {

@@ -160,6 +160,41 @@ type CircuitChange struct {
 	LastError   string    `json:"last_error,omitempty"`
 }
 
+// Alert is one alert message a notifier sent, or gave up sending, as its
+// audit record tells it.
+type Alert struct {
+	ID          string            `json:"id"`
+	At          time.Time         `json:"at"`
+	Rule        string            `json:"rule"`
+	Fingerprint string            `json:"fingerprint"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// State is firing or resolved; Kind is what the message was: firing,
+	// update (a digest), repeat or resolved.
+	State    string `json:"state"`
+	Kind     string `json:"kind"`
+	Severity string `json:"severity,omitempty"`
+	Summary  string `json:"summary"`
+	// Sender is slack, console or webhook. Delivered is false when the
+	// sender gave up for a permanent reason (Error, StatusCode say why).
+	Sender     string `json:"sender"`
+	Delivered  bool   `json:"delivered"`
+	Error      string `json:"error,omitempty"`
+	StatusCode int    `json:"status_code,omitempty"`
+	Attempts   int    `json:"attempts"`
+	// Count is the number the message showed (dead letters, failures,
+	// rejections).
+	Count     int64      `json:"count"`
+	Episode   uint32     `json:"episode"`
+	Sequence  uint64     `json:"sequence"`
+	FirstSeen *time.Time `json:"first_seen,omitempty"`
+}
+
+// Alert states.
+const (
+	AlertFiring   = "firing"
+	AlertResolved = "resolved"
+)
+
 // Parked is a message the auditor could not store however often it tried
 // (a poison record): kept whole so that nothing is lost, and listed so that
 // a person can act on it.

@@ -95,6 +95,7 @@ func (h *handlers) routes(g *echo.Group) {
 	g.POST("/dead-letters/:id/replay", h.replayOne)
 	g.POST("/dead-letters/replay", h.replayBulk)
 	g.GET("/rejections", h.listRejections)
+	g.GET("/alerts", h.listAlerts)
 	g.GET("/destinations", h.listDestinations)
 	g.GET("/parked", h.listParked)
 	silenceRoutes(g, h.cfg.JS)
@@ -177,6 +178,8 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			errors.As(errBodyTooLarge, &ae)
 		case errors.Is(err, store.ErrBadCursor):
 			ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
+		case errors.Is(err, store.ErrBadFilter):
+			ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_request", Message: err.Error()}}
 		case errors.Is(err, store.ErrNotFound):
 			ae = &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: "not_found", Message: err.Error()}}
 		case errors.Is(err, store.ErrNotReady):
@@ -385,6 +388,25 @@ func (h *handlers) listRejections(c echo.Context) error {
 	f := store.RejectionFilter{TimeRange: q.times(), Source: q.str("source"), Reason: q.str("reason"), Q: q.str("q")}
 	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Rejection, string, error) {
 		return h.store.ListRejections(ctx, f, p)
+	})
+}
+
+func (h *handlers) listAlerts(c echo.Context) error {
+	q := h.newQuery(c)
+	f := store.AlertFilter{TimeRange: q.times(), Rule: q.str("rule"), Destination: q.str("destination"),
+		Source: q.str("source"), State: q.str("state"), Sender: q.str("sender")}
+	if f.State != "" && f.State != auditapi.AlertFiring && f.State != auditapi.AlertResolved {
+		q.errs = append(q.errs, "state must be firing or resolved")
+	}
+	if v := q.str("delivered"); v != "" {
+		d, err := strconv.ParseBool(v)
+		if err != nil {
+			q.errs = append(q.errs, "delivered must be true or false")
+		}
+		f.Delivered = &d
+	}
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Alert, string, error) {
+		return h.store.ListAlerts(ctx, f, p)
 	})
 }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
@@ -116,6 +118,52 @@ func TestListEndpoints(t *testing.T) {
 		}
 		if code, body := get(t, st, "/v1/dead-letters/nope"); code != http.StatusNotFound || body["error"] != "not_found" {
 			t.Errorf("GET unknown dead letter: %d %v", code, body)
+		}
+	})
+}
+
+func TestListAlerts(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, st store.Store) {
+		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		var b store.Batch
+		for i := range 6 {
+			rec := storetest.AlertRecord(fmt.Sprintf("al-%d", i), base.Add(time.Duration(i)*time.Minute))
+			if i%2 == 1 {
+				a := rec.GetAlert()
+				a.State, a.Kind = switchyardv1.AlertState_ALERT_STATE_RESOLVED, "resolved"
+				a.Labels = map[string]string{"destination": "crm"}
+			}
+			if i == 4 {
+				rec.GetAlert().Delivered, rec.GetAlert().Error = false, "invalid_payload"
+			}
+			b.Records = append(b.Records, rec)
+		}
+		if err := st.Write(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+		h := New(Config{Store: st, Now: func() time.Time { return base.Add(10 * time.Minute) }})
+		all := getList[auditapi.Alert](t, h, "/v1/alerts")
+		if len(all) != 6 || all[0].ID != "al-5" || all[0].State != "resolved" || all[0].Labels["destination"] != "crm" ||
+			all[0].Rule != "DeliveryDeadLettered" || all[0].Sender != "slack" || !all[0].Delivered || all[0].Count != 3 {
+			t.Errorf("alerts = %+v", all)
+		}
+		for path, want := range map[string]int{
+			"/v1/alerts?state=firing":                    3,
+			"/v1/alerts?state=resolved&destination=crm":  3,
+			"/v1/alerts?destination=erp&delivered=false": 1,
+			"/v1/alerts?rule=DeliveryDeadLettered":       6,
+			"/v1/alerts?rule=PartnerDown":                0,
+			"/v1/alerts?since=7m":                        3, // from 12:03 on a clock at 12:10
+		} {
+			if got := getList[auditapi.Alert](t, h, path); len(got) != want {
+				t.Errorf("GET %s: %d alerts, want %d", path, len(got), want)
+			}
+		}
+		for _, path := range []string{"/v1/alerts?state=asleep", "/v1/alerts?delivered=maybe"} {
+			if code, body := get(t, st, path); code != http.StatusBadRequest || body["error"] != "bad_request" {
+				t.Errorf("GET %s: %d %v, want 400", path, code, body)
+			}
 		}
 	})
 }

@@ -80,6 +80,32 @@ func (d dialect) textArg(q string) string {
 	return likeEscape(q)
 }
 
+// jsonText is the text at path (object keys, constants of this package,
+// never user input) in the JSON document col, NULL when absent.
+func (d dialect) jsonText(col string, path ...string) string {
+	if d.pg {
+		out := col
+		for i, k := range path {
+			op := "->"
+			if i == len(path)-1 {
+				op = "->>"
+			}
+			out += op + "'" + k + "'"
+		}
+		return out
+	}
+	return "json_extract(" + col + ", '$." + strings.Join(path, ".") + "')"
+}
+
+// jsonTrue is the condition that the JSON value at path in col is true
+// (false when absent: protojson leaves false out).
+func (d dialect) jsonTrue(col string, path ...string) string {
+	if d.pg {
+		return "COALESCE(" + d.jsonText(col, path...) + " = 'true', false)"
+	}
+	return "COALESCE(json_type(" + col + ", '$." + strings.Join(path, ".") + "') = 'true', 0)"
+}
+
 // likeEscaper escapes LIKE's wildcards and the escape character itself
 // (every LIKE here says ESCAPE '\').
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

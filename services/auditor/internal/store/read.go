@@ -9,6 +9,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
 
@@ -234,6 +238,75 @@ func (r *reader) ListRejections(ctx context.Context, f RejectionFilter, p Page) 
 	}
 	items, next := trim(out, limit, func(j Rejection) (time.Time, []string) { return j.At, []string{j.ID} }, "rejections")
 	return items, next, nil
+}
+
+// ListAlerts implements Store. Alert messages are kept whole as protojson
+// in audit_records (kind alert, key the rule): they are few (a notifier
+// sends at most about one a second per sender), so the label and state
+// filters read the JSON of the rule's (or all) alert rows in time order.
+func (r *reader) ListAlerts(ctx context.Context, f AlertFilter, p Page) ([]Alert, string, error) {
+	b := &builder{d: r.d}
+	b.and("kind = %s", auditlog.KindAlert)
+	b.eq("key", f.Rule)
+	if f.Destination != "" {
+		b.and(r.d.jsonText("detail", "alert", "labels", "destination")+" = %s", f.Destination)
+	}
+	if f.Source != "" {
+		b.and(r.d.jsonText("detail", "alert", "labels", "source")+" = %s", f.Source)
+	}
+	switch f.State {
+	case "":
+	case auditapi.AlertFiring, auditapi.AlertResolved:
+		b.and(r.d.jsonText("detail", "alert", "state")+" = %s", "ALERT_STATE_"+strings.ToUpper(f.State))
+	default:
+		return nil, "", fmt.Errorf("list alerts: state %q: %w", f.State, ErrBadFilter)
+	}
+	if f.Sender != "" {
+		b.and(r.d.jsonText("detail", "alert", "sender")+" = %s", f.Sender)
+	}
+	if f.Delivered != nil {
+		cond := r.d.jsonTrue("detail", "alert", "delivered")
+		if !*f.Delivered {
+			cond = "NOT " + cond
+		}
+		b.conds = append(b.conds, cond)
+	}
+	b.timeRange("at", f.TimeRange)
+	limit, err := b.page("alerts", p, "at", "id")
+	if err != nil {
+		return nil, "", err
+	}
+	q := "SELECT id, at, detail FROM audit_records" + b.where() + orderBy("at", "id") + " LIMIT " + b.arg(limit)
+	out, err := collect(ctx, r, "list alerts", q, b.args, scanAlert)
+	if err != nil {
+		return nil, "", err
+	}
+	items, next := trim(out, limit, func(a Alert) (time.Time, []string) { return a.At, []string{a.ID} }, "alerts")
+	return items, next, nil
+}
+
+// scanAlert reads an alert row: its id, time and protojson record.
+func scanAlert(r rows) (Alert, error) {
+	var a Alert
+	var detail []byte
+	if err := r.Scan(&a.ID, &ts{&a.At}, &detail); err != nil {
+		return a, err
+	}
+	var rec switchyardv1.AuditRecord
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(detail, &rec); err != nil {
+		return a, fmt.Errorf("alert %s: %w", a.ID, err)
+	}
+	n := rec.GetAlert()
+	a.Rule, a.Fingerprint, a.Labels = n.GetRule(), n.GetFingerprint(), n.GetLabels()
+	a.State = strings.ToLower(strings.TrimPrefix(n.GetState().String(), "ALERT_STATE_"))
+	a.Kind, a.Severity, a.Summary, a.Sender = n.GetKind(), n.GetSeverity(), n.GetSummary(), n.GetSender()
+	a.Delivered, a.Error, a.StatusCode, a.Attempts = n.GetDelivered(), n.GetError(), int(n.GetStatusCode()), int(n.GetAttempts())
+	a.Count, a.Episode, a.Sequence = n.GetCount(), n.GetEpisode(), n.GetSequence()
+	if n.GetFirstSeen() != nil {
+		t := n.GetFirstSeen().AsTime().UTC()
+		a.FirstSeen = &t
+	}
+	return a, nil
 }
 
 // ListParked implements Store.

@@ -69,6 +69,9 @@ var ErrRejected = errors.New("audit store refused the data")
 // ErrBadCursor is returned for a cursor this list did not issue.
 var ErrBadCursor = errors.New("invalid cursor")
 
+// ErrBadFilter is returned for a filter value a list does not know.
+var ErrBadFilter = errors.New("invalid filter")
+
 // The row types are the API's: the store returns what the API answers.
 type (
 	Event             = auditapi.Event
@@ -77,6 +80,7 @@ type (
 	DeadLetter        = auditapi.DeadLetter
 	Replay            = auditapi.Replay
 	Rejection         = auditapi.Rejection
+	Alert             = auditapi.Alert
 	CircuitChange     = auditapi.CircuitChange
 	Parked            = auditapi.Parked
 	DestinationStatus = auditapi.DestinationStatus
@@ -165,6 +169,21 @@ type RejectionFilter struct {
 	Q      string
 }
 
+// AlertFilter selects the alert messages notifiers recorded (newest first).
+type AlertFilter struct {
+	TimeRange
+	Rule string
+	// Destination and Source match the alert's labels.
+	Destination string
+	Source      string
+	// State is firing or resolved (AlertFiring, AlertResolved).
+	State  string
+	Sender string
+	// Delivered, when set, keeps the messages the sender delivered (true)
+	// or gave up on (false).
+	Delivered *bool
+}
+
 // Store is the audit log.
 type Store interface {
 	// Migrate brings the schema up to date; safe to run concurrently.
@@ -184,6 +203,7 @@ type Store interface {
 	// GetDeadLetter returns one dead letter or ErrNotFound.
 	GetDeadLetter(ctx context.Context, id string) (DeadLetter, error)
 	ListRejections(ctx context.Context, f RejectionFilter, p Page) ([]Rejection, string, error)
+	ListAlerts(ctx context.Context, f AlertFilter, p Page) ([]Alert, string, error)
 	ListParked(ctx context.Context, p Page) ([]Parked, string, error)
 	// Destinations names the destinations the log knows deliveries for.
 	Destinations(ctx context.Context) ([]string, error)

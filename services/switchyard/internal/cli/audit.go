@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -164,6 +165,10 @@ func addListFlags(cmd *cobra.Command, filters ...string) *listFlags {
 		"event-id":    "event id",
 		"reason":      "reason (dead letters: max_attempts, permanent_failure, ...; rejections: bad_signature, stale_timestamp, ...)",
 		"q":           "words in the last error",
+		"rule":        "alert rule (DeliveryDeadLettered, PartnerDown, ...)",
+		"state":       "alert state: firing or resolved",
+		"sender":      "alert sender: slack, console or webhook",
+		"delivered":   "true: messages the sender delivered; false: messages it gave up on",
 	}
 	for _, name := range filters {
 		lf.values[name] = cmd.Flags().String(name, "", help[name])
@@ -308,7 +313,37 @@ func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 			return []string{r.ID, when(&r.At), r.Source, r.Reason, codeOrDash(r.StatusCode), dash(r.APIKey), dash(r.RemoteAddr),
 				dash(oneLine(r.UserAgent, 40)), fmt.Sprint(r.BodySize), oneLine(r.Detail, 60)}
 		}))
-	return []*cobra.Command{events, dead, rejections}
+
+	alerts := group("alerts", "List the alert messages the notifier sent or gave up on (talks to the auditor's API)")
+	af.add(alerts)
+	alerts.AddCommand(listCmd(&af, "list", "List alert messages, newest first",
+		"  switchyard alerts list --destination erp --since 24h\n  switchyard alerts list --delivered false   # messages a sender gave up on",
+		"AT\tRULE\tSTATE\tKIND\tSEVERITY\tLABELS\tSENDER\tSENT\tSUMMARY",
+		[]string{"rule", "destination", "source", "state", "sender", "delivered", "since", "until"},
+		func(c *auditapi.Client, cmd *cobra.Command, q url.Values) (auditapi.List[auditapi.Alert], error) {
+			return c.ListAlerts(cmd.Context(), q)
+		},
+		func(a auditapi.Alert) []string {
+			sent := "yes"
+			if !a.Delivered {
+				sent = "no: " + oneLine(dash(a.Error), 40)
+			}
+			return []string{when(&a.At), a.Rule, a.State, a.Kind, dash(a.Severity), dash(labelText(a.Labels)), a.Sender, sent, oneLine(a.Summary, 60)}
+		}))
+	return []*cobra.Command{events, dead, rejections, alerts}
+}
+
+// labelText is name=value pairs in name order.
+func labelText(labels map[string]string) string {
+	names := make([]string, 0, len(labels))
+	for k := range labels {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for i, k := range names {
+		names[i] = k + "=" + labels[k]
+	}
+	return strings.Join(names, ",")
 }
 
 func dash(s string) string {

@@ -266,6 +266,42 @@ func TestRejectionsList(t *testing.T) {
 	}
 }
 
+// alerts list shows what the notifier sent, and what a sender gave up on.
+func TestAlertsList(t *testing.T) {
+	t.Parallel()
+	url, ns, _ := auditAPI(t)
+	_, js := ns.Connect(t)
+	emit := auditlog.NewEmitter(js, "notifier")
+	for i, delivered := range []bool{true, false} {
+		rec := &switchyardv1.AuditRecord{Id: fmt.Sprintf("alert-%d", i), Time: timestamppb.Now(), Service: "notifier",
+			Detail: &switchyardv1.AuditRecord_Alert{Alert: &switchyardv1.AlertNotification{
+				Fingerprint: "fp", Rule: "PartnerDown", Labels: map[string]string{"destination": "erp"},
+				State: switchyardv1.AlertState_ALERT_STATE_FIRING, Severity: "critical", Summary: "erp is down",
+				Sender: "slack", Delivered: delivered, Kind: "firing", Sequence: uint64(i + 1), Episode: 1, Attempts: 1,
+			}}}
+		if !delivered {
+			rec.GetAlert().Error = "invalid_payload"
+		}
+		if err := emit.Emit(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out string
+	waitfor.True(t, "the alert listed", func() bool {
+		var err error
+		out, err = run(t, "alerts", "list", "--url", url, "--token", testToken, "--destination", "erp", "--delivered", "false")
+		return err == nil && strings.Contains(out, "PartnerDown")
+	})
+	for _, want := range []string{"RULE", "firing", "critical", "destination=erp", "slack", "no: invalid_payload", "erp is down"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("alerts list does not show %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "PartnerDown"); n != 1 {
+		t.Errorf("alerts list --delivered false shows %d alerts, want 1:\n%s", n, out)
+	}
+}
+
 // A bulk replay the API answers in several rounds (each within its time
 // budget) is followed to the end by the CLI.
 func TestBulkReplayInRounds(t *testing.T) {

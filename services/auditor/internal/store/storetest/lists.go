@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ var listTests = []struct {
 	{"ListDeliveries", testListDeliveries},
 	{"ListDeadLetters", testListDeadLetters},
 	{"ListRejectionsFilters", testListRejectionsFilters},
+	{"ListAlerts", testListAlerts},
 	{"BadCursor", testBadCursor},
 	{"Retention", testRetention},
 }
@@ -113,10 +115,13 @@ func all[T any](t *testing.T, what string, list func(p store.Page) ([]T, string,
 	return ids
 }
 
-func evIDs(is ...int) []string {
+func evIDs(is ...int) []string { return numbered("ev-%02d", is...) }
+
+// numbered formats each of is with format: the ids of numbered fixtures.
+func numbered(format string, is ...int) []string {
 	var out []string
 	for _, i := range is {
-		out = append(out, fmt.Sprintf("ev-%02d", i))
+		out = append(out, fmt.Sprintf(format, i))
 	}
 	return out
 }
@@ -284,13 +289,7 @@ func testListDeadLetters(t *testing.T, st store.Store) {
 func testListRejectionsFilters(t *testing.T, st store.Store) {
 	migrate(t, st)
 	Corpus(t, st)
-	rej := func(is ...int) []string {
-		var out []string
-		for _, i := range is {
-			out = append(out, fmt.Sprintf("rej-%02d", i))
-		}
-		return out
-	}
+	rej := func(is ...int) []string { return numbered("rej-%02d", is...) }
 	tests := []struct {
 		name string
 		f    store.RejectionFilter
@@ -309,6 +308,75 @@ func testListRejectionsFilters(t *testing.T, st store.Store) {
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("%s: %v\nwant %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func testListAlerts(t *testing.T, st store.Store) {
+	migrate(t, st)
+	var b store.Batch
+	// al-00..al-11, a minute apart: rules cycle dead letters, partner down,
+	// signature failures (labelled by source shop); every third resolved,
+	// one given up by its sender; plus records of other kinds.
+	for i := range 12 {
+		rec := AlertRecord(fmt.Sprintf("al-%02d", i), base.Add(time.Duration(i)*time.Minute))
+		a := rec.GetAlert()
+		switch i % 3 {
+		case 1:
+			a.Rule, a.Labels = "PartnerDown", map[string]string{"destination": "crm"}
+		case 2:
+			a.Rule, a.Labels = "SignatureFailures", map[string]string{"source": "shop"}
+		}
+		if i%4 == 3 {
+			a.State, a.Kind = switchyardv1.AlertState_ALERT_STATE_RESOLVED, "resolved"
+		}
+		if i == 5 {
+			a.Sender, a.Delivered, a.Error, a.StatusCode = "webhook", false, "HTTP 410 Gone", 410
+		}
+		b.Records = append(b.Records, rec)
+	}
+	b.Records = append(b.Records, Rejection("rej-x", base), RoundDeadLetter("ev-x", "erp", 9, base, ""))
+	write(t, st, b)
+	al := func(is ...int) []string { return numbered("al-%02d", is...) }
+	yes, no := true, false
+	tests := []struct {
+		name string
+		f    store.AlertFilter
+		want []string
+	}{
+		{"all", store.AlertFilter{}, al(11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)},
+		{"rule", store.AlertFilter{Rule: "PartnerDown"}, al(10, 7, 4, 1)},
+		{"destination", store.AlertFilter{Destination: "erp"}, al(9, 6, 3, 0)},
+		{"source", store.AlertFilter{Source: "shop"}, al(11, 8, 5, 2)},
+		{"resolved", store.AlertFilter{State: auditapi.AlertResolved}, al(11, 7, 3)},
+		{"firing on crm", store.AlertFilter{State: auditapi.AlertFiring, Destination: "crm"}, al(10, 4, 1)},
+		{"sender", store.AlertFilter{Sender: "webhook"}, al(5)},
+		{"given up", store.AlertFilter{Delivered: &no}, al(5)},
+		{"delivered", store.AlertFilter{Delivered: &yes, Rule: "SignatureFailures"}, al(11, 8, 2)},
+		{"time range", store.AlertFilter{TimeRange: store.TimeRange{Since: base.Add(2 * time.Minute), Until: base.Add(4 * time.Minute)}}, al(3, 2)},
+	}
+	for _, tt := range tests {
+		got := all(t, "alerts "+tt.name, func(p store.Page) ([]store.Alert, string, error) { return st.ListAlerts(ctx(t), tt.f, p) },
+			func(a store.Alert) string { return a.ID })
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v\nwant %v", tt.name, got, tt.want)
+		}
+	}
+	if _, _, err := st.ListAlerts(ctx(t), store.AlertFilter{State: "sleeping"}, store.Page{}); !errors.Is(err, store.ErrBadFilter) {
+		t.Errorf("unknown state: %v, want ErrBadFilter", err)
+	}
+
+	// Every field comes back as recorded.
+	items, _, err := st.ListAlerts(ctx(t), store.AlertFilter{Sender: "webhook"}, store.Page{})
+	if err != nil || len(items) != 1 {
+		t.Fatalf("given-up alert: %v %v", items, err)
+	}
+	first := base.Add(4 * time.Minute)
+	want := store.Alert{ID: "al-05", At: base.Add(5 * time.Minute), Rule: "SignatureFailures", Fingerprint: "fp-al-05",
+		Labels: map[string]string{"source": "shop"}, State: auditapi.AlertFiring, Kind: "firing", Severity: "critical",
+		Summary: "3 deliveries dead-lettered on erp", Sender: "webhook", Delivered: false, Error: "HTTP 410 Gone",
+		StatusCode: 410, Attempts: 1, Count: 3, Episode: 1, Sequence: 1, FirstSeen: &first}
+	if got := items[0]; !reflect.DeepEqual(got, want) {
+		t.Errorf("alert:\n got %+v\nwant %+v", got, want)
 	}
 }
 

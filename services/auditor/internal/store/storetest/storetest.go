@@ -599,3 +599,29 @@ func testNULCharacters(t *testing.T, st store.Store) {
 		t.Fatalf("rejections = %v, %v", rs, err)
 	}
 }
+
+// AlertRecord returns an alert notification record fixture: a firing
+// DeliveryDeadLettered message on destination erp, delivered by slack.
+func AlertRecord(id string, at time.Time) *switchyardv1.AuditRecord {
+	return &switchyardv1.AuditRecord{
+		Id:      id,
+		Time:    timestamppb.New(at),
+		Service: "notifier",
+		Detail: &switchyardv1.AuditRecord_Alert{Alert: &switchyardv1.AlertNotification{
+			Fingerprint: "fp-" + id,
+			Rule:        "DeliveryDeadLettered",
+			Labels:      map[string]string{"destination": "erp"},
+			State:       switchyardv1.AlertState_ALERT_STATE_FIRING,
+			Severity:    "critical",
+			Summary:     "3 deliveries dead-lettered on erp",
+			Sender:      "slack",
+			Delivered:   true,
+			Count:       3,
+			Kind:        "firing",
+			Sequence:    1,
+			Episode:     1,
+			FirstSeen:   timestamppb.New(at.Add(-time.Minute)),
+			Attempts:    1,
+		}},
+	}
+}

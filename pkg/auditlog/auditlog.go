@@ -115,8 +115,13 @@ const (
 	KindBacklog    = "backlog"
 	KindLag        = "lag"
 	KindAlert      = "alert"
+	KindSilence    = "silence"
 	KindOther      = "other"
 )
+
+// Kinds lists every record kind.
+var Kinds = []string{KindRejected, KindDuplicate, KindAttempt, KindDeadLetter, KindReplayed,
+	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindOther}
 
 // Kind returns the record's kind and subject key.
 func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
@@ -139,6 +144,8 @@ func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
 		return KindLag, rec.GetService()
 	case *switchyardv1.AuditRecord_Alert:
 		return KindAlert, d.Alert.GetRule()
+	case *switchyardv1.AuditRecord_SilenceChanged:
+		return KindSilence, d.SilenceChanged.GetSilence().GetId()
 	default:
 		return KindOther, rec.GetService()
 	}

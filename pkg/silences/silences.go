@@ -373,6 +373,50 @@ func (s *Store) Watch(ctx context.Context, log *slog.Logger) (*Set, error) {
 	return set, nil
 }
 
+// Follow calls fn with every silence in the bucket, then with each one
+// stored or changed, until ctx is done (watching again after a NATS
+// reconnect, which hands every current silence to fn again). Calls come
+// from one goroutine. It returns once the current silences were handed
+// over, or with the error of the first attempt to watch.
+func (s *Store) Follow(ctx context.Context, log *slog.Logger, fn func(*switchyardv1.Silence)) error {
+	return natsx.WatchKV(ctx, s.kv, natsx.KVWatch{Logger: log, Apply: func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			return
+		}
+		var sil switchyardv1.Silence
+		if err := proto.Unmarshal(e.Value(), &sil); err == nil {
+			fn(&sil)
+		}
+	}})
+}
+
+// Changes are the audit records a stored silence stands for: its creation
+// and, when a person ended it early, its expiry. Their ids are derived from
+// the silence, so a silence seen again gives records that are already
+// stored.
+func Changes(sil *switchyardv1.Silence) []*switchyardv1.AuditRecord {
+	rec := func(action, by string, at *timestamppb.Timestamp) *switchyardv1.AuditRecord {
+		return &switchyardv1.AuditRecord{
+			Id:   "silence:" + sil.GetId() + ":" + action,
+			Time: at,
+			Detail: &switchyardv1.AuditRecord_SilenceChanged{SilenceChanged: &switchyardv1.SilenceChanged{
+				Action: action, Silence: sil, By: by,
+			}},
+		}
+	}
+	out := []*switchyardv1.AuditRecord{rec(ActionCreated, sil.GetCreatedBy(), sil.GetCreatedAt())}
+	if sil.GetExpiredBy() != "" {
+		out = append(out, rec(ActionExpired, sil.GetExpiredBy(), sil.GetEndsAt()))
+	}
+	return out
+}
+
+// Actions of SilenceChanged records.
+const (
+	ActionCreated = "created"
+	ActionExpired = "expired"
+)
+
 func (set *Set) apply(e jetstream.KeyValueEntry) {
 	set.mu.Lock()
 	defer set.mu.Unlock()

@@ -142,6 +142,8 @@ func (c Config) Validate() error {
 // Auditor is the running audit service.
 type Auditor struct {
 	cfg    Config
+	js     jetstream.JetStream
+	audit  *auditlog.Emitter
 	store  *openingStore
 	writer *writer.Writer
 	api    *echo.Echo
@@ -261,7 +263,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, err
 		Store: st, JS: js, Audit: emitter, AdminToken: cfg.AdminToken, Destinations: names, DuplicateWindow: cfg.DuplicateWindow,
 		BulkReplayBudget: cfg.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
 	})
-	return &Auditor{cfg: cfg, store: st, writer: w, api: h}, nil
+	return &Auditor{cfg: cfg, js: js, audit: emitter, store: st, writer: w, api: h}, nil
 }
 
 // Ready returns nil once the audit store is open and migrated, and else
@@ -281,6 +283,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.writer.Run(gctx) })
 	g.Go(func() error { a.runRetention(gctx); return nil })
+	g.Go(func() error { a.recordSilences(gctx); return nil })
 	g.Go(func() error { return httpserve.Run(gctx, "auditor", a.cfg.Listen, a.api, a.cfg.Logger) })
 	return g.Wait()
 }

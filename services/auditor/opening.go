@@ -214,6 +214,14 @@ func (o *openingStore) ListAlerts(ctx context.Context, f store.AlertFilter, p st
 	return st.ListAlerts(ctx, f, p)
 }
 
+func (o *openingStore) ListRecords(ctx context.Context, f store.RecordFilter, p store.Page) ([]store.Record, string, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, "", err
+	}
+	return st.ListRecords(ctx, f, p)
+}
+
 func (o *openingStore) ListParked(ctx context.Context, p store.Page) ([]store.Parked, string, error) {
 	st, err := o.get()
 	if err != nil {

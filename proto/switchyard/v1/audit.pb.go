@@ -394,6 +394,7 @@ type AuditRecord struct {
 	//	*AuditRecord_Backlog
 	//	*AuditRecord_AuditLag
 	//	*AuditRecord_Alert
+	//	*AuditRecord_SilenceChanged
 	Detail        isAuditRecord_Detail `protobuf_oneof:"detail"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -545,6 +546,15 @@ func (x *AuditRecord) GetAlert() *AlertNotification {
 	return nil
 }
 
+func (x *AuditRecord) GetSilenceChanged() *SilenceChanged {
+	if x != nil {
+		if x, ok := x.Detail.(*AuditRecord_SilenceChanged); ok {
+			return x.SilenceChanged
+		}
+	}
+	return nil
+}
+
 type isAuditRecord_Detail interface {
 	isAuditRecord_Detail()
 }
@@ -585,6 +595,10 @@ type AuditRecord_Alert struct {
 	Alert *AlertNotification `protobuf:"bytes,18,opt,name=alert,proto3,oneof"`
 }
 
+type AuditRecord_SilenceChanged struct {
+	SilenceChanged *SilenceChanged `protobuf:"bytes,19,opt,name=silence_changed,json=silenceChanged,proto3,oneof"`
+}
+
 func (*AuditRecord_WebhookRejected) isAuditRecord_Detail() {}
 
 func (*AuditRecord_WebhookDuplicate) isAuditRecord_Detail() {}
@@ -602,6 +616,8 @@ func (*AuditRecord_Backlog) isAuditRecord_Detail() {}
 func (*AuditRecord_AuditLag) isAuditRecord_Detail() {}
 
 func (*AuditRecord_Alert) isAuditRecord_Detail() {}
+
+func (*AuditRecord_SilenceChanged) isAuditRecord_Detail() {}
 
 // WebhookRejected is a request that ingress refused. It never carries the
 // body, a secret or a signature.
@@ -1808,7 +1824,7 @@ var File_switchyard_v1_audit_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x05\n" +
+	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\xb0\x06\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -1823,7 +1839,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x0fcircuit_changed\x18\x0f \x01(\v2\x1d.switchyard.v1.CircuitChangedH\x00R\x0ecircuitChanged\x128\n" +
 	"\abacklog\x18\x10 \x01(\v2\x1c.switchyard.v1.BacklogReportH\x00R\abacklog\x126\n" +
 	"\taudit_lag\x18\x11 \x01(\v2\x17.switchyard.v1.AuditLagH\x00R\bauditLag\x128\n" +
-	"\x05alert\x18\x12 \x01(\v2 .switchyard.v1.AlertNotificationH\x00R\x05alertB\b\n" +
+	"\x05alert\x18\x12 \x01(\v2 .switchyard.v1.AlertNotificationH\x00R\x05alert\x12H\n" +
+	"\x0fsilence_changed\x18\x13 \x01(\v2\x1d.switchyard.v1.SilenceChangedH\x00R\x0esilenceChangedB\b\n" +
 	"\x06detail\"\xc8\x02\n" +
 	"\x0fWebhookRejected\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x123\n" +
@@ -2037,7 +2054,8 @@ var file_switchyard_v1_audit_proto_goTypes = []any{
 	nil,                           // 16: switchyard.v1.DeadLetter.HeadersEntry
 	nil,                           // 17: switchyard.v1.AlertNotification.LabelsEntry
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*SilenceChanged)(nil),        // 19: switchyard.v1.SilenceChanged
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
 }
 var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	18, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
@@ -2050,30 +2068,31 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	13, // 7: switchyard.v1.AuditRecord.backlog:type_name -> switchyard.v1.BacklogReport
 	14, // 8: switchyard.v1.AuditRecord.audit_lag:type_name -> switchyard.v1.AuditLag
 	15, // 9: switchyard.v1.AuditRecord.alert:type_name -> switchyard.v1.AlertNotification
-	0,  // 10: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
-	1,  // 11: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
-	18, // 12: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
-	19, // 13: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
-	2,  // 14: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
-	19, // 15: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
-	3,  // 16: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
-	18, // 17: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
-	16, // 18: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
-	4,  // 19: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
-	4,  // 20: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
-	18, // 21: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
-	19, // 22: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
-	4,  // 23: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
-	19, // 24: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	18, // 25: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
-	17, // 26: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 27: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	18, // 28: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	19, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
+	0,  // 11: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
+	1,  // 12: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
+	18, // 13: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
+	20, // 14: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
+	2,  // 15: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
+	20, // 16: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
+	3,  // 17: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
+	18, // 18: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
+	16, // 19: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
+	4,  // 20: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
+	4,  // 21: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
+	18, // 22: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
+	20, // 23: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
+	4,  // 24: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
+	20, // 25: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
+	18, // 26: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
+	17, // 27: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 28: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	18, // 29: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }
@@ -2081,6 +2100,7 @@ func file_switchyard_v1_audit_proto_init() {
 	if File_switchyard_v1_audit_proto != nil {
 		return
 	}
+	file_switchyard_v1_silence_proto_init()
 	file_switchyard_v1_audit_proto_msgTypes[0].OneofWrappers = []any{
 		(*AuditRecord_WebhookRejected)(nil),
 		(*AuditRecord_WebhookDuplicate)(nil),
@@ -2091,6 +2111,7 @@ func file_switchyard_v1_audit_proto_init() {
 		(*AuditRecord_Backlog)(nil),
 		(*AuditRecord_AuditLag)(nil),
 		(*AuditRecord_Alert)(nil),
+		(*AuditRecord_SilenceChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

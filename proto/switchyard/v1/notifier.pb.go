@@ -22,63 +22,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// SilenceMatchOp is how a matcher compares a label.
-type SilenceMatchOp int32
-
-const (
-	SilenceMatchOp_SILENCE_MATCH_OP_UNSPECIFIED SilenceMatchOp = 0
-	SilenceMatchOp_SILENCE_MATCH_OP_EQUAL       SilenceMatchOp = 1
-	SilenceMatchOp_SILENCE_MATCH_OP_NOT_EQUAL   SilenceMatchOp = 2
-	// The regular expressions are anchored at both ends.
-	SilenceMatchOp_SILENCE_MATCH_OP_REGEX     SilenceMatchOp = 3
-	SilenceMatchOp_SILENCE_MATCH_OP_NOT_REGEX SilenceMatchOp = 4
-)
-
-// Enum value maps for SilenceMatchOp.
-var (
-	SilenceMatchOp_name = map[int32]string{
-		0: "SILENCE_MATCH_OP_UNSPECIFIED",
-		1: "SILENCE_MATCH_OP_EQUAL",
-		2: "SILENCE_MATCH_OP_NOT_EQUAL",
-		3: "SILENCE_MATCH_OP_REGEX",
-		4: "SILENCE_MATCH_OP_NOT_REGEX",
-	}
-	SilenceMatchOp_value = map[string]int32{
-		"SILENCE_MATCH_OP_UNSPECIFIED": 0,
-		"SILENCE_MATCH_OP_EQUAL":       1,
-		"SILENCE_MATCH_OP_NOT_EQUAL":   2,
-		"SILENCE_MATCH_OP_REGEX":       3,
-		"SILENCE_MATCH_OP_NOT_REGEX":   4,
-	}
-)
-
-func (x SilenceMatchOp) Enum() *SilenceMatchOp {
-	p := new(SilenceMatchOp)
-	*p = x
-	return p
-}
-
-func (x SilenceMatchOp) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (SilenceMatchOp) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchyard_v1_notifier_proto_enumTypes[0].Descriptor()
-}
-
-func (SilenceMatchOp) Type() protoreflect.EnumType {
-	return &file_switchyard_v1_notifier_proto_enumTypes[0]
-}
-
-func (x SilenceMatchOp) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use SilenceMatchOp.Descriptor instead.
-func (SilenceMatchOp) EnumDescriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{0}
-}
-
 // Series aggregates the audit records about one destination, source or
 // service: the input of the alert rules. Kept under series.<kind>.<name>;
 // each replica merges what it read since its last flush into it, so counts
@@ -1182,171 +1125,6 @@ func (x *NotificationField) GetValue() string {
 	return ""
 }
 
-// SilenceMatcher compares one alert label (rule, destination, source,
-// severity).
-type SilenceMatcher struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	Op            SilenceMatchOp         `protobuf:"varint,3,opt,name=op,proto3,enum=switchyard.v1.SilenceMatchOp" json:"op,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SilenceMatcher) Reset() {
-	*x = SilenceMatcher{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SilenceMatcher) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SilenceMatcher) ProtoMessage() {}
-
-func (x *SilenceMatcher) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SilenceMatcher.ProtoReflect.Descriptor instead.
-func (*SilenceMatcher) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *SilenceMatcher) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *SilenceMatcher) GetValue() string {
-	if x != nil {
-		return x.Value
-	}
-	return ""
-}
-
-func (x *SilenceMatcher) GetOp() SilenceMatchOp {
-	if x != nil {
-		return x.Op
-	}
-	return SilenceMatchOp_SILENCE_MATCH_OP_UNSPECIFIED
-}
-
-// Silence mutes the alerts that all its matchers match, from starts_at
-// until ends_at. Kept in the silences KV bucket under its id.
-type Silence struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Matchers  []*SilenceMatcher      `protobuf:"bytes,2,rep,name=matchers,proto3" json:"matchers,omitempty"`
-	StartsAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
-	EndsAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
-	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	CreatedBy string                 `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	Comment   string                 `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
-	// expired_by names who ended the silence early, if anyone did.
-	ExpiredBy     string `protobuf:"bytes,8,opt,name=expired_by,json=expiredBy,proto3" json:"expired_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Silence) Reset() {
-	*x = Silence{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Silence) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Silence) ProtoMessage() {}
-
-func (x *Silence) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Silence.ProtoReflect.Descriptor instead.
-func (*Silence) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *Silence) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *Silence) GetMatchers() []*SilenceMatcher {
-	if x != nil {
-		return x.Matchers
-	}
-	return nil
-}
-
-func (x *Silence) GetStartsAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.StartsAt
-	}
-	return nil
-}
-
-func (x *Silence) GetEndsAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.EndsAt
-	}
-	return nil
-}
-
-func (x *Silence) GetCreatedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.CreatedAt
-	}
-	return nil
-}
-
-func (x *Silence) GetCreatedBy() string {
-	if x != nil {
-		return x.CreatedBy
-	}
-	return ""
-}
-
-func (x *Silence) GetComment() string {
-	if x != nil {
-		return x.Comment
-	}
-	return ""
-}
-
-func (x *Silence) GetExpiredBy() string {
-	if x != nil {
-		return x.ExpiredBy
-	}
-	return ""
-}
-
 var File_switchyard_v1_notifier_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_notifier_proto_rawDesc = "" +
@@ -1476,29 +1254,7 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"?\n" +
 	"\x11NotificationField\x12\x14\n" +
 	"\x05label\x18\x01 \x01(\tR\x05label\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"i\n" +
-	"\x0eSilenceMatcher\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\x12-\n" +
-	"\x02op\x18\x03 \x01(\x0e2\x1d.switchyard.v1.SilenceMatchOpR\x02op\"\xd5\x02\n" +
-	"\aSilence\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
-	"\bmatchers\x18\x02 \x03(\v2\x1d.switchyard.v1.SilenceMatcherR\bmatchers\x127\n" +
-	"\tstarts_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bstartsAt\x123\n" +
-	"\aends_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x129\n" +
-	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
-	"\n" +
-	"created_by\x18\x06 \x01(\tR\tcreatedBy\x12\x18\n" +
-	"\acomment\x18\a \x01(\tR\acomment\x12\x1d\n" +
-	"\n" +
-	"expired_by\x18\b \x01(\tR\texpiredBy*\xaa\x01\n" +
-	"\x0eSilenceMatchOp\x12 \n" +
-	"\x1cSILENCE_MATCH_OP_UNSPECIFIED\x10\x00\x12\x1a\n" +
-	"\x16SILENCE_MATCH_OP_EQUAL\x10\x01\x12\x1e\n" +
-	"\x1aSILENCE_MATCH_OP_NOT_EQUAL\x10\x02\x12\x1a\n" +
-	"\x16SILENCE_MATCH_OP_REGEX\x10\x03\x12\x1e\n" +
-	"\x1aSILENCE_MATCH_OP_NOT_REGEX\x10\x04BCZAgithub.com/switchyard/switchyard/proto/switchyard/v1;switchyardv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05valueBCZAgithub.com/switchyard/switchyard/proto/switchyard/v1;switchyardv1b\x06proto3"
 
 var (
 	file_switchyard_v1_notifier_proto_rawDescOnce sync.Once
@@ -1512,80 +1268,71 @@ func file_switchyard_v1_notifier_proto_rawDescGZIP() []byte {
 	return file_switchyard_v1_notifier_proto_rawDescData
 }
 
-var file_switchyard_v1_notifier_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchyard_v1_notifier_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_switchyard_v1_notifier_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_switchyard_v1_notifier_proto_goTypes = []any{
-	(SilenceMatchOp)(0),           // 0: switchyard.v1.SilenceMatchOp
-	(*Series)(nil),                // 1: switchyard.v1.Series
-	(*SeriesBucket)(nil),          // 2: switchyard.v1.SeriesBucket
-	(*LatencyBucket)(nil),         // 3: switchyard.v1.LatencyBucket
-	(*DeadLetterRun)(nil),         // 4: switchyard.v1.DeadLetterRun
-	(*CircuitStatus)(nil),         // 5: switchyard.v1.CircuitStatus
-	(*LastFailure)(nil),           // 6: switchyard.v1.LastFailure
-	(*Alert)(nil),                 // 7: switchyard.v1.Alert
-	(*SenderView)(nil),            // 8: switchyard.v1.SenderView
-	(*PendingNotification)(nil),   // 9: switchyard.v1.PendingNotification
-	(*Notification)(nil),          // 10: switchyard.v1.Notification
-	(*NotificationField)(nil),     // 11: switchyard.v1.NotificationField
-	(*SilenceMatcher)(nil),        // 12: switchyard.v1.SilenceMatcher
-	(*Silence)(nil),               // 13: switchyard.v1.Silence
-	nil,                           // 14: switchyard.v1.SeriesBucket.LatencyEntry
-	nil,                           // 15: switchyard.v1.LatencyBucket.LatencyEntry
-	nil,                           // 16: switchyard.v1.Alert.LabelsEntry
-	nil,                           // 17: switchyard.v1.Alert.SendersEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*BacklogReport)(nil),         // 19: switchyard.v1.BacklogReport
-	(*AuditLag)(nil),              // 20: switchyard.v1.AuditLag
-	(CircuitState)(0),             // 21: switchyard.v1.CircuitState
-	(AlertState)(0),               // 22: switchyard.v1.AlertState
-	(*AlertNotification)(nil),     // 23: switchyard.v1.AlertNotification
+	(*Series)(nil),                // 0: switchyard.v1.Series
+	(*SeriesBucket)(nil),          // 1: switchyard.v1.SeriesBucket
+	(*LatencyBucket)(nil),         // 2: switchyard.v1.LatencyBucket
+	(*DeadLetterRun)(nil),         // 3: switchyard.v1.DeadLetterRun
+	(*CircuitStatus)(nil),         // 4: switchyard.v1.CircuitStatus
+	(*LastFailure)(nil),           // 5: switchyard.v1.LastFailure
+	(*Alert)(nil),                 // 6: switchyard.v1.Alert
+	(*SenderView)(nil),            // 7: switchyard.v1.SenderView
+	(*PendingNotification)(nil),   // 8: switchyard.v1.PendingNotification
+	(*Notification)(nil),          // 9: switchyard.v1.Notification
+	(*NotificationField)(nil),     // 10: switchyard.v1.NotificationField
+	nil,                           // 11: switchyard.v1.SeriesBucket.LatencyEntry
+	nil,                           // 12: switchyard.v1.LatencyBucket.LatencyEntry
+	nil,                           // 13: switchyard.v1.Alert.LabelsEntry
+	nil,                           // 14: switchyard.v1.Alert.SendersEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*BacklogReport)(nil),         // 16: switchyard.v1.BacklogReport
+	(*AuditLag)(nil),              // 17: switchyard.v1.AuditLag
+	(CircuitState)(0),             // 18: switchyard.v1.CircuitState
+	(AlertState)(0),               // 19: switchyard.v1.AlertState
+	(*AlertNotification)(nil),     // 20: switchyard.v1.AlertNotification
 }
 var file_switchyard_v1_notifier_proto_depIdxs = []int32{
-	18, // 0: switchyard.v1.Series.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 1: switchyard.v1.Series.buckets:type_name -> switchyard.v1.SeriesBucket
-	3,  // 2: switchyard.v1.Series.baseline:type_name -> switchyard.v1.LatencyBucket
-	4,  // 3: switchyard.v1.Series.dead_letters:type_name -> switchyard.v1.DeadLetterRun
-	5,  // 4: switchyard.v1.Series.circuit:type_name -> switchyard.v1.CircuitStatus
-	19, // 5: switchyard.v1.Series.backlog:type_name -> switchyard.v1.BacklogReport
-	18, // 6: switchyard.v1.Series.backlog_at:type_name -> google.protobuf.Timestamp
-	20, // 7: switchyard.v1.Series.audit_lag:type_name -> switchyard.v1.AuditLag
-	18, // 8: switchyard.v1.Series.audit_lag_at:type_name -> google.protobuf.Timestamp
-	6,  // 9: switchyard.v1.Series.last_failure:type_name -> switchyard.v1.LastFailure
-	6,  // 10: switchyard.v1.Series.last_auth_failure:type_name -> switchyard.v1.LastFailure
-	20, // 11: switchyard.v1.Series.auditor_consumer:type_name -> switchyard.v1.AuditLag
-	18, // 12: switchyard.v1.Series.auditor_consumer_at:type_name -> google.protobuf.Timestamp
-	14, // 13: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
-	15, // 14: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
-	18, // 15: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
-	18, // 16: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
-	21, // 17: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
-	18, // 18: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
-	18, // 19: switchyard.v1.CircuitStatus.observed_at:type_name -> google.protobuf.Timestamp
-	18, // 20: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
-	16, // 21: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
-	22, // 22: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
-	18, // 23: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
-	18, // 24: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
-	18, // 25: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
-	18, // 26: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
-	17, // 27: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
-	18, // 28: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
-	9,  // 29: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
-	18, // 30: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
-	23, // 31: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
-	11, // 32: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
-	18, // 33: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 34: switchyard.v1.SilenceMatcher.op:type_name -> switchyard.v1.SilenceMatchOp
-	12, // 35: switchyard.v1.Silence.matchers:type_name -> switchyard.v1.SilenceMatcher
-	18, // 36: switchyard.v1.Silence.starts_at:type_name -> google.protobuf.Timestamp
-	18, // 37: switchyard.v1.Silence.ends_at:type_name -> google.protobuf.Timestamp
-	18, // 38: switchyard.v1.Silence.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 39: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	15, // 0: switchyard.v1.Series.updated_at:type_name -> google.protobuf.Timestamp
+	1,  // 1: switchyard.v1.Series.buckets:type_name -> switchyard.v1.SeriesBucket
+	2,  // 2: switchyard.v1.Series.baseline:type_name -> switchyard.v1.LatencyBucket
+	3,  // 3: switchyard.v1.Series.dead_letters:type_name -> switchyard.v1.DeadLetterRun
+	4,  // 4: switchyard.v1.Series.circuit:type_name -> switchyard.v1.CircuitStatus
+	16, // 5: switchyard.v1.Series.backlog:type_name -> switchyard.v1.BacklogReport
+	15, // 6: switchyard.v1.Series.backlog_at:type_name -> google.protobuf.Timestamp
+	17, // 7: switchyard.v1.Series.audit_lag:type_name -> switchyard.v1.AuditLag
+	15, // 8: switchyard.v1.Series.audit_lag_at:type_name -> google.protobuf.Timestamp
+	5,  // 9: switchyard.v1.Series.last_failure:type_name -> switchyard.v1.LastFailure
+	5,  // 10: switchyard.v1.Series.last_auth_failure:type_name -> switchyard.v1.LastFailure
+	17, // 11: switchyard.v1.Series.auditor_consumer:type_name -> switchyard.v1.AuditLag
+	15, // 12: switchyard.v1.Series.auditor_consumer_at:type_name -> google.protobuf.Timestamp
+	11, // 13: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
+	12, // 14: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
+	15, // 15: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
+	15, // 16: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
+	18, // 17: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
+	15, // 18: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
+	15, // 19: switchyard.v1.CircuitStatus.observed_at:type_name -> google.protobuf.Timestamp
+	15, // 20: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
+	13, // 21: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
+	19, // 22: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
+	15, // 23: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
+	15, // 24: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
+	15, // 25: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
+	15, // 26: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	14, // 27: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
+	15, // 28: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
+	8,  // 29: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
+	15, // 30: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
+	20, // 31: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
+	10, // 32: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
+	15, // 33: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 34: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_notifier_proto_init() }
@@ -1599,14 +1346,13 @@ func file_switchyard_v1_notifier_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_notifier_proto_rawDesc), len(file_switchyard_v1_notifier_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   17,
+			NumEnums:      0,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_switchyard_v1_notifier_proto_goTypes,
 		DependencyIndexes: file_switchyard_v1_notifier_proto_depIdxs,
-		EnumInfos:         file_switchyard_v1_notifier_proto_enumTypes,
 		MessageInfos:      file_switchyard_v1_notifier_proto_msgTypes,
 	}.Build()
 	File_switchyard_v1_notifier_proto = out.File

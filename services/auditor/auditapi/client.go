@@ -130,6 +130,13 @@ func (c *Client) ListAlerts(ctx context.Context, filters url.Values) (List[Alert
 	return out, err
 }
 
+// ListRecords is GET /v1/records (kind, key, since, until, limit, cursor).
+func (c *Client) ListRecords(ctx context.Context, filters url.Values) (List[Record], error) {
+	var out List[Record]
+	_, err := c.do(ctx, http.MethodGet, "/v1/records", filters, nil, "", &out)
+	return out, err
+}
+
 // Replay is POST /v1/dead-letters/{id}/replay. key, when set, names the
 // request (Idempotency-Key): the same key replays once.
 func (c *Client) Replay(ctx context.Context, id, key string) (ReplayResult, error) {

@@ -5,6 +5,7 @@
 package auditapi
 
 import (
+	"encoding/json"
 	"time"
 )
 
@@ -187,6 +188,18 @@ type Alert struct {
 	Episode   uint32     `json:"episode"`
 	Sequence  uint64     `json:"sequence"`
 	FirstSeen *time.Time `json:"first_seen,omitempty"`
+}
+
+// Record is an audit record kept whole: the kinds without a table of their
+// own (webhook duplicates, backlog and lag reports, alert messages, silence
+// changes). Detail is the record as protobuf JSON.
+type Record struct {
+	ID      string          `json:"id"`
+	At      time.Time       `json:"at"`
+	Service string          `json:"service"`
+	Kind    string          `json:"kind"`
+	Key     string          `json:"key"`
+	Detail  json.RawMessage `json:"detail"`
 }
 
 // Alert states.

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -96,6 +97,7 @@ func (h *handlers) routes(g *echo.Group) {
 	g.POST("/dead-letters/replay", h.replayBulk)
 	g.GET("/rejections", h.listRejections)
 	g.GET("/alerts", h.listAlerts)
+	g.GET("/records", h.listRecords)
 	g.GET("/destinations", h.listDestinations)
 	g.GET("/parked", h.listParked)
 	silenceRoutes(g, h.cfg.JS)
@@ -407,6 +409,28 @@ func (h *handlers) listAlerts(c echo.Context) error {
 	}
 	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Alert, string, error) {
 		return h.store.ListAlerts(ctx, f, p)
+	})
+}
+
+// ownList names the list of the kinds that have one, for a request that
+// asks /v1/records for them.
+var ownList = map[string]string{
+	auditlog.KindRejected: "/v1/rejections", auditlog.KindAttempt: "/v1/events/{id} (attempts)",
+	auditlog.KindDeadLetter: "/v1/dead-letters", auditlog.KindReplayed: "/v1/events/{id} (replays)",
+	auditlog.KindCircuit: "/v1/destinations (breaker)",
+}
+
+func (h *handlers) listRecords(c echo.Context) error {
+	q := h.newQuery(c)
+	f := store.RecordFilter{TimeRange: q.times(), Kind: q.str("kind"), Key: q.str("key")}
+	switch {
+	case ownList[f.Kind] != "":
+		q.errs = append(q.errs, fmt.Sprintf("%s records are listed by %s", f.Kind, ownList[f.Kind]))
+	case !contains(store.RecordKinds, f.Kind):
+		q.errs = append(q.errs, "kind must be one of "+strings.Join(store.RecordKinds, ", "))
+	}
+	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Record, string, error) {
+		return h.store.ListRecords(ctx, f, p)
 	})
 }
 

@@ -194,6 +194,14 @@ func TestListParameterErrors(t *testing.T) {
 			t.Errorf("GET %s: %d %v, want 400 with a message", path, code, body)
 		}
 	}
+	for path, want := range map[string]string{
+		"/v1/records":               "kind must be one of duplicate, backlog, lag, alert, silence, other",
+		"/v1/records?kind=rejected": "rejected records are listed by /v1/rejections",
+	} {
+		if code, body := get(t, st, path); code != http.StatusBadRequest || body["message"] != want {
+			t.Errorf("GET %s: %d %v, want 400 %q", path, code, body, want)
+		}
+	}
 	for _, path := range []string{"/v1/events?cursor=nonsense", "/v1/deliveries?cursor=e30"} {
 		code, body := get(t, st, path)
 		if code != http.StatusBadRequest || body["error"] != "bad_cursor" {

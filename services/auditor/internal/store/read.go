@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -282,6 +283,34 @@ func (r *reader) ListAlerts(ctx context.Context, f AlertFilter, p Page) ([]Alert
 		return nil, "", err
 	}
 	items, next := trim(out, limit, func(a Alert) (time.Time, []string) { return a.At, []string{a.ID} }, "alerts")
+	return items, next, nil
+}
+
+// ListRecords implements Store.
+func (r *reader) ListRecords(ctx context.Context, f RecordFilter, p Page) ([]Record, string, error) {
+	if !slices.Contains(RecordKinds, f.Kind) {
+		return nil, "", fmt.Errorf("list records: kind %q is not one of %s: %w", f.Kind, strings.Join(RecordKinds, ", "), ErrBadFilter)
+	}
+	b := &builder{d: r.d}
+	b.and("kind = %s", f.Kind)
+	b.eq("key", f.Key)
+	b.timeRange("at", f.TimeRange)
+	limit, err := b.page("records", p, "at", "id")
+	if err != nil {
+		return nil, "", err
+	}
+	q := "SELECT id, at, service, kind, key, detail FROM audit_records" + b.where() + orderBy("at", "id") + " LIMIT " + b.arg(limit)
+	out, err := collect(ctx, r, "list records", q, b.args, func(rs rows) (Record, error) {
+		var x Record
+		var detail []byte
+		err := rs.Scan(&x.ID, &ts{&x.At}, &x.Service, &x.Kind, &x.Key, &detail)
+		x.Detail = detail
+		return x, err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	items, next := trim(out, limit, func(x Record) (time.Time, []string) { return x.At, []string{x.ID} }, "records")
 	return items, next, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
@@ -81,6 +82,7 @@ type (
 	Replay            = auditapi.Replay
 	Rejection         = auditapi.Rejection
 	Alert             = auditapi.Alert
+	Record            = auditapi.Record
 	CircuitChange     = auditapi.CircuitChange
 	Parked            = auditapi.Parked
 	DestinationStatus = auditapi.DestinationStatus
@@ -184,6 +186,22 @@ type AlertFilter struct {
 	Delivered *bool
 }
 
+// RecordFilter selects the records of one kind kept whole (newest first).
+type RecordFilter struct {
+	TimeRange
+	// Kind is required: one of RecordKinds.
+	Kind string
+	// Key is the record's subject key: the source of a duplicate, the
+	// destination of a backlog report, the service of a lag report, the
+	// rule of an alert, the id of a silence.
+	Key string
+}
+
+// RecordKinds are the kinds kept whole in the audit_records table, which
+// ListRecords lists. The others have tables (and lists) of their own.
+var RecordKinds = []string{auditlog.KindDuplicate, auditlog.KindBacklog, auditlog.KindLag, auditlog.KindAlert,
+	auditlog.KindSilence, auditlog.KindOther}
+
 // Store is the audit log.
 type Store interface {
 	// Migrate brings the schema up to date; safe to run concurrently.
@@ -204,6 +222,7 @@ type Store interface {
 	GetDeadLetter(ctx context.Context, id string) (DeadLetter, error)
 	ListRejections(ctx context.Context, f RejectionFilter, p Page) ([]Rejection, string, error)
 	ListAlerts(ctx context.Context, f AlertFilter, p Page) ([]Alert, string, error)
+	ListRecords(ctx context.Context, f RecordFilter, p Page) ([]Record, string, error)
 	ListParked(ctx context.Context, p Page) ([]Parked, string, error)
 	// Destinations names the destinations the log knows deliveries for.
 	Destinations(ctx context.Context) ([]string, error)

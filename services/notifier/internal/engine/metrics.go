@@ -61,8 +61,7 @@ func newMetrics(reg prometheus.Registerer, senders []string) *metrics {
 			Help: "Alerts firing now, by rule.",
 		}, []string{"rule"}),
 	}
-	for _, k := range []string{auditlog.KindRejected, auditlog.KindDuplicate, auditlog.KindAttempt, auditlog.KindDeadLetter, auditlog.KindReplayed,
-		auditlog.KindCircuit, auditlog.KindBacklog, auditlog.KindLag, auditlog.KindAlert, auditlog.KindOther} {
+	for _, k := range auditlog.Kinds {
 		m.records.WithLabelValues(k)
 	}
 	for _, r := range []string{"ok", "conflict", "error"} {

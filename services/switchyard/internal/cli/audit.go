@@ -166,6 +166,8 @@ func addListFlags(cmd *cobra.Command, filters ...string) *listFlags {
 		"reason":      "reason (dead letters: max_attempts, permanent_failure, ...; rejections: bad_signature, stale_timestamp, ...)",
 		"q":           "words in the last error",
 		"rule":        "alert rule (DeliveryDeadLettered, PartnerDown, ...)",
+		"kind":        "record kind: duplicate, backlog, lag, alert, silence or other",
+		"key":         "record key: the source of a duplicate, destination of a backlog report, rule of an alert, id of a silence",
 		"state":       "alert state: firing or resolved",
 		"sender":      "alert sender: slack, console or webhook",
 		"delivered":   "true: messages the sender delivered; false: messages it gave up on",
@@ -330,7 +332,20 @@ func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 			}
 			return []string{when(&a.At), a.Rule, a.State, a.Kind, dash(a.Severity), dash(labelText(a.Labels)), a.Sender, sent, oneLine(a.Summary, 60)}
 		}))
-	return []*cobra.Command{events, dead, rejections, alerts}
+
+	records := group("records", "List the audit records kept whole: webhook duplicates, backlog and lag reports, alerts, silence changes")
+	af.add(records)
+	records.AddCommand(listCmd(&af, "list", "List the records of one kind, newest first",
+		"  switchyard records list --kind duplicate --key shop --since 1h\n  switchyard records list --kind silence --json",
+		"AT\tKIND\tKEY\tSERVICE\tID",
+		[]string{"kind", "key", "since", "until"},
+		func(c *auditapi.Client, cmd *cobra.Command, q url.Values) (auditapi.List[auditapi.Record], error) {
+			return c.ListRecords(cmd.Context(), q)
+		},
+		func(r auditapi.Record) []string {
+			return []string{when(&r.At), r.Kind, dash(r.Key), r.Service, r.ID}
+		}))
+	return []*cobra.Command{events, dead, rejections, alerts, records}
 }
 
 // labelText is name=value pairs in name order.

@@ -302,6 +302,34 @@ func TestAlertsList(t *testing.T) {
 	}
 }
 
+// records list shows the records kept whole, of one kind.
+func TestRecordsList(t *testing.T) {
+	t.Parallel()
+	url, ns, _ := auditAPI(t)
+	_, js := ns.Connect(t)
+	rec := &switchyardv1.AuditRecord{Id: "dup-1", Time: timestamppb.Now(), Service: "ingress",
+		Detail: &switchyardv1.AuditRecord_WebhookDuplicate{WebhookDuplicate: &switchyardv1.WebhookDuplicate{Source: "shop", EventId: "shop:msg_1"}}}
+	if err := auditlog.NewEmitter(js, "ingress").Emit(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--url", url, "--token", testToken}
+	var out string
+	waitfor.True(t, "the duplicate listed", func() bool {
+		var err error
+		out, err = run(t, append([]string{"records", "list", "--kind", "duplicate", "--key", "shop"}, args...)...)
+		return err == nil && strings.Contains(out, "dup-1")
+	})
+	for _, want := range []string{"KIND", "duplicate", "shop", "ingress"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("records list does not show %q:\n%s", want, out)
+		}
+	}
+	if out, err := run(t, append([]string{"records", "list", "--kind", "attempt"}, args...)...); err == nil ||
+		!strings.Contains(err.Error()+out, "attempt records are listed by /v1/events/{id} (attempts)") {
+		t.Errorf("records list --kind attempt: %v\n%s", err, out)
+	}
+}
+
 // A bulk replay the API answers in several rounds (each within its time
 // budget) is followed to the end by the CLI.
 func TestBulkReplayInRounds(t *testing.T) {

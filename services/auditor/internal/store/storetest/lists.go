@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -25,6 +29,7 @@ var listTests = []struct {
 	{"ListDeadLetters", testListDeadLetters},
 	{"ListRejectionsFilters", testListRejectionsFilters},
 	{"ListAlerts", testListAlerts},
+	{"ListRecords", testListRecords},
 	{"BadCursor", testBadCursor},
 	{"Retention", testRetention},
 }
@@ -377,6 +382,62 @@ func testListAlerts(t *testing.T, st store.Store) {
 		StatusCode: 410, Attempts: 1, Count: 3, Episode: 1, Sequence: 1, FirstSeen: &first}
 	if got := items[0]; !reflect.DeepEqual(got, want) {
 		t.Errorf("alert:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func testListRecords(t *testing.T, st store.Store) {
+	migrate(t, st)
+	var b store.Batch
+	for i := range 6 {
+		at := base.Add(time.Duration(i) * time.Minute)
+		source := []string{"shop", "billing"}[i%2]
+		b.Records = append(b.Records,
+			&switchyardv1.AuditRecord{Id: fmt.Sprintf("dup-%d", i), Time: timestamppb.New(at), Service: "ingress",
+				Detail: &switchyardv1.AuditRecord_WebhookDuplicate{WebhookDuplicate: &switchyardv1.WebhookDuplicate{
+					Source: source, EventId: fmt.Sprintf("%s:msg_%d", source, i), RemoteAddr: "203.0.113.7"}}},
+			&switchyardv1.AuditRecord{Id: fmt.Sprintf("backlog-%d", i), Time: timestamppb.New(at), Service: "dispatcher",
+				Detail: &switchyardv1.AuditRecord_Backlog{Backlog: &switchyardv1.BacklogReport{Destination: "erp", NumPending: uint64(i)}}})
+	}
+	b.Records = append(b.Records, AlertRecord("al-1", base), Rejection("rej-1", base))
+	write(t, st, b)
+
+	tests := []struct {
+		name string
+		f    store.RecordFilter
+		want []string
+	}{
+		{"duplicates", store.RecordFilter{Kind: auditlog.KindDuplicate}, numbered("dup-%d", 5, 4, 3, 2, 1, 0)},
+		{"duplicates of a source", store.RecordFilter{Kind: auditlog.KindDuplicate, Key: "billing"}, numbered("dup-%d", 5, 3, 1)},
+		{"backlog in a range", store.RecordFilter{Kind: auditlog.KindBacklog,
+			TimeRange: store.TimeRange{Since: base.Add(time.Minute), Until: base.Add(3 * time.Minute)}}, numbered("backlog-%d", 2, 1)},
+		{"alerts", store.RecordFilter{Kind: auditlog.KindAlert}, []string{"al-1"}},
+		{"none yet", store.RecordFilter{Kind: auditlog.KindSilence}, nil},
+	}
+	for _, tt := range tests {
+		got := all(t, "records "+tt.name, func(p store.Page) ([]store.Record, string, error) { return st.ListRecords(ctx(t), tt.f, p) },
+			func(r store.Record) string { return r.ID })
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v\nwant %v", tt.name, got, tt.want)
+		}
+	}
+	for _, kind := range []string{"", auditlog.KindRejected, "nonsense"} {
+		if _, _, err := st.ListRecords(ctx(t), store.RecordFilter{Kind: kind}, store.Page{}); !errors.Is(err, store.ErrBadFilter) {
+			t.Errorf("kind %q: %v, want ErrBadFilter", kind, err)
+		}
+	}
+
+	// A record comes back whole: its detail is the record as protobuf JSON.
+	items, _, err := st.ListRecords(ctx(t), store.RecordFilter{Kind: auditlog.KindDuplicate, Key: "shop"}, store.Page{Limit: 1})
+	if err != nil || len(items) != 1 {
+		t.Fatalf("one duplicate: %v %v", items, err)
+	}
+	x := items[0]
+	if x.ID != "dup-4" || !x.At.Equal(base.Add(4*time.Minute)) || x.Service != "ingress" || x.Kind != auditlog.KindDuplicate || x.Key != "shop" {
+		t.Errorf("record = %+v", x)
+	}
+	var rec switchyardv1.AuditRecord
+	if err := protojson.Unmarshal(x.Detail, &rec); err != nil || rec.GetWebhookDuplicate().GetEventId() != "shop:msg_4" {
+		t.Errorf("detail %s: %v, %v", x.Detail, rec.GetWebhookDuplicate(), err)
 	}
 }
 

@@ -582,7 +582,11 @@ func (w *Writer) succeeded(ctx context.Context, log *slog.Logger, failures int) 
 	w.failingSince = time.Time{}
 	w.mu.Unlock()
 	if failures > 0 {
-		log.InfoContext(ctx, "audit store writable again", slog.Int("failed_tries", failures), slog.Duration("failing_for", w.cfg.Now().Sub(since)))
+		attrs := []any{slog.Int("failed_tries", failures)}
+		if !since.IsZero() { // another loop's write may have cleared it already
+			attrs = append(attrs, slog.Duration("failing_for", w.cfg.Now().Sub(since)))
+		}
+		log.InfoContext(ctx, "audit store writable again", attrs...)
 	}
 }
 

@@ -427,6 +427,10 @@ func keepAlive(msgs []jetstream.Msg, it jetstream.MessagesContext, every time.Du
 	var handed bool
 	go func() {
 		defer close(stopped)
+		// Handing back takes as long as messages keep arriving: it must
+		// not hold up the marks.
+		var handing sync.WaitGroup
+		defer handing.Wait()
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
@@ -438,8 +442,8 @@ func keepAlive(msgs []jetstream.Msg, it jetstream.MessagesContext, every time.Du
 					_ = m.InProgress()
 				}
 				if !handed {
-					handBack(it)
 					handed = true
+					handing.Go(func() { handBack(it) })
 				}
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/switchyard/switchyard/pkg/natstest"
 	"github.com/switchyard/switchyard/pkg/waitfor"
@@ -226,4 +227,47 @@ func TestOutcomeIsStoredThroughAKVOutage(t *testing.T) {
 	}
 	e.advance(31 * time.Minute)
 	e.wantTitles("[FIRING]", "[RESOLVED][critical] DeliveryDeadLettered on erp")
+}
+
+// A copy of a message whose outcome is already stored (delivered twice, or
+// handled by another replica) is dropped at delivery, not sent again; a
+// message that does not decode is terminated; and the sender goes on with
+// the next alert.
+func TestStaleAndUndecodableMessagesAreNotSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start()
+	e.emit(deadLetter("erp", 1))
+	e.advance(30 * time.Second)
+	e.wantTitles("[FIRING][critical] 1 delivery dead-lettered on erp")
+
+	erp := map[string]string{"destination": "erp"}
+	fp := alerting.Fingerprint(rules.DeliveryDeadLettered, erp)
+	copyOf := &switchyardv1.Notification{Alert: &switchyardv1.AlertNotification{
+		Fingerprint: fp, Rule: rules.DeliveryDeadLettered, Labels: erp, Kind: alerting.KindFiring, Sequence: 1,
+		State: switchyardv1.AlertState_ALERT_STATE_FIRING, Severity: "critical", Count: 1,
+	}}
+	data, err := proto.Marshal(copyOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, body := range map[string][]byte{notifySubject(fp, "slack"): data, "notify.slack.garbage": {0xff, 0x01}} {
+		if _, err := e.js.Publish(context.Background(), subject, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.settle() // NOTIFICATIONS empty: both were acknowledged or terminated
+	e.wantTitles("[FIRING][critical] 1 delivery dead-lettered on erp")
+	if got := testutil.ToFloat64(r.eng.m.notifications.WithLabelValues("slack", outcomeStale)); got != 1 {
+		t.Errorf("stale messages = %v, want the copy", got)
+	}
+	if !strings.Contains(e.logs.String(), "undecodable alert message terminated") {
+		t.Error("the undecodable message was not logged")
+	}
+	if recs := e.alertRecords(); len(recs) != 1 {
+		t.Errorf("%d alert audit records, want only the delivered page's", len(recs))
+	}
+	e.emit(deadLetter("crm", 2))
+	e.advance(30 * time.Second)
+	e.wantTitles("on erp", "[FIRING][critical] 1 delivery dead-lettered on crm")
 }

@@ -194,12 +194,22 @@ func TestOutcomeIsStoredThroughAKVOutage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	kv := &failingKV{}
-	slack := &afterSend{Sender: e.slackSender()}
+	// Slack answers only once the page is marked published, so that the
+	// outage hits the outcome write alone.
+	gate := &gatedSender{Sender: e.slackSender(), open: make(chan struct{})}
+	slack := &afterSend{Sender: gate}
 	r := e.startWith(func(js jetstream.JetStream) jetstream.JetStream { return kvFaults{JetStream: js, kv: kv} }, slack)
 	slack.set(func() { kv.n.Store(3) }) // KV goes away right after the 200
 
 	e.emit(deadLetter("erp", 1))
-	e.advance(30 * time.Second)
+	e.clock.Advance(30 * time.Second)
+	e.pass(r)
+	erp := map[string]string{"destination": "erp"}
+	waitfor.True(t, "the page marked published", func() bool {
+		return e.alertState(rules.DeliveryDeadLettered, erp).GetSenders()["slack"].GetPending().GetPublished()
+	})
+	close(gate.open)
+	e.settle()
 	e.wantTitles("[FIRING][critical] 1 delivery dead-lettered on erp")
 	if left := kv.n.Load(); left > 0 {
 		t.Fatalf("%d KV failures left unused", left)
@@ -210,7 +220,6 @@ func TestOutcomeIsStoredThroughAKVOutage(t *testing.T) {
 	if n := strings.Count(e.logs.String(), "alert outcome not recorded; will retry"); n != 3 {
 		t.Errorf("%d retries logged, want 3", n)
 	}
-	erp := map[string]string{"destination": "erp"}
 	if p := e.alertState(rules.DeliveryDeadLettered, erp).GetSenders()["slack"].GetPending(); p != nil {
 		t.Fatalf("the page is still pending after the outage: %v", p)
 	}

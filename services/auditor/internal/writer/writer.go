@@ -315,14 +315,23 @@ func (w *Writer) loop(ctx context.Context, stream, consumer string, payloads boo
 	if payloads {
 		opt = jetstream.PullMaxBytes(w.readBufferBytes())
 	}
-	it, err := cons.Messages(opt)
-	if err != nil {
-		return fmt.Errorf("auditor: consume %s: %w", stream, err)
-	}
-	defer it.Stop()
+	// it is nil after a slow batch handed back what it had buffered; the
+	// next batch reads through a new one.
+	var it jetstream.MessagesContext
+	defer func() {
+		if it != nil {
+			it.Stop()
+		}
+	}()
 	log := w.cfg.Logger.With(slog.String("stream", stream))
+	every := keepAliveEvery(cons.CachedInfo().Config.AckWait)
 	var held jetstream.Msg // read, but over the last batch's byte bound
 	for {
+		if it == nil {
+			if it, err = cons.Messages(opt); err != nil {
+				return fmt.Errorf("auditor: consume %s: %w", stream, err)
+			}
+		}
 		first := held
 		held = nil
 		if first == nil {
@@ -369,15 +378,18 @@ func (w *Writer) loop(ctx context.Context, stream, consumer string, payloads boo
 		}
 		w.setOldest(stream, oldest)
 		ok := true
-		alive := func() {
-			for _, m := range msgs {
-				_ = m.InProgress()
-			}
+		kept := msgs
+		if held != nil {
+			kept = append(kept[:len(kept):len(kept)], held)
 		}
+		stopKeepAlive := keepAlive(kept, it, every)
 		for i, x := range bad {
-			ok = ok && w.park(ctx, log, stream, x, badErrs[i], alive)
+			ok = ok && w.park(ctx, log, stream, x, badErrs[i])
 		}
-		ok = ok && w.commit(ctx, log, stream, items, alive)
+		ok = ok && w.commit(ctx, log, stream, items)
+		if stopKeepAlive() {
+			it = nil
+		}
 		w.setOldest(stream, time.Time{})
 		if !ok {
 			return nil // shutting down; unacked messages are redelivered
@@ -385,6 +397,74 @@ func (w *Writer) loop(ctx context.Context, stream, consumer string, payloads boo
 		for _, m := range msgs {
 			_ = m.Ack()
 		}
+	}
+}
+
+// keepAliveEvery is how often the messages of a batch still being written
+// are marked in progress: a sixth of the consumer's ack wait (10s for the
+// topology's minute), so that neither a write hung up to WriteTimeout nor
+// a backoff between retries lets the ack wait run out and JetStream hand
+// the batch to another writer while this one still holds it.
+func keepAliveEvery(ackWait time.Duration) time.Duration {
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second // JetStream's default
+	}
+	return ackWait / 6
+}
+
+// keepAlive marks msgs in progress every interval until the returned func
+// is called. A batch that takes that long (the store is slow or down)
+// also hands back, at the first mark, what the iterator it read them from
+// has buffered: those messages are delivered to this writer too, and
+// nothing keeps them alive, so the ack wait would run out on them and
+// JetStream give them to another writer while this one still has them,
+// and both would write them. Handed back (naked), another writer can take
+// them at once. stop returns once msgs are no longer being marked, and
+// reports whether it was stopped (the next batch needs a new iterator).
+// The caller must not use it until stop returned.
+func keepAlive(msgs []jetstream.Msg, it jetstream.MessagesContext, every time.Duration) (stop func() (handedBack bool)) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	var handed bool
+	go func() {
+		defer close(stopped)
+		// Handing back takes as long as messages keep arriving: it must
+		// not hold up the marks.
+		var handing sync.WaitGroup
+		defer handing.Wait()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+				if !handed {
+					handed = true
+					handing.Go(func() { handBack(it) })
+				}
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		<-stopped
+		return handed
+	}
+}
+
+// handBack stops it and naks the messages it had buffered.
+func handBack(it jetstream.MessagesContext) {
+	it.Drain()
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			it.Stop()
+			return
+		}
+		_ = m.Nak()
 	}
 }
 
@@ -422,13 +502,11 @@ func (w *Writer) setOldest(stream string, t time.Time) {
 
 // commit writes items, bisecting when the database refuses the data, and
 // parking what it refuses on its own. It returns false when ctx ended.
-// alive keeps the messages of the whole batch from being redelivered while
-// it retries.
-func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, items []item, alive func()) bool {
+func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, items []item) bool {
 	if len(items) == 0 {
 		return true
 	}
-	err := w.write(ctx, log, items, alive)
+	err := w.write(ctx, log, items)
 	switch {
 	case err == nil:
 		w.m.written.WithLabelValues(stream).Add(float64(len(items)))
@@ -436,12 +514,12 @@ func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, it
 	case ctx.Err() != nil:
 		return false
 	case len(items) == 1:
-		return w.park(ctx, log, stream, items[0], err, alive)
+		return w.park(ctx, log, stream, items[0], err)
 	}
 	log.WarnContext(ctx, "the audit store refused a batch; bisecting it to set the bad items aside",
 		slog.Int("items", len(items)), slog.Any("error", err))
 	half := len(items) / 2
-	return w.commit(ctx, log, stream, items[:half], alive) && w.commit(ctx, log, stream, items[half:], alive)
+	return w.commit(ctx, log, stream, items[:half]) && w.commit(ctx, log, stream, items[half:])
 }
 
 // unknownErrorTries is how often an error that is neither "unavailable"
@@ -449,9 +527,9 @@ func (w *Writer) commit(ctx context.Context, log *slog.Logger, stream string, it
 const unknownErrorTries = 3
 
 // write stores items, retrying with backoff while the store is unavailable
-// (keeping the messages' ack deadlines moving). It returns nil, ctx's
+// (the loop keeps the messages' ack deadlines moving meanwhile). It returns nil, ctx's
 // error, or the error of a batch the store refused.
-func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item, alive func()) error {
+func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item) error {
 	var b store.Batch
 	for _, x := range items {
 		if x.event != nil {
@@ -461,7 +539,6 @@ func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item, aliv
 		}
 	}
 	wait := 100 * time.Millisecond
-	lastProgress := time.Now()
 	unknown := 0
 	for failures := 0; ; failures++ {
 		wctx, cancel := context.WithTimeout(ctx, w.cfg.WriteTimeout)
@@ -491,10 +568,6 @@ func (w *Writer) write(ctx context.Context, log *slog.Logger, items []item, aliv
 			return ctx.Err()
 		}
 		wait = min(wait*2, 5*time.Second)
-		if time.Since(lastProgress) > 10*time.Second {
-			alive()
-			lastProgress = time.Now()
-		}
 	}
 }
 
@@ -513,7 +586,11 @@ func (w *Writer) succeeded(ctx context.Context, log *slog.Logger, failures int) 
 	w.failingSince = time.Time{}
 	w.mu.Unlock()
 	if failures > 0 {
-		log.InfoContext(ctx, "audit store writable again", slog.Int("failed_tries", failures), slog.Duration("failing_for", w.cfg.Now().Sub(since)))
+		attrs := []any{slog.Int("failed_tries", failures)}
+		if !since.IsZero() { // another loop's write may have cleared it already
+			attrs = append(attrs, slog.Duration("failing_for", w.cfg.Now().Sub(since)))
+		}
+		log.InfoContext(ctx, "audit store writable again", attrs...)
 	}
 }
 
@@ -522,9 +599,8 @@ func (w *Writer) succeeded(ctx context.Context, log *slog.Logger, failures int) 
 // store is unavailable it is retried like a write (counted, reported as
 // lag, the message kept alive). If the store refuses even that, the message
 // is terminated with the reason, and the log keeps what identifies it. It
-// returns false when ctx ended. alive keeps the batch's messages from being
-// redelivered while it retries.
-func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x item, cause error, alive func()) bool {
+// returns false when ctx ended.
+func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x item, cause error) bool {
 	p := store.Parked{
 		Stream:   stream,
 		Subject:  x.msg.Subject(),
@@ -545,7 +621,6 @@ func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x it
 		attrs = append(attrs, slog.String("event_id", x.event.ID))
 	}
 	wait := 100 * time.Millisecond
-	lastProgress := time.Now()
 	for failures := 0; ; failures++ {
 		pctx, cancel := context.WithTimeout(ctx, w.cfg.WriteTimeout)
 		err := w.store.Park(pctx, []store.Parked{p})
@@ -574,9 +649,5 @@ func (w *Writer) park(ctx context.Context, log *slog.Logger, stream string, x it
 			return false
 		}
 		wait = min(wait*2, 5*time.Second)
-		if time.Since(lastProgress) > 10*time.Second {
-			alive()
-			lastProgress = time.Now()
-		}
 	}
 }

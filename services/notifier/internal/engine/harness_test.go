@@ -85,10 +85,20 @@ func (e *env) slackSender() sender.Sender {
 // start runs a notifier replica until the test ends or stop is called.
 func (e *env) start(senders ...sender.Sender) *replica {
 	e.t.Helper()
+	return e.startWith(nil, senders...)
+}
+
+// startWith runs a replica whose JetStream client is wrap(client): a test
+// puts faults between the engine and NATS this way. nil wraps nothing.
+func (e *env) startWith(wrap func(jetstream.JetStream) jetstream.JetStream, senders ...sender.Sender) *replica {
+	e.t.Helper()
 	if len(senders) == 0 {
 		senders = []sender.Sender{e.slackSender()}
 	}
 	_, js := e.ns.Connect(e.t)
+	if wrap != nil {
+		js = wrap(js)
+	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	eng, err := New(js, auditlog.NewEmitter(js, "notifier"), Config{
 		Rules:                rules.NewConfig(e.alerts, e.dests),

@@ -322,7 +322,9 @@ func TestNothingAckedUntilWritten(t *testing.T) {
 		{natsx.StreamEvents, natsx.ConsumerAuditorEvents},
 	} {
 		info := e.consumer(t, c.stream, c.name)
-		if info.AckFloor.Stream != 0 || info.NumAckPending+int(info.NumPending) != 1 {
+		// At least the one record or event; AUDIT may also hold the
+		// writer's own AuditLag reports, which wait like the rest.
+		if info.AckFloor.Stream != 0 || info.NumAckPending+int(info.NumPending) < 1 {
 			t.Errorf("%s acknowledged before the write succeeded: ack floor %d, pending %d/%d",
 				c.name, info.AckFloor.Stream, info.NumAckPending, info.NumPending)
 		}

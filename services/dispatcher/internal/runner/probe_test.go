@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,5 +157,163 @@ func TestHeldEventIsKeptAliveAndBecomesTheProbe(t *testing.T) {
 	}
 	if c, _ := dest.breaker.view(); c.State != closed || dest.probing.Load() {
 		t.Errorf("after the probe: circuit %v, probing %v", c.State, dest.probing.Load())
+	}
+}
+
+// putCircuit writes a destination's shared circuit state as another
+// replica would have left it.
+func putCircuit(t *testing.T, e *testEnv, destination string, c circuit) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, BreakerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, destination, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readCircuit reads a destination's shared circuit state.
+func readCircuit(t *testing.T, e *testEnv, destination string) circuit {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, BreakerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, destination)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c circuit
+	if err := json.Unmarshal(entry.Value(), &c); err != nil {
+		t.Fatal(err)
+	}
+	c.normalize()
+	return c
+}
+
+// A replica that took the half-open probe and stopped (it died without
+// renewing its lease) does not strand the breaker: once its lease has run
+// out, another replica takes the probe over, without a state change (no
+// second half-open record), and its probe closes the breaker. It does not
+// probe while the first replica's lease still runs.
+func TestProbeLeaseIsTakenOverWhenItsReplicaStopped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusOK})
+	d := breakerDestination("erp", p.URL)
+	e.provision(t, d)
+	// Milliseconds: the record's time is read back from the shared state.
+	wentHalfOpen := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	leaseEnds := time.Now().Add(time.Second)
+	putCircuit(t, e, "erp", circuit{
+		State: halfOpen, Opens: 1, Prober: "replica-a", ProbeUntil: leaseEnds,
+		Reason: "cooldown over; one probe attempt", LastError: "HTTP 503 Service Unavailable",
+		Change: &change{From: open, At: wentHalfOpen},
+	})
+	seq := e.publish(t, orderEvent("ev-probe"))
+
+	e.run(t, e.js, func(c *Config) { c.Instance = "replica-b" }, d)
+	waitfor.True(t, "the breaker closed", func() bool {
+		cs, _ := circuitRecords(t, e, "erp")
+		return countTo(cs, closed) == 1
+	})
+	hits := p.received()
+	if len(hits) != 1 {
+		t.Fatalf("partner requests = %d, want the one probe", len(hits))
+	}
+	if hits[0].at.Before(leaseEnds) {
+		t.Errorf("probed at %v, before replica-a's lease ran out at %v", hits[0].at, leaseEnds)
+	}
+	_, as := attempts(t, e.js, "erp")
+	if len(as) != 1 || !as[0].Probe || as[0].StreamSeq != seq || as[0].Outcome != switchyardv1.Outcome_OUTCOME_DELIVERED {
+		t.Errorf("attempt records = %v, want one probe of seq %d", as, seq)
+	}
+	// The half-open state is recorded again (each backlog interval), as
+	// the transition replica-a made; the takeover is no transition of its
+	// own.
+	cs, at := circuitRecords(t, e, "erp")
+	for i, c := range cs {
+		switch {
+		case c.To == halfOpen && !at[i].Equal(wentHalfOpen):
+			t.Errorf("half-open recorded at %v, want only the transition of %v recorded again", at[i], wentHalfOpen)
+		case c.To != halfOpen && (c.From != halfOpen || c.To != closed || c.Reason != "the probe attempt succeeded"):
+			t.Errorf("circuit change %v, want only the probe closing the breaker", c)
+		}
+	}
+	if c := readCircuit(t, e, "erp"); c.State != closed || c.Prober != "" {
+		t.Errorf("shared circuit after the probe = %+v", c)
+	}
+}
+
+// The half-open probe fetch finding nothing: if nothing at all is waiting
+// the breaker closes (there is nothing to protect, nothing to probe with);
+// if an event is waiting for its retry it stays half-open until that retry
+// is due, and the retry is the probe.
+func TestProbeThatFindsNoEvent(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// waiting leaves an event unacknowledged, its retry due 1.5s after
+		// the breaker's cooldown ended.
+		waiting    bool
+		wantReason string
+		wantHits   int
+	}{
+		{"nothing waiting", false, "no event left to probe with", 0},
+		{"a retry not yet due", true, "the probe attempt succeeded", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			p := newPartner(t, reply{status: http.StatusOK})
+			d := breakerDestination("erp", p.URL)
+			d.Retry.Backoff = []config.Duration{config.Duration(1500 * time.Millisecond)}
+			e.provision(t, d)
+			var seq uint64
+			if tt.waiting {
+				seq = e.publish(t, orderEvent("ev-waiting"))
+				e.takeOne(t, "erp") // attempted by a replica before the breaker opened
+			}
+			putCircuit(t, e, "erp", circuit{
+				State: open, Opens: 1, OpenUntil: time.Now(), Consecutive: 3,
+				Reason: "3 retryable failures in a row", LastError: "HTTP 503 Service Unavailable",
+				Change: &change{From: closed, At: time.Now().Add(-time.Second), Consecutive: 3},
+			})
+
+			e.run(t, e.js, func(c *Config) { c.Instance = "replica-b" }, d)
+			waitfor.True(t, "the breaker closed", func() bool {
+				cs, _ := circuitRecords(t, e, "erp")
+				return countTo(cs, closed) == 1
+			})
+			cs, _ := circuitRecords(t, e, "erp")
+			if len(cs) != 2 || cs[0].From != open || cs[0].To != halfOpen || cs[1].To != closed || !strings.Contains(cs[1].Reason, tt.wantReason) {
+				t.Fatalf("circuit changes = %v, want half-open, then closed because %q", cs, tt.wantReason)
+			}
+			hits := p.received()
+			if len(hits) != tt.wantHits {
+				t.Fatalf("partner requests = %d, want %d", len(hits), tt.wantHits)
+			}
+			if tt.waiting {
+				_, as := attempts(t, e.js, "erp")
+				if len(as) != 1 || !as[0].Probe || as[0].Attempt != 2 || as[0].StreamSeq != seq {
+					t.Errorf("attempt records = %v, want the waiting event's retry (attempt 2) as the probe", as)
+				}
+			}
+			// Closed means delivering: a new event goes out at once.
+			e.publish(t, orderEvent("ev-after"))
+			waitfor.True(t, "the next event delivered", func() bool { return p.countByID()["ev-after"] == 1 })
+			if c := readCircuit(t, e, "erp"); c.State != closed {
+				t.Errorf("shared circuit = %+v, want closed", c)
+			}
+		})
 	}
 }

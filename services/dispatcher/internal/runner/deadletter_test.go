@@ -413,3 +413,40 @@ func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
 		})
 	}
 }
+
+// A dead letter DEAD_LETTERS refuses for its size (a max_msg_size below
+// the connection's max_payload) is stored without its payload at once,
+// instead of being refused on every redelivery.
+func TestDeadLetterRefusedForItsSizeIsStoredWithoutThePayload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, natsx.StreamDeadLetters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 2048
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := newPartner(t, reply{status: http.StatusUnprocessableEntity})
+	e.start(t, destinationFor("erp", p.URL, 3))
+
+	ev := orderEvent("ev-wide")
+	ev.Data = bytes.Repeat([]byte("x"), 4096) // fits in EVENTS, not in DEAD_LETTERS
+	seq := e.publish(t, ev)
+	info := e.waitSettled(t, "erp", 1)
+	if info.Delivered.Consumer != 1 || info.NumRedelivered != 0 {
+		t.Errorf("consumer delivered %d times (%d redelivered), want the dead letter stored on the first", info.Delivered.Consumer, info.NumRedelivered)
+	}
+	dls := natstest.DeadLetters(t, e.js, "erp")
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	checkPayloadOmitted(t, e, dls[0], seq)
+	if n := len(p.received()); n != 1 {
+		t.Errorf("the partner got %d requests, want 1", n)
+	}
+}

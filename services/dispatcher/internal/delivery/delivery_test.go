@@ -143,10 +143,8 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 // FuzzParseRetryAfter: whatever a partner sends, the pause is within [0, 24h].
+// The seed corpus is in testdata/fuzz/FuzzParseRetryAfter.
 func FuzzParseRetryAfter(f *testing.F) {
-	for _, s := range []string{"", "0", "120", "-1", "Wed, 21 Oct 2015 07:28:00 GMT", "1e9", "+5", "٣"} {
-		f.Add(s)
-	}
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, v string) {
 		if d := ParseRetryAfter(v, now); d < 0 || d > 24*time.Hour {

@@ -309,3 +309,144 @@ func TestIDsSurviveARecreatedEventsStream(t *testing.T) {
 		t.Errorf("attempt records %v: want two with different ids", recs)
 	}
 }
+
+// refuseDeadLetters makes DEAD_LETTERS refuse every dead letter (it stops
+// listening on dlq.>, so a publish finds no stream), as a stream that is
+// unavailable would; the returned function restores it.
+func refuseDeadLetters(t *testing.T, e *testEnv) (restore func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, natsx.StreamDeadLetters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	all := cfg.Subjects
+	cfg.Subjects = []string{"refused-dlq.>"}
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cfg.Subjects = all
+		if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A dead letter DEAD_LETTERS refuses is not lost: the event is not
+// terminated (and no audit copy is written ahead of the dead letter), so
+// it comes back. While it has deliveries left, its redelivery to the
+// replica that built the dead letter stores it, without another request
+// to the partner; after its final delivery, the reconciler stores it from
+// the MAX_DELIVERIES advisory. Either way there is one dead letter and one
+// audit copy.
+func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		maxAttempts int
+		wantReason  switchyardv1.DeadLetterReason
+		// failedLog is logged each time the dead letter is refused.
+		failedLog string
+	}{
+		{"by the redelivery", 5, switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE, "dead letter not finished"},
+		{"by the reconciler after the final delivery", 1, switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY, "reconciled dead letter not stored"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			p := newPartner(t, reply{status: http.StatusUnprocessableEntity, body: "no such sku"})
+			d := destinationFor("erp", p.URL, tt.maxAttempts)
+			logs, log := captureLog(t)
+			r := e.run(t, e.js, func(c *Config) { c.Logger = log }, d)
+			restore := refuseDeadLetters(t, e)
+
+			ev := orderEvent("ev-refused")
+			seq := e.publish(t, ev)
+			waitfor.True(t, "the dead letter refused", func() bool {
+				return len(logs.find(tt.failedLog, "publish dead letter "+DeadLetterID(e.incarnation(t), seq, "erp"))) > 0
+			})
+			if tt.maxAttempts > 1 {
+				waitfor.True(t, "the event redelivered, not terminated", func() bool { return e.consumerInfo(t, "erp").Delivered.Consumer >= 2 })
+			}
+			if recs := auditedDeadLetters(t, e, "erp"); len(recs) != 0 {
+				t.Errorf("%d audit records of a dead letter DEAD_LETTERS does not hold", len(recs))
+			}
+			restore()
+
+			id := DeadLetterID(e.incarnation(t), seq, "erp")
+			waitfor.True(t, "the dead letter and its audit record", func() bool {
+				recs := auditedDeadLetters(t, e, "erp")
+				return len(natstest.DeadLetters(t, e.js, "erp")) == 1 && len(recs) == 1 && recs[0].Id == "dead_letter:"+id
+			})
+			e.waitSettled(t, "erp", 1)
+			dls := natstest.DeadLetters(t, e.js, "erp")
+			if len(dls) != 1 {
+				t.Fatalf("%d dead letters, want 1", len(dls))
+			}
+			dl := dls[0]
+			if dl.Id != id || dl.Reason != tt.wantReason || dl.EventId != ev.ID || dl.StreamSeq != seq || string(dl.Payload) != string(ev.Data) {
+				t.Errorf("dead letter = %v", dl)
+			}
+			if n := len(p.received()); n != 1 {
+				t.Errorf("the partner got %d requests, want 1", n)
+			}
+			if _, as := attempts(t, e.js, "erp"); len(as) != 1 || as[0].Outcome != switchyardv1.Outcome_OUTCOME_PERMANENT {
+				t.Errorf("attempt records = %v, want the one attempt", as)
+			}
+			if tt.maxAttempts == 1 {
+				waitfor.True(t, "the advisory reconciled", func() bool {
+					return testutil.ToFloat64(r.d.metrics.reconciled.WithLabelValues("max_deliveries", "dead_lettered")) == 1
+				})
+			} else {
+				// Terminated once stored: the MSG_TERMINATED advisory
+				// (the dispatcher's reason) needs nothing more.
+				waitfor.True(t, "the termination reconciled", func() bool {
+					return testutil.ToFloat64(r.d.metrics.reconciled.WithLabelValues("terminated", "already_dead_lettered")) == 1
+				})
+			}
+		})
+	}
+}
+
+// A dead letter DEAD_LETTERS refuses for its size (a max_msg_size below
+// the connection's max_payload) is stored without its payload at once,
+// instead of being refused on every redelivery.
+func TestDeadLetterRefusedForItsSizeIsStoredWithoutThePayload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, natsx.StreamDeadLetters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 2048
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := newPartner(t, reply{status: http.StatusUnprocessableEntity})
+	e.start(t, destinationFor("erp", p.URL, 3))
+
+	ev := orderEvent("ev-wide")
+	ev.Data = bytes.Repeat([]byte("x"), 4096) // fits in EVENTS, not in DEAD_LETTERS
+	seq := e.publish(t, ev)
+	info := e.waitSettled(t, "erp", 1)
+	if info.Delivered.Consumer != 1 || info.NumRedelivered != 0 {
+		t.Errorf("consumer delivered %d times (%d redelivered), want the dead letter stored on the first", info.Delivered.Consumer, info.NumRedelivered)
+	}
+	dls := natstest.DeadLetters(t, e.js, "erp")
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	checkPayloadOmitted(t, e, dls[0], seq)
+	if n := len(p.received()); n != 1 {
+		t.Errorf("the partner got %d requests, want 1", n)
+	}
+}

@@ -30,6 +30,12 @@ type destination struct {
 	// recreated (consumerMu).
 	consumerMu sync.RWMutex
 	consumer   jetstream.Consumer
+	// streamCreated is the creation time of the EVENTS stream the consumer
+	// was made on (consumerMu): a consumer found gone on a stream created
+	// since went with the old stream. Per destination, since the
+	// dispatcher's incarnation is shared: the first destination to notice
+	// a recreated EVENTS updates it for all.
+	streamCreated time.Time
 	// ackFloor is the last known ack floor (stream sequence) of the
 	// consumer: where a recreated consumer starts again.
 	ackFloor atomic.Uint64
@@ -348,8 +354,10 @@ func (dest *destination) cons() jetstream.Consumer {
 }
 
 func (dest *destination) setConsumer(c jetstream.Consumer) {
+	_, created := dest.d.inc.get()
 	dest.consumerMu.Lock()
 	dest.consumer = c
+	dest.streamCreated = created
 	dest.consumerMu.Unlock()
 	dest.noteAckFloor(c.CachedInfo())
 }
@@ -375,11 +383,16 @@ func (dest *destination) recoverConsumer(ctx context.Context, cause error) bool 
 	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false // it exists (a leader change, say): the usual retry
 	}
-	recreatedStream, err := dest.d.readIncarnation(ctx)
-	if err != nil {
+	if _, err := dest.d.readIncarnation(ctx); err != nil {
 		dest.log.ErrorContext(ctx, "the destination's consumer is gone and EVENTS cannot be read", slog.Any("error", err))
 		return false
 	}
+	// Not readIncarnation's answer: that says whether this call saw the
+	// change first, and another destination's may have.
+	_, streamCreated := dest.d.inc.get()
+	dest.consumerMu.RLock()
+	recreatedStream := !streamCreated.Equal(dest.streamCreated)
+	dest.consumerMu.RUnlock()
 	cc := destinations.ConsumerConfig(dest.cfg)
 	from := dest.ackFloor.Load() + 1
 	if recreatedStream {

@@ -143,3 +143,81 @@ func TestDeletedConsumerIsRecreatedWithoutLosingEvents(t *testing.T) {
 		t.Errorf("%d dead letters", len(dls))
 	}
 }
+
+// EVENTS deleted and created again while the dispatcher delivers (its
+// destination consumers go with it): every destination's consumer is
+// recreated from the new stream's first event, not from the old stream's
+// ack floor, which in the new numbering would skip the first events
+// stored. Attempt ids name the new stream.
+func TestConsumersAreRecreatedWithARecreatedEventsStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusOK})
+	erp, crm := destinationFor("erp", p.URL, 3), destinationFor("crm", p.URL, 3)
+	logs, log := captureLog(t)
+	r := e.run(t, e.js, func(c *Config) { c.Logger = log; c.BacklogInterval = 100 * time.Millisecond }, erp, crm)
+	for _, id := range []string{"ev-1", "ev-2", "ev-3"} {
+		e.publish(t, orderEvent(id))
+	}
+	e.waitSettled(t, "erp", 3)
+	e.waitSettled(t, "crm", 3)
+	// Both destinations know the old stream's ack floor: 3, past the
+	// new stream's first two events.
+	waitfor.True(t, "the ack floors measured", func() bool {
+		return r.d.dests[0].ackFloor.Load() == 3 && r.d.dests[1].ackFloor.Load() == 3
+	})
+	oldInc := e.incarnation(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.js.DeleteStream(ctx, natsx.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	if err := natsx.EnsureTopology(ctx, e.js, natsx.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	// Stored before or after the consumers are back: delivered either way.
+	for _, id := range []string{"ev-4", "ev-5"} {
+		e.publish(t, orderEvent(id))
+	}
+	waitfor.True(t, "the new stream's events delivered to both destinations", func() bool {
+		c := p.countByID()
+		return c["ev-4"] == 2 && c["ev-5"] == 2
+	})
+	newInc := e.incarnation(t)
+	if newInc == oldInc {
+		t.Fatal("the recreated stream has the old incarnation")
+	}
+	for _, dest := range []string{"erp", "crm"} {
+		info := e.waitSettled(t, dest, 2)
+		if info.Config.DeliverPolicy != jetstream.DeliverAllPolicy {
+			t.Errorf("%s consumer recreated with %v at %d, want deliver all (the new stream's first event)",
+				dest, info.Config.DeliverPolicy, info.Config.OptStartSeq)
+		}
+		recs, _ := attempts(t, e.js, dest)
+		for _, rec := range recs {
+			if a := rec.GetDeliveryAttempt(); a.EventId == "ev-4" || a.EventId == "ev-5" {
+				if want := AttemptID(newInc, a.StreamSeq, dest, 1); rec.Id != want {
+					t.Errorf("attempt record id %q, want %q (the new stream)", rec.Id, want)
+				}
+			}
+		}
+	}
+	// A destination's fetch loop and backlog monitor may both notice and
+	// both create the consumer (the same configuration: the server answers
+	// each with it), so a destination may be logged twice; never as a
+	// consumer of an unchanged stream.
+	for _, dest := range []string{"erp", "crm"} {
+		if got := logs.find("level=ERROR", "consumer was deleted", "destination="+dest+" ", "events_recreated=true"); len(got) == 0 {
+			t.Errorf("no error line about %s's consumer recreated with EVENTS", dest)
+		}
+	}
+	if got := logs.find("consumer was deleted", "events_recreated=false"); len(got) != 0 {
+		t.Errorf("consumers recreated as if EVENTS were the old stream: %q", got)
+	}
+	for id, n := range p.countByID() {
+		if n != 2 {
+			t.Errorf("%s reached the partner %d times, want once per destination", id, n)
+		}
+	}
+}

@@ -197,3 +197,81 @@ func stockEvent(id string) events.Event {
 	ev.Type = "stock.changed"
 	return ev
 }
+
+// publishAdvisory stores a consumer advisory in ADVISORIES as the server
+// would, and returns its sequence there.
+func (e *testEnv) publishAdvisory(t *testing.T, subject string, data []byte) uint64 {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = data
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ack, err := e.js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// The reconciler acknowledges and leaves alone what is not its business
+// (an unreadable advisory, one about another service's consumer), and an
+// advisory older than the current EVENTS stream is not read by a sequence
+// that now belongs to another event: its dead letter names the event as
+// unknown and carries no payload. A current advisory for the same
+// sequence reads the event.
+func TestReconcilerSkipsForeignAndStaleAdvisories(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusOK})
+	r := e.start(t, destinationFor("erp", p.URL, 3))
+	ev := orderEvent("ev-now")
+	seq := e.publish(t, ev)
+	e.waitSettled(t, "erp", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, natsx.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := s.CachedInfo().Created
+	maxDeliveries := func(consumer string, at time.Time) []byte {
+		return fmt.Appendf(nil, `{"type":"io.nats.jetstream.advisory.v1.max_deliver","stream":"EVENTS","consumer":%q,"stream_seq":%d,"deliveries":3,"timestamp":%q}`,
+			consumer, seq, at.Format(time.RFC3339Nano))
+	}
+	e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("erp"), []byte("not json"))
+	e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("erp"), []byte(`{"stream":"EVENTS","consumer":"dispatcher-erp"}`)) // no sequence
+	e.publishAdvisory(t, advisoryMaxDeliveries+natsx.ConsumerAuditorEvents, maxDeliveries(natsx.ConsumerAuditorEvents, time.Now()))
+	// From an EVENTS deleted since: seq now belongs to ev-now.
+	e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("erp"), maxDeliveries(ConsumerName("erp"), created.Add(-time.Hour)))
+	last := e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("crm"), maxDeliveries(ConsumerName("crm"), time.Now()))
+
+	waitfor.True(t, "every advisory acknowledged", func() bool {
+		c, err := e.js.Consumer(ctx, natsx.StreamAdvisories, ReconcilerConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := c.CachedInfo()
+		return info.AckFloor.Stream >= last && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	if n := natstest.Count(t, e.js, natsx.StreamDeadLetters, "dlq.>"); n != 2 {
+		t.Errorf("%d dead letters, want 2 (the stale advisory's and the current one's)", n)
+	}
+	inc := e.incarnation(t)
+	stale := natstest.DeadLetters(t, e.js, "erp")
+	if len(stale) != 1 || stale[0].Id != DeadLetterID(inc, seq, "erp") || stale[0].EventId != UnknownEventID(seq) ||
+		len(stale[0].Payload) != 0 || stale[0].Subject != "" || !strings.Contains(stale[0].LastError, "no longer in EVENTS") ||
+		stale[0].Reason != switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY {
+		t.Errorf("dead letter of the stale advisory = %v, want an unknown event without payload", stale)
+	}
+	current := natstest.DeadLetters(t, e.js, "crm")
+	if len(current) != 1 || current[0].EventId != ev.ID || string(current[0].Payload) != string(ev.Data) || current[0].Subject != "events.order.created" {
+		t.Errorf("dead letter of the current advisory = %v, want ev-now read from EVENTS", current)
+	}
+	if got := testutil.ToFloat64(r.metrics.reconciled.WithLabelValues("max_deliveries", "dead_lettered")); got != 2 {
+		t.Errorf("reconciled max_deliveries dead_lettered = %v, want 2", got)
+	}
+	if n := len(p.received()); n != 1 {
+		t.Errorf("the partner got %d requests, want the one delivery", n)
+	}
+}

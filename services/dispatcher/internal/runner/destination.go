@@ -30,6 +30,11 @@ type destination struct {
 	// recreated (consumerMu).
 	consumerMu sync.RWMutex
 	consumer   jetstream.Consumer
+	// recoverMu serialises recoverConsumer: the fetch loop and the backlog
+	// monitor may both find the consumer gone, and the server answers two
+	// creations with the same configuration alike, so both would report
+	// (and count) the one recreation.
+	recoverMu sync.Mutex
 	// streamCreated is the creation time of the EVENTS stream the consumer
 	// was made on (consumerMu): a consumer found gone on a stream created
 	// since went with the old stream. Per destination, since the
@@ -378,6 +383,8 @@ func (dest *destination) noteAckFloor(info *jetstream.ConsumerInfo) {
 // meanwhile is skipped. If EVENTS itself was recreated, it starts at the
 // new stream's first event.
 func (dest *destination) recoverConsumer(ctx context.Context, cause error) bool {
+	dest.recoverMu.Lock()
+	defer dest.recoverMu.Unlock()
 	name := ConsumerName(dest.cfg.Name)
 	_, err := dest.d.js.Consumer(ctx, natsx.StreamEvents, name)
 	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) {

@@ -34,8 +34,7 @@ func refuseAudit(t *testing.T, e *testEnv, kind string) (restore func()) {
 	cfg := s.CachedInfo().Config
 	all := cfg.Subjects
 	var others []string
-	for _, k := range []string{auditlog.KindRejected, auditlog.KindDuplicate, auditlog.KindAttempt, auditlog.KindDeadLetter,
-		auditlog.KindReplayed, auditlog.KindCircuit, auditlog.KindBacklog, auditlog.KindLag, auditlog.KindAlert, auditlog.KindOther} {
+	for _, k := range auditlog.Kinds {
 		if k != kind {
 			others = append(others, "audit."+k+".>")
 		}
@@ -339,12 +338,14 @@ func refuseDeadLetters(t *testing.T, e *testEnv) (restore func()) {
 }
 
 // A dead letter DEAD_LETTERS refuses is not lost: the event is not
-// terminated (and no audit copy is written ahead of the dead letter), so
-// it comes back. While it has deliveries left, its redelivery to the
+// terminated (and no audit copy is written ahead of the dead letter).
+// While it has deliveries left, it comes back, and its redelivery to the
 // replica that built the dead letter stores it, without another request
-// to the partner; after its final delivery, the reconciler stores it from
-// the MAX_DELIVERIES advisory. Either way there is one dead letter and one
-// audit copy.
+// to the partner; on its last delivery, the replica keeps the event and
+// retries, so that the dead letter keeps the partner's answer (the
+// reconciler, which takes over from a replica that died, cannot know it).
+// Either way there is one dead letter, with the real reason and status,
+// and one audit copy.
 func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -355,7 +356,7 @@ func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
 		failedLog string
 	}{
 		{"by the redelivery", 5, switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE, "dead letter not finished"},
-		{"by the reconciler after the final delivery", 1, switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY, "reconciled dead letter not stored"},
+		{"by the replica holding the last delivery", 1, switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE, "dead letter not stored yet on the event's last delivery"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -390,7 +391,8 @@ func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
 				t.Fatalf("%d dead letters, want 1", len(dls))
 			}
 			dl := dls[0]
-			if dl.Id != id || dl.Reason != tt.wantReason || dl.EventId != ev.ID || dl.StreamSeq != seq || string(dl.Payload) != string(ev.Data) {
+			if dl.Id != id || dl.Reason != tt.wantReason || dl.EventId != ev.ID || dl.StreamSeq != seq || string(dl.Payload) != string(ev.Data) ||
+				dl.LastStatusCode != http.StatusUnprocessableEntity || !strings.Contains(dl.ResponseSnippet, "no such sku") {
 				t.Errorf("dead letter = %v", dl)
 			}
 			if n := len(p.received()); n != 1 {
@@ -399,16 +401,14 @@ func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
 			if _, as := attempts(t, e.js, "erp"); len(as) != 1 || as[0].Outcome != switchyardv1.Outcome_OUTCOME_PERMANENT {
 				t.Errorf("attempt records = %v, want the one attempt", as)
 			}
-			if tt.maxAttempts == 1 {
-				waitfor.True(t, "the advisory reconciled", func() bool {
-					return testutil.ToFloat64(r.d.metrics.reconciled.WithLabelValues("max_deliveries", "dead_lettered")) == 1
-				})
-			} else {
-				// Terminated once stored: the MSG_TERMINATED advisory
-				// (the dispatcher's reason) needs nothing more.
-				waitfor.True(t, "the termination reconciled", func() bool {
-					return testutil.ToFloat64(r.d.metrics.reconciled.WithLabelValues("terminated", "already_dead_lettered")) == 1
-				})
+			// Terminated once stored: the MSG_TERMINATED advisory (the
+			// dispatcher's reason) needs nothing more, and no
+			// MAX_DELIVERIES advisory made a second dead letter.
+			waitfor.True(t, "the termination reconciled", func() bool {
+				return testutil.ToFloat64(r.d.metrics.reconciled.WithLabelValues("terminated", "already_dead_lettered")) == 1
+			})
+			if n := testutil.ToFloat64(r.d.metrics.reconciled.WithLabelValues("max_deliveries", "dead_lettered")); n != 0 {
+				t.Errorf("%v dead letters made by the reconciler, want 0", n)
 			}
 		})
 	}

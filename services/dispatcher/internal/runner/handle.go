@@ -56,7 +56,7 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		// not store all of its dead letter: finish that, without sending
 		// the event again.
 		log.WarnContext(ctx, "finishing the dead letter of an earlier delivery; no new attempt", slog.String("dead_letter_id", dl.Id))
-		dest.finishDeadLetter(ctx, msg, dl, alive, log)
+		dest.finishDeadLetter(ctx, msg, dl, attempt >= maxAttempts, alive, log)
 		return
 	}
 
@@ -136,7 +136,7 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		if !res.Retryable() {
 			reason = switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE
 		}
-		dest.finishDeadLetter(ctx, msg, dest.newDeadLetter(ev, meta, attempt, res, reason), alive, log)
+		dest.finishDeadLetter(ctx, msg, dest.newDeadLetter(ev, meta, attempt, res, reason), attempt >= maxAttempts, alive, log)
 	default:
 		alive.stop()
 		dest.tally.retrying.Add(1)
@@ -284,16 +284,39 @@ func (dest *destination) newDeadLetter(ev events.Stored, meta *jetstream.MsgMeta
 // stored: otherwise it is left unacknowledged, and this replica remembers
 // the dead letter, so that the redelivery stores what is missing instead of
 // sending the event again (a redelivery to another replica makes one more
-// attempt first; after the final delivery the reconciler takes over). Both
+// attempt first). On the event's last delivery there is no redelivery:
+// this replica keeps the message alive and retries for up to
+// lastDeliveryRetry (it shuts down sooner, or the store stays away:
+// the worker is needed, and the reconciler takes over), since the
+// reconciler knows neither the partner's answer nor its error. Both
 // copies are idempotent by id, so storing one twice changes nothing.
-func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg, dl *switchyardv1.DeadLetter, alive *pulse, log *slog.Logger) {
+func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg, dl *switchyardv1.DeadLetter, last bool, alive *pulse, log *slog.Logger) {
 	// Owed from now on: a redelivery while this is still being stored
 	// (its ack wait ran out meanwhile) must not send the event again.
 	dest.owed.put(dl.StreamSeq, dl)
 	_, err := dest.d.storeDeadLetter(ctx, dl, msg.Headers(), msg.Data())
+	giveUp := time.Now().Add(lastDeliveryRetry)
+	for wait := 250 * time.Millisecond; err != nil && last && time.Now().Add(wait).Before(giveUp); wait = min(2*wait, 5*time.Second) {
+		log.WarnContext(ctx, "dead letter not stored yet on the event's last delivery; keeping the event and retrying",
+			slog.String("dead_letter_id", dl.Id), slog.Duration("retry_in", wait), slog.Any("error", err))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			break // shutting down: the reconciler takes over
+		}
+		_, err = dest.d.storeDeadLetter(ctx, dl, msg.Headers(), msg.Data())
+	}
 	alive.stop()
 	if err != nil {
-		log.ErrorContext(ctx, "dead letter not finished; leaving the event unacknowledged so that its redelivery stores it",
+		then := "so that its redelivery stores it"
+		if last {
+			then = "the reconciler stores it from the MAX_DELIVERIES advisory, without the partner's answer"
+		}
+		log.ErrorContext(ctx, "dead letter not finished; leaving the event unacknowledged: "+then,
 			slog.String("dead_letter_id", dl.Id), slog.Any("error", err))
 		return
 	}
@@ -307,6 +330,11 @@ func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg
 		slog.String("reason", dl.Reason.String()), slog.Int("status", int(dl.LastStatusCode)), slog.String("error", dl.LastError),
 		slog.Bool("auth_failure", dl.AuthFailure), slog.Bool("payload_omitted", dl.PayloadOmitted))
 }
+
+// lastDeliveryRetry bounds how long a worker keeps retrying the dead
+// letter of an event on its last delivery before leaving it to the
+// reconciler.
+const lastDeliveryRetry = 30 * time.Second
 
 // owedDeadLetters are dead letters this replica built and is storing or
 // could not finish storing, by stream sequence, until they are stored. Entries the

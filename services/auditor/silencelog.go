@@ -18,27 +18,21 @@ import (
 // the store. It returns when ctx is done.
 func (a *Auditor) recordSilences(ctx context.Context) {
 	log := a.cfg.Logger.With(slog.String("component", "silence log"))
-	var st *silences.Store
-	for wait := time.Second; st == nil; wait = min(2*wait, 30*time.Second) {
-		var err error
-		if st, err = silences.Open(ctx, a.js); err != nil {
-			log.WarnContext(ctx, "cannot open the silences bucket yet; silence changes wait there until it opens",
-				slog.Any("error", err), slog.Duration("retry_in", wait))
-			if !sleepCtx(ctx, wait) {
-				return
-			}
+	follow := func(sil *switchyardv1.Silence) {
+		for _, rec := range silences.Changes(sil) {
+			a.emitUntilStored(ctx, log, rec)
 		}
 	}
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		err := st.Follow(ctx, log, func(sil *switchyardv1.Silence) {
-			for _, rec := range silences.Changes(sil) {
-				a.emitUntilStored(ctx, log, rec)
-			}
-		})
-		if err == nil || ctx.Err() != nil {
-			return // Follow goes on in the background until ctx is done
+		st, err := silences.Open(ctx, a.js)
+		if err == nil {
+			err = st.Follow(ctx, log, follow) // goes on in the background until ctx is done
 		}
-		log.WarnContext(ctx, "cannot watch the silences bucket yet", slog.Any("error", err), slog.Duration("retry_in", wait))
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		log.WarnContext(ctx, "cannot watch the silences bucket yet; silence changes wait there until it can",
+			slog.Any("error", err), slog.Duration("retry_in", wait))
 		if !sleepCtx(ctx, wait) {
 			return
 		}

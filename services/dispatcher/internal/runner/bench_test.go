@@ -91,6 +91,7 @@ func publishAsync(b *testing.B, js jetstream.JetStream, n int, prefix string, pa
 	start := time.Now()
 	for i := range n {
 		if pace > 0 {
+			// Pacing is the point here: the offered rate.
 			if wait := time.Until(start.Add(time.Duration(i) * pace)); wait > 0 {
 				time.Sleep(wait)
 			}

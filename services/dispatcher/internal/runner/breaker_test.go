@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
@@ -326,6 +327,34 @@ func TestCircuitStateIsRecordedAgain(t *testing.T) {
 	}
 }
 
+// heldByOpenBreaker provisions a dispatcher (not running) for dc with a
+// minute's cooldown, publishes an event, fetches it for dest, and then
+// opens dest's breaker: the event was fetched just before the breaker
+// opened, and handle will hold it. ctx ends with the test (20 s at most).
+func (e *testEnv) heldByOpenBreaker(t *testing.T, dc config.Destination) (ctx context.Context, dest *destination, seq uint64, msg jetstream.Msg) {
+	t.Helper()
+	dc.Breaker.Cooldown, dc.Breaker.MaxCooldown = config.Duration(time.Minute), config.Duration(time.Minute)
+	d, err := New(e.js, auditlog.NewEmitter(e.js, "dispatcher"), Config{Destinations: []config.Destination{dc}, Logger: natstest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if err := d.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seq = e.publish(t, orderEvent("ev-held"))
+	msg = e.takeOne(t, dc.Name) // fetched while the breaker was closed
+	dest = d.dests[0]
+	if err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
+		c.open(dest.breaker.policy, now, "opened by the test")
+		return c.Reason
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, dest, seq, msg
+}
+
 // A replica shutting down while the breaker holds an event it fetched just
 // before the breaker opened: on an earlier delivery it hands the event
 // back without an attempt; on the final delivery it makes the attempt
@@ -346,25 +375,7 @@ func TestShutdownWhileTheBreakerHoldsAnEvent(t *testing.T) {
 			p := newPartner(t, reply{status: http.StatusServiceUnavailable})
 			dc := breakerDestination("erp", p.URL)
 			dc.Retry.MaxAttempts = tt.maxAttempts
-			dc.Breaker.Cooldown, dc.Breaker.MaxCooldown = config.Duration(time.Minute), config.Duration(time.Minute)
-			d, err := New(e.js, auditlog.NewEmitter(e.js, "dispatcher"), Config{Destinations: []config.Destination{dc}, Logger: natstest.Logger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if err := d.Provision(ctx); err != nil {
-				t.Fatal(err)
-			}
-			seq := e.publish(t, orderEvent("ev-held"))
-			msg := e.takeOne(t, "erp") // fetched while the breaker was closed
-			dest := d.dests[0]
-			if err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
-				c.open(dest.breaker.policy, now, "opened by the test")
-				return c.Reason
-			}); err != nil {
-				t.Fatal(err)
-			}
+			ctx, dest, seq, msg := e.heldByOpenBreaker(t, dc)
 
 			stopping, stop := context.WithCancel(ctx)
 			done := make(chan struct{})

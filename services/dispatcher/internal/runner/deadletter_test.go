@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
@@ -25,32 +26,38 @@ import (
 // that is unavailable for them would; the returned function restores it.
 func refuseAudit(t *testing.T, e *testEnv, kind string) (restore func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := e.js.Stream(ctx, natsx.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	all := cfg.Subjects
 	var others []string
 	for _, k := range auditlog.Kinds {
 		if k != kind {
 			others = append(others, "audit."+k+".>")
 		}
 	}
-	cfg.Subjects = others
-	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
+	return setSubjects(t, e, natsx.StreamAudit, others)
+}
+
+// setSubjects changes the subjects a stream listens on; the returned
+// function restores them.
+func setSubjects(t *testing.T, e *testEnv, stream string, subjects []string) (restore func()) {
+	t.Helper()
+	update := func(change func(*jetstream.StreamConfig)) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		cfg.Subjects = all
+		s, err := e.js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		change(&cfg)
 		if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
+	}
+	var all []string
+	update(func(cfg *jetstream.StreamConfig) { all, cfg.Subjects = cfg.Subjects, subjects })
+	return func() {
+		t.Helper()
+		update(func(cfg *jetstream.StreamConfig) { cfg.Subjects = all })
 	}
 }
 
@@ -314,27 +321,7 @@ func TestIDsSurviveARecreatedEventsStream(t *testing.T) {
 // unavailable would; the returned function restores it.
 func refuseDeadLetters(t *testing.T, e *testEnv) (restore func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := e.js.Stream(ctx, natsx.StreamDeadLetters)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	all := cfg.Subjects
-	cfg.Subjects = []string{"refused-dlq.>"}
-	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		cfg.Subjects = all
-		if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return setSubjects(t, e, natsx.StreamDeadLetters, []string{"refused-dlq.>"})
 }
 
 // A dead letter DEAD_LETTERS refuses is not lost: the event is not

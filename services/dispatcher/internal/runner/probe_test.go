@@ -12,9 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/pkg/natstest"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -87,26 +85,8 @@ func TestHeldEventIsKeptAliveAndBecomesTheProbe(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	p := newPartner(t, reply{status: http.StatusOK})
-	dc := breakerDestination("erp", p.URL) // ack wait (step 1) 600ms: InProgress every 475ms
-	dc.Breaker.Cooldown, dc.Breaker.MaxCooldown = config.Duration(time.Minute), config.Duration(time.Minute)
-	d, err := New(e.js, auditlog.NewEmitter(e.js, "dispatcher"), Config{Destinations: []config.Destination{dc}, Logger: natstest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := d.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	seq := e.publish(t, orderEvent("ev-held"))
-	msg := e.takeOne(t, "erp") // fetched while the breaker was closed
-	dest := d.dests[0]
-	if err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
-		c.open(dest.breaker.policy, now, "opened by the test")
-		return c.Reason
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// ack wait (step 1) 600ms: InProgress every 475ms
+	ctx, dest, seq, msg := e.heldByOpenBreaker(t, breakerDestination("erp", p.URL))
 	// As if the pause had not taken (PauseConsumer failing is logged, not
 	// fatal): only the keep-alive stops the server from handing the held
 	// event to the replica pulling next to this one.

@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/natstest"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/waitfor"
 )
 
 // BenchmarkIngress is the ingress throughput figure: 1 KiB Standard
@@ -115,9 +116,7 @@ func BenchmarkIngress(b *testing.B) {
 			b.StopTimer()
 			// Let the idempotency records finish so that they do not
 			// count against the raw rate.
-			for srv.records.InFlight() > 0 {
-				time.Sleep(time.Millisecond)
-			}
+			waitfor.True(b, "the idempotency records written", func() bool { return srv.records.InFlight() == 0 })
 			rate := float64(b.N) / elapsed.Seconds()
 			b.ReportMetric(rate, "accepted/s")
 			b.ReportMetric(percentile(lat, 50), "p50-ms")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"os/user"
@@ -350,11 +351,7 @@ func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 
 // labelText is name=value pairs in name order.
 func labelText(labels map[string]string) string {
-	names := make([]string, 0, len(labels))
-	for k := range labels {
-		names = append(names, k)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(labels))
 	for i, k := range names {
 		names[i] = k + "=" + labels[k]
 	}

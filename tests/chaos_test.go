@@ -24,8 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/pkg/pgtest"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/pgtest"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
 
 // chaosWebhooks is how many webhooks the partner sends.

@@ -14,8 +14,8 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
-	"github.com/switchyard/switchyard/pkg/slacktest"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/slacktest"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
 
 // The official Standard Webhooks test vector.

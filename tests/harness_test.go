@@ -17,10 +17,10 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/pkg/natstest"
 	"github.com/switchyard/switchyard/pkg/natsx"
-	"github.com/switchyard/switchyard/pkg/pgtest"
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/dispatcher"
 	"github.com/switchyard/switchyard/services/ingress"

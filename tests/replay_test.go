@@ -8,7 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/dispatcher"
 )

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/pkg/natstest"
 	"github.com/switchyard/switchyard/pkg/silences"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 

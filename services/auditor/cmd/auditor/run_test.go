@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/pkg/natstest"
-	"github.com/switchyard/switchyard/pkg/pgtest"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/pgtest"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
 
 // freeAddr returns a loopback address whose port was free a moment ago.

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/pkg/oauthtest"
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/testing/oauthtest"
 )
 
 func TestPolicyRetryOnStatus(t *testing.T) {

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/pkg/natstest"
-	"github.com/switchyard/switchyard/pkg/oauthtest"
 	"github.com/switchyard/switchyard/pkg/signing"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/oauthtest"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 

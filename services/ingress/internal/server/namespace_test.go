@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/switchyard/switchyard/pkg/natstest"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/testing/natstest"
 )
 
 const otherAPIKey = "sy_live_fedcba9876543210fedc"

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/pkg/natstest"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
 
 // TestTrustedProxies: behind a load balancer listed in

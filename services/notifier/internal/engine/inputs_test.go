@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/natsx"
-	"github.com/switchyard/switchyard/pkg/slacktest"
+	"github.com/switchyard/switchyard/pkg/testing/slacktest"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 

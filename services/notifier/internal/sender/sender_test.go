@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/switchyard/switchyard/pkg/slacktest"
+	"github.com/switchyard/switchyard/pkg/testing/slacktest"
 )
 
 func sampleAlert() Alert {

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/pkg/pgtest"
-	"github.com/switchyard/switchyard/pkg/waitfor"
+	"github.com/switchyard/switchyard/pkg/testing/pgtest"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	"github.com/switchyard/switchyard/services/switchyard/internal/app"
 	"github.com/switchyard/switchyard/services/switchyard/internal/cli"
 )

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/pkg/slacktest"
+	"github.com/switchyard/switchyard/pkg/testing/slacktest"
 )
 
 func post(t *testing.T, url, body string) (int, string, string) {

@@ -7,7 +7,8 @@
 // on. The record is written after the event's PubAck, never before, so that
 // no crash can leave a record for an event that was not stored (which would
 // turn the partner's retry into a loss); a crash between the two can only
-// let a much later redelivery be stored a second time. DESIGN.md has the
+// let a much later redelivery be stored a second time.
+// docs/decisions/0015-idempotency-kv-bucket-with-ttl.md has the
 // measurements behind the choice of a KV bucket.
 package idempotency
 

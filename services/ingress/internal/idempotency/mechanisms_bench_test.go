@@ -21,8 +21,9 @@ import (
 )
 
 // BenchmarkMechanisms measures the throughput of the ways to remember a
-// delivery id for 72 h that were considered (DESIGN.md has the figures and
-// the choice). Each op is one first delivery: whatever check the mechanism
+// delivery id for 72 h that were considered
+// (docs/decisions/0015-idempotency-kv-bucket-with-ttl.md has the figures
+// and the choice). Each op is one first delivery: whatever check the mechanism
 // needs, the event publish, and the record write, with 64 deliveries in
 // flight. BenchmarkRememberCost measures what remembering costs.
 //

@@ -225,7 +225,7 @@ func TestAuthFailuresAreMarked(t *testing.T) {
 		ClientSecret: "a-wrong-secret", ClientAuth: "auto"}
 	partner := destinationFor("crm", p.URL, 3)
 	partner.Subjects = []string{"events.stock.>"}
-	e.start(t, refused, partner)
+	d := e.start(t, refused, partner)
 
 	e.publish(t, orderEvent("ev-refused"))
 	for _, id := range []string{"forbidden", "unauthorized", "bad-request"} {
@@ -251,9 +251,23 @@ func TestAuthFailuresAreMarked(t *testing.T) {
 			t.Errorf("attempt of %s (status %d): auth_failure %v, want %v", a.EventId, a.StatusCode, a.AuthFailure, want[a.EventId])
 		}
 	}
+	authDeadLetters := 0
 	for _, dl := range natstest.DeadLetters(t, e.js, "crm") {
 		if dl.AuthFailure != want[dl.EventId] {
 			t.Errorf("dead letter of %s: auth_failure %v, want %v", dl.EventId, dl.AuthFailure, want[dl.EventId])
+		}
+		if dl.AuthFailure {
+			authDeadLetters++
+		}
+	}
+	// The same, counted for the Prometheus CredentialsFailing rule.
+	m := d.metrics
+	for dest, want := range map[string]struct{ failures, deadLetters float64 }{"erp": {1, 1}, "crm": {2, float64(authDeadLetters)}} {
+		if got := testutil.ToFloat64(m.authFailures.WithLabelValues(dest)); got != want.failures {
+			t.Errorf("switchyard_dispatcher_auth_failures_total{destination=%q} = %v, want %v", dest, got, want.failures)
+		}
+		if got := testutil.ToFloat64(m.authDeadLetters.WithLabelValues(dest)); got != want.deadLetters {
+			t.Errorf("switchyard_dispatcher_auth_dead_letters_total{destination=%q} = %v, want %v", dest, got, want.deadLetters)
 		}
 	}
 }

@@ -326,6 +326,9 @@ func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg
 	}
 	dest.tally.deadLettered.Add(1)
 	dest.d.metrics.deadLetters.WithLabelValues(dest.cfg.Name).Inc()
+	if dl.AuthFailure {
+		dest.d.metrics.authDeadLetters.WithLabelValues(dest.cfg.Name).Inc()
+	}
 	log.WarnContext(ctx, "dead-lettered",
 		slog.String("reason", dl.Reason.String()), slog.Int("status", int(dl.LastStatusCode)), slog.String("error", dl.LastError),
 		slog.Bool("auth_failure", dl.AuthFailure), slog.Bool("payload_omitted", dl.PayloadOmitted))

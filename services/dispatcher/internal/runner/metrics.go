@@ -3,6 +3,8 @@ package runner
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyard/switchyard/pkg/config"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 )
 
@@ -23,9 +25,38 @@ type metrics struct {
 	// consumerRecreated counts destination consumers found deleted and
 	// recreated.
 	consumerRecreated *prometheus.CounterVec
+	// authFailures and authDeadLetters count attempts, and dead letters,
+	// refused for the destination's credentials (the CredentialsFailing
+	// rule's input).
+	authFailures    *prometheus.CounterVec
+	authDeadLetters *prometheus.CounterVec
+	// timeout is each destination's configured HTTP timeout: the
+	// PartnerLatencyHigh rule compares the p95 with a share of it.
+	timeout *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// Outcomes of attempts: the outcome label of
+// switchyard_dispatcher_attempts_total.
+const (
+	outcomeDelivered = "delivered"
+	outcomeRetryable = "retryable"
+	outcomePermanent = "permanent"
+)
+
+// Label values known in advance, besides the destinations.
+var (
+	attemptOutcomes = []string{outcomeDelivered, outcomeRetryable, outcomePermanent}
+	// reconciledKinds and reconciledResults: every pair occurs.
+	reconciledKinds   = []string{"max_deliveries", "terminated"}
+	reconciledResults = []string{"dead_lettered", "already_dead_lettered"}
+)
+
+// newMetrics makes the metrics. Every counter series whose labels are known
+// from the configuration exists at 0 from the start: a series that appears
+// only with its first increment hides that increment from rate() and
+// increase(), so an alert on it would miss the first dead letter. The
+// backlog gauges appear with the first measurement, at Run.
+func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics {
 	byDest := []string{"destination"}
 	gauge := func(name, help string) *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, byDest)
@@ -67,22 +98,61 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchyard_dispatcher_consumer_recreated_total",
 			Help: "Times this replica found the destination's consumer deleted and recreated it.",
 		}, byDest),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_dispatcher_auth_failures_total",
+			Help: "Attempts refused for the destination's credentials: 401 or 403, or the OAuth2 token endpoint refusing the client.",
+		}, byDest),
+		authDeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_dispatcher_auth_dead_letters_total",
+			Help: "Dead letters whose last attempt was refused for the destination's credentials.",
+		}, byDest),
+		timeout: gauge("switchyard_dispatcher_timeout_seconds", "The destination's configured HTTP timeout (destinations[].timeout)."),
+	}
+	for _, d := range dests {
+		name := d.Name
+		for _, o := range attemptOutcomes {
+			m.attempts.WithLabelValues(name, o)
+		}
+		m.duration.WithLabelValues(name)
+		m.inflight.WithLabelValues(name)
+		m.deadLetters.WithLabelValues(name)
+		m.rateLimited.WithLabelValues(name)
+		for _, to := range []switchyardv1.CircuitState{switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED,
+			switchyardv1.CircuitState_CIRCUIT_STATE_OPEN, switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN} {
+			m.circuitChanges.WithLabelValues(name, circuitName(to))
+		}
+		// Closed until the breaker's state is read (Provision), and for
+		// good when the breaker is disabled.
+		m.circuitState.WithLabelValues(name)
+		m.consumerRecreated.WithLabelValues(name)
+		m.authFailures.WithLabelValues(name)
+		m.authDeadLetters.WithLabelValues(name)
+		m.timeout.WithLabelValues(name).Set(d.Timeout.D().Seconds())
+	}
+	for _, k := range reconciledKinds {
+		for _, r := range reconciledResults {
+			m.reconciled.WithLabelValues(k, r)
+		}
 	}
 	if reg != nil {
 		reg.MustRegister(m.attempts, m.duration, m.inflight, m.deadLetters, m.rateLimited, m.pending, m.ackPending,
-			m.maxAckPending, m.oldestAge, m.backlogFull, m.circuitState, m.circuitChanges, m.reconciled, m.consumerRecreated)
+			m.maxAckPending, m.oldestAge, m.backlogFull, m.circuitState, m.circuitChanges, m.reconciled, m.consumerRecreated,
+			m.authFailures, m.authDeadLetters, m.timeout)
 	}
 	return m
 }
 
 func (m *metrics) observe(destination string, r delivery.Result) {
-	outcome := "delivered"
+	outcome := outcomeDelivered
 	switch {
 	case r.Retryable():
-		outcome = "retryable"
+		outcome = outcomeRetryable
 	case !r.Delivered():
-		outcome = "permanent"
+		outcome = outcomePermanent
 	}
 	m.attempts.WithLabelValues(destination, outcome).Inc()
 	m.duration.WithLabelValues(destination).Observe(r.Duration.Seconds())
+	if r.AuthFailure() {
+		m.authFailures.WithLabelValues(destination).Inc()
+	}
 }

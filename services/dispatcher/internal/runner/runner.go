@@ -130,7 +130,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 		return nil, fmt.Errorf("dispatcher: %w", err)
 	}
 	cfg.Destinations = all.Destinations
-	d := &Dispatcher{cfg: cfg, js: js, audit: audit, metrics: newMetrics(cfg.Registerer)}
+	d := &Dispatcher{cfg: cfg, js: js, audit: audit, metrics: newMetrics(cfg.Registerer, cfg.Destinations)}
 	for _, dc := range cfg.Destinations {
 		dest, err := newDestination(d, dc)
 		if err != nil {

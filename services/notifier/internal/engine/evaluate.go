@@ -359,6 +359,8 @@ func (e *Engine) observeAuditor(ctx context.Context, now time.Time) {
 		e.log.WarnContext(ctx, "the auditor's consumer on AUDIT not read; will retry", slog.Any("error", err))
 		return
 	}
+	e.m.auditorPending.Set(float64(lag.GetPendingRecords()))
+	e.m.auditorOldestAge.Set(lag.GetOldestAge().AsDuration().Seconds())
 	if lag == nil {
 		return // no auditor consumer: nothing waits for an auditor
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -124,7 +125,7 @@ func TestAuditLagWithoutAnAuditor(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.auditorCheck = 10 * time.Second
-	e.start()
+	r := e.start()
 	e.emit(e.attempts("erp", 5, 0, 20*time.Millisecond)...)
 	for range 5 {
 		e.advance(time.Minute)
@@ -139,6 +140,8 @@ func TestAuditLagWithoutAnAuditor(t *testing.T) {
 	if !strings.Contains(fields, "*Auditor's consumer on AUDIT*\n5 records not yet acknowledged, the oldest 6m0s old") {
 		t.Errorf("fields:\n%s", fields)
 	}
+	// The same reading, exported for the Prometheus AuditLag rule.
+	wantAuditorConsumer(t, r, 5, 6*time.Minute)
 
 	// The auditor is back and catches up: resolved after 2 minutes.
 	e.drainAuditor()
@@ -146,4 +149,17 @@ func TestAuditLagWithoutAnAuditor(t *testing.T) {
 		e.advance(time.Minute)
 	}
 	e.wantTitles("[FIRING]", "[RESOLVED][warning] AuditLag resolved")
+	wantAuditorConsumer(t, r, 0, 0)
+}
+
+// wantAuditorConsumer checks the replica's gauges of the auditor's
+// consumer on AUDIT.
+func wantAuditorConsumer(t *testing.T, r *replica, pending float64, age time.Duration) {
+	t.Helper()
+	if got := testutil.ToFloat64(r.eng.m.auditorPending); got != pending {
+		t.Errorf("switchyard_notifier_auditor_consumer_pending = %v, want %v", got, pending)
+	}
+	if got := testutil.ToFloat64(r.eng.m.auditorOldestAge); got != age.Seconds() {
+		t.Errorf("switchyard_notifier_auditor_consumer_oldest_age_seconds = %v, want %v", got, age.Seconds())
+	}
 }

@@ -28,6 +28,11 @@ type metrics struct {
 	notifications *prometheus.CounterVec
 	sendFailures  *prometheus.CounterVec
 	firing        *prometheus.GaugeVec
+	// auditorPending and auditorOldestAge are the auditor's durable
+	// consumer on AUDIT as the notifier last read it: the AuditLag rule's
+	// view that needs no auditor running, exported for Prometheus rules.
+	auditorPending   prometheus.Gauge
+	auditorOldestAge prometheus.Gauge
 }
 
 // newMetrics makes the metrics, every series of them at 0 (for each of
@@ -60,6 +65,14 @@ func newMetrics(reg prometheus.Registerer, senders []string) *metrics {
 			Name: "switchyard_notifier_alerts_firing",
 			Help: "Alerts firing now, by rule.",
 		}, []string{"rule"}),
+		auditorPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_notifier_auditor_consumer_pending",
+			Help: "Records the auditor's consumer on AUDIT has not acknowledged, as last read (every 15s); it grows while no auditor runs.",
+		}),
+		auditorOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_notifier_auditor_consumer_oldest_age_seconds",
+			Help: "Age of the oldest record the auditor's consumer on AUDIT has not acknowledged, as last read (0 when none waits).",
+		}),
 	}
 	for _, k := range auditlog.Kinds {
 		m.records.WithLabelValues(k)
@@ -79,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, senders []string) *metrics {
 		m.firing.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.flushes, m.stateWrites, m.notifications, m.sendFailures, m.firing)
+		reg.MustRegister(m.records, m.flushes, m.stateWrites, m.notifications, m.sendFailures, m.firing, m.auditorPending, m.auditorOldestAge)
 	}
 	return m
 }

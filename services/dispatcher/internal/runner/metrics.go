@@ -61,6 +61,9 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 	gauge := func(name, help string) *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, byDest)
 	}
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, byDest)
+	}
 	m := &metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_dispatcher_attempts_total",
@@ -71,15 +74,9 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 			Help:    "Duration of delivery attempts, request to response.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, byDest),
-		inflight: gauge("switchyard_dispatcher_inflight_requests", "HTTP requests in flight per destination."),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_dispatcher_dead_letters_total",
-			Help: "Deliveries given up and dead-lettered, per destination (by the dispatcher or its advisory reconciler).",
-		}, byDest),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_dispatcher_rate_limited_seconds_total",
-			Help: "Time the destination's fetch loop waited for its rate limit.",
-		}, byDest),
+		inflight:      gauge("switchyard_dispatcher_inflight_requests", "HTTP requests in flight per destination."),
+		deadLetters:   counter("switchyard_dispatcher_dead_letters_total", "Deliveries given up and dead-lettered, per destination (by the dispatcher or its advisory reconciler)."),
+		rateLimited:   counter("switchyard_dispatcher_rate_limited_seconds_total", "Time the destination's fetch loop waited for its rate limit."),
 		pending:       gauge("switchyard_dispatcher_consumer_pending", "Events matching the destination not yet delivered once (consumer num_pending)."),
 		ackPending:    gauge("switchyard_dispatcher_consumer_ack_pending", "Events delivered but not finished: in flight or waiting for a retry (num_ack_pending)."),
 		maxAckPending: gauge("switchyard_dispatcher_consumer_max_ack_pending", "The consumer's max_ack_pending: at it, no new event is delivered."),
@@ -94,19 +91,10 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 			Name: "switchyard_dispatcher_reconciled_advisories_total",
 			Help: "MAX_DELIVERIES and MSG_TERMINATED advisories reconciled, by kind and result.",
 		}, []string{"kind", "result"}),
-		consumerRecreated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_dispatcher_consumer_recreated_total",
-			Help: "Times this replica found the destination's consumer deleted and recreated it.",
-		}, byDest),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_dispatcher_auth_failures_total",
-			Help: "Attempts refused for the destination's credentials: 401 or 403, or the OAuth2 token endpoint refusing the client.",
-		}, byDest),
-		authDeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_dispatcher_auth_dead_letters_total",
-			Help: "Dead letters whose last attempt was refused for the destination's credentials.",
-		}, byDest),
-		timeout: gauge("switchyard_dispatcher_timeout_seconds", "The destination's configured HTTP timeout (destinations[].timeout)."),
+		consumerRecreated: counter("switchyard_dispatcher_consumer_recreated_total", "Times this replica found the destination's consumer deleted and recreated it."),
+		authFailures:      counter("switchyard_dispatcher_auth_failures_total", "Attempts refused for the destination's credentials: 401 or 403, or the OAuth2 token endpoint refusing the client."),
+		authDeadLetters:   counter("switchyard_dispatcher_auth_dead_letters_total", "Dead letters whose last attempt was refused for the destination's credentials."),
+		timeout:           gauge("switchyard_dispatcher_timeout_seconds", "The destination's configured HTTP timeout (destinations[].timeout)."),
 	}
 	for _, d := range dests {
 		name := d.Name

@@ -62,6 +62,19 @@ generate: $(BIN)/buf $(BIN)/protoc-gen-go ## Regenerate the protobuf Go code fro
 	cd proto && PATH=$(BIN):$$PATH buf lint && PATH=$(BIN):$$PATH buf generate
 	cd proto && go test ./...
 
+.PHONY: promtool
+promtool: $(BIN)/promtool ## Put promtool into ./bin (from Debian's prometheus package; no server installed or started)
+
+# The alert rules' tests need promtool. It comes out of Debian's prometheus
+# package unpacked, not installed: installing it would start a Prometheus
+# server.
+$(BIN)/promtool:
+	@mkdir -p $(BIN)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
+		apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; \
+		dpkg -x prometheus_*.deb root; cp root/usr/bin/promtool $(BIN)/promtool
+	$(BIN)/promtool --version
+
 $(BIN)/buf:
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 

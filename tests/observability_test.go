@@ -110,7 +110,7 @@ func loadAlertRules(t *testing.T) alertRules {
 func TestAlertRulesMirrorTheNotifiersRules(t *testing.T) {
 	readme := readFile(t, readmePath)
 	notifierRules := readmeAlertRules(t, readme)
-	anchors := markdownAnchors(readme)
+	anchors := headingAnchors(readme)
 	alerts := map[string]bool{}
 	for _, g := range loadAlertRules(t).Groups {
 		for _, r := range g.Rules {
@@ -489,22 +489,4 @@ func markdownSection(t *testing.T, doc, heading string) string {
 		}
 	}
 	return rest
-}
-
-// markdownAnchors are the anchors GitHub makes of a document's headings.
-func markdownAnchors(doc string) map[string]bool {
-	anchors := map[string]bool{}
-	drop := regexp.MustCompile(`[^a-z0-9 _-]`)
-	fenced := false
-	for _, line := range strings.Split(doc, "\n") {
-		if strings.HasPrefix(line, "```") {
-			fenced = !fenced
-		}
-		if fenced || !strings.HasPrefix(line, "#") {
-			continue
-		}
-		text := strings.TrimSpace(strings.TrimLeft(line, "#"))
-		anchors[strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(text), ""), " ", "-")] = true
-	}
-	return anchors
 }

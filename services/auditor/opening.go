@@ -261,3 +261,19 @@ func (o *openingStore) DeleteBefore(ctx context.Context, cutoff time.Time, limit
 	}
 	return st.DeleteBefore(ctx, cutoff, limit)
 }
+
+func (o *openingStore) AttemptsOverTime(ctx context.Context, destination string, since, until time.Time, step time.Duration) ([]store.AttemptBucket, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, err
+	}
+	return st.AttemptsOverTime(ctx, destination, since, until, step)
+}
+
+func (o *openingStore) Activity(ctx context.Context, since time.Time) (store.Activity, error) {
+	st, err := o.get()
+	if err != nil {
+		return store.Activity{}, err
+	}
+	return st.Activity(ctx, since)
+}

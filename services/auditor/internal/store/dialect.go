@@ -47,6 +47,33 @@ func (d dialect) nt(t *time.Time) any {
 	return d.t(*t)
 }
 
+// bucket is the index of the step-long period from since that col falls
+// in; step is bucketStep's argument.
+func (d dialect) bucket(col, since, step string) string {
+	if d.pg {
+		return fmt.Sprintf("CAST(floor(extract(epoch FROM (%s - %s)) * 1000000 / %s) AS bigint)", col, since, step)
+	}
+	return fmt.Sprintf("((%s - %s) / %s)", col, since, step)
+}
+
+// bucketStep is a period's length as bucket's argument: microseconds in
+// Postgres (timestamptz's precision), nanoseconds in SQLite.
+func (d dialect) bucketStep(step time.Duration) any {
+	if d.pg {
+		return max(step.Microseconds(), 1)
+	}
+	return max(step.Nanoseconds(), 1)
+}
+
+// contains is the condition that col holds the text of ph exactly (case
+// included): LIKE would ignore ASCII case in SQLite.
+func (d dialect) contains(col, ph string) string {
+	if d.pg {
+		return fmt.Sprintf("strpos(%s, %s) > 0", col, ph)
+	}
+	return fmt.Sprintf("instr(%s, %s) > 0", col, ph)
+}
+
 // greatest and least ignore NULLs in Postgres but not in SQLite; every use
 // coalesces its arguments.
 func (d dialect) greatest() string {

@@ -128,6 +128,9 @@ func (r *reader) ListEvents(ctx context.Context, f EventFilter, p Page) ([]Event
 	} else {
 		b.eq("subject", f.Subject)
 	}
+	if f.IDContains != "" {
+		b.conds = append(b.conds, r.d.contains("id", b.arg(f.IDContains)))
+	}
 	b.timeRange("received_at", f.TimeRange)
 	if f.Destination != "" || f.Status != "" || strings.TrimSpace(f.Q) != "" {
 		sub := &builder{d: r.d, args: b.args}
@@ -444,6 +447,76 @@ func (r *reader) DestinationStatus(ctx context.Context, name string, since time.
 	}
 	st.DeadLettered = dead[0]
 	return st, nil
+}
+
+// AttemptsOverTime implements Store. It reads the destination's attempts
+// through the (destination, started_at) index.
+func (r *reader) AttemptsOverTime(ctx context.Context, destination string, since, until time.Time, step time.Duration) ([]AttemptBucket, error) {
+	if step <= 0 || !since.Before(until) {
+		return nil, fmt.Errorf("attempts over time: step %v from %v to %v: %w", step, since, until, ErrBadFilter)
+	}
+	b := &builder{d: r.d}
+	pd, ps, pu, pstep := b.arg(destination), b.arg(r.d.t(since)), b.arg(r.d.t(until)), b.arg(r.d.bucketStep(step))
+	q := "SELECT " + r.d.bucket("started_at", ps, pstep) + ", outcome, count(*) FROM attempts WHERE destination = " + pd +
+		" AND started_at >= " + ps + " AND started_at < " + pu + " GROUP BY 1, 2 ORDER BY 1, 2"
+	return collect(ctx, r, "attempts over time", q, b.args, func(rs rows) (AttemptBucket, error) {
+		var x AttemptBucket
+		var n int64
+		err := rs.Scan(&n, &x.Outcome, &x.Count)
+		x.Start = since.Add(time.Duration(n) * step).UTC()
+		return x, err
+	})
+}
+
+// Activity implements Store. Each count reads the window through its
+// table's time index.
+func (r *reader) Activity(ctx context.Context, since time.Time) (Activity, error) {
+	out := Activity{DeadLetters: map[string]int{}}
+	args := []any{r.d.t(since)}
+	type count struct {
+		key  string
+		n    int
+		last *time.Time
+	}
+	scan := func(rs rows) (count, error) {
+		var c count
+		return c, rs.Scan(&c.key, &c.n, &nts{&c.last})
+	}
+	dead, err := collect(ctx, r, "dead letters per destination", "SELECT destination, count(*), max(dead_lettered_at) FROM dead_letters WHERE dead_lettered_at >= "+r.d.ph(1)+" GROUP BY destination", args, scan)
+	if err != nil {
+		return out, err
+	}
+	for _, c := range dead {
+		out.DeadLetters[c.key] = c.n
+	}
+	evs, err := collect(ctx, r, "events per source", "SELECT source, count(*), max(received_at) FROM events WHERE received_at >= "+r.d.ph(1)+" GROUP BY source", args, scan)
+	if err != nil {
+		return out, err
+	}
+	rej, err := collect(ctx, r, "rejections per source", "SELECT source, count(*), max(at) FROM rejections WHERE at >= "+r.d.ph(1)+" GROUP BY source", args, scan)
+	if err != nil {
+		return out, err
+	}
+	bySource := map[string]*SourceActivity{}
+	get := func(name string) *SourceActivity {
+		if bySource[name] == nil {
+			bySource[name] = &SourceActivity{Source: name}
+		}
+		return bySource[name]
+	}
+	for _, c := range evs {
+		s := get(c.key)
+		s.Events, s.LastEventAt = c.n, c.last
+	}
+	for _, c := range rej {
+		s := get(c.key)
+		s.Rejections, s.LastRejectionAt = c.n, c.last
+	}
+	for _, s := range bySource {
+		out.Sources = append(out.Sources, *s)
+	}
+	slices.SortFunc(out.Sources, func(a, b SourceActivity) int { return strings.Compare(a.Source, b.Source) })
+	return out, nil
 }
 
 // DropPayloads implements Store.

@@ -136,6 +136,10 @@ type EventFilter struct {
 	Type   string
 	// Subject is an exact subject, or a prefix ending in ".>".
 	Subject string
+	// IDContains is a part of the event id, matched exactly (case and
+	// all): an event found by the order number its idempotency key or
+	// delivery id carries.
+	IDContains string
 	// Destination and Status select events with such a delivery.
 	Destination string
 	Status      string
@@ -230,6 +234,15 @@ type Store interface {
 	// its breaker and its last error (the backlog is NATS's to tell).
 	DestinationStatus(ctx context.Context, name string, since time.Time) (DestinationStatus, error)
 
+	// AttemptsOverTime counts a destination's attempts that started in
+	// [since, until), per step-long period from since and per outcome
+	// (delivered, retryable, permanent), for charts. Periods without
+	// attempts are left out; the list is in time order.
+	AttemptsOverTime(ctx context.Context, destination string, since, until time.Time, step time.Duration) ([]AttemptBucket, error)
+	// Activity counts what happened since a time per destination (dead
+	// letters) and per source (events stored, requests refused).
+	Activity(ctx context.Context, since time.Time) (Activity, error)
+
 	// DropPayloads removes the bodies of at most limit events received
 	// before cutoff, keeping their metadata, and returns how many.
 	DropPayloads(ctx context.Context, cutoff, now time.Time, limit int) (int, error)
@@ -239,6 +252,33 @@ type Store interface {
 
 	// Close releases the connections.
 	Close() error
+}
+
+// AttemptBucket counts the attempts of one outcome that started in the
+// period [Start, Start+step).
+type AttemptBucket struct {
+	Start   time.Time
+	Outcome string
+	Count   int
+}
+
+// Activity is what happened in a window, per destination and source.
+type Activity struct {
+	// DeadLetters counts the dead letters written per destination.
+	DeadLetters map[string]int
+	// Sources are the sources that sent anything, by name.
+	Sources []SourceActivity
+}
+
+// SourceActivity is what one source sent in a window: events stored and
+// requests refused. Source "" is events published by our own services over
+// NATS; "_api" is refused publish-API requests.
+type SourceActivity struct {
+	Source          string
+	Events          int
+	LastEventAt     *time.Time
+	Rejections      int
+	LastRejectionAt *time.Time
 }
 
 // DefaultLimit and MaxLimit bound a page.

@@ -31,6 +31,8 @@ var listTests = []struct {
 	{"ListAlerts", testListAlerts},
 	{"ListRecords", testListRecords},
 	{"BadCursor", testBadCursor},
+	{"AttemptsOverTime", testAttemptsOverTime},
+	{"Activity", testActivity},
 	{"Retention", testRetention},
 }
 
@@ -157,6 +159,9 @@ func testListEvents(t *testing.T, st store.Store) {
 		{"subject prefix", store.EventFilter{Subject: "webhooks.shop.order.>"}, newest(30, func(i int) bool { return i%2 == 0 && i%3 != 2 })},
 		{"time range", store.EventFilter{TimeRange: store.TimeRange{Since: base.Add(10 * time.Minute), Until: base.Add(15 * time.Minute)}}, evIDs(14, 13, 12, 11, 10)},
 		{"id", store.EventFilter{ID: "ev-07"}, evIDs(7)},
+		{"id contains", store.EventFilter{IDContains: "v-1"}, evIDs(19, 18, 17, 16, 15, 14, 13, 12, 11, 10)},
+		{"id contains, with case", store.EventFilter{IDContains: "EV-1"}, nil},
+		{"id contains, literally", store.EventFilter{IDContains: "ev%1"}, nil},
 		{"destination", store.EventFilter{Destination: "crm"}, newest(30, func(i int) bool { return i%5 == 0 })},
 		{"status", store.EventFilter{Status: auditapi.StatusDeadLettered}, newest(30, func(i int) bool { return i%3 == 0 })},
 		{"destination and status", store.EventFilter{Destination: "crm", Status: auditapi.StatusRetrying}, newest(30, func(i int) bool { return i%5 == 0 })},
@@ -534,5 +539,85 @@ func drain(t *testing.T, what string, limit, most int, step func(limit int) (int
 		if round > 100 {
 			t.Fatalf("%s never finishes", what)
 		}
+	}
+}
+
+func testAttemptsOverTime(t *testing.T, st store.Store) {
+	migrate(t, st)
+	Corpus(t, st)
+	type b = store.AttemptBucket
+	tests := []struct {
+		name         string
+		dest         string
+		since, until time.Time
+		step         time.Duration
+		want         []b
+	}{
+		{"three periods", "erp", base, base.Add(30 * time.Minute), 10 * time.Minute, []b{
+			{base, "delivered", 6}, {base, "retryable", 4},
+			{base.Add(10 * time.Minute), "delivered", 7}, {base.Add(10 * time.Minute), "retryable", 3},
+			{base.Add(20 * time.Minute), "delivered", 7}, {base.Add(20 * time.Minute), "retryable", 3},
+		}},
+		// Periods count from since; until is exclusive (event 20's attempt
+		// starts at 20m01s).
+		{"from since to until", "erp", base.Add(5 * time.Minute), base.Add(20*time.Minute + time.Second), 10 * time.Minute, []b{
+			{base.Add(5 * time.Minute), "delivered", 7}, {base.Add(5 * time.Minute), "retryable", 3},
+			{base.Add(15 * time.Minute), "delivered", 3}, {base.Add(15 * time.Minute), "retryable", 2},
+		}},
+		{"empty periods left out", "crm", base, base.Add(30 * time.Minute), 4 * time.Minute, []b{
+			{base, "retryable", 1}, {base.Add(4 * time.Minute), "retryable", 1}, {base.Add(8 * time.Minute), "retryable", 1},
+			{base.Add(12 * time.Minute), "retryable", 1}, {base.Add(20 * time.Minute), "retryable", 1}, {base.Add(24 * time.Minute), "retryable", 1},
+		}},
+		{"other destination", "nope", base, base.Add(time.Hour), time.Minute, nil},
+	}
+	for _, tt := range tests {
+		got, err := st.AttemptsOverTime(ctx(t), tt.dest, tt.since, tt.until, tt.step)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if len(got) != len(tt.want) {
+			t.Fatalf("%s: %+v\nwant %+v", tt.name, got, tt.want)
+		}
+		for i := range got {
+			if !got[i].Start.Equal(tt.want[i].Start) || got[i].Outcome != tt.want[i].Outcome || got[i].Count != tt.want[i].Count {
+				t.Errorf("%s: [%d] = %+v, want %+v", tt.name, i, got[i], tt.want[i])
+			}
+		}
+	}
+	if _, err := st.AttemptsOverTime(ctx(t), "erp", base, base, time.Minute); !errors.Is(err, store.ErrBadFilter) {
+		t.Errorf("an empty range: %v, want ErrBadFilter", err)
+	}
+}
+
+func testActivity(t *testing.T, st store.Store) {
+	migrate(t, st)
+	Corpus(t, st)
+	got, err := st.Activity(ctx(t), base.Add(6*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dead letters of events 6, 9, ..., 27; events 6-29; rejections 6-11.
+	if len(got.DeadLetters) != 1 || got.DeadLetters["erp"] != 8 {
+		t.Errorf("dead letters = %v, want erp: 8", got.DeadLetters)
+	}
+	at := func(m int) *time.Time { return ptr(base.Add(time.Duration(m) * time.Minute)) }
+	want := []store.SourceActivity{
+		{Source: "billing", Events: 12, LastEventAt: at(29), Rejections: 2, LastRejectionAt: at(10)},
+		{Source: "crm", Rejections: 2, LastRejectionAt: at(11)},
+		{Source: "shop", Events: 12, LastEventAt: at(28), Rejections: 2, LastRejectionAt: at(9)},
+	}
+	same := func(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+	if len(got.Sources) != len(want) {
+		t.Fatalf("sources = %+v\nwant %+v", got.Sources, want)
+	}
+	for i, w := range want {
+		g := got.Sources[i]
+		if g.Source != w.Source || g.Events != w.Events || g.Rejections != w.Rejections || !same(g.LastEventAt, w.LastEventAt) || !same(g.LastRejectionAt, w.LastRejectionAt) {
+			t.Errorf("source %d = %+v, want %+v", i, g, w)
+		}
+	}
+	none, err := st.Activity(ctx(t), base.Add(time.Hour))
+	if err != nil || len(none.DeadLetters) != 0 || len(none.Sources) != 0 {
+		t.Errorf("activity after everything = %+v, %v", none, err)
 	}
 }

@@ -55,7 +55,18 @@ type Config struct {
 }
 
 // New returns the API handler.
-func New(cfg Config) *echo.Echo {
+func New(cfg Config) *echo.Echo { return NewOps(cfg).Handler() }
+
+// Ops is what the API does, as Go calls: replaying dead letters, the
+// destinations' health, silences. The console (internal/ui) calls them, so
+// that each is one implementation behind both, with the same checks,
+// audit records and messages (see Explain).
+type Ops struct {
+	h *handlers
+}
+
+// NewOps prepares the API's operations over cfg.
+func NewOps(cfg Config) *Ops {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -68,14 +79,55 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	return &Ops{h: &handlers{cfg: cfg, store: cfg.Store, replay: &replayer{cfg: cfg},
+		silences: &silenceHandlers{js: cfg.JS, log: cfg.Logger}}}
+}
+
+// Handler returns the JSON API over these operations.
+func (o *Ops) Handler() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(cfg.Logger)
-	h := &handlers{cfg: cfg, store: cfg.Store, replay: &replayer{cfg: cfg}}
+	e.HTTPErrorHandler = errorHandler(o.h.cfg.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	v1 := e.Group("/v1", bearer(cfg.AdminToken), middleware.BodyLimit(MaxBodySize))
-	h.routes(v1)
+	v1 := e.Group("/v1", bearer(o.h.cfg.AdminToken), middleware.BodyLimit(MaxBodySize))
+	o.h.routes(v1)
 	return e
+}
+
+// ReplayDeadLetter sends dead letter id again (POST
+// /v1/dead-letters/{id}/replay): key names the request (the same key
+// replays once; empty: a repeat within the duplicate window is the same
+// replay), requestedBy goes into the audit record.
+func (o *Ops) ReplayDeadLetter(ctx context.Context, id, key, requestedBy string) (auditapi.ReplayResult, error) {
+	return o.h.replayDeadLetter(ctx, id, key, requestedBy)
+}
+
+// BulkReplay replays the current dead letter of every delivery req matches
+// (POST /v1/dead-letters/replay); with req.DryRun it only counts them.
+func (o *Ops) BulkReplay(ctx context.Context, req auditapi.BulkReplayRequest, key, requestedBy string) (auditapi.BulkReplayResult, error) {
+	return o.h.bulkReplay(ctx, req, key, requestedBy)
+}
+
+// Destinations is every destination's health over window (GET
+// /v1/destinations): backlog, success rate, p95 latency, breaker, last
+// error, dead-lettered deliveries.
+func (o *Ops) Destinations(ctx context.Context, window time.Duration) ([]auditapi.DestinationStatus, error) {
+	return o.h.destinations(ctx, config.Duration(window))
+}
+
+// Silences lists the silences (GET /v1/silences).
+func (o *Ops) Silences(ctx context.Context) ([]SilenceJSON, error) {
+	return o.h.silences.listSilences(ctx)
+}
+
+// CreateSilence stores a new silence (POST /v1/silences).
+func (o *Ops) CreateSilence(ctx context.Context, in NewSilence) (SilenceJSON, error) {
+	return o.h.silences.createSilence(ctx, in)
+}
+
+// ExpireSilence ends silence id now (DELETE /v1/silences/{id}).
+func (o *Ops) ExpireSilence(ctx context.Context, id, by string) (SilenceJSON, error) {
+	return o.h.silences.expireSilence(ctx, id, by)
 }
 
 // MaxBodySize bounds a request body (a replay or silence request is a small
@@ -100,13 +152,14 @@ func (h *handlers) routes(g *echo.Group) {
 	g.GET("/records", h.listRecords)
 	g.GET("/destinations", h.listDestinations)
 	g.GET("/parked", h.listParked)
-	silenceRoutes(g, h.cfg.JS)
+	silenceRoutes(g, h.silences)
 }
 
 type handlers struct {
-	cfg    Config
-	store  store.Store
-	replay *replayer
+	cfg      Config
+	store    store.Store
+	replay   *replayer
+	silences *silenceHandlers
 }
 
 // bearer requires "Authorization: Bearer <token>" when token is set. The
@@ -165,6 +218,52 @@ func bindJSON(c echo.Context, v any) error {
 // errBodyTooLarge answers a body over MaxBodySize.
 var errBodyTooLarge = apiError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is over "+MaxBodySize+"B")
 
+// Problem is an error as the API answers it.
+type Problem struct {
+	Status  int
+	Code    string
+	Message string
+	// Unexpected is true for an error the API has no answer for (a bug, a
+	// store error it does not know): Message then only says to look in the
+	// log, and the caller logs the error.
+	Unexpected bool
+}
+
+// Explain says what an error of the API, or of Ops, means to the person
+// who asked: its status, code and message, store errors translated. The
+// console shows the same messages as the JSON API.
+func Explain(err error) Problem {
+	var ae *apiErr
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, echo.ErrStatusRequestEntityTooLarge):
+		errors.As(errBodyTooLarge, &ae)
+	case errors.Is(err, store.ErrBadCursor):
+		ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
+	case errors.Is(err, store.ErrBadFilter):
+		ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_request", Message: err.Error()}}
+	case errors.Is(err, store.ErrNotFound):
+		ae = &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: "not_found", Message: err.Error()}}
+	case errors.Is(err, store.ErrNotReady):
+		ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: codeNotReady,
+			Message: "the auditor has not opened its audit store yet and keeps trying; records wait in NATS meanwhile: " + err.Error()}}
+	case errors.Is(err, store.ErrUnavailable):
+		ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: codeUnavailable, Message: "the audit store is unavailable; try again shortly"}}
+	case errors.As(err, &he):
+		ae = &apiErr{status: he.Code, body: auditapi.Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), Message: http.StatusText(he.Code)}}
+	default:
+		return Problem{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error; see the auditor's log", Unexpected: true}
+	}
+	return Problem{Status: ae.status, Code: ae.body.Code, Message: ae.body.Message}
+}
+
+// Error codes the error handler treats specially.
+const (
+	codeNotReady    = "store_not_ready"
+	codeUnavailable = "unavailable"
+)
+
 // errorHandler answers every error as JSON: ours with their status, store
 // errors translated, the rest as 500 with the detail only in the log.
 func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
@@ -172,32 +271,16 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		var ae *apiErr
-		var he *echo.HTTPError
+		p := Explain(err)
 		switch {
-		case errors.As(err, &ae):
-		case errors.Is(err, echo.ErrStatusRequestEntityTooLarge):
-			errors.As(errBodyTooLarge, &ae)
-		case errors.Is(err, store.ErrBadCursor):
-			ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
-		case errors.Is(err, store.ErrBadFilter):
-			ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_request", Message: err.Error()}}
-		case errors.Is(err, store.ErrNotFound):
-			ae = &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: "not_found", Message: err.Error()}}
-		case errors.Is(err, store.ErrNotReady):
-			c.Response().Header().Set("Retry-After", "5")
-			ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: "store_not_ready",
-				Message: "the auditor has not opened its audit store yet and keeps trying; records wait in NATS meanwhile: " + err.Error()}}
-		case errors.Is(err, store.ErrUnavailable):
-			log.WarnContext(c.Request().Context(), "audit API: store unavailable", slog.String("path", c.Path()), slog.Any("error", err))
-			ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: "unavailable", Message: "the audit store is unavailable; try again shortly"}}
-		case errors.As(err, &he):
-			ae = &apiErr{status: he.Code, body: auditapi.Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), Message: http.StatusText(he.Code)}}
-		default:
+		case p.Unexpected:
 			log.ErrorContext(c.Request().Context(), "audit API failed", slog.String("path", c.Path()), slog.Any("error", err))
-			ae = &apiErr{status: http.StatusInternalServerError, body: auditapi.Error{Code: "internal", Message: "internal error; see the auditor's log"}}
+		case p.Code == codeNotReady:
+			c.Response().Header().Set("Retry-After", "5")
+		case p.Code == codeUnavailable && errors.Is(err, store.ErrUnavailable):
+			log.WarnContext(c.Request().Context(), "audit API: store unavailable", slog.String("path", c.Path()), slog.Any("error", err))
 		}
-		_ = c.JSON(ae.status, ae.body)
+		_ = c.JSON(p.Status, auditapi.Error{Code: p.Code, Message: p.Message})
 	}
 }
 
@@ -216,12 +299,12 @@ func param(c echo.Context, name string) string {
 
 // query reads the list parameters common to every list.
 type query struct {
-	c    echo.Context
+	v    url.Values
 	now  time.Time
 	errs []string
 }
 
-func (q *query) str(name string) string { return strings.TrimSpace(q.c.QueryParam(name)) }
+func (q *query) str(name string) string { return strings.TrimSpace(q.v.Get(name)) }
 
 // page reads limit and cursor.
 func (q *query) page() store.Page {
@@ -293,7 +376,32 @@ func (q *query) done() error {
 	return badRequest(strings.Join(q.errs, "; "))
 }
 
-func (h *handlers) newQuery(c echo.Context) *query { return &query{c: c, now: h.cfg.Now()} }
+func (h *handlers) newQuery(c echo.Context) *query {
+	return &query{v: c.QueryParams(), now: h.cfg.Now()}
+}
+
+// ParseEventQuery reads the filters and the page of GET /v1/events from v,
+// with the API's checks and messages (a 400 error naming every bad
+// parameter): the console's search form sends the same parameters.
+func ParseEventQuery(v url.Values, now time.Time) (store.EventFilter, store.Page, error) {
+	q := &query{v: v, now: now}
+	f, p := q.eventFilter(), q.page()
+	return f, p, q.done()
+}
+
+// ParseDeadLetterQuery is ParseEventQuery for GET /v1/dead-letters.
+func ParseDeadLetterQuery(v url.Values, now time.Time) (store.DeadLetterFilter, store.Page, error) {
+	q := &query{v: v, now: now}
+	f, p := q.deadLetterFilter(), q.page()
+	return f, p, q.done()
+}
+
+// ParseRejectionQuery is ParseEventQuery for GET /v1/rejections.
+func ParseRejectionQuery(v url.Values, now time.Time) (store.RejectionFilter, store.Page, error) {
+	q := &query{v: v, now: now}
+	f, p := q.rejectionFilter(), q.page()
+	return f, p, q.done()
+}
 
 // serveList reads the page parameters, checks every parameter read so
 // far, runs the list and answers the page.
@@ -309,12 +417,26 @@ func serveList[T any](c echo.Context, q *query, run func(ctx context.Context, p 
 	return c.JSON(http.StatusOK, auditapi.List[T]{Items: nonNil(items), NextCursor: next})
 }
 
+func (q *query) eventFilter() store.EventFilter {
+	return store.EventFilter{
+		TimeRange: q.times(), ID: q.str("event_id"), IDContains: q.str("id_contains"), Source: q.str("source"), Type: q.str("type"),
+		Subject: q.str("subject"), Destination: q.str("destination"), Status: q.status(), Q: q.str("q"),
+	}
+}
+
+func (q *query) deadLetterFilter() store.DeadLetterFilter {
+	return store.DeadLetterFilter{
+		TimeRange: q.times(), EventID: q.str("event_id"), Destination: q.str("destination"), Reason: q.str("reason"), Q: q.str("q"),
+	}
+}
+
+func (q *query) rejectionFilter() store.RejectionFilter {
+	return store.RejectionFilter{TimeRange: q.times(), Source: q.str("source"), Reason: q.str("reason"), Q: q.str("q")}
+}
+
 func (h *handlers) listEvents(c echo.Context) error {
 	q := h.newQuery(c)
-	f := store.EventFilter{
-		TimeRange: q.times(), ID: q.str("event_id"), Source: q.str("source"), Type: q.str("type"), Subject: q.str("subject"),
-		Destination: q.str("destination"), Status: q.status(), Q: q.str("q"),
-	}
+	f := q.eventFilter()
 	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Event, string, error) {
 		return h.store.ListEvents(ctx, f, p)
 	})
@@ -365,9 +487,7 @@ func (h *handlers) listDeliveries(c echo.Context) error {
 
 func (h *handlers) listDeadLetters(c echo.Context) error {
 	q := h.newQuery(c)
-	f := store.DeadLetterFilter{
-		TimeRange: q.times(), EventID: q.str("event_id"), Destination: q.str("destination"), Reason: q.str("reason"), Q: q.str("q"),
-	}
+	f := q.deadLetterFilter()
 	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.DeadLetter, string, error) {
 		return h.store.ListDeadLetters(ctx, f, p)
 	})
@@ -387,7 +507,7 @@ func (h *handlers) getDeadLetter(c echo.Context) error {
 
 func (h *handlers) listRejections(c echo.Context) error {
 	q := h.newQuery(c)
-	f := store.RejectionFilter{TimeRange: q.times(), Source: q.str("source"), Reason: q.str("reason"), Q: q.str("q")}
+	f := q.rejectionFilter()
 	return serveList(c, q, func(ctx context.Context, p store.Page) ([]store.Rejection, string, error) {
 		return h.store.ListRejections(ctx, f, p)
 	})

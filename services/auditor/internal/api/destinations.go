@@ -36,10 +36,19 @@ func (h *handlers) listDestinations(c echo.Context) error {
 	if err := q.done(); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	names, err := h.store.Destinations(ctx)
+	out, err := h.destinations(c.Request().Context(), window)
 	if err != nil {
 		return err
+	}
+	return c.JSON(http.StatusOK, auditapi.List[auditapi.DestinationStatus]{Items: out})
+}
+
+// destinations is the health of every destination over window: the
+// configured ones and any the log knows deliveries for.
+func (h *handlers) destinations(ctx context.Context, window config.Duration) ([]auditapi.DestinationStatus, error) {
+	names, err := h.store.Destinations(ctx)
+	if err != nil {
+		return nil, err
 	}
 	for _, n := range h.cfg.Destinations {
 		if !slices.Contains(names, n) {
@@ -64,9 +73,9 @@ func (h *handlers) listDestinations(c echo.Context) error {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
-	return c.JSON(http.StatusOK, auditapi.List[auditapi.DestinationStatus]{Items: out})
+	return out, nil
 }
 
 // backlog reads the destination consumer's state; nil when there is no

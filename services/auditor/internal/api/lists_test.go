@@ -68,11 +68,12 @@ func TestListEndpoints(t *testing.T) {
 			t.Errorf("listed event = %+v", evs[0])
 		}
 		for path, want := range map[string]int{
-			"/v1/events":                                      30,
-			"/v1/events?subject=webhooks.shop.>":              15,
-			"/v1/events?event_id=ev-07":                       1,
-			"/v1/events?status=dead_lettered&destination=erp": 10,
-			"/v1/events?q=refused":                            5,
+			"/v1/events":                                                       30,
+			"/v1/events?subject=webhooks.shop.>":                               15,
+			"/v1/events?event_id=ev-07":                                        1,
+			"/v1/events?id_contains=v-2":                                       10,
+			"/v1/events?status=dead_lettered&destination=erp":                  10,
+			"/v1/events?q=refused":                                             5,
 			"/v1/events?since=2026-03-01T12:10:00Z&until=2026-03-01T12:20:00Z": 10,
 			// Relative: the last 10 minutes of a clock at 12:30.
 			"/v1/events?since=10m": 10,

@@ -264,19 +264,8 @@ func (h *handlers) notConfigured(status int, what, destination string) error {
 
 // replayOne is POST /v1/dead-letters/{id}/replay.
 func (h *handlers) replayOne(c echo.Context) error {
-	id := param(c, "id")
-	ctx := c.Request().Context()
-	dl, err := h.store.GetDeadLetter(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return apiError(http.StatusNotFound, "not_found", "no dead letter with id "+strconv.Quote(id))
-	}
-	if err != nil {
-		return err
-	}
-	if !h.configured(dl.Destination) {
-		return h.notConfigured(http.StatusConflict, "dead letter "+strconv.Quote(dl.ID)+" belongs to", dl.Destination)
-	}
-	res, err := h.replay.Replay(ctx, dl, strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey)), requestedBy(c))
+	res, err := h.replayDeadLetter(c.Request().Context(), param(c, "id"),
+		strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey)), requestedBy(c))
 	if err != nil {
 		return err
 	}
@@ -285,6 +274,22 @@ func (h *handlers) replayOne(c echo.Context) error {
 		status = http.StatusOK
 	}
 	return c.JSON(status, res)
+}
+
+// replayDeadLetter replays dead letter id, if its destination is still
+// configured.
+func (h *handlers) replayDeadLetter(ctx context.Context, id, key, by string) (auditapi.ReplayResult, error) {
+	dl, err := h.store.GetDeadLetter(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return auditapi.ReplayResult{}, apiError(http.StatusNotFound, "not_found", "no dead letter with id "+strconv.Quote(id))
+	}
+	if err != nil {
+		return auditapi.ReplayResult{}, err
+	}
+	if !h.configured(dl.Destination) {
+		return auditapi.ReplayResult{}, h.notConfigured(http.StatusConflict, "dead letter "+strconv.Quote(dl.ID)+" belongs to", dl.Destination)
+	}
+	return h.replay.Replay(ctx, dl, key, by)
 }
 
 // MaxBulkReplay bounds one bulk replay request.
@@ -299,17 +304,28 @@ func (h *handlers) replayBulk(c echo.Context) error {
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
+	out, err := h.bulkReplay(c.Request().Context(), req, strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey)), requestedBy(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// bulkReplay replays (or with DryRun counts) what req matches, within the
+// time budget.
+func (h *handlers) bulkReplay(ctx context.Context, req auditapi.BulkReplayRequest, key, by string) (auditapi.BulkReplayResult, error) {
+	var none auditapi.BulkReplayResult
 	if req.Destination == "" {
-		return badRequest("destination is required: a bulk replay goes to one destination")
+		return none, badRequest("destination is required: a bulk replay goes to one destination")
 	}
 	if !h.configured(req.Destination) {
-		return h.notConfigured(http.StatusUnprocessableEntity, "the bulk replay names", req.Destination)
+		return none, h.notConfigured(http.StatusUnprocessableEntity, "the bulk replay names", req.Destination)
 	}
 	if req.Limit == 0 {
 		req.Limit = 100
 	}
 	if req.Limit < 0 || req.Limit > MaxBulkReplay {
-		return badRequest(fmt.Sprintf("limit must be 1-%d", MaxBulkReplay))
+		return none, badRequest(fmt.Sprintf("limit must be 1-%d", MaxBulkReplay))
 	}
 	f := store.DeliveryFilter{Destination: req.Destination, Status: auditapi.StatusDeadLettered, EventID: req.EventID, Source: req.Source, Q: req.Q}
 	if req.Since != nil {
@@ -318,12 +334,11 @@ func (h *handlers) replayBulk(c echo.Context) error {
 	if req.Until != nil {
 		f.Until = *req.Until
 	}
-	ctx := c.Request().Context()
 	var matched []store.Delivery
 	for p := (store.Page{Limit: min(req.Limit, store.MaxLimit)}); len(matched) < req.Limit; {
 		ds, next, err := h.store.ListDeliveries(ctx, f, p)
 		if err != nil {
-			return err
+			return none, err
 		}
 		matched = append(matched, ds...)
 		if next == "" {
@@ -333,8 +348,6 @@ func (h *handlers) replayBulk(c echo.Context) error {
 	}
 	matched = matched[:min(len(matched), req.Limit)]
 	out := auditapi.BulkReplayResult{Matched: len(matched), DryRun: req.DryRun, Results: []auditapi.ReplayResult{}}
-	by := requestedBy(c)
-	key := strings.TrimSpace(c.Request().Header.Get(HeaderIdempotencyKey))
 	deadline := time.Now().Add(h.cfg.BulkReplayBudget)
 	for i, d := range matched {
 		if i > 0 && !req.DryRun && time.Now().After(deadline) {
@@ -358,5 +371,5 @@ func (h *handlers) replayBulk(c echo.Context) error {
 		}
 		out.Results = append(out.Results, res)
 	}
-	return c.JSON(http.StatusOK, out)
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/silences"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
 
 // SilenceJSON is a silence in the admin API.
@@ -49,8 +51,7 @@ type NewSilence struct {
 // /v1/silences, GET /v1/silences/{id} and DELETE /v1/silences/{id} (expire
 // now). Silences live in the notifier's silences KV bucket; every notifier
 // replica watches it.
-func silenceRoutes(g *echo.Group, js jetstream.JetStream) {
-	h := &silenceHandlers{js: js}
+func silenceRoutes(g *echo.Group, h *silenceHandlers) {
 	g.GET("/silences", h.list)
 	g.POST("/silences", h.create)
 	g.GET("/silences/:id", h.get)
@@ -58,9 +59,10 @@ func silenceRoutes(g *echo.Group, js jetstream.JetStream) {
 }
 
 type silenceHandlers struct {
-	js jetstream.JetStream
-	mu sync.Mutex
-	st *silences.Store
+	js  jetstream.JetStream
+	log *slog.Logger
+	mu  sync.Mutex
+	st  *silences.Store
 }
 
 // store opens the bucket on first use, so that the API starts even while
@@ -68,6 +70,9 @@ type silenceHandlers struct {
 func (h *silenceHandlers) store(ctx context.Context) (*silences.Store, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.js == nil {
+		return nil, errors.New("this API has no NATS connection")
+	}
 	if h.st == nil {
 		st, err := silences.Open(ctx, h.js)
 		if err != nil {
@@ -90,42 +95,110 @@ func silenceJSON(s *switchyardv1.Silence, now time.Time) SilenceJSON {
 	return out
 }
 
-func (h *silenceHandlers) fail(c echo.Context, err error) error {
+// fail translates an error of the silences store into the API's answer.
+func (h *silenceHandlers) fail(ctx context.Context, id string, err error) error {
 	switch {
 	case errors.Is(err, silences.ErrInvalid):
-		return c.JSON(http.StatusBadRequest, map[string]string{"error": "invalid_silence", "message": err.Error()})
+		return &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "invalid_silence", Message: err.Error()}, cause: err}
 	case errors.Is(err, silences.ErrNotFound):
-		return c.JSON(http.StatusNotFound, map[string]string{"error": "not_found", "message": "no silence with id " + c.Param("id")})
+		return &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: "not_found", Message: "no silence with id " + id}, cause: err}
 	}
-	c.Logger().Error(err)
-	return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "unavailable", "message": "the silences store (NATS KV) is not reachable; try again"})
+	h.log.ErrorContext(ctx, "silences store failed", slog.Any("error", err))
+	return &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: codeUnavailable,
+		Message: "the silences store (NATS KV) is not reachable; try again"}, cause: err}
 }
 
-func (h *silenceHandlers) list(c echo.Context) error {
-	st, err := h.store(c.Request().Context())
+// listSilences lists the silences, ended ones included for 7 days.
+func (h *silenceHandlers) listSilences(ctx context.Context) ([]SilenceJSON, error) {
+	st, err := h.store(ctx)
 	if err != nil {
-		return h.fail(c, err)
+		return nil, h.fail(ctx, "", err)
 	}
-	all, err := st.List(c.Request().Context())
+	all, err := st.List(ctx)
 	if err != nil {
-		return h.fail(c, err)
+		return nil, h.fail(ctx, "", err)
 	}
 	now := time.Now()
 	out := []SilenceJSON{}
 	for _, s := range all {
 		out = append(out, silenceJSON(s, now))
 	}
+	return out, nil
+}
+
+// createSilence checks and stores a new silence.
+func (h *silenceHandlers) createSilence(ctx context.Context, in NewSilence) (SilenceJSON, error) {
+	spec := silences.Spec{CreatedBy: in.CreatedBy, Comment: in.Comment}
+	if spec.CreatedBy == "" {
+		spec.CreatedBy = "api"
+	}
+	for _, m := range in.Matchers {
+		pm, err := silences.ParseMatcher(m)
+		if err != nil {
+			return SilenceJSON{}, h.fail(ctx, "", err)
+		}
+		spec.Matchers = append(spec.Matchers, pm)
+	}
+	spec.StartsAt = time.Now()
+	if in.StartsAt != nil {
+		spec.StartsAt = *in.StartsAt
+	}
+	switch {
+	case in.EndsAt != nil && in.Duration != "":
+		return SilenceJSON{}, h.fail(ctx, "", fmt.Errorf("%w: give ends_at or duration, not both", silences.ErrInvalid))
+	case in.EndsAt != nil:
+		spec.EndsAt = *in.EndsAt
+	case in.Duration != "":
+		d, err := config.ParseDuration(in.Duration)
+		if err != nil {
+			return SilenceJSON{}, h.fail(ctx, "", fmt.Errorf("%w: duration: %v", silences.ErrInvalid, err))
+		}
+		spec.EndsAt = spec.StartsAt.Add(d.D())
+	}
+	st, err := h.store(ctx)
+	if err != nil {
+		return SilenceJSON{}, h.fail(ctx, "", err)
+	}
+	s, err := st.Create(ctx, spec)
+	if err != nil {
+		return SilenceJSON{}, h.fail(ctx, "", err)
+	}
+	return silenceJSON(s, time.Now()), nil
+}
+
+// expireSilence ends a silence now.
+func (h *silenceHandlers) expireSilence(ctx context.Context, id, by string) (SilenceJSON, error) {
+	st, err := h.store(ctx)
+	if err != nil {
+		return SilenceJSON{}, h.fail(ctx, id, err)
+	}
+	if by == "" {
+		by = "api"
+	}
+	s, err := st.Expire(ctx, id, by)
+	if err != nil {
+		return SilenceJSON{}, h.fail(ctx, id, err)
+	}
+	return silenceJSON(s, time.Now()), nil
+}
+
+func (h *silenceHandlers) list(c echo.Context) error {
+	out, err := h.listSilences(c.Request().Context())
+	if err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, map[string]any{"silences": out})
 }
 
 func (h *silenceHandlers) get(c echo.Context) error {
-	st, err := h.store(c.Request().Context())
+	ctx, id := c.Request().Context(), c.Param("id")
+	st, err := h.store(ctx)
 	if err != nil {
-		return h.fail(c, err)
+		return h.fail(ctx, id, err)
 	}
-	s, err := st.Get(c.Request().Context(), c.Param("id"))
+	s, err := st.Get(ctx, id)
 	if err != nil {
-		return h.fail(c, err)
+		return h.fail(ctx, id, err)
 	}
 	return c.JSON(http.StatusOK, silenceJSON(s, time.Now()))
 }
@@ -136,58 +209,19 @@ func (h *silenceHandlers) create(c echo.Context) error {
 		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return errBodyTooLarge
 		}
-		return c.JSON(http.StatusBadRequest, map[string]string{"error": "invalid_silence", "message": "the body must be a JSON object: " + err.Error()})
+		return apiError(http.StatusBadRequest, "invalid_silence", "the body must be a JSON object: "+err.Error())
 	}
-	spec := silences.Spec{CreatedBy: in.CreatedBy, Comment: in.Comment}
-	if spec.CreatedBy == "" {
-		spec.CreatedBy = "api"
-	}
-	for _, m := range in.Matchers {
-		pm, err := silences.ParseMatcher(m)
-		if err != nil {
-			return h.fail(c, err)
-		}
-		spec.Matchers = append(spec.Matchers, pm)
-	}
-	spec.StartsAt = time.Now()
-	if in.StartsAt != nil {
-		spec.StartsAt = *in.StartsAt
-	}
-	switch {
-	case in.EndsAt != nil && in.Duration != "":
-		return h.fail(c, fmt.Errorf("%w: give ends_at or duration, not both", silences.ErrInvalid))
-	case in.EndsAt != nil:
-		spec.EndsAt = *in.EndsAt
-	case in.Duration != "":
-		d, err := config.ParseDuration(in.Duration)
-		if err != nil {
-			return h.fail(c, fmt.Errorf("%w: duration: %v", silences.ErrInvalid, err))
-		}
-		spec.EndsAt = spec.StartsAt.Add(d.D())
-	}
-	st, err := h.store(c.Request().Context())
+	out, err := h.createSilence(c.Request().Context(), in)
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	s, err := st.Create(c.Request().Context(), spec)
-	if err != nil {
-		return h.fail(c, err)
-	}
-	return c.JSON(http.StatusCreated, silenceJSON(s, time.Now()))
+	return c.JSON(http.StatusCreated, out)
 }
 
 func (h *silenceHandlers) expire(c echo.Context) error {
-	st, err := h.store(c.Request().Context())
+	out, err := h.expireSilence(c.Request().Context(), c.Param("id"), c.QueryParam("by"))
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	by := c.QueryParam("by")
-	if by == "" {
-		by = "api"
-	}
-	s, err := st.Expire(c.Request().Context(), c.Param("id"), by)
-	if err != nil {
-		return h.fail(c, err)
-	}
-	return c.JSON(http.StatusOK, silenceJSON(s, time.Now()))
+	return c.JSON(http.StatusOK, out)
 }

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -24,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/services/auditor/internal/api"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
+	"github.com/switchyard/switchyard/services/auditor/internal/ui"
 	"github.com/switchyard/switchyard/services/auditor/internal/writer"
 )
 
@@ -44,6 +44,9 @@ type Config struct {
 	// Destinations are the configured destinations: an event routed to one
 	// gets a pending delivery, and /v1/destinations lists them all.
 	Destinations []config.Destination
+	// Sources are the configured webhook source names, which the console's
+	// overview lists even before they sent anything.
+	Sources []string
 	// PayloadRetention is how long event bodies are kept. Default 30 days.
 	PayloadRetention time.Duration
 	// RecordRetention is how long rows are kept. Default 90 days.
@@ -84,6 +87,7 @@ func FromConfig(c config.Config, log *slog.Logger, reg prometheus.Registerer) Co
 		AdminToken:        a.AdminToken.Reveal(),
 		BatchSize:         a.BatchSize,
 		Destinations:      c.Destinations,
+		Sources:           sourceNames(c.Sources),
 		PayloadRetention:  a.Retention.Payloads.D(),
 		RecordRetention:   a.Retention.Records.D(),
 		RetentionInterval: a.Retention.Interval.D(),
@@ -93,6 +97,14 @@ func FromConfig(c config.Config, log *slog.Logger, reg prometheus.Registerer) Co
 		Logger:            log,
 		Registerer:        reg,
 	}
+}
+
+func sourceNames(sources []config.Source) []string {
+	out := make([]string, len(sources))
+	for i, s := range sources {
+		out[i] = s.Name
+	}
+	return out
 }
 
 // WithDefaults fills unset fields.
@@ -146,7 +158,8 @@ type Auditor struct {
 	audit  *auditlog.Emitter
 	store  *openingStore
 	writer *writer.Writer
-	api    *echo.Echo
+	// api serves the query API and, under /ui/, the console.
+	api http.Handler
 }
 
 // OpenStore opens and migrates the configured store, once: the `migrate`
@@ -259,18 +272,25 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, err
 	for i, d := range cfg.Destinations {
 		names[i] = d.Name
 	}
-	h := api.New(api.Config{
+	ops := api.NewOps(api.Config{
 		Store: st, JS: js, Audit: emitter, AdminToken: cfg.AdminToken, Destinations: names, DuplicateWindow: cfg.DuplicateWindow,
 		BulkReplayBudget: cfg.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
 	})
-	return &Auditor{cfg: cfg, js: js, audit: emitter, store: st, writer: w, api: h}, nil
+	console, err := ui.New(ui.Config{Store: st, Ops: ops, AdminToken: cfg.AdminToken, Destinations: names, Sources: cfg.Sources,
+		Logger: cfg.Logger.With(slog.String("component", "console")), Now: cfg.Now})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Auditor{cfg: cfg, js: js, audit: emitter, store: st, writer: w, api: ui.Mount(ops.Handler(), console)}, nil
 }
 
 // Ready returns nil once the audit store is open and migrated, and else
 // why it is not (for the process's /readyz).
 func (a *Auditor) Ready(context.Context) error { return a.store.notReady() }
 
-// Handler returns the query API, for tests and embedding.
+// Handler returns the query API and the console (/ui/), for tests and
+// embedding.
 func (a *Auditor) Handler() http.Handler { return a.api }
 
 // RunWriter consumes and writes until ctx is done, without serving the API.

@@ -389,6 +389,14 @@ func ParseEventQuery(v url.Values, now time.Time) (store.EventFilter, store.Page
 	return f, p, q.done()
 }
 
+// ParseTimeRange reads since and until as the lists do: RFC 3339 times or
+// durations back from now, since before until.
+func ParseTimeRange(since, until string, now time.Time) (store.TimeRange, error) {
+	q := &query{v: url.Values{"since": {since}, "until": {until}}, now: now}
+	r := q.times()
+	return r, q.done()
+}
+
 // ParseDeadLetterQuery is ParseEventQuery for GET /v1/dead-letters.
 func ParseDeadLetterQuery(v url.Values, now time.Time) (store.DeadLetterFilter, store.Page, error) {
 	q := &query{v: v, now: now}

@@ -244,7 +244,7 @@ func (c *Console) firingAlerts(ctx context.Context, now time.Time) ([]alertRow, 
 		return out, err
 	}
 	for i := range out {
-		out[i].MutedBy = muting(sils, out[i].Alert, now)
+		out[i].MutedBy = muting(sils, out[i].Alert)
 	}
 	return out, nil
 }
@@ -252,13 +252,13 @@ func (c *Console) firingAlerts(ctx context.Context, now time.Time) ([]alertRow, 
 // muting returns the active silence that mutes a, as the notifier decides
 // it (services/notifier's Engine.muted: the alert's labels with its rule
 // and severity).
-func muting(sils []api.SilenceJSON, a auditapi.Alert, now time.Time) *api.SilenceJSON {
+func muting(sils []api.SilenceJSON, a auditapi.Alert) *api.SilenceJSON {
 	labels := map[string]string{"rule": a.Rule, "severity": a.Severity}
 	for k, v := range a.Labels {
 		labels[k] = v
 	}
 	for i, s := range sils {
-		if now.Before(s.StartsAt) || !now.Before(s.EndsAt) {
+		if s.State != "active" {
 			continue
 		}
 		sil := &switchyardv1.Silence{}

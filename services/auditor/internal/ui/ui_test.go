@@ -95,7 +95,9 @@ func newEnv(t *testing.T, st store.Store, opts ...envOption) *env {
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	e := &env{st: st, js: js}
-	e.now.Store(time.Now().UnixNano())
+	// 30s into a 2-minute period: the chart's periods are 2 minutes long,
+	// and what a test writes a few seconds apart lands in one.
+	e.now.Store(time.Now().Truncate(2 * time.Minute).Add(30 * time.Second).UnixNano())
 	clock := func() time.Time { return time.Unix(0, e.now.Load()) }
 	log := natstest.Logger(t)
 	acfg := api.Config{Store: st, JS: js, Audit: auditlog.NewEmitter(js, "auditor").WithClock(clock), Destinations: []string{"erp", "crm"},
@@ -257,6 +259,9 @@ func findAll(n *html.Node, match func(*html.Node) bool) []*html.Node {
 	return out
 }
 
+// inline elements add no space to the text around them.
+var inline = map[string]bool{"a": true, "code": true, "strong": true, "span": true, "time": true, "em": true}
+
 func attr(n *html.Node, name string) string {
 	if n == nil {
 		return ""
@@ -282,6 +287,9 @@ func text(n *html.Node) string {
 		}
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
 			walk(c)
+		}
+		if n.Type == html.ElementNode && !inline[n.Data] {
+			b.WriteString(" ")
 		}
 	}
 	walk(n)

@@ -9,6 +9,7 @@ SERVICE_MODULES := $(filter %/services/ingress %/services/dispatcher %/services/
 CONFIG ?= deployments/demo.yaml
 BIN := $(CURDIR)/bin
 TEST_FLAGS ?= -race -count=1 -timeout 10m
+BROWSER_DIR := tests/browser
 BENCH_FLAGS ?= -benchtime=3s
 
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -32,12 +33,19 @@ build: ## Build every module, and the binaries into ./bin
 		./services/dispatcher/cmd/dispatcher ./services/notifier/cmd/notifier ./services/auditor/cmd/auditor
 
 .PHONY: test
-test: ## Run every module's tests with -race (needs Postgres; see README)
+test: browser-deps ## Run every module's tests with -race (needs Postgres, and chromium for the console's browser test; see README)
 	@failed=""; for m in $(MODULES); do \
 		echo "=== test $${m#$(CURDIR)/}"; \
 		(cd $$m && go test $(TEST_FLAGS) ./...) || failed="$$failed $${m#$(CURDIR)/}"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all modules passed"
+
+.PHONY: browser-deps
+browser-deps: ## Install the console browser test's npm packages (npm ci in tests/browser) if missing
+	@if [ ! -f $(BROWSER_DIR)/node_modules/playwright-core/package.json ]; then \
+		if command -v npm >/dev/null; then echo "npm ci in $(BROWSER_DIR)"; (cd $(BROWSER_DIR) && npm ci --no-audit --no-fund); \
+		else echo "npm is missing: the console's browser test will fail (apt-get install -y chromium nodejs npm)"; fi; \
+	fi
 
 .PHONY: bench
 bench: ## Run the benchmarks of every module and print their figures (rates, latencies)

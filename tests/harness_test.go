@@ -155,7 +155,8 @@ func startSystem(t *testing.T, o options) *system {
 	}
 
 	dbURL := pgtest.Schema(t)
-	aud, err := auditor.New(ctx, ajs, auditor.Config{DatabaseURL: dbURL, Destinations: cfg.Destinations, Logger: log.With("service", "auditor")})
+	aud, err := auditor.New(ctx, ajs, auditor.Config{DatabaseURL: dbURL, Destinations: cfg.Destinations, AdminToken: cfg.Auditor.AdminToken.Reveal(),
+		Logger: log.With("service", "auditor")})
 	if err != nil {
 		t.Fatalf("auditor: %v", err)
 	}

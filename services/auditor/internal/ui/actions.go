@@ -100,6 +100,7 @@ func (c *Console) replayOne(ec echo.Context) error {
 	}
 	d := resultData{Replay: &res, Back: safeNext(ec.FormValue(nextField))}
 	if isHTMX(ec) {
+		ec.Response().Header().Set("HX-Trigger", changedEvent)
 		return c.fragment(ec, status, "result", "replay-result", "", d)
 	}
 	return c.page(ec, status, "result", "Replay", "dead-letters", d)
@@ -152,6 +153,9 @@ func (c *Console) replayBulk(ec echo.Context) error {
 		b.Problem, status = p.Message, p.Status
 	}
 	if isHTMX(ec) {
+		if b.Done != nil {
+			ec.Response().Header().Set("HX-Trigger", changedEvent)
+		}
 		return c.fragment(ec, status, "dead-letters", "bulk", "dead-letters", b)
 	}
 	d := deadLettersData{Bulk: b}

@@ -56,7 +56,7 @@ var outcomes = []struct{ name, class string }{
 // newChart lays out the buckets of [since, until) in periods of step.
 func newChart(window string, since, until time.Time, step time.Duration, buckets []store.AttemptBucket) chart {
 	n := int(until.Sub(since) / step)
-	ch := chart{Window: window, Width: 720, Height: 230, Left: 48, Top: 12, PlotW: 660, PlotH: 180}
+	ch := chart{Window: window, Width: 960, Height: 236, Left: 44, Top: 12, PlotW: 880, PlotH: 190}
 	counts := make([]map[string]int, n)
 	totals := map[string]int{}
 	for _, b := range buckets {
@@ -104,6 +104,9 @@ func newChart(window string, since, until time.Time, step time.Duration, buckets
 	}
 	for _, f := range []float64{0, 0.5, 1} {
 		v := float64(top) * f
+		if v != math.Trunc(v) {
+			continue // counts are whole
+		}
 		ch.YTicks = append(ch.YTicks, tick{At: ch.Top + ch.PlotH - f*ch.PlotH, Label: formatCount(v)})
 	}
 	for i := 0; i <= 4; i++ {
@@ -134,9 +137,4 @@ func niceCeil(v int) int {
 	return int(10 * p)
 }
 
-func formatCount(v float64) string {
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%d", int(v))
-	}
-	return fmt.Sprintf("%.1f", v)
-}
+func formatCount(v float64) string { return fmt.Sprintf("%d", int(v)) }

@@ -239,6 +239,10 @@ func TestActions(t *testing.T) {
 			if r.StatusCode != http.StatusAccepted || !strings.Contains(text(parse(t, r.body)), "Replay sent. Dead letter "+dlID+" of event shop:ord-1042 goes to erp again") {
 				t.Fatalf("replay = %d %s", r.StatusCode, r.body)
 			}
+			// The page's live blocks refresh at once.
+			if r.Header.Get("HX-Trigger") != changedEvent {
+				t.Errorf("HX-Trigger = %q, want %q", r.Header.Get("HX-Trigger"), changedEvent)
+			}
 			d, err := st.GetEvent(testCtx(t), "shop:ord-1042")
 			if err != nil || len(d.Replays) != 1 || d.Replays[0].RequestedBy != "console:alice" {
 				t.Fatalf("replays = %+v, %v: want one requested by console:alice", d.Replays, err)
@@ -407,7 +411,7 @@ func TestChart(t *testing.T) {
 	if ch.Bars[0].Title != "12:00–12:02: 8 delivered, 2 retryable" || ch.Bars[1].Title != "12:58–13:00: 3 permanent" {
 		t.Errorf("bar titles = %q, %q", ch.Bars[0].Title, ch.Bars[1].Title)
 	}
-	if ch.YTicks[2].Label != "10" || ch.XTicks[0].Label != "12:00" || ch.XTicks[4].Label != "13:00" {
+	if len(ch.YTicks) != 3 || ch.YTicks[2].Label != "10" || ch.XTicks[0].Label != "12:00" || ch.XTicks[4].Label != "13:00" {
 		t.Errorf("ticks = %+v %+v", ch.YTicks, ch.XTicks)
 	}
 	for v, want := range map[int]int{0: 1, 1: 1, 3: 5, 10: 10, 11: 20, 130: 200, 501: 1000} {

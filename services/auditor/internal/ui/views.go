@@ -111,12 +111,17 @@ func (c *Console) liveBlock(ec echo.Context, name, tmpl, id, path string, q url.
 		return liveWrapper{}, fmt.Errorf("render %s/%s: %w", name, tmpl, err)
 	}
 	sum := sha256.Sum256(body.Bytes())
-	w := liveWrapper{ID: id, Every: fmt.Sprintf("every %ds", int(every.Seconds())), Version: hex.EncodeToString(sum[:8]),
+	w := liveWrapper{ID: id, Every: fmt.Sprintf("every %ds, %s from:body", int(every.Seconds()), changedEvent), Version: hex.EncodeToString(sum[:8]),
 		Body: template.HTML(body.String())} //nolint:gosec // our own template's output, escaped as it was rendered
 	q.Set("v", w.Version)
 	w.URL = path + "?" + q.Encode()
 	return w, nil
 }
+
+// changedEvent is the htmx event an action's answer triggers (HX-Trigger)
+// so that the live blocks of the page refresh at once rather than at their
+// next poll: a replay's delivery shows as soon as it happens.
+const changedEvent = "console-changed"
 
 // live answers an htmx poll of a live block.
 func (c *Console) live(ec echo.Context, name, tmpl, id, path string, q url.Values, every time.Duration, data any) error {

@@ -51,7 +51,7 @@ func (d dialect) nt(t *time.Time) any {
 // in; step is bucketStep's argument.
 func (d dialect) bucket(col, since, step string) string {
 	if d.pg {
-		return fmt.Sprintf("CAST(floor(extract(epoch FROM (%s - %s)) * 1000000 / %s) AS bigint)", col, since, step)
+		return fmt.Sprintf("CAST(floor(date_part('epoch', %s - %s) * 1000000 / %s) AS bigint)", col, since, step)
 	}
 	return fmt.Sprintf("((%s - %s) / %s)", col, since, step)
 }

@@ -102,7 +102,7 @@ func TestPagesRender(t *testing.T) {
 				}
 			}
 			sources := text(find(doc, func(n *html.Node) bool { return n.Data == "section" && attr(n, "aria-labelledby") == "src-h" }))
-			if !strings.Contains(sources, "shop 1 10m 0s ago 1 3m 0s ago") {
+			if !strings.Contains(sources, "shop 1 10m ago 1 3m 0s ago") {
 				t.Errorf("sources section: %s", sources)
 			}
 			svg := find(doc, tag("svg"))

@@ -276,8 +276,11 @@ func ago(now, t time.Time) string {
 		return ""
 	}
 	d := now.Sub(t)
-	if d < 0 {
+	switch {
+	case d < -time.Second:
 		return "in " + duration(-d)
+	case d < time.Second:
+		return "just now"
 	}
 	return duration(d) + " ago"
 }
@@ -289,15 +292,18 @@ func agoPtr(now time.Time, t *time.Time) string {
 	return ago(now, *t)
 }
 
-// duration is d rounded to what matters: 45s, 3m 20s, 5h 2m, 3d 4h.
+// duration is d rounded to what matters: 450ms, 45s, 3m 20s, 25m, 5h 2m,
+// 3d 4h.
 func duration(d time.Duration) string {
 	switch {
 	case d < time.Second:
 		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 	case d < time.Minute:
 		return strconv.Itoa(int(d.Seconds())) + "s"
-	case d < time.Hour:
+	case d < 10*time.Minute:
 		return fmt.Sprintf("%dm %ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
 	case d < 48*time.Hour:
 		return fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60)
 	}

@@ -545,28 +545,30 @@ func drain(t *testing.T, what string, limit, most int, step func(limit int) (int
 func testAttemptsOverTime(t *testing.T, st store.Store) {
 	migrate(t, st)
 	Corpus(t, st)
-	type b = store.AttemptBucket
+	b := func(start time.Time, outcome string, n int) store.AttemptBucket {
+		return store.AttemptBucket{Start: start, Outcome: outcome, Count: n}
+	}
 	tests := []struct {
 		name         string
 		dest         string
 		since, until time.Time
 		step         time.Duration
-		want         []b
+		want         []store.AttemptBucket
 	}{
-		{"three periods", "erp", base, base.Add(30 * time.Minute), 10 * time.Minute, []b{
-			{base, "delivered", 6}, {base, "retryable", 4},
-			{base.Add(10 * time.Minute), "delivered", 7}, {base.Add(10 * time.Minute), "retryable", 3},
-			{base.Add(20 * time.Minute), "delivered", 7}, {base.Add(20 * time.Minute), "retryable", 3},
+		{"three periods", "erp", base, base.Add(30 * time.Minute), 10 * time.Minute, []store.AttemptBucket{
+			b(base, "delivered", 6), b(base, "retryable", 4),
+			b(base.Add(10*time.Minute), "delivered", 7), b(base.Add(10*time.Minute), "retryable", 3),
+			b(base.Add(20*time.Minute), "delivered", 7), b(base.Add(20*time.Minute), "retryable", 3),
 		}},
 		// Periods count from since; until is exclusive (event 20's attempt
 		// starts at 20m01s).
-		{"from since to until", "erp", base.Add(5 * time.Minute), base.Add(20*time.Minute + time.Second), 10 * time.Minute, []b{
-			{base.Add(5 * time.Minute), "delivered", 7}, {base.Add(5 * time.Minute), "retryable", 3},
-			{base.Add(15 * time.Minute), "delivered", 3}, {base.Add(15 * time.Minute), "retryable", 2},
+		{"from since to until", "erp", base.Add(5 * time.Minute), base.Add(20*time.Minute + time.Second), 10 * time.Minute, []store.AttemptBucket{
+			b(base.Add(5*time.Minute), "delivered", 7), b(base.Add(5*time.Minute), "retryable", 3),
+			b(base.Add(15*time.Minute), "delivered", 3), b(base.Add(15*time.Minute), "retryable", 2),
 		}},
-		{"empty periods left out", "crm", base, base.Add(30 * time.Minute), 4 * time.Minute, []b{
-			{base, "retryable", 1}, {base.Add(4 * time.Minute), "retryable", 1}, {base.Add(8 * time.Minute), "retryable", 1},
-			{base.Add(12 * time.Minute), "retryable", 1}, {base.Add(20 * time.Minute), "retryable", 1}, {base.Add(24 * time.Minute), "retryable", 1},
+		{"empty periods left out", "crm", base, base.Add(30 * time.Minute), 4 * time.Minute, []store.AttemptBucket{
+			b(base, "retryable", 1), b(base.Add(4*time.Minute), "retryable", 1), b(base.Add(8*time.Minute), "retryable", 1),
+			b(base.Add(12*time.Minute), "retryable", 1), b(base.Add(20*time.Minute), "retryable", 1), b(base.Add(24*time.Minute), "retryable", 1),
 		}},
 		{"other destination", "nope", base, base.Add(time.Hour), time.Minute, nil},
 	}

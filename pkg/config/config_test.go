@@ -75,7 +75,7 @@ func TestLoadDemo(t *testing.T) {
 	if d.Name != "demo-partner" || d.Timeout != config.Duration(time.Second) || d.Retry.MaxAttempts != 3 || d.Concurrency != 4 || !d.AllowPrivateNetwork {
 		t.Errorf("destination = %+v", d)
 	}
-	if got, want := d.Retry.ConsumerBackoff(), []time.Duration{2 * time.Second, 4 * time.Second}; !slices.Equal(got, want) {
+	if got, want := d.Retry.Backoff, []config.Duration{config.Duration(2 * time.Second), config.Duration(4 * time.Second)}; !slices.Equal(got, want) {
 		t.Errorf("backoff = %v, want %v", got, want)
 	}
 

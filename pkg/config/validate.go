@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/netaddr"
+	"github.com/switchyard/switchyard/pkg/redelivery"
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/subjects"
 )
 
 // FieldError is one problem with one field of the configuration.
@@ -165,11 +167,11 @@ func (c Config) Validate() error {
 			p.add(f+".subjects", "needs at least one subject, e.g. events.order.> or webhooks.shop.>")
 		}
 		for j, s := range d.Subjects {
-			if err := checkRouteSubject(s); err != nil {
+			if err := subjects.CheckRoute(s); err != nil {
 				p.add(fmt.Sprintf("%s.subjects[%d]", f, j), "%v", err)
 			}
 			for k := 0; k < j; k++ {
-				if SubjectsOverlap(s, d.Subjects[k]) {
+				if subjects.Overlap(s, d.Subjects[k]) {
 					p.add(fmt.Sprintf("%s.subjects[%d]", f, j), "%q overlaps subjects[%d] %q; JetStream needs non-overlapping filters, keep the wider one", s, k, d.Subjects[k])
 				}
 			}
@@ -190,10 +192,10 @@ func (c Config) Validate() error {
 			p.add(f+".retry.backoff", "needs at least one step, e.g. [10s, 30s, 2m]")
 		}
 		for j, b := range d.Retry.Backoff {
-			if min := d.Timeout.D() + AckMargin(d.Timeout.D()); b.D() < min {
+			if min := d.Timeout.D() + redelivery.AckMargin(d.Timeout.D()); b.D() < min {
 				p.add(fmt.Sprintf("%s.retry.backoff[%d]", f, j),
 					"(%s) must be at least timeout (%s) + %s: each step is also the ack wait of the attempt before it, and an attempt still running must not be redelivered",
-					b, d.Timeout, AckMargin(d.Timeout.D()))
+					b, d.Timeout, redelivery.AckMargin(d.Timeout.D()))
 			}
 		}
 		for name := range d.Headers {
@@ -335,7 +337,7 @@ func (c Config) validateIngress(p *problems) {
 		keys[k.Key] = i
 	}
 	for i, proxy := range in.TrustedProxies {
-		if _, err := ParseTrustedProxy(proxy); err != nil {
+		if _, err := netaddr.ParseTrustedProxy(proxy); err != nil {
 			p.add(fmt.Sprintf("ingress.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
@@ -363,26 +365,6 @@ func checkIDNamespace(p *problems, field, name string) {
 	}
 }
 
-// ParseTrustedProxy parses one ingress.trusted_proxies entry: a CIDR
-// (10.0.0.0/8, fd00::/8) or a single address (a /32 or /128).
-func ParseTrustedProxy(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		pfx, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or an address such as 10.0.0.7", s)
-		}
-		if pfx.Masked() != pfx {
-			return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, pfx.Masked())
-		}
-		return pfx, nil
-	}
-	addr, err := netip.ParseAddr(s)
-	if err != nil || addr.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or an address such as 10.0.0.7", s)
-	}
-	return netip.PrefixFrom(addr, addr.BitLen()), nil
-}
-
 // checkName checks a name that becomes a subject token or a label, and
 // that it is not in seen (then adds it).
 func checkName(p *problems, field, name string, seen map[string]bool, what string) {
@@ -407,30 +389,12 @@ func validHeaderName(h string) bool {
 	return true
 }
 
-// AckMargin is how much longer than the HTTP timeout each backoff step must
-// be, so that the work after a response (audit record, ack) finishes before
-// JetStream considers the attempt lost.
-func AckMargin(timeout time.Duration) time.Duration {
-	return max(250*time.Millisecond, timeout/10)
-}
-
-// ConsumerBackoff is the BackOff list for a destination's consumer: at most
-// max_attempts steps (JetStream refuses more), the last one repeating.
-func (r Retry) ConsumerBackoff() []time.Duration {
-	n := min(len(r.Backoff), r.MaxAttempts)
-	out := make([]time.Duration, n)
-	for i := range n {
-		out[i] = r.Backoff[i].D()
-	}
-	return out
-}
-
 // MinAdminTokenLength is the shortest admin token accepted.
 const MinAdminTokenLength = 16
 
 func checkAuditor(p *problems, a Auditor) {
 	if a.AdminToken == "" {
-		if host, _, err := net.SplitHostPort(a.Listen); err == nil && !IsLoopback(host) {
+		if host, _, err := net.SplitHostPort(a.Listen); err == nil && !netaddr.IsLoopback(host) {
 			p.add("auditor.listen", "(%s) is reachable from other hosts, but auditor.admin_token is empty: set admin_token "+
 				"(the API then requires it as a bearer token) or listen on 127.0.0.1", a.Listen)
 		}
@@ -455,81 +419,12 @@ func checkAuditor(p *problems, a Auditor) {
 	}
 }
 
-// IsLoopback reports whether a listen host only accepts local connections.
-// An empty host listens on every interface.
-func IsLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func checkListen(p *problems, field, addr string, allowOff bool) {
 	if allowOff && addr == "off" {
 		return
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		p.add(field, "must be host:port such as 127.0.0.1:8080 or :8080, not %q", addr)
-	}
-}
-
-// checkRouteSubject checks a destination filter subject.
-func checkRouteSubject(s string) error {
-	if err := CheckSubject(s); err != nil {
-		return err
-	}
-	first := strings.SplitN(s, ".", 2)[0]
-	if first != "events" && first != "webhooks" && first != ">" {
-		return fmt.Errorf("%q must start with events. or webhooks. (the subjects of the EVENTS stream)", s)
-	}
-	if first == ">" {
-		return fmt.Errorf("%q would also match replay subjects of other destinations; use events.> and webhooks.>", s)
-	}
-	return nil
-}
-
-// CheckSubject checks the syntax of a NATS subject or filter.
-func CheckSubject(s string) error {
-	if s == "" {
-		return errors.New("subject is empty")
-	}
-	toks := strings.Split(s, ".")
-	for i, t := range toks {
-		switch {
-		case t == "":
-			return fmt.Errorf("%q has an empty token", s)
-		case strings.ContainsAny(t, " \t\r\n"):
-			return fmt.Errorf("%q contains whitespace", s)
-		case t == ">" && i != len(toks)-1:
-			return fmt.Errorf("%q: '>' may only be the last token", s)
-		case t != "*" && t != ">" && strings.ContainsAny(t, "*>"):
-			return fmt.Errorf("%q: wildcards must be whole tokens", s)
-		}
-	}
-	return nil
-}
-
-// SubjectsOverlap reports whether two filter subjects can match the same
-// subject.
-func SubjectsOverlap(a, b string) bool {
-	at, bt := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; ; i++ {
-		switch {
-		case i == len(at) && i == len(bt):
-			return true
-		case i == len(at) || i == len(bt):
-			// One ran out of tokens before reaching a '>'; a '>' left in
-			// the other needs at least one more token, so they cannot
-			// match the same subject (events.> does not match events).
-			return false
-		case at[i] == ">" || bt[i] == ">":
-			return true
-		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
-			continue
-		default:
-			return false
-		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/redelivery"
 )
 
 // ConsumerPrefix starts the name of every destination consumer.
@@ -43,7 +44,7 @@ func ConsumerName(destination string) string { return ConsumerPrefix + destinati
 // Retries are the consumer's: BackOff is the retry schedule (its first
 // step is also the ack wait) and MaxDeliver the attempts.
 func ConsumerConfig(dc config.Destination) jetstream.ConsumerConfig {
-	backoff := dc.Retry.ConsumerBackoff()
+	backoff := redelivery.ConsumerBackoff(dc.Retry.Backoff, dc.Retry.MaxAttempts)
 	var ackWait time.Duration
 	if len(backoff) > 0 {
 		ackWait = backoff[0]

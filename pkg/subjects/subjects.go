@@ -1,5 +1,7 @@
-// Package subjects turns untrusted names (event types sent by partners) into
-// safe NATS subject tokens and checks the subjects our services publish to.
+// Package subjects is Switchyard's NATS subject syntax: it turns untrusted
+// names (event types sent by partners) into safe subject tokens, checks the
+// subjects our services publish to, and checks and compares the filter
+// subjects that route events to destinations.
 package subjects
 
 import (
@@ -76,4 +78,67 @@ func CheckTypePath(t string) error {
 		}
 	}
 	return nil
+}
+
+// Check checks the syntax of a NATS subject or filter: dot-separated,
+// non-empty tokens without whitespace, wildcards only as whole tokens and
+// '>' only last.
+func Check(s string) error {
+	if s == "" {
+		return errors.New("subject is empty")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return fmt.Errorf("%q has an empty token", s)
+		case strings.ContainsAny(t, " \t\r\n"):
+			return fmt.Errorf("%q contains whitespace", s)
+		case t == ">" && i != len(toks)-1:
+			return fmt.Errorf("%q: '>' may only be the last token", s)
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*>"):
+			return fmt.Errorf("%q: wildcards must be whole tokens", s)
+		}
+	}
+	return nil
+}
+
+// CheckRoute checks a destination's filter subject: valid syntax, and a
+// subject of the EVENTS stream (events.> or webhooks.>). A bare '>' is
+// refused: it would also match the replay subjects of other destinations.
+func CheckRoute(s string) error {
+	if err := Check(s); err != nil {
+		return err
+	}
+	first := strings.SplitN(s, ".", 2)[0]
+	if first != "events" && first != "webhooks" && first != ">" {
+		return fmt.Errorf("%q must start with events. or webhooks. (the subjects of the EVENTS stream)", s)
+	}
+	if first == ">" {
+		return fmt.Errorf("%q would also match replay subjects of other destinations; use events.> and webhooks.>", s)
+	}
+	return nil
+}
+
+// Overlap reports whether two filter subjects can match the same subject,
+// as JetStream decides it when it refuses overlapping consumer filters.
+func Overlap(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; ; i++ {
+		switch {
+		case i == len(at) && i == len(bt):
+			return true
+		case i == len(at) || i == len(bt):
+			// One ran out of tokens before reaching a '>'; a '>' left in
+			// the other needs at least one more token, so they cannot
+			// match the same subject (events.> does not match events).
+			return false
+		case at[i] == ">" || bt[i] == ">":
+			return true
+		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
+			continue
+		default:
+			return false
+		}
+	}
 }

@@ -167,3 +167,105 @@ func FuzzCheckTypePath(f *testing.F) {
 		}
 	})
 }
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		subject string
+		ok      bool
+	}{
+		{"events.order.created", true},
+		{"events.*.created", true},
+		{"events.>", true},
+		{">", true},
+		{"*", true},
+		{"", false},
+		{".", false},
+		{"events.", false},
+		{".events", false},
+		{"events..x", false},
+		{"events.a b", false},
+		{"events.a\tb", false},
+		{"events.a\nb", false},
+		{"events.>.x", false},
+		{"events.a>", false},
+		{"events.*a", false},
+		{"events.>>", false},
+	}
+	for _, tt := range tests {
+		err := subjects.Check(tt.subject)
+		if (err == nil) != tt.ok {
+			t.Errorf("Check(%q) = %v, want ok=%v", tt.subject, err, tt.ok)
+		}
+	}
+}
+
+func TestOverlap(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"events.order.created", "events.order.created", true},
+		{"events.order.created", "events.order.updated", false},
+		{"events.>", "events.order.created", true},
+		{"events.>", "events.order", true},
+		{"events.>", "webhooks.>", false},
+		{"events.>", "events.>", true},
+		{"events.order.>", "events.*.created", true},
+		{"events.order.*", "events.user.*", false},
+		{"events.order.*", "events.*.created", true},
+		{"events.*", "events.order", true},
+		{"events.*", "events.order.created", false},
+		{"events.*.*", "events.*", false},
+		{"events.order", "events.order.created", false},
+		{"events.*.>", "events.order.created.v2", true},
+		{"webhooks.shop.>", "webhooks.*.order", true},
+		{"webhooks.shop.>", "webhooks.crm.>", false},
+		// '>' stands for one or more tokens, never none.
+		{"events.>", "events", false},
+		{"events.order.>", "events.order", false},
+		{"events.*.>", "events.order", false},
+		{"events.*.>", "events.*", false},
+		{">", "events", true},
+		{"*.>", "events", false},
+	}
+	for _, tt := range tests {
+		for _, pair := range [][2]string{{tt.a, tt.b}, {tt.b, tt.a}} {
+			if got := subjects.Overlap(pair[0], pair[1]); got != tt.want {
+				t.Errorf("Overlap(%q, %q) = %v, want %v", pair[0], pair[1], got, tt.want)
+			}
+			// JetStream decides whether filters overlap; agree with it.
+			if got := server.SubjectsCollide(pair[0], pair[1]); got != tt.want {
+				t.Errorf("test case disagrees with nats-server: SubjectsCollide(%q, %q) = %v", pair[0], pair[1], got)
+			}
+		}
+	}
+}
+
+// FuzzOverlap checks Overlap against the nats-server's own
+// SubjectsCollide, which is what JetStream uses to refuse overlapping
+// consumer filters, for every pair of valid subjects.
+func FuzzOverlap(f *testing.F) {
+	for _, s := range [][2]string{
+		{"events.>", "events"}, {"events.*", "events.order"}, {"events.*.>", "events.*"},
+		{"a.b.c", "a.*.c"}, {">", "*"}, {"a.>", "*.b"}, {"*.*", "a.>"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if subjects.Check(a) != nil || subjects.Check(b) != nil {
+			return
+		}
+		if !server.IsValidSubject(a) || !server.IsValidSubject(b) {
+			return
+		}
+		got, want := subjects.Overlap(a, b), server.SubjectsCollide(a, b)
+		if got != want {
+			t.Errorf("Overlap(%q, %q) = %v, nats-server says %v", a, b, got, want)
+		}
+		if got != subjects.Overlap(b, a) {
+			t.Errorf("Overlap(%q, %q) is not symmetric", a, b)
+		}
+	})
+}

@@ -21,6 +21,8 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/httpserve"
+	"github.com/switchyard/switchyard/pkg/netaddr"
+	"github.com/switchyard/switchyard/pkg/subjects"
 	"github.com/switchyard/switchyard/services/auditor/internal/api"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/ui"
@@ -144,7 +146,7 @@ func (c Config) Validate() error {
 		if err != nil {
 			return fmt.Errorf("auditor: listen address %q: %w", c.Listen, err)
 		}
-		if !config.IsLoopback(host) {
+		if !netaddr.IsLoopback(host) {
 			return fmt.Errorf("auditor: listen %s: %w", c.Listen, ErrOpenAPIWithoutToken)
 		}
 	}
@@ -210,7 +212,7 @@ func Router(dests []config.Destination) func(subject string) []string {
 		for _, d := range dests {
 			for _, filter := range d.Subjects {
 				// A literal subject overlaps a filter exactly when it matches.
-				if config.SubjectsOverlap(subject, filter) {
+				if subjects.Overlap(subject, filter) {
 					out = append(out, d.Name)
 					break
 				}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/netaddr"
 )
 
 // Cookies of the console. Both are HttpOnly, SameSite=Strict and limited
@@ -212,11 +212,11 @@ func (a *authenticator) loopbackOnly(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			host = r.RemoteAddr
 		}
-		if !config.IsLoopback(host) {
+		if !netaddr.IsLoopback(host) {
 			return echo.NewHTTPError(http.StatusForbidden, "Without auditor.admin_token the console answers clients on this machine only. "+
 				"Set auditor.admin_token to use it from elsewhere.")
 		}
-		if !config.IsLoopback(hostName(r.Host)) {
+		if !netaddr.IsLoopback(hostName(r.Host)) {
 			return echo.NewHTTPError(http.StatusForbidden, "Without auditor.admin_token the console answers only when addressed as "+
 				"127.0.0.1, [::1] or localhost (another name could be a DNS rebinding attack).")
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/redelivery"
 	"github.com/switchyard/switchyard/pkg/signing"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
@@ -108,7 +109,7 @@ func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) 
 	dest := &destination{
 		d:       d,
 		cfg:     dc,
-		backoff: dc.Retry.ConsumerBackoff(),
+		backoff: redelivery.ConsumerBackoff(dc.Retry.Backoff, dc.Retry.MaxAttempts),
 		client:  delivery.NewClient(target),
 		log:     d.cfg.Logger.With(slog.String("destination", dc.Name)),
 	}

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/redelivery"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 )
@@ -166,7 +166,7 @@ func (dest *destination) nextDelay(attempt int) time.Duration {
 // attempt: shortly before its ack wait (the BackOff step) runs out.
 func (dest *destination) keepAliveEvery(attempt int) time.Duration {
 	step := dest.nextDelay(attempt)
-	return step - max(config.AckMargin(dest.cfg.Timeout.D())/2, step/10)
+	return step - max(redelivery.AckMargin(dest.cfg.Timeout.D())/2, step/10)
 }
 
 // NakDelay is the delay to nak delivery number attempt with so that it is

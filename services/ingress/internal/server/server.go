@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
+	"github.com/switchyard/switchyard/pkg/netaddr"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 	"github.com/switchyard/switchyard/services/ingress/internal/inflight"
@@ -279,7 +280,7 @@ func ipExtractor(trusted []string) (echo.IPExtractor, error) {
 	// only the configured ranges are trusted here.
 	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
 	for i, p := range trusted {
-		pfx, err := config.ParseTrustedProxy(p)
+		pfx, err := netaddr.ParseTrustedProxy(p)
 		if err != nil {
 			return nil, fmt.Errorf("ingress.trusted_proxies[%d]: %w", i, err)
 		}

@@ -715,7 +715,7 @@ func FuzzWebhookSubject(f *testing.F) {
 		if len(toks) != 3 || toks[2] == "" {
 			t.Fatalf("subject %q is not three tokens", subject)
 		}
-		if err := config.CheckSubject(subject); err != nil {
+		if err := subjects.Check(subject); err != nil {
 			t.Fatalf("subject %q: %v", subject, err)
 		}
 		if strings.ContainsAny(toks[2], "*> \t\r\n") || len(toks[2]) > 128 {

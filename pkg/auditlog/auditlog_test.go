@@ -1,7 +1,6 @@
 package auditlog_test
 
 import (
-	"context"
 	"os"
 	"slices"
 	"strconv"
@@ -19,15 +18,12 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testContext is the test's context (testctx.New).
+var testContext = testctx.New
 
 // auditStream starts a test server and returns JetStream and the AUDIT
 // stream (whose auditor and notifier consumers hold the records).

@@ -1,7 +1,6 @@
 package events_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -13,14 +12,11 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/testctx"
 )
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testContext is the test's context (testctx.New).
+var testContext = testctx.New
 
 // eventsStream starts a test server and returns JetStream and its EVENTS
 // stream.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
 
@@ -27,12 +28,8 @@ const debianNATS = "127.0.0.1:4222"
 const startDebianNATS = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- " +
 	"-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log"
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testContext is the test's context (testctx.New).
+var testContext = testctx.New
 
 // startEmbedded starts natsx's embedded server on a random port.
 func startEmbedded(t *testing.T) *server.Server {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -13,17 +12,14 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
+	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
 )
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testCtx is the test's context (testctx.New).
+var testCtx = testctx.New
 
 // backends open a fresh, migrated store.
 var backends = map[string]func(t *testing.T) store.Store{

@@ -13,18 +13,15 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
+	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
 )
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testCtx is the test's context (testctx.New).
+var testCtx = testctx.New
 
 func openPostgresURL(t *testing.T, url string) *store.Postgres {
 	t.Helper()

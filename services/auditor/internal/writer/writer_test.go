@@ -2,7 +2,6 @@ package writer
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -18,18 +17,15 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
+	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
 )
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testCtx is the test's context (testctx.New).
+var testCtx = testctx.New
 
 // backends open a fresh, unmigrated store.
 var backends = map[string]func(t *testing.T) store.Store{

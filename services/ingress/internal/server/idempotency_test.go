@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -11,17 +10,14 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 )
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// testCtx is the test's context (testctx.New).
+var testCtx = testctx.New
 
 // waitRecord waits until the idempotency record of eventID exists.
 func (e *testEnv) waitRecord(t *testing.T, eventID string) {

@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/dispatcher"
 	"github.com/switchyard/switchyard/services/ingress"
@@ -131,7 +132,7 @@ func startProcesses(t *testing.T, vars map[string]string) *processes {
 		},
 		"notifier": func(_ context.Context, env *svcboot.Env) (func(context.Context) error, error) {
 			n, err := notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.Config{
-				Alerts: env.Config.Alerts, Destinations: env.Config.Destinations, Replicas: env.Config.NATS.Replicas,
+				Alerts: env.Config.Alerts, Destinations: env.Config.Destinations, Topology: topology.FromConfig(env.Config),
 				Logger: env.Log, Registerer: env.Registry,
 			})
 			if err != nil {

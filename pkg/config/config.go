@@ -411,6 +411,11 @@ func DefaultBackoff() []Duration {
 	}
 }
 
+// Defaults is the configuration of an empty file: every field at its
+// default. It is the one place the defaults are written (WithDefaults);
+// whatever needs a default reads it from here.
+func Defaults() Config { return Config{}.WithDefaults() }
+
 // WithDefaults returns a copy of c with every unset field at its default.
 func (c Config) WithDefaults() Config {
 	setDefault(&c.Log.Format, "text")

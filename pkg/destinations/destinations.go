@@ -1,6 +1,7 @@
 // Package destinations is the JetStream side of a delivery destination that
 // every Switchyard service shares: the durable consumer on EVENTS through
-// which the dispatcher delivers to it.
+// which the dispatcher delivers to it (declared by pkg/topology), its name,
+// and finding the consumers of destinations no longer configured.
 //
 // A destination's consumer delivers the events stored after it exists
 // (DeliverNew), so it must exist before anything routed to it is accepted.
@@ -18,14 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
-	"github.com/switchyard/switchyard/pkg/redelivery"
 )
 
 // ConsumerPrefix starts the name of every destination consumer.
@@ -38,56 +36,22 @@ const MetadataKey = "switchyard_destination"
 // ConsumerName is the durable consumer on EVENTS of a destination.
 func ConsumerName(destination string) string { return ConsumerPrefix + destination }
 
-// ConsumerConfig is the JetStream consumer of a destination with its
-// defaults applied (config.Load applies them).
-//
-// Retries are the consumer's: BackOff is the retry schedule (its first
-// step is also the ack wait) and MaxDeliver the attempts.
-func ConsumerConfig(dc config.Destination) jetstream.ConsumerConfig {
-	backoff := redelivery.ConsumerBackoff(dc.Retry.Backoff, dc.Retry.MaxAttempts)
-	var ackWait time.Duration
-	if len(backoff) > 0 {
-		ackWait = backoff[0]
-	}
-	maxAckPending := dc.MaxAckPending
-	if dc.Ordered {
-		// The server hands out the next event only when the current one is
-		// finished (delivered or dead-lettered), whichever replica has it.
-		maxAckPending = 1
-	}
-	return jetstream.ConsumerConfig{
-		Durable:        ConsumerName(dc.Name),
-		Description:    "Switchyard dispatcher: deliveries to " + dc.Name,
-		FilterSubjects: append(slices.Clone(dc.Subjects), events.ReplaySubject(dc.Name, ">")),
-		// A new destination receives events stored from now on, not the
-		// stream's history.
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		BackOff:       backoff,
-		MaxDeliver:    dc.Retry.MaxAttempts,
-		MaxAckPending: maxAckPending,
-		// Pull requests are sized by free workers, so a few at once suffice.
-		MaxWaiting: 512,
-		Metadata:   map[string]string{MetadataKey: dc.Name},
-	}
-}
-
-// EnsureConsumers creates the consumer of every destination that has none,
-// and returns the names of the destinations whose consumer it created. An
+// EnsureConsumers creates each of the destination consumers (as
+// topology.DestinationConsumers declares them) that does not exist, and
+// returns the names of the destinations whose consumer it created. An
 // existing consumer is left exactly as it is, even when its configuration
 // differs (another service may run an older or newer configuration; the
 // dispatcher updates consumers in place).
-func EnsureConsumers(ctx context.Context, js jetstream.JetStream, dests []config.Destination) ([]string, error) {
-	dests = config.Config{Destinations: dests}.WithDefaults().Destinations
+func EnsureConsumers(ctx context.Context, js jetstream.JetStream, consumers []jetstream.ConsumerConfig) ([]string, error) {
 	var created []string
-	for _, dc := range dests {
-		ok, err := CreateIfMissing(ctx, js, ConsumerConfig(dc))
+	for _, cc := range consumers {
+		name := cc.Metadata[MetadataKey]
+		ok, err := CreateIfMissing(ctx, js, cc)
 		if err != nil {
-			return created, fmt.Errorf("destination %q: %w", dc.Name, err)
+			return created, fmt.Errorf("destination %q: %w", name, err)
 		}
 		if ok {
-			created = append(created, dc.Name)
+			created = append(created, name)
 		}
 	}
 	return created, nil

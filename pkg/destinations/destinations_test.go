@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/topology"
 )
 
 func dest(name string, maxAttempts int, subjects ...string) config.Destination {
@@ -48,14 +49,14 @@ func TestEnsureConsumersCreatesOnlyWhatIsMissing(t *testing.T) {
 	defer cancel()
 
 	// erp exists already, made by a dispatcher with another policy.
-	old := destinations.ConsumerConfig(dest("erp", 9, "events.order.>"))
+	old := topology.DestinationConsumer(dest("erp", 9, "events.order.>")).Config
 	if _, err := js.CreateConsumer(ctx, natsx.StreamEvents, old); err != nil {
 		t.Fatal(err)
 	}
 	before := consumer(t, js, "erp")
 
 	dests := []config.Destination{dest("erp", 3, "events.order.>"), dest("crm", 3, "events.>")}
-	created, err := destinations.EnsureConsumers(ctx, js, dests)
+	created, err := destinations.EnsureConsumers(ctx, js, topology.DestinationConsumers(dests))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestEnsureConsumersCreatesOnlyWhatIsMissing(t *testing.T) {
 		t.Errorf("the existing erp consumer was changed: max_deliver %d, created %v -> %v", after.Config.MaxDeliver, before.Created, after.Created)
 	}
 	crm := consumer(t, js, "crm")
-	want := destinations.ConsumerConfig(dests[1])
+	want := topology.DestinationConsumer(dests[1]).Config
 	if crm.Config.DeliverPolicy != jetstream.DeliverNewPolicy || crm.Config.MaxDeliver != want.MaxDeliver ||
 		crm.Config.AckWait != want.AckWait || fmt.Sprint(crm.Config.FilterSubjects) != "[events.> replay.crm.>]" ||
 		crm.Config.Metadata[destinations.MetadataKey] != "crm" {
@@ -80,7 +81,7 @@ func TestEnsureConsumersCreatesOnlyWhatIsMissing(t *testing.T) {
 		t.Errorf("crm pending = %d, want the event stored after it was created", got)
 	}
 	// Running it again creates nothing.
-	if created, err := destinations.EnsureConsumers(ctx, js, dests); err != nil || len(created) != 0 {
+	if created, err := destinations.EnsureConsumers(ctx, js, topology.DestinationConsumers(dests)); err != nil || len(created) != 0 {
 		t.Errorf("second run created %v (err %v), want nothing", created, err)
 	}
 }
@@ -94,7 +95,7 @@ func TestUnconfigured(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	all := []config.Destination{dest("erp", 3, "events.order.>"), dest("crm", 3, "events.>"), dest("wms", 3, "events.stock.>")}
-	if _, err := destinations.EnsureConsumers(ctx, js, all); err != nil {
+	if _, err := destinations.EnsureConsumers(ctx, js, topology.DestinationConsumers(all)); err != nil {
 		t.Fatal(err)
 	}
 	// Not a destination's, though its name looks like one.

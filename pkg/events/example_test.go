@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 )
 
 // A service publishes an event with a stable idempotency key as its ID:
@@ -47,7 +48,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	if err := natsx.EnsureTopology(ctx, js, natsx.Topology{}); err != nil {
+	if err := topology.Ensure(ctx, js, topology.Topology{}); err != nil {
 		fmt.Println(err)
 		return
 	}

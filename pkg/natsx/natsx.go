@@ -1,7 +1,7 @@
 // Package natsx is Switchyard's NATS plumbing: connecting to an external
 // server (refusing one too old for the JetStream features Switchyard uses),
-// starting an embedded server, and declaring the streams every service
-// relies on.
+// starting an embedded server, watching KV buckets, and the names of the
+// streams every service relies on (pkg/topology declares them).
 package natsx
 
 import (

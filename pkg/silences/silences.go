@@ -23,11 +23,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
-
-// Bucket is the KV bucket holding the silences, one key per silence id.
-const Bucket = "silences"
 
 // Labels are the alert labels a matcher may name.
 var Labels = []string{"rule", "destination", "source", "severity"}
@@ -65,21 +63,13 @@ type Store struct {
 	now func() time.Time
 }
 
-// Open creates the bucket if needed (with the replicas of the AUDIT stream,
-// so it is as durable as the rest of the topology) and returns a store.
-func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	replicas := 1
-	if s, err := js.Stream(ctx, natsx.StreamAudit); err == nil {
-		replicas = s.CachedInfo().Config.Replicas
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "Alert silences, by id (the notifier mutes matching alerts until ends_at)",
-		History:     1,
-		Replicas:    max(replicas, 1),
-	})
+// Open creates or updates the bucket as t declares it (topology.Silences)
+// and returns a store.
+func Open(ctx context.Context, js jetstream.JetStream, t topology.Topology) (*Store, error) {
+	cfg := t.Silences().Config
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open KV bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("open KV bucket %s: %w", cfg.Bucket, err)
 	}
 	return &Store{kv: kv, now: time.Now}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/silences"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -91,7 +92,7 @@ func TestStore(t *testing.T) {
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	ctx := context.Background()
-	st, err := silences.Open(ctx, js)
+	st, err := silences.Open(ctx, js, topology.Topology{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -18,7 +19,7 @@ func TestWatchSurvivesAClosedWatcher(t *testing.T) {
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	ctx := context.Background()
-	st, err := Open(ctx, js)
+	st, err := Open(ctx, js, topology.Topology{})
 	if err != nil {
 		t.Fatal(err)
 	}

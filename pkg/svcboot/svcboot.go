@@ -30,6 +30,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/pkg/version"
 )
 
@@ -140,14 +141,14 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
 		env.Close()
 		return nil, fmt.Errorf("JetStream: %w", err)
 	}
-	if err := natsx.EnsureTopology(ctx, env.JS, Topology(cfg)); err != nil {
+	if err := topology.Ensure(ctx, env.JS, topology.FromConfig(cfg)); err != nil {
 		env.Close()
 		return nil, err
 	}
 	// A destination's consumer keeps the events stored after it exists:
 	// whichever service starts first creates the missing ones, so that an
 	// event accepted before the dispatcher's first start is still delivered.
-	created, err := destinations.EnsureConsumers(ctx, env.JS, cfg.Destinations)
+	created, err := destinations.EnsureConsumers(ctx, env.JS, topology.DestinationConsumers(cfg.Destinations))
 	if err != nil {
 		env.Close()
 		return nil, err
@@ -157,15 +158,6 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
 			slog.String("destination", name), slog.String("consumer", destinations.ConsumerName(name)))
 	}
 	return env, nil
-}
-
-// Topology derives the stream sizing from the configuration.
-func Topology(cfg config.Config) natsx.Topology {
-	return natsx.Topology{
-		Replicas:        cfg.NATS.Replicas,
-		EventsMaxAge:    cfg.NATS.EventsMaxAge.D(),
-		DuplicateWindow: cfg.NATS.DuplicateWindow.D(),
-	}
 }
 
 // Close drains the connection and stops the embedded server.

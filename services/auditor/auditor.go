@@ -23,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/netaddr"
 	"github.com/switchyard/switchyard/pkg/subjects"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor/internal/api"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/ui"
@@ -64,6 +65,9 @@ type Config struct {
 	// LagInterval is how often the writer measures its lag (and sends
 	// AuditLag while behind). Default 10s.
 	LagInterval time.Duration
+	// Topology declares the silences bucket (nats.replicas); zero fields
+	// take the configuration's defaults.
+	Topology topology.Topology
 	// DuplicateWindow is EVENTS' Nats-Msg-Id window (nats.duplicate_window):
 	// the same replay asked for twice within it is sent once. Default 2m.
 	DuplicateWindow time.Duration
@@ -95,6 +99,7 @@ func FromConfig(c config.Config, log *slog.Logger, reg prometheus.Registerer) Co
 		RetentionInterval: a.Retention.Interval.D(),
 		RetentionBatch:    a.Retention.BatchSize,
 		LagThreshold:      a.LagThreshold.D(),
+		Topology:          topology.FromConfig(c),
 		DuplicateWindow:   c.NATS.DuplicateWindow.D(),
 		Logger:            log,
 		Registerer:        reg,
@@ -275,7 +280,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, err
 		names[i] = d.Name
 	}
 	ops := api.NewOps(api.Config{
-		Store: st, JS: js, Audit: emitter, AdminToken: cfg.AdminToken, Destinations: names, DuplicateWindow: cfg.DuplicateWindow,
+		Store: st, JS: js, Audit: emitter, AdminToken: cfg.AdminToken, Destinations: names, Topology: cfg.Topology, DuplicateWindow: cfg.DuplicateWindow,
 		BulkReplayBudget: cfg.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
 	})
 	console, err := ui.New(ui.Config{Store: st, Ops: ops, AdminToken: cfg.AdminToken, Destinations: names, Sources: cfg.Sources,

@@ -24,7 +24,7 @@ func (a *Auditor) recordSilences(ctx context.Context) {
 		}
 	}
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		st, err := silences.Open(ctx, a.js)
+		st, err := silences.Open(ctx, a.js, a.cfg.Topology)
 		if err == nil {
 			err = st.Follow(ctx, log, follow) // goes on in the background until ctx is done
 		}

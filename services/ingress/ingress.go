@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/ingress/internal/server"
 )
 
@@ -38,7 +39,7 @@ func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		ReadTimeout:        cfg.Ingress.ReadTimeout.D(),
 		PublishTimeout:     cfg.Ingress.PublishTimeout.D(),
 		IdempotencyHorizon: cfg.Ingress.IdempotencyHorizon.D(),
-		Replicas:           cfg.NATS.Replicas,
+		Topology:           topology.FromConfig(cfg),
 		APIKeys:            cfg.Ingress.APIKeys,
 		MaxBody:            int64(cfg.Ingress.MaxBody),
 		MaxBatch:           cfg.Ingress.MaxBatch,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/notifier/internal/engine"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
 	"github.com/switchyard/switchyard/services/notifier/internal/sender"
@@ -32,8 +33,8 @@ type Config struct {
 	// Destinations give the rules each destination's timeout (the latency
 	// rule fires above 80% of it).
 	Destinations []config.Destination
-	// Replicas of the notifier's KV bucket and stream. Default 1.
-	Replicas int
+	// Topology sizes the notifier's buckets and stream (nats.replicas).
+	Topology topology.Topology
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -61,7 +62,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Notifier
 	e, err := engine.New(js, audit, engine.Config{
 		Rules:         rules.NewConfig(alerts, cfg.Destinations),
 		Senders:       Senders(alerts, cfg.Logger),
-		Replicas:      cfg.Replicas,
+		Topology:      cfg.Topology,
 		Logger:        cfg.Logger,
 		Registerer:    cfg.Registerer,
 		Clock:         cfg.Clock,

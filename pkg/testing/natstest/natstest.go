@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 )
 
 // Server is a running test server.
@@ -30,19 +31,33 @@ type Server struct {
 // Start runs an embedded server with Switchyard's streams declared.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return StartWith(t, natsx.Topology{})
+	return StartWith(t, topology.Topology{})
 }
 
 // StartWith is Start with a custom topology (a shorter duplicate window,
-// say).
-func StartWith(t testing.TB, topo natsx.Topology) *Server {
+// say; zero fields take the defaults).
+func StartWith(t testing.TB, topo topology.Topology) *Server {
 	t.Helper()
 	return StartWithServer(t, topo, natsx.EmbeddedConfig{})
 }
 
 // StartWithServer is StartWith with server settings (a small max_payload,
 // say); StoreDir, Listen and Logger are the test's.
-func StartWithServer(t testing.TB, topo natsx.Topology, cfg natsx.EmbeddedConfig) *Server {
+func StartWithServer(t testing.TB, topo topology.Topology, cfg natsx.EmbeddedConfig) *Server {
+	t.Helper()
+	s := StartBare(t, cfg)
+	_, js := s.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topology.Ensure(ctx, js, topo); err != nil {
+		t.Fatalf("declare topology: %v", err)
+	}
+	return s
+}
+
+// StartBare runs an embedded server with nothing declared, for tests of
+// the declaring itself.
+func StartBare(t testing.TB, cfg natsx.EmbeddedConfig) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	cfg.StoreDir, cfg.Listen = dir, "127.0.0.1:0"
@@ -56,14 +71,7 @@ func StartWithServer(t testing.TB, topo natsx.Topology, cfg natsx.EmbeddedConfig
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
-	s := &Server{NS: ns, URL: ns.ClientURL(), StoreDir: dir}
-	_, js := s.Connect(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := natsx.EnsureTopology(ctx, js, topo); err != nil {
-		t.Fatalf("declare topology: %v", err)
-	}
-	return s
+	return &Server{NS: ns, URL: ns.ClientURL(), StoreDir: dir}
 }
 
 // Connect opens a client connection closed by t.Cleanup.

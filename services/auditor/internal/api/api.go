@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// Destinations are the configured destination names (listed by
 	// /v1/destinations even before anything was delivered to them).
 	Destinations []string
+	// Topology declares the silences bucket the API opens; zero fields
+	// take the configuration's defaults.
+	Topology topology.Topology
 	// DuplicateWindow is EVENTS' Nats-Msg-Id window: a replay asked for
 	// twice within it is sent once. Default 2m.
 	DuplicateWindow time.Duration
@@ -80,7 +84,7 @@ func NewOps(cfg Config) *Ops {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Ops{h: &handlers{cfg: cfg, store: cfg.Store, replay: &replayer{cfg: cfg},
-		silences: &silenceHandlers{js: cfg.JS, log: cfg.Logger}}}
+		silences: &silenceHandlers{js: cfg.JS, log: cfg.Logger, topo: cfg.Topology}}}
 }
 
 // Handler returns the JSON API over these operations.

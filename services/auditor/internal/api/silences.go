@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/silences"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
@@ -59,10 +60,11 @@ func silenceRoutes(g *echo.Group, h *silenceHandlers) {
 }
 
 type silenceHandlers struct {
-	js  jetstream.JetStream
-	log *slog.Logger
-	mu  sync.Mutex
-	st  *silences.Store
+	js   jetstream.JetStream
+	log  *slog.Logger
+	topo topology.Topology
+	mu   sync.Mutex
+	st   *silences.Store
 }
 
 // store opens the bucket on first use, so that the API starts even while
@@ -74,7 +76,7 @@ func (h *silenceHandlers) store(ctx context.Context) (*silences.Store, error) {
 		return nil, errors.New("this API has no NATS connection")
 	}
 	if h.st == nil {
-		st, err := silences.Open(ctx, h.js)
+		st, err := silences.Open(ctx, h.js, h.topo)
 		if err != nil {
 			return nil, err
 		}

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/events"
-	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
 )
@@ -56,12 +56,11 @@ func TestOutageLongerThanTheAckWaitWritesEachItemOnce(t *testing.T) {
 	const ackWait = time.Second
 	ctx := testCtx(t)
 	_, js := ns.Connect(t)
-	for stream, consumers := range (natsx.Topology{}).ConsumerConfigs() {
-		for _, cfg := range consumers {
-			cfg.AckWait = ackWait
-			if _, err := js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
-				t.Fatal(err)
-			}
+	for _, c := range (topology.Topology{}).Consumers() {
+		stream, cfg := c.Stream, c.Config
+		cfg.AckWait = ackWait
+		if _, err := js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
+			t.Fatal(err)
 		}
 	}
 	st := &outageStore{Store: db.open(t, db.url), written: map[string]int{}}

@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -227,18 +228,17 @@ func TestReplayingTheStreamsChangesNothing(t *testing.T) {
 	// Deliver both streams to the writer again from the start: the
 	// notifier has not acked AUDIT here, so the records are all still there.
 	ctx := testCtx(t)
-	for stream, consumers := range (natsx.Topology{}).ConsumerConfigs() {
-		for _, cfg := range consumers {
-			if cfg.Durable != natsx.ConsumerAuditor && cfg.Durable != natsx.ConsumerAuditorEvents {
-				continue
-			}
-			if err := e.js.DeleteConsumer(ctx, stream, cfg.Durable); err != nil {
-				t.Fatal(err)
-			}
-			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
-			if _, err := e.js.CreateConsumer(ctx, stream, cfg); err != nil {
-				t.Fatal(err)
-			}
+	for _, c := range (topology.Topology{}).Consumers() {
+		stream, cfg := c.Stream, c.Config
+		if cfg.Durable != natsx.ConsumerAuditor && cfg.Durable != natsx.ConsumerAuditorEvents {
+			continue
+		}
+		if err := e.js.DeleteConsumer(ctx, stream, cfg.Durable); err != nil {
+			t.Fatal(err)
+		}
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+		if _, err := e.js.CreateConsumer(ctx, stream, cfg); err != nil {
+			t.Fatal(err)
 		}
 	}
 	again := startOn(t, ns, db.open(t, db.url))

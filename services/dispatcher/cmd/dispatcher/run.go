@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/svcboot"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/dispatcher"
 )
 
@@ -16,7 +17,7 @@ func run(ctx context.Context, args []string) error {
 			Destinations: env.Config.Destinations,
 			Logger:       env.Log.With(slog.String("service", "dispatcher")),
 			Registerer:   env.Registry,
-			Replicas:     env.Config.NATS.Replicas,
+			Topology:     topology.FromConfig(env.Config),
 		})
 	})
 }

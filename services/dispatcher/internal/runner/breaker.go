@@ -14,11 +14,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
 // BreakerBucket is the KV bucket holding every destination's circuit.
-const BreakerBucket = "switchyard_breakers"
+const BreakerBucket = topology.BreakerBucket
 
 // breaker is this replica's handle on one destination's shared circuit: a
 // cached copy kept current by the bucket watcher, the outcomes not yet

@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/oauthtest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -313,7 +314,7 @@ func TestIDsSurviveARecreatedEventsStream(t *testing.T) {
 	if err := e.js.DeleteStream(ctx, natsx.StreamEvents); err != nil {
 		t.Fatal(err)
 	}
-	if err := natsx.EnsureTopology(ctx, e.js, natsx.Topology{}); err != nil {
+	if err := topology.Ensure(ctx, e.js, topology.Topology{}); err != nil {
 		t.Fatal(err)
 	}
 	e.start(t, d)

@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/redelivery"
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 )
@@ -401,7 +402,7 @@ func (dest *destination) recoverConsumer(ctx context.Context, cause error) bool 
 	dest.consumerMu.RLock()
 	recreatedStream := !streamCreated.Equal(dest.streamCreated)
 	dest.consumerMu.RUnlock()
-	cc := destinations.ConsumerConfig(dest.cfg)
+	cc := topology.DestinationConsumer(dest.cfg).Config
 	from := dest.ackFloor.Load() + 1
 	if recreatedStream {
 		cc.DeliverPolicy = jetstream.DeliverAllPolicy

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 )
 
 // logLines keeps a dispatcher's log for a test to read, and shows it in
@@ -173,7 +174,7 @@ func TestConsumersAreRecreatedWithARecreatedEventsStream(t *testing.T) {
 	if err := e.js.DeleteStream(ctx, natsx.StreamEvents); err != nil {
 		t.Fatal(err)
 	}
-	if err := natsx.EnsureTopology(ctx, e.js, natsx.Topology{}); err != nil {
+	if err := topology.Ensure(ctx, e.js, topology.Topology{}); err != nil {
 		t.Fatal(err)
 	}
 	// Stored before or after the consumers are back: delivered either way.

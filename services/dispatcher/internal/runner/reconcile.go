@@ -15,32 +15,20 @@ import (
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
 // ReconcilerConsumer is the durable consumer on ADVISORIES through which the
 // dispatcher replicas turn deliveries given up without a dead letter into
-// dead letters.
-const ReconcilerConsumer = "dispatcher_reconciler"
+// dead letters (declared by topology.ReconcilerConsumer).
+const ReconcilerConsumer = topology.ReconcilerConsumer
 
 // Advisory subjects (nats-server jetstream_events.go) for EVENTS consumers.
 const (
-	advisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + natsx.StreamEvents + "."
-	advisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + natsx.StreamEvents + "."
+	advisoryMaxDeliveries = topology.AdvisoryMaxDeliveries
+	advisoryTerminated    = topology.AdvisoryTerminated
 )
-
-func reconcilerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:        ReconcilerConsumer,
-		Description:    "Switchyard dispatcher: dead letters for deliveries given up without one (MAX_DELIVERIES, MSG_TERMINATED)",
-		FilterSubjects: []string{advisoryMaxDeliveries + "*", advisoryTerminated + "*"},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
-		MaxDeliver:     -1,
-		MaxAckPending:  1000,
-	}
-}
 
 // advisory is the part of a JetStream consumer advisory the reconciler reads
 // (io.nats.jetstream.advisory.v1.max_deliver and .terminated).

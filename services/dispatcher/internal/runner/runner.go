@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 )
 
 // Config configures the dispatcher.
@@ -50,8 +51,9 @@ type Config struct {
 	// BreakerSync is how often successes are added to the shared circuit
 	// breaker state; failures are added at once. Default 1s.
 	BreakerSync time.Duration
-	// Replicas of the circuit breaker KV bucket (nats.replicas). Default 1.
-	Replicas int
+	// Topology sizes the circuit breaker bucket (nats.replicas); zero
+	// fields take the configuration's defaults.
+	Topology topology.Topology
 	// Instance names this replica (half-open probe ownership, logs).
 	// Default host/pid/random.
 	Instance string
@@ -70,9 +72,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.BreakerSync == 0 {
 		c.BreakerSync = time.Second
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
 	}
 	if c.Instance == "" {
 		host, _ := os.Hostname()
@@ -150,12 +149,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 // the retries it is waiting for; it is named in a warning with its counts,
 // and `switchyard destinations prune` removes it when an operator says so.
 func (d *Dispatcher) Provision(ctx context.Context) error {
-	kv, err := d.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      BreakerBucket,
-		Description: "Switchyard dispatcher: circuit breaker state per destination, shared by every replica",
-		History:     1,
-		Replicas:    d.cfg.Replicas,
-	})
+	kv, err := d.js.CreateOrUpdateKeyValue(ctx, d.cfg.Topology.Breakers().Config)
 	if err != nil {
 		return fmt.Errorf("create or update KV bucket %s: %w", BreakerBucket, err)
 	}
@@ -164,7 +158,7 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 		return err
 	}
 	for _, dest := range d.dests {
-		cc := destinations.ConsumerConfig(dest.cfg)
+		cc := topology.DestinationConsumer(dest.cfg).Config
 		if old, err := d.js.Consumer(ctx, natsx.StreamEvents, cc.Durable); err == nil {
 			prev := old.CachedInfo().Config
 			// Keep a pause the circuit breaker set: a restart must not send
@@ -187,7 +181,8 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 			}
 		}
 	}
-	if _, err := d.js.CreateOrUpdateConsumer(ctx, natsx.StreamAdvisories, reconcilerConfig()); err != nil {
+	rc := d.cfg.Topology.ReconcilerConsumer()
+	if _, err := d.js.CreateOrUpdateConsumer(ctx, rc.Stream, rc.Config); err != nil {
 		return fmt.Errorf("create or update consumer %s: %w", ReconcilerConsumer, err)
 	}
 	orphans, err := destinations.Unconfigured(ctx, d.js, d.cfg.Destinations)

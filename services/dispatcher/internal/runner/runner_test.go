@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -755,7 +756,7 @@ func TestConsumerConfigCapsBackoffAtMaxAttempts(t *testing.T) {
 	t.Parallel()
 	d := destinationFor("erp", "https://erp.example", 2)
 	d.Retry.Backoff = []config.Duration{config.Duration(step1), config.Duration(step2), config.Duration(2 * step2)}
-	cc := destinations.ConsumerConfig(d)
+	cc := topology.DestinationConsumer(d).Config
 	if len(cc.BackOff) > cc.MaxDeliver {
 		t.Errorf("BackOff has %d steps for MaxDeliver %d; JetStream refuses that", len(cc.BackOff), cc.MaxDeliver)
 	}

@@ -19,14 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// DefaultBucket is the KV bucket holding the records.
-const DefaultBucket = "ingress_idempotency"
 
 // Key is the record key for an event id: the ids are the partners' text
 // and KV keys allow only [-/_=.a-zA-Z0-9], so the key is a hash, 144 bits
@@ -36,18 +32,6 @@ func Key(eventID string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:18])
 }
 
-// Config configures a Store.
-type Config struct {
-	// Bucket is the KV bucket. Default DefaultBucket.
-	Bucket string
-	// Horizon is how long a record lives. Required.
-	Horizon time.Duration
-	// Replicas of the bucket. Default 1.
-	Replicas int
-	// Storage of the bucket. Default file.
-	Storage jetstream.StorageType
-}
-
 // ErrNoBucket is returned (wrapped) when the bucket does not exist and
 // could not be created.
 var ErrNoBucket = errors.New("idempotency bucket unavailable")
@@ -55,39 +39,31 @@ var ErrNoBucket = errors.New("idempotency bucket unavailable")
 // Store reads and writes idempotency records.
 type Store struct {
 	js  jetstream.JetStream
-	cfg Config
+	cfg jetstream.KeyValueConfig
 	// prefix is the records' subject prefix, get the direct-get subject
 	// prefix for them.
 	prefix, get string
 	ready       atomic.Bool
 }
 
-// New returns a Store. Ensure declares its bucket; until then Lookup
-// reports ErrNoBucket.
-func New(js jetstream.JetStream, cfg Config) (*Store, error) {
-	if cfg.Bucket == "" {
-		cfg.Bucket = DefaultBucket
+// New returns a Store of the bucket bucket declares
+// (topology.Idempotency: its TTL is the horizon). Ensure creates the
+// bucket; until then Lookup reports ErrNoBucket.
+func New(js jetstream.JetStream, bucket jetstream.KeyValueConfig) (*Store, error) {
+	if bucket.Bucket == "" {
+		return nil, errors.New("idempotency: the bucket has no name")
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
+	if bucket.TTL <= 0 {
+		return nil, errors.New("idempotency: the bucket's TTL (the idempotency horizon) must be positive")
 	}
-	if cfg.Horizon <= 0 {
-		return nil, errors.New("idempotency: Config.Horizon must be positive")
-	}
+	cfg := bucket
 	prefix := "$KV." + cfg.Bucket + "."
 	return &Store{js: js, cfg: cfg, prefix: prefix, get: "$JS.API.DIRECT.GET.KV_" + cfg.Bucket + "." + prefix}, nil
 }
 
 // Ensure creates the bucket, or updates its horizon and replicas.
 func (s *Store) Ensure(ctx context.Context) error {
-	_, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      s.cfg.Bucket,
-		Description: "ingress: event ids seen within the idempotency horizon (key: hash of the id, value: subject)",
-		History:     1,
-		TTL:         s.cfg.Horizon,
-		Replicas:    s.cfg.Replicas,
-		Storage:     s.cfg.Storage,
-	})
+	_, err := s.js.CreateOrUpdateKeyValue(ctx, s.cfg)
 	if err != nil {
 		return fmt.Errorf("%w: create or update KV bucket %s: %w", ErrNoBucket, s.cfg.Bucket, err)
 	}

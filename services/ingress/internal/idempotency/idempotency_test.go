@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 )
 
@@ -30,7 +33,7 @@ func TestStore(t *testing.T) {
 	_, js := natstest.Start(t).Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := idempotency.New(js, idempotency.Config{Horizon: time.Hour})
+	s, err := idempotency.New(js, topology.Topology{}.Idempotency(time.Hour).Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +69,7 @@ func TestStore(t *testing.T) {
 		t.Fatalf("Lookup after a delete = %v, %v; want no record", found, err)
 	}
 	// A new horizon applies to the bucket.
-	s2, err := idempotency.New(js, idempotency.Config{Horizon: 2 * time.Hour})
+	s2, err := idempotency.New(js, topology.Topology{}.Idempotency(2*time.Hour).Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,10 @@ func TestStore(t *testing.T) {
 	if status, err := kv.Status(ctx); err != nil || status.TTL() != 2*time.Hour {
 		t.Errorf("TTL after a new horizon = %v (%v)", status.TTL(), err)
 	}
-	if _, err := idempotency.New(js, idempotency.Config{}); err == nil {
+	if _, err := idempotency.New(js, topology.Topology{}.Idempotency(0).Config); err == nil {
 		t.Error("New without a horizon succeeded")
+	}
+	if _, err := idempotency.New(js, jetstream.KeyValueConfig{TTL: time.Hour}); err == nil {
+		t.Error("New without a bucket name succeeded")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 )
 
 // BenchmarkMechanisms measures the throughput of the ways to remember a
@@ -45,7 +46,7 @@ const horizon = 72 * time.Hour
 
 type mechanism interface {
 	name() string
-	topology() natsx.Topology
+	topology() topology.Topology
 	setup(ctx context.Context, js jetstream.JetStream) (deliver func(ctx context.Context, id string, event *nats.Msg) error, err error)
 }
 
@@ -124,12 +125,12 @@ func BenchmarkRememberCost(b *testing.B) {
 	}
 	cases := []struct {
 		name  string
-		topo  natsx.Topology
+		topo  topology.Topology
 		setup func(js jetstream.JetStream) error
 		fill  fill
 	}{
-		{name: "events-without-id", topo: natsx.Topology{DuplicateWindow: horizon}, fill: events(false)},
-		{name: "stream-window", topo: natsx.Topology{DuplicateWindow: horizon}, fill: events(true)},
+		{name: "events-without-id", topo: topology.Topology{DuplicateWindow: horizon}, fill: events(false)},
+		{name: "stream-window", topo: topology.Topology{DuplicateWindow: horizon}, fill: events(true)},
 		{name: "kv-bucket-ttl", setup: func(js jetstream.JetStream) error {
 			_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", TTL: horizon, History: 1})
 			return err
@@ -194,7 +195,7 @@ func BenchmarkRememberCost(b *testing.B) {
 	}
 }
 
-func startServer(b *testing.B, dir string, topo natsx.Topology) (*server.Server, jetstream.JetStream) {
+func startServer(b *testing.B, dir string, topo topology.Topology) (*server.Server, jetstream.JetStream) {
 	b.Helper()
 	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -212,7 +213,7 @@ func startServer(b *testing.B, dir string, topo natsx.Topology) (*server.Server,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := natsx.EnsureTopology(ctx, js, topo); err != nil {
+	if err := topology.Ensure(ctx, js, topo); err != nil {
 		b.Fatal(err)
 	}
 	return ns, js
@@ -269,8 +270,8 @@ func dirSize(b *testing.B, dir string) int64 {
 
 type none struct{}
 
-func (none) name() string             { return "none" }
-func (none) topology() natsx.Topology { return natsx.Topology{} }
+func (none) name() string                { return "none" }
+func (none) topology() topology.Topology { return topology.Topology{} }
 func (none) setup(_ context.Context, js jetstream.JetStream) (func(context.Context, string, *nats.Msg) error, error) {
 	return func(ctx context.Context, _ string, m *nats.Msg) error {
 		_, err := js.PublishMsg(ctx, m)
@@ -280,13 +281,13 @@ func (none) setup(_ context.Context, js jetstream.JetStream) (func(context.Conte
 
 type streamWindow struct{ none }
 
-func (streamWindow) name() string             { return "stream-window" }
-func (streamWindow) topology() natsx.Topology { return natsx.Topology{DuplicateWindow: horizon} }
+func (streamWindow) name() string                { return "stream-window" }
+func (streamWindow) topology() topology.Topology { return topology.Topology{DuplicateWindow: horizon} }
 
 type kvBucketTTL struct{}
 
-func (kvBucketTTL) name() string             { return "kv-bucket-ttl" }
-func (kvBucketTTL) topology() natsx.Topology { return natsx.Topology{} }
+func (kvBucketTTL) name() string                { return "kv-bucket-ttl" }
+func (kvBucketTTL) topology() topology.Topology { return topology.Topology{} }
 func (kvBucketTTL) setup(ctx context.Context, js jetstream.JetStream) (func(context.Context, string, *nats.Msg) error, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench_bucket_ttl", TTL: horizon, History: 1})
 	if err != nil {
@@ -297,8 +298,8 @@ func (kvBucketTTL) setup(ctx context.Context, js jetstream.JetStream) (func(cont
 
 type kvKeyTTL struct{}
 
-func (kvKeyTTL) name() string             { return "kv-key-ttl" }
-func (kvKeyTTL) topology() natsx.Topology { return natsx.Topology{} }
+func (kvKeyTTL) name() string                { return "kv-key-ttl" }
+func (kvKeyTTL) topology() topology.Topology { return topology.Topology{} }
 func (kvKeyTTL) setup(ctx context.Context, js jetstream.JetStream) (func(context.Context, string, *nats.Msg) error, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench_key_ttl", History: 1, LimitMarkerTTL: time.Minute})
 	if err != nil {
@@ -327,8 +328,8 @@ func kvDeliver(js jetstream.JetStream, kv jetstream.KeyValue, putOpts []jetstrea
 
 type subjectPerID struct{}
 
-func (subjectPerID) name() string             { return "subject-per-id" }
-func (subjectPerID) topology() natsx.Topology { return natsx.Topology{} }
+func (subjectPerID) name() string                { return "subject-per-id" }
+func (subjectPerID) topology() topology.Topology { return topology.Topology{} }
 func (subjectPerID) setup(ctx context.Context, js jetstream.JetStream) (func(context.Context, string, *nats.Msg) error, error) {
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: "BENCH_IDS", Subjects: []string{"ids.>"}, MaxMsgsPerSubject: 1, MaxAge: horizon,

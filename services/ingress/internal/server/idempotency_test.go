@@ -12,8 +12,8 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
-	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 )
 
 // testCtx is the test's context (testctx.New).
@@ -50,7 +50,7 @@ func waitWindowPassed(t *testing.T, js jetstream.JetStream) {
 // idempotency record.
 func TestRedeliveryAfterTheWindow(t *testing.T) {
 	t.Parallel()
-	ns := natstest.StartWith(t, natsx.Topology{DuplicateWindow: time.Second})
+	ns := natstest.StartWith(t, topology.Topology{DuplicateWindow: time.Second})
 	_, js := ns.Connect(t)
 	e := newEnvOn(t, ns, js, withAPIKey("orders", testAPIKey))
 	wantID := sourceName + ":" + vecID
@@ -110,7 +110,7 @@ func TestNotStoredLeavesNoRecord(t *testing.T) {
 	}
 
 	// JetStream is back: the retry is stored.
-	if err := natsx.EnsureTopology(ctx, e.js, natsx.Topology{}); err != nil {
+	if err := topology.Ensure(ctx, e.js, topology.Topology{}); err != nil {
 		t.Fatal(err)
 	}
 	if a := e.post(t, vector()); a.code != http.StatusAccepted {
@@ -129,7 +129,7 @@ func TestRecordWriteFailsAfterPubAck(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
 	// The bucket disappears: lookups and record writes fail.
-	if err := e.js.DeleteKeyValue(ctx, idempotency.DefaultBucket); err != nil {
+	if err := e.js.DeleteKeyValue(ctx, topology.IdempotencyBucket); err != nil {
 		t.Fatal(err)
 	}
 	if a := e.post(t, vector()); a.code != http.StatusAccepted {

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -202,7 +203,7 @@ func TestRejectionSummaryAtClose(t *testing.T) {
 func TestBodyLimitsWithinMaxPayload(t *testing.T) {
 	t.Parallel()
 	const maxPayload = 64 << 10
-	ns := natstest.StartWithServer(t, natsx.Topology{}, natsx.EmbeddedConfig{MaxPayload: maxPayload})
+	ns := natstest.StartWithServer(t, topology.Topology{}, natsx.EmbeddedConfig{MaxPayload: maxPayload})
 	_, js := ns.Connect(t)
 	fits := config.ByteSize(maxPayload - events.EnvelopeAllowance)
 	build := func(apiMax int64, sourceMax config.ByteSize) error {

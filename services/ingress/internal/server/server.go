@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/netaddr"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 	"github.com/switchyard/switchyard/services/ingress/internal/inflight"
@@ -44,8 +45,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	// IdempotencyHorizon is how long an event id is remembered. Default 72h.
 	IdempotencyHorizon time.Duration
-	// Replicas of the idempotency bucket. Default 1.
-	Replicas int
+	// Topology sizes the idempotency bucket (nats.replicas); zero fields
+	// take the configuration's defaults.
+	Topology topology.Topology
 	// APIKeys may use the publish API (POST /v1/events).
 	APIKeys []config.IngressAPIKey
 	// MaxBody bounds a publish API request body, and a source's body when
@@ -95,9 +97,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.IdempotencyHorizon == 0 {
 		c.IdempotencyHorizon = config.DefaultIdempotencyHorizon.D()
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = int64(config.DefaultMaxBody)
@@ -209,7 +208,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	if err := s.checkMaxPayload(); err != nil {
 		return nil, err
 	}
-	idem, err := idempotency.New(js, idempotency.Config{Horizon: cfg.IdempotencyHorizon, Replicas: cfg.Replicas})
+	idem, err := idempotency.New(js, cfg.Topology.Idempotency(cfg.IdempotencyHorizon).Config)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: %w", err)
 	}

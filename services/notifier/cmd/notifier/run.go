@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/svcboot"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/notifier"
 )
 
@@ -15,7 +16,7 @@ func run(ctx context.Context, args []string) error {
 		return notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.Config{
 			Alerts:       env.Config.Alerts,
 			Destinations: env.Config.Destinations,
-			Replicas:     env.Config.NATS.Replicas,
+			Topology:     topology.FromConfig(env.Config),
 			Logger:       env.Log.With(slog.String("service", "notifier")),
 			Registerer:   env.Registry,
 		})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
@@ -71,7 +72,7 @@ func (e *env) crashBeforePublishing() *switchyardv1.PendingNotification {
 	if p == nil || p.Published || len(p.Notification) == 0 || p.Sequence != 1 {
 		e.t.Fatalf("pending page after the crash = %v, want sequence 1 unpublished with its body", p)
 	}
-	if n := natstest.Count(e.t, e.js, StreamNotifications, "notify.>"); n != 0 {
+	if n := natstest.Count(e.t, e.js, topology.StreamNotifications, "notify.>"); n != 0 {
 		e.t.Fatalf("NOTIFICATIONS holds %d messages after a crash before publishing, want 0", n)
 	}
 	return p
@@ -133,7 +134,7 @@ func TestMessagePublishedButNotMarkedIsSentOnce(t *testing.T) {
 	waitfor.True(t, "the page marked published", func() bool {
 		return e.alertState(rules.DeliveryDeadLettered, map[string]string{"destination": "erp"}).GetSenders()["slack"].GetPending().GetPublished()
 	})
-	stream, err := e.js.Stream(context.Background(), StreamNotifications)
+	stream, err := e.js.Stream(context.Background(), topology.StreamNotifications)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ type kvFaults struct {
 
 func (k kvFaults) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := k.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
-	if err != nil || cfg.Bucket != StateBucket {
+	if err != nil || cfg.Bucket != topology.NotifierStateBucket {
 		return kv, err
 	}
 	k.kv.KeyValue = kv
@@ -223,7 +224,7 @@ func TestOutcomeIsStoredThroughAKVOutage(t *testing.T) {
 	if p := e.alertState(rules.DeliveryDeadLettered, erp).GetSenders()["slack"].GetPending(); p != nil {
 		t.Fatalf("the page is still pending after the outage: %v", p)
 	}
-	cons, err := e.js.Consumer(context.Background(), StreamNotifications, ConsumerPrefix+"slack")
+	cons, err := e.js.Consumer(context.Background(), topology.StreamNotifications, topology.SenderConsumerName("slack"))
 	if err != nil {
 		t.Fatal(err)
 	}

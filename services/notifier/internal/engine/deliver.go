@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/sender"
@@ -20,7 +21,7 @@ import (
 // permanent reason; a retryable failure leaves it in the stream for a
 // delayed redelivery (the receiver's Retry-After, or a growing backoff).
 func (e *Engine) deliver(ctx context.Context, s sender.Sender) error {
-	cons, err := e.js.Consumer(ctx, StreamNotifications, ConsumerPrefix+s.Name())
+	cons, err := e.js.Consumer(ctx, topology.StreamNotifications, topology.SenderConsumerName(s.Name()))
 	if err != nil {
 		return fmt.Errorf("notifier: open consumer for %s: %w", s.Name(), err)
 	}
@@ -36,7 +37,7 @@ func (e *Engine) deliver(ctx context.Context, s sender.Sender) error {
 				return nil
 			}
 			it.Stop()
-			return fmt.Errorf("notifier: read %s: %w", StreamNotifications, err)
+			return fmt.Errorf("notifier: read %s: %w", topology.StreamNotifications, err)
 		}
 		e.deliverOne(ctx, s, m)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/testing/slacktest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
@@ -50,7 +51,7 @@ func (a *afterSend) Send(ctx context.Context, al sender.Alert) error {
 // alertState reads an alert's state from KV.
 func (e *env) alertState(rule string, labels map[string]string) *switchyardv1.Alert {
 	e.t.Helper()
-	kv, err := e.js.KeyValue(context.Background(), StateBucket)
+	kv, err := e.js.KeyValue(context.Background(), topology.NotifierStateBucket)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestLostMessageIsMadeAgain(t *testing.T) {
 	e.stop(r)
 
 	ctx := context.Background()
-	stream, err := e.js.Stream(ctx, StreamNotifications)
+	stream, err := e.js.Stream(ctx, topology.StreamNotifications)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestLostMessageIsMadeAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// crm's state as an older notifier left it: no body once published.
-	kv, err := e.js.KeyValue(ctx, StateBucket)
+	kv, err := e.js.KeyValue(ctx, topology.NotifierStateBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,23 +28,11 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/silences"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
 	"github.com/switchyard/switchyard/services/notifier/internal/sender"
 )
-
-// StreamNotifications holds the messages on their way to a sender, on
-// notify.<sender>.<fingerprint>; work-queue retention, so a message is gone
-// once its sender acknowledged it.
-const StreamNotifications = "NOTIFICATIONS"
-
-// ConsumerPrefix names the durable consumer of each sender
-// (notifier-slack, notifier-webhook, notifier-console).
-const ConsumerPrefix = "notifier-"
-
-// notifyAckWait is the senders' consumers' ack wait: a send waits at most
-// 30s for its turn and 10s for an answer.
-const notifyAckWait = 2 * time.Minute
 
 // Config configures the engine.
 type Config struct {
@@ -53,8 +41,10 @@ type Config struct {
 	Rules rules.Config
 	// Senders deliver the messages; names must differ. At least one.
 	Senders []sender.Sender
-	// Replicas of the state bucket and the NOTIFICATIONS stream. Default 1.
-	Replicas int
+	// Topology sizes the state bucket, the silences bucket and the
+	// NOTIFICATIONS stream (nats.replicas); zero fields take the
+	// configuration's defaults.
+	Topology topology.Topology
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -84,9 +74,6 @@ type Config struct {
 
 // WithDefaults fills unset fields.
 func (c Config) WithDefaults() Config {
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
 	if c.Clock == nil {
 		c.Clock = clockwork.NewRealClock()
 	}
@@ -193,7 +180,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // prepare declares the state bucket, the NOTIFICATIONS stream and the
 // senders' consumers, and loads the state and the silences.
 func (e *Engine) prepare(ctx context.Context) error {
-	st, err := openStore(ctx, e.js, e.cfg.Replicas, e.m)
+	st, err := openStore(ctx, e.js, e.cfg.Topology.NotifierState().Config, e.m)
 	if err != nil {
 		return err
 	}
@@ -201,36 +188,19 @@ func (e *Engine) prepare(ctx context.Context) error {
 		return err
 	}
 	e.store = st
-	sil, err := silences.Open(ctx, e.js)
+	sil, err := silences.Open(ctx, e.js, e.cfg.Topology)
 	if err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
 	if e.silenced, err = sil.Watch(ctx, e.log); err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
-	if e.notifications, err = e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamNotifications,
-		Description: "notifier: alert messages on their way to a sender, notify.<sender>.<fingerprint>",
-		Subjects:    []string{"notify.>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		MaxAge:      7 * 24 * time.Hour,
-		// Longer than the republish grace, so that a message published
-		// twice (its maker died before recording it) is stored once.
-		Duplicates: time.Hour,
-		Replicas:   e.cfg.Replicas,
-	}); err != nil {
-		return fmt.Errorf("notifier: create or update stream %s: %w", StreamNotifications, err)
+	if e.notifications, err = e.js.CreateOrUpdateStream(ctx, e.cfg.Topology.Notifications().Config); err != nil {
+		return fmt.Errorf("notifier: create or update stream %s: %w", topology.StreamNotifications, err)
 	}
 	for _, s := range e.cfg.Senders {
-		if _, err := e.js.CreateOrUpdateConsumer(ctx, StreamNotifications, jetstream.ConsumerConfig{
-			Durable:       ConsumerPrefix + s.Name(),
-			Description:   "notifier: delivers alert messages to " + s.Name(),
-			FilterSubject: "notify." + s.Name() + ".>",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       notifyAckWait,
-			MaxDeliver:    -1,
-			MaxAckPending: 1000,
-		}); err != nil {
+		c := e.cfg.Topology.SenderConsumer(s.Name())
+		if _, err := e.js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
 			return fmt.Errorf("notifier: create or update consumer for %s: %w", s.Name(), err)
 		}
 	}

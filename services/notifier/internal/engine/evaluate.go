@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
@@ -173,7 +174,7 @@ func (e *Engine) publish(ctx context.Context, a *switchyardv1.Alert, m made) err
 	msg.Header.Set(nats.MsgIdHdr, notifyID(fp, m.sender, m.seq))
 	msg.Data = m.data
 	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("publish to %s: %w", StreamNotifications, err)
+		return fmt.Errorf("publish to %s: %w", topology.StreamNotifications, err)
 	}
 	_, _, err := update(ctx, e.store, alerting.Key(fp), func(a *switchyardv1.Alert) (*switchyardv1.Alert, bool) {
 		p := alerting.Pending(a, m.sender, m.seq)
@@ -257,7 +258,7 @@ func (e *Engine) tidy(ctx context.Context, all []*switchyardv1.Series, now time.
 // lostAfter is how long a published message may stay pending before tidy
 // looks for it in NOTIFICATIONS: the senders' ack wait, past which a
 // message that is there has been delivered at least once.
-const lostAfter = notifyAckWait
+const lostAfter = topology.SenderAckWait
 
 // recoverLost makes a sender's pending message of an alert again if
 // NOTIFICATIONS no longer holds it (its max age passed while the receiver
@@ -340,7 +341,7 @@ func (e *Engine) inStream(ctx context.Context, fp, sender string, seq uint64) (b
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("read %s: %w", StreamNotifications, err)
+		return false, fmt.Errorf("read %s: %w", topology.StreamNotifications, err)
 	}
 	return m.Header.Get(nats.MsgIdHdr) == notifyID(fp, sender, seq), nil
 }

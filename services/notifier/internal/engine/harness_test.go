@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/slacktest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
 	"github.com/switchyard/switchyard/services/notifier/internal/sender"
@@ -204,7 +205,7 @@ func (e *env) settle() {
 		waitfor.True(e.t, "an evaluation pass", func() bool { return r.eng.finished.Load() > mark })
 	}
 	waitfor.True(e.t, "every alert message delivered", func() bool {
-		return natstest.Count(e.t, e.js, StreamNotifications, "notify.>") == 0
+		return natstest.Count(e.t, e.js, topology.StreamNotifications, "notify.>") == 0
 	})
 }
 
@@ -334,7 +335,7 @@ func (s *syncBuffer) String() string {
 
 func silenceStore(t *testing.T, e *env) *silences.Store {
 	t.Helper()
-	st, err := silences.Open(context.Background(), e.js)
+	st, err := silences.Open(context.Background(), e.js, topology.Topology{})
 	if err != nil {
 		t.Fatal(err)
 	}

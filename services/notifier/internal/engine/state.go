@@ -17,10 +17,6 @@ import (
 	"github.com/switchyard/switchyard/services/notifier/internal/series"
 )
 
-// StateBucket is the KV bucket holding the series aggregates
-// (series.<kind>.<name>) and the alert states (alert.<fingerprint>).
-const StateBucket = "notifier_state"
-
 // store is the notifier's view of the state bucket: a local copy kept
 // current by a watch (so evaluating every rule reads no KV), and writes that
 // are compare-and-set on the key's revision, so that replicas never
@@ -41,15 +37,10 @@ type entry struct {
 	alert  *switchyardv1.Alert
 }
 
-func openStore(ctx context.Context, js jetstream.JetStream, replicas int, m *metrics) (*store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      StateBucket,
-		Description: "notifier: rule aggregates per destination/source (series.*) and alert states (alert.*)",
-		History:     1,
-		Replicas:    max(replicas, 1),
-	})
+func openStore(ctx context.Context, js jetstream.JetStream, bucket jetstream.KeyValueConfig, m *metrics) (*store, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, bucket)
 	if err != nil {
-		return nil, fmt.Errorf("notifier: open KV bucket %s: %w", StateBucket, err)
+		return nil, fmt.Errorf("notifier: open KV bucket %s: %w", bucket.Bucket, err)
 	}
 	return &store{kv: kv, m: m, entries: map[string]entry{}}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
 	"github.com/switchyard/switchyard/services/notifier/internal/rules"
@@ -27,7 +28,7 @@ func TestStateWatchStartsAgain(t *testing.T) {
 	_, js := ns.Connect(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	st, err := openStore(ctx, js, 1, newMetrics(nil, nil))
+	st, err := openStore(ctx, js, topology.Topology{}.NotifierState().Config, newMetrics(nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestStateWatchStartsAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another replica's writes.
-	other, err := js.KeyValue(ctx, StateBucket)
+	other, err := js.KeyValue(ctx, topology.NotifierStateBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestUpdateAppliesAgainOnConflict(t *testing.T) {
 	_, js := ns.Connect(t)
 	ctx := context.Background()
 	open := func() *store {
-		st, err := openStore(ctx, js, 1, newMetrics(nil, nil))
+		st, err := openStore(ctx, js, topology.Topology{}.NotifierState().Config, newMetrics(nil, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +214,7 @@ func TestTwoReplicasDecidingAtOnceMakeOneMessage(t *testing.T) {
 	if al.GetLastSequence() != 1 || p.GetSequence() != 1 || !p.GetPublished() {
 		t.Errorf("alert: last sequence %d, pending %v; want one page, sequence 1, published", al.GetLastSequence(), p)
 	}
-	msgs := natstest.StreamMsgs(t, e.js, StreamNotifications, "notify.>")
+	msgs := natstest.StreamMsgs(t, e.js, topology.StreamNotifications, "notify.>")
 	if len(msgs) != 1 || msgs[0].Sequence != 1 || msgs[0].Header.Get(nats.MsgIdHdr) != notifyID(fp, "slack", 1) {
 		t.Fatalf("NOTIFICATIONS = %d messages, want page 1 stored once", len(msgs))
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/svcboot"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/dispatcher"
 	"github.com/switchyard/switchyard/services/ingress"
@@ -36,6 +37,7 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	}
 	disp, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.Config{
 		Destinations: cfg.Destinations,
+		Topology:     topology.FromConfig(cfg),
 		Logger:       log.With(slog.String("service", "dispatcher")),
 		Registerer:   env.Registry,
 	})
@@ -46,7 +48,7 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	notif, err := notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.Config{
 		Alerts:       cfg.Alerts,
 		Destinations: cfg.Destinations,
-		Replicas:     cfg.NATS.Replicas,
+		Topology:     topology.FromConfig(cfg),
 		Logger:       log.With(slog.String("service", "notifier")),
 		Registerer:   env.Registry,
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/dispatcher"
 	"github.com/switchyard/switchyard/services/switchyard/internal/cli"
 )
@@ -34,7 +35,7 @@ func TestDestinationsPrune(t *testing.T) {
 		return config.Config{Destinations: []config.Destination{{Name: name, URL: "https://" + name + ".example/hooks",
 			Subjects: []string{subject}}}}.WithDefaults().Destinations[0]
 	}
-	if _, err := destinations.EnsureConsumers(ctx, js, []config.Destination{dest("erp", "events.order.>"), dest("crm", "events.>")}); err != nil {
+	if _, err := destinations.EnsureConsumers(ctx, js, topology.DestinationConsumers([]config.Destination{dest("erp", "events.order.>"), dest("crm", "events.>")})); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := events.Publish(ctx, js, events.Event{ID: "ev-1", Type: "customer.created", Data: []byte("{}")}); err != nil {

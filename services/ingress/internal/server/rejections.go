@@ -80,6 +80,10 @@ func (g *rejectionGate) summaries(now time.Time) []*switchyardv1.WebhookRejected
 	held, since := g.held, g.since
 	if len(held) > 0 {
 		g.held = map[switchyardv1.RejectReason]*heldRejections{}
+	} else {
+		// Nothing held: the map stays the gate's, and admit may write to
+		// it as soon as the lock is released.
+		held = nil
 	}
 	g.since = now
 	g.mu.Unlock()

@@ -20,7 +20,6 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
-	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/dispatcher"
 	"github.com/switchyard/switchyard/services/ingress"
@@ -121,27 +120,23 @@ func startProcesses(t *testing.T, vars map[string]string) *processes {
 			}, nil
 		},
 		"dispatcher": func(ctx context.Context, env *svcboot.Env) (func(context.Context) error, error) {
-			d, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.Config{
-				Destinations: env.Config.Destinations, Logger: env.Log, Registerer: env.Registry,
-				FetchWait: 250 * time.Millisecond, ShutdownGrace: 2 * time.Second,
-			})
+			dc := dispatcher.FromConfig(env.Config, env.Log, env.Registry)
+			dc.Tuning = dispatcher.Tuning{FetchWait: 250 * time.Millisecond, ShutdownGrace: 2 * time.Second}
+			d, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dc)
 			if err != nil {
 				return nil, err
 			}
 			return d.Run, d.Provision(ctx)
 		},
 		"notifier": func(_ context.Context, env *svcboot.Env) (func(context.Context) error, error) {
-			n, err := notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.Config{
-				Alerts: env.Config.Alerts, Destinations: env.Config.Destinations, Topology: topology.FromConfig(env.Config),
-				Logger: env.Log, Registerer: env.Registry,
-			})
+			n, err := notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.FromConfig(env.Config, env.Log, env.Registry))
 			if err != nil {
 				return nil, err
 			}
 			return n.Run, nil
 		},
-		"auditor": func(ctx context.Context, env *svcboot.Env) (func(context.Context) error, error) {
-			a, err := auditor.New(ctx, env.JS, auditor.FromConfig(env.Config, env.Log, env.Registry))
+		"auditor": func(_ context.Context, env *svcboot.Env) (func(context.Context) error, error) {
+			a, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), auditor.FromConfig(env.Config, env.Log, env.Registry))
 			if err != nil {
 				return nil, err
 			}

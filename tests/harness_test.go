@@ -114,6 +114,8 @@ func mustStandard(t *testing.T) *signing.StandardWebhooks {
 
 // options for startSystem.
 type options struct {
+	// Config is the configuration file's content; the harness points it at
+	// its NATS server and Postgres schema and shortens the alert timings.
 	Config config.Config
 	// Now is ingress's clock (signature tolerance).
 	Now func() time.Time
@@ -121,14 +123,24 @@ type options struct {
 	SlackURL string
 }
 
-// startSystem runs the services until the test ends.
+// startSystem runs the services until the test ends. Each is built as its
+// binary and the all-in-one build it (New with FromConfig), from one
+// configuration, so the tests run what is deployed.
 func startSystem(t *testing.T, o options) *system {
 	t.Helper()
-	cfg := o.Config.WithDefaults()
+	ns := natstest.Start(t)
+	dbURL := pgtest.Schema(t)
+	cfg := o.Config
+	cfg.NATS.URL = ns.URL
+	cfg.DatabaseURL = config.Secret(dbURL)
+	cfg.Alerts.SlackWebhookURL = config.Secret(o.SlackURL)
+	// A short group wait: the end-to-end tests wait for real time.
+	cfg.Alerts.GroupWait = config.Duration(100 * time.Millisecond)
+	cfg.Alerts.EvaluationInterval = config.Duration(200 * time.Millisecond)
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test configuration: %v", err)
 	}
-	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	log := natstest.Logger(t)
 	// One connection per service, as if they were separate processes. They
@@ -154,9 +166,7 @@ func startSystem(t *testing.T, o options) *system {
 		}()
 	}
 
-	dbURL := pgtest.Schema(t)
-	aud, err := auditor.New(ctx, ajs, auditor.Config{DatabaseURL: dbURL, Destinations: cfg.Destinations, AdminToken: cfg.Auditor.AdminToken.Reveal(),
-		Logger: log.With("service", "auditor")})
+	aud, err := auditor.New(ajs, auditlog.NewEmitter(ajs, "auditor"), auditor.FromConfig(cfg, log.With("service", "auditor"), nil))
 	if err != nil {
 		t.Fatalf("auditor: %v", err)
 	}
@@ -165,13 +175,13 @@ func startSystem(t *testing.T, o options) *system {
 	auditAPI := httptest.NewServer(aud.Handler())
 	t.Cleanup(auditAPI.Close)
 
-	disp, err := dispatcher.New(djs, auditlog.NewEmitter(djs, "dispatcher"), dispatcher.Config{
-		Destinations: cfg.Destinations,
-		Logger:       log.With("service", "dispatcher"),
-		FetchWait:    250 * time.Millisecond,
+	dc := dispatcher.FromConfig(cfg, log.With("service", "dispatcher"), nil)
+	dc.Tuning = dispatcher.Tuning{
+		FetchWait: 250 * time.Millisecond,
 		// Deliveries cut off at the end of a test are handed back at once.
 		ShutdownGrace: 2 * time.Second,
-	})
+	}
+	disp, err := dispatcher.New(djs, auditlog.NewEmitter(djs, "dispatcher"), dc)
 	if err != nil {
 		t.Fatalf("dispatcher: %v", err)
 	}
@@ -180,23 +190,15 @@ func startSystem(t *testing.T, o options) *system {
 	}
 	goRun("dispatcher", disp.Run)
 
-	notif, err := notifier.New(njs, auditlog.NewEmitter(njs, "notifier"), notifier.Config{
-		// A short group wait: the end-to-end tests wait for real time.
-		Alerts: config.Alerts{SlackWebhookURL: config.Secret(o.SlackURL), GroupWait: config.Duration(100 * time.Millisecond),
-			EvaluationInterval: config.Duration(200 * time.Millisecond)},
-		Destinations: cfg.Destinations,
-		Logger:       log.With("service", "notifier"),
-	})
+	notif, err := notifier.New(njs, auditlog.NewEmitter(njs, "notifier"), notifier.FromConfig(cfg, log.With("service", "notifier"), nil))
 	if err != nil {
 		t.Fatalf("notifier: %v", err)
 	}
 	goRun("notifier", notif.Run)
 
-	ing, err := ingress.New(ijs, auditlog.NewEmitter(ijs, "ingress"), ingress.Config{
-		Sources: cfg.Sources,
-		Logger:  log.With("service", "ingress"),
-		Now:     o.Now,
-	})
+	ic := ingress.FromConfig(cfg, log.With("service", "ingress"), nil)
+	ic.Now = o.Now
+	ing, err := ingress.New(ijs, auditlog.NewEmitter(ijs, "ingress"), ic)
 	if err != nil {
 		t.Fatalf("ingress: %v", err)
 	}

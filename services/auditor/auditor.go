@@ -30,107 +30,71 @@ import (
 	"github.com/switchyard/switchyard/services/auditor/internal/writer"
 )
 
-// Config configures the auditor.
+// Config is what the auditor is built from: the sections of the
+// configuration file it reads, and what the process injects.
 type Config struct {
-	// DatabaseURL selects Postgres; empty selects SQLite under DataDir.
-	DatabaseURL string
-	// DataDir holds the SQLite file (audit.db) when DatabaseURL is empty.
+	// Auditor is the file's auditor section: the API's listen address and
+	// admin token, the write batch, retention, the lag threshold.
+	Auditor config.Auditor
+	// DatabaseURL selects Postgres (database_url); empty selects the
+	// embedded SQLite store under DataDir.
+	DatabaseURL config.Secret
+	// DataDir holds the SQLite file (audit.db) when DatabaseURL is empty
+	// (data_dir); then it is required.
 	DataDir string
-	// Listen is the query API address. Default 127.0.0.1:8081. Without
-	// AdminToken it must be a loopback address.
-	Listen string
-	// AdminToken is the bearer token the API requires; empty: none, and
-	// the API listens on loopback only.
-	AdminToken string
-	// BatchSize is the most items written per transaction. Default 500.
-	BatchSize int
 	// Destinations are the configured destinations: an event routed to one
 	// gets a pending delivery, and /v1/destinations lists them all.
 	Destinations []config.Destination
-	// Sources are the configured webhook source names, which the console's
+	// Sources are the webhook sources (sources), which the console's
 	// overview lists even before they sent anything.
-	Sources []string
-	// PayloadRetention is how long event bodies are kept. Default 30 days.
-	PayloadRetention time.Duration
-	// RecordRetention is how long rows are kept. Default 90 days.
-	RecordRetention time.Duration
-	// RetentionInterval is the time between retention runs. Default 1h.
-	RetentionInterval time.Duration
-	// RetentionBatch is the most rows one retention statement changes.
-	// Default 1000.
-	RetentionBatch int
-	// LagThreshold: the writer reports itself behind after this long.
-	// Default 30s.
-	LagThreshold time.Duration
-	// LagInterval is how often the writer measures its lag (and sends
-	// AuditLag while behind). Default 10s.
-	LagInterval time.Duration
-	// Topology declares the silences bucket (nats.replicas); zero fields
-	// take the configuration's defaults.
+	Sources []config.Source
+	// Topology declares the silences bucket and gives EVENTS' duplicate
+	// window, within which the same replay asked for twice is sent once
+	// (nats.*).
 	Topology topology.Topology
-	// DuplicateWindow is EVENTS' Nats-Msg-Id window (nats.duplicate_window):
-	// the same replay asked for twice within it is sent once. Default 2m.
-	DuplicateWindow time.Duration
-	// BulkReplayBudget bounds the time one bulk replay request spends, so
-	// that its answer fits the API server's write timeout; the rest is left
-	// for the next request. Default 20s.
-	BulkReplayBudget time.Duration
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
 	Registerer prometheus.Registerer
-	// Now is the clock; default time.Now.
+	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Tuning holds timings that are not in the configuration file.
+	// FromConfig leaves it zero: the auditor's own values.
+	Tuning Tuning
 }
 
-// FromConfig is the auditor's part of the configuration file.
+// Tuning holds the auditor's internal timings; tests shorten them. A zero
+// field takes the auditor's own value.
+type Tuning struct {
+	// LagInterval is how often the writer measures its lag (and sends
+	// AuditLag while behind).
+	LagInterval time.Duration
+	// BulkReplayBudget bounds the time one bulk replay request spends, so
+	// that its answer fits the API server's write timeout; the rest is left
+	// for the next request.
+	BulkReplayBudget time.Duration
+}
+
+// FromConfig is the auditor's part of a loaded configuration.
 func FromConfig(c config.Config, log *slog.Logger, reg prometheus.Registerer) Config {
-	a := c.Auditor
 	return Config{
-		DatabaseURL:       c.DatabaseURL.Reveal(),
-		DataDir:           c.DataDir,
-		Listen:            a.Listen,
-		AdminToken:        a.AdminToken.Reveal(),
-		BatchSize:         a.BatchSize,
-		Destinations:      c.Destinations,
-		Sources:           sourceNames(c.Sources),
-		PayloadRetention:  a.Retention.Payloads.D(),
-		RecordRetention:   a.Retention.Records.D(),
-		RetentionInterval: a.Retention.Interval.D(),
-		RetentionBatch:    a.Retention.BatchSize,
-		LagThreshold:      a.LagThreshold.D(),
-		Topology:          topology.FromConfig(c),
-		DuplicateWindow:   c.NATS.DuplicateWindow.D(),
-		Logger:            log,
-		Registerer:        reg,
+		Auditor:      c.Auditor,
+		DatabaseURL:  c.DatabaseURL,
+		DataDir:      c.DataDir,
+		Destinations: c.Destinations,
+		Sources:      c.Sources,
+		Topology:     topology.FromConfig(c),
+		Logger:       log,
+		Registerer:   reg,
 	}
 }
 
-func sourceNames(sources []config.Source) []string {
-	out := make([]string, len(sources))
-	for i, s := range sources {
-		out[i] = s.Name
-	}
-	return out
-}
-
-// WithDefaults fills unset fields.
+// WithDefaults returns c with every unset setting at the configuration
+// file's default (config.Config.WithDefaults, the one place they are
+// written). DataDir is not defaulted: without a database URL it says where
+// the audit log goes, which only the caller can.
 func (c Config) WithDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = config.DefaultAuditorListen
-	}
-	if c.PayloadRetention == 0 {
-		c.PayloadRetention = config.DefaultPayloadRetention.D()
-	}
-	if c.RecordRetention == 0 {
-		c.RecordRetention = config.DefaultRecordRetention.D()
-	}
-	if c.RetentionInterval == 0 {
-		c.RetentionInterval = time.Hour
-	}
-	if c.RetentionBatch == 0 {
-		c.RetentionBatch = 1000
-	}
+	c.Auditor = config.Config{Auditor: c.Auditor}.WithDefaults().Auditor
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -141,19 +105,26 @@ func (c Config) WithDefaults() Config {
 // loopback without an admin token.
 var ErrOpenAPIWithoutToken = errors.New("the audit API would be reachable from other hosts without a token: set auditor.admin_token, or listen on 127.0.0.1")
 
-// Validate checks the configuration.
+// Validate checks what the service needs besides a valid configuration
+// file (config.Load checks the file's rules, the one place they are
+// written): the injected logger, a usable topology, and an API that is not
+// open to other hosts without a token (config.Load refuses that too; the
+// auditor refuses it whoever built its configuration).
 func (c Config) Validate() error {
 	if c.Logger == nil {
 		return errors.New("auditor: Config.Logger is required")
 	}
-	if c.AdminToken == "" {
-		host, _, err := net.SplitHostPort(c.Listen)
+	if c.Auditor.AdminToken == "" {
+		host, _, err := net.SplitHostPort(c.Auditor.Listen)
 		if err != nil {
-			return fmt.Errorf("auditor: listen address %q: %w", c.Listen, err)
+			return fmt.Errorf("auditor: listen address %q: %w", c.Auditor.Listen, err)
 		}
 		if !netaddr.IsLoopback(host) {
-			return fmt.Errorf("auditor: listen %s: %w", c.Listen, ErrOpenAPIWithoutToken)
+			return fmt.Errorf("auditor: listen %s: %w", c.Auditor.Listen, ErrOpenAPIWithoutToken)
 		}
+	}
+	if err := c.Topology.Validate(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -169,10 +140,19 @@ type Auditor struct {
 	api http.Handler
 }
 
-// OpenStore opens and migrates the configured store, once: the `migrate`
-// command's way. The auditor itself opens Postgres in the background and
-// retries (see New).
-func OpenStore(ctx context.Context, databaseURL, dataDir string) (store.Store, error) {
+// Migrate opens the store cfg names (DatabaseURL, else SQLite under
+// DataDir), applies its schema migrations and closes it: the `migrate`
+// command. The auditor itself migrates when it opens the store (New).
+func Migrate(ctx context.Context, cfg Config) error {
+	st, err := openStore(ctx, cfg.DatabaseURL.Reveal(), cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+// openStore opens and migrates the store, once.
+func openStore(ctx context.Context, databaseURL, dataDir string) (store.Store, error) {
 	var st store.Store
 	var err error
 	if databaseURL != "" {
@@ -227,44 +207,47 @@ func Router(dests []config.Destination) func(subject string) []string {
 	}
 }
 
-// New prepares the store, the writer and the API. The embedded store
-// (SQLite) is opened at once, and an error is returned if it cannot be.
-// Postgres is connected to and migrated in the background, retried with
-// backoff until it works, so that an auditor started while Postgres is down
-// runs anyway: the writer waits (records stay in JetStream) and reports its
-// lag, the API answers 503 saying why, and Ready reports it. A malformed
-// database URL is an error at once.
-func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, error) {
+// New prepares the store, the writer and the API; Run starts them. The
+// embedded store (SQLite) is opened and migrated at once, and an error is
+// returned if it cannot be. Postgres is connected to and migrated in the
+// background, retried with backoff until it works, so that an auditor
+// started while Postgres is down runs anyway: the writer waits (records
+// stay in JetStream) and reports its lag, the API answers 503 saying why,
+// and Ready reports it. A malformed database URL is an error at once.
+// Audit records (AuditLag, replays, silence changes) go through audit.
+func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Auditor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if audit == nil {
+		return nil, errors.New("auditor: an audit emitter is required (it records replays, silence changes and the audit lag)")
+	}
 	var st *openingStore
 	if cfg.DatabaseURL == "" {
-		sq, err := openSQLite(ctx, cfg.DataDir)
-		if err == nil {
-			if err = sq.Migrate(ctx); err != nil {
-				sq.Close()
-			}
-		}
+		// A local file: opening and migrating it is quick, and has nothing
+		// to wait for that a caller could cancel.
+		sq, err := openStore(context.Background(), "", cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
 		st = opened(sq)
 	} else {
-		if err := store.CheckPostgresURL(cfg.DatabaseURL); err != nil {
+		databaseURL := cfg.DatabaseURL.Reveal()
+		if err := store.CheckPostgresURL(databaseURL); err != nil {
 			return nil, err
 		}
 		st = openInBackground(func(ctx context.Context) (store.Store, error) {
-			return OpenStore(ctx, cfg.DatabaseURL, "")
+			return openStore(ctx, databaseURL, "")
 		}, cfg.Now, cfg.Logger)
 	}
-	emitter := auditlog.NewEmitter(js, "auditor").WithClock(cfg.Now)
+	emitter := audit.WithClock(cfg.Now)
+	a := cfg.Auditor
 	w, err := writer.New(js, st, writer.Config{
-		BatchSize:    cfg.BatchSize,
+		BatchSize:    a.BatchSize,
 		Route:        Router(cfg.Destinations),
-		LagInterval:  cfg.LagInterval,
-		LagThreshold: cfg.LagThreshold,
+		LagInterval:  cfg.Tuning.LagInterval,
+		LagThreshold: a.LagThreshold.D(),
 		Audit:        emitter,
 		StoreState:   st.state,
 		Logger:       cfg.Logger,
@@ -279,11 +262,15 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Auditor, err
 	for i, d := range cfg.Destinations {
 		names[i] = d.Name
 	}
+	sources := make([]string, len(cfg.Sources))
+	for i, s := range cfg.Sources {
+		sources[i] = s.Name
+	}
 	ops := api.NewOps(api.Config{
-		Store: st, JS: js, Audit: emitter, AdminToken: cfg.AdminToken, Destinations: names, Topology: cfg.Topology, DuplicateWindow: cfg.DuplicateWindow,
-		BulkReplayBudget: cfg.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
+		Store: st, JS: js, Audit: emitter, AdminToken: a.AdminToken.Reveal(), Destinations: names, Topology: cfg.Topology,
+		BulkReplayBudget: cfg.Tuning.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
 	})
-	console, err := ui.New(ui.Config{Store: st, Ops: ops, AdminToken: cfg.AdminToken, Destinations: names, Sources: cfg.Sources,
+	console, err := ui.New(ui.Config{Store: st, Ops: ops, AdminToken: a.AdminToken.Reveal(), Destinations: names, Sources: sources,
 		Logger: cfg.Logger.With(slog.String("component", "console")), Now: cfg.Now})
 	if err != nil {
 		st.Close()
@@ -311,7 +298,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 	g.Go(func() error { return a.writer.Run(gctx) })
 	g.Go(func() error { a.runRetention(gctx); return nil })
 	g.Go(func() error { a.recordSilences(gctx); return nil })
-	g.Go(func() error { return httpserve.Run(gctx, "auditor", a.cfg.Listen, a.api, a.cfg.Logger) })
+	g.Go(func() error { return httpserve.Run(gctx, "auditor", a.cfg.Auditor.Listen, a.api, a.cfg.Logger) })
 	return g.Wait()
 }
 
@@ -325,7 +312,7 @@ func (a *Auditor) runRetention(ctx context.Context) {
 	case <-ctx.Done():
 		return
 	}
-	tick := time.NewTicker(a.cfg.RetentionInterval)
+	tick := time.NewTicker(a.cfg.Auditor.Retention.Interval.D())
 	defer tick.Stop()
 	for {
 		if _, err := a.ApplyRetention(ctx); err != nil && ctx.Err() == nil {
@@ -351,17 +338,17 @@ func (a *Auditor) ApplyRetention(ctx context.Context) (Retained, error) {
 	var r Retained
 	now := a.cfg.Now()
 	for {
-		n, err := a.store.DropPayloads(ctx, now.Add(-a.cfg.PayloadRetention), now, a.cfg.RetentionBatch)
+		n, err := a.store.DropPayloads(ctx, now.Add(-a.cfg.Auditor.Retention.Payloads.D()), now, a.cfg.Auditor.Retention.BatchSize)
 		r.PayloadsDropped += n
 		if err != nil {
 			return r, err
 		}
-		if n < a.cfg.RetentionBatch {
+		if n < a.cfg.Auditor.Retention.BatchSize {
 			break
 		}
 	}
 	for {
-		n, err := a.store.DeleteBefore(ctx, now.Add(-a.cfg.RecordRetention), a.cfg.RetentionBatch)
+		n, err := a.store.DeleteBefore(ctx, now.Add(-a.cfg.Auditor.Retention.Records.D()), a.cfg.Auditor.Retention.BatchSize)
 		r.RowsDeleted += n
 		if err != nil {
 			return r, err

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -35,7 +36,7 @@ func TestRefusesOpenAPIWithoutToken(t *testing.T) {
 		{"localhost:8081", "", nil},
 		{":8081", "0123456789abcdef", nil},
 	} {
-		err := auditor.Config{Listen: tt.listen, AdminToken: tt.token, Logger: log}.WithDefaults().Validate()
+		err := auditor.Config{Auditor: config.Auditor{Listen: tt.listen, AdminToken: config.Secret(tt.token)}, Logger: log}.WithDefaults().Validate()
 		if !errors.Is(err, tt.wantErr) {
 			t.Errorf("listen %q token %v: %v, want %v", tt.listen, tt.token != "", err, tt.wantErr)
 		}
@@ -45,7 +46,7 @@ func TestRefusesOpenAPIWithoutToken(t *testing.T) {
 	}
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
-	_, err := auditor.New(context.Background(), js, auditor.Config{Listen: ":0", DataDir: t.TempDir(), Logger: log})
+	_, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{Auditor: config.Auditor{Listen: ":0"}, DataDir: t.TempDir(), Logger: log})
 	if !errors.Is(err, auditor.ErrOpenAPIWithoutToken) {
 		t.Errorf("New on :0 without a token = %v", err)
 	}
@@ -78,9 +79,11 @@ func TestApplyRetention(t *testing.T) {
 	_, js := ns.Connect(t)
 	dir := t.TempDir()
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	a, err := auditor.New(context.Background(), js, auditor.Config{
-		DataDir: dir, Logger: natstest.Logger(t), RetentionBatch: 3, Now: func() time.Time { return now },
-		PayloadRetention: 30 * 24 * time.Hour, RecordRetention: 60 * 24 * time.Hour,
+	a, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{
+		Auditor: config.Auditor{Retention: config.AuditRetention{
+			BatchSize: 3, Payloads: config.Duration(30 * 24 * time.Hour), Records: config.Duration(60 * 24 * time.Hour),
+		}},
+		DataDir: dir, Logger: natstest.Logger(t), Now: func() time.Time { return now },
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -28,7 +30,7 @@ func TestSilenceChangesAreAudited(t *testing.T) {
 	_, js := ns.Connect(t)
 	dir := t.TempDir()
 	start := func() (*httptest.Server, context.CancelFunc) {
-		a, err := auditor.New(context.Background(), js, auditor.Config{Listen: "127.0.0.1:0", DataDir: dir, Logger: natstest.Logger(t)})
+		a, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{Auditor: config.Auditor{Listen: "127.0.0.1:0"}, DataDir: dir, Logger: natstest.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

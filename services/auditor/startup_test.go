@@ -41,8 +41,10 @@ func TestStartsWhilePostgresIsDown(t *testing.T) {
 	proxy, proxied := pgtest.NewProxy(t, dbURL)
 	proxy.Cut()
 
-	a, err := auditor.New(context.Background(), js, auditor.Config{
-		DatabaseURL: proxied, Logger: natstest.Logger(t), LagInterval: 100 * time.Millisecond, LagThreshold: 300 * time.Millisecond,
+	a, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{
+		DatabaseURL: config.Secret(proxied), Logger: natstest.Logger(t),
+		Auditor:      config.Auditor{LagThreshold: config.Duration(300 * time.Millisecond)},
+		Tuning:       auditor.Tuning{LagInterval: 100 * time.Millisecond},
 		Destinations: []config.Destination{{Name: "erp", Subjects: []string{"events.order.>"}}},
 	})
 	if err != nil {
@@ -153,7 +155,7 @@ func TestBadDatabaseURLFailsAtOnce(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
-	_, err := auditor.New(context.Background(), js, auditor.Config{DatabaseURL: "postgres://u:hunter2@[::1/x", Logger: natstest.Logger(t)})
+	_, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{DatabaseURL: "postgres://u:hunter2@[::1/x", Logger: natstest.Logger(t)})
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "database_url") {
 		t.Errorf("New with a malformed URL = %v", err)
 	}
@@ -166,7 +168,7 @@ func TestEmbeddedStoreDirectory(t *testing.T) {
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	dir := filepath.Join(t.TempDir(), "not", "yet")
-	a, err := auditor.New(context.Background(), js, auditor.Config{DataDir: dir, Logger: natstest.Logger(t)})
+	a, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{DataDir: dir, Logger: natstest.Logger(t)})
 	if err != nil {
 		t.Fatalf("New with a data dir to create: %v", err)
 	}
@@ -178,11 +180,11 @@ func TestEmbeddedStoreDirectory(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = auditor.New(context.Background(), js, auditor.Config{DataDir: file, Logger: natstest.Logger(t)})
+	_, err = auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{DataDir: file, Logger: natstest.Logger(t)})
 	if err == nil || strings.HasPrefix(err.Error(), "auditor:") || strings.Count(err.Error(), "audit store") != 1 || !strings.Contains(err.Error(), "data_dir") {
 		t.Errorf("New with a file as data dir = %v, want one clear error naming data_dir", err)
 	}
-	_, err = auditor.New(context.Background(), js, auditor.Config{Logger: natstest.Logger(t)})
+	_, err = auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{Logger: natstest.Logger(t)})
 	if !errors.Is(err, auditor.ErrNoDataDir) {
 		t.Errorf("New without data dir = %v, want ErrNoDataDir", err)
 	}

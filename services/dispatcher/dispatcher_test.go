@@ -62,9 +62,9 @@ func TestEventAcceptedBeforeTheFirstDispatcherIsDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(env.Close)
-	d, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.Config{
-		Destinations: cfg.Destinations, Logger: natstest.Logger(t), FetchWait: 200 * time.Millisecond,
-	})
+	dc := dispatcher.FromConfig(cfg, natstest.Logger(t), nil)
+	dc.Tuning.FetchWait = 200 * time.Millisecond
+	d, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,17 @@
 // answered 2xx only after JetStream acknowledged it, and a redelivery (same
 // delivery id or Idempotency-Key) is answered 2xx and stored once, within
 // the idempotency horizon.
+//
+// Every process builds it the same way: New(js, emitter, FromConfig(cfg,
+// log, registry)).
 package ingress
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,33 +26,102 @@ import (
 	"github.com/switchyard/switchyard/services/ingress/internal/server"
 )
 
-// Config configures the ingress server; see the field docs.
-type Config = server.Config
-
-// Server is the ingress HTTP server.
-type Server = server.Server
-
-// New returns a Server that publishes to js and audits through audit.
-func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, error) {
-	return server.New(js, audit, cfg)
+// Config is what ingress is built from: the sections of the configuration
+// file it reads, and what the process injects.
+type Config struct {
+	// Ingress is the file's ingress section: listen address, body limits,
+	// timeouts, idempotency horizon, API keys, trusted proxies, rejection
+	// audit.
+	Ingress config.Ingress
+	// Sources are the partners that send webhooks (sources).
+	Sources []config.Source
+	// Topology sizes the idempotency bucket (nats.replicas).
+	Topology topology.Topology
+	// Logger is required.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Now is the clock of the signature timestamp tolerance; nil is
+	// time.Now.
+	Now func() time.Time
 }
 
-// FromConfig is the server configuration a process derives from the
-// configuration file.
+// FromConfig is ingress's part of a loaded configuration.
 func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) Config {
 	return Config{
-		Listen:             cfg.Ingress.Listen,
-		Sources:            cfg.Sources,
-		ReadTimeout:        cfg.Ingress.ReadTimeout.D(),
-		PublishTimeout:     cfg.Ingress.PublishTimeout.D(),
-		IdempotencyHorizon: cfg.Ingress.IdempotencyHorizon.D(),
-		Topology:           topology.FromConfig(cfg),
-		APIKeys:            cfg.Ingress.APIKeys,
-		MaxBody:            int64(cfg.Ingress.MaxBody),
-		MaxBatch:           cfg.Ingress.MaxBatch,
-		TrustedProxies:     cfg.Ingress.TrustedProxies,
-		RejectionAudit:     cfg.Ingress.RejectionAudit,
-		Logger:             log,
-		Registerer:         reg,
+		Ingress:    cfg.Ingress,
+		Sources:    cfg.Sources,
+		Topology:   topology.FromConfig(cfg),
+		Logger:     log,
+		Registerer: reg,
 	}
 }
+
+// WithDefaults returns c with every unset setting at the configuration
+// file's default (config.Config.WithDefaults, the one place they are
+// written).
+func (c Config) WithDefaults() Config {
+	d := config.Config{Ingress: c.Ingress, Sources: c.Sources}.WithDefaults()
+	c.Ingress, c.Sources = d.Ingress, d.Sources
+	return c
+}
+
+// Validate checks what the service needs besides a valid configuration
+// file (config.Load checks the file's rules, the one place they are
+// written): the injected logger, a usable topology.
+func (c Config) Validate() error {
+	if c.Logger == nil {
+		return errors.New("ingress: Config.Logger is required")
+	}
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Server is the ingress HTTP server.
+type Server struct{ srv *server.Server }
+
+// New returns a Server that publishes to js and audits through audit; Run
+// serves it.
+func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	in := cfg.Ingress
+	srv, err := server.New(js, audit, server.Config{
+		Listen:             in.Listen,
+		Sources:            cfg.Sources,
+		ReadTimeout:        in.ReadTimeout.D(),
+		PublishTimeout:     in.PublishTimeout.D(),
+		IdempotencyHorizon: in.IdempotencyHorizon.D(),
+		Topology:           cfg.Topology,
+		APIKeys:            in.APIKeys,
+		MaxBody:            int64(in.MaxBody),
+		MaxBatch:           in.MaxBatch,
+		TrustedProxies:     in.TrustedProxies,
+		RejectionAudit:     in.RejectionAudit,
+		Logger:             cfg.Logger,
+		Registerer:         cfg.Registerer,
+		Now:                cfg.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Server{srv: srv}, nil
+}
+
+// Provision declares the idempotency bucket (Run does it first).
+func (s *Server) Provision(ctx context.Context) error { return s.srv.Provision(ctx) }
+
+// Run provisions, then serves until ctx is done.
+func (s *Server) Run(ctx context.Context) error { return s.srv.Run(ctx) }
+
+// Handler is the HTTP handler, for tests and embedding; Provision must
+// have run, and Close must be called when done.
+func (s *Server) Handler() http.Handler { return s.srv.Handler() }
+
+// Close stops the asynchronous publishers of a server used through Handler
+// (Run does it itself), waiting for those in flight until ctx is done.
+func (s *Server) Close(ctx context.Context) error { return s.srv.Close(ctx) }

@@ -5,13 +5,15 @@
 // signature failures, backlog, audit lag), keeps each alert's state in NATS
 // KV so that restarts and replicas never page twice, and sends to Slack, a
 // generic JSON webhook, or the log.
+//
+// Every process builds it the same way: New(js, emitter, FromConfig(cfg,
+// log, registry)).
 package notifier
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,13 +27,15 @@ import (
 	"github.com/switchyard/switchyard/services/notifier/internal/sender"
 )
 
-// Config configures the notifier.
+// Config is what the notifier is built from: the sections of the
+// configuration file it reads, and what the process injects.
 type Config struct {
-	// Alerts is the alerts section: senders, grouping, rules. Unset
-	// fields take their defaults; an empty Slack URL sends to the log.
+	// Alerts is the file's alerts section: senders, grouping, rules. An
+	// empty Slack URL sends to the log.
 	Alerts config.Alerts
 	// Destinations give the rules each destination's timeout (the latency
-	// rule fires above 80% of it).
+	// rule fires above a share of it) and name what alerts.destinations
+	// may override (destinations).
 	Destinations []config.Destination
 	// Topology sizes the notifier's buckets and stream (nats.replicas).
 	Topology topology.Topology
@@ -42,32 +46,61 @@ type Config struct {
 	// Clock is the rules' time; nil is the real clock. Tests drive a fake
 	// one.
 	Clock clockwork.Clock
-	// FlushInterval is how long audit records are gathered before they are
-	// folded into the rule state and acknowledged. Default 250ms.
-	FlushInterval time.Duration
-	// RetryWait is the first wait after a failed send that named none.
-	// Default 1s.
-	RetryWait time.Duration
+}
+
+// FromConfig is the notifier's part of a loaded configuration.
+func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) Config {
+	return Config{
+		Alerts:       cfg.Alerts,
+		Destinations: cfg.Destinations,
+		Topology:     topology.FromConfig(cfg),
+		Logger:       log,
+		Registerer:   reg,
+	}
+}
+
+// WithDefaults returns c with every unset setting at the configuration
+// file's default (config.Config.WithDefaults, the one place they are
+// written).
+func (c Config) WithDefaults() Config {
+	d := config.Config{Alerts: c.Alerts, Destinations: c.Destinations}.WithDefaults()
+	c.Alerts, c.Destinations = d.Alerts, d.Destinations
+	if c.Clock == nil {
+		c.Clock = clockwork.NewRealClock()
+	}
+	return c
+}
+
+// Validate checks what the service needs besides a valid configuration
+// file (config.Load checks the file's rules, the one place they are
+// written): the injected logger, a usable topology.
+func (c Config) Validate() error {
+	if c.Logger == nil {
+		return errors.New("notifier: Config.Logger is required")
+	}
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Notifier is the running notifier.
 type Notifier struct{ engine *engine.Engine }
 
-// New returns a notifier reading AUDIT through js.
+// New returns a notifier reading AUDIT through js and recording its alerts
+// through audit; Run starts it.
 func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Notifier, error) {
-	if cfg.Logger == nil {
-		return nil, errors.New("notifier: Config.Logger is required")
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	alerts := cfg.Alerts.WithDefaults()
 	e, err := engine.New(js, audit, engine.Config{
-		Rules:         rules.NewConfig(alerts, cfg.Destinations),
-		Senders:       Senders(alerts, cfg.Logger),
-		Topology:      cfg.Topology,
-		Logger:        cfg.Logger,
-		Registerer:    cfg.Registerer,
-		Clock:         cfg.Clock,
-		FlushInterval: cfg.FlushInterval,
-		RetryWait:     cfg.RetryWait,
+		Rules:      rules.NewConfig(cfg.Alerts, cfg.Destinations),
+		Senders:    senders(cfg.Alerts, cfg.Logger),
+		Topology:   cfg.Topology,
+		Logger:     cfg.Logger,
+		Registerer: cfg.Registerer,
+		Clock:      cfg.Clock,
 	})
 	if err != nil {
 		return nil, err
@@ -75,18 +108,43 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Notifier
 	return &Notifier{engine: e}, nil
 }
 
-// Senders builds the senders the alerts section asks for: Slack when its
-// URL is set (else the log), and the generic webhook when its URL is set.
-func Senders(a config.Alerts, log *slog.Logger) []sender.Sender {
-	pace := sender.Pacing{PerSecond: a.RateLimit.PerSecond, Burst: a.RateLimit.Burst}
-	var out []sender.Sender
+// Sender names.
+const (
+	SenderSlack   = "slack"
+	SenderConsole = "console"
+	SenderWebhook = "webhook"
+)
+
+// Senders names the senders the alerts section asks for: Slack when its
+// URL is set (else the log, "console"), and the generic webhook when its
+// URL is set. Each has its consumer on NOTIFICATIONS
+// (topology.SenderConsumer).
+func Senders(a config.Alerts) []string {
+	var out []string
 	if a.SlackWebhookURL != "" {
-		out = append(out, sender.NewSlack(a.SlackWebhookURL.Reveal(), pace))
+		out = append(out, SenderSlack)
 	} else {
-		out = append(out, sender.Console{Log: log})
+		out = append(out, SenderConsole)
 	}
 	if a.WebhookURL != "" {
-		out = append(out, sender.NewWebhook(a.WebhookURL.Reveal(), pace))
+		out = append(out, SenderWebhook)
+	}
+	return out
+}
+
+// senders builds the senders Senders names.
+func senders(a config.Alerts, log *slog.Logger) []sender.Sender {
+	pace := sender.Pacing{PerSecond: a.RateLimit.PerSecond, Burst: a.RateLimit.Burst}
+	var out []sender.Sender
+	for _, name := range Senders(a) {
+		switch name {
+		case SenderSlack:
+			out = append(out, sender.NewSlack(a.SlackWebhookURL.Reveal(), pace))
+		case SenderConsole:
+			out = append(out, sender.Console{Log: log})
+		case SenderWebhook:
+			out = append(out, sender.NewWebhook(a.WebhookURL.Reveal(), pace))
+		}
 	}
 	return out
 }

@@ -1,11 +1,11 @@
-package notifier_test
+package notifier
 
 import (
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/switchyard/switchyard/pkg/config"
-	"github.com/switchyard/switchyard/services/notifier"
 )
 
 func TestSenders(t *testing.T) {
@@ -21,21 +21,25 @@ func TestSenders(t *testing.T) {
 		{config.Alerts{SlackWebhookURL: "https://hooks.slack.example/services/T/B/X", WebhookURL: "https://bridge.example/alerts"}, []string{"slack", "webhook"}},
 	}
 	for _, tt := range tests {
-		var got []string
-		for _, s := range notifier.Senders(tt.alerts.WithDefaults(), log) {
-			got = append(got, s.Name())
-		}
-		if len(got) != len(tt.want) {
+		a := tt.alerts.WithDefaults()
+		if got := Senders(a); !slices.Equal(got, tt.want) {
 			t.Errorf("Senders(%+v) = %v, want %v", tt.alerts, got, tt.want)
-			continue
 		}
-		for i := range got {
-			if got[i] != tt.want[i] {
-				t.Errorf("Senders(%+v) = %v, want %v", tt.alerts, got, tt.want)
-			}
+		// The senders built are the ones named: their consumers on
+		// NOTIFICATIONS are named after them.
+		var built []string
+		for _, s := range senders(a, log) {
+			built = append(built, s.Name())
+		}
+		if !slices.Equal(built, tt.want) {
+			t.Errorf("senders(%+v) are %v, want %v", tt.alerts, built, tt.want)
 		}
 	}
-	if _, err := notifier.New(nil, nil, notifier.Config{}); err == nil {
+}
+
+func TestNewNeedsALogger(t *testing.T) {
+	t.Parallel()
+	if _, err := New(nil, nil, Config{}); err == nil {
 		t.Error("New without a logger succeeded")
 	}
 }

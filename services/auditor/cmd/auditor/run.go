@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/svcboot"
 	"github.com/switchyard/switchyard/services/auditor"
@@ -32,7 +33,8 @@ func run(ctx context.Context, args []string) error {
 			return nil
 		},
 	}, func(ctx context.Context, env *svcboot.Env) (svcboot.Service, error) {
-		aud, err := auditor.New(ctx, env.JS, auditor.FromConfig(env.Config, env.Log.With(slog.String("service", "auditor")), env.Registry))
+		log := env.Log.With(slog.String("service", "auditor"))
+		aud, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), auditor.FromConfig(env.Config, log, env.Registry))
 		if err != nil {
 			return nil, err
 		}

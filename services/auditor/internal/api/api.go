@@ -41,12 +41,10 @@ type Config struct {
 	// Destinations are the configured destination names (listed by
 	// /v1/destinations even before anything was delivered to them).
 	Destinations []string
-	// Topology declares the silences bucket the API opens; zero fields
-	// take the configuration's defaults.
+	// Topology declares the silences bucket the API opens, and gives
+	// EVENTS' Nats-Msg-Id window: a replay asked for twice within it is
+	// sent once. Zero fields take the configuration's defaults.
 	Topology topology.Topology
-	// DuplicateWindow is EVENTS' Nats-Msg-Id window: a replay asked for
-	// twice within it is sent once. Default 2m.
-	DuplicateWindow time.Duration
 	// BulkReplayBudget bounds the time one bulk replay request spends
 	// replaying, so that its answer goes out within the HTTP server's write
 	// timeout (30s); what is left is answered as incomplete, for the client
@@ -74,9 +72,7 @@ func NewOps(cfg Config) *Ops {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.DuplicateWindow == 0 {
-		cfg.DuplicateWindow = config.DefaultDuplicateWindow.D()
-	}
+	cfg.Topology = cfg.Topology.Resolved()
 	if cfg.BulkReplayBudget == 0 {
 		cfg.BulkReplayBudget = DefaultBulkReplayBudget
 	}

@@ -67,7 +67,7 @@ func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, request
 	} else {
 		settled := 0
 		for _, rp := range earlier {
-			if rp.DeadLetterID == dl.ID && rp.At.Before(r.cfg.Now().Add(-r.cfg.DuplicateWindow)) {
+			if rp.DeadLetterID == dl.ID && rp.At.Before(r.cfg.Now().Add(-r.cfg.Topology.DuplicateWindow)) {
 				settled++
 			}
 		}

@@ -7,17 +7,12 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/svcboot"
-	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/dispatcher"
 )
 
 func run(ctx context.Context, args []string) error {
 	return svcboot.Main(ctx, "dispatcher", args, os.Stderr, func(ctx context.Context, env *svcboot.Env) (svcboot.Service, error) {
-		return dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.Config{
-			Destinations: env.Config.Destinations,
-			Logger:       env.Log.With(slog.String("service", "dispatcher")),
-			Registerer:   env.Registry,
-			Topology:     topology.FromConfig(env.Config),
-		})
+		log := env.Log.With(slog.String("service", "dispatcher"))
+		return dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.FromConfig(env.Config, log, env.Registry))
 	})
 }

@@ -7,6 +7,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,16 +35,18 @@ import (
 
 // Config configures the ingress server.
 type Config struct {
-	// Listen is the address Run listens on. Default :8080.
+	// Listen is the address Run listens on (ingress.listen).
 	Listen string
 	// Sources are the webhook sources; each must be valid (config.Validate).
 	Sources []config.Source
-	// ReadTimeout bounds reading a request. Default 10s.
+	// ReadTimeout bounds reading a request (ingress.read_timeout).
 	ReadTimeout time.Duration
 	// PublishTimeout bounds storing an event (the idempotency lookup and
-	// the PubAck); past it the sender gets 503 and retries. Default 5s.
+	// the PubAck); past it the sender gets 503 and retries
+	// (ingress.publish_timeout).
 	PublishTimeout time.Duration
-	// IdempotencyHorizon is how long an event id is remembered. Default 72h.
+	// IdempotencyHorizon is how long an event id is remembered
+	// (ingress.idempotency_horizon).
 	IdempotencyHorizon time.Duration
 	// Topology sizes the idempotency bucket (nats.replicas); zero fields
 	// take the configuration's defaults.
@@ -51,11 +54,11 @@ type Config struct {
 	// APIKeys may use the publish API (POST /v1/events).
 	APIKeys []config.IngressAPIKey
 	// MaxBody bounds a publish API request body, and a source's body when
-	// the source sets no MaxBody. Default config.DefaultMaxBody. With
+	// the source sets no MaxBody (ingress.max_body). With
 	// events.EnvelopeAllowance, every body limit must fit in the NATS
 	// server's max_payload: New and Provision refuse one that does not.
 	MaxBody int64
-	// MaxBatch bounds the events of one batch request. Default 500.
+	// MaxBatch bounds the events of one batch request (ingress.max_batch).
 	MaxBatch int
 	// RetryAfter is what 503 answers ask the sender to wait. Default 5s.
 	RetryAfter time.Duration
@@ -74,7 +77,7 @@ type Config struct {
 	// client and those headers are ignored.
 	TrustedProxies []string
 	// RejectionAudit bounds the audit records of refused requests per
-	// source. Default: config's defaults.
+	// source (ingress.rejection_audit).
 	RejectionAudit config.RejectionAudit
 	// Logger is required.
 	Logger *slog.Logger
@@ -84,55 +87,32 @@ type Config struct {
 	Now func() time.Time
 }
 
-// WithDefaults fills unset fields.
+// WithDefaults fills unset fields. The settings of the configuration file
+// take its defaults (config.Defaults), for a Config built by hand; the
+// others are the server's own.
 func (c Config) WithDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = config.DefaultIngressListen
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = 10 * time.Second
-	}
-	if c.PublishTimeout == 0 {
-		c.PublishTimeout = 5 * time.Second
-	}
-	if c.IdempotencyHorizon == 0 {
-		c.IdempotencyHorizon = config.DefaultIdempotencyHorizon.D()
-	}
-	if c.MaxBody == 0 {
-		c.MaxBody = int64(config.DefaultMaxBody)
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = config.DefaultMaxBatch
-	}
-	if c.RetryAfter == 0 {
-		c.RetryAfter = 5 * time.Second
-	}
-	if c.MaxAuditInFlight == 0 {
-		c.MaxAuditInFlight = 1024
-	}
-	if c.MaxRecordsInFlight == 0 {
-		c.MaxRecordsInFlight = 2048
-	}
-	if c.AsyncTimeout == 0 {
-		c.AsyncTimeout = 10 * time.Second
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.RejectionAudit.PerSecond == 0 {
-		c.RejectionAudit.PerSecond = config.DefaultRejectionAuditPerSecond
-	}
-	if c.RejectionAudit.Burst == 0 {
-		c.RejectionAudit.Burst = config.DefaultRejectionAuditBurst
-	}
-	if c.RejectionAudit.SummaryInterval == 0 {
-		c.RejectionAudit.SummaryInterval = config.DefaultRejectionAuditInterval
-	}
+	d := config.Defaults().Ingress
+	c.Listen = cmp.Or(c.Listen, d.Listen)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, d.ReadTimeout.D())
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, d.PublishTimeout.D())
+	c.IdempotencyHorizon = cmp.Or(c.IdempotencyHorizon, d.IdempotencyHorizon.D())
+	c.MaxBody = cmp.Or(c.MaxBody, int64(d.MaxBody))
+	c.MaxBatch = cmp.Or(c.MaxBatch, d.MaxBatch)
+	c.RejectionAudit.PerSecond = cmp.Or(c.RejectionAudit.PerSecond, d.RejectionAudit.PerSecond)
+	c.RejectionAudit.Burst = cmp.Or(c.RejectionAudit.Burst, d.RejectionAudit.Burst)
+	c.RejectionAudit.SummaryInterval = cmp.Or(c.RejectionAudit.SummaryInterval, d.RejectionAudit.SummaryInterval)
 	c.Sources = append([]config.Source(nil), c.Sources...)
 	for i := range c.Sources {
-		if c.Sources[i].MaxBody == 0 {
-			c.Sources[i].MaxBody = config.ByteSize(c.MaxBody)
-		}
+		// As in the file: a source without max_body has ingress.max_body.
+		c.Sources[i].MaxBody = cmp.Or(c.Sources[i].MaxBody, config.ByteSize(c.MaxBody))
+	}
+
+	c.RetryAfter = cmp.Or(c.RetryAfter, 5*time.Second)
+	c.MaxAuditInFlight = cmp.Or(c.MaxAuditInFlight, 1024)
+	c.MaxRecordsInFlight = cmp.Or(c.MaxRecordsInFlight, 2048)
+	c.AsyncTimeout = cmp.Or(c.AsyncTimeout, 10*time.Second)
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }

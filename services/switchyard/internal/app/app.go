@@ -1,6 +1,8 @@
 // Package app wires the four Switchyard services into one process: the
 // all-in-one that the quick start and small installations run, with an
 // embedded NATS server and (without database_url) the embedded audit store.
+// Each service is built as its own binary builds it (New with FromConfig),
+// so the two cannot differ.
 package app
 
 import (
@@ -14,7 +16,6 @@ import (
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/svcboot"
-	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/dispatcher"
 	"github.com/switchyard/switchyard/services/ingress"
@@ -31,33 +32,21 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	defer env.Close()
 	log := env.Log
 
-	aud, err := auditor.New(ctx, env.JS, auditor.FromConfig(cfg, log.With(slog.String("service", "auditor")), env.Registry))
+	aud, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), auditor.FromConfig(cfg, serviceLog(log, "auditor"), env.Registry))
 	if err != nil {
 		return err
 	}
-	disp, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.Config{
-		Destinations: cfg.Destinations,
-		Topology:     topology.FromConfig(cfg),
-		Logger:       log.With(slog.String("service", "dispatcher")),
-		Registerer:   env.Registry,
-	})
+	disp, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.FromConfig(cfg, serviceLog(log, "dispatcher"), env.Registry))
 	if err != nil {
 		aud.Close()
 		return err
 	}
-	notif, err := notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.Config{
-		Alerts:       cfg.Alerts,
-		Destinations: cfg.Destinations,
-		Topology:     topology.FromConfig(cfg),
-		Logger:       log.With(slog.String("service", "notifier")),
-		Registerer:   env.Registry,
-	})
+	notif, err := notifier.New(env.JS, auditlog.NewEmitter(env.JS, "notifier"), notifier.FromConfig(cfg, serviceLog(log, "notifier"), env.Registry))
 	if err != nil {
 		aud.Close()
 		return err
 	}
-	ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"),
-		ingress.FromConfig(cfg, log.With(slog.String("service", "ingress")), env.Registry))
+	ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"), ingress.FromConfig(cfg, serviceLog(log, "ingress"), env.Registry))
 	if err != nil {
 		aud.Close()
 		return err
@@ -79,7 +68,7 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		d := demo.New(env.JS, demo.Config{
 			PartnerListen: cfg.Demo.PartnerListen,
 			GenerateEvery: cfg.Demo.GenerateEvery.D(),
-			Logger:        log.With(slog.String("service", "demo")),
+			Logger:        serviceLog(log, "demo"),
 		})
 		g.Go(func() error { return d.Run(gctx) })
 	}
@@ -92,6 +81,12 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	}
 	log.Info("Switchyard stopped")
 	return nil
+}
+
+// serviceLog is the log of one service: the same attribute as a separately
+// run service's.
+func serviceLog(log *slog.Logger, name string) *slog.Logger {
+	return log.With(slog.String("service", name))
 }
 
 func storeName(cfg config.Config) string {

@@ -39,13 +39,13 @@ func auditAPI(t *testing.T, adjust ...func(*auditor.Config)) (url string, ns *na
 	ns = natstest.Start(t)
 	_, js := ns.Connect(t)
 	cfg := auditor.Config{
-		DataDir: t.TempDir(), AdminToken: testToken, Logger: natstest.Logger(t),
+		DataDir: t.TempDir(), Auditor: config.Auditor{AdminToken: testToken}, Logger: natstest.Logger(t),
 		Destinations: []config.Destination{{Name: "erp", Subjects: []string{"events.order.>"}}},
 	}
 	for _, a := range adjust {
 		a(&cfg)
 	}
-	aud, err := auditor.New(context.Background(), js, cfg)
+	aud, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestRecordsList(t *testing.T) {
 // budget) is followed to the end by the CLI.
 func TestBulkReplayInRounds(t *testing.T) {
 	t.Parallel()
-	url, ns, _ := auditAPI(t, func(c *auditor.Config) { c.BulkReplayBudget = time.Nanosecond })
+	url, ns, _ := auditAPI(t, func(c *auditor.Config) { c.Tuning.BulkReplayBudget = time.Nanosecond })
 	_, js := ns.Connect(t)
 	deadLetter(t, js, "order-1043")
 	deadLetter(t, js, "order-1044")

@@ -66,12 +66,11 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if err != nil {
 				return err
 			}
-			st, err := auditor.OpenStore(cmd.Context(), cfg.DatabaseURL.Reveal(), cfg.DataDir)
-			if err != nil {
+			if err := auditor.Migrate(cmd.Context(), auditor.FromConfig(cfg, nil, nil)); err != nil {
 				return err
 			}
 			cmd.Println("audit store schema is up to date")
-			return st.Close()
+			return nil
 		},
 	})
 	root.AddCommand(sendWebhookCmd(load))

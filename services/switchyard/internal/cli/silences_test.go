@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/switchyard/internal/cli"
@@ -58,7 +59,7 @@ func silencesAPI(t *testing.T) func(args ...string) (string, error) {
 	ctx := context.Background()
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
-	aud, err := auditor.New(ctx, js, auditor.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	aud, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), auditor.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

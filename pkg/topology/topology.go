@@ -30,7 +30,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -134,22 +138,22 @@ func (t Topology) Validate() error {
 
 // Stream is a declared stream and who creates it.
 type Stream struct {
-	Config    jetstream.StreamConfig
-	CreatedBy string
+	Config    jetstream.StreamConfig `json:"config"`
+	CreatedBy string                 `json:"created_by"`
 }
 
 // Consumer is a declared durable consumer, the stream it reads and who
 // creates it.
 type Consumer struct {
-	Stream    string
-	Config    jetstream.ConsumerConfig
-	CreatedBy string
+	Stream    string                   `json:"stream"`
+	Config    jetstream.ConsumerConfig `json:"config"`
+	CreatedBy string                   `json:"created_by"`
 }
 
 // Bucket is a declared KV bucket and who creates it.
 type Bucket struct {
-	Config    jetstream.KeyValueConfig
-	CreatedBy string
+	Config    jetstream.KeyValueConfig `json:"config"`
+	CreatedBy string                   `json:"created_by"`
 }
 
 // Streams are the streams every service declares at start (Ensure).
@@ -286,7 +290,7 @@ func DestinationConsumer(dc config.Destination) Consumer {
 		// finished (delivered or dead-lettered), whichever replica has it.
 		maxAckPending = 1
 	}
-	return Consumer{Stream: natsx.StreamEvents, CreatedBy: ByEveryService + " (when missing); the dispatcher updates it", Config: jetstream.ConsumerConfig{
+	return Consumer{Stream: natsx.StreamEvents, CreatedBy: ByDispatcher + " (" + ByEveryService + " if missing)", Config: jetstream.ConsumerConfig{
 		Durable:        destinations.ConsumerName(dc.Name),
 		Description:    "Switchyard dispatcher: deliveries to " + dc.Name,
 		FilterSubjects: append(slices.Clone(dc.Subjects), events.ReplaySubject(dc.Name, ">")),
@@ -407,9 +411,9 @@ func (t Topology) SenderConsumer(sender string) Consumer {
 
 // Plan is everything the services create for one configuration.
 type Plan struct {
-	Streams   []Stream
-	Consumers []Consumer
-	Buckets   []Bucket
+	Streams   []Stream   `json:"streams"`
+	Consumers []Consumer `json:"consumers"`
+	Buckets   []Bucket   `json:"buckets"`
 }
 
 // ForConfig is the plan of a loaded configuration (defaults applied);
@@ -432,4 +436,100 @@ func ForConfig(c config.Config, senders []string) Plan {
 	}
 	p.Buckets = []Bucket{t.Idempotency(c.Ingress.IdempotencyHorizon.D()), t.Breakers(), t.NotifierState(), t.Silences()}
 	return p
+}
+
+// WriteText prints the plan for people: one table each for the streams,
+// the consumers and the KV buckets, with their subjects, retention,
+// limits, replicas and who creates them.
+func (p Plan) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STREAM\tSUBJECTS\tRETENTION\tMAX AGE\tDUPLICATES\tDISCARD\tSTORAGE\tREPLICAS\tCREATED BY")
+	for _, s := range p.Streams {
+		c := s.Config
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, strings.Join(c.Subjects, " "), retention(c.Retention),
+			cmp.Or(duration(c.MaxAge), "-"), cmp.Or(duration(c.Duplicates), "server default"), discard(c.Discard), storage(c.Storage), c.Replicas, s.CreatedBy)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "STREAM\tCONSUMER\tFILTER\tDELIVER\tACK WAIT\tBACKOFF\tMAX DELIVER\tMAX ACK PENDING\tCREATED BY")
+	for _, c := range p.Consumers {
+		cc := c.Config
+		filter := cc.FilterSubject
+		if len(cc.FilterSubjects) > 0 {
+			filter = strings.Join(cc.FilterSubjects, " ")
+		}
+		backoff := make([]string, len(cc.BackOff))
+		for i, b := range cc.BackOff {
+			backoff[i] = duration(b)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Stream, cc.Durable, cmp.Or(filter, "-"), deliver(cc.DeliverPolicy),
+			cmp.Or(duration(cc.AckWait), "-"), cmp.Or(strings.Join(backoff, " "), "-"), maxDeliver(cc.MaxDeliver), cc.MaxAckPending, c.CreatedBy)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "KV BUCKET\tTTL\tHISTORY\tSTORAGE\tREPLICAS\tCREATED BY")
+	for _, b := range p.Buckets {
+		c := b.Config
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", c.Bucket, cmp.Or(duration(c.TTL), "-"), c.History, storage(c.Storage), c.Replicas, b.CreatedBy)
+	}
+	return tw.Flush()
+}
+
+// duration prints d as the configuration file writes it ("7d", "2m",
+// "1h30m"); zero is "".
+func duration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func storage(s jetstream.StorageType) string { return strings.ToLower(s.String()) }
+
+func retention(r jetstream.RetentionPolicy) string {
+	switch r {
+	case jetstream.InterestPolicy:
+		return "interest"
+	case jetstream.WorkQueuePolicy:
+		return "work queue"
+	}
+	return "limits"
+}
+
+func discard(d jetstream.DiscardPolicy) string {
+	if d == jetstream.DiscardNew {
+		return "new"
+	}
+	return "old"
+}
+
+func deliver(d jetstream.DeliverPolicy) string {
+	switch d {
+	case jetstream.DeliverNewPolicy:
+		return "new"
+	case jetstream.DeliverLastPolicy:
+		return "last"
+	case jetstream.DeliverByStartSequencePolicy:
+		return "from sequence"
+	case jetstream.DeliverByStartTimePolicy:
+		return "from time"
+	case jetstream.DeliverLastPerSubjectPolicy:
+		return "last per subject"
+	}
+	return "all"
+}
+
+func maxDeliver(n int) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return strconv.Itoa(n)
 }

@@ -11,6 +11,8 @@ package config
 import (
 	"math"
 	"time"
+
+	"github.com/switchyard/switchyard/pkg/signing"
 )
 
 // Config is the whole configuration file.
@@ -452,12 +454,9 @@ func (c Config) WithDefaults() Config {
 		setDefault(&s.Tolerance, DefaultTolerance)
 		setDefault(&s.MaxBody, c.Ingress.MaxBody)
 		if s.Scheme == "hmac" {
-			setDefault(&s.HMAC.Algorithm, "sha256")
-			setDefault(&s.HMAC.Encoding, "hex")
-			if s.HMAC.TimestampHeader != "" {
-				setDefault(&s.HMAC.SignedContent, "{timestamp}.{body}")
-			}
-			setDefault(&s.HMAC.SignedContent, "{body}")
+			setDefault(&s.HMAC.Algorithm, signing.DefaultHMACAlgorithm)
+			setDefault(&s.HMAC.Encoding, signing.DefaultHMACEncoding)
+			setDefault(&s.HMAC.SignedContent, signing.DefaultSignedContent(s.HMAC.TimestampHeader))
 		}
 		if s.RateLimit.PerSecond > 0 && s.RateLimit.Burst == 0 {
 			s.RateLimit.Burst = int(math.Ceil(s.RateLimit.PerSecond))

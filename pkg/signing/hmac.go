@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec // some partners still sign with HMAC-SHA1; it is still sound as a MAC.
 	"crypto/sha256"
@@ -20,18 +21,34 @@ import (
 type HMACOptions struct {
 	// Header carries the signature. Required.
 	Header string
-	// Algorithm is sha256, sha512 or sha1. Default sha256.
+	// Algorithm is sha256, sha512 or sha1. Default DefaultHMACAlgorithm.
 	Algorithm string
-	// Encoding is hex or base64. Default hex.
+	// Encoding is hex or base64. Default DefaultHMACEncoding.
 	Encoding string
 	// Prefix precedes each signature in the header ("sha256=").
 	Prefix string
 	// TimestampHeader carries a signed Unix timestamp in seconds.
 	TimestampHeader string
 	// SignedContent is what the MAC covers: a template of {body},
-	// {timestamp} and {id} between literal text. Default "{body}", or
-	// "{timestamp}.{body}" with a timestamp header.
+	// {timestamp} and {id} between literal text. Default
+	// DefaultSignedContent(TimestampHeader).
 	SignedContent string
+}
+
+// The defaults of HMACOptions, which the configuration's defaults for the
+// hmac scheme are too.
+const (
+	DefaultHMACAlgorithm = "sha256"
+	DefaultHMACEncoding  = "hex"
+)
+
+// DefaultSignedContent is what the MAC covers when SignedContent is unset:
+// the body, preceded by the timestamp when a timestamp header is named.
+func DefaultSignedContent(timestampHeader string) string {
+	if timestampHeader != "" {
+		return PlaceholderTimestamp + "." + PlaceholderBody
+	}
+	return PlaceholderBody
 }
 
 // SignedContent placeholders.
@@ -111,8 +128,8 @@ func NewHMAC(secrets []string, o HMACOptions, tolerance time.Duration, idHeader,
 	if strings.TrimSpace(o.Header) == "" {
 		return nil, fmt.Errorf("%w: hmac needs the name of the signature header", ErrBadSecret)
 	}
-	switch o.Algorithm {
-	case "", "sha256":
+	switch cmp.Or(o.Algorithm, DefaultHMACAlgorithm) {
+	case "sha256":
 		v.newHash, v.size = sha256.New, sha256.Size
 	case "sha512":
 		v.newHash, v.size = sha512.New, sha512.Size
@@ -121,18 +138,12 @@ func NewHMAC(secrets []string, o HMACOptions, tolerance time.Duration, idHeader,
 	default:
 		return nil, fmt.Errorf("%w: hmac algorithm %q is not sha256, sha512 or sha1", ErrBadSecret, o.Algorithm)
 	}
-	switch o.Encoding {
-	case "", "hex", "base64":
+	switch cmp.Or(o.Encoding, DefaultHMACEncoding) {
+	case "hex", "base64":
 	default:
 		return nil, fmt.Errorf("%w: hmac encoding %q is not hex or base64", ErrBadSecret, o.Encoding)
 	}
-	tmpl := o.SignedContent
-	if tmpl == "" {
-		tmpl = PlaceholderBody
-		if o.TimestampHeader != "" {
-			tmpl = PlaceholderTimestamp + "." + PlaceholderBody
-		}
-	}
+	tmpl := cmp.Or(o.SignedContent, DefaultSignedContent(o.TimestampHeader))
 	if v.parts, err = ParseSignedContent(tmpl); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSecret, err)
 	}

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/config"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +35,7 @@ import (
 
 // Config configures the writer.
 type Config struct {
-	// BatchSize is the most items per transaction. Default 500.
+	// BatchSize is the most items per transaction (auditor.batch_size).
 	BatchSize int
 	// Linger is how long a batch waits for more items once it has one.
 	// Default 20ms.
@@ -57,8 +59,8 @@ type Config struct {
 	// behind). Default 10s.
 	LagInterval time.Duration
 	// LagThreshold: the writer counts as behind when writes have failed
-	// for this long, or the oldest unwritten item has waited this long.
-	// Default 30s.
+	// for this long, or the oldest unwritten item has waited this long
+	// (auditor.lag_threshold).
 	LagThreshold time.Duration
 	// Audit emits the AuditLag records; nil sends none.
 	Audit *auditlog.Emitter
@@ -77,8 +79,12 @@ type Config struct {
 
 // WithDefaults fills unset fields.
 func (c Config) WithDefaults() Config {
+	// The settings of the configuration file take its defaults
+	// (config.Defaults), for a Config built by hand; the others are the
+	// writer's own.
+	d := config.Defaults().Auditor
 	if c.BatchSize == 0 {
-		c.BatchSize = 500
+		c.BatchSize = d.BatchSize
 	}
 	if c.Linger == 0 {
 		c.Linger = 20 * time.Millisecond
@@ -96,7 +102,7 @@ func (c Config) WithDefaults() Config {
 		c.LagInterval = 10 * time.Second
 	}
 	if c.LagThreshold == 0 {
-		c.LagThreshold = 30 * time.Second
+		c.LagThreshold = d.LagThreshold.D()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

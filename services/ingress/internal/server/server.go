@@ -64,13 +64,13 @@ type Config struct {
 	RetryAfter time.Duration
 	// MaxAuditInFlight bounds the audit records being published at once;
 	// beyond it (a NATS outage, a flood of bad requests) records are
-	// dropped and counted. Default 1024.
+	// dropped and counted. Zero: inflight's default.
 	MaxAuditInFlight int
 	// MaxRecordsInFlight bounds the idempotency records being written at
 	// once. Default 2048.
 	MaxRecordsInFlight int
 	// AsyncTimeout bounds the wait for an audit or idempotency record's
-	// PubAck. Default 10s.
+	// PubAck. Zero: inflight's default.
 	AsyncTimeout time.Duration
 	// TrustedProxies (ingress.trusted_proxies: CIDRs or addresses) may name
 	// the client in X-Forwarded-For or X-Real-IP. Empty: the peer is the
@@ -108,9 +108,7 @@ func (c Config) WithDefaults() Config {
 	}
 
 	c.RetryAfter = cmp.Or(c.RetryAfter, 5*time.Second)
-	c.MaxAuditInFlight = cmp.Or(c.MaxAuditInFlight, 1024)
 	c.MaxRecordsInFlight = cmp.Or(c.MaxRecordsInFlight, 2048)
-	c.AsyncTimeout = cmp.Or(c.AsyncTimeout, 10*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

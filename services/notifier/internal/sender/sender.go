@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/config"
+
 	"golang.org/x/time/rate"
 )
 
@@ -173,10 +175,10 @@ func (c Console) Send(ctx context.Context, a Alert) error {
 
 // Pacing bounds the messages per second to one webhook.
 type Pacing struct {
-	// PerSecond is the sustained rate. Default 1 (Slack's limit for an
-	// incoming webhook).
+	// PerSecond is the sustained rate (alerts.rate_limit.per_second; its
+	// default is Slack's limit for an incoming webhook).
 	PerSecond float64
-	// Burst is how many may go at once. Default 3.
+	// Burst is how many may go at once (alerts.rate_limit.burst).
 	Burst int
 	// MaxWait is the longest Send waits for its turn; beyond it Send
 	// returns a RetryableError at once, so that a long Retry-After does not
@@ -184,12 +186,15 @@ type Pacing struct {
 	MaxWait time.Duration
 }
 
+// withDefaults fills what is unset: the rate from the configuration's
+// defaults (config.Defaults), the wait the sender's own.
 func (p Pacing) withDefaults() Pacing {
+	d := config.Defaults().Alerts.RateLimit
 	if p.PerSecond <= 0 {
-		p.PerSecond = 1
+		p.PerSecond = d.PerSecond
 	}
 	if p.Burst <= 0 {
-		p.Burst = 3
+		p.Burst = d.Burst
 	}
 	if p.MaxWait <= 0 {
 		p.MaxWait = 30 * time.Second

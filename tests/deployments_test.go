@@ -21,9 +21,14 @@ import (
 
 const repoRoot = ".."
 
-func TestProductionConfigLoads(t *testing.T) {
+// productionConfig is deployments/compose/switchyard.yaml.
+var productionConfig = filepath.Join(repoRoot, "deployments/compose/switchyard.yaml")
+
+// productionEnv is the environment of the production layout: .env.example
+// with its blanks filled the way an operator would.
+func productionEnv(t *testing.T) map[string]string {
+	t.Helper()
 	env := dotEnv(t, filepath.Join(repoRoot, "deployments/compose/.env.example"))
-	// Fill the blanks the way an operator would.
 	for k, v := range map[string]string{
 		"SHOPIFY_WEBHOOK_SECRET": "shpss_0123456789abcdef",
 		"GITHUB_WEBHOOK_SECRET":  "It's a Secret to Everybody",
@@ -34,19 +39,32 @@ func TestProductionConfigLoads(t *testing.T) {
 	} {
 		env[k] = v
 	}
-	cfg, err := config.Load(filepath.Join(repoRoot, "deployments/compose/switchyard.yaml"), func(k string) (string, bool) {
+	return env
+}
+
+// loadProduction loads the production config in its environment.
+func loadProduction(t *testing.T) config.Config {
+	t.Helper()
+	env := productionEnv(t)
+	cfg, err := config.Load(productionConfig, func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	})
 	if err != nil {
 		t.Fatalf("the production config does not load: %v", err)
 	}
+	return cfg
+}
+
+func TestProductionConfigLoads(t *testing.T) {
+	cfg := loadProduction(t)
+	env := productionEnv(t)
 	if cfg.NATS.Replicas != 3 || cfg.DatabaseURL == "" || cfg.Auditor.AdminToken == "" {
 		t.Errorf("production config: replicas %d, database_url set %v, admin token set %v", cfg.NATS.Replicas, cfg.DatabaseURL != "", cfg.Auditor.AdminToken != "")
 	}
 	// An operator who forgets a secret is told which one.
 	delete(env, "ERP_CLIENT_SECRET")
-	_, err = config.Load(filepath.Join(repoRoot, "deployments/compose/switchyard.yaml"), func(k string) (string, bool) {
+	_, err := config.Load(productionConfig, func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	})

@@ -32,6 +32,21 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// runApp runs the all-in-one until the test ends, and returns its context.
+func runApp(t *testing.T, cfg config.Config, logOut io.Writer) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg, logOut) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("app.Run: %v", err)
+		}
+	})
+	return ctx
+}
+
 // syncBuffer is a log sink safe for concurrent writes.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -72,15 +87,7 @@ func TestDemoQuickStart(t *testing.T) {
 	}
 
 	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, &logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app.Run: %v", err)
-		}
-	})
+	ctx := runApp(t, cfg, &logs)
 
 	for _, want := range []string{"demo partner: received", "attempt failed; will retry", "dead-lettered", "ALERT [FIRING][critical] ", "dead-lettered on demo-partner"} {
 		waitfor.True(t, "the log line "+want, func() bool { return strings.Contains(logs.String(), want) })
@@ -124,15 +131,7 @@ func TestAllInOneStartsWhilePostgresIsDown(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.Ingress.Listen, cfg.Auditor.Listen, cfg.Ops.Listen = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.Demo.Enabled = false
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, io.Discard) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app.Run: %v", err)
-		}
-	})
+	ctx := runApp(t, cfg, io.Discard)
 	auditStatus := func() int {
 		resp, err := http.Get("http://" + cfg.Auditor.Listen + "/v1/events/demo:msg_while_down")
 		if err != nil {

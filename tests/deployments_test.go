@@ -2,6 +2,11 @@ package tests
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/svcboot"
 )
 
 // The files under deployments/ are not run here (there is no container
@@ -187,4 +193,41 @@ func dotEnv(t *testing.T, path string) map[string]string {
 		env[k] = v
 	}
 	return env
+}
+
+// The image's CMD starts every binary the Dockerfile builds: the services
+// (which accept a leading run) and the all-in-one (`switchyard run`), with
+// the configuration where the compose file mounts it.
+func TestDockerfileCmdFitsEveryBinary(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "deployments/docker/Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^CMD (\[.*\])$`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatal("the Dockerfile has no CMD in exec form")
+	}
+	var cmd []string
+	if err := json.Unmarshal(m[1], &cmd); err != nil {
+		t.Fatalf("CMD %s: %v", m[1], err)
+	}
+	compose, err := os.ReadFile(filepath.Join(repoRoot, "deployments/compose/docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount := regexp.MustCompile(`switchyard\.yaml:(\S+):ro`).FindSubmatch(compose)
+	if mount == nil {
+		t.Fatal("docker-compose.yml mounts no switchyard.yaml")
+	}
+	if want := []string{"run", "--config", string(mount[1])}; !slices.Equal(cmd, want) {
+		t.Fatalf("CMD is %q, want %q: the all-in-one needs its run subcommand, and the file is mounted at %s", cmd, want, mount[1])
+	}
+	// A service reads the command line: a missing file is reported as
+	// such, not as a usage error.
+	err = svcboot.Main(context.Background(), "ingress", cmd, io.Discard, func(context.Context, *svcboot.Env) (svcboot.Service, error) {
+		return nil, errors.New("must not be reached")
+	})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ingress %s: %v, want the configuration file not found", strings.Join(cmd, " "), err)
+	}
 }

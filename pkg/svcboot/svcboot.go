@@ -224,7 +224,14 @@ type MainOptions struct {
 }
 
 // MainWith is Main with the service's own flags and configuration check.
+//
+// A first argument "run" is accepted and ignored, so that one command line
+// starts any Switchyard binary: `<service> run --config f` as `switchyard
+// run --config f` (the Docker image's CMD).
 func MainWith(ctx context.Context, name string, args []string, stderr io.Writer, o MainOptions, build func(ctx context.Context, env *Env) (Service, error)) error {
+	if len(args) > 0 && args[0] == "run" {
+		args = args[1:]
+	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfgPath, opsListen string
@@ -236,7 +243,7 @@ func MainWith(ctx context.Context, name string, args []string, stderr io.Writer,
 		o.Flags(fs)
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [-config switchyard.yaml] [-ops-listen host:port]\n\nSwitchyard's %s service. Flags:\n", name, name)
+		fmt.Fprintf(stderr, "Usage: %s [run] [-config switchyard.yaml] [-ops-listen host:port]\n\nSwitchyard's %s service. Flags:\n", name, name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -70,6 +71,10 @@ func TestMainCommandLine(t *testing.T) {
 	}
 	if err := svcboot.Main(ctx, "ingress", []string{"-c", "/nonexistent.yaml"}, &out, noBuild); err == nil || !strings.Contains(err.Error(), "nonexistent.yaml") {
 		t.Errorf("-c with a missing file: %v", err)
+	}
+	// The Docker image's command line: a leading run, flags with two dashes.
+	if err := svcboot.Main(ctx, "ingress", []string{"run", "--config", "/nonexistent.yaml"}, &out, noBuild); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("run --config with a missing file: %v, want the file not found", err)
 	}
 	cfg := t.TempDir() + "/c.yaml"
 	if err := os.WriteFile(cfg, []byte("nats: {url: \"nats://127.0.0.1:1\"}\n"), 0o600); err != nil {

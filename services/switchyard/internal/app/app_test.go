@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -165,5 +167,16 @@ func TestCheckConfig(t *testing.T) {
 	err = cli.Execute(context.Background(), []string{"check-config", "-c", bad}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "destinations[0].name") || !strings.Contains(err.Error(), "destinations[0].url") {
 		t.Fatalf("want errors naming destinations[0].name and .url, got %v", err)
+	}
+}
+
+// The Docker image's command line (tests/deployments_test.go pins it)
+// starts the all-in-one: a missing file is reported as such.
+func TestRunCommandLineOfTheImage(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	err := cli.Execute(context.Background(), []string{"run", "--config", t.TempDir() + "/switchyard.yaml"}, &out, &out)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("switchyard run --config <missing file>: %v, want the file not found\n%s", err, out.String())
 	}
 }

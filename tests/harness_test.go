@@ -202,6 +202,16 @@ func startSystem(t *testing.T, o options) *system {
 	if err != nil {
 		t.Fatalf("ingress: %v", err)
 	}
+	// Served by the test's HTTP server instead of Run: what Run does
+	// around serving is done here.
+	if err := ing.Provision(ctx); err != nil {
+		t.Fatalf("provision ingress: %v", err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = ing.Close(cctx)
+	})
 	ingSrv := httptest.NewServer(ing.Handler())
 	t.Cleanup(ingSrv.Close)
 

@@ -147,31 +147,3 @@ func TestTallyMerge(t *testing.T) {
 		t.Errorf("merge = %+v, want trailing 2", failsOnly)
 	}
 }
-
-func TestNakDelay(t *testing.T) {
-	t.Parallel()
-	backoff := []time.Duration{10 * time.Second, 30 * time.Second, 2 * time.Minute}
-	for _, tt := range []struct {
-		attempt int
-		wait    time.Duration
-		want    time.Duration
-	}{
-		// After the first delivery the ack wait is BackOff[0]: no growth.
-		{1, time.Minute, time.Minute},
-		// After the second, the server adds BackOff[1]-BackOff[0] = 20s.
-		{2, time.Minute, 40 * time.Second},
-		// Past the end of the schedule the last step repeats.
-		{3, 5 * time.Minute, 5*time.Minute - 110*time.Second},
-		{7, 5 * time.Minute, 5*time.Minute - 110*time.Second},
-	} {
-		got := NakDelay(backoff, tt.attempt, tt.wait)
-		if got != tt.want {
-			t.Errorf("NakDelay(attempt %d, %v) = %v, want %v", tt.attempt, tt.wait, got, tt.want)
-		}
-		// What the server does with it: redeliver after delay + step - BackOff[0].
-		step := backoff[min(tt.attempt-1, len(backoff)-1)]
-		if actual := got + step - backoff[0]; actual != tt.wait {
-			t.Errorf("attempt %d: the server would redeliver after %v, want %v", tt.attempt, actual, tt.wait)
-		}
-	}
-}

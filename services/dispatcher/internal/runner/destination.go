@@ -15,19 +15,21 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/natsx"
-	"github.com/switchyard/switchyard/pkg/redelivery"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/settle"
 )
 
 // destination is one destination's delivery loop.
 type destination struct {
-	d       *Dispatcher
-	cfg     config.Destination
-	backoff []time.Duration
-	client  *delivery.Client
+	d   *Dispatcher
+	cfg config.Destination
+	// policy is what settling an attempt depends on (retry schedule,
+	// attempts).
+	policy settle.Policy
+	client *delivery.Client
 	// consumer is the destination's consumer; replaced when it had to be
 	// recreated (consumerMu).
 	consumerMu sync.RWMutex
@@ -108,13 +110,13 @@ func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) 
 		target.Signer = signer
 	}
 	dest := &destination{
-		d:       d,
-		cfg:     dc,
-		backoff: redelivery.ConsumerBackoff(dc.Retry.Backoff, dc.Retry.MaxAttempts),
-		client:  delivery.NewClient(target),
-		log:     d.cfg.Logger.With(slog.String("destination", dc.Name)),
+		d:      d,
+		cfg:    dc,
+		policy: settle.PolicyFor(dc),
+		client: delivery.NewClient(target),
+		log:    d.cfg.Logger.With(slog.String("destination", dc.Name)),
 	}
-	if len(dest.backoff) == 0 {
+	if len(dest.policy.Backoff) == 0 {
 		return nil, fmt.Errorf("destination %q has no retry backoff (apply config defaults and validation first)", dc.Name)
 	}
 	if dc.RateLimit.PerSecond > 0 {

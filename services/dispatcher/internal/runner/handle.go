@@ -20,14 +20,19 @@ import (
 	"github.com/switchyard/switchyard/pkg/redelivery"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/settle"
 )
 
 // handle makes one attempt for one message and settles it: ack when
 // delivered, leave it for JetStream to redeliver on schedule when retryable,
-// dead-letter and terminate when permanent or out of attempts. probe marks
-// the half-open circuit breaker's probe attempt. ctx is the deliveries'
-// context (it ends when the shutdown grace is over); stopping ends when the
-// dispatcher starts shutting down.
+// dead-letter and terminate when permanent or out of attempts (the decision
+// is settle.Decide's). probe marks the half-open circuit breaker's probe
+// attempt. ctx is the deliveries' context (it ends when the shutdown grace
+// is over); stopping ends when the dispatcher starts shutting down.
+//
+// It goes in four steps: admission (an owed dead letter, or an event held
+// by an open breaker), sending, bookkeeping (breaker, metrics, audit
+// record) and settling.
 func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg, probe bool) {
 	if probe {
 		defer dest.probing.Store(false)
@@ -40,7 +45,6 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 	}
 	ev := events.FromMsg(msg.Subject(), msg.Headers(), msg.Data())
 	attempt := int(meta.NumDelivered)
-	maxAttempts := dest.cfg.Retry.MaxAttempts
 	log := dest.log.With(slog.String("event_id", ev.ID), slog.Int("attempt", attempt), slog.Uint64("seq", meta.Sequence.Stream))
 
 	// While this replica holds the event, JetStream must not think it lost:
@@ -56,35 +60,19 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		// not store all of its dead letter: finish that, without sending
 		// the event again.
 		log.WarnContext(ctx, "finishing the dead letter of an earlier delivery; no new attempt", slog.String("dead_letter_id", dl.Id))
-		dest.finishDeadLetter(ctx, msg, dl, attempt >= maxAttempts, alive, log)
+		dest.finishDeadLetter(ctx, msg, dl, attempt >= dest.policy.MaxAttempts, alive, log)
 		return
 	}
 
-	if !probe && dest.breaker != nil {
-		if c, _ := dest.breaker.view(); c.State != switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED {
-			// Fetched just before the breaker opened: hold it, without
-			// burning its attempt, until the partner is back (or it is
-			// this replica's probe).
-			n, p := dest.admit(stopping)
-			switch {
-			case n == 0 && attempt < maxAttempts:
-				// JetStream counted this delivery when it handed the event
-				// out; handing it back costs the event one attempt of its
-				// schedule, but another one follows.
-				log.Warn("shutdown while the circuit breaker held the event; handing it back")
-				alive.stop()
-				_ = msg.Nak()
-				return
-			case n == 0:
-				// The final delivery: handed back, it would become a
-				// MAX_DELIVERIES dead letter the partner never saw. Make
-				// the final attempt instead, within the shutdown grace.
-				log.Warn("shutdown while the circuit breaker held the event on its final delivery; making the final attempt now")
-			case p:
-				probe = true
-				defer dest.probing.Store(false)
-			}
-		}
+	admitted, heldProbe := dest.admitHeld(stopping, probe, attempt, log)
+	if !admitted {
+		alive.stop()
+		_ = msg.Nak()
+		return
+	}
+	if heldProbe {
+		probe = true
+		defer dest.probing.Store(false)
 	}
 
 	dest.d.metrics.inflight.WithLabelValues(dest.cfg.Name).Inc()
@@ -97,7 +85,9 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		ReplayOf:    ev.ReplayOf,
 	})
 	dest.d.metrics.inflight.WithLabelValues(dest.cfg.Name).Dec()
-	if ctx.Err() != nil && !res.Delivered() {
+
+	act := settle.Decide(res, settle.Attempt{Number: attempt, Interrupted: ctx.Err() != nil}, dest.policy)
+	if act.Kind == settle.HandBack {
 		// Cut off by shutdown: hand the event back at once for another
 		// replica. This counts as an attempt, as the server cannot know.
 		log.Warn("delivery interrupted by shutdown; handing the event back")
@@ -105,6 +95,44 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		_ = msg.Nak()
 		return
 	}
+	dest.bookkeep(ctx, ev, meta, attempt, res, act, probe)
+	dest.carryOut(ctx, msg, ev, meta, attempt, res, act, alive, log)
+}
+
+// admitHeld holds an event fetched just before the circuit breaker opened,
+// without burning its attempt, until the partner is back (or it is this
+// replica's probe: then probe is true). It reports false when the event is
+// to be handed back because the dispatcher is shutting down.
+func (dest *destination) admitHeld(stopping context.Context, probing bool, attempt int, log *slog.Logger) (admitted, probe bool) {
+	if probing || dest.breaker == nil {
+		return true, false
+	}
+	if c, _ := dest.breaker.view(); c.State == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED {
+		return true, false
+	}
+	n, p := dest.admit(stopping)
+	switch {
+	case n == 0 && attempt < dest.policy.MaxAttempts:
+		// JetStream counted this delivery when it handed the event out;
+		// handing it back costs the event one attempt of its schedule,
+		// but another one follows.
+		log.Warn("shutdown while the circuit breaker held the event; handing it back")
+		return false, false
+	case n == 0:
+		// The final delivery: handed back, it would become a
+		// MAX_DELIVERIES dead letter the partner never saw. Make the final
+		// attempt instead, within the shutdown grace.
+		log.Warn("shutdown while the circuit breaker held the event on its final delivery; making the final attempt now")
+	case p:
+		return true, true
+	}
+	return true, false
+}
+
+// bookkeep records an attempt's outcome in the circuit breaker, the
+// metrics and the audit log.
+func (dest *destination) bookkeep(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result,
+	act settle.Action, probe bool) {
 	if dest.breaker != nil {
 		dest.breaker.record(res.Retryable(), res.ErrorString(), probe)
 		if probe || res.Retryable() {
@@ -114,13 +142,15 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 			dest.breaker.flush(ctx)
 		}
 	}
-
-	final := res.Delivered() || !res.Retryable() || attempt >= maxAttempts
 	dest.d.metrics.observe(dest.cfg.Name, res)
-	dest.recordAttempt(ctx, ev, meta, attempt, res, final, probe)
+	dest.recordAttempt(ctx, ev, meta, attempt, res, act.Final, probe)
+}
 
-	switch {
-	case res.Delivered():
+// carryOut carries out the decision about the message.
+func (dest *destination) carryOut(ctx context.Context, msg jetstream.Msg, ev events.Stored, meta *jetstream.MsgMetadata, attempt int,
+	res delivery.Result, act settle.Action, alive *pulse, log *slog.Logger) {
+	switch act.Kind {
+	case settle.Ack:
 		alive.stop()
 		// A plain ack, not a double ack: waiting for the server's
 		// confirmation costs a round trip per event and changes nothing,
@@ -131,58 +161,30 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		}
 		dest.tally.delivered.Add(1)
 		log.DebugContext(ctx, "delivered", slog.Int("status", res.StatusCode), slog.Duration("took", res.Duration))
-	case final:
-		reason := switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_ATTEMPTS
-		if !res.Retryable() {
-			reason = switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE
-		}
-		dest.finishDeadLetter(ctx, msg, dest.newDeadLetter(ev, meta, attempt, res, reason), attempt >= maxAttempts, alive, log)
-	default:
+	case settle.DeadLetter:
+		dest.finishDeadLetter(ctx, msg, dest.newDeadLetter(ev, meta, attempt, res, act.Reason), act.LastDelivery, alive, log)
+	case settle.NakWithDelay, settle.Redeliver:
 		alive.stop()
 		dest.tally.retrying.Add(1)
-		next := dest.nextDelay(attempt)
-		if res.RetryAfter > next {
-			// The destination asked for a longer pause than the schedule:
-			// honour it, never retry sooner.
-			if err := msg.NakWithDelay(NakDelay(dest.backoff, attempt, res.RetryAfter)); err != nil {
+		next := act.RetryIn
+		if act.Kind == settle.NakWithDelay {
+			if err := msg.NakWithDelay(act.NakDelay); err != nil {
 				log.WarnContext(ctx, "nak with delay failed; the schedule applies", slog.Any("error", err))
 			}
-			next = res.RetryAfter
 		}
-		// Otherwise leave the message unacked: JetStream redelivers it when
-		// the ack wait for this delivery (its BackOff step) runs out.
+		// Redeliver: leave the message unacked; JetStream redelivers it
+		// when the ack wait for this delivery (its BackOff step) runs out.
 		log.InfoContext(ctx, "attempt failed; will retry",
 			slog.Int("status", res.StatusCode), slog.String("error", res.ErrorString()),
 			slog.Duration("retry_in", next))
 	}
 }
 
-// nextDelay is the BackOff step that applies after this attempt.
-func (dest *destination) nextDelay(attempt int) time.Duration {
-	return dest.backoff[min(attempt-1, len(dest.backoff)-1)]
-}
-
 // keepAliveEvery is how often InProgress is sent for delivery number
 // attempt: shortly before its ack wait (the BackOff step) runs out.
 func (dest *destination) keepAliveEvery(attempt int) time.Duration {
-	step := dest.nextDelay(attempt)
+	step := dest.policy.Step(attempt)
 	return step - max(redelivery.AckMargin(dest.cfg.Timeout.D())/2, step/10)
-}
-
-// NakDelay is the delay to nak delivery number attempt with so that it is
-// redelivered wait from now, on a consumer with this BackOff.
-//
-// The server (nats-server consumer.go, processNak and checkPending) does
-// not redeliver a nak'd message after the delay it was given: it sets the
-// message's timestamp to now - AckWait + delay, and redelivers it once
-// now - timestamp reaches the BackOff step of its delivery count. With
-// AckWait = BackOff[0] that is delay + BackOff[n-1] - BackOff[0] after the
-// nak, longer than asked by the growth of the schedule (a 2m Retry-After on
-// the third attempt of the default schedule would wait 2m + 2m - 10s).
-// Subtracting that growth gives the wait asked for.
-func NakDelay(backoff []time.Duration, attempt int, wait time.Duration) time.Duration {
-	step := backoff[min(max(attempt, 1)-1, len(backoff)-1)]
-	return max(wait-step+backoff[0], time.Millisecond)
 }
 
 // pulse sends InProgress on a message every interval until stopped.

@@ -29,7 +29,9 @@ func (d *Dispatcher) monitorBacklog(ctx context.Context) error {
 					dest.log.WarnContext(ctx, "backlog not measured", slog.Any("error", err))
 				}
 			}
-			dest.recordCircuitAgain(ctx)
+			if dest.breaker != nil {
+				dest.breaker.RecordAgain(ctx)
+			}
 			dest.logSummary(ctx, d.cfg.BacklogInterval)
 		}
 		select {
@@ -74,7 +76,7 @@ func (dest *destination) measureBacklog(ctx context.Context) error {
 	dest.backlogFull = full
 	circuit := switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
 	if dest.breaker != nil {
-		c, _ := dest.breaker.view()
+		c, _ := dest.breaker.View()
 		circuit = c.State
 	}
 	closed := circuit == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
@@ -108,39 +110,6 @@ func (dest *destination) measureBacklog(ctx context.Context) error {
 		return fmt.Errorf("record backlog: %w", err)
 	}
 	return nil
-}
-
-// recentClose is how long after it a closing transition is still recorded
-// again (once by each replica).
-const recentClose = time.Hour
-
-// recordCircuitAgain records the transition into the breaker's current
-// state again (the same CircuitChanged record, same id): each interval
-// while the breaker is open or half-open, and once after it closed. The
-// audit log keeps one copy and the notifier merges by the record's own
-// time, so repeats change nothing, and a lost record is made good within
-// an interval.
-func (dest *destination) recordCircuitAgain(ctx context.Context) {
-	if dest.breaker == nil {
-		return
-	}
-	c, _ := dest.breaker.view()
-	if c.Change == nil {
-		return
-	}
-	if c.State == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED &&
-		(c.Change.At.Equal(dest.recordedAgain) || time.Since(c.Change.At) > recentClose) {
-		return
-	}
-	actx, cancel := context.WithTimeout(ctx, auditTimeout)
-	defer cancel()
-	if err := dest.d.audit.Emit(actx, circuitRecord(dest.cfg.Name, c)); err != nil {
-		if ctx.Err() == nil {
-			dest.log.WarnContext(ctx, "circuit state not recorded again", slog.Any("error", err))
-		}
-		return
-	}
-	dest.recordedAgain = c.Change.At
 }
 
 // oldestPendingAge is how long the oldest event not yet finished (waiting

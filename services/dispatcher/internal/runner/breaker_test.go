@@ -18,6 +18,13 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
+)
+
+var (
+	closed   = switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
+	open     = switchyardv1.CircuitState_CIRCUIT_STATE_OPEN
+	halfOpen = switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN
 )
 
 // circuitRecords returns the destination's CircuitChanged audit records,
@@ -346,8 +353,8 @@ func (e *testEnv) heldByOpenBreaker(t *testing.T, dc config.Destination) (ctx co
 	seq = e.publish(t, orderEvent("ev-held"))
 	msg = e.takeOne(t, dc.Name) // fetched while the breaker was closed
 	dest = d.dests[0]
-	if err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
-		c.open(dest.breaker.policy, now, "opened by the test")
+	if err := dest.breaker.Update(ctx, func(c *breaker.Circuit, now time.Time) string {
+		c.Open(dest.breaker.Policy(), now, "opened by the test")
 		return c.Reason
 	}); err != nil {
 		t.Fatal(err)

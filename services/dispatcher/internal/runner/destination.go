@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/settle"
 )
@@ -51,7 +52,7 @@ type destination struct {
 	// limiter is the rate limit; nil for none.
 	limiter *rate.Limiter
 	// breaker is nil when the breaker is disabled.
-	breaker *breaker
+	breaker *breaker.Breaker
 	// probing is set while this replica's half-open probe is in flight.
 	probing atomic.Bool
 	log     *slog.Logger
@@ -65,8 +66,6 @@ type destination struct {
 	// backlogQuiet whether it had nothing to report.
 	backlogFull  bool
 	backlogQuiet bool
-	// recordedAgain is the time of the last transition recorded again.
-	recordedAgain time.Time
 }
 
 func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) {
@@ -123,7 +122,7 @@ func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) 
 		dest.limiter = rate.NewLimiter(rate.Limit(dc.RateLimit.PerSecond), max(1, dc.RateLimit.Burst))
 	}
 	if !dc.Breaker.Disabled {
-		dest.breaker = newBreaker(d, dc.Name, policy{dc.Breaker}, dest.log)
+		dest.breaker = d.breakers.Add(dc.Name, breaker.Policy{Breaker: dc.Breaker}, dest.log)
 	}
 	return dest, nil
 }
@@ -276,7 +275,7 @@ func (dest *destination) admit(ctx context.Context) (n int, probe bool) {
 	me := dest.d.cfg.Instance
 	lease := dest.d.probeLease(dest.cfg.Timeout.D())
 	for {
-		c, changed := b.view()
+		c, changed := b.View()
 		now := time.Now()
 		var wakeAt time.Time
 		switch c.State {
@@ -317,11 +316,17 @@ func (dest *destination) admit(ctx context.Context) (n int, probe bool) {
 	}
 }
 
+// probeLease is how long a replica holds the half-open probe without
+// renewing it: a fetch plus an attempt, with room to spare.
+func (d *Dispatcher) probeLease(timeout time.Duration) time.Duration {
+	return d.cfg.FetchWait + timeout + 5*time.Second
+}
+
 // takeProbe moves an open circuit whose cooldown is over to half-open
 // with this replica as the prober, takes over a probe whose replica stopped
 // renewing it, or renews this replica's lease.
 func (dest *destination) takeProbe(ctx context.Context, me string, lease time.Duration) {
-	err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string { return c.halfOpen(me, now, lease) })
+	err := dest.breaker.Update(ctx, func(c *breaker.Circuit, now time.Time) string { return c.HalfOpen(me, now, lease) })
 	if err != nil && ctx.Err() == nil {
 		dest.log.WarnContext(ctx, "circuit breaker probe not taken", slog.Any("error", err))
 		// Do not spin on a NATS outage.
@@ -343,11 +348,11 @@ func (dest *destination) probeFoundNothing(ctx context.Context) {
 		return
 	}
 	me := dest.d.cfg.Instance
-	err = dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
-		if !c.mayProbe(me, now) {
+	err = dest.breaker.Update(ctx, func(c *breaker.Circuit, now time.Time) string {
+		if !c.MayProbe(me, now) {
 			return ""
 		}
-		c.close("no event left to probe with; the next event will show whether the partner is up")
+		c.Close("no event left to probe with; the next event will show whether the partner is up")
 		return c.Reason
 	})
 	if err != nil && ctx.Err() == nil {
@@ -414,7 +419,7 @@ func (dest *destination) recoverConsumer(ctx context.Context, cause error) bool 
 	}
 	if dest.breaker != nil {
 		// Still paused while the breaker is open.
-		if c, _ := dest.breaker.view(); c.State == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN && c.OpenUntil.After(time.Now()) {
+		if c, _ := dest.breaker.View(); c.State == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN && c.OpenUntil.After(time.Now()) {
 			cc.PauseUntil = &c.OpenUntil
 		}
 	}

@@ -107,7 +107,7 @@ func (dest *destination) admitHeld(stopping context.Context, probing bool, attem
 	if probing || dest.breaker == nil {
 		return true, false
 	}
-	if c, _ := dest.breaker.view(); c.State == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED {
+	if c, _ := dest.breaker.View(); c.State == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED {
 		return true, false
 	}
 	n, p := dest.admit(stopping)
@@ -134,12 +134,12 @@ func (dest *destination) admitHeld(stopping context.Context, probing bool, attem
 func (dest *destination) bookkeep(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result,
 	act settle.Action, probe bool) {
 	if dest.breaker != nil {
-		dest.breaker.record(res.Retryable(), res.ErrorString(), probe)
+		dest.breaker.Record(res.Retryable(), res.ErrorString(), probe)
 		if probe || res.Retryable() {
 			// Write it before this worker takes the next event, so that a
 			// failure that opens the breaker stops this replica's next
 			// attempt, and a probe is decided before another can start.
-			dest.breaker.flush(ctx)
+			dest.breaker.Flush(ctx)
 		}
 	}
 	dest.d.metrics.observe(dest.cfg.Name, res)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/config"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 )
 
@@ -107,7 +108,7 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 		m.rateLimited.WithLabelValues(name)
 		for _, to := range []switchyardv1.CircuitState{switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED,
 			switchyardv1.CircuitState_CIRCUIT_STATE_OPEN, switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN} {
-			m.circuitChanges.WithLabelValues(name, circuitName(to))
+			m.circuitChanges.WithLabelValues(name, breaker.StateName(to))
 		}
 		// Closed until the breaker's state is read (Provision), and for
 		// good when the breaker is disabled.
@@ -128,6 +129,11 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 			m.authFailures, m.authDeadLetters, m.timeout)
 	}
 	return m
+}
+
+// breakerMetrics are the circuit breakers' share.
+func (m *metrics) breakerMetrics() breaker.Metrics {
+	return breaker.Metrics{State: m.circuitState, Changes: m.circuitChanges}
 }
 
 func (m *metrics) observe(destination string, r delivery.Result) {

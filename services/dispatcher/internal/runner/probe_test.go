@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
 )
 
 // inProgressCounter counts the InProgress acknowledgements (+WPI) sent for
@@ -107,7 +108,7 @@ func TestHeldEventIsKeptAliveAndBecomesTheProbe(t *testing.T) {
 		t.Fatalf("the partner got %d requests while the breaker was open", n)
 	}
 	// The cooldown ends.
-	if err := dest.breaker.update(ctx, func(c *circuit, now time.Time) string {
+	if err := dest.breaker.Update(ctx, func(c *breaker.Circuit, now time.Time) string {
 		c.OpenUntil = now
 		return ""
 	}); err != nil {
@@ -135,18 +136,18 @@ func TestHeldEventIsKeptAliveAndBecomesTheProbe(t *testing.T) {
 	if len(cs) != 3 || cs[0].To != open || cs[1].To != halfOpen || cs[2].To != closed || cs[2].Reason != "the probe attempt succeeded" {
 		t.Errorf("circuit changes = %v, want open, half-open, closed by the probe", cs)
 	}
-	if c, _ := dest.breaker.view(); c.State != closed || dest.probing.Load() {
+	if c, _ := dest.breaker.View(); c.State != closed || dest.probing.Load() {
 		t.Errorf("after the probe: circuit %v, probing %v", c.State, dest.probing.Load())
 	}
 }
 
 // putCircuit writes a destination's shared circuit state as another
 // replica would have left it.
-func putCircuit(t *testing.T, e *testEnv, destination string, c circuit) {
+func putCircuit(t *testing.T, e *testEnv, destination string, c breaker.Circuit) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := e.js.KeyValue(ctx, BreakerBucket)
+	kv, err := e.js.KeyValue(ctx, breaker.KVBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,11 +161,11 @@ func putCircuit(t *testing.T, e *testEnv, destination string, c circuit) {
 }
 
 // readCircuit reads a destination's shared circuit state.
-func readCircuit(t *testing.T, e *testEnv, destination string) circuit {
+func readCircuit(t *testing.T, e *testEnv, destination string) breaker.Circuit {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := e.js.KeyValue(ctx, BreakerBucket)
+	kv, err := e.js.KeyValue(ctx, breaker.KVBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,11 +173,10 @@ func readCircuit(t *testing.T, e *testEnv, destination string) circuit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c circuit
-	if err := json.Unmarshal(entry.Value(), &c); err != nil {
+	c, err := breaker.Decode(entry.Value())
+	if err != nil {
 		t.Fatal(err)
 	}
-	c.normalize()
 	return c
 }
 
@@ -194,10 +194,10 @@ func TestProbeLeaseIsTakenOverWhenItsReplicaStopped(t *testing.T) {
 	// Milliseconds: the record's time is read back from the shared state.
 	wentHalfOpen := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 	leaseEnds := time.Now().Add(time.Second)
-	putCircuit(t, e, "erp", circuit{
+	putCircuit(t, e, "erp", breaker.Circuit{
 		State: halfOpen, Opens: 1, Prober: "replica-a", ProbeUntil: leaseEnds,
 		Reason: "cooldown over; one probe attempt", LastError: "HTTP 503 Service Unavailable",
-		Change: &change{From: open, At: wentHalfOpen},
+		Change: &breaker.Change{From: open, At: wentHalfOpen},
 	})
 	seq := e.publish(t, orderEvent("ev-probe"))
 
@@ -264,10 +264,10 @@ func TestProbeThatFindsNoEvent(t *testing.T) {
 				e.takeOne(t, "erp") // attempted by a replica before the breaker opened
 			}
 			opened := time.Now().Add(-time.Second).Truncate(time.Millisecond)
-			putCircuit(t, e, "erp", circuit{
+			putCircuit(t, e, "erp", breaker.Circuit{
 				State: open, Opens: 1, OpenUntil: time.Now(), Consecutive: 3,
 				Reason: "3 retryable failures in a row", LastError: "HTTP 503 Service Unavailable",
-				Change: &change{From: closed, At: opened, Consecutive: 3},
+				Change: &breaker.Change{From: closed, At: opened, Consecutive: 3},
 			})
 
 			e.run(t, e.js, func(c *Config) { c.Instance = "replica-b" }, d)

@@ -29,6 +29,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/topology"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
 )
 
 // Config configures the dispatcher.
@@ -107,7 +108,7 @@ type Dispatcher struct {
 	audit    *auditlog.Emitter
 	metrics  *metrics
 	dests    []*destination
-	breakers jetstream.KeyValue
+	breakers *breaker.Set
 	// inc is the EVENTS stream the ids name.
 	inc incarnation
 	// warned are the consumers of unconfigured destinations already
@@ -130,6 +131,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 	}
 	cfg.Destinations = all.Destinations
 	d := &Dispatcher{cfg: cfg, js: js, audit: audit, metrics: newMetrics(cfg.Registerer, cfg.Destinations)}
+	d.breakers = breaker.NewSet(breaker.Config{JS: js, Audit: audit, Logger: cfg.Logger, Sync: cfg.BreakerSync, Metrics: d.metrics.breakerMetrics()})
 	for _, dc := range cfg.Destinations {
 		dest, err := newDestination(d, dc)
 		if err != nil {
@@ -149,11 +151,9 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 // the retries it is waiting for; it is named in a warning with its counts,
 // and `switchyard destinations prune` removes it when an operator says so.
 func (d *Dispatcher) Provision(ctx context.Context) error {
-	kv, err := d.js.CreateOrUpdateKeyValue(ctx, d.cfg.Topology.Breakers().Config)
-	if err != nil {
-		return fmt.Errorf("create or update KV bucket %s: %w", BreakerBucket, err)
+	if err := d.breakers.Provision(ctx, d.cfg.Topology.Breakers().Config); err != nil {
+		return err
 	}
-	d.breakers = kv
 	if _, err := d.readIncarnation(ctx); err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 		}
 		dest.setConsumer(cons)
 		if dest.breaker != nil {
-			if err := dest.breaker.reload(ctx); err != nil {
+			if err := dest.breaker.Reload(ctx); err != nil {
 				return err
 			}
 		}
@@ -217,17 +217,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	breakers := map[string]*breaker{}
 	for _, dest := range d.dests {
 		g.Go(func() error { return dest.run(gctx) })
-		if dest.breaker != nil {
-			breakers[dest.cfg.Name] = dest.breaker
-			g.Go(func() error { dest.breaker.run(gctx); return nil })
-		}
 	}
-	if len(breakers) > 0 {
-		g.Go(func() error { return d.watchBreakers(gctx, breakers) })
-	}
+	g.Go(func() error { d.breakers.Run(gctx); return nil })
 	g.Go(func() error { return d.monitorBacklog(gctx) })
 	g.Go(func() error { return d.reconcile(gctx) })
 	// Not "dispatcher started": svcboot logs that for the process.
@@ -254,15 +247,5 @@ func Prune(ctx context.Context, js jetstream.JetStream, destination string) erro
 	if err := js.DeleteConsumer(ctx, natsx.StreamEvents, name); err != nil && !natsx.IsNotFound(err) {
 		return fmt.Errorf("delete consumer %s: %w", name, err)
 	}
-	kv, err := js.KeyValue(ctx, BreakerBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open KV bucket %s: %w", BreakerBucket, err)
-	}
-	if err := kv.Purge(ctx, destination); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("remove the circuit breaker state of %s: %w", destination, err)
-	}
-	return nil
+	return breaker.Prune(ctx, js, destination)
 }

@@ -1,4 +1,4 @@
-package runner
+package breaker
 
 import (
 	"testing"
@@ -14,8 +14,8 @@ var (
 	halfOpen = switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN
 )
 
-func testPolicy() policy {
-	return policy{config.Breaker{
+func testPolicy() Policy {
+	return Policy{config.Breaker{
 		ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20,
 		Window: config.Duration(time.Minute), Cooldown: config.Duration(10 * time.Second), MaxCooldown: config.Duration(35 * time.Second),
 	}}
@@ -35,7 +35,7 @@ func TestCircuitOpensOnConsecutiveFailuresAcrossWriters(t *testing.T) {
 	t.Parallel()
 	p := testPolicy()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	var c circuit
+	var c Circuit
 	// Two replicas each saw two failures: four in a row, not yet five.
 	for _, s := range []string{"ff", "ff"} {
 		if tr := c.apply(outcomes(s), p, now); tr != "" || c.State != closed {
@@ -60,7 +60,7 @@ func TestCircuitOpensOnFailureRatio(t *testing.T) {
 	t.Parallel()
 	p := testPolicy()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	var c circuit
+	var c Circuit
 	// 9 failures out of 19, never 5 in a row: under the minimum requests.
 	c.apply(outcomes("ffffoffffooooooofoo"), p, now)
 	if c.State != closed {
@@ -72,7 +72,7 @@ func TestCircuitOpensOnFailureRatio(t *testing.T) {
 	}
 
 	// Outside the window old outcomes no longer count.
-	var d circuit
+	var d Circuit
 	d.apply(outcomes("ffffoffffooooooofoo"), p, now)
 	d.apply(outcomes("o"), p, now.Add(2*time.Minute))
 	if ratio, n := d.ratio(p, now.Add(2*time.Minute)); n != 1 || ratio != 0 {
@@ -84,26 +84,26 @@ func TestCircuitHalfOpenProbe(t *testing.T) {
 	t.Parallel()
 	p := testPolicy()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	var c circuit
+	var c Circuit
 	c.apply(outcomes("fffff"), p, now)
 	if c.State != open {
 		t.Fatal("not open")
 	}
-	if tr := c.halfOpen("a", now.Add(9*time.Second), time.Second); tr != "" || c.State != open {
+	if tr := c.HalfOpen("a", now.Add(9*time.Second), time.Second); tr != "" || c.State != open {
 		t.Fatalf("half-open before the cooldown: %+v", c)
 	}
-	if tr := c.halfOpen("a", now.Add(10*time.Second), time.Second); tr == "" || c.State != halfOpen || !c.mayProbe("a", now.Add(10*time.Second)) {
+	if tr := c.HalfOpen("a", now.Add(10*time.Second), time.Second); tr == "" || c.State != halfOpen || !c.MayProbe("a", now.Add(10*time.Second)) {
 		t.Fatalf("not half-open after the cooldown: %+v", c)
 	}
-	if c.mayProbe("b", now.Add(10*time.Second)) {
+	if c.MayProbe("b", now.Add(10*time.Second)) {
 		t.Error("a second replica may probe")
 	}
 	// Replica a stops renewing; b takes the probe over.
-	c.halfOpen("b", now.Add(10500*time.Millisecond), time.Second)
+	c.HalfOpen("b", now.Add(10500*time.Millisecond), time.Second)
 	if c.Prober != "a" {
 		t.Error("probe taken over before the lease ran out")
 	}
-	c.halfOpen("b", now.Add(12*time.Second), time.Second)
+	c.HalfOpen("b", now.Add(12*time.Second), time.Second)
 	if c.Prober != "b" || c.State != halfOpen {
 		t.Errorf("probe not taken over after the lease: %+v", c)
 	}
@@ -119,13 +119,13 @@ func TestCircuitHalfOpenProbe(t *testing.T) {
 		t.Fatalf("after a failed probe: %+v", c)
 	}
 	// The cooldown doubles up to max_cooldown.
-	c.halfOpen("b", now.Add(32*time.Second), time.Second)
+	c.HalfOpen("b", now.Add(32*time.Second), time.Second)
 	c.apply(failed, p, now.Add(33*time.Second))
 	if !c.OpenUntil.Equal(now.Add(33*time.Second + 35*time.Second)) {
 		t.Errorf("third cooldown until %v, want capped at 35s", c.OpenUntil)
 	}
 	// A successful probe closes and forgets the failures.
-	c.halfOpen("b", c.OpenUntil, time.Second)
+	c.HalfOpen("b", c.OpenUntil, time.Second)
 	var ok tally
 	ok.add(false, "", true)
 	c.apply(ok, p, c.OpenUntil)

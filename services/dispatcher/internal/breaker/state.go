@@ -1,6 +1,7 @@
-package runner
+package breaker
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -8,17 +9,17 @@ import (
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
-// circuit is the shared state of one destination's breaker, stored as JSON
+// Circuit is the shared state of one destination's breaker, stored as JSON
 // in the breakers KV bucket under the destination's name. Every replica
 // applies its results to it with a compare-and-set on the entry's revision,
 // so the state is the sum of what all replicas saw, whichever saw what.
-type circuit struct {
+type Circuit struct {
 	State switchyardv1.CircuitState `json:"state"`
 	// Consecutive is the retryable failures since the last answer that
 	// showed the partner up, across replicas.
 	Consecutive int `json:"consecutive"`
 	// Buckets count outcomes over the window, oldest first.
-	Buckets []bucket `json:"buckets,omitempty"`
+	Buckets []Slot `json:"buckets,omitempty"`
 	// Opens counts the openings since the last close; the cooldown doubles
 	// with each.
 	Opens     int       `json:"opens,omitempty"`
@@ -34,11 +35,11 @@ type circuit struct {
 	// record it again from here (CircuitChanged, same id), so that one
 	// lost audit record does not leave the audit log and the notifier
 	// believing the old state.
-	Change *change `json:"change,omitempty"`
+	Change *Change `json:"change,omitempty"`
 }
 
-// change describes a transition as its CircuitChanged record does.
-type change struct {
+// Change describes a transition as its CircuitChanged record does.
+type Change struct {
 	From switchyardv1.CircuitState `json:"from"`
 	At   time.Time                 `json:"at"`
 	// Consecutive, Ratio and Attempts are the failure counts that led to
@@ -49,8 +50,9 @@ type change struct {
 	LastError   string  `json:"last_error,omitempty"`
 }
 
-// bucket counts attempts that started in [Start, Start+width).
-type bucket struct {
+// Slot counts attempts that started in [Start, Start+width): one slot
+// of the window.
+type Slot struct {
 	Start int64 `json:"s"` // unix milliseconds
 	OK    int   `json:"ok"`
 	Fail  int   `json:"fail"`
@@ -88,15 +90,15 @@ func (t *tally) add(failed bool, errText string, probe bool) {
 	}
 }
 
-// policy is the breaker configuration.
-type policy struct {
+// Policy is a destination's breaker configuration.
+type Policy struct {
 	config.Breaker
 }
 
-func (p policy) bucketWidth() time.Duration { return max(p.Window.D()/10, 100*time.Millisecond) }
+func (p Policy) bucketWidth() time.Duration { return max(p.Window.D()/10, 100*time.Millisecond) }
 
 // cooldown after the n-th opening since the last close.
-func (p policy) cooldown(opens int) time.Duration {
+func (p Policy) cooldown(opens int) time.Duration {
 	d := p.Cooldown.D()
 	for i := 1; i < opens && d < p.MaxCooldown.D(); i++ {
 		d *= 2
@@ -104,14 +106,25 @@ func (p policy) cooldown(opens int) time.Duration {
 	return min(d, p.MaxCooldown.D())
 }
 
-func (c *circuit) normalize() {
+// Decode reads a circuit as the bucket stores it. A circuit never written
+// is closed.
+func Decode(data []byte) (Circuit, error) {
+	var c Circuit
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Circuit{}, err
+	}
+	c.normalize()
+	return c, nil
+}
+
+func (c *Circuit) normalize() {
 	if c.State == switchyardv1.CircuitState_CIRCUIT_STATE_UNSPECIFIED {
 		c.State = switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED
 	}
 }
 
 // ratio is the failure ratio and attempt count over the window.
-func (c *circuit) ratio(p policy, now time.Time) (float64, int) {
+func (c *Circuit) ratio(p Policy, now time.Time) (float64, int) {
 	from := now.Add(-p.Window.D()).UnixMilli()
 	var ok, fail int
 	for _, b := range c.Buckets {
@@ -128,7 +141,7 @@ func (c *circuit) ratio(p policy, now time.Time) (float64, int) {
 
 // apply adds a replica's tally and makes the transitions it causes. It
 // returns a description of the transition, or "" when the state stayed.
-func (c *circuit) apply(t tally, p policy, now time.Time) string {
+func (c *Circuit) apply(t tally, p Policy, now time.Time) string {
 	c.normalize()
 	// Counts.
 	width := p.bucketWidth().Milliseconds()
@@ -137,7 +150,7 @@ func (c *circuit) apply(t tally, p policy, now time.Time) string {
 		c.Buckets[n-1].OK += t.ok
 		c.Buckets[n-1].Fail += t.fail
 	} else if t.ok+t.fail > 0 {
-		c.Buckets = append(c.Buckets, bucket{Start: start, OK: t.ok, Fail: t.fail})
+		c.Buckets = append(c.Buckets, Slot{Start: start, OK: t.ok, Fail: t.fail})
 	}
 	keepFrom := now.Add(-p.Window.D()).UnixMilli() - width
 	for len(c.Buckets) > 0 && c.Buckets[0].Start < keepFrom {
@@ -157,10 +170,10 @@ func (c *circuit) apply(t tally, p policy, now time.Time) string {
 		ratio, n := c.ratio(p, now)
 		switch {
 		case c.Consecutive >= p.ConsecutiveFailures:
-			c.open(p, now, fmt.Sprintf("%d retryable failures in a row", c.Consecutive))
+			c.Open(p, now, fmt.Sprintf("%d retryable failures in a row", c.Consecutive))
 			return c.Reason
 		case n >= p.MinRequests && ratio >= p.FailureRatio:
-			c.open(p, now, fmt.Sprintf("%.0f%% of %d attempts in %s failed", ratio*100, n, p.Window))
+			c.Open(p, now, fmt.Sprintf("%.0f%% of %d attempts in %s failed", ratio*100, n, p.Window))
 			return c.Reason
 		}
 	case switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN:
@@ -168,9 +181,9 @@ func (c *circuit) apply(t tally, p policy, now time.Time) string {
 		// the breaker opened say nothing about the partner now.
 		if t.probe != nil {
 			if *t.probe {
-				c.close("the probe attempt succeeded")
+				c.Close("the probe attempt succeeded")
 			} else {
-				c.open(p, now, "the probe attempt failed")
+				c.Open(p, now, "the probe attempt failed")
 			}
 			return c.Reason
 		}
@@ -178,7 +191,8 @@ func (c *circuit) apply(t tally, p policy, now time.Time) string {
 	return ""
 }
 
-func (c *circuit) open(p policy, now time.Time, reason string) {
+// Open opens the circuit for the cooldown of its next opening.
+func (c *Circuit) Open(p Policy, now time.Time, reason string) {
 	c.State = switchyardv1.CircuitState_CIRCUIT_STATE_OPEN
 	c.Opens++
 	c.OpenUntil = now.Add(p.cooldown(c.Opens))
@@ -186,14 +200,15 @@ func (c *circuit) open(p policy, now time.Time, reason string) {
 	c.Reason = reason
 }
 
-func (c *circuit) close(reason string) {
+// Close closes the circuit and forgets the failures (not the last error).
+func (c *Circuit) Close(reason string) {
 	last := c.LastError
-	*c = circuit{State: switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED, Reason: reason, LastError: last}
+	*c = Circuit{State: switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED, Reason: reason, LastError: last}
 }
 
-// halfOpen lets replica me probe, when the cooldown is over or the replica
+// HalfOpen lets replica me probe, when the cooldown is over or the replica
 // that was probing stopped renewing its lease.
-func (c *circuit) halfOpen(me string, now time.Time, lease time.Duration) string {
+func (c *Circuit) HalfOpen(me string, now time.Time, lease time.Duration) string {
 	c.normalize()
 	switch {
 	case c.State == switchyardv1.CircuitState_CIRCUIT_STATE_OPEN && !now.Before(c.OpenUntil):
@@ -210,7 +225,7 @@ func (c *circuit) halfOpen(me string, now time.Time, lease time.Duration) string
 	return ""
 }
 
-// mayProbe reports whether replica me holds the probe.
-func (c *circuit) mayProbe(me string, now time.Time) bool {
+// MayProbe reports whether replica me holds the probe.
+func (c *Circuit) MayProbe(me string, now time.Time) bool {
 	return c.State == switchyardv1.CircuitState_CIRCUIT_STATE_HALF_OPEN && c.Prober == me && now.Before(c.ProbeUntil)
 }

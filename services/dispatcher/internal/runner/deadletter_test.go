@@ -20,6 +20,8 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/reconcile"
 )
 
 // refuseAudit makes AUDIT refuse the records of one kind (it stops
@@ -90,7 +92,7 @@ func TestDeadLetterIsTerminatedOnlyWithItsAuditRecord(t *testing.T) {
 	waitfor.True(t, "the event redelivered", func() bool { return e.consumerInfo(t, "erp").Delivered.Consumer >= 2 })
 	restore()
 
-	id := DeadLetterID(e.incarnation(t), seq, "erp")
+	id := ids.DeadLetterID(e.incarnation(t), seq, "erp")
 	waitfor.True(t, "the dead letter's audit record", func() bool {
 		recs := auditedDeadLetters(t, e, "erp")
 		return len(recs) == 1 && recs[0].Id == "dead_letter:"+id
@@ -117,7 +119,7 @@ func TestReconcilerRetriesUntilTheAuditRecordIsStored(t *testing.T) {
 	waitfor.True(t, "the advisory handed out again", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c, err := e.js.Consumer(ctx, natsx.StreamAdvisories, ReconcilerConsumer)
+		c, err := e.js.Consumer(ctx, natsx.StreamAdvisories, reconcile.ConsumerName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +128,7 @@ func TestReconcilerRetriesUntilTheAuditRecordIsStored(t *testing.T) {
 	restore()
 	waitfor.True(t, "the reconciled dead letter's audit record", func() bool {
 		recs := auditedDeadLetters(t, e, "erp")
-		return len(recs) == 1 && recs[0].Id == "dead_letter:"+DeadLetterID(e.incarnation(t), seq, "erp")
+		return len(recs) == 1 && recs[0].Id == "dead_letter:"+ids.DeadLetterID(e.incarnation(t), seq, "erp")
 	})
 	waitfor.True(t, "the advisory acknowledged", func() bool {
 		return testutil.ToFloat64(r.metrics.reconciled.WithLabelValues("max_deliveries", "already_dead_lettered")) == 1
@@ -372,7 +374,7 @@ func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
 			ev := orderEvent("ev-refused")
 			seq := e.publish(t, ev)
 			waitfor.True(t, "the dead letter refused", func() bool {
-				return len(logs.find(tt.failedLog, "publish dead letter "+DeadLetterID(e.incarnation(t), seq, "erp"))) > 0
+				return len(logs.find(tt.failedLog, "publish dead letter "+ids.DeadLetterID(e.incarnation(t), seq, "erp"))) > 0
 			})
 			if tt.maxAttempts > 1 {
 				waitfor.True(t, "the event redelivered, not terminated", func() bool { return e.consumerInfo(t, "erp").Delivered.Consumer >= 2 })
@@ -382,7 +384,7 @@ func TestRefusedDeadLetterIsStoredLater(t *testing.T) {
 			}
 			restore()
 
-			id := DeadLetterID(e.incarnation(t), seq, "erp")
+			id := ids.DeadLetterID(e.incarnation(t), seq, "erp")
 			waitfor.True(t, "the dead letter and its audit record", func() bool {
 				recs := auditedDeadLetters(t, e, "erp")
 				return len(natstest.DeadLetters(t, e.js, "erp")) == 1 && len(recs) == 1 && recs[0].Id == "dead_letter:"+id

@@ -368,7 +368,7 @@ func (dest *destination) cons() jetstream.Consumer {
 }
 
 func (dest *destination) setConsumer(c jetstream.Consumer) {
-	_, created := dest.d.inc.get()
+	_, created := dest.d.inc.Get()
 	dest.consumerMu.Lock()
 	dest.consumer = c
 	dest.streamCreated = created
@@ -399,13 +399,13 @@ func (dest *destination) recoverConsumer(ctx context.Context, cause error) bool 
 	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false // it exists (a leader change, say): the usual retry
 	}
-	if _, err := dest.d.readIncarnation(ctx); err != nil {
+	if _, err := dest.d.inc.Read(ctx, dest.d.js, dest.d.cfg.Logger); err != nil {
 		dest.log.ErrorContext(ctx, "the destination's consumer is gone and EVENTS cannot be read", slog.Any("error", err))
 		return false
 	}
-	// Not readIncarnation's answer: that says whether this call saw the
+	// Not Read's answer: that says whether this call saw the
 	// change first, and another destination's may have.
-	_, streamCreated := dest.d.inc.get()
+	_, streamCreated := dest.d.inc.Get()
 	dest.consumerMu.RLock()
 	recreatedStream := !streamCreated.Equal(dest.streamCreated)
 	dest.consumerMu.RUnlock()

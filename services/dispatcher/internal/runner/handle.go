@@ -2,16 +2,11 @@ package runner
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -20,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/redelivery"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/settle"
 )
 
@@ -245,10 +241,10 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 	if res.RetryAfter > 0 {
 		a.RetryAfter = durationpb.New(res.RetryAfter)
 	}
-	inc, _ := dest.d.inc.get()
+	inc, _ := dest.d.inc.Get()
 	rec := &switchyardv1.AuditRecord{
 		// The same delivery of the same stream message is the same attempt.
-		Id:     AttemptID(inc, meta.Sequence.Stream, dest.cfg.Name, attempt),
+		Id:     ids.AttemptID(inc, meta.Sequence.Stream, dest.cfg.Name, attempt),
 		Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: a},
 	}
 	actx, cancel := context.WithTimeout(ctx, auditTimeout)
@@ -260,9 +256,9 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 
 // newDeadLetter describes giving the event up after attempt.
 func (dest *destination) newDeadLetter(ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, reason switchyardv1.DeadLetterReason) *switchyardv1.DeadLetter {
-	inc, _ := dest.d.inc.get()
+	inc, _ := dest.d.inc.Get()
 	return &switchyardv1.DeadLetter{
-		Id:              DeadLetterID(inc, meta.Sequence.Stream, dest.cfg.Name),
+		Id:              ids.DeadLetterID(inc, meta.Sequence.Stream, dest.cfg.Name),
 		EventId:         ev.ID,
 		Destination:     dest.cfg.Name,
 		Subject:         ev.Subject,
@@ -296,7 +292,7 @@ func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg
 	// Owed from now on: a redelivery while this is still being stored
 	// (its ack wait ran out meanwhile) must not send the event again.
 	dest.owed.put(dl.StreamSeq, dl)
-	_, err := dest.d.storeDeadLetter(ctx, dl, msg.Headers(), msg.Data())
+	_, err := dest.d.deadLetters.Write(ctx, dl, msg.Headers(), msg.Data())
 	giveUp := time.Now().Add(lastDeliveryRetry)
 	for wait := 250 * time.Millisecond; err != nil && last && time.Now().Add(wait).Before(giveUp); wait = min(2*wait, 5*time.Second) {
 		log.WarnContext(ctx, "dead letter not stored yet on the event's last delivery; keeping the event and retrying",
@@ -310,7 +306,7 @@ func (dest *destination) finishDeadLetter(ctx context.Context, msg jetstream.Msg
 		if ctx.Err() != nil {
 			break // shutting down: the reconciler takes over
 		}
-		_, err = dest.d.storeDeadLetter(ctx, dl, msg.Headers(), msg.Data())
+		_, err = dest.d.deadLetters.Write(ctx, dl, msg.Headers(), msg.Data())
 	}
 	alive.stop()
 	if err != nil {
@@ -384,122 +380,4 @@ func (o *owedDeadLetters) drop(seq uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.m, seq)
-}
-
-// storeDeadLetter stores dl in DEAD_LETTERS with the event's payload and
-// headers, and records it (without them) in the audit log; both must be
-// stored for it to succeed. It reports whether DEAD_LETTERS already held
-// the dead letter: it drops a second one with the same id (Nats-Msg-Id)
-// within its 2h duplicate window. The audit record is emitted either way
-// (its id is deterministic and the audit log keeps one), since a crash or a
-// failed audit write may have come between the two.
-//
-// A dead letter that would not fit in a NATS message (an event near
-// max_payload, plus the dead letter's own fields) is stored without the
-// payload, with payload_omitted set: the payload stays in EVENTS at
-// stream_seq for as long as EVENTS keeps it.
-func (d *Dispatcher) storeDeadLetter(ctx context.Context, dl *switchyardv1.DeadLetter, h nats.Header, payload []byte) (duplicate bool, err error) {
-	m, err := d.deadLetterMsg(dl, h, payload, false)
-	if err != nil {
-		return false, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, auditTimeout)
-	ack, err := d.js.PublishMsg(pctx, m)
-	cancel()
-	if err != nil && tooLarge(err) && !dl.PayloadOmitted {
-		// The limit is lower than the connection announced (a stream or
-		// account limit): store it without the payload rather than never.
-		if m, err = d.deadLetterMsg(dl, h, payload, true); err != nil {
-			return false, err
-		}
-		pctx, cancel := context.WithTimeout(ctx, auditTimeout)
-		ack, err = d.js.PublishMsg(pctx, m)
-		cancel()
-	}
-	if err != nil {
-		return false, fmt.Errorf("publish dead letter %s: %w", dl.Id, err)
-	}
-	rec := &switchyardv1.AuditRecord{
-		Id:     "dead_letter:" + dl.Id,
-		Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: dl},
-	}
-	if err := d.emitAudit(ctx, rec); err != nil {
-		return ack.Duplicate, fmt.Errorf("dead letter %s stored, its audit record not: %w", dl.Id, err)
-	}
-	return ack.Duplicate, nil
-}
-
-// deadLetterMsg encodes the DEAD_LETTERS message of dl: with the payload
-// and headers, unless they do not fit in the connection's max_payload or
-// omit is set; then without the payload (dl.PayloadOmitted is set), and
-// without the headers too if even that is too large.
-func (d *Dispatcher) deadLetterMsg(dl *switchyardv1.DeadLetter, h nats.Header, payload []byte, omit bool) (*nats.Msg, error) {
-	full := proto.Clone(dl).(*switchyardv1.DeadLetter)
-	full.Payload = payload
-	full.Headers = map[string]string{}
-	for k := range h {
-		// Nats-Msg-Id and the stream's own headers (Nats-Stream,
-		// Nats-Sequence, … on a message read back from EVENTS) are not the
-		// event's: a replay must not carry them.
-		if strings.HasPrefix(k, "Nats-") {
-			continue
-		}
-		full.Headers[k] = h.Get(k)
-	}
-	// The message's own header block (Nats-Msg-Id) counts against the
-	// limit too.
-	room := d.js.Conn().MaxPayload() - int64(len(dl.Id)+64)
-	data, err := proto.Marshal(full)
-	if err == nil && len(payload) > 0 && (omit || int64(len(data)) > room) {
-		full.Payload = nil
-		dl.PayloadOmitted, full.PayloadOmitted = true, true
-		data, err = proto.Marshal(full)
-	}
-	if err == nil && int64(len(data)) > room {
-		full.Headers = nil
-		data, err = proto.Marshal(full)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("encode dead letter: %w", err)
-	}
-	m := nats.NewMsg("dlq." + dl.Destination)
-	m.Header.Set(nats.MsgIdHdr, dl.Id)
-	m.Data = data
-	return m, nil
-}
-
-// tooLarge reports whether a publish was refused for its size.
-func tooLarge(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, nats.ErrMaxPayload) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
-}
-
-// auditTries is how many times a record that must not be lost (a dead
-// letter's, a circuit change's) is published before giving up.
-const auditTries = 3
-
-// emitAudit publishes rec and waits for it to be stored, trying again a
-// few times, each with its own timeout.
-func (d *Dispatcher) emitAudit(ctx context.Context, rec *switchyardv1.AuditRecord) error {
-	var err error
-	for i := range auditTries {
-		actx, cancel := context.WithTimeout(ctx, auditTimeout)
-		err = d.audit.Emit(actx, rec)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if i == auditTries-1 {
-			break
-		}
-		t := time.NewTimer(time.Duration(250<<i) * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
-	}
-	return err
 }

@@ -7,6 +7,7 @@ import (
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/reconcile"
 )
 
 type metrics struct {
@@ -134,6 +135,11 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 // breakerMetrics are the circuit breakers' share.
 func (m *metrics) breakerMetrics() breaker.Metrics {
 	return breaker.Metrics{State: m.circuitState, Changes: m.circuitChanges}
+}
+
+// reconcileMetrics are the advisory reconciler's share.
+func (m *metrics) reconcileMetrics() reconcile.Metrics {
+	return reconcile.Metrics{Reconciled: m.reconciled, DeadLetters: m.deadLetters}
 }
 
 func (m *metrics) observe(destination string, r delivery.Result) {

@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	"github.com/switchyard/switchyard/pkg/topology"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
 )
 
 // logLines keeps a dispatcher's log for a test to read, and shows it in
@@ -198,7 +199,7 @@ func TestConsumersAreRecreatedWithARecreatedEventsStream(t *testing.T) {
 		recs, _ := attempts(t, e.js, dest)
 		for _, rec := range recs {
 			if a := rec.GetDeliveryAttempt(); a.EventId == "ev-4" || a.EventId == "ev-5" {
-				if want := AttemptID(newInc, a.StreamSeq, dest, 1); rec.Id != want {
+				if want := ids.AttemptID(newInc, a.StreamSeq, dest, 1); rec.Id != want {
 					t.Errorf("attempt record id %q, want %q (the new stream)", rec.Id, want)
 				}
 			}

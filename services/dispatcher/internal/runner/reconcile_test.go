@@ -19,6 +19,8 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/reconcile"
 )
 
 // provision creates the destinations' consumers without running a
@@ -85,7 +87,7 @@ func firstDeadLetter(t *testing.T, e *testEnv, destination string) *switchyardv1
 
 func checkReconciled(t *testing.T, e *testEnv, dl *switchyardv1.DeadLetter, seq uint64, ev string, payload []byte) {
 	t.Helper()
-	if dl.Id != DeadLetterID(e.incarnation(t), seq, "erp") || dl.EventId != ev || dl.StreamSeq != seq || dl.Attempts != 1 ||
+	if dl.Id != ids.DeadLetterID(e.incarnation(t), seq, "erp") || dl.EventId != ev || dl.StreamSeq != seq || dl.Attempts != 1 ||
 		dl.Reason != switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY ||
 		!strings.Contains(dl.LastError, "outcome is unknown") || dl.Subject != "events.order.created" || dl.EventType != "order.created" {
 		t.Errorf("reconciled dead letter = %v", dl)
@@ -162,7 +164,7 @@ func TestReconcilerIsIdempotentAndCatchesForeignTerminations(t *testing.T) {
 	// A MAX_DELIVERIES advisory for the same event (a dispatcher that
 	// stored the dead letter and died before terminating) stores nothing
 	// new: same id, same Nats-Msg-Id.
-	fake := nats.NewMsg(advisoryMaxDeliveries + ConsumerName("erp"))
+	fake := nats.NewMsg(reconcile.AdvisoryMaxDeliveries + ConsumerName("erp"))
 	fake.Data = fmt.Appendf(nil, `{"type":"io.nats.jetstream.advisory.v1.max_deliver","stream":"EVENTS","consumer":%q,"stream_seq":%d,"deliveries":3}`, ConsumerName("erp"), seq)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -239,15 +241,15 @@ func TestReconcilerSkipsForeignAndStaleAdvisories(t *testing.T) {
 		return fmt.Appendf(nil, `{"type":"io.nats.jetstream.advisory.v1.max_deliver","stream":"EVENTS","consumer":%q,"stream_seq":%d,"deliveries":3,"timestamp":%q}`,
 			consumer, seq, at.Format(time.RFC3339Nano))
 	}
-	e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("erp"), []byte("not json"))
-	e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("erp"), []byte(`{"stream":"EVENTS","consumer":"dispatcher-erp"}`)) // no sequence
-	e.publishAdvisory(t, advisoryMaxDeliveries+natsx.ConsumerAuditorEvents, maxDeliveries(natsx.ConsumerAuditorEvents, time.Now()))
+	e.publishAdvisory(t, reconcile.AdvisoryMaxDeliveries+ConsumerName("erp"), []byte("not json"))
+	e.publishAdvisory(t, reconcile.AdvisoryMaxDeliveries+ConsumerName("erp"), []byte(`{"stream":"EVENTS","consumer":"dispatcher-erp"}`)) // no sequence
+	e.publishAdvisory(t, reconcile.AdvisoryMaxDeliveries+natsx.ConsumerAuditorEvents, maxDeliveries(natsx.ConsumerAuditorEvents, time.Now()))
 	// From an EVENTS deleted since: seq now belongs to ev-now.
-	e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("erp"), maxDeliveries(ConsumerName("erp"), created.Add(-time.Hour)))
-	last := e.publishAdvisory(t, advisoryMaxDeliveries+ConsumerName("crm"), maxDeliveries(ConsumerName("crm"), time.Now()))
+	e.publishAdvisory(t, reconcile.AdvisoryMaxDeliveries+ConsumerName("erp"), maxDeliveries(ConsumerName("erp"), created.Add(-time.Hour)))
+	last := e.publishAdvisory(t, reconcile.AdvisoryMaxDeliveries+ConsumerName("crm"), maxDeliveries(ConsumerName("crm"), time.Now()))
 
 	waitfor.True(t, "every advisory acknowledged", func() bool {
-		c, err := e.js.Consumer(ctx, natsx.StreamAdvisories, ReconcilerConsumer)
+		c, err := e.js.Consumer(ctx, natsx.StreamAdvisories, reconcile.ConsumerName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +261,7 @@ func TestReconcilerSkipsForeignAndStaleAdvisories(t *testing.T) {
 	}
 	inc := e.incarnation(t)
 	stale := natstest.DeadLetters(t, e.js, "erp")
-	if len(stale) != 1 || stale[0].Id != DeadLetterID(inc, seq, "erp") || stale[0].EventId != UnknownEventID(seq) ||
+	if len(stale) != 1 || stale[0].Id != ids.DeadLetterID(inc, seq, "erp") || stale[0].EventId != ids.UnknownEventID(seq) ||
 		len(stale[0].Payload) != 0 || stale[0].Subject != "" || !strings.Contains(stale[0].LastError, "no longer in EVENTS") ||
 		stale[0].Reason != switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES_ADVISORY {
 		t.Errorf("dead letter of the stale advisory = %v, want an unknown event without payload", stale)

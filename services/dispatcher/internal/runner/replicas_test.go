@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/oauthtest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
 )
 
 // Two dispatchers on their own connections share each destination's
@@ -220,7 +221,7 @@ func TestReplayThatFailsAgain(t *testing.T) {
 	}
 	dls := natstest.DeadLetters(t, e.js, "erp")
 	if len(dls) != 1 || dls[0].ReplayOf != "EVENTS:7:erp" || dls[0].EventId != "ev-original" || dls[0].StreamSeq != seq ||
-		dls[0].Id != DeadLetterID(e.incarnation(t), seq, "erp") || dls[0].Subject != "replay.erp.events.order.created" {
+		dls[0].Id != ids.DeadLetterID(e.incarnation(t), seq, "erp") || dls[0].Subject != "replay.erp.events.order.created" {
 		t.Errorf("dead letters of the replay = %v", dls)
 	}
 	if info := e.consumerInfo(t, "crm"); info.Delivered.Consumer != 0 {

@@ -30,6 +30,9 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/deadletter"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/reconcile"
 )
 
 // Config configures the dispatcher.
@@ -110,7 +113,9 @@ type Dispatcher struct {
 	dests    []*destination
 	breakers *breaker.Set
 	// inc is the EVENTS stream the ids name.
-	inc incarnation
+	inc         ids.Incarnation
+	deadLetters *deadletter.Writer
+	reconciler  *reconcile.Reconciler
 	// warned are the consumers of unconfigured destinations already
 	// warned about (Provision runs more than once in a process).
 	warnedMu sync.Mutex
@@ -132,6 +137,9 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 	cfg.Destinations = all.Destinations
 	d := &Dispatcher{cfg: cfg, js: js, audit: audit, metrics: newMetrics(cfg.Registerer, cfg.Destinations)}
 	d.breakers = breaker.NewSet(breaker.Config{JS: js, Audit: audit, Logger: cfg.Logger, Sync: cfg.BreakerSync, Metrics: d.metrics.breakerMetrics()})
+	d.deadLetters = deadletter.NewWriter(js, audit)
+	d.reconciler = reconcile.New(reconcile.Config{JS: js, DeadLetters: d.deadLetters, Incarnation: &d.inc, Logger: cfg.Logger,
+		FetchWait: cfg.FetchWait, Metrics: d.metrics.reconcileMetrics()})
 	for _, dc := range cfg.Destinations {
 		dest, err := newDestination(d, dc)
 		if err != nil {
@@ -154,7 +162,7 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 	if err := d.breakers.Provision(ctx, d.cfg.Topology.Breakers().Config); err != nil {
 		return err
 	}
-	if _, err := d.readIncarnation(ctx); err != nil {
+	if _, err := d.inc.Read(ctx, d.js, d.cfg.Logger); err != nil {
 		return err
 	}
 	for _, dest := range d.dests {
@@ -183,7 +191,7 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 	}
 	rc := d.cfg.Topology.ReconcilerConsumer()
 	if _, err := d.js.CreateOrUpdateConsumer(ctx, rc.Stream, rc.Config); err != nil {
-		return fmt.Errorf("create or update consumer %s: %w", ReconcilerConsumer, err)
+		return fmt.Errorf("create or update consumer %s: %w", reconcile.ConsumerName, err)
 	}
 	orphans, err := destinations.Unconfigured(ctx, d.js, d.cfg.Destinations)
 	if err != nil {
@@ -222,7 +230,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { d.breakers.Run(gctx); return nil })
 	g.Go(func() error { return d.monitorBacklog(gctx) })
-	g.Go(func() error { return d.reconcile(gctx) })
+	g.Go(func() error { return d.reconciler.Run(gctx) })
 	// Not "dispatcher started": svcboot logs that for the process.
 	d.cfg.Logger.InfoContext(ctx, "delivering", slog.Any("destinations", slices.Sorted(maps.Keys(d.names()))),
 		slog.String("instance", d.cfg.Instance))

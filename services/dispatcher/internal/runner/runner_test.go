@@ -24,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
 )
 
 // A short schedule: each step is at least timeout + AckMargin(timeout).
@@ -318,7 +319,7 @@ func (e *testEnv) incarnation(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return StreamIncarnation(s.CachedInfo().Created)
+	return ids.StreamIncarnation(s.CachedInfo().Created)
 }
 
 func checkAttemptIDs(t *testing.T, e *testEnv, recs []*switchyardv1.AuditRecord, seq uint64, destination string) {

@@ -1,4 +1,7 @@
-package runner
+// Package ids makes the deterministic ids of delivery attempts and dead
+// letters, and keeps track of the incarnation of the EVENTS stream they
+// name.
+package ids
 
 import (
 	"context"
@@ -7,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/natsx"
 )
@@ -22,8 +27,9 @@ import (
 // incarnation too: its creation time, which the server keeps with the
 // stream (restarts, leader changes and backups do not change it).
 
-// incarnation is the EVENTS stream this dispatcher works on.
-type incarnation struct {
+// Incarnation is the EVENTS stream this dispatcher works on. The zero
+// value is ready; Read fills it.
+type Incarnation struct {
 	mu      sync.RWMutex
 	created time.Time
 	token   string
@@ -52,30 +58,39 @@ func AttemptID(incarnation string, seq uint64, destination string, attempt int) 
 	return fmt.Sprintf("attempt:%s:%d:%s:%d", StreamRef(incarnation), seq, destination, attempt)
 }
 
-func (i *incarnation) get() (token string, created time.Time) {
+// Get returns the incarnation's id token and the stream's creation time.
+func (i *Incarnation) Get() (token string, created time.Time) {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
 	return i.token, i.created
 }
 
-// readIncarnation reads EVENTS' creation time. It reports whether the
-// stream is another one than the one read before (it was recreated).
-func (d *Dispatcher) readIncarnation(ctx context.Context) (changed bool, err error) {
-	stream, err := d.js.Stream(ctx, natsx.StreamEvents)
+// Read reads EVENTS' creation time. It reports whether the stream is
+// another one than the one read before (it was recreated), which it logs.
+func (i *Incarnation) Read(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (changed bool, err error) {
+	stream, err := js.Stream(ctx, natsx.StreamEvents)
 	if err != nil {
 		return false, fmt.Errorf("open stream %s: %w", natsx.StreamEvents, err)
 	}
 	created := stream.CachedInfo().Created
-	d.inc.mu.Lock()
-	defer d.inc.mu.Unlock()
-	if created.Equal(d.inc.created) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if created.Equal(i.created) {
 		return false, nil
 	}
-	changed = !d.inc.created.IsZero()
+	changed = !i.created.IsZero()
 	if changed {
-		d.cfg.Logger.ErrorContext(ctx, "stream EVENTS was recreated: new attempt and dead-letter ids name the new stream",
-			slog.Time("was_created", d.inc.created), slog.Time("created", created))
+		log.ErrorContext(ctx, "stream EVENTS was recreated: new attempt and dead-letter ids name the new stream",
+			slog.Time("was_created", i.created), slog.Time("created", created))
 	}
-	d.inc.created, d.inc.token = created, StreamIncarnation(created)
+	i.created, i.token = created, StreamIncarnation(created)
 	return changed, nil
+}
+
+// UnknownEventID stands for the id of the EVENTS message at seq in a dead
+// letter the reconciler writes after EVENTS no longer holds the event: the
+// advisory names the sequence only. The audit log's attempt records for the
+// same stream_seq and destination carry the real id.
+func UnknownEventID(seq uint64) string {
+	return fmt.Sprintf("unknown:%s:%d", natsx.StreamEvents, seq)
 }

@@ -1,4 +1,11 @@
-package runner
+// Package reconcile turns deliveries given up without a dead letter into
+// dead letters. JetStream publishes an advisory when a message runs out of
+// deliveries (MAX_DELIVERIES: the dispatcher stopped, or lost NATS, during
+// the final attempt) or is terminated (MSG_TERMINATED: by the dispatcher,
+// after its dead letter is stored, or by someone else); the ADVISORIES
+// stream keeps them, and every dispatcher replica reads them through one
+// durable consumer.
+package reconcile
 
 import (
 	"context"
@@ -10,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/destinations"
@@ -17,17 +25,57 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/deadletter"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
 )
 
-// ReconcilerConsumer is the durable consumer on ADVISORIES through which the
+// ConsumerName is the durable consumer on ADVISORIES through which the
 // dispatcher replicas turn deliveries given up without a dead letter into
-// dead letters (declared by topology.ReconcilerConsumer).
-const ReconcilerConsumer = topology.ReconcilerConsumer
+// dead letters (declared by pkg/topology: Topology.ReconcilerConsumer).
+const ConsumerName = topology.ReconcilerConsumer
 
-// Advisory subjects (nats-server jetstream_events.go) for EVENTS consumers.
+// auditTimeout bounds storing one dead letter or its audit record.
+const auditTimeout = 5 * time.Second
+
+// Metrics are the reconciler's metrics, registered by the dispatcher.
+type Metrics struct {
+	// Reconciled counts advisories by kind (max_deliveries, terminated)
+	// and result (dead_lettered, already_dead_lettered).
+	Reconciled *prometheus.CounterVec
+	// DeadLetters counts dead letters by destination (shared with the
+	// dispatcher's workers).
+	DeadLetters *prometheus.CounterVec
+}
+
+// Config is what the reconciler needs; every field is required.
+type Config struct {
+	JS jetstream.JetStream
+	// DeadLetters stores the dead letters.
+	DeadLetters *deadletter.Writer
+	// Incarnation is the EVENTS stream the dead letters' ids name.
+	Incarnation *ids.Incarnation
+	Logger      *slog.Logger
+	// FetchWait is how long one pull request waits for advisories.
+	FetchWait time.Duration
+	Metrics   Metrics
+}
+
+// Reconciler reads the advisories.
+type Reconciler struct {
+	cfg Config
+}
+
+// New returns a Reconciler; its consumer (pkg/topology's
+// Topology.ReconcilerConsumer) must exist before it runs.
+func New(cfg Config) *Reconciler { return &Reconciler{cfg: cfg} }
+
+// Advisory subjects (nats-server jetstream_events.go) for EVENTS
+// consumers, less the consumer's name at the end.
 const (
-	advisoryMaxDeliveries = topology.AdvisoryMaxDeliveries
-	advisoryTerminated    = topology.AdvisoryTerminated
+	// AdvisoryMaxDeliveries: a message ran out of deliveries.
+	AdvisoryMaxDeliveries = topology.AdvisoryMaxDeliveries
+	// AdvisoryTerminated: a message was terminated.
+	AdvisoryTerminated = topology.AdvisoryTerminated
 )
 
 // advisory is the part of a JetStream consumer advisory the reconciler reads
@@ -41,26 +89,26 @@ type advisory struct {
 	Time       time.Time `json:"timestamp"`
 }
 
-// reconcile reads the advisories until ctx ends. Every replica runs it on
+// Run reads the advisories until ctx ends. Every replica runs it on
 // the one durable consumer, so each advisory is handled once (and handling
 // it twice is harmless: the dead letter id is its Nats-Msg-Id).
-func (d *Dispatcher) reconcile(ctx context.Context) error {
-	cons, err := d.js.Consumer(ctx, natsx.StreamAdvisories, ReconcilerConsumer)
+func (r *Reconciler) Run(ctx context.Context) error {
+	cons, err := r.cfg.JS.Consumer(ctx, natsx.StreamAdvisories, ConsumerName)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("open consumer %s: %w", ReconcilerConsumer, err)
+		return fmt.Errorf("open consumer %s: %w", ConsumerName, err)
 	}
 	failures := 0
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(16, jetstream.FetchMaxWait(d.cfg.FetchWait))
+		batch, err := cons.Fetch(16, jetstream.FetchMaxWait(r.cfg.FetchWait))
 		if err == nil {
 			for msg := range batch.Messages() {
 				// Finish an advisory begun, even at shutdown: the dead
 				// letter and its audit record belong together.
 				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*auditTimeout)
-				d.reconcileOne(wctx, msg)
+				r.one(wctx, msg)
 				cancel()
 			}
 			err = batch.Error()
@@ -68,7 +116,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			failures++
 			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
-			d.cfg.Logger.WarnContext(ctx, "advisory fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
+			r.cfg.Logger.WarnContext(ctx, "advisory fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
@@ -80,10 +128,10 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 	return nil
 }
 
-func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
+func (r *Reconciler) one(ctx context.Context, msg jetstream.Msg) {
 	var a advisory
 	if err := json.Unmarshal(msg.Data(), &a); err != nil || a.StreamSeq == 0 {
-		d.cfg.Logger.WarnContext(ctx, "unreadable advisory skipped", slog.String("subject", msg.Subject()), slog.Any("error", err))
+		r.cfg.Logger.WarnContext(ctx, "unreadable advisory skipped", slog.String("subject", msg.Subject()), slog.Any("error", err))
 		_ = msg.Ack()
 		return
 	}
@@ -92,11 +140,11 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	dest := strings.TrimPrefix(a.Consumer, destinations.ConsumerPrefix)
-	log := d.cfg.Logger.With(slog.String("destination", dest), slog.Uint64("seq", a.StreamSeq))
+	log := r.cfg.Logger.With(slog.String("destination", dest), slog.Uint64("seq", a.StreamSeq))
 	var reason switchyardv1.DeadLetterReason
 	var lastError string
 	switch {
-	case strings.HasPrefix(msg.Subject(), advisoryMaxDeliveries):
+	case strings.HasPrefix(msg.Subject(), AdvisoryMaxDeliveries):
 		// The last allowed delivery ran out of ack wait without being
 		// settled: the dispatcher stopped during the final attempt (or its
 		// dead letter could not be stored). Its outcome is unknown.
@@ -105,7 +153,7 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 	case isDispatcherTermReason(a.Reason):
 		// The dispatcher terminates only after the dead letter and its
 		// audit record are stored.
-		d.metrics.reconciled.WithLabelValues("terminated", "already_dead_lettered").Inc()
+		r.cfg.Metrics.Reconciled.WithLabelValues("terminated", "already_dead_lettered").Inc()
 		_ = msg.Ack()
 		return
 	default:
@@ -117,14 +165,14 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 		kind = "terminated"
 	}
 
-	inc, created := d.inc.get()
+	inc, created := r.cfg.Incarnation.Get()
 	dl := &switchyardv1.DeadLetter{
-		Id:          DeadLetterID(inc, a.StreamSeq, dest),
+		Id:          ids.DeadLetterID(inc, a.StreamSeq, dest),
 		Destination: dest,
 		Stream:      natsx.StreamEvents,
 		StreamSeq:   a.StreamSeq,
 		// Known only from the event itself; a stable placeholder otherwise.
-		EventId:        UnknownEventID(a.StreamSeq),
+		EventId:        ids.UnknownEventID(a.StreamSeq),
 		Attempts:       int32(a.Deliveries),
 		LastError:      lastError,
 		Reason:         reason,
@@ -138,7 +186,7 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 		err = jetstream.ErrMsgNotFound
 	} else {
 		var stream jetstream.Stream
-		if stream, err = d.js.Stream(ctx, natsx.StreamEvents); err == nil {
+		if stream, err = r.cfg.JS.Stream(ctx, natsx.StreamEvents); err == nil {
 			raw, err = stream.GetMsg(ctx, a.StreamSeq)
 		}
 	}
@@ -158,9 +206,9 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 	}
 	var dup bool
 	if raw != nil {
-		dup, err = d.storeDeadLetter(ctx, dl, raw.Header, raw.Data)
+		dup, err = r.cfg.DeadLetters.Write(ctx, dl, raw.Header, raw.Data)
 	} else {
-		dup, err = d.storeDeadLetter(ctx, dl, nil, nil)
+		dup, err = r.cfg.DeadLetters.Write(ctx, dl, nil, nil)
 	}
 	if err != nil {
 		// Not acked: the advisory comes back until both copies are stored.
@@ -172,20 +220,12 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, msg jetstream.Msg) {
 	if dup {
 		result = "already_dead_lettered"
 	} else {
-		d.metrics.deadLetters.WithLabelValues(dest).Inc()
+		r.cfg.Metrics.DeadLetters.WithLabelValues(dest).Inc()
 		log.WarnContext(ctx, "dead-lettered from an advisory", slog.String("reason", reason.String()), slog.String("event_id", dl.EventId),
 			slog.Bool("payload_omitted", dl.PayloadOmitted))
 	}
-	d.metrics.reconciled.WithLabelValues(kind, result).Inc()
+	r.cfg.Metrics.Reconciled.WithLabelValues(kind, result).Inc()
 	_ = msg.Ack()
-}
-
-// UnknownEventID stands for the id of the EVENTS message at seq in a dead
-// letter the reconciler writes after EVENTS no longer holds the event: the
-// advisory names the sequence only. The audit log's attempt records for the
-// same stream_seq and destination carry the real id.
-func UnknownEventID(seq uint64) string {
-	return fmt.Sprintf("unknown:%s:%d", natsx.StreamEvents, seq)
 }
 
 // retryDelay is how long an advisory waits before it is handled again:

@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/backlog"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/settle"
@@ -62,10 +63,8 @@ type destination struct {
 	// tally counts outcomes for the periodic summary in the log.
 	tally outcomeTally
 
-	// backlogFull remembers the last backlog measure, to log changes;
-	// backlogQuiet whether it had nothing to report.
-	backlogFull  bool
-	backlogQuiet bool
+	// backlog reports the consumer's backlog.
+	backlog *backlog.Reporter
 }
 
 func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) {
@@ -115,6 +114,8 @@ func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) 
 		client: delivery.NewClient(target),
 		log:    d.cfg.Logger.With(slog.String("destination", dc.Name)),
 	}
+	dest.backlog = backlog.NewReporter(backlog.Config{JS: d.js, Audit: d.audit, Interval: d.cfg.BacklogInterval,
+		Metrics: d.metrics.backlogMetrics()}, dc.Name, dest.log)
 	if len(dest.policy.Backoff) == 0 {
 		return nil, fmt.Errorf("destination %q has no retry backoff (apply config defaults and validation first)", dc.Name)
 	}

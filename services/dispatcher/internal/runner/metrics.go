@@ -5,6 +5,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/config"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/backlog"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/reconcile"
@@ -135,6 +136,11 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 // breakerMetrics are the circuit breakers' share.
 func (m *metrics) breakerMetrics() breaker.Metrics {
 	return breaker.Metrics{State: m.circuitState, Changes: m.circuitChanges}
+}
+
+// backlogMetrics are the backlog reporters' share.
+func (m *metrics) backlogMetrics() backlog.Metrics {
+	return backlog.Metrics{Pending: m.pending, AckPending: m.ackPending, MaxAckPending: m.maxAckPending, OldestAge: m.oldestAge, Full: m.backlogFull}
 }
 
 // reconcileMetrics are the advisory reconciler's share.

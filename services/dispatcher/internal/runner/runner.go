@@ -1,11 +1,17 @@
-// Package runner is the dispatcher's engine: one durable pull consumer per
-// destination, a bounded worker pool per destination, and the retry and
-// dead-letter decisions for each attempt.
+// Package runner is the dispatcher's engine: one durable pull consumer
+// and one bounded worker pool per destination. A worker admits an event
+// (the circuit breaker may hold it), sends it (internal/delivery), records
+// the attempt, and settles the message as settle.Decide says. The parts
+// with a life of their own are packages beside it: the circuit breaker
+// (internal/breaker), dead-letter storage (internal/deadletter), the
+// advisory reconciler (internal/reconcile), backlog reports
+// (internal/backlog) and the ids (internal/ids).
 //
 // Retries are JetStream's: a retryable failure is left unacknowledged and the
 // server redelivers it after the consumer's BackOff step for that delivery
 // count; MaxDeliver caps the attempts. The dispatcher never sleeps on a
-// message and never uses a plain Nak (which would bypass the schedule).
+// message and never uses a plain Nak (which would bypass the schedule)
+// except to hand a message back at shutdown.
 package runner
 
 import (

@@ -48,7 +48,7 @@ func TestSilenceChangesAreAudited(t *testing.T) {
 	}
 	api, stop := start()
 
-	sil := do[silenceJSON](t, api, http.MethodPost, "/v1/silences",
+	sil := do[auditapi.Silence](t, api, http.MethodPost, "/v1/silences",
 		`{"matchers":["destination=erp"],"duration":"2h","created_by":"alice","comment":"erp maintenance"}`, http.StatusCreated)
 	records := func(want int) []auditapi.Record {
 		var got []auditapi.Record
@@ -67,7 +67,7 @@ func TestSilenceChangesAreAudited(t *testing.T) {
 		t.Errorf("created = %v", c)
 	}
 
-	do[silenceJSON](t, api, http.MethodDelete, "/v1/silences/"+sil.ID+"?by=bob", "", http.StatusOK)
+	do[auditapi.Silence](t, api, http.MethodDelete, "/v1/silences/"+sil.ID+"?by=bob", "", http.StatusOK)
 	expired := records(2)[0]
 	if c := change(t, expired); expired.ID != "silence:"+sil.ID+":expired" || c.GetAction() != "expired" || c.GetBy() != "bob" ||
 		!expired.At.Equal(c.GetSilence().GetEndsAt().AsTime()) {
@@ -81,18 +81,13 @@ func TestSilenceChangesAreAudited(t *testing.T) {
 	stop()
 	api, stop = start()
 	t.Cleanup(stop)
-	later := do[silenceJSON](t, api, http.MethodPost, "/v1/silences", `{"matchers":["rule=PartnerDown"],"duration":"1h"}`, http.StatusCreated)
+	later := do[auditapi.Silence](t, api, http.MethodPost, "/v1/silences", `{"matchers":["rule=PartnerDown"],"duration":"1h"}`, http.StatusCreated)
 	if got := records(3); len(got) != 3 || got[0].ID != "silence:"+later.ID+":created" || change(t, got[0]).GetBy() != "api" {
 		t.Errorf("after a restart: %+v", got)
 	}
 	if n := len(natstest.AuditRecords(t, js, "audit.silence.>")); n != 3 {
 		t.Errorf("AUDIT holds %d silence records, want 3 (the ones seen again are deduplicated)", n)
 	}
-}
-
-// silenceJSON is the part of the silences API's answer the test reads.
-type silenceJSON struct {
-	ID string `json:"id"`
 }
 
 func change(t *testing.T, r auditapi.Record) *switchyardv1.SilenceChanged {

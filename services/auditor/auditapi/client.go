@@ -13,7 +13,9 @@ import (
 	"time"
 )
 
-// Client calls the audit API.
+// Client calls the audit API. Every method returns an *Error (errors.As)
+// when the API answers with a non-2xx status, and an error wrapping
+// ErrUnreachable when no answer comes back.
 type Client struct {
 	// BaseURL is the API's root, e.g. http://127.0.0.1:8081.
 	BaseURL string
@@ -25,7 +27,8 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// ErrUnreachable wraps errors that mean no answer came back.
+// ErrUnreachable is wrapped by the errors that mean no answer came back
+// (the auditor is not running, or not at BaseURL).
 var ErrUnreachable = errors.New("the audit API did not answer")
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any, idemKey string, out any) (int, error) {
@@ -73,8 +76,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if resp.StatusCode >= 300 {
 		var e Error
 		if json.Unmarshal(data, &e) != nil || e.Code == "" {
-			e = Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "_")), Message: strings.TrimSpace(string(data))}
+			e = Error{Code: CodeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(data))}
 		}
+		e.Status = resp.StatusCode
 		return resp.StatusCode, &e
 	}
 	if out != nil {
@@ -100,17 +104,26 @@ func (c *Client) GetEvent(ctx context.Context, id string) (EventDetail, error) {
 	return out, err
 }
 
-// ListDeliveries is GET /v1/deliveries.
+// ListDeliveries is GET /v1/deliveries (event_id, destination, status,
+// source, type, since, until, q, limit, cursor).
 func (c *Client) ListDeliveries(ctx context.Context, filters url.Values) (List[Delivery], error) {
 	var out List[Delivery]
 	_, err := c.do(ctx, http.MethodGet, "/v1/deliveries", filters, nil, "", &out)
 	return out, err
 }
 
-// ListDeadLetters is GET /v1/dead-letters.
+// ListDeadLetters is GET /v1/dead-letters (event_id, destination,
+// reason, since, until, q, limit, cursor).
 func (c *Client) ListDeadLetters(ctx context.Context, filters url.Values) (List[DeadLetter], error) {
 	var out List[DeadLetter]
 	_, err := c.do(ctx, http.MethodGet, "/v1/dead-letters", filters, nil, "", &out)
+	return out, err
+}
+
+// GetDeadLetter is GET /v1/dead-letters/{id}.
+func (c *Client) GetDeadLetter(ctx context.Context, id string) (DeadLetter, error) {
+	var out DeadLetter
+	_, err := c.do(ctx, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(id), nil, nil, "", &out)
 	return out, err
 }
 
@@ -149,5 +162,59 @@ func (c *Client) Replay(ctx context.Context, id, key string) (ReplayResult, erro
 func (c *Client) BulkReplay(ctx context.Context, req BulkReplayRequest, key string) (BulkReplayResult, error) {
 	var out BulkReplayResult
 	_, err := c.do(ctx, http.MethodPost, "/v1/dead-letters/replay", nil, req, key, &out)
+	return out, err
+}
+
+// ListDestinations is GET /v1/destinations: every destination's backlog,
+// success rate, latency and breaker state over window (a duration such as
+// 15m or 1d; empty for the API's default, 1h).
+func (c *Client) ListDestinations(ctx context.Context, window string) (List[DestinationStatus], error) {
+	var q url.Values
+	if window != "" {
+		q = url.Values{"window": {window}}
+	}
+	var out List[DestinationStatus]
+	_, err := c.do(ctx, http.MethodGet, "/v1/destinations", q, nil, "", &out)
+	return out, err
+}
+
+// ListParked is GET /v1/parked (limit, cursor): the messages the auditor
+// could not store.
+func (c *Client) ListParked(ctx context.Context, filters url.Values) (List[Parked], error) {
+	var out List[Parked]
+	_, err := c.do(ctx, http.MethodGet, "/v1/parked", filters, nil, "", &out)
+	return out, err
+}
+
+// ListSilences is GET /v1/silences.
+func (c *Client) ListSilences(ctx context.Context) ([]Silence, error) {
+	var out SilenceList
+	_, err := c.do(ctx, http.MethodGet, "/v1/silences", nil, nil, "", &out)
+	return out.Silences, err
+}
+
+// GetSilence is GET /v1/silences/{id}.
+func (c *Client) GetSilence(ctx context.Context, id string) (Silence, error) {
+	var out Silence
+	_, err := c.do(ctx, http.MethodGet, "/v1/silences/"+url.PathEscape(id), nil, nil, "", &out)
+	return out, err
+}
+
+// CreateSilence is POST /v1/silences.
+func (c *Client) CreateSilence(ctx context.Context, s NewSilence) (Silence, error) {
+	var out Silence
+	_, err := c.do(ctx, http.MethodPost, "/v1/silences", nil, s, "", &out)
+	return out, err
+}
+
+// ExpireSilence is DELETE /v1/silences/{id}: the silence ends now. by
+// names who ended it ("api" when empty).
+func (c *Client) ExpireSilence(ctx context.Context, id, by string) (Silence, error) {
+	var q url.Values
+	if by != "" {
+		q = url.Values{"by": {by}}
+	}
+	var out Silence
+	_, err := c.do(ctx, http.MethodDelete, "/v1/silences/"+url.PathEscape(id), q, nil, "", &out)
 	return out, err
 }

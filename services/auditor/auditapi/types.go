@@ -1,11 +1,14 @@
-// Package auditapi is the audit log's query and replay API as Go types and a
-// client: what GET /v1/events and friends answer, and what the switchyard
-// CLI sends. The auditor's store returns these types and its HTTP handlers
-// encode them, so the three cannot drift apart.
+// Package auditapi is the auditor's admin API as Go types and its one
+// client: what GET /v1/events and friends answer, what replays and
+// silences send and answer, and the errors. The auditor's store returns
+// these types and its HTTP handlers encode them; the switchyard CLI and
+// the tests call the API through Client, so none of them can drift apart.
 package auditapi
 
 import (
 	"encoding/json"
+	"net/http"
+	"strings"
 	"time"
 )
 
@@ -319,10 +322,106 @@ type BulkReplayResult struct {
 	Remaining  int  `json:"remaining,omitempty"`
 }
 
-// Error is the body of every non-2xx answer.
+// Silence mutes the alerts whose labels all its matchers match, from
+// StartsAt until EndsAt: GET /v1/silences/{id}, and the answer to creating
+// or expiring one.
+type Silence struct {
+	ID string `json:"id"`
+	// Matchers are name=value, name!=value, name=~regex or name!~regex
+	// over the labels rule, destination, source and severity.
+	Matchers  []string  `json:"matchers"`
+	StartsAt  time.Time `json:"starts_at"`
+	EndsAt    time.Time `json:"ends_at"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	Comment   string    `json:"comment,omitempty"`
+	ExpiredBy string    `json:"expired_by,omitempty"`
+	// State is pending, active or expired.
+	State string `json:"state"`
+}
+
+// SilenceList is GET /v1/silences: every silence, ended ones for 7 days.
+type SilenceList struct {
+	Silences []Silence `json:"silences"`
+}
+
+// NewSilence is the body of POST /v1/silences. Give EndsAt or Duration.
+type NewSilence struct {
+	Matchers []string `json:"matchers"`
+	// StartsAt defaults to now.
+	StartsAt *time.Time `json:"starts_at,omitempty"`
+	EndsAt   *time.Time `json:"ends_at,omitempty"`
+	// Duration from the start, e.g. "2h" or "1d".
+	Duration string `json:"duration,omitempty"`
+	// CreatedBy defaults to "api".
+	CreatedBy string `json:"created_by,omitempty"`
+	Comment   string `json:"comment,omitempty"`
+}
+
+// Error codes: Error.Code, the "error" field of every non-2xx answer.
+const (
+	// CodeUnauthorized: the admin token is missing or wrong (401).
+	CodeUnauthorized = "unauthorized"
+	// CodeBadRequest: a parameter or the body is not what the endpoint
+	// takes; the message says which (400).
+	CodeBadRequest = "bad_request"
+	// CodeBadCursor: the cursor is not one this list gave out (400).
+	CodeBadCursor = "bad_cursor"
+	// CodeInvalidSilence: the silence asked for cannot be made; the
+	// message says why (400).
+	CodeInvalidSilence = "invalid_silence"
+	// CodeNotFound: no such event, dead letter or silence (404).
+	CodeNotFound = "not_found"
+	// CodeDestinationNotConfigured: a replay names a destination no
+	// dispatcher delivers to (409 for one dead letter, 422 for a bulk
+	// replay).
+	CodeDestinationNotConfigured = "destination_not_configured"
+	// CodePayloadGone: retention dropped the payload a replay needs, and no
+	// stream holds it any more (410).
+	CodePayloadGone = "payload_gone"
+	// CodeBodyTooLarge: the request body is over the API's limit (413).
+	CodeBodyTooLarge = "body_too_large"
+	// CodeStoreNotReady: the auditor has not opened its store yet; try
+	// again after Retry-After (503).
+	CodeStoreNotReady = "store_not_ready"
+	// CodeUnavailable: the store or NATS is away for now (503).
+	CodeUnavailable = "unavailable"
+	// CodeInternal: anything else; the auditor's log has the detail (500).
+	CodeInternal = "internal"
+)
+
+// CodeForStatus is the Code of an answer without a body of the API's own
+// (a 405 from its router, a proxy's 502): the status text in snake case.
+func CodeForStatus(status int) string {
+	return strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
+}
+
+// Sentinels for the answers callers branch on most: errors.Is(err,
+// auditapi.ErrNotFound) is true for any *Error with that code.
+var (
+	ErrUnauthorized   = &Error{Code: CodeUnauthorized}
+	ErrBadRequest     = &Error{Code: CodeBadRequest}
+	ErrBadCursor      = &Error{Code: CodeBadCursor}
+	ErrInvalidSilence = &Error{Code: CodeInvalidSilence}
+	ErrNotFound       = &Error{Code: CodeNotFound}
+)
+
+// Error is the body of every non-2xx answer; the client returns it as the
+// error (errors.As), with the answer's status.
 type Error struct {
-	Code    string `json:"error"`
+	// Status is the answer's HTTP status. It is not part of the body.
+	Status int `json:"-"`
+	// Code says what went wrong, for a program: one of the Code constants.
+	Code string `json:"error"`
+	// Message says it for a person.
 	Message string `json:"message"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Is makes errors.Is(err, target) true when target is an *Error with the
+// same Code (the sentinels above).
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}

@@ -116,17 +116,17 @@ func (o *Ops) Destinations(ctx context.Context, window time.Duration) ([]auditap
 }
 
 // Silences lists the silences (GET /v1/silences).
-func (o *Ops) Silences(ctx context.Context) ([]SilenceJSON, error) {
+func (o *Ops) Silences(ctx context.Context) ([]auditapi.Silence, error) {
 	return o.h.silences.listSilences(ctx)
 }
 
 // CreateSilence stores a new silence (POST /v1/silences).
-func (o *Ops) CreateSilence(ctx context.Context, in NewSilence) (SilenceJSON, error) {
+func (o *Ops) CreateSilence(ctx context.Context, in auditapi.NewSilence) (auditapi.Silence, error) {
 	return o.h.silences.createSilence(ctx, in)
 }
 
 // ExpireSilence ends silence id now (DELETE /v1/silences/{id}).
-func (o *Ops) ExpireSilence(ctx context.Context, id, by string) (SilenceJSON, error) {
+func (o *Ops) ExpireSilence(ctx context.Context, id, by string) (auditapi.Silence, error) {
 	return o.h.silences.expireSilence(ctx, id, by)
 }
 
@@ -176,7 +176,7 @@ func bearer(token string) echo.MiddlewareFunc {
 			sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
 			if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="switchyard-audit"`)
-				return apiError(http.StatusUnauthorized, "unauthorized", "this API needs Authorization: Bearer <auditor.admin_token>")
+				return apiError(http.StatusUnauthorized, auditapi.CodeUnauthorized, "this API needs Authorization: Bearer <auditor.admin_token>")
 			}
 			return next(c)
 		}
@@ -199,7 +199,9 @@ func apiError(status int, code, msg string) error {
 	return &apiErr{status: status, body: auditapi.Error{Code: code, Message: msg}}
 }
 
-func badRequest(msg string) error { return apiError(http.StatusBadRequest, "bad_request", msg) }
+func badRequest(msg string) error {
+	return apiError(http.StatusBadRequest, auditapi.CodeBadRequest, msg)
+}
 
 // bindJSON decodes the request body into v: 413 when it is over
 // MaxBodySize (a body without Content-Length is cut off while read), 400
@@ -216,7 +218,7 @@ func bindJSON(c echo.Context, v any) error {
 }
 
 // errBodyTooLarge answers a body over MaxBodySize.
-var errBodyTooLarge = apiError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is over "+MaxBodySize+"B")
+var errBodyTooLarge = apiError(http.StatusRequestEntityTooLarge, auditapi.CodeBodyTooLarge, "the request body is over "+MaxBodySize+"B")
 
 // Problem is an error as the API answers it.
 type Problem struct {
@@ -240,29 +242,23 @@ func Explain(err error) Problem {
 	case errors.Is(err, echo.ErrStatusRequestEntityTooLarge):
 		errors.As(errBodyTooLarge, &ae)
 	case errors.Is(err, store.ErrBadCursor):
-		ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_cursor", Message: err.Error()}}
+		ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: auditapi.CodeBadCursor, Message: err.Error()}}
 	case errors.Is(err, store.ErrBadFilter):
-		ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "bad_request", Message: err.Error()}}
+		ae = &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: auditapi.CodeBadRequest, Message: err.Error()}}
 	case errors.Is(err, store.ErrNotFound):
-		ae = &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: "not_found", Message: err.Error()}}
+		ae = &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: auditapi.CodeNotFound, Message: err.Error()}}
 	case errors.Is(err, store.ErrNotReady):
-		ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: codeNotReady,
+		ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: auditapi.CodeStoreNotReady,
 			Message: "the auditor has not opened its audit store yet and keeps trying; records wait in NATS meanwhile: " + err.Error()}}
 	case errors.Is(err, store.ErrUnavailable):
-		ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: codeUnavailable, Message: "the audit store is unavailable; try again shortly"}}
+		ae = &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: auditapi.CodeUnavailable, Message: "the audit store is unavailable; try again shortly"}}
 	case errors.As(err, &he):
-		ae = &apiErr{status: he.Code, body: auditapi.Error{Code: strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), Message: http.StatusText(he.Code)}}
+		ae = &apiErr{status: he.Code, body: auditapi.Error{Code: auditapi.CodeForStatus(he.Code), Message: http.StatusText(he.Code)}}
 	default:
-		return Problem{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error; see the auditor's log", Unexpected: true}
+		return Problem{Status: http.StatusInternalServerError, Code: auditapi.CodeInternal, Message: "internal error; see the auditor's log", Unexpected: true}
 	}
 	return Problem{Status: ae.status, Code: ae.body.Code, Message: ae.body.Message}
 }
-
-// Error codes the error handler treats specially.
-const (
-	codeNotReady    = "store_not_ready"
-	codeUnavailable = "unavailable"
-)
 
 // errorHandler answers every error as JSON: ours with their status, store
 // errors translated, the rest as 500 with the detail only in the log.
@@ -275,9 +271,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		switch {
 		case p.Unexpected:
 			log.ErrorContext(c.Request().Context(), "audit API failed", slog.String("path", c.Path()), slog.Any("error", err))
-		case p.Code == codeNotReady:
+		case p.Code == auditapi.CodeStoreNotReady:
 			c.Response().Header().Set("Retry-After", "5")
-		case p.Code == codeUnavailable && errors.Is(err, store.ErrUnavailable):
+		case p.Code == auditapi.CodeUnavailable && errors.Is(err, store.ErrUnavailable):
 			log.WarnContext(c.Request().Context(), "audit API: store unavailable", slog.String("path", c.Path()), slog.Any("error", err))
 		}
 		_ = c.JSON(p.Status, auditapi.Error{Code: p.Code, Message: p.Message})
@@ -454,7 +450,7 @@ func (h *handlers) getEvent(c echo.Context) error {
 	id := param(c, "id")
 	d, err := h.store.GetEvent(c.Request().Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return apiError(http.StatusNotFound, "not_found", "no event with id "+strconv.Quote(id))
+		return apiError(http.StatusNotFound, auditapi.CodeNotFound, "no event with id "+strconv.Quote(id))
 	}
 	if err != nil {
 		return err
@@ -505,7 +501,7 @@ func (h *handlers) getDeadLetter(c echo.Context) error {
 	id := param(c, "id")
 	dl, err := h.store.GetDeadLetter(c.Request().Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return apiError(http.StatusNotFound, "not_found", "no dead letter with id "+strconv.Quote(id))
+		return apiError(http.StatusNotFound, auditapi.CodeNotFound, "no dead letter with id "+strconv.Quote(id))
 	}
 	if err != nil {
 		return err

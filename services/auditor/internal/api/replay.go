@@ -56,7 +56,7 @@ func MsgID(deadLetterID, key string) string { return "replay:" + deadLetterID + 
 func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, requestedBy string) (auditapi.ReplayResult, error) {
 	res := auditapi.ReplayResult{DeadLetterID: dl.ID, EventID: dl.EventID, Destination: dl.Destination}
 	if r.cfg.JS == nil {
-		return res, apiError(http.StatusServiceUnavailable, "unavailable", "replay needs NATS, and this API has no connection")
+		return res, apiError(http.StatusServiceUnavailable, auditapi.CodeUnavailable, "replay needs NATS, and this API has no connection")
 	}
 	payload, headers, subject, earlier, err := r.source(ctx, dl)
 	if err != nil {
@@ -139,7 +139,7 @@ func (r *replayer) source(ctx context.Context, dl store.DeadLetter) ([]byte, map
 		return d.Event.Payload, h, d.Event.Subject, d.Replays, nil
 	}
 	if strings.HasPrefix(dl.EventID, store.UnknownEventPrefix) {
-		return nil, nil, "", nil, apiError(http.StatusGone, "payload_gone", fmt.Sprintf(
+		return nil, nil, "", nil, apiError(http.StatusGone, auditapi.CodePayloadGone, fmt.Sprintf(
 			"dead letter %q has no payload: its event was no longer in EVENTS when it was dead-lettered, so neither its id nor its body is known", dl.ID))
 	}
 	full, err := r.fromStream(ctx, dl)
@@ -233,7 +233,7 @@ func (r *replayer) fromStream(ctx context.Context, dl store.DeadLetter) (*switch
 }
 
 func (r *replayer) gone(dl store.DeadLetter) error {
-	return &apiErr{status: http.StatusGone, body: auditapi.Error{Code: "payload_gone", Message: fmt.Sprintf(
+	return &apiErr{status: http.StatusGone, body: auditapi.Error{Code: auditapi.CodePayloadGone, Message: fmt.Sprintf(
 		"%v: retention dropped the body of event %q, and neither DEAD_LETTERS (dead letter %q) nor EVENTS (#%d) holds it any more",
 		ErrPayloadGone, dl.EventID, dl.ID, dl.StreamSeq)}, cause: ErrPayloadGone}
 }
@@ -257,7 +257,7 @@ func (h *handlers) notConfigured(status int, what, destination string) error {
 	if len(h.cfg.Destinations) > 0 {
 		names = strings.Join(h.cfg.Destinations, ", ")
 	}
-	return apiError(status, "destination_not_configured", fmt.Sprintf(
+	return apiError(status, auditapi.CodeDestinationNotConfigured, fmt.Sprintf(
 		"%s destination %q, which is not configured (configured: %s): no dispatcher would deliver the replay. "+
 			"Configure the destination again to replay to it.", what, destination, names))
 }
@@ -281,7 +281,7 @@ func (h *handlers) replayOne(c echo.Context) error {
 func (h *handlers) replayDeadLetter(ctx context.Context, id, key, by string) (auditapi.ReplayResult, error) {
 	dl, err := h.store.GetDeadLetter(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return auditapi.ReplayResult{}, apiError(http.StatusNotFound, "not_found", "no dead letter with id "+strconv.Quote(id))
+		return auditapi.ReplayResult{}, apiError(http.StatusNotFound, auditapi.CodeNotFound, "no dead letter with id "+strconv.Quote(id))
 	}
 	if err != nil {
 		return auditapi.ReplayResult{}, err

@@ -19,34 +19,6 @@ import (
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
 
-// SilenceJSON is a silence in the admin API.
-type SilenceJSON struct {
-	ID string `json:"id"`
-	// Matchers are name=value, name!=value, name=~regex or name!~regex
-	// over the labels rule, destination, source and severity.
-	Matchers  []string  `json:"matchers"`
-	StartsAt  time.Time `json:"starts_at"`
-	EndsAt    time.Time `json:"ends_at"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by,omitempty"`
-	Comment   string    `json:"comment,omitempty"`
-	ExpiredBy string    `json:"expired_by,omitempty"`
-	// State is pending, active or expired.
-	State string `json:"state"`
-}
-
-// NewSilence is the body of POST /v1/silences. Give ends_at or duration.
-type NewSilence struct {
-	Matchers []string `json:"matchers"`
-	// StartsAt defaults to now.
-	StartsAt *time.Time `json:"starts_at,omitempty"`
-	EndsAt   *time.Time `json:"ends_at,omitempty"`
-	// Duration from the start, e.g. "2h" or "1d".
-	Duration  string `json:"duration,omitempty"`
-	CreatedBy string `json:"created_by,omitempty"`
-	Comment   string `json:"comment,omitempty"`
-}
-
 // silenceRoutes adds the silence endpoints to the admin API's /v1 group
 // (so they sit behind its bearer token): GET /v1/silences, POST
 // /v1/silences, GET /v1/silences/{id} and DELETE /v1/silences/{id} (expire
@@ -85,8 +57,9 @@ func (h *silenceHandlers) store(ctx context.Context) (*silences.Store, error) {
 	return h.st, nil
 }
 
-func silenceJSON(s *switchyardv1.Silence, now time.Time) SilenceJSON {
-	out := SilenceJSON{
+// silenceJSON is a silence as the API answers it.
+func silenceJSON(s *switchyardv1.Silence, now time.Time) auditapi.Silence {
+	out := auditapi.Silence{
 		ID: s.GetId(), StartsAt: s.GetStartsAt().AsTime(), EndsAt: s.GetEndsAt().AsTime(), CreatedAt: s.GetCreatedAt().AsTime(),
 		CreatedBy: s.GetCreatedBy(), Comment: s.GetComment(), ExpiredBy: s.GetExpiredBy(), State: silences.State(s, now),
 		Matchers: []string{},
@@ -101,17 +74,17 @@ func silenceJSON(s *switchyardv1.Silence, now time.Time) SilenceJSON {
 func (h *silenceHandlers) fail(ctx context.Context, id string, err error) error {
 	switch {
 	case errors.Is(err, silences.ErrInvalid):
-		return &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: "invalid_silence", Message: err.Error()}, cause: err}
+		return &apiErr{status: http.StatusBadRequest, body: auditapi.Error{Code: auditapi.CodeInvalidSilence, Message: err.Error()}, cause: err}
 	case errors.Is(err, silences.ErrNotFound):
-		return &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: "not_found", Message: "no silence with id " + id}, cause: err}
+		return &apiErr{status: http.StatusNotFound, body: auditapi.Error{Code: auditapi.CodeNotFound, Message: "no silence with id " + id}, cause: err}
 	}
 	h.log.ErrorContext(ctx, "silences store failed", slog.Any("error", err))
-	return &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: codeUnavailable,
+	return &apiErr{status: http.StatusServiceUnavailable, body: auditapi.Error{Code: auditapi.CodeUnavailable,
 		Message: "the silences store (NATS KV) is not reachable; try again"}, cause: err}
 }
 
 // listSilences lists the silences, ended ones included for 7 days.
-func (h *silenceHandlers) listSilences(ctx context.Context) ([]SilenceJSON, error) {
+func (h *silenceHandlers) listSilences(ctx context.Context) ([]auditapi.Silence, error) {
 	st, err := h.store(ctx)
 	if err != nil {
 		return nil, h.fail(ctx, "", err)
@@ -121,7 +94,7 @@ func (h *silenceHandlers) listSilences(ctx context.Context) ([]SilenceJSON, erro
 		return nil, h.fail(ctx, "", err)
 	}
 	now := time.Now()
-	out := []SilenceJSON{}
+	out := []auditapi.Silence{}
 	for _, s := range all {
 		out = append(out, silenceJSON(s, now))
 	}
@@ -129,7 +102,7 @@ func (h *silenceHandlers) listSilences(ctx context.Context) ([]SilenceJSON, erro
 }
 
 // createSilence checks and stores a new silence.
-func (h *silenceHandlers) createSilence(ctx context.Context, in NewSilence) (SilenceJSON, error) {
+func (h *silenceHandlers) createSilence(ctx context.Context, in auditapi.NewSilence) (auditapi.Silence, error) {
 	spec := silences.Spec{CreatedBy: in.CreatedBy, Comment: in.Comment}
 	if spec.CreatedBy == "" {
 		spec.CreatedBy = "api"
@@ -137,7 +110,7 @@ func (h *silenceHandlers) createSilence(ctx context.Context, in NewSilence) (Sil
 	for _, m := range in.Matchers {
 		pm, err := silences.ParseMatcher(m)
 		if err != nil {
-			return SilenceJSON{}, h.fail(ctx, "", err)
+			return auditapi.Silence{}, h.fail(ctx, "", err)
 		}
 		spec.Matchers = append(spec.Matchers, pm)
 	}
@@ -147,39 +120,39 @@ func (h *silenceHandlers) createSilence(ctx context.Context, in NewSilence) (Sil
 	}
 	switch {
 	case in.EndsAt != nil && in.Duration != "":
-		return SilenceJSON{}, h.fail(ctx, "", fmt.Errorf("%w: give ends_at or duration, not both", silences.ErrInvalid))
+		return auditapi.Silence{}, h.fail(ctx, "", fmt.Errorf("%w: give ends_at or duration, not both", silences.ErrInvalid))
 	case in.EndsAt != nil:
 		spec.EndsAt = *in.EndsAt
 	case in.Duration != "":
 		d, err := config.ParseDuration(in.Duration)
 		if err != nil {
-			return SilenceJSON{}, h.fail(ctx, "", fmt.Errorf("%w: duration: %v", silences.ErrInvalid, err))
+			return auditapi.Silence{}, h.fail(ctx, "", fmt.Errorf("%w: duration: %v", silences.ErrInvalid, err))
 		}
 		spec.EndsAt = spec.StartsAt.Add(d.D())
 	}
 	st, err := h.store(ctx)
 	if err != nil {
-		return SilenceJSON{}, h.fail(ctx, "", err)
+		return auditapi.Silence{}, h.fail(ctx, "", err)
 	}
 	s, err := st.Create(ctx, spec)
 	if err != nil {
-		return SilenceJSON{}, h.fail(ctx, "", err)
+		return auditapi.Silence{}, h.fail(ctx, "", err)
 	}
 	return silenceJSON(s, time.Now()), nil
 }
 
 // expireSilence ends a silence now.
-func (h *silenceHandlers) expireSilence(ctx context.Context, id, by string) (SilenceJSON, error) {
+func (h *silenceHandlers) expireSilence(ctx context.Context, id, by string) (auditapi.Silence, error) {
 	st, err := h.store(ctx)
 	if err != nil {
-		return SilenceJSON{}, h.fail(ctx, id, err)
+		return auditapi.Silence{}, h.fail(ctx, id, err)
 	}
 	if by == "" {
 		by = "api"
 	}
 	s, err := st.Expire(ctx, id, by)
 	if err != nil {
-		return SilenceJSON{}, h.fail(ctx, id, err)
+		return auditapi.Silence{}, h.fail(ctx, id, err)
 	}
 	return silenceJSON(s, time.Now()), nil
 }
@@ -189,7 +162,7 @@ func (h *silenceHandlers) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"silences": out})
+	return c.JSON(http.StatusOK, auditapi.SilenceList{Silences: out})
 }
 
 func (h *silenceHandlers) get(c echo.Context) error {
@@ -206,12 +179,12 @@ func (h *silenceHandlers) get(c echo.Context) error {
 }
 
 func (h *silenceHandlers) create(c echo.Context) error {
-	var in NewSilence
+	var in auditapi.NewSilence
 	if err := c.Bind(&in); err != nil {
 		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return errBodyTooLarge
 		}
-		return apiError(http.StatusBadRequest, "invalid_silence", "the body must be a JSON object: "+err.Error())
+		return apiError(http.StatusBadRequest, auditapi.CodeInvalidSilence, "the body must be a JSON object: "+err.Error())
 	}
 	out, err := h.createSilence(c.Request().Context(), in)
 	if err != nil {

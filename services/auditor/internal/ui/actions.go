@@ -189,7 +189,7 @@ func (c *Console) bulkRequest(req *auditapi.BulkReplayRequest, b bulkData, now t
 
 // silencesData is the silences page.
 type silencesData struct {
-	Items   []api.SilenceJSON
+	Items   []auditapi.Silence
 	Form    silenceForm
 	Problem string
 	// Notice says what the last action did (created or ended, from the
@@ -218,7 +218,7 @@ func (c *Console) renderSilences(ec echo.Context, status int, d silencesData) er
 		return err
 	}
 	rank := map[string]int{"active": 0, "pending": 1, "expired": 2}
-	slices.SortStableFunc(items, func(a, b api.SilenceJSON) int {
+	slices.SortStableFunc(items, func(a, b auditapi.Silence) int {
 		if rank[a.State] != rank[b.State] {
 			return rank[a.State] - rank[b.State]
 		}
@@ -241,7 +241,7 @@ func (c *Console) renderSilences(ec echo.Context, status int, d silencesData) er
 // (from now) and a comment; created by the logged-in person.
 func (c *Console) createSilence(ec echo.Context) error {
 	form := silenceForm{Matchers: ec.FormValue("matchers"), Duration: strings.TrimSpace(ec.FormValue("duration")), Comment: strings.TrimSpace(ec.FormValue("comment"))}
-	in := api.NewSilence{Duration: form.Duration, Comment: form.Comment, CreatedBy: requester(ec)}
+	in := auditapi.NewSilence{Duration: form.Duration, Comment: form.Comment, CreatedBy: requester(ec)}
 	for _, line := range strings.Split(form.Matchers, "\n") {
 		if m := strings.TrimSpace(line); m != "" {
 			in.Matchers = append(in.Matchers, m)

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
-	"github.com/switchyard/switchyard/services/auditor/internal/api"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
 	"github.com/switchyard/switchyard/services/auditor/internal/store/storetest"
 )
@@ -55,7 +55,7 @@ func TestHostileDataIsText(t *testing.T) {
 		if err := st.Write(testCtx(t), store.Batch{Events: []store.Routed{ev}, Records: []*switchyardv1.AuditRecord{a, dl, rej, alert, circuit}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.console.cfg.Ops.CreateSilence(testCtx(t), api.NewSilence{Matchers: []string{"severity=info"}, Duration: "1h", Comment: hostileComment}); err != nil {
+		if _, err := e.console.cfg.Ops.CreateSilence(testCtx(t), auditapi.NewSilence{Matchers: []string{"severity=info"}, Duration: "1h", Comment: hostileComment}); err != nil {
 			t.Fatal(err)
 		}
 		e.login(t, `<script>alert("name")</script>`, "")

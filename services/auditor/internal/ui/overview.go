@@ -87,7 +87,7 @@ type alertRow struct {
 	auditapi.Alert
 	LabelText string
 	// MutedBy is the active silence that mutes the alert, if any.
-	MutedBy *api.SilenceJSON
+	MutedBy *auditapi.Silence
 	// SilenceLink opens the silence form filled in for this alert.
 	SilenceLink string
 }
@@ -252,7 +252,7 @@ func (c *Console) firingAlerts(ctx context.Context, now time.Time) ([]alertRow, 
 // muting returns the active silence that mutes a, as the notifier decides
 // it (services/notifier's Engine.muted: the alert's labels with its rule
 // and severity).
-func muting(sils []api.SilenceJSON, a auditapi.Alert) *api.SilenceJSON {
+func muting(sils []auditapi.Silence, a auditapi.Alert) *auditapi.Silence {
 	labels := map[string]string{"rule": a.Rule, "severity": a.Severity}
 	for k, v := range a.Labels {
 		labels[k] = v

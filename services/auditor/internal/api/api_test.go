@@ -6,12 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -23,22 +21,8 @@ var testCtx = testctx.New
 
 // backends open a fresh, migrated store.
 var backends = map[string]func(t *testing.T) store.Store{
-	"postgres": func(t *testing.T) store.Store {
-		st, err := store.OpenPostgres(testCtx(t), pgtest.Schema(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return migrated(t, st)
-	},
-	"sqlite": func(t *testing.T) store.Store {
-		st, err := store.OpenSQLite(testCtx(t), filepath.Join(t.TempDir(), "audit.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return migrated(t, st)
-	},
+	"postgres": func(t *testing.T) store.Store { return migrated(t, storetest.OpenPostgres(t)) },
+	"sqlite":   func(t *testing.T) store.Store { return migrated(t, storetest.OpenSQLite(t)) },
 }
 
 func migrated(t *testing.T, st store.Store) store.Store {

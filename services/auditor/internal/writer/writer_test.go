@@ -3,7 +3,6 @@ package writer
 import (
 	"bytes"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
-	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -28,24 +26,7 @@ import (
 var testCtx = testctx.New
 
 // backends open a fresh, unmigrated store.
-var backends = map[string]func(t *testing.T) store.Store{
-	"postgres": func(t *testing.T) store.Store {
-		st, err := store.OpenPostgres(testCtx(t), pgtest.Schema(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	},
-	"sqlite": func(t *testing.T) store.Store {
-		st, err := store.OpenSQLite(testCtx(t), filepath.Join(t.TempDir(), "audit.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	},
-}
+var backends = storetest.Backends
 
 type testEnv struct {
 	ns  *natstest.Server

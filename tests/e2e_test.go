@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/slacktest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
+	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
 
 // The official Standard Webhooks test vector.
@@ -87,7 +88,16 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return n
 	}
-	eventURL := func(id string) string { return sys.AuditAPI.URL + "/v1/events/" + id }
+	api := &auditapi.Client{BaseURL: sys.AuditAPI.URL, RequestedBy: "e2e"}
+	// audited waits until the audit log's account of event id satisfies
+	// done, and returns it.
+	audited := func(t *testing.T, what, id string, done func(auditapi.EventDetail) bool) auditapi.EventDetail {
+		t.Helper()
+		return waitfor.Value(t, what, func() (auditapi.EventDetail, bool) {
+			ev, err := api.GetEvent(ctx, id)
+			return ev, err == nil && done(ev)
+		})
+	}
 
 	t.Run("signed webhook is accepted and delivered", func(t *testing.T) {
 		status, body := postWebhook(t, vectorID, vectorSignature, vectorBody)
@@ -105,11 +115,10 @@ func TestEndToEnd(t *testing.T) {
 		if ct := got[0].header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("partner got Content-Type %q", ct)
 		}
-		var ev auditedEvent
-		waitfor.True(t, "the event and its delivery in the audit log", func() bool {
-			return getJSON(t, eventURL(id), &ev) == http.StatusOK && ev.Subject != "" && len(ev.Attempts) == 1
+		ev := audited(t, "the event and its delivery in the audit log", id, func(ev auditapi.EventDetail) bool {
+			return ev.Subject != "" && len(ev.Attempts) == 1
 		})
-		if ev.Subject != "webhooks.shop.unknown" || ev.Payload != vectorBody || ev.Attempts[0].Outcome != "delivered" {
+		if ev.Subject != "webhooks.shop.unknown" || ev.PayloadText == nil || *ev.PayloadText != vectorBody || ev.Attempts[0].Outcome != "delivered" {
 			t.Errorf("audit log has %+v", ev)
 		}
 	})
@@ -122,10 +131,9 @@ func TestEndToEnd(t *testing.T) {
 		// Wait until the delivery is over (nothing pending or in flight on
 		// the erp consumer) and its final attempt is in Postgres; then a
 		// late fourth attempt could not hide.
-		var ev auditedEvent
 		waitfor.True(t, "the erp consumer to settle", func() bool { return sys.settled(t, "erp") })
-		waitfor.True(t, "the final attempt in the Postgres audit log", func() bool {
-			return getJSON(t, eventURL(id), &ev) == http.StatusOK && len(ev.Attempts) > 0 && ev.Attempts[len(ev.Attempts)-1].Final
+		ev := audited(t, "the final attempt in the Postgres audit log", id, func(ev auditapi.EventDetail) bool {
+			return len(ev.Attempts) > 0 && ev.Attempts[len(ev.Attempts)-1].Final
 		})
 		want := []struct {
 			status  int
@@ -152,10 +160,7 @@ func TestEndToEnd(t *testing.T) {
 		if _, err := events.Publish(ctx, sys.JS, events.Event{ID: id, Type: "invoice.failed", Data: []byte(`{"invoice":77}`)}); err != nil {
 			t.Fatal(err)
 		}
-		var ev auditedEvent
-		waitfor.True(t, "the dead letter in the audit log", func() bool {
-			return getJSON(t, eventURL(id), &ev) == http.StatusOK && len(ev.DeadLetters) == 1
-		})
+		ev := audited(t, "the dead letter in the audit log", id, func(ev auditapi.EventDetail) bool { return len(ev.DeadLetters) == 1 })
 		if n := len(crm.got(id)); n != 3 {
 			t.Errorf("the crm partner got %d attempts, want MaxDeliver = 3", n)
 		}
@@ -199,19 +204,11 @@ func TestEndToEnd(t *testing.T) {
 		if status != http.StatusUnauthorized || !strings.Contains(body, "bad_signature") {
 			t.Fatalf("status %d body %s; want 401 bad_signature", status, body)
 		}
-		var rej struct {
-			Rejections []struct {
-				Source     string `json:"source"`
-				Reason     string `json:"reason"`
-				RemoteAddr string `json:"remote_addr"`
-				EventID    string `json:"event_id"`
-			} `json:"items"`
-		}
-		waitfor.True(t, "the rejection in the audit log", func() bool {
-			getJSON(t, sys.AuditAPI.URL+"/v1/rejections", &rej)
-			return len(rej.Rejections) > 0
+		rej := waitfor.Value(t, "the rejection in the audit log", func() ([]auditapi.Rejection, bool) {
+			page, err := api.ListRejections(ctx, nil)
+			return page.Items, err == nil && len(page.Items) > 0
 		})
-		r := rej.Rejections[0]
+		r := rej[0]
 		// A rejection names the event as it would be named: <source>:<delivery id>.
 		if r.Source != "shop" || r.Reason != "bad_signature" || r.RemoteAddr != "127.0.0.1" || r.EventID != "shop:msg_forged" {
 			t.Errorf("rejection %+v", r)
@@ -254,10 +251,7 @@ func TestEndToEnd(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		var ev auditedEvent
-		waitfor.True(t, "the delivery of msg_twice", func() bool {
-			return getJSON(t, eventURL("shop:"+id), &ev) == http.StatusOK && len(ev.Attempts) >= 1
-		})
+		audited(t, "the delivery of msg_twice", "shop:"+id, func(ev auditapi.EventDetail) bool { return len(ev.Attempts) >= 1 })
 		if n := storedOn(t, "webhooks.shop.>"); n != before+1 {
 			t.Errorf("EVENTS has %d shop webhooks, want %d", n, before+1)
 		}

@@ -103,9 +103,9 @@ func TestReplayEndToEnd(t *testing.T) {
 	}
 
 	// The audit API reads the backlog of the dispatcher's own consumer.
-	var dests auditapi.List[auditapi.DestinationStatus]
-	if code := getJSON(t, sys.AuditAPI.URL+"/v1/destinations", &dests); code != http.StatusOK || len(dests.Items) != 2 {
-		t.Fatalf("destinations: %d %+v", code, dests)
+	dests, err := api.ListDestinations(ctx, "")
+	if err != nil || len(dests.Items) != 2 {
+		t.Fatalf("destinations: %+v, %v", dests, err)
 	}
 	for _, d := range dests.Items {
 		if d.Backlog == nil {

@@ -131,7 +131,7 @@ func group(use, short string) *cobra.Command {
 			if len(args) == 0 {
 				return cmd.Help()
 			}
-			return fmt.Errorf("unknown command %q for %q (run '%s --help' for its commands)", args[0], cmd.CommandPath(), cmd.CommandPath())
+			return fmt.Errorf("%w %q for %q (run '%s --help' for its commands)", ErrUnknownCommand, args[0], cmd.CommandPath(), cmd.CommandPath())
 		},
 	}
 }

@@ -3,6 +3,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 
@@ -13,6 +14,14 @@ import (
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/switchyard/internal/app"
 )
+
+// ErrUnknownCommand is returned for a subcommand that does not exist: a
+// typo in a script fails instead of printing the help and exiting 0.
+var ErrUnknownCommand = errors.New("unknown command")
+
+// ErrUnknownSource is returned by send-webhook for a --source the
+// configuration does not name.
+var ErrUnknownSource = errors.New("no source")
 
 // DefaultConfig is the configuration file used when --config is not given.
 const DefaultConfig = "deployments/demo.yaml"

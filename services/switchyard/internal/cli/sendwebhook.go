@@ -35,7 +35,7 @@ source's first secret and ingress.listen.`,
 				}
 				src, ok := cfg.Source(source)
 				if !ok {
-					return fmt.Errorf("no source %q in the configuration (or give --secret and --url)", source)
+					return fmt.Errorf("%w %q in the configuration (or give --secret and --url)", ErrUnknownSource, source)
 				}
 				if secret == "" {
 					if src.Scheme != "standard-webhooks" || len(src.Secrets) == 0 {

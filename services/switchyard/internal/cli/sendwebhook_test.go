@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -43,8 +44,8 @@ func TestSendWebhookSignsWithTheConfiguredSecret(t *testing.T) {
 	}
 
 	err = cli.Execute(context.Background(), []string{"send-webhook", "-c", cfg, "--source", "nope", "--url", srv.URL}, &out, &out)
-	if err == nil || !strings.Contains(err.Error(), `no source "nope"`) {
-		t.Errorf("unknown source: %v", err)
+	if !errors.Is(err, cli.ErrUnknownSource) {
+		t.Errorf("unknown source: %v, want %v", err, cli.ErrUnknownSource)
 	}
 }
 

@@ -52,6 +52,11 @@ func (Basic) Renew(context.Context, *http.Request) bool { return false }
 // credentials: no retry can fix it, a person must.
 var ErrCredentials = errors.New("credentials refused")
 
+// ErrToken wraps every failure to get an OAuth2 access token: a refusal
+// of the client's credentials (also ErrCredentials: permanent), or a token
+// endpoint that fails or cannot be reached (retryable).
+var ErrToken = errors.New("fetch OAuth2 token")
+
 // ClientCredentials is the OAuth2 client credentials grant with the token
 // cached and shared by every request to the destination. A token is renewed
 // before it expires (RefreshBefore), and once more when the destination
@@ -184,9 +189,9 @@ func tokenError(err error) error {
 			what += " " + re.ErrorCode
 		}
 		if status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
-			return fmt.Errorf("fetch OAuth2 token: %w: %s", ErrCredentials, what)
+			return fmt.Errorf("%w: %w: %s", ErrToken, ErrCredentials, what)
 		}
-		return fmt.Errorf("fetch OAuth2 token: %s", what)
+		return fmt.Errorf("%w: %s", ErrToken, what)
 	}
-	return fmt.Errorf("fetch OAuth2 token: %w", err)
+	return fmt.Errorf("%w: %w", ErrToken, err)
 }

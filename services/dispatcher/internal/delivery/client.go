@@ -235,6 +235,15 @@ func (p Policy) Classify(status int, h http.Header, snippet string, now time.Tim
 	return res
 }
 
+// ErrTimeout is the error of an attempt that got no answer within the
+// destination's timeout (retryable). The transport's own error, which
+// would quote the URL, is dropped.
+var ErrTimeout = errors.New("timeout: no response within the destination's timeout")
+
+// ErrTLSCertificate wraps the error of an attempt whose TLS certificate the
+// client did not accept (retryable: a partner may fix its certificate).
+var ErrTLSCertificate = errors.New("TLS certificate not accepted")
+
 // classifyError maps a transport error: everything is retryable except the
 // address guard, which no retry can get past.
 func classifyError(err error) Result {
@@ -249,9 +258,9 @@ func classifyError(err error) Result {
 	case errors.Is(err, ErrBlockedAddress):
 		res.Outcome = switchyardv1.Outcome_OUTCOME_PERMANENT
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		res.Err = errors.New("timeout: no response within the destination's timeout")
+		res.Err = ErrTimeout
 	case errors.As(err, &certErr):
-		res.Err = fmt.Errorf("TLS certificate not accepted: %w", certErr.Err)
+		res.Err = fmt.Errorf("%w: %w", ErrTLSCertificate, certErr.Err)
 	}
 	return res
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -222,24 +223,23 @@ func TestBodyLimitsWithinMaxPayload(t *testing.T) {
 		name      string
 		apiMax    int64
 		sourceMax config.ByteSize
-		want      []string // in the error; none: starts
+		want      *PayloadLimitError // nil: starts
 	}{
 		{"both fit", int64(fits), fits, nil},
-		{"ingress.max_body too large", maxPayload, maxPayload, []string{"ingress.max_body is 65536 bytes", "max_payload of 65536 bytes", "at most 57344 bytes"}},
-		{"a source's too large", 1024, fits + 1, []string{`sources[0].max_body (source "shop") is 57345 bytes`, "at most 57344 bytes"}},
+		{"ingress.max_body too large", maxPayload, maxPayload,
+			&PayloadLimitError{Field: "ingress.max_body", Limit: 65536, MaxPayload: 65536, AtMost: 57344}},
+		{"a source's too large", 1024, fits + 1,
+			&PayloadLimitError{Field: "sources[0].max_body", Source: "shop", Limit: 57345, MaxPayload: 65536, AtMost: 57344}},
 	} {
 		err := build(tt.apiMax, tt.sourceMax)
+		var got *PayloadLimitError
 		switch {
 		case tt.want == nil && err != nil:
 			t.Errorf("%s: New: %v", tt.name, err)
-		case tt.want != nil && err == nil:
-			t.Errorf("%s: New started", tt.name)
-		case err != nil:
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%s: error %q does not say %q", tt.name, err, w)
-				}
-			}
+		case tt.want != nil && !errors.As(err, &got):
+			t.Errorf("%s: New = %v, want a %T", tt.name, err, tt.want)
+		case tt.want != nil && *got != *tt.want:
+			t.Errorf("%s: %+v, want %+v", tt.name, *got, *tt.want)
 		}
 	}
 

@@ -1,10 +1,11 @@
 package server
 
 import (
+	"errors"
 	"net/http"
-	"strings"
 	"testing"
 
+	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
@@ -68,7 +69,8 @@ func TestTrustedProxies(t *testing.T) {
 func TestTrustedProxiesInvalid(t *testing.T) {
 	t.Parallel()
 	_, err := New(nil, nil, Config{Logger: natstest.Logger(t), TrustedProxies: []string{"10.0.0.0/8", "lb.internal"}})
-	if err == nil || !strings.Contains(err.Error(), "ingress.trusted_proxies[1]") {
+	var fe config.FieldError
+	if !errors.As(err, &fe) || fe.Field != "ingress.trusted_proxies[1]" {
 		t.Fatalf("New with a bad proxy: %v, want an error naming ingress.trusted_proxies[1]", err)
 	}
 }

@@ -213,6 +213,27 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	return s, nil
 }
 
+// PayloadLimitError is a body limit that the NATS server could not store
+// with its envelope: a body near the limit would be answered 503 on every
+// retry, forever.
+type PayloadLimitError struct {
+	// Field is the configuration field: ingress.max_body or
+	// sources[i].max_body; Source names the source of the latter.
+	Field, Source string
+	// Limit is the field's value, MaxPayload the server's max_payload and
+	// AtMost the largest limit that fits, in bytes.
+	Limit, MaxPayload, AtMost int64
+}
+
+func (e *PayloadLimitError) Error() string {
+	field := e.Field
+	if e.Source != "" {
+		field += fmt.Sprintf(" (source %q)", e.Source)
+	}
+	return fmt.Sprintf("%s is %d bytes: with up to %d bytes of event headers that exceeds the NATS server's max_payload of %d bytes, so an event near the limit could never be stored; set %s to at most %d bytes, or raise max_payload in the NATS server's configuration",
+		field, e.Limit, events.EnvelopeAllowance, e.MaxPayload, field, e.AtMost)
+}
+
 // checkMaxPayload refuses body limits that the NATS server could not store
 // with their envelope: such a body would be answered 503 on every retry,
 // forever. Without a connection yet (MaxPayload 0) Provision checks.
@@ -225,18 +246,18 @@ func (s *Server) checkMaxPayload() error {
 		return nil
 	}
 	var errs []error
-	check := func(field string, limit int64) {
+	check := func(field, source string, limit int64) {
 		if limit+events.EnvelopeAllowance > maxPayload {
-			errs = append(errs, fmt.Errorf("%s is %d bytes: with up to %d bytes of event headers that exceeds the NATS server's max_payload of %d bytes, so an event near the limit could never be stored; set %s to at most %d bytes, or raise max_payload in the NATS server's configuration",
-				field, limit, events.EnvelopeAllowance, maxPayload, field, maxPayload-events.EnvelopeAllowance))
+			errs = append(errs, &PayloadLimitError{Field: field, Source: source, Limit: limit, MaxPayload: maxPayload,
+				AtMost: maxPayload - events.EnvelopeAllowance})
 		}
 	}
-	check("ingress.max_body", s.cfg.MaxBody)
+	check("ingress.max_body", "", s.cfg.MaxBody)
 	for i, src := range s.cfg.Sources {
 		// A source without its own limit has ingress.max_body's, reported
 		// once above.
 		if int64(src.MaxBody) != s.cfg.MaxBody {
-			check(fmt.Sprintf("sources[%d].max_body (source %q)", i, src.Name), int64(src.MaxBody))
+			check(fmt.Sprintf("sources[%d].max_body", i), src.Name, int64(src.MaxBody))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -259,7 +280,7 @@ func ipExtractor(trusted []string) (echo.IPExtractor, error) {
 	for i, p := range trusted {
 		pfx, err := netaddr.ParseTrustedProxy(p)
 		if err != nil {
-			return nil, fmt.Errorf("ingress.trusted_proxies[%d]: %w", i, err)
+			return nil, config.FieldError{Field: fmt.Sprintf("ingress.trusted_proxies[%d]", i), Problem: err.Error()}
 		}
 		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen())}))
 	}

@@ -80,6 +80,7 @@ func TestRefusesEmbeddedStoreUnlessAsked(t *testing.T) {
 	// Nothing listens at this NATS URL: the refusal comes first.
 	cfg := writeConfig(t, "nats://127.0.0.1:1", "", "off")
 	err := run(context.Background(), []string{"-config", cfg})
+	// The message naming the flag to give is under test too.
 	if !errors.Is(err, ErrNeedDatabaseURL) || !strings.Contains(err.Error(), "-embedded-store") {
 		t.Errorf("run without database_url = %v, want ErrNeedDatabaseURL naming -embedded-store", err)
 	}

@@ -49,3 +49,16 @@ func migrations(dialect string) ([]migration, error) {
 	}
 	return out, nil
 }
+
+// SchemaTooNewError is returned by Migrate when the database's schema is
+// newer than this auditor knows: a newer auditor migrated it, and this one
+// must not write to it.
+type SchemaTooNewError struct {
+	// Version is the database's schema version; Known the newest this
+	// auditor knows.
+	Version, Known int
+}
+
+func (e *SchemaTooNewError) Error() string {
+	return fmt.Sprintf("the database is at schema version %d but this auditor knows only %d: run a newer auditor", e.Version, e.Known)
+}

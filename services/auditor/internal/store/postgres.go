@@ -21,11 +21,16 @@ type Postgres struct {
 	pool *pgxpool.Pool
 }
 
-// CheckPostgresURL reports whether url is a connection string pgx can use,
-// with an error that does not repeat it (it may hold a password).
+// ErrBadDatabaseURL is returned for a database_url pgx cannot parse: no
+// retry fixes it. Its text does not repeat the URL (it may hold a
+// password).
+var ErrBadDatabaseURL = errors.New("parse database_url: not a valid Postgres connection string")
+
+// CheckPostgresURL reports whether url is a connection string pgx can use
+// (else ErrBadDatabaseURL).
 func CheckPostgresURL(url string) error {
 	if _, err := pgxpool.ParseConfig(url); err != nil {
-		return errors.New("parse database_url: not a valid Postgres connection string")
+		return ErrBadDatabaseURL
 	}
 	return nil
 }
@@ -88,7 +93,7 @@ func (p *Postgres) migrateTo(ctx context.Context, upTo int) error {
 		return fmt.Errorf("migrate: %w", interpretError(err))
 	}
 	if current > len(ms) {
-		return fmt.Errorf("migrate: the database is at schema version %d but this auditor knows only %d: run a newer auditor", current, len(ms))
+		return fmt.Errorf("migrate: %w", &SchemaTooNewError{Version: current, Known: len(ms)})
 	}
 	for _, m := range ms[current:] {
 		if upTo >= 0 && m.Version > upTo {

@@ -65,7 +65,7 @@ func (s *SQLite) migrateTo(ctx context.Context, upTo int) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if current > len(ms) {
-		return fmt.Errorf("migrate: the database is at schema version %d but this auditor knows only %d: run a newer auditor", current, len(ms))
+		return fmt.Errorf("migrate: %w", &SchemaTooNewError{Version: current, Known: len(ms)})
 	}
 	for _, m := range ms[current:] {
 		if upTo >= 0 && m.Version > upTo {

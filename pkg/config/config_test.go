@@ -108,6 +108,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	_, err = config.Load(path, noEnv)
 	checkErr(t, err, config.ErrInvalid, "destinations[0].subjects[0]", "must start with events. or webhooks.")
+	// Naming the file is part of the message a person reads.
 	if !strings.Contains(err.Error(), path) {
 		t.Errorf("error does not name the file %s: %v", path, err)
 	}
@@ -224,6 +225,7 @@ func TestParseReportsEveryYAMLProblem(t *testing.T) {
 	} {
 		checkErr(t, err, config.ErrInvalid, "", want)
 	}
+	// The message is for a person: no Go type names.
 	if strings.Contains(err.Error(), "config.") {
 		t.Errorf("error mentions Go type names: %v", err)
 	}
@@ -248,6 +250,8 @@ func TestInterpolation(t *testing.T) {
 		wantErr error
 		field   string
 		problem string
+		// more are other fields the error must name, with their problem.
+		more map[string]string
 	}{
 		{
 			name: "whole value",
@@ -404,7 +408,8 @@ func TestInterpolation(t *testing.T) {
 		{
 			name:    "every missing variable reported",
 			yaml:    minimalYAML + "database_url: ${DATABASE_URL}\nalerts:\n  slack_webhook_url: ${SLACK_URL}\n",
-			wantErr: config.ErrInvalid, field: "alerts.slack_webhook_url", problem: "database_url: environment variable DATABASE_URL is not set",
+			wantErr: config.ErrInvalid, field: "alerts.slack_webhook_url", problem: "environment variable SLACK_URL is not set",
+			more: map[string]string{"database_url": "environment variable DATABASE_URL is not set"},
 		},
 	}
 	for _, tt := range tests {
@@ -412,6 +417,9 @@ func TestInterpolation(t *testing.T) {
 			t.Parallel()
 			c, err := config.Parse([]byte(tt.yaml), env)
 			checkErr(t, err, tt.wantErr, tt.field, tt.problem)
+			for field, problem := range tt.more {
+				checkErr(t, err, tt.wantErr, field, problem)
+			}
 			if tt.wantErr != nil {
 				var ve *config.ValidationError
 				if errors.As(err, &ve) && !hasField(ve.Problems, tt.field) {

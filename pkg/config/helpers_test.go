@@ -48,7 +48,12 @@ func validConfig(t *testing.T) config.Config {
 }
 
 // checkErr asserts that err matches wantErr (errors.Is) and, when it should
-// fail, that its text names field and contains problem.
+// fail, that it has a problem with field whose text says problem: a
+// FieldError of a *ValidationError when Validate found it. A YAML error
+// (a misspelt key, a value of the wrong type) is text only, "field: line
+// N: problem", and is checked as text. The problem's words are checked as
+// text because they are what a person reads to fix the file: that is the
+// behaviour under test.
 func checkErr(t *testing.T, err, wantErr error, field, problem string) {
 	t.Helper()
 	if wantErr == nil {
@@ -60,12 +65,18 @@ func checkErr(t *testing.T, err, wantErr error, field, problem string) {
 	if !errors.Is(err, wantErr) {
 		t.Fatalf("error = %v, want errors.Is(err, %v)", err, wantErr)
 	}
-	msg := err.Error()
-	if field != "" && !strings.Contains(msg, field+":") {
-		t.Errorf("error does not name field %q:\n%s", field, msg)
+	var ve *config.ValidationError
+	if field != "" && errors.As(err, &ve) {
+		for _, p := range ve.Problems {
+			if p.Field == field && strings.Contains(p.Problem, problem) {
+				return
+			}
+		}
+		t.Errorf("no problem with %s saying %q:\n%v", field, problem, err)
+		return
 	}
-	if problem != "" && !strings.Contains(msg, problem) {
-		t.Errorf("error does not say %q:\n%s", problem, msg)
+	if !strings.Contains(err.Error(), field) || !strings.Contains(err.Error(), problem) {
+		t.Errorf("error does not say %q about %q:\n%v", problem, field, err)
 	}
 }
 

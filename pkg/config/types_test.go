@@ -51,7 +51,7 @@ func TestParseDuration(t *testing.T) {
 		if tt.wantErr {
 			if err == nil {
 				t.Errorf("ParseDuration(%q) = %s, want an error", tt.in, got)
-			} else if !strings.Contains(err.Error(), "use e.g.") && tt.in != "" && strings.TrimSpace(tt.in) != "" {
+			} else if !strings.Contains(err.Error(), "use e.g.") && tt.in != "" && strings.TrimSpace(tt.in) != "" { // saying what is right is the behaviour
 				t.Errorf("ParseDuration(%q) error %q does not say what would be right", tt.in, err)
 			}
 			continue
@@ -131,6 +131,8 @@ func TestParseByteSize(t *testing.T) {
 	for _, tt := range tests {
 		got, err := config.ParseByteSize(tt.in)
 		if tt.wantErr != "" {
+			// The message naming the bad part is the behaviour: a size
+			// error reaches a person as a field's problem.
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("ParseByteSize(%q) = %d, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
 			}
@@ -314,7 +316,7 @@ func TestParseErrorsDoNotRevealSecrets(t *testing.T) {
 	checkErr(t, err, config.ErrInvalid, "database_url", "not shown")
 	checkErr(t, err, config.ErrInvalid, "alerts.slack_webhook_url", "not shown")
 	for _, s := range []string{"db-password-9", "slack-token-8", "header-token-7", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"} {
-		if strings.Contains(err.Error(), s) {
+		if strings.Contains(err.Error(), s) { // never a secret in what the error says
 			t.Errorf("error reveals %q:\n%v", s, err)
 		}
 	}

@@ -412,6 +412,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("fields = %q, want %q", got, want)
 	}
+	// The layout of the message is under test here.
 	if !strings.HasPrefix(err.Error(), "invalid configuration:\n  log.level: ") {
 		t.Errorf("error text = %q, want one problem per line after a heading", err.Error())
 	}

@@ -136,6 +136,7 @@ func TestConnectUnreachable(t *testing.T) {
 	if errors.Is(err, natsx.ErrServerTooOld) || errors.Is(err, natsx.ErrNoJetStream) {
 		t.Errorf("error = %v, want a connection error", err)
 	}
+	// What the error says is under test: the URL without its password.
 	if !strings.Contains(err.Error(), "[redacted]@"+addr) || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("error = %v, want the redacted URL", err)
 	}

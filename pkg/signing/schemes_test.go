@@ -344,6 +344,7 @@ func TestSchemeRejections(t *testing.T) {
 				got, err := v.Verify(r)
 				checkVerifyErr(t, err, want)
 				for _, s := range append([]string{f.opts.Secrets[0]}, f.wrongSecret()) {
+					// What the error says is under test: never a secret.
 					if err != nil && strings.Contains(err.Error(), s) {
 						t.Errorf("error reveals a secret: %v", err)
 					}
@@ -559,6 +560,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 				t.Fatalf("New = %v, want ErrBadSecret", err)
 			}
 			for _, s := range tt.opts.Secrets {
+				// What the error says is under test: never a secret.
 				if len(s) > 4 && strings.Contains(err.Error(), s) {
 					t.Errorf("error reveals a secret: %v", err)
 				}

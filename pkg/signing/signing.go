@@ -41,6 +41,18 @@ var (
 // not usable. Its messages never contain the secret.
 var ErrBadSecret = errors.New("invalid secret")
 
+// SecretError says which of a verifier's secrets cannot be used, counting
+// from 0 in the order they are configured; Err says why (it wraps
+// ErrBadSecret). It never holds the secret.
+type SecretError struct {
+	Index int
+	Err   error
+}
+
+func (e *SecretError) Error() string { return fmt.Sprintf("secret %d: %v", e.Index, e.Err) }
+
+func (e *SecretError) Unwrap() error { return e.Err }
+
 // Request is what a Verifier looks at.
 type Request struct {
 	Header http.Header
@@ -140,7 +152,7 @@ func rawSecrets(scheme string, secrets []string) ([][]byte, error) {
 	keys := make([][]byte, len(secrets))
 	for i, s := range secrets {
 		if s == "" {
-			return nil, fmt.Errorf("%w: secret %d is empty", ErrBadSecret, i)
+			return nil, &SecretError{Index: i, Err: fmt.Errorf("%w: empty", ErrBadSecret)}
 		}
 		keys[i] = []byte(s)
 	}

@@ -76,14 +76,14 @@ func NewStandardWebhooks(secrets []string, tolerance time.Duration) (*StandardWe
 		if strings.HasPrefix(s, PrefixStandardPublicKey) {
 			pk, err := DecodeStandardPublicKey(s)
 			if err != nil {
-				return nil, fmt.Errorf("secret %d: %w", i, err)
+				return nil, &SecretError{Index: i, Err: err}
 			}
 			sw.publicKeys = append(sw.publicKeys, pk)
 			continue
 		}
 		key, err := DecodeStandardSecret(s)
 		if err != nil {
-			return nil, fmt.Errorf("secret %d: %w", i, err)
+			return nil, &SecretError{Index: i, Err: err}
 		}
 		sw.keys = append(sw.keys, key)
 	}

@@ -102,6 +102,8 @@ func TestStore(t *testing.T) {
 	st = st.WithClock(func() time.Time { return *now.Load() })
 	t0 := *now.Load()
 
+	// Saying what to give is part of the behaviour (the message reaches the
+	// operator through the API).
 	if _, err := st.Create(ctx, silences.Spec{EndsAt: t0.Add(time.Hour)}); !errors.Is(err, silences.ErrInvalid) || !strings.Contains(err.Error(), "at least one matcher") {
 		t.Errorf("Create without matchers = %v", err)
 	}

@@ -69,7 +69,9 @@ func TestMainCommandLine(t *testing.T) {
 	if err := svcboot.Main(ctx, "ingress", []string{"-cnofig", "x"}, &out, noBuild); !errors.Is(err, svcboot.ErrUsage) {
 		t.Errorf("unknown flag: %v, want ErrUsage", err)
 	}
-	if err := svcboot.Main(ctx, "ingress", []string{"-c", "/nonexistent.yaml"}, &out, noBuild); err == nil || !strings.Contains(err.Error(), "nonexistent.yaml") {
+	err := svcboot.Main(ctx, "ingress", []string{"-c", "/nonexistent.yaml"}, &out, noBuild)
+	var pathErr *fs.PathError
+	if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pathErr) || pathErr.Path != "/nonexistent.yaml" {
 		t.Errorf("-c with a missing file: %v", err)
 	}
 	// The Docker image's command line: a leading run, flags with two dashes.
@@ -80,7 +82,9 @@ func TestMainCommandLine(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("nats: {url: \"nats://127.0.0.1:1\"}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := svcboot.Main(ctx, "ingress", []string{"-c", cfg, "-ops-listen", "nowhere"}, &out, noBuild); err == nil || !strings.Contains(err.Error(), "ops.listen") {
+	err = svcboot.Main(ctx, "ingress", []string{"-c", cfg, "-ops-listen", "nowhere"}, &out, noBuild)
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Field != "ops.listen" {
 		t.Errorf("-ops-listen nowhere: %v, want an error naming ops.listen", err)
 	}
 }

@@ -165,7 +165,14 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = cli.Execute(context.Background(), []string{"check-config", "-c", bad}, &out, &out)
-	if err == nil || !strings.Contains(err.Error(), "destinations[0].name") || !strings.Contains(err.Error(), "destinations[0].url") {
+	var ve *config.ValidationError
+	fields := map[string]bool{}
+	if errors.As(err, &ve) {
+		for _, p := range ve.Problems {
+			fields[p.Field] = true
+		}
+	}
+	if !fields["destinations[0].name"] || !fields["destinations[0].url"] {
 		t.Fatalf("want errors naming destinations[0].name and .url, got %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/outbound"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/testing/oauthtest"
 )
@@ -46,11 +47,11 @@ func TestStaticAuth(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name string
-		auth Authenticator
+		auth outbound.Authenticator
 		want string
 	}{
-		{"bearer", Bearer{Token: "t0ken"}, "Bearer t0ken"},
-		{"basic", Basic{Username: "sy", Password: "pw"}, "Basic c3k6cHc="},
+		{"bearer", outbound.Bearer{Token: "t0ken"}, "Bearer t0ken"},
+		{"basic", outbound.Basic{Username: "sy", Password: "pw"}, "Basic c3k6cHc="},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -59,7 +60,7 @@ func TestStaticAuth(t *testing.T) {
 				calls++
 				w.WriteHeader(http.StatusUnauthorized)
 			})
-			c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true, Auth: tt.auth})
+			c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true, Auth: tt.auth}, nil)
 			res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
 			if got := p.last.Load().header.Get("Authorization"); got != tt.want {
 				t.Errorf("Authorization = %q, want %q", got, tt.want)
@@ -80,7 +81,7 @@ func TestSigningStandardWebhooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPartner(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true, Signer: signer})
+	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true, Signer: signer}, nil)
 	body := []byte(`{"order":42}`)
 	before := time.Now().Truncate(time.Second)
 	if res := c.Send(context.Background(), Request{EventID: "ev-42", Body: body, Attempt: 2}); !res.Delivered() {
@@ -120,11 +121,12 @@ func newTokenServer(t *testing.T, lifetime time.Duration) *oauthtest.Server {
 func oauthClient(t *testing.T, ts *oauthtest.Server, partnerURL, secret string) *Client {
 	t.Helper()
 	target := Target{URL: partnerURL, Timeout: 2 * time.Second, AllowPrivateNetwork: true}
-	target.Auth = NewClientCredentials(ClientCredentialsConfig{
+	hc := outbound.NewHTTPClient(target.HTTPConfig())
+	target.Auth = outbound.NewClientCredentials(outbound.ClientCredentialsConfig{
 		TokenURL: ts.URL, ClientID: "switchyard", ClientSecret: secret, Scopes: []string{"orders:write"},
-		ClientAuth: "auto", HTTPClient: NewHTTPClient(target),
+		ClientAuth: "auto", HTTPClient: hc,
 	})
-	return NewClient(target)
+	return NewClient(target, hc)
 }
 
 func TestClientCredentialsCachesAndRefreshesBeforeExpiry(t *testing.T) {
@@ -215,7 +217,7 @@ func TestClientCredentialsRenewsOnceOn401(t *testing.T) {
 	never := newPartner(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
 	c2 := oauthClient(t, ts, never.URL, "s3cret")
 	res = c2.Send(context.Background(), Request{EventID: "ev-3", Body: []byte("{}"), Attempt: 1})
-	if res.Outcome != permanent || res.StatusCode != 401 || !errors.Is(res.Err, ErrCredentials) {
+	if res.Outcome != permanent || res.StatusCode != 401 || !errors.Is(res.Err, outbound.ErrCredentials) {
 		t.Errorf("result %v %d %v, want permanent 401 ErrCredentials", res.Outcome, res.StatusCode, res.Err)
 	}
 	if n := never.hits.Load(); n != 2 {
@@ -230,7 +232,7 @@ func TestClientCredentialsRefusedOrUnreachable(t *testing.T) {
 
 	// Wrong secret: the token endpoint refuses; no retry fixes that.
 	res := oauthClient(t, ts, p.URL, "wrong-secret").Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
-	if res.Outcome != permanent || !errors.Is(res.Err, ErrCredentials) || res.StatusCode != 0 {
+	if res.Outcome != permanent || !errors.Is(res.Err, outbound.ErrCredentials) || res.StatusCode != 0 {
 		t.Errorf("refused credentials: %v %d %v, want permanent ErrCredentials", res.Outcome, res.StatusCode, res.Err)
 	}
 	// What the error says is under test: never the secret.
@@ -245,20 +247,8 @@ func TestClientCredentialsRefusedOrUnreachable(t *testing.T) {
 	down := newTokenServer(t, time.Hour)
 	down.Close()
 	res = oauthClient(t, down, p.URL, "s3cret").Send(context.Background(), Request{EventID: "ev-2", Body: []byte("{}"), Attempt: 1})
-	if res.Outcome != retryable || !errors.Is(res.Err, ErrToken) || errors.Is(res.Err, ErrCredentials) {
+	if res.Outcome != retryable || !errors.Is(res.Err, outbound.ErrToken) || errors.Is(res.Err, outbound.ErrCredentials) {
 		t.Errorf("token endpoint down: %v %v, want retryable naming the token", res.Outcome, res.Err)
 	}
 }
 
-func TestRefreshBefore(t *testing.T) {
-	t.Parallel()
-	for lifetime, want := range map[time.Duration]time.Duration{
-		2 * time.Second: 400 * time.Millisecond,
-		time.Minute:     12 * time.Second,
-		time.Hour:       time.Minute,
-	} {
-		if got := RefreshBefore(lifetime); got != want {
-			t.Errorf("RefreshBefore(%v) = %v, want %v", lifetime, got, want)
-		}
-	}
-}

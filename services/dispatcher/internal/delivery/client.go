@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/outbound"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/version"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -42,49 +42,30 @@ type Target struct {
 	// Policy classifies responses.
 	Policy Policy
 	// Auth puts credentials on each request; nil for none.
-	Auth Authenticator
+	Auth outbound.Authenticator
 	// Signer signs each request with Standard Webhooks; nil for none.
 	Signer *signing.StandardWebhooks
+}
+
+// HTTPConfig is the shape of the destination's HTTP client.
+func (t Target) HTTPConfig() outbound.HTTPConfig {
+	return outbound.HTTPConfig{Timeout: t.Timeout, MaxConns: t.MaxConns, AllowPrivateNetwork: t.AllowPrivateNetwork}
 }
 
 // Client sends events to one destination.
 type Client struct {
 	target Target
-	http   *http.Client
+	out    outbound.Client
 }
 
 // NewClient returns a client with its own connection pool, so that one
-// destination's slow connections never take another's.
-func NewClient(t Target) *Client {
-	return &Client{target: t, http: NewHTTPClient(t)}
-}
-
-// NewHTTPClient is the HTTP client of a destination: its own pool, the
-// address guard unless allowed, no proxy, no redirects. Token requests
-// (OAuth2) use it too.
-func NewHTTPClient(t Target) *http.Client {
-	dialer := &net.Dialer{Timeout: min(t.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}
-	if !t.AllowPrivateNetwork {
-		dialer.Control = blockPrivate
+// destination's slow connections never take another's. hc, when not nil,
+// is that pool (shared with the OAuth2 token requests); nil makes one.
+func NewClient(t Target, hc *http.Client) *Client {
+	if hc == nil {
+		hc = outbound.NewHTTPClient(t.HTTPConfig())
 	}
-	tr := &http.Transport{
-		Proxy:                 nil, // a proxy would hide the real address from the guard
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          max(t.MaxConns, 2),
-		MaxIdleConnsPerHost:   max(t.MaxConns, 2),
-		MaxConnsPerHost:       0,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   min(t.Timeout, 10*time.Second),
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: t.Timeout,
-	}
-	return &http.Client{
-		Transport: tr,
-		// A redirect is the destination's configuration problem; following
-		// it would also step around the address guard.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return &Client{target: t, out: outbound.Client{HTTP: hc, Headers: t.Headers, Auth: t.Auth}}
 }
 
 // Request is one event to send.
@@ -113,27 +94,32 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 func (c *Client) send(ctx context.Context, r Request) Result {
 	ctx, cancel := context.WithTimeout(ctx, c.target.Timeout)
 	defer cancel()
-	res, req := c.do(ctx, r)
-	if res.StatusCode == http.StatusUnauthorized && req != nil && c.target.Auth != nil && c.target.Auth.Renew(ctx, req) {
-		// The credentials were renewed: send once more within the same
-		// attempt. A second 401 is final.
-		res, _ = c.do(ctx, r)
-		if res.StatusCode == http.StatusUnauthorized && !res.Retryable() {
-			res.Err = fmt.Errorf("HTTP 401 Unauthorized, again with renewed credentials: %w", ErrCredentials)
-		}
+	resp, err := c.out.Do(ctx, func(ctx context.Context) (*http.Request, error) { return c.newRequest(ctx, r) })
+	var authErr *outbound.AuthError
+	switch {
+	case errors.As(err, &authErr):
+		return authFailure(authErr.Err)
+	case err != nil:
+		return classifyError(err)
+	}
+	defer resp.Body.Close()
+	snippet := readSnippet(resp.Body)
+	// Drain a little more so the connection can be reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	res := c.target.Policy.Classify(resp.StatusCode, resp.Header, snippet, time.Now())
+	if resp.Renewed && c.out.Refused(resp) && !res.Retryable() {
+		// The credentials were renewed and the request sent once more
+		// within the same attempt: a second 401 is final.
+		res.Err = fmt.Errorf("HTTP 401 Unauthorized, again with renewed credentials: %w", outbound.ErrCredentials)
 	}
 	return res
 }
 
-// do sends one request. The request is returned for Renew when a response
-// arrived.
-func (c *Client) do(ctx context.Context, r Request) (Result, *http.Request) {
+// newRequest builds the request for r; the credentials are outbound's.
+func (c *Client) newRequest(ctx context.Context, r Request) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.target.URL, bytes.NewReader(r.Body))
 	if err != nil {
-		return Result{Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Err: fmt.Errorf("build request: %w", err)}, nil
-	}
-	for k, v := range c.target.Headers {
-		req.Header.Set(k, v)
+		return nil, err
 	}
 	for k, vs := range r.Header {
 		for _, v := range vs {
@@ -161,28 +147,14 @@ func (c *Client) do(ctx context.Context, r Request) (Result, *http.Request) {
 		req.Header.Set(signing.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
 		req.Header.Set(signing.HeaderWebhookSignature, c.target.Signer.Sign(r.EventID, now, r.Body))
 	}
-	if c.target.Auth != nil {
-		if err := c.target.Auth.Apply(ctx, req); err != nil {
-			return authFailure(err), nil
-		}
-	}
-
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return classifyError(err), nil
-	}
-	defer resp.Body.Close()
-	snippet := readSnippet(resp.Body)
-	// Drain a little more so the connection can be reused.
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
-	return c.target.Policy.Classify(resp.StatusCode, resp.Header, snippet, time.Now()), req
+	return req, nil
 }
 
 // authFailure is the Result when no credentials could be had: permanent
 // when they were refused, retryable when the token endpoint was
 // unreachable.
 func authFailure(err error) Result {
-	if errors.Is(err, ErrCredentials) {
+	if errors.Is(err, outbound.ErrCredentials) {
 		return Result{Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Err: err}
 	}
 	res := classifyError(err)
@@ -222,7 +194,7 @@ func (p Policy) Classify(status int, h http.Header, snippet string, now time.Tim
 		status == http.StatusTooManyRequests, status >= 500, extra:
 		res.Outcome = switchyardv1.Outcome_OUTCOME_RETRYABLE
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || extra {
-			res.RetryAfter = ParseRetryAfter(h.Get("Retry-After"), now)
+			res.RetryAfter = outbound.ParseRetryAfter(h.Get("Retry-After"), now)
 		}
 	case status >= 300 && status < 400:
 		res.Outcome = switchyardv1.Outcome_OUTCOME_PERMANENT
@@ -252,36 +224,16 @@ func classifyError(err error) Result {
 	if errors.As(err, &urlErr) {
 		res.Err = urlErr.Unwrap()
 	}
-	var netErr net.Error
 	var certErr *tls.CertificateVerificationError
 	switch {
-	case errors.Is(err, ErrBlockedAddress):
+	case errors.Is(err, outbound.ErrBlockedAddress):
 		res.Outcome = switchyardv1.Outcome_OUTCOME_PERMANENT
-	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+	case outbound.IsTimeout(err):
 		res.Err = ErrTimeout
 	case errors.As(err, &certErr):
 		res.Err = fmt.Errorf("%w: %w", ErrTLSCertificate, certErr.Err)
 	}
 	return res
-}
-
-// ParseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or
-// unreadable. It is capped at a day.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0
-		}
-		d = time.Duration(min(n, 86400)) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	}
-	return max(0, min(d, 24*time.Hour))
 }
 
 func readSnippet(r io.Reader) string {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/switchyard/switchyard/pkg/outbound"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -113,52 +113,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name string
-		in   string
-		want time.Duration
-	}{
-		{"empty", "", 0},
-		{"spaces", "   ", 0},
-		{"seconds", "120", 2 * time.Minute},
-		{"zero", "0", 0},
-		{"padded", " 7 ", 7 * time.Second},
-		{"negative", "-5", 0},
-		{"fraction", "1.5", 0},
-		{"garbage", "soon", 0},
-		{"seconds over a day capped", "999999", 24 * time.Hour},
-		{"huge seconds capped", "9223372036854775807", 24 * time.Hour},
-		{"overflowing number", "99999999999999999999999", 0},
-		{"HTTP date", now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{"RFC 850 date", now.Add(time.Hour).Format(time.RFC850), time.Hour},
-		{"asctime date", now.Add(time.Minute).Format(time.ANSIC), time.Minute},
-		{"date in the past", now.Add(-time.Hour).Format(http.TimeFormat), 0},
-		{"date far ahead capped", now.Add(72 * time.Hour).Format(http.TimeFormat), 24 * time.Hour},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := ParseRetryAfter(tt.in, now); got != tt.want {
-				t.Errorf("ParseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
-// FuzzParseRetryAfter: whatever a partner sends, the pause is within [0, 24h].
-// The seed corpus is in testdata/fuzz/FuzzParseRetryAfter.
-func FuzzParseRetryAfter(f *testing.F) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	f.Fuzz(func(t *testing.T, v string) {
-		if d := ParseRetryAfter(v, now); d < 0 || d > 24*time.Hour {
-			t.Fatalf("ParseRetryAfter(%q) = %v", v, d)
-		}
-	})
-}
-
 type timeoutErr struct{}
 
 func (timeoutErr) Error() string   { return "i/o timeout" }
@@ -169,7 +123,7 @@ var _ net.Error = timeoutErr{}
 
 func TestClassifyError(t *testing.T) {
 	t.Parallel()
-	blocked := fmt.Errorf("%w: 127.0.0.1 is a loopback address", ErrBlockedAddress)
+	blocked := fmt.Errorf("%w: 127.0.0.1 is a loopback address", outbound.ErrBlockedAddress)
 	tests := []struct {
 		name    string
 		err     error
@@ -190,11 +144,11 @@ func TestClassifyError(t *testing.T) {
 		},
 		{
 			name: "blocked address", err: &urlError{err: &net.OpError{Op: "dial", Net: "tcp", Err: blocked}},
-			want: permanent, wantErr: ErrBlockedAddress,
+			want: permanent, wantErr: outbound.ErrBlockedAddress,
 		},
 		{
 			name: "bare blocked address", err: blocked,
-			want: permanent, wantErr: ErrBlockedAddress,
+			want: permanent, wantErr: outbound.ErrBlockedAddress,
 		},
 	}
 	for _, tt := range tests {
@@ -228,84 +182,6 @@ type urlError struct{ err error }
 func (e *urlError) Error() string { return `Post "https://x.example/secret-path": ` + e.err.Error() }
 func (e *urlError) Unwrap() error { return e.err }
 
-func TestPublicAddr(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		addr string
-		want bool
-	}{
-		{"8.8.8.8", true},
-		{"1.1.1.1", true},
-		{"93.184.216.34", true},
-		{"2606:4700:4700::1111", true},
-		{"2a00:1450:4001:80b::200e", true},
-		{"::ffff:8.8.8.8", true},
-
-		{"127.0.0.1", false},
-		{"127.1.2.3", false},
-		{"::1", false},
-		{"::ffff:127.0.0.1", false},
-		{"10.0.0.1", false},
-		{"10.255.255.255", false},
-		{"::ffff:10.1.2.3", false},
-		{"172.16.0.1", false},
-		{"172.31.255.254", false},
-		{"192.168.1.1", false},
-		{"169.254.169.254", false}, // cloud metadata
-		{"fe80::1", false},
-		{"fc00::1", false},
-		{"fd12:3456::1", false},
-		{"fd00:ec2::254", false}, // AWS metadata over IPv6
-		{"0.0.0.0", false},
-		{"::", false},
-		{"224.0.0.1", false},
-		{"239.255.255.250", false},
-		{"ff02::1", false},
-		{"ff01::1", false},
-		{"100.64.0.1", false},
-		{"100.127.255.254", false},
-		{"192.0.0.8", false},
-		{"198.18.0.1", false},
-		{"198.19.255.254", false},
-		{"240.0.0.1", false},
-		{"255.255.255.255", false},
-		{"64:ff9b::a00:1", false},
-		{"64:ff9b::808:808", false},
-
-		{"172.32.0.1", true},
-		{"100.128.0.1", true},
-		{"198.20.0.1", true},
-	}
-	for _, tt := range tests {
-		ip := netip.MustParseAddr(tt.addr)
-		if got := PublicAddr(ip); got != tt.want {
-			t.Errorf("PublicAddr(%s) = %v, want %v", tt.addr, got, tt.want)
-		}
-	}
-}
-
-func TestBlockPrivate(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		address string
-		wantErr error
-	}{
-		{"8.8.8.8:443", nil},
-		{"[2606:4700:4700::1111]:443", nil},
-		{"127.0.0.1:80", ErrBlockedAddress},
-		{"[::1]:80", ErrBlockedAddress},
-		{"169.254.169.254:80", ErrBlockedAddress},
-		{"not-an-address", ErrBlockedAddress},
-		{"example.com:443", ErrBlockedAddress}, // the dialer passes resolved addresses only
-	}
-	for _, tt := range tests {
-		err := blockPrivate("tcp", tt.address, nil)
-		if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
-			t.Errorf("blockPrivate(%s) = %v, want %v", tt.address, err, tt.wantErr)
-		}
-	}
-}
-
 // partner is an httptest server that records what it received.
 type partner struct {
 	*httptest.Server
@@ -335,13 +211,13 @@ func TestSendBlocksPrivateAddressByDefault(t *testing.T) {
 	t.Parallel()
 	p := newPartner(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	for _, target := range []string{p.URL, strings.Replace(p.URL, "127.0.0.1", "localhost", 1)} {
-		c := NewClient(Target{URL: target, Timeout: 2 * time.Second})
+		c := NewClient(Target{URL: target, Timeout: 2 * time.Second}, nil)
 		res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
 		if res.Outcome != permanent {
 			t.Errorf("%s: outcome = %v, want permanent", target, res.Outcome)
 		}
-		if !errors.Is(res.Err, ErrBlockedAddress) {
-			t.Errorf("%s: error = %v, want ErrBlockedAddress", target, res.Err)
+		if !errors.Is(res.Err, outbound.ErrBlockedAddress) {
+			t.Errorf("%s: error = %v, want outbound.ErrBlockedAddress", target, res.Err)
 		}
 		if res.StatusCode != 0 {
 			t.Errorf("%s: status = %d, want 0", target, res.StatusCode)
@@ -361,7 +237,7 @@ func TestSendRequest(t *testing.T) {
 	c := NewClient(Target{
 		URL: p.URL + "/hooks", Timeout: 2 * time.Second, AllowPrivateNetwork: true,
 		Headers: map[string]string{"Authorization": "Bearer t0ken", "X-Tenant": "acme"},
-	})
+	}, nil)
 	body := []byte(`{"order":42}`)
 	res := c.Send(context.Background(), Request{
 		EventID: "ev-42", EventType: "order.created", ContentType: "application/json", Body: body, Attempt: 3,
@@ -410,7 +286,7 @@ func TestSendDoesNotFollowRedirects(t *testing.T) {
 	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target.URL+"/moved", http.StatusTemporaryRedirect)
 	})
-	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true})
+	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true}, nil)
 	res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
 	if res.Outcome != permanent || res.StatusCode != http.StatusTemporaryRedirect {
 		t.Errorf("result = %v %d, want permanent 307", res.Outcome, res.StatusCode)
@@ -428,7 +304,7 @@ func TestSendTimeout(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})
-	c := NewClient(Target{URL: p.URL, Timeout: 200 * time.Millisecond, AllowPrivateNetwork: true})
+	c := NewClient(Target{URL: p.URL, Timeout: 200 * time.Millisecond, AllowPrivateNetwork: true}, nil)
 	res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
 	if res.Outcome != retryable || res.StatusCode != 0 {
 		t.Errorf("result = %v %d, want retryable without status", res.Outcome, res.StatusCode)
@@ -453,7 +329,7 @@ func TestSendConnectionRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c := NewClient(Target{URL: "http://" + addr, Timeout: time.Second, AllowPrivateNetwork: true})
+	c := NewClient(Target{URL: "http://" + addr, Timeout: time.Second, AllowPrivateNetwork: true}, nil)
 	res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
 	if res.Outcome != retryable || res.StatusCode != 0 || res.Err == nil {
 		t.Errorf("result = %+v, want retryable without status", res)
@@ -464,7 +340,7 @@ func TestSendUntrustedCertificate(t *testing.T) {
 	t.Parallel()
 	p := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
 	t.Cleanup(p.Close)
-	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true})
+	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true}, nil)
 	res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
 	var unknownCA x509.UnknownAuthorityError
 	if res.Outcome != retryable || !errors.Is(res.Err, ErrTLSCertificate) || !errors.As(res.Err, &unknownCA) {
@@ -479,7 +355,7 @@ func TestSendSnippetBoundedAndValidUTF8(t *testing.T) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, "x"+big)
 	})
-	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true})
+	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true}, nil)
 	res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1})
 	if res.Outcome != permanent || res.StatusCode != http.StatusBadRequest {
 		t.Fatalf("result = %v %d", res.Outcome, res.StatusCode)

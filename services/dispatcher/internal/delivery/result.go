@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/outbound"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -37,7 +38,7 @@ func (r Result) Retryable() bool { return r.Outcome == switchyardv1.Outcome_OUTC
 // credentials: an answer 401 or 403, or the token endpoint refusing the
 // client (no request was sent then, so StatusCode is 0).
 func (r Result) AuthFailure() bool {
-	return r.StatusCode == http.StatusUnauthorized || r.StatusCode == http.StatusForbidden || errors.Is(r.Err, ErrCredentials)
+	return r.StatusCode == http.StatusUnauthorized || r.StatusCode == http.StatusForbidden || errors.Is(r.Err, outbound.ErrCredentials)
 }
 
 // ErrorString is Err's text, or "".

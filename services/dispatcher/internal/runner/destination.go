@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/outbound"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/backlog"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
@@ -64,34 +65,18 @@ type destination struct {
 }
 
 func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) {
-	headers := map[string]string{}
-	for k, v := range dc.Headers {
-		headers[k] = v.Reveal()
-	}
 	target := delivery.Target{
 		URL:                 dc.URL,
 		Timeout:             dc.Timeout.D(),
-		Headers:             headers,
+		Headers:             outbound.RevealHeaders(dc.Headers),
 		AllowPrivateNetwork: dc.AllowPrivateNetwork,
 		MaxConns:            dc.Concurrency,
 		Policy:              delivery.Policy{RetryOnStatus: dc.Retry.RetryOnStatus},
 	}
-	switch dc.Auth.Type {
-	case config.AuthBearer:
-		target.Auth = delivery.Bearer{Token: dc.Auth.Token.Reveal()}
-	case config.AuthBasic:
-		target.Auth = delivery.Basic{Username: dc.Auth.Username, Password: dc.Auth.Password.Reveal()}
-	case config.AuthOAuth2ClientCredentials:
-		params := map[string][]string{}
-		for k, v := range dc.Auth.Params {
-			params[k] = []string{v}
-		}
-		target.Auth = delivery.NewClientCredentials(delivery.ClientCredentialsConfig{
-			TokenURL: dc.Auth.TokenURL, ClientID: dc.Auth.ClientID, ClientSecret: dc.Auth.ClientSecret.Reveal(),
-			Scopes: dc.Auth.Scopes, Params: params, ClientAuth: dc.Auth.ClientAuth,
-			HTTPClient: delivery.NewHTTPClient(target),
-		})
-	}
+	// One pool for the deliveries and the token requests, behind the same
+	// address guard.
+	hc := outbound.NewHTTPClient(target.HTTPConfig())
+	target.Auth = outbound.FromConfig(dc.Auth, hc)
 	if len(dc.Signing.StandardWebhooksSecrets) > 0 {
 		secrets := make([]string, len(dc.Signing.StandardWebhooksSecrets))
 		for i, s := range dc.Signing.StandardWebhooksSecrets {
@@ -107,7 +92,7 @@ func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) 
 		d:      d,
 		cfg:    dc,
 		policy: settle.PolicyFor(dc),
-		client: delivery.NewClient(target),
+		client: delivery.NewClient(target, hc),
 		log:    d.cfg.Logger.With(slog.String("destination", dc.Name)),
 	}
 	dest.backlog = backlog.NewReporter(backlog.Config{JS: d.js, Audit: d.audit, Interval: d.cfg.BacklogInterval,

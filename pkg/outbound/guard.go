@@ -1,4 +1,4 @@
-package delivery
+package outbound
 
 import (
 	"errors"
@@ -8,12 +8,12 @@ import (
 	"syscall"
 )
 
-// ErrBlockedAddress means a destination resolved to an address that
-// destinations may not reach unless allow_private_network is set: loopback,
+// ErrBlockedAddress means a partner's URL resolved to an address that
+// Switchyard may not reach unless allow_private_network is set: loopback,
 // private, link-local (cloud metadata services live there), unspecified or
 // multicast. It is checked on the resolved address at dial time, so a DNS
 // name that points inward is caught too.
-var ErrBlockedAddress = errors.New("destination address is not allowed")
+var ErrBlockedAddress = errors.New("partner address is not allowed")
 
 // blockPrivate is a net.Dialer Control function that refuses internal
 // addresses.
@@ -27,7 +27,7 @@ func blockPrivate(network, address string, _ syscall.RawConn) error {
 		return fmt.Errorf("%w: %s", ErrBlockedAddress, address)
 	}
 	if !PublicAddr(ip) {
-		return fmt.Errorf("%w: %s is a loopback, private or link-local address (set allow_private_network on the destination to permit it)", ErrBlockedAddress, ip)
+		return fmt.Errorf("%w: %s is a loopback, private or link-local address (set allow_private_network on the destination or polling source to permit it)", ErrBlockedAddress, ip)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package delivery
+package outbound
 
 import (
 	"context"
@@ -18,9 +18,10 @@ type Authenticator interface {
 	// Apply sets the credentials on req. An error is a failure to obtain
 	// them (a token endpoint that is down, credentials it refused).
 	Apply(ctx context.Context, req *http.Request) error
-	// Renew is called when the destination answered 401 to a request that
-	// Apply prepared. It reports whether fresh credentials were obtained,
-	// in which case the request is sent once more.
+	// Renew is called when the partner refused a request that Apply
+	// prepared (401, or what Client.RenewOn names). It reports whether
+	// fresh credentials were obtained, in which case the request is sent
+	// once more.
 	Renew(ctx context.Context, req *http.Request) bool
 }
 
@@ -58,8 +59,8 @@ var ErrCredentials = errors.New("credentials refused")
 var ErrToken = errors.New("fetch OAuth2 token")
 
 // ClientCredentials is the OAuth2 client credentials grant with the token
-// cached and shared by every request to the destination. A token is renewed
-// before it expires (RefreshBefore), and once more when the destination
+// cached and shared by every request to the partner. A token is renewed
+// before it expires (RefreshBefore), and once more when the partner
 // answers 401 to it: a revoked or rotated token is the seed of many silent
 // failures.
 type ClientCredentials struct {
@@ -78,8 +79,8 @@ type ClientCredentialsConfig struct {
 	Params                           map[string][]string
 	// ClientAuth is header, body or auto.
 	ClientAuth string
-	// HTTPClient makes the token requests (the destination's client, so
-	// the same address guard applies).
+	// HTTPClient makes the token requests (the partner's client, so the
+	// same address guard applies).
 	HTTPClient *http.Client
 }
 
@@ -113,7 +114,7 @@ func RefreshBefore(lifetime time.Duration) time.Duration {
 type cachedToken struct {
 	value string
 	// renewAt is when the token should be replaced; zero for never (no
-	// expires_in: used until the destination answers 401).
+	// expires_in: used until the partner refuses it).
 	renewAt time.Time
 }
 

@@ -172,13 +172,18 @@ type AuditRetention struct {
 	BatchSize int `yaml:"batch_size"`
 }
 
-// Source is a partner that posts webhooks to /webhooks/{name}.
+// Source is a partner that posts webhooks to /webhooks/{name}, or, with
+// Poll, one whose API Switchyard polls.
 type Source struct {
 	// Name appears in the URL and in subjects (webhooks.<name>.<type>):
 	// lower-case letters, digits, '-' and '_'.
 	Name string `yaml:"name"`
-	// Scheme is how requests are verified: one of Schemes.
+	// Scheme is how requests are verified: one of Schemes. Not used with
+	// Poll.
 	Scheme string `yaml:"scheme"`
+	// Poll, instead of a scheme, makes Switchyard poll the partner's API
+	// for new items.
+	Poll *SourcePoll `yaml:"poll"`
 	// Secrets are the active signing secrets (public keys for Standard
 	// Webhooks v1a, user:password for basic, tokens for bearer); several
 	// during a rotation.
@@ -451,6 +456,11 @@ func (c Config) WithDefaults() Config {
 	c.Sources = append([]Source(nil), c.Sources...)
 	for i := range c.Sources {
 		s := &c.Sources[i]
+		if s.Poll != nil {
+			p := s.Poll.withDefaults()
+			s.Poll = &p
+			continue
+		}
 		setDefault(&s.Tolerance, DefaultTolerance)
 		setDefault(&s.MaxBody, c.Ingress.MaxBody)
 		if s.Scheme == "hmac" {

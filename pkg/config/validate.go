@@ -128,6 +128,10 @@ func (c Config) Validate() error {
 		f := fmt.Sprintf("sources[%d]", i)
 		checkName(&p, f+".name", s.Name, seen, "source")
 		checkIDNamespace(&p, f+".name", s.Name)
+		if s.Poll != nil {
+			validatePoll(&p, f, s)
+			continue
+		}
 		if !slices.Contains(Schemes, s.Scheme) {
 			p.add(f+".scheme", "must be one of %s, not %q", strings.Join(Schemes, ", "), s.Scheme)
 		}

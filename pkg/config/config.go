@@ -456,13 +456,14 @@ func (c Config) WithDefaults() Config {
 	c.Sources = append([]Source(nil), c.Sources...)
 	for i := range c.Sources {
 		s := &c.Sources[i]
+		// A polled source's max_body bounds one item.
+		setDefault(&s.MaxBody, c.Ingress.MaxBody)
 		if s.Poll != nil {
 			p := s.Poll.withDefaults()
 			s.Poll = &p
 			continue
 		}
 		setDefault(&s.Tolerance, DefaultTolerance)
-		setDefault(&s.MaxBody, c.Ingress.MaxBody)
 		if s.Scheme == "hmac" {
 			setDefault(&s.HMAC.Algorithm, signing.DefaultHMACAlgorithm)
 			setDefault(&s.HMAC.Encoding, signing.DefaultHMACEncoding)

@@ -38,7 +38,7 @@ func TestPollDefaults(t *testing.T) {
 		p.MaxPages != 10 || p.MaxResponse != 8<<20 || p.DefaultType != "item" || p.DownAfter.D() != 10*time.Minute {
 		t.Errorf("defaults: %+v", *p)
 	}
-	if c.Sources[0].Tolerance != 0 || c.Sources[0].MaxBody != 0 {
+	if c.Sources[0].Tolerance != 0 || c.Sources[0].MaxBody != c.Ingress.MaxBody {
 		t.Errorf("webhook defaults applied to a polled source: %+v", c.Sources[0])
 	}
 }

@@ -130,6 +130,9 @@ func (c Config) Validate() error {
 		checkIDNamespace(&p, f+".name", s.Name)
 		if s.Poll != nil {
 			validatePoll(&p, f, s)
+			if s.MaxBody <= 0 {
+				p.add(f+".max_body", "must be positive")
+			}
 			continue
 		}
 		if !slices.Contains(Schemes, s.Scheme) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/version"
 )
 
 // HTTPConfig shapes a partner's HTTP client.
@@ -195,6 +196,12 @@ func Drain(body io.ReadCloser) {
 }
 
 func statusIn(status int, set []int) bool { return slices.Contains(set, status) }
+
+// UserAgent names Switchyard and its version (pkg/version) on every
+// request to a partner.
+func UserAgent() string {
+	return "Switchyard/" + version.String() + " (+https://github.com/switchyard/switchyard)"
+}
 
 // IsTimeout reports whether err is a request that ran out of time.
 func IsTimeout(err error) bool {

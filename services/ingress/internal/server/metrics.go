@@ -65,6 +65,9 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 		}, []string{"source"}),
 	}
 	for _, src := range sources {
+		if src.IsPolled() {
+			continue // package poll counts its rounds
+		}
 		for _, o := range webhookOutcomes {
 			m.requests.WithLabelValues(src.Name, o)
 		}

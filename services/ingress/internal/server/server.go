@@ -129,6 +129,8 @@ type Server struct {
 	js      jetstream.JetStream
 	audit   *auditlog.Emitter
 	sources map[string]*source
+	// polled are the polled sources: they take no webhooks.
+	polled map[string]bool
 	keys    *apiKeys
 	idem    *idempotency.Store
 	echo    *echo.Echo
@@ -164,6 +166,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		js:       js,
 		audit:    audit,
 		sources:  map[string]*source{},
+		polled:   map[string]bool{},
 		keys:     newAPIKeys(cfg.APIKeys),
 		metrics:  newMetrics(cfg.Registerer, cfg.Sources, cfg.APIKeys),
 		warnings: sampledLog{every: 10 * time.Second},
@@ -172,6 +175,11 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	}
 	now := time.Now()
 	for _, sc := range cfg.Sources {
+		if sc.IsPolled() {
+			// Polled, not posting: its items come through StorePolled.
+			s.polled[sc.Name] = true
+			continue
+		}
 		src, err := newSource(sc, s.metrics)
 		if err != nil {
 			return nil, fmt.Errorf("ingress: %w", err)

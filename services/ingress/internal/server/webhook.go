@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,12 +27,16 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	req := c.Request()
 	src, ok := s.sources[name]
 	if !ok {
+		msg := fmt.Sprintf("no source named %q is configured", subjects.Token(name))
+		if s.polled[name] {
+			msg = fmt.Sprintf("source %q is polled by Switchyard; it takes no webhooks", name)
+		}
 		s.metrics.observeUnknownSource(time.Since(start))
 		// The name is the caller's; it goes into the audit record as a
 		// subject token only.
 		return s.rejectAs(c, s.unknownGate, subjects.Token(name), "", "", 0, &rejection{
 			status: http.StatusNotFound, reason: switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE,
-			code: "unknown_source", msg: fmt.Sprintf("no source named %q is configured", subjects.Token(name)),
+			code: "unknown_source", msg: msg,
 		})
 	}
 	outcome := "accepted"
@@ -89,20 +94,8 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"challenge": signing.JSONString(body, "challenge")})
 	}
 
-	eventID := name + ":" + deliveryID(name, verified.DeliveryID, body)
-	// The type goes into a header that the dispatcher copies into
-	// protobuf strings (dead letters): valid UTF-8, cut on a rune boundary.
-	rawType := untrusted.Text(verified.EventType, maxHeaderValue)
-	subject := "webhooks." + name + "." + subjects.Token(rawType)
-	m := nats.NewMsg(subject)
-	m.Header.Set(nats.MsgIdHdr, eventID)
-	m.Header.Set(events.HeaderEventID, eventID)
-	m.Header.Set(events.HeaderSource, name)
-	m.Header.Set(events.HeaderEventType, rawType)
-	m.Header.Set(events.HeaderReceivedAt, start.UTC().Format(time.RFC3339Nano))
-	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
-		m.Header.Set(events.HeaderContentType, untrusted.Text(ct, maxHeaderValue))
-	}
+	eventID := WebhookEventID(name, verified.DeliveryID, body)
+	m := webhookMsg(name, eventID, verified.EventType, req.Header.Get(echo.HeaderContentType), start)
 	for _, h := range src.keep {
 		if v := req.Header.Get(h); v != "" {
 			m.Header[h] = []string{untrusted.Text(v, maxHeaderValue)}
@@ -127,6 +120,46 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		return writeReply(c, http.StatusOK, eventID, statusDuplicate)
 	}
 	return writeReply(c, http.StatusAccepted, eventID, statusAccepted)
+}
+
+// WebhookEventID is the id of a source's event: <source>:<delivery id>,
+// the provider's id as it is when short printable ASCII, hashed otherwise,
+// or a hash of the source and the body when the provider sent none.
+func WebhookEventID(source, providerID string, body []byte) string {
+	return source + ":" + deliveryID(source, providerID, body)
+}
+
+// webhookMsg is the EVENTS message of a source's event, without its body:
+// on webhooks.<source>.<type>, with the event id as Nats-Msg-Id.
+func webhookMsg(source, eventID, eventType, contentType string, received time.Time) *nats.Msg {
+	// The type goes into a header that the dispatcher copies into
+	// protobuf strings (dead letters): valid UTF-8, cut on a rune boundary.
+	rawType := untrusted.Text(eventType, maxHeaderValue)
+	m := nats.NewMsg("webhooks." + source + "." + subjects.Token(rawType))
+	m.Header.Set(nats.MsgIdHdr, eventID)
+	m.Header.Set(events.HeaderEventID, eventID)
+	m.Header.Set(events.HeaderSource, source)
+	m.Header.Set(events.HeaderEventType, rawType)
+	m.Header.Set(events.HeaderReceivedAt, received.UTC().Format(time.RFC3339Nano))
+	if contentType != "" {
+		m.Header.Set(events.HeaderContentType, untrusted.Text(contentType, maxHeaderValue))
+	}
+	return m
+}
+
+// StorePolled stores an item a polled source found as its webhooks are
+// stored: the same subject, id, headers and store path (idempotency record,
+// PubAck). It reports the event id and whether it was stored before; an
+// error means it is not stored.
+func (s *Server) StorePolled(ctx context.Context, source, itemID, eventType string, body []byte, received time.Time) (string, bool, error) {
+	eventID := WebhookEventID(source, itemID, body)
+	m := webhookMsg(source, eventID, eventType, "application/json", received)
+	m.Data = body
+	res, err := s.store(ctx, eventID, m)
+	if err != nil {
+		return eventID, false, err
+	}
+	return eventID, res.duplicate(), nil
 }
 
 // verifyRejection maps a verification error to the answer.

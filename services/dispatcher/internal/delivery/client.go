@@ -15,13 +15,8 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/outbound"
 	"github.com/switchyard/switchyard/pkg/signing"
-	"github.com/switchyard/switchyard/pkg/version"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
-
-// Version names this build in the User-Agent (pkg/version: set with
-// -ldflags "-X github.com/switchyard/switchyard/pkg/version.Version=v1.2.3").
-var Version = version.String()
 
 // SnippetLimit bounds the response body kept for the audit log.
 const SnippetLimit = 1024
@@ -131,7 +126,7 @@ func (c *Client) newRequest(ctx context.Context, r Request) (*http.Request, erro
 		ct = "application/octet-stream"
 	}
 	req.Header.Set("Content-Type", ct)
-	req.Header.Set("User-Agent", UserAgent())
+	req.Header.Set("User-Agent", outbound.UserAgent())
 	req.Header.Set("Idempotency-Key", r.EventID)
 	if r.EventType != "" {
 		req.Header.Set("Switchyard-Event-Type", r.EventType)
@@ -160,11 +155,6 @@ func authFailure(err error) Result {
 	res := classifyError(err)
 	res.Err = err
 	return res
-}
-
-// UserAgent names Switchyard and its version.
-func UserAgent() string {
-	return "Switchyard/" + Version + " (+https://github.com/switchyard/switchyard)"
 }
 
 // Policy is a destination's classification of responses.

@@ -116,12 +116,13 @@ const (
 	KindLag        = "lag"
 	KindAlert      = "alert"
 	KindSilence    = "silence"
+	KindPoll       = "poll"
 	KindOther      = "other"
 )
 
 // Kinds lists every record kind.
 var Kinds = []string{KindRejected, KindDuplicate, KindAttempt, KindDeadLetter, KindReplayed,
-	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindOther}
+	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindPoll, KindOther}
 
 // Kind returns the record's kind and subject key.
 func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
@@ -146,6 +147,8 @@ func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
 		return KindAlert, d.Alert.GetRule()
 	case *switchyardv1.AuditRecord_SilenceChanged:
 		return KindSilence, d.SilenceChanged.GetSilence().GetId()
+	case *switchyardv1.AuditRecord_PollRound:
+		return KindPoll, d.PollRound.GetSource()
 	default:
 		return KindOther, rec.GetService()
 	}

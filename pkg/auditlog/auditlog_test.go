@@ -103,6 +103,11 @@ func TestKindAndSubject(t *testing.T) {
 			kind: auditlog.KindAlert, key: "dead_letters", wantSubj: "audit.alert.dead_letters",
 		},
 		{
+			name: "poll round is keyed by source",
+			rec:  &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_PollRound{PollRound: &switchyardv1.PollRound{Source: "shop-orders"}}},
+			kind: auditlog.KindPoll, key: "shop-orders", wantSubj: "audit.poll.shop-orders",
+		},
+		{
 			name: "no detail",
 			rec:  &switchyardv1.AuditRecord{Service: "ingress"},
 			kind: auditlog.KindOther, key: "ingress", wantSubj: "audit.other.ingress",

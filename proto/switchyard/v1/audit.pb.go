@@ -368,6 +368,90 @@ func (AlertState) EnumDescriptor() ([]byte, []int) {
 	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{5}
 }
 
+// PollStatus says how a poll round of a polled source ended.
+type PollStatus int32
+
+const (
+	PollStatus_POLL_STATUS_UNSPECIFIED PollStatus = 0
+	// The partner answered and everything found was stored.
+	PollStatus_POLL_STATUS_OK PollStatus = 1
+	// No answer within the source's timeout (or 408, 504).
+	PollStatus_POLL_STATUS_TIMEOUT PollStatus = 2
+	// 5xx, or no connection.
+	PollStatus_POLL_STATUS_UNAVAILABLE PollStatus = 3
+	// 429: the partner asked to slow down (retry_after).
+	PollStatus_POLL_STATUS_RATE_LIMITED PollStatus = 4
+	// 401/403 after the credentials were renewed once, static credentials
+	// refused, or the token endpoint refusing the client.
+	PollStatus_POLL_STATUS_CREDENTIALS PollStatus = 5
+	// Another 4xx or 3xx, or an address the guard refuses.
+	PollStatus_POLL_STATUS_REJECTED PollStatus = 6
+	// An answer the source's configuration cannot read: not JSON, too large,
+	// an item without an id, a next-page link to another server.
+	PollStatus_POLL_STATUS_BAD_ANSWER PollStatus = 7
+	// Items or the cursor could not be stored (JetStream); the page is read
+	// again.
+	PollStatus_POLL_STATUS_STORE_FAILED PollStatus = 8
+	// Shutdown, or the replica lost the source's lease: nothing is known
+	// about the partner.
+	PollStatus_POLL_STATUS_INTERRUPTED PollStatus = 9
+)
+
+// Enum value maps for PollStatus.
+var (
+	PollStatus_name = map[int32]string{
+		0: "POLL_STATUS_UNSPECIFIED",
+		1: "POLL_STATUS_OK",
+		2: "POLL_STATUS_TIMEOUT",
+		3: "POLL_STATUS_UNAVAILABLE",
+		4: "POLL_STATUS_RATE_LIMITED",
+		5: "POLL_STATUS_CREDENTIALS",
+		6: "POLL_STATUS_REJECTED",
+		7: "POLL_STATUS_BAD_ANSWER",
+		8: "POLL_STATUS_STORE_FAILED",
+		9: "POLL_STATUS_INTERRUPTED",
+	}
+	PollStatus_value = map[string]int32{
+		"POLL_STATUS_UNSPECIFIED":  0,
+		"POLL_STATUS_OK":           1,
+		"POLL_STATUS_TIMEOUT":      2,
+		"POLL_STATUS_UNAVAILABLE":  3,
+		"POLL_STATUS_RATE_LIMITED": 4,
+		"POLL_STATUS_CREDENTIALS":  5,
+		"POLL_STATUS_REJECTED":     6,
+		"POLL_STATUS_BAD_ANSWER":   7,
+		"POLL_STATUS_STORE_FAILED": 8,
+		"POLL_STATUS_INTERRUPTED":  9,
+	}
+)
+
+func (x PollStatus) Enum() *PollStatus {
+	p := new(PollStatus)
+	*p = x
+	return p
+}
+
+func (x PollStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PollStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchyard_v1_audit_proto_enumTypes[6].Descriptor()
+}
+
+func (PollStatus) Type() protoreflect.EnumType {
+	return &file_switchyard_v1_audit_proto_enumTypes[6]
+}
+
+func (x PollStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PollStatus.Descriptor instead.
+func (PollStatus) EnumDescriptor() ([]byte, []int) {
+	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{6}
+}
+
 // AuditRecord is one thing that happened. Every service publishes its records
 // to the AUDIT stream on audit.<kind>.<key> with Nats-Msg-Id = id; the auditor
 // upserts them by id, so a record published twice is stored once.
@@ -395,6 +479,7 @@ type AuditRecord struct {
 	//	*AuditRecord_AuditLag
 	//	*AuditRecord_Alert
 	//	*AuditRecord_SilenceChanged
+	//	*AuditRecord_PollRound
 	Detail        isAuditRecord_Detail `protobuf_oneof:"detail"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -555,6 +640,15 @@ func (x *AuditRecord) GetSilenceChanged() *SilenceChanged {
 	return nil
 }
 
+func (x *AuditRecord) GetPollRound() *PollRound {
+	if x != nil {
+		if x, ok := x.Detail.(*AuditRecord_PollRound); ok {
+			return x.PollRound
+		}
+	}
+	return nil
+}
+
 type isAuditRecord_Detail interface {
 	isAuditRecord_Detail()
 }
@@ -599,6 +693,12 @@ type AuditRecord_SilenceChanged struct {
 	SilenceChanged *SilenceChanged `protobuf:"bytes,19,opt,name=silence_changed,json=silenceChanged,proto3,oneof"`
 }
 
+type AuditRecord_PollRound struct {
+	// Numbered apart from the kinds above, so that kinds other branches add
+	// do not collide with it.
+	PollRound *PollRound `protobuf:"bytes,40,opt,name=poll_round,json=pollRound,proto3,oneof"`
+}
+
 func (*AuditRecord_WebhookRejected) isAuditRecord_Detail() {}
 
 func (*AuditRecord_WebhookDuplicate) isAuditRecord_Detail() {}
@@ -618,6 +718,8 @@ func (*AuditRecord_AuditLag) isAuditRecord_Detail() {}
 func (*AuditRecord_Alert) isAuditRecord_Detail() {}
 
 func (*AuditRecord_SilenceChanged) isAuditRecord_Detail() {}
+
+func (*AuditRecord_PollRound) isAuditRecord_Detail() {}
 
 // WebhookRejected is a request that ingress refused. It never carries the
 // body, a secret or a signature.
@@ -1820,11 +1922,180 @@ func (x *AlertNotification) GetStatusCode() int32 {
 	return 0
 }
 
+// PollRound is one round of a polled source: the pages read after the
+// cursor, what was found and stored, and how it ended. Ingress's replica
+// holding the source's lease records one per round (audit.poll.<source>).
+type PollRound struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Source    string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Status    PollStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=switchyard.v1.PollStatus" json:"status,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Took      *durationpb.Duration   `protobuf:"bytes,4,opt,name=took,proto3" json:"took,omitempty"`
+	// status_code is the partner's last HTTP status; 0 without an answer.
+	StatusCode int32 `protobuf:"varint,5,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	// error says what failed, never with the URL (which may hold a key).
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// response_snippet is the start of a failed answer's body, bounded.
+	ResponseSnippet string `protobuf:"bytes,7,opt,name=response_snippet,json=responseSnippet,proto3" json:"response_snippet,omitempty"`
+	// retry_after is what the partner asked for on 429 or 503.
+	RetryAfter *durationpb.Duration `protobuf:"bytes,8,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	Pages      int32                `protobuf:"varint,9,opt,name=pages,proto3" json:"pages,omitempty"`
+	// items were found in the answers; new_items of them were stored as
+	// events, duplicates had been stored before (same <source>:<id>).
+	Items      int32 `protobuf:"varint,10,opt,name=items,proto3" json:"items,omitempty"`
+	NewItems   int32 `protobuf:"varint,11,opt,name=new_items,json=newItems,proto3" json:"new_items,omitempty"`
+	Duplicates int32 `protobuf:"varint,12,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
+	// cursor_before and cursor_after are where the round started and where
+	// the next one starts (bounded).
+	CursorBefore string `protobuf:"bytes,13,opt,name=cursor_before,json=cursorBefore,proto3" json:"cursor_before,omitempty"`
+	CursorAfter  string `protobuf:"bytes,14,opt,name=cursor_after,json=cursorAfter,proto3" json:"cursor_after,omitempty"`
+	// exhausted is true when the partner had no further page; false when
+	// max_pages ended the round, or a failure did.
+	Exhausted     bool `protobuf:"varint,15,opt,name=exhausted,proto3" json:"exhausted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PollRound) Reset() {
+	*x = PollRound{}
+	mi := &file_switchyard_v1_audit_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PollRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PollRound) ProtoMessage() {}
+
+func (x *PollRound) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_audit_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PollRound.ProtoReflect.Descriptor instead.
+func (*PollRound) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PollRound) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PollRound) GetStatus() PollStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PollStatus_POLL_STATUS_UNSPECIFIED
+}
+
+func (x *PollRound) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *PollRound) GetTook() *durationpb.Duration {
+	if x != nil {
+		return x.Took
+	}
+	return nil
+}
+
+func (x *PollRound) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *PollRound) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PollRound) GetResponseSnippet() string {
+	if x != nil {
+		return x.ResponseSnippet
+	}
+	return ""
+}
+
+func (x *PollRound) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
+func (x *PollRound) GetPages() int32 {
+	if x != nil {
+		return x.Pages
+	}
+	return 0
+}
+
+func (x *PollRound) GetItems() int32 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
+func (x *PollRound) GetNewItems() int32 {
+	if x != nil {
+		return x.NewItems
+	}
+	return 0
+}
+
+func (x *PollRound) GetDuplicates() int32 {
+	if x != nil {
+		return x.Duplicates
+	}
+	return 0
+}
+
+func (x *PollRound) GetCursorBefore() string {
+	if x != nil {
+		return x.CursorBefore
+	}
+	return ""
+}
+
+func (x *PollRound) GetCursorAfter() string {
+	if x != nil {
+		return x.CursorAfter
+	}
+	return ""
+}
+
+func (x *PollRound) GetExhausted() bool {
+	if x != nil {
+		return x.Exhausted
+	}
+	return false
+}
+
 var File_switchyard_v1_audit_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\xb0\x06\n" +
+	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\xeb\x06\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -1840,7 +2111,9 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\abacklog\x18\x10 \x01(\v2\x1c.switchyard.v1.BacklogReportH\x00R\abacklog\x126\n" +
 	"\taudit_lag\x18\x11 \x01(\v2\x17.switchyard.v1.AuditLagH\x00R\bauditLag\x128\n" +
 	"\x05alert\x18\x12 \x01(\v2 .switchyard.v1.AlertNotificationH\x00R\x05alert\x12H\n" +
-	"\x0fsilence_changed\x18\x13 \x01(\v2\x1d.switchyard.v1.SilenceChangedH\x00R\x0esilenceChangedB\b\n" +
+	"\x0fsilence_changed\x18\x13 \x01(\v2\x1d.switchyard.v1.SilenceChangedH\x00R\x0esilenceChanged\x129\n" +
+	"\n" +
+	"poll_round\x18( \x01(\v2\x18.switchyard.v1.PollRoundH\x00R\tpollRoundB\b\n" +
 	"\x06detail\"\xc8\x02\n" +
 	"\x0fWebhookRejected\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x123\n" +
@@ -1983,7 +2256,29 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"statusCode\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xd6\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x04\n" +
+	"\tPollRound\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x121\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.switchyard.v1.PollStatusR\x06status\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12-\n" +
+	"\x04took\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04took\x12\x1f\n" +
+	"\vstatus_code\x18\x05 \x01(\x05R\n" +
+	"statusCode\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12)\n" +
+	"\x10response_snippet\x18\a \x01(\tR\x0fresponseSnippet\x12:\n" +
+	"\vretry_after\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\x12\x14\n" +
+	"\x05pages\x18\t \x01(\x05R\x05pages\x12\x14\n" +
+	"\x05items\x18\n" +
+	" \x01(\x05R\x05items\x12\x1b\n" +
+	"\tnew_items\x18\v \x01(\x05R\bnewItems\x12\x1e\n" +
+	"\n" +
+	"duplicates\x18\f \x01(\x05R\n" +
+	"duplicates\x12#\n" +
+	"\rcursor_before\x18\r \x01(\tR\fcursorBefore\x12!\n" +
+	"\fcursor_after\x18\x0e \x01(\tR\vcursorAfter\x12\x1c\n" +
+	"\texhausted\x18\x0f \x01(\bR\texhausted*\xd6\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_UNKNOWN_SOURCE\x10\x01\x12#\n" +
@@ -2018,7 +2313,19 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"AlertState\x12\x1b\n" +
 	"\x17ALERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ALERT_STATE_FIRING\x10\x01\x12\x18\n" +
-	"\x14ALERT_STATE_RESOLVED\x10\x02BCZAgithub.com/switchyard/switchyard/proto/switchyard/v1;switchyardv1b\x06proto3"
+	"\x14ALERT_STATE_RESOLVED\x10\x02*\x9f\x02\n" +
+	"\n" +
+	"PollStatus\x12\x1b\n" +
+	"\x17POLL_STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0ePOLL_STATUS_OK\x10\x01\x12\x17\n" +
+	"\x13POLL_STATUS_TIMEOUT\x10\x02\x12\x1b\n" +
+	"\x17POLL_STATUS_UNAVAILABLE\x10\x03\x12\x1c\n" +
+	"\x18POLL_STATUS_RATE_LIMITED\x10\x04\x12\x1b\n" +
+	"\x17POLL_STATUS_CREDENTIALS\x10\x05\x12\x18\n" +
+	"\x14POLL_STATUS_REJECTED\x10\x06\x12\x1a\n" +
+	"\x16POLL_STATUS_BAD_ANSWER\x10\a\x12\x1c\n" +
+	"\x18POLL_STATUS_STORE_FAILED\x10\b\x12\x1b\n" +
+	"\x17POLL_STATUS_INTERRUPTED\x10\tBCZAgithub.com/switchyard/switchyard/proto/switchyard/v1;switchyardv1b\x06proto3"
 
 var (
 	file_switchyard_v1_audit_proto_rawDescOnce sync.Once
@@ -2032,8 +2339,8 @@ func file_switchyard_v1_audit_proto_rawDescGZIP() []byte {
 	return file_switchyard_v1_audit_proto_rawDescData
 }
 
-var file_switchyard_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_switchyard_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_switchyard_v1_audit_proto_goTypes = []any{
 	(RejectReason)(0),             // 0: switchyard.v1.RejectReason
 	(DuplicateVia)(0),             // 1: switchyard.v1.DuplicateVia
@@ -2041,58 +2348,65 @@ var file_switchyard_v1_audit_proto_goTypes = []any{
 	(DeadLetterReason)(0),         // 3: switchyard.v1.DeadLetterReason
 	(CircuitState)(0),             // 4: switchyard.v1.CircuitState
 	(AlertState)(0),               // 5: switchyard.v1.AlertState
-	(*AuditRecord)(nil),           // 6: switchyard.v1.AuditRecord
-	(*WebhookRejected)(nil),       // 7: switchyard.v1.WebhookRejected
-	(*WebhookDuplicate)(nil),      // 8: switchyard.v1.WebhookDuplicate
-	(*DeliveryAttempt)(nil),       // 9: switchyard.v1.DeliveryAttempt
-	(*DeadLetter)(nil),            // 10: switchyard.v1.DeadLetter
-	(*Replayed)(nil),              // 11: switchyard.v1.Replayed
-	(*CircuitChanged)(nil),        // 12: switchyard.v1.CircuitChanged
-	(*BacklogReport)(nil),         // 13: switchyard.v1.BacklogReport
-	(*AuditLag)(nil),              // 14: switchyard.v1.AuditLag
-	(*AlertNotification)(nil),     // 15: switchyard.v1.AlertNotification
-	nil,                           // 16: switchyard.v1.DeadLetter.HeadersEntry
-	nil,                           // 17: switchyard.v1.AlertNotification.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*SilenceChanged)(nil),        // 19: switchyard.v1.SilenceChanged
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(PollStatus)(0),               // 6: switchyard.v1.PollStatus
+	(*AuditRecord)(nil),           // 7: switchyard.v1.AuditRecord
+	(*WebhookRejected)(nil),       // 8: switchyard.v1.WebhookRejected
+	(*WebhookDuplicate)(nil),      // 9: switchyard.v1.WebhookDuplicate
+	(*DeliveryAttempt)(nil),       // 10: switchyard.v1.DeliveryAttempt
+	(*DeadLetter)(nil),            // 11: switchyard.v1.DeadLetter
+	(*Replayed)(nil),              // 12: switchyard.v1.Replayed
+	(*CircuitChanged)(nil),        // 13: switchyard.v1.CircuitChanged
+	(*BacklogReport)(nil),         // 14: switchyard.v1.BacklogReport
+	(*AuditLag)(nil),              // 15: switchyard.v1.AuditLag
+	(*AlertNotification)(nil),     // 16: switchyard.v1.AlertNotification
+	(*PollRound)(nil),             // 17: switchyard.v1.PollRound
+	nil,                           // 18: switchyard.v1.DeadLetter.HeadersEntry
+	nil,                           // 19: switchyard.v1.AlertNotification.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*SilenceChanged)(nil),        // 21: switchyard.v1.SilenceChanged
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
 }
 var file_switchyard_v1_audit_proto_depIdxs = []int32{
-	18, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	7,  // 1: switchyard.v1.AuditRecord.webhook_rejected:type_name -> switchyard.v1.WebhookRejected
-	8,  // 2: switchyard.v1.AuditRecord.webhook_duplicate:type_name -> switchyard.v1.WebhookDuplicate
-	9,  // 3: switchyard.v1.AuditRecord.delivery_attempt:type_name -> switchyard.v1.DeliveryAttempt
-	10, // 4: switchyard.v1.AuditRecord.dead_lettered:type_name -> switchyard.v1.DeadLetter
-	11, // 5: switchyard.v1.AuditRecord.replayed:type_name -> switchyard.v1.Replayed
-	12, // 6: switchyard.v1.AuditRecord.circuit_changed:type_name -> switchyard.v1.CircuitChanged
-	13, // 7: switchyard.v1.AuditRecord.backlog:type_name -> switchyard.v1.BacklogReport
-	14, // 8: switchyard.v1.AuditRecord.audit_lag:type_name -> switchyard.v1.AuditLag
-	15, // 9: switchyard.v1.AuditRecord.alert:type_name -> switchyard.v1.AlertNotification
-	19, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
-	0,  // 11: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
-	1,  // 12: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
-	18, // 13: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
-	20, // 14: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
-	2,  // 15: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
-	20, // 16: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
-	3,  // 17: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
-	18, // 18: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
-	16, // 19: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
-	4,  // 20: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
-	4,  // 21: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
-	18, // 22: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
-	20, // 23: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
-	4,  // 24: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
-	20, // 25: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	18, // 26: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
-	17, // 27: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 28: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	18, // 29: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	20, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	8,  // 1: switchyard.v1.AuditRecord.webhook_rejected:type_name -> switchyard.v1.WebhookRejected
+	9,  // 2: switchyard.v1.AuditRecord.webhook_duplicate:type_name -> switchyard.v1.WebhookDuplicate
+	10, // 3: switchyard.v1.AuditRecord.delivery_attempt:type_name -> switchyard.v1.DeliveryAttempt
+	11, // 4: switchyard.v1.AuditRecord.dead_lettered:type_name -> switchyard.v1.DeadLetter
+	12, // 5: switchyard.v1.AuditRecord.replayed:type_name -> switchyard.v1.Replayed
+	13, // 6: switchyard.v1.AuditRecord.circuit_changed:type_name -> switchyard.v1.CircuitChanged
+	14, // 7: switchyard.v1.AuditRecord.backlog:type_name -> switchyard.v1.BacklogReport
+	15, // 8: switchyard.v1.AuditRecord.audit_lag:type_name -> switchyard.v1.AuditLag
+	16, // 9: switchyard.v1.AuditRecord.alert:type_name -> switchyard.v1.AlertNotification
+	21, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
+	17, // 11: switchyard.v1.AuditRecord.poll_round:type_name -> switchyard.v1.PollRound
+	0,  // 12: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
+	1,  // 13: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
+	20, // 14: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
+	22, // 15: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
+	2,  // 16: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
+	22, // 17: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
+	3,  // 18: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
+	20, // 19: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
+	18, // 20: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
+	4,  // 21: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
+	4,  // 22: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
+	20, // 23: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
+	22, // 24: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
+	4,  // 25: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
+	22, // 26: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
+	20, // 27: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
+	19, // 28: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 29: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	20, // 30: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	6,  // 31: switchyard.v1.PollRound.status:type_name -> switchyard.v1.PollStatus
+	20, // 32: switchyard.v1.PollRound.started_at:type_name -> google.protobuf.Timestamp
+	22, // 33: switchyard.v1.PollRound.took:type_name -> google.protobuf.Duration
+	22, // 34: switchyard.v1.PollRound.retry_after:type_name -> google.protobuf.Duration
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }
@@ -2112,14 +2426,15 @@ func file_switchyard_v1_audit_proto_init() {
 		(*AuditRecord_AuditLag)(nil),
 		(*AuditRecord_Alert)(nil),
 		(*AuditRecord_SilenceChanged)(nil),
+		(*AuditRecord_PollRound)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_audit_proto_rawDesc), len(file_switchyard_v1_audit_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   12,
+			NumEnums:      7,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -135,3 +135,15 @@ func TestRequestURL(t *testing.T) {
 }
 
 func jsonNumber(s string) any { return json.Number(s) }
+
+func TestEveryStatusHasARecordStatus(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, st := range Statuses {
+		ps := Round{Status: st}.Record().GetPollRound().GetStatus()
+		if ps == 0 || seen[ps.String()] {
+			t.Errorf("status %s records as %v", st, ps)
+		}
+		seen[ps.String()] = true
+	}
+}

@@ -403,7 +403,10 @@ func testListRecords(t *testing.T, st store.Store) {
 			&switchyardv1.AuditRecord{Id: fmt.Sprintf("backlog-%d", i), Time: timestamppb.New(at), Service: "dispatcher",
 				Detail: &switchyardv1.AuditRecord_Backlog{Backlog: &switchyardv1.BacklogReport{Destination: "erp", NumPending: uint64(i)}}})
 	}
-	b.Records = append(b.Records, AlertRecord("al-1", base), Rejection("rej-1", base))
+	b.Records = append(b.Records, AlertRecord("al-1", base), Rejection("rej-1", base),
+		&switchyardv1.AuditRecord{Id: "poll-1", Time: timestamppb.New(base), Service: "ingress",
+			Detail: &switchyardv1.AuditRecord_PollRound{PollRound: &switchyardv1.PollRound{
+				Source: "shop-orders", Status: switchyardv1.PollStatus_POLL_STATUS_OK, Items: 12, NewItems: 10, Duplicates: 2}}})
 	write(t, st, b)
 
 	tests := []struct {
@@ -416,6 +419,7 @@ func testListRecords(t *testing.T, st store.Store) {
 		{"backlog in a range", store.RecordFilter{Kind: auditlog.KindBacklog,
 			TimeRange: store.TimeRange{Since: base.Add(time.Minute), Until: base.Add(3 * time.Minute)}}, numbered("backlog-%d", 2, 1)},
 		{"alerts", store.RecordFilter{Kind: auditlog.KindAlert}, []string{"al-1"}},
+		{"poll rounds of a source", store.RecordFilter{Kind: auditlog.KindPoll, Key: "shop-orders"}, []string{"poll-1"}},
 		{"none yet", store.RecordFilter{Kind: auditlog.KindSilence}, nil},
 	}
 	for _, tt := range tests {

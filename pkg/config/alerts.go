@@ -78,6 +78,7 @@ type DestinationAlertRules struct {
 // SourceAlertRules are the rules evaluated per source.
 type SourceAlertRules struct {
 	SignatureFailures SignatureFailuresRule `yaml:"signature_failures"`
+	SourceDown        SourceDownRule        `yaml:"source_down"`
 }
 
 // DeadLetteredRule (DeliveryDeadLettered) fires on any dead letter.
@@ -184,6 +185,20 @@ type SignatureFailuresRule struct {
 	ResolveAfter Duration `yaml:"resolve_after"`
 }
 
+// SourceDownRule is PartnerDown for a polled source (labelled with the
+// source): no poll round has succeeded for After, because the partner's API
+// fails, refuses Switchyard's credentials or answers what cannot be read,
+// or because no replica polls it.
+type SourceDownRule struct {
+	Disabled bool `yaml:"disabled"`
+	// After: how long without a successful round. Default 10 times the
+	// source's poll interval, at least 5m.
+	After Duration `yaml:"after"`
+	// ResolveAfter resolves the alert once the latest round succeeded this
+	// long ago with no failure since. Default 1m.
+	ResolveAfter Duration `yaml:"resolve_after"`
+}
+
 // AuditLagRule fires while the audit writer is behind.
 type AuditLagRule struct {
 	Disabled bool `yaml:"disabled"`
@@ -211,6 +226,7 @@ func DefaultAlertRules() AlertRules {
 		},
 		SourceAlertRules: SourceAlertRules{
 			SignatureFailures: SignatureFailuresRule{Window: Duration(5 * time.Minute), MinRejections: 10, ResolveAfter: Duration(10 * time.Minute)},
+			SourceDown:        SourceDownRule{ResolveAfter: Duration(time.Minute)},
 		},
 		AuditLag: AuditLagRule{OldestAge: Duration(5 * time.Minute), Pending: 100000, ResolveAfter: Duration(2 * time.Minute)},
 	}
@@ -382,6 +398,10 @@ func (r SourceAlertRules) validate(p *problems, f string) {
 		p.add(f+".signature_failures.min_rejections", "must be at least 1, not %d", s.MinRejections)
 	}
 	positive(p, f+".signature_failures.resolve_after", s.ResolveAfter, 0)
+	if d := r.SourceDown.After; d != 0 {
+		positive(p, f+".source_down.after", d, time.Second)
+	}
+	positive(p, f+".source_down.resolve_after", r.SourceDown.ResolveAfter, 0)
 }
 
 // AlertBucket is the time step of the notifier's rolling windows.

@@ -66,10 +66,6 @@ type SourcePoll struct {
 	DefaultType string `yaml:"default_type"`
 	// Cursor says how a round knows where the previous one stopped.
 	Cursor PollCursor `yaml:"cursor"`
-	// DownAfter: the notifier's PartnerDown alert fires for this source
-	// when no round has succeeded for this long. Default 10 intervals, at
-	// least 5m.
-	DownAfter Duration `yaml:"down_after"`
 }
 
 // Cursor modes.
@@ -116,6 +112,13 @@ const (
 	DefaultPollType        = "item"
 )
 
+// DownAfter is how long a polled source may go without a successful round
+// before PartnerDown fires, unless alerts.rules.source_down.after says:
+// ten intervals, at least 5m.
+func (p SourcePoll) DownAfter() time.Duration {
+	return max(10*p.Interval.D(), 5*time.Minute)
+}
+
 // IsPolled reports whether the source is polled rather than posting
 // webhooks.
 func (s Source) IsPolled() bool { return s.Poll != nil }
@@ -137,7 +140,6 @@ func (p SourcePoll) withDefaults() SourcePoll {
 	if p.Auth.Type == AuthOAuth2ClientCredentials {
 		setDefault(&p.Auth.ClientAuth, "auto")
 	}
-	setDefault(&p.DownAfter, max(10*p.Interval, Duration(5*time.Minute)))
 	return p
 }
 
@@ -184,9 +186,6 @@ func validatePoll(p *problems, f string, s Source) {
 	}
 	if c.MaxResponse <= 0 || c.MaxResponse > 256<<20 {
 		p.add(f+".max_response", "must be between 1 byte and 256MiB, not %d bytes", int64(c.MaxResponse))
-	}
-	if c.DownAfter.D() < c.Interval.D() {
-		p.add(f+".down_after", "(%s) must be at least the interval (%s)", c.DownAfter, c.Interval)
 	}
 	checkAuth(p, f+".auth", c.Auth)
 	checkExpr := func(field, src string, required bool) {

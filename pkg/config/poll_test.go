@@ -35,7 +35,7 @@ func TestPollDefaults(t *testing.T) {
 		t.Fatal("the poll block was not read")
 	}
 	if p.Method != "GET" || p.Interval.D() != time.Minute || p.Jitter.D() != 6*time.Second || p.Timeout.D() != 10*time.Second ||
-		p.MaxPages != 10 || p.MaxResponse != 8<<20 || p.DefaultType != "item" || p.DownAfter.D() != 10*time.Minute {
+		p.MaxPages != 10 || p.MaxResponse != 8<<20 || p.DefaultType != "item" || p.DownAfter() != 10*time.Minute {
 		t.Errorf("defaults: %+v", *p)
 	}
 	if c.Sources[0].Tolerance != 0 || c.Sources[0].MaxBody != c.Ingress.MaxBody {
@@ -79,7 +79,6 @@ func TestValidatePoll(t *testing.T) {
 		}, "sources[0].poll.cursor.format", "must be one of"},
 		{"format without timestamp", func(s *config.Source) { s.Poll.Cursor.Format = "unix" }, "sources[0].poll.cursor.format", "only used by cursor mode timestamp"},
 		{"none with cursor", func(s *config.Source) { s.Poll.Cursor = config.PollCursor{Mode: config.CursorNone} }, "sources[0].poll.cursor.mode", "is none"},
-		{"down_after", func(s *config.Source) { s.Poll.DownAfter = config.Duration(time.Second) }, "sources[0].poll.down_after", "at least the interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

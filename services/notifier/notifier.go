@@ -37,6 +37,9 @@ type Config struct {
 	// rule fires above a share of it) and name what alerts.destinations
 	// may override (destinations).
 	Destinations []config.Destination
+	// Sources tell the rules which sources are polled and how often
+	// (PartnerDown on a polled source).
+	Sources []config.Source
 	// Topology sizes the notifier's buckets and stream (nats.replicas).
 	Topology topology.Topology
 	// Logger is required.
@@ -53,6 +56,7 @@ func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 	return Config{
 		Alerts:       cfg.Alerts,
 		Destinations: cfg.Destinations,
+		Sources:      cfg.Sources,
 		Topology:     topology.FromConfig(cfg),
 		Logger:       log,
 		Registerer:   reg,
@@ -63,8 +67,8 @@ func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 // file's default (config.Config.WithDefaults, the one place they are
 // written).
 func (c Config) WithDefaults() Config {
-	d := config.Config{Alerts: c.Alerts, Destinations: c.Destinations}.WithDefaults()
-	c.Alerts, c.Destinations = d.Alerts, d.Destinations
+	d := config.Config{Alerts: c.Alerts, Destinations: c.Destinations, Sources: c.Sources}.WithDefaults()
+	c.Alerts, c.Destinations, c.Sources = d.Alerts, d.Destinations, d.Sources
 	if c.Clock == nil {
 		c.Clock = clockwork.NewRealClock()
 	}
@@ -95,7 +99,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Notifier
 		return nil, err
 	}
 	e, err := engine.New(js, audit, engine.Config{
-		Rules:      rules.NewConfig(cfg.Alerts, cfg.Destinations),
+		Rules:      rules.NewConfig(cfg.Alerts, cfg.Destinations).WithSources(cfg.Sources),
 		Senders:    senders(cfg.Alerts, cfg.Logger),
 		Topology:   cfg.Topology,
 		Logger:     cfg.Logger,

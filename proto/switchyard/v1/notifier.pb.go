@@ -53,8 +53,10 @@ type Series struct {
 	// need the auditor to be running.
 	AuditorConsumer   *AuditLag              `protobuf:"bytes,14,opt,name=auditor_consumer,json=auditorConsumer,proto3" json:"auditor_consumer,omitempty"`
 	AuditorConsumerAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=auditor_consumer_at,json=auditorConsumerAt,proto3" json:"auditor_consumer_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// poll is a polled source's health, from its PollRound records.
+	Poll          *PollHealth `protobuf:"bytes,16,opt,name=poll,proto3" json:"poll,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Series) Reset() {
@@ -188,6 +190,13 @@ func (x *Series) GetAuditorConsumer() *AuditLag {
 func (x *Series) GetAuditorConsumerAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.AuditorConsumerAt
+	}
+	return nil
+}
+
+func (x *Series) GetPoll() *PollHealth {
+	if x != nil {
+		return x.Poll
 	}
 	return nil
 }
@@ -550,6 +559,91 @@ func (x *CircuitStatus) GetObservedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PollHealth is what a polled source's rounds say, for PartnerDown on the
+// source. Merged across replicas by time: the latest success, the latest
+// failure, the first round seen.
+type PollHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// first_round_at is the first round the notifier saw: "no success since"
+	// counts from it until one succeeds.
+	FirstRoundAt  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=first_round_at,json=firstRoundAt,proto3" json:"first_round_at,omitempty"`
+	LastSuccessAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_success_at,json=lastSuccessAt,proto3" json:"last_success_at,omitempty"`
+	// last_failure is the latest round that failed (interrupted rounds count
+	// neither way); its at, status code and error.
+	LastFailure       *LastFailure `protobuf:"bytes,3,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	LastFailureStatus PollStatus   `protobuf:"varint,4,opt,name=last_failure_status,json=lastFailureStatus,proto3,enum=switchyard.v1.PollStatus" json:"last_failure_status,omitempty"`
+	// failing_since is the first failure after last_success_at, as far as
+	// the merged parts tell.
+	FailingSince  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PollHealth) Reset() {
+	*x = PollHealth{}
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PollHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PollHealth) ProtoMessage() {}
+
+func (x *PollHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PollHealth.ProtoReflect.Descriptor instead.
+func (*PollHealth) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PollHealth) GetFirstRoundAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstRoundAt
+	}
+	return nil
+}
+
+func (x *PollHealth) GetLastSuccessAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessAt
+	}
+	return nil
+}
+
+func (x *PollHealth) GetLastFailure() *LastFailure {
+	if x != nil {
+		return x.LastFailure
+	}
+	return nil
+}
+
+func (x *PollHealth) GetLastFailureStatus() PollStatus {
+	if x != nil {
+		return x.LastFailureStatus
+	}
+	return PollStatus_POLL_STATUS_UNSPECIFIED
+}
+
+func (x *PollHealth) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
 // LastFailure describes the latest failure of a kind.
 type LastFailure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -563,7 +657,7 @@ type LastFailure struct {
 
 func (x *LastFailure) Reset() {
 	*x = LastFailure{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +669,7 @@ func (x *LastFailure) String() string {
 func (*LastFailure) ProtoMessage() {}
 
 func (x *LastFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +682,7 @@ func (x *LastFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LastFailure.ProtoReflect.Descriptor instead.
 func (*LastFailure) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{5}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LastFailure) GetAt() *timestamppb.Timestamp {
@@ -651,7 +745,7 @@ type Alert struct {
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +757,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +770,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{6}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Alert) GetFingerprint() string {
@@ -794,7 +888,7 @@ type SenderView struct {
 
 func (x *SenderView) Reset() {
 	*x = SenderView{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +900,7 @@ func (x *SenderView) String() string {
 func (*SenderView) ProtoMessage() {}
 
 func (x *SenderView) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +913,7 @@ func (x *SenderView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SenderView.ProtoReflect.Descriptor instead.
 func (*SenderView) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{7}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SenderView) GetEpisode() uint32 {
@@ -899,7 +993,7 @@ type PendingNotification struct {
 
 func (x *PendingNotification) Reset() {
 	*x = PendingNotification{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1005,7 @@ func (x *PendingNotification) String() string {
 func (*PendingNotification) ProtoMessage() {}
 
 func (x *PendingNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1018,7 @@ func (x *PendingNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingNotification.ProtoReflect.Descriptor instead.
 func (*PendingNotification) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{8}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PendingNotification) GetSequence() uint64 {
@@ -1002,7 +1096,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1108,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1121,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{9}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Notification) GetAlert() *AlertNotification {
@@ -1083,7 +1177,7 @@ type NotificationField struct {
 
 func (x *NotificationField) Reset() {
 	*x = NotificationField{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1189,7 @@ func (x *NotificationField) String() string {
 func (*NotificationField) ProtoMessage() {}
 
 func (x *NotificationField) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1202,7 @@ func (x *NotificationField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationField.ProtoReflect.Descriptor instead.
 func (*NotificationField) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{10}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NotificationField) GetLabel() string {
@@ -1129,7 +1223,7 @@ var File_switchyard_v1_notifier_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\n" +
-	"\x1cswitchyard/v1/notifier.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchyard/v1/audit.proto\"\xd3\x06\n" +
+	"\x1cswitchyard/v1/notifier.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchyard/v1/audit.proto\"\x82\a\n" +
 	"\x06Series\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
@@ -1149,7 +1243,8 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\flast_failure\x18\f \x01(\v2\x1a.switchyard.v1.LastFailureR\vlastFailure\x12F\n" +
 	"\x11last_auth_failure\x18\r \x01(\v2\x1a.switchyard.v1.LastFailureR\x0flastAuthFailure\x12B\n" +
 	"\x10auditor_consumer\x18\x0e \x01(\v2\x17.switchyard.v1.AuditLagR\x0fauditorConsumer\x12J\n" +
-	"\x13auditor_consumer_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11auditorConsumerAt\"\xcf\x02\n" +
+	"\x13auditor_consumer_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11auditorConsumerAt\x12-\n" +
+	"\x04poll\x18\x10 \x01(\v2\x19.switchyard.v1.PollHealthR\x04poll\"\xcf\x02\n" +
 	"\fSeriesBucket\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x1a\n" +
 	"\battempts\x18\x02 \x01(\x03R\battempts\x12\x1c\n" +
@@ -1192,7 +1287,14 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x04 \x01(\tR\tlastError\x12;\n" +
 	"\vobserved_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"observedAt\"\x8b\x01\n" +
+	"observedAt\"\xdd\x02\n" +
+	"\n" +
+	"PollHealth\x12@\n" +
+	"\x0efirst_round_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ffirstRoundAt\x12B\n" +
+	"\x0flast_success_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastSuccessAt\x12=\n" +
+	"\flast_failure\x18\x03 \x01(\v2\x1a.switchyard.v1.LastFailureR\vlastFailure\x12I\n" +
+	"\x13last_failure_status\x18\x04 \x01(\x0e2\x19.switchyard.v1.PollStatusR\x11lastFailureStatus\x12?\n" +
+	"\rfailing_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\"\x8b\x01\n" +
 	"\vLastFailure\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1f\n" +
 	"\vstatus_code\x18\x02 \x01(\x05R\n" +
@@ -1268,71 +1370,79 @@ func file_switchyard_v1_notifier_proto_rawDescGZIP() []byte {
 	return file_switchyard_v1_notifier_proto_rawDescData
 }
 
-var file_switchyard_v1_notifier_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_switchyard_v1_notifier_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_switchyard_v1_notifier_proto_goTypes = []any{
 	(*Series)(nil),                // 0: switchyard.v1.Series
 	(*SeriesBucket)(nil),          // 1: switchyard.v1.SeriesBucket
 	(*LatencyBucket)(nil),         // 2: switchyard.v1.LatencyBucket
 	(*DeadLetterRun)(nil),         // 3: switchyard.v1.DeadLetterRun
 	(*CircuitStatus)(nil),         // 4: switchyard.v1.CircuitStatus
-	(*LastFailure)(nil),           // 5: switchyard.v1.LastFailure
-	(*Alert)(nil),                 // 6: switchyard.v1.Alert
-	(*SenderView)(nil),            // 7: switchyard.v1.SenderView
-	(*PendingNotification)(nil),   // 8: switchyard.v1.PendingNotification
-	(*Notification)(nil),          // 9: switchyard.v1.Notification
-	(*NotificationField)(nil),     // 10: switchyard.v1.NotificationField
-	nil,                           // 11: switchyard.v1.SeriesBucket.LatencyEntry
-	nil,                           // 12: switchyard.v1.LatencyBucket.LatencyEntry
-	nil,                           // 13: switchyard.v1.Alert.LabelsEntry
-	nil,                           // 14: switchyard.v1.Alert.SendersEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*BacklogReport)(nil),         // 16: switchyard.v1.BacklogReport
-	(*AuditLag)(nil),              // 17: switchyard.v1.AuditLag
-	(CircuitState)(0),             // 18: switchyard.v1.CircuitState
-	(AlertState)(0),               // 19: switchyard.v1.AlertState
-	(*AlertNotification)(nil),     // 20: switchyard.v1.AlertNotification
+	(*PollHealth)(nil),            // 5: switchyard.v1.PollHealth
+	(*LastFailure)(nil),           // 6: switchyard.v1.LastFailure
+	(*Alert)(nil),                 // 7: switchyard.v1.Alert
+	(*SenderView)(nil),            // 8: switchyard.v1.SenderView
+	(*PendingNotification)(nil),   // 9: switchyard.v1.PendingNotification
+	(*Notification)(nil),          // 10: switchyard.v1.Notification
+	(*NotificationField)(nil),     // 11: switchyard.v1.NotificationField
+	nil,                           // 12: switchyard.v1.SeriesBucket.LatencyEntry
+	nil,                           // 13: switchyard.v1.LatencyBucket.LatencyEntry
+	nil,                           // 14: switchyard.v1.Alert.LabelsEntry
+	nil,                           // 15: switchyard.v1.Alert.SendersEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*BacklogReport)(nil),         // 17: switchyard.v1.BacklogReport
+	(*AuditLag)(nil),              // 18: switchyard.v1.AuditLag
+	(CircuitState)(0),             // 19: switchyard.v1.CircuitState
+	(PollStatus)(0),               // 20: switchyard.v1.PollStatus
+	(AlertState)(0),               // 21: switchyard.v1.AlertState
+	(*AlertNotification)(nil),     // 22: switchyard.v1.AlertNotification
 }
 var file_switchyard_v1_notifier_proto_depIdxs = []int32{
-	15, // 0: switchyard.v1.Series.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 0: switchyard.v1.Series.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: switchyard.v1.Series.buckets:type_name -> switchyard.v1.SeriesBucket
 	2,  // 2: switchyard.v1.Series.baseline:type_name -> switchyard.v1.LatencyBucket
 	3,  // 3: switchyard.v1.Series.dead_letters:type_name -> switchyard.v1.DeadLetterRun
 	4,  // 4: switchyard.v1.Series.circuit:type_name -> switchyard.v1.CircuitStatus
-	16, // 5: switchyard.v1.Series.backlog:type_name -> switchyard.v1.BacklogReport
-	15, // 6: switchyard.v1.Series.backlog_at:type_name -> google.protobuf.Timestamp
-	17, // 7: switchyard.v1.Series.audit_lag:type_name -> switchyard.v1.AuditLag
-	15, // 8: switchyard.v1.Series.audit_lag_at:type_name -> google.protobuf.Timestamp
-	5,  // 9: switchyard.v1.Series.last_failure:type_name -> switchyard.v1.LastFailure
-	5,  // 10: switchyard.v1.Series.last_auth_failure:type_name -> switchyard.v1.LastFailure
-	17, // 11: switchyard.v1.Series.auditor_consumer:type_name -> switchyard.v1.AuditLag
-	15, // 12: switchyard.v1.Series.auditor_consumer_at:type_name -> google.protobuf.Timestamp
-	11, // 13: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
-	12, // 14: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
-	15, // 15: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
-	15, // 16: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
-	18, // 17: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
-	15, // 18: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
-	15, // 19: switchyard.v1.CircuitStatus.observed_at:type_name -> google.protobuf.Timestamp
-	15, // 20: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
-	13, // 21: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
-	19, // 22: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
-	15, // 23: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
-	15, // 24: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
-	15, // 25: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
-	15, // 26: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
-	14, // 27: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
-	15, // 28: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
-	8,  // 29: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
-	15, // 30: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
-	20, // 31: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
-	10, // 32: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
-	15, // 33: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 34: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	17, // 5: switchyard.v1.Series.backlog:type_name -> switchyard.v1.BacklogReport
+	16, // 6: switchyard.v1.Series.backlog_at:type_name -> google.protobuf.Timestamp
+	18, // 7: switchyard.v1.Series.audit_lag:type_name -> switchyard.v1.AuditLag
+	16, // 8: switchyard.v1.Series.audit_lag_at:type_name -> google.protobuf.Timestamp
+	6,  // 9: switchyard.v1.Series.last_failure:type_name -> switchyard.v1.LastFailure
+	6,  // 10: switchyard.v1.Series.last_auth_failure:type_name -> switchyard.v1.LastFailure
+	18, // 11: switchyard.v1.Series.auditor_consumer:type_name -> switchyard.v1.AuditLag
+	16, // 12: switchyard.v1.Series.auditor_consumer_at:type_name -> google.protobuf.Timestamp
+	5,  // 13: switchyard.v1.Series.poll:type_name -> switchyard.v1.PollHealth
+	12, // 14: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
+	13, // 15: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
+	16, // 16: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
+	16, // 17: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
+	19, // 18: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
+	16, // 19: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
+	16, // 20: switchyard.v1.CircuitStatus.observed_at:type_name -> google.protobuf.Timestamp
+	16, // 21: switchyard.v1.PollHealth.first_round_at:type_name -> google.protobuf.Timestamp
+	16, // 22: switchyard.v1.PollHealth.last_success_at:type_name -> google.protobuf.Timestamp
+	6,  // 23: switchyard.v1.PollHealth.last_failure:type_name -> switchyard.v1.LastFailure
+	20, // 24: switchyard.v1.PollHealth.last_failure_status:type_name -> switchyard.v1.PollStatus
+	16, // 25: switchyard.v1.PollHealth.failing_since:type_name -> google.protobuf.Timestamp
+	16, // 26: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
+	14, // 27: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
+	21, // 28: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
+	16, // 29: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
+	16, // 30: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
+	16, // 31: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
+	16, // 32: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	15, // 33: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
+	16, // 34: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
+	9,  // 35: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
+	16, // 36: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
+	22, // 37: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
+	11, // 38: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
+	16, // 39: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 40: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_notifier_proto_init() }
@@ -1347,7 +1457,7 @@ func file_switchyard_v1_notifier_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_notifier_proto_rawDesc), len(file_switchyard_v1_notifier_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

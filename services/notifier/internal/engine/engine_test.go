@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/testing/slacktest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -512,5 +513,61 @@ func TestEveryRuleFiresFromItsRecords(t *testing.T) {
 	}
 	if got := e.titles(); len(got) != 5 || !strings.Contains(got[4], "[RESOLVED][warning] AuditLag resolved") {
 		t.Errorf("after the auditor caught up:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// pollRound is a poll round record of source at the rule clock's time.
+func pollRound(source string, status switchyardv1.PollStatus, code int32, msg string) *switchyardv1.AuditRecord {
+	return &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_PollRound{PollRound: &switchyardv1.PollRound{
+		Source: source, Status: status, StatusCode: code, Error: msg,
+	}}}
+}
+
+// A polled source whose partner API fails pages once it has had no
+// successful round for 10 intervals (at least 5m), and says when it
+// recovers; an interrupted round counts neither way.
+func TestPolledSourceDownFiresAndResolves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.sources = []config.Source{
+		{Name: "shop-orders", Poll: &config.SourcePoll{Interval: config.Duration(30 * time.Second)}},
+		{Name: "shop"}, // webhooks: never PartnerDown
+	}
+	e.start()
+	ok := switchyardv1.PollStatus_POLL_STATUS_OK
+	down := switchyardv1.PollStatus_POLL_STATUS_UNAVAILABLE
+	e.emit(pollRound("shop-orders", ok, 200, ""), pollRound("shop", down, 503, "HTTP 503"))
+	for range 4 {
+		e.advance(time.Minute)
+		e.emit(pollRound("shop-orders", down, 503, "HTTP 503 Service Unavailable"),
+			pollRound("shop-orders", switchyardv1.PollStatus_POLL_STATUS_INTERRUPTED, 0, ""))
+	}
+	if n := len(e.titles()); n != 0 {
+		t.Fatalf("%d messages 4 minutes after the last success, want none yet: %v", n, e.titles())
+	}
+	e.advance(time.Minute)
+	e.advance(30 * time.Second) // group wait
+	e.wantTitles("[FIRING][critical] shop-orders: lost connection to the partner API, no successful poll for 5m")
+	msg := e.slack.Accepted()[0]
+	for _, want := range []string{"unavailable: HTTP 503 Service Unavailable", "/v1/records?key=shop-orders", "kind=poll"} {
+		if !strings.Contains(string(msg.Raw), want) {
+			t.Errorf("the message lacks %q:\n%s", want, msg.Raw)
+		}
+	}
+
+	// The partner is back: resolved a minute after the successful round.
+	e.emit(pollRound("shop-orders", ok, 200, ""))
+	e.advance(30 * time.Second)
+	if n := len(e.titles()); n != 1 {
+		t.Fatalf("resolved before resolve_after: %v", e.titles())
+	}
+	e.advance(time.Minute)
+	e.wantTitles("[FIRING][critical] shop-orders", "[RESOLVED][critical] PartnerDown for shop-orders resolved")
+
+	// No round at all (no replica polls it): that pages too.
+	e.advance(5 * time.Minute)
+	e.advance(30 * time.Second)
+	if got := e.titles(); len(got) != 3 || !strings.Contains(got[2], "shop-orders: no poll round for") || !strings.Contains(got[2], "is ingress running?") {
+		t.Errorf("with no rounds recorded:\n%s", strings.Join(got, "\n"))
 	}
 }

@@ -41,6 +41,8 @@ type env struct {
 	slack  *slacktest.Server
 	alerts config.Alerts
 	dests  []config.Destination
+	// sources are the configured sources (the polled ones matter).
+	sources []config.Source
 	// auditorCheck is the replicas' AuditorCheckInterval. Off unless a test
 	// sets it: no auditor runs here, and records must stay in AUDIT for
 	// alertRecords to read them.
@@ -102,7 +104,7 @@ func (e *env) startWith(wrap func(jetstream.JetStream) jetstream.JetStream, send
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	eng, err := New(js, auditlog.NewEmitter(js, "notifier"), Config{
-		Rules:                rules.NewConfig(e.alerts, e.dests),
+		Rules:                rules.NewConfig(e.alerts, e.dests).WithSources(e.sources),
 		Senders:              senders,
 		Logger:               log,
 		Clock:                e.clock,

@@ -94,6 +94,10 @@ type Config struct {
 	Alerts config.Alerts
 	// Timeouts are the destinations' HTTP timeouts.
 	Timeouts map[string]time.Duration
+	// DownAfter is, per polled source, how long without a successful poll
+	// round PartnerDown waits (WithSources); a source not in it is not
+	// polled, and PartnerDown is off for it.
+	DownAfter map[string]time.Duration
 }
 
 // NewConfig builds a Config from the configuration file's sections.
@@ -101,6 +105,23 @@ func NewConfig(alerts config.Alerts, dests []config.Destination) Config {
 	c := Config{Alerts: alerts.WithDefaults(), Timeouts: map[string]time.Duration{}}
 	for _, d := range dests {
 		c.Timeouts[d.Name] = d.Timeout.D()
+	}
+	return c
+}
+
+// WithSources adds what the rules need to know of the sources: the polled
+// ones, and how long each may go without a successful round.
+func (c Config) WithSources(sources []config.Source) Config {
+	c.DownAfter = map[string]time.Duration{}
+	for _, s := range sources {
+		if s.Poll == nil {
+			continue
+		}
+		after := c.Alerts.ForSource(s.Name).SourceDown.After.D()
+		if after == 0 {
+			after = s.Poll.DownAfter()
+		}
+		c.DownAfter[s.Name] = after
 	}
 	return c
 }
@@ -143,7 +164,9 @@ func Evaluate(c Config, s *switchyardv1.Series, prior Prior, now time.Time) []Co
 			backlog(r.Backlog, s),
 		}
 	case series.KindSource:
-		return []Condition{signatureFailures(c.Alerts.ForSource(s.GetName()).SignatureFailures, s, now)}
+		r := c.Alerts.ForSource(s.GetName())
+		after, polled := c.DownAfter[s.GetName()]
+		return []Condition{signatureFailures(r.SignatureFailures, s, now), sourceDown(r.SourceDown, after, polled, s, now)}
 	case series.KindAudit:
 		return []Condition{auditLag(c.Alerts.Rules.AuditLag, s)}
 	}
@@ -153,6 +176,10 @@ func Evaluate(c Config, s *switchyardv1.Series, prior Prior, now time.Time) []Co
 // Cleared is the condition of an alert whose series is gone (or whose rule
 // was turned off): it resolves after the rule's resolve time.
 func Cleared(c Config, a *switchyardv1.Alert) Condition {
+	if src, ok := a.GetLabels()["source"]; ok && a.GetRule() == PartnerDown {
+		after := c.Alerts.ForSource(src).SourceDown.ResolveAfter
+		return Condition{Rule: a.GetRule(), Labels: a.GetLabels(), Clear: true, ResolveAfter: after.D(), Severity: a.GetSeverity()}
+	}
 	d := c.Alerts.ForDestination(a.GetLabels()["destination"])
 	after := map[string]config.Duration{
 		DeliveryDeadLettered: d.DeadLettered.ResolveAfter,
@@ -254,6 +281,60 @@ func partnerDown(r config.PartnerDownRule, s *switchyardv1.Series) Condition {
 	}
 	if closed {
 		c.ClearSince = cs.GetChangedAt().AsTime()
+	}
+	return c
+}
+
+// PollRecordsPath is the query API listing of a polled source's rounds.
+func PollRecordsPath(source string) string {
+	return "/v1/records?" + url.Values{"kind": {"poll"}, "key": {source}}.Encode()
+}
+
+// sourceDown is PartnerDown for a polled source: no round has succeeded
+// for after (since the first round the notifier saw, if none ever did). It
+// fires as well when no round is recorded at all, for no replica may be
+// polling. It resolves once the latest round succeeded, resolve_after ago.
+func sourceDown(r config.SourceDownRule, after time.Duration, polled bool, s *switchyardv1.Series, now time.Time) Condition {
+	labels := map[string]string{"source": s.GetName()}
+	h := s.GetPoll()
+	if r.Disabled || !polled || h == nil {
+		return off(PartnerDown, labels, r.ResolveAfter)
+	}
+	since := h.GetFirstRoundAt().AsTime()
+	success := "never"
+	if h.LastSuccessAt != nil {
+		since = h.LastSuccessAt.AsTime()
+		success = FormatTime(since)
+	}
+	lastRound := since
+	if f := h.GetLastFailure(); f != nil && f.GetAt().AsTime().After(lastRound) {
+		lastRound = f.GetAt().AsTime()
+	}
+	down := now.Sub(since) >= after
+	latestOK := h.LastSuccessAt != nil && !lastRound.After(since)
+	summary := fmt.Sprintf("%s: lost connection to the partner API, no successful poll for %s", s.GetName(), FormatDuration(now.Sub(since)))
+	if now.Sub(lastRound) >= after {
+		summary = fmt.Sprintf("%s: no poll round for %s: no replica polls it (is ingress running?)", s.GetName(), FormatDuration(now.Sub(lastRound)))
+	}
+	lastFail := "(none)"
+	if f := h.GetLastFailure(); f != nil {
+		status := strings.ToLower(strings.TrimPrefix(h.GetLastFailureStatus().String(), "POLL_STATUS_"))
+		lastFail = status + ": " + failureText(f.GetStatusCode(), f.GetError()) + " at " + FormatTime(f.GetAt().AsTime())
+	}
+	c := Condition{
+		Rule: PartnerDown, Labels: labels, Firing: down, Clear: latestOK && !down, ClearSince: since,
+		ResolveAfter: r.ResolveAfter.D(), Severity: Critical, Summary: summary,
+		Fields: []Field{
+			{"Source", s.GetName() + " (polled)"},
+			{"Last successful round", success},
+			{"Last failed round", lastFail},
+			{"Fires after", FormatDuration(after) + " without a successful round"},
+		},
+		LinkPath: PollRecordsPath(s.GetName()), LinkText: "Poll rounds of " + s.GetName(),
+	}
+	c.FirstSeen = since
+	if fs := h.GetFailingSince(); fs != nil {
+		c.FirstSeen = fs.AsTime()
 	}
 	return c
 }

@@ -67,6 +67,8 @@ func Target(rec *switchyardv1.AuditRecord) (kind, name string, ok bool) {
 		return KindSource, d.WebhookRejected.GetSource(), d.WebhookRejected.GetSource() != ""
 	case *switchyardv1.AuditRecord_AuditLag:
 		return KindAudit, rec.GetService(), true
+	case *switchyardv1.AuditRecord_PollRound:
+		return KindSource, d.PollRound.GetSource(), d.PollRound.GetSource() != ""
 	}
 	return "", "", false
 }
@@ -127,6 +129,8 @@ func Apply(d *switchyardv1.Series, rec *switchyardv1.AuditRecord, seen time.Time
 		if d.AuditLagAt == nil || !at.Before(d.AuditLagAt.AsTime()) {
 			d.AuditLag, d.AuditLagAt = x.AuditLag, timestamppb.New(at)
 		}
+	case *switchyardv1.AuditRecord_PollRound:
+		d.Poll = MergePoll(d.Poll, pollObservation(x.PollRound, at))
 	case *switchyardv1.AuditRecord_WebhookRejected:
 		r := x.WebhookRejected
 		// A summary from ingress's rejection audit limit stands for
@@ -263,6 +267,56 @@ func ObserveCircuit(cur, obs *switchyardv1.CircuitStatus) *switchyardv1.CircuitS
 	return c
 }
 
+// pollObservation is what one poll round says of its source; nil for a
+// round that says nothing about the partner (interrupted: shutdown, a lost
+// lease).
+func pollObservation(r *switchyardv1.PollRound, at time.Time) *switchyardv1.PollHealth {
+	ts := timestamppb.New(at)
+	switch r.GetStatus() {
+	case switchyardv1.PollStatus_POLL_STATUS_UNSPECIFIED, switchyardv1.PollStatus_POLL_STATUS_INTERRUPTED:
+		return nil
+	case switchyardv1.PollStatus_POLL_STATUS_OK:
+		return &switchyardv1.PollHealth{FirstRoundAt: ts, LastSuccessAt: ts}
+	}
+	return &switchyardv1.PollHealth{
+		FirstRoundAt: ts, FailingSince: ts, LastFailureStatus: r.GetStatus(),
+		LastFailure: &switchyardv1.LastFailure{At: ts, StatusCode: r.GetStatusCode(), Error: r.GetError()},
+	}
+}
+
+// MergePoll combines two views of a polled source's health (nil: none)
+// into a new one, whatever their order: the first round, the latest
+// success, the latest failure, and the earliest failure known after the
+// latest success.
+func MergePoll(a, b *switchyardv1.PollHealth) *switchyardv1.PollHealth {
+	if b == nil {
+		return a
+	}
+	if a == nil {
+		return proto.Clone(b).(*switchyardv1.PollHealth)
+	}
+	out := proto.Clone(a).(*switchyardv1.PollHealth)
+	if out.FirstRoundAt == nil || (b.FirstRoundAt != nil && b.FirstRoundAt.AsTime().Before(out.FirstRoundAt.AsTime())) {
+		out.FirstRoundAt = b.FirstRoundAt
+	}
+	if b.LastSuccessAt != nil && (out.LastSuccessAt == nil || b.LastSuccessAt.AsTime().After(out.LastSuccessAt.AsTime())) {
+		out.LastSuccessAt = b.LastSuccessAt
+	}
+	if f := b.GetLastFailure(); f != nil && (out.LastFailure == nil || f.GetAt().AsTime().After(out.LastFailure.GetAt().AsTime())) {
+		out.LastFailure, out.LastFailureStatus = proto.Clone(f).(*switchyardv1.LastFailure), b.LastFailureStatus
+	}
+	out.FailingSince = nil
+	for _, t := range []*timestamppb.Timestamp{a.FailingSince, b.FailingSince, a.GetLastFailure().GetAt(), b.GetLastFailure().GetAt()} {
+		if t == nil || (out.LastSuccessAt != nil && !t.AsTime().After(out.LastSuccessAt.AsTime())) {
+			continue
+		}
+		if out.FailingSince == nil || t.AsTime().Before(out.FailingSince.AsTime()) {
+			out.FailingSince = t
+		}
+	}
+	return out
+}
+
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -352,6 +406,7 @@ func Merge(state, delta *switchyardv1.Series, now time.Time, lim Limits) *switch
 	if f := delta.GetLastFailure(); f != nil {
 		setLatest(&state.LastFailure, f)
 	}
+	state.Poll = MergePoll(state.Poll, delta.GetPoll())
 	if f := delta.GetLastAuthFailure(); f != nil {
 		setLatest(&state.LastAuthFailure, f)
 	}

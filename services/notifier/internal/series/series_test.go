@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -306,4 +308,50 @@ func sorted(order []int) bool {
 		}
 	}
 	return true
+}
+
+// A polled source's health is the same whichever replica read which round
+// and in whatever order the parts are merged.
+func TestPollHealthMergesInAnyOrder(t *testing.T) {
+	t.Parallel()
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	round := func(min int, st switchyardv1.PollStatus) *switchyardv1.AuditRecord {
+		return &switchyardv1.AuditRecord{Time: timestamppb.New(base.Add(time.Duration(min) * time.Minute)),
+			Detail: &switchyardv1.AuditRecord_PollRound{PollRound: &switchyardv1.PollRound{Source: "shop-orders", Status: st, StatusCode: int32(min)}}}
+	}
+	ok, down := switchyardv1.PollStatus_POLL_STATUS_OK, switchyardv1.PollStatus_POLL_STATUS_TIMEOUT
+	recs := []*switchyardv1.AuditRecord{round(0, down), round(1, ok), round(2, down), round(3, down),
+		round(4, switchyardv1.PollStatus_POLL_STATUS_INTERRUPTED)}
+	seen := base.Add(time.Hour)
+	var want *switchyardv1.PollHealth
+	// Each inner list is one delta (what one replica read), merged in
+	// the order given.
+	for _, parts := range [][][]int{
+		{{0}, {1}, {2}, {3}, {4}},
+		{{4}, {3}, {2}, {1}, {0}},
+		{{3, 0}, {4, 2, 1}},
+		{{2, 4}, {1, 0, 3}},
+		{{0, 1, 2, 3, 4}},
+	} {
+		var state *switchyardv1.Series
+		for _, part := range parts {
+			d := New(KindSource, "shop-orders")
+			for _, i := range part {
+				Apply(d, recs[i], seen)
+			}
+			state = Merge(state, d, seen, Limits{})
+		}
+		h := state.GetPoll()
+		if want == nil {
+			want = h
+			if h.GetFirstRoundAt().AsTime() != base || h.GetLastSuccessAt().AsTime() != base.Add(time.Minute) ||
+				h.GetFailingSince().AsTime() != base.Add(2*time.Minute) || h.GetLastFailure().GetStatusCode() != 3 {
+				t.Fatalf("health %v: want first 12:00, success 12:01, failing since 12:02, last failure 12:03", h)
+			}
+			continue
+		}
+		if !proto.Equal(h, want) {
+			t.Errorf("parts %v: %v, want %v", parts, h, want)
+		}
+	}
 }

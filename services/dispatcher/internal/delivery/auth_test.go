@@ -251,4 +251,3 @@ func TestClientCredentialsRefusedOrUnreachable(t *testing.T) {
 		t.Errorf("token endpoint down: %v %v, want retryable naming the token", res.Outcome, res.Err)
 	}
 }
-

@@ -380,10 +380,10 @@ type source struct {
 	jitter   time.Duration
 	// base is the configured URL without the cursor: a next-page link must
 	// stay on its scheme and host.
-	base                        *url.URL
+	base                       *url.URL
 	items, id, typ, cursorPath *jsonexpr.Expr
-	client                      *outbound.Client
-	log                         *slog.Logger
+	client                     *outbound.Client
+	log                        *slog.Logger
 }
 
 func newSource(sc config.Source, log *slog.Logger) (*source, error) {

@@ -130,7 +130,7 @@ type Server struct {
 	audit   *auditlog.Emitter
 	sources map[string]*source
 	// polled are the polled sources: they take no webhooks.
-	polled map[string]bool
+	polled  map[string]bool
 	keys    *apiKeys
 	idem    *idempotency.Store
 	echo    *echo.Echo

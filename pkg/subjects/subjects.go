@@ -142,3 +142,20 @@ func Overlap(a, b string) bool {
 		}
 	}
 }
+
+// Match reports whether subject is matched by pattern, a subject filter
+// with NATS wildcards: '*' matches one token, '>' (last) one or more.
+func Match(pattern, subject string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		switch {
+		case tok == ">":
+			return i == len(p)-1 && len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(p) == len(s)
+}

@@ -269,3 +269,26 @@ func FuzzOverlap(f *testing.F) {
 		}
 	})
 }
+
+func TestMatch(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"events.order.>", "events.order.created", true},
+		{"events.order.>", "events.order.paid.late", true},
+		{"events.order.>", "events.order", false},
+		{"events.*.created", "events.order.created", true},
+		{"events.*.created", "events.order.paid", false},
+		{"events.*", "events.order.created", false},
+		{"events.order.created", "events.order.created", true},
+		{"events.order.created", "events.order.created.x", false},
+		{">", "events.x", true},
+		{"webhooks.shop.>", "events.shop.x", false},
+	} {
+		if got := subjects.Match(tt.pattern, tt.subject); got != tt.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", tt.pattern, tt.subject, got, tt.want)
+		}
+	}
+}

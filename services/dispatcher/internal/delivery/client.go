@@ -74,6 +74,10 @@ type Request struct {
 	ReplayOf string
 	// Header holds extra headers for this request.
 	Header http.Header
+	// Capture, when above 0, keeps the response's headers and up to this
+	// many bytes of its body in the Result (for a publisher waiting for
+	// the answer).
+	Capture int
 }
 
 // Send makes one attempt and classifies it. It never returns an error: every
@@ -98,10 +102,25 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 		return classifyError(err)
 	}
 	defer resp.Body.Close()
-	snippet := readSnippet(resp.Body)
+	var snippet string
+	var body []byte
+	truncated := false
+	if r.Capture > 0 {
+		// A publisher waits for this answer: keep more of it.
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, int64(r.Capture)+1))
+		if len(body) > r.Capture {
+			body, truncated = body[:r.Capture], true
+		}
+		snippet = strings.ToValidUTF8(string(body[:min(len(body), SnippetLimit)]), "\uFFFD")
+	} else {
+		snippet = readSnippet(resp.Body)
+	}
 	// Drain a little more so the connection can be reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	res := c.target.Policy.Classify(resp.StatusCode, resp.Header, snippet, time.Now())
+	if r.Capture > 0 {
+		res.Header, res.Body, res.BodyTruncated = resp.Header, body, truncated
+	}
 	if resp.Renewed && c.out.Refused(resp) && !res.Retryable() {
 		// The credentials were renewed and the request sent once more
 		// within the same attempt: a second 401 is final.

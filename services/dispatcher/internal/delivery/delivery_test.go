@@ -367,3 +367,22 @@ func TestSendSnippetBoundedAndValidUTF8(t *testing.T) {
 		t.Error("snippet is not valid UTF-8")
 	}
 }
+
+func TestSendCapturesTheAnswerWhenAsked(t *testing.T) {
+	t.Parallel()
+	answer := strings.Repeat("x", 3000)
+	p := newPartner(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Location", "/orders/42")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(answer))
+	})
+	c := NewClient(Target{URL: p.URL, Timeout: 2 * time.Second, AllowPrivateNetwork: true}, nil)
+	res := c.Send(context.Background(), Request{EventID: "ev-1", Body: []byte("{}"), Attempt: 1, Capture: 2048})
+	if !res.Delivered() || res.Header.Get("Location") != "/orders/42" || len(res.Body) != 2048 || !res.BodyTruncated || len(res.Snippet) != SnippetLimit {
+		t.Errorf("captured %d bytes (truncated %v), header %v, snippet %d", len(res.Body), res.BodyTruncated, res.Header, len(res.Snippet))
+	}
+	res = c.Send(context.Background(), Request{EventID: "ev-2", Body: []byte("{}"), Attempt: 1})
+	if res.Header != nil || res.Body != nil {
+		t.Error("the answer was kept though nobody asked")
+	}
+}

@@ -26,6 +26,11 @@ type Result struct {
 	// Started and Duration time the attempt.
 	Started  time.Time
 	Duration time.Duration
+	// Header, Body and BodyTruncated are the response's, when the request
+	// asked to Capture them and a response arrived.
+	Header        http.Header
+	Body          []byte
+	BodyTruncated bool
 }
 
 // Delivered reports whether the destination accepted the event.

@@ -112,6 +112,12 @@ type Ingress struct {
 	// RejectionAudit bounds the audit records of refused requests, which
 	// anyone can cause without a key or a signature.
 	RejectionAudit RejectionAudit `yaml:"rejection_audit"`
+	// Sync bounds synchronous publishes (POST /v1/events?wait=...).
+	Sync IngressSync `yaml:"sync"`
+	// PollLeaseTTL is how long a replica's lease on a polled source lasts
+	// unrenewed: how long a source goes unpolled after its replica dies.
+	// Default 30s.
+	PollLeaseTTL Duration `yaml:"poll_lease_ttl"`
 }
 
 // RejectionAudit is a token bucket per source (one for the publish API,
@@ -276,6 +282,14 @@ type Destination struct {
 	// Breaker is the circuit breaker that pauses the destination while the
 	// partner is down.
 	Breaker Breaker `yaml:"breaker"`
+	// Mode is async (publishers are answered once the event is stored) or
+	// sync (a publish routed here waits for the answer by default, as with
+	// ?wait=). Default async.
+	Mode string `yaml:"mode"`
+	// SyncHeaders are response headers passed on to a publisher waiting
+	// for the answer, besides the built-in ones (Content-Type, Location,
+	// ETag, ...). Credentials and cookies are never passed on.
+	SyncHeaders []string `yaml:"sync_headers"`
 }
 
 // Retry is a destination's retry policy, carried out by JetStream ack-wait
@@ -443,6 +457,8 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.Ingress.RejectionAudit.PerSecond, DefaultRejectionAuditPerSecond)
 	setDefault(&c.Ingress.RejectionAudit.Burst, DefaultRejectionAuditBurst)
 	setDefault(&c.Ingress.RejectionAudit.SummaryInterval, DefaultRejectionAuditInterval)
+	c.Ingress.Sync = c.Ingress.Sync.withDefaults()
+	setDefault(&c.Ingress.PollLeaseTTL, DefaultPollLeaseTTL)
 	setDefault(&c.Auditor.Listen, DefaultAuditorListen)
 	setDefault(&c.Auditor.BatchSize, 500)
 	setDefault(&c.Auditor.LagThreshold, Duration(30*time.Second))
@@ -477,6 +493,7 @@ func (c Config) WithDefaults() Config {
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		setDefault(&d.Timeout, DefaultTimeout)
+		setDefault(&d.Mode, ModeAsync)
 		if d.Ordered {
 			setDefault(&d.Concurrency, 1)
 		}

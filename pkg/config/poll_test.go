@@ -99,3 +99,28 @@ func TestValidatePoll(t *testing.T) {
 		})
 	}
 }
+
+func TestSyncSettings(t *testing.T) {
+	t.Parallel()
+	c := validConfig(t)
+	if c.Ingress.Sync.MaxWait.D() != 30*time.Second || c.Ingress.Sync.DefaultWait.D() != 5*time.Second ||
+		c.Destinations[0].Mode != config.ModeAsync || c.Ingress.PollLeaseTTL.D() != 30*time.Second {
+		t.Errorf("defaults: %+v, mode %q", c.Ingress.Sync, c.Destinations[0].Mode)
+	}
+	for _, tt := range []struct {
+		name           string
+		mutate         func(c *config.Config)
+		field, problem string
+	}{
+		{"mode", func(c *config.Config) { c.Destinations[0].Mode = "fast" }, "destinations[0].mode", "async or sync"},
+		{"sync header", func(c *config.Config) { c.Destinations[0].SyncHeaders = []string{"X-Order-Url", "Set-Cookie"} },
+			"destinations[0].sync_headers[1]", "never passed on"},
+		{"max wait", func(c *config.Config) { c.Ingress.Sync.MaxWait = config.Duration(time.Hour) }, "ingress.sync.max_wait", "between 0 and 5m"},
+		{"default wait", func(c *config.Config) { c.Ingress.Sync.DefaultWait = config.Duration(time.Minute) }, "ingress.sync.default_wait", "at most max_wait"},
+		{"lease", func(c *config.Config) { c.Ingress.PollLeaseTTL = config.Duration(time.Millisecond) }, "ingress.poll_lease_ttl", "between 1s and 10m"},
+	} {
+		c := validConfig(t)
+		tt.mutate(&c)
+		checkErr(t, c.Validate(), config.ErrInvalid, tt.field, tt.problem)
+	}
+}

@@ -229,6 +229,7 @@ func (c Config) Validate() error {
 			}
 		}
 		checkBreaker(&p, f+".breaker", d.Breaker)
+		validateSync(&p, f, d)
 	}
 
 	if len(p) == 0 {
@@ -357,6 +358,10 @@ func (c Config) validateIngress(p *problems) {
 	}
 	if ra.SummaryInterval.D() < time.Second {
 		p.add("ingress.rejection_audit.summary_interval", "must be at least 1s, not %s", ra.SummaryInterval)
+	}
+	in.Sync.validate(p)
+	if in.PollLeaseTTL.D() < time.Second || in.PollLeaseTTL.D() > 10*time.Minute {
+		p.add("ingress.poll_lease_ttl", "must be between 1s and 10m, not %s", in.PollLeaseTTL)
 	}
 }
 

@@ -33,8 +33,12 @@ type Config struct {
 	// timeouts, idempotency horizon, API keys, trusted proxies, rejection
 	// audit.
 	Ingress config.Ingress
-	// Sources are the partners that send webhooks (sources).
+	// Sources are the partners that send webhooks, or whose APIs ingress
+	// polls (sources).
 	Sources []config.Source
+	// Destinations route events: a synchronous publish waits for those its
+	// event goes to (destinations).
+	Destinations []config.Destination
 	// Topology sizes the idempotency bucket (nats.replicas).
 	Topology topology.Topology
 	// Logger is required.
@@ -49,11 +53,12 @@ type Config struct {
 // FromConfig is ingress's part of a loaded configuration.
 func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) Config {
 	return Config{
-		Ingress:    cfg.Ingress,
-		Sources:    cfg.Sources,
-		Topology:   topology.FromConfig(cfg),
-		Logger:     log,
-		Registerer: reg,
+		Ingress:      cfg.Ingress,
+		Sources:      cfg.Sources,
+		Destinations: cfg.Destinations,
+		Topology:     topology.FromConfig(cfg),
+		Logger:       log,
+		Registerer:   reg,
 	}
 }
 
@@ -61,8 +66,8 @@ func FromConfig(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 // file's default (config.Config.WithDefaults, the one place they are
 // written).
 func (c Config) WithDefaults() Config {
-	d := config.Config{Ingress: c.Ingress, Sources: c.Sources}.WithDefaults()
-	c.Ingress, c.Sources = d.Ingress, d.Sources
+	d := config.Config{Ingress: c.Ingress, Sources: c.Sources, Destinations: c.Destinations}.WithDefaults()
+	c.Ingress, c.Sources, c.Destinations = d.Ingress, d.Sources, d.Destinations
 	return c
 }
 
@@ -102,6 +107,8 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		MaxBatch:           in.MaxBatch,
 		TrustedProxies:     in.TrustedProxies,
 		RejectionAudit:     in.RejectionAudit,
+		Destinations:       cfg.Destinations,
+		Sync:               in.Sync,
 		Logger:             cfg.Logger,
 		Registerer:         cfg.Registerer,
 		Now:                cfg.Now,

@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/redelivery"
+	"github.com/switchyard/switchyard/pkg/syncreply"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
@@ -72,14 +73,21 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 	}
 
 	dest.d.metrics.inflight.WithLabelValues(dest.cfg.Name).Inc()
-	res := dest.client.Send(ctx, delivery.Request{
+	req := delivery.Request{
 		EventID:     ev.ID,
 		EventType:   ev.Type,
 		ContentType: ev.ContentType,
 		Body:        ev.Data,
 		Attempt:     attempt,
 		ReplayOf:    ev.ReplayOf,
-	})
+	}
+	// A publisher waits for this event's answer (a synchronous publish):
+	// keep what it needs of the response.
+	replyTo, waited := syncreply.Due(ev.Header, time.Now())
+	if waited {
+		req.Capture = syncreply.MaxBody
+	}
+	res := dest.client.Send(ctx, req)
 	dest.d.metrics.inflight.WithLabelValues(dest.cfg.Name).Dec()
 
 	act := settle.Decide(res, settle.Attempt{Number: attempt, Interrupted: ctx.Err() != nil}, dest.policy)
@@ -91,7 +99,10 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		_ = msg.Nak()
 		return
 	}
-	dest.bookkeep(ctx, ev, meta, attempt, res, act, probe)
+	a := dest.bookkeep(ctx, ev, meta, attempt, res, act, probe)
+	if waited {
+		dest.reply(replyTo, a, res)
+	}
 	dest.carryOut(ctx, msg, ev, meta, attempt, res, act, alive, log)
 }
 
@@ -126,9 +137,9 @@ func (dest *destination) admitHeld(stopping context.Context, probing bool, attem
 }
 
 // bookkeep records an attempt's outcome in the circuit breaker, the
-// metrics and the audit log.
+// metrics and the audit log, and returns the attempt's record detail.
 func (dest *destination) bookkeep(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result,
-	act settle.Action, probe bool) {
+	act settle.Action, probe bool) *switchyardv1.DeliveryAttempt {
 	if dest.breaker != nil {
 		dest.breaker.Record(res.Retryable(), res.ErrorString(), probe)
 		if probe || res.Retryable() {
@@ -139,7 +150,7 @@ func (dest *destination) bookkeep(ctx context.Context, ev events.Stored, meta *j
 		}
 	}
 	dest.d.metrics.observe(dest.cfg.Name, res)
-	dest.recordAttempt(ctx, ev, meta, attempt, res, act.Final, probe)
+	return dest.recordAttempt(ctx, ev, meta, attempt, res, act.Final, probe)
 }
 
 // carryOut carries out the decision about the message.
@@ -217,7 +228,8 @@ func (p *pulse) stop() {
 // stored.
 const auditTimeout = 5 * time.Second
 
-func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, final, probe bool) {
+// recordAttempt emits the attempt's audit record and returns its detail.
+func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, final, probe bool) *switchyardv1.DeliveryAttempt {
 	a := &switchyardv1.DeliveryAttempt{
 		EventId:         ev.ID,
 		Destination:     dest.cfg.Name,
@@ -251,6 +263,20 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 	defer cancel()
 	if err := dest.d.audit.Emit(actx, rec); err != nil {
 		dest.log.ErrorContext(ctx, "attempt not recorded in the audit log", slog.String("event_id", ev.ID), slog.Any("error", err))
+	}
+	return a
+}
+
+// reply tells the publisher waiting for the event what this attempt got,
+// with core NATS: fire and forget, since nothing about the delivery depends
+// on it (pkg/syncreply).
+func (dest *destination) reply(subject string, a *switchyardv1.DeliveryAttempt, res delivery.Result) {
+	r := &switchyardv1.DeliveryReply{
+		Attempt: a, Headers: syncreply.Filter(res.Header, dest.cfg.SyncHeaders),
+		Body: res.Body, BodyTruncated: res.BodyTruncated,
+	}
+	if err := syncreply.Publish(dest.d.js.Conn(), subject, r); err != nil {
+		dest.log.Debug("the waiting publisher was not told the attempt's outcome", slog.String("event_id", a.GetEventId()), slog.Any("error", err))
 	}
 }
 

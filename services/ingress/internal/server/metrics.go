@@ -13,6 +13,7 @@ type metrics struct {
 	requests          *prometheus.CounterVec
 	duration          *prometheus.HistogramVec
 	published         *prometheus.CounterVec
+	syncPublishes     *prometheus.CounterVec
 	idempotencyErrors *prometheus.CounterVec
 	auditErrors       *prometheus.CounterVec
 	unaudited         *prometheus.CounterVec
@@ -51,6 +52,10 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 			Name: "switchyard_ingress_api_events_total",
 			Help: "Events sent to the publish API by API key and outcome (accepted, duplicate, rejected, unavailable).",
 		}, []string{"api_key", "outcome"}),
+		syncPublishes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_ingress_sync_publishes_total",
+			Help: "Synchronous publishes (POST /v1/events?wait=) by API key and how their wait ended: completed (every destination answered) or pending (202).",
+		}, []string{"api_key", "outcome"}),
 		idempotencyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_ingress_idempotency_errors_total",
 			Help: "Idempotency record lookups or writes that failed (op=lookup|record); each may let a late redelivery be stored twice.",
@@ -83,6 +88,8 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 		for _, o := range apiOutcomes {
 			m.published.WithLabelValues(k.Name, o)
 		}
+		m.syncPublishes.WithLabelValues(k.Name, syncCompleted)
+		m.syncPublishes.WithLabelValues(k.Name, syncPending)
 	}
 	m.published.WithLabelValues(unauthenticatedKey, statusRejected)
 	for _, op := range idempotencyOps {
@@ -94,7 +101,7 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 	m.unaudited.WithLabelValues(apiSource)
 	m.unaudited.WithLabelValues(unknownSource)
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.published, m.idempotencyErrors, m.auditErrors, m.unaudited)
+		reg.MustRegister(m.requests, m.duration, m.published, m.syncPublishes, m.idempotencyErrors, m.auditErrors, m.unaudited)
 	}
 	return m
 }

@@ -200,16 +200,27 @@ func (s *Server) handlePublish(c echo.Context) error {
 			return fail(id, int64(len(body)), invalid("invalid_event", err.Error()))
 		}
 	}
+	sp, rj := s.startSync(req, &e)
+	if rj != nil {
+		return fail(id, int64(len(body)), rj)
+	}
+	if sp != nil {
+		defer sp.wait.Stop()
+	}
 	res, rj := s.publishEvent(req.Context(), key, e)
 	if rj != nil {
 		return fail(id, int64(len(body)), rj)
 	}
 	if res.duplicate() {
+		// Stored, and its attempts made, before: nothing to wait for.
 		s.metrics.published.WithLabelValues(key, statusDuplicate).Inc()
 		s.auditAPIDuplicate(c, key, id, res)
 		return writeReply(c, http.StatusOK, id, statusDuplicate)
 	}
 	s.metrics.published.WithLabelValues(key, statusAccepted).Inc()
+	if sp != nil {
+		return s.answerSync(c, key, id, sp)
+	}
 	return writeReply(c, http.StatusAccepted, id, statusAccepted)
 }
 

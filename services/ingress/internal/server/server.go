@@ -31,6 +31,7 @@ import (
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 	"github.com/switchyard/switchyard/services/ingress/internal/inflight"
+	"github.com/switchyard/switchyard/services/ingress/internal/syncwait"
 )
 
 // Config configures the ingress server.
@@ -79,6 +80,11 @@ type Config struct {
 	// RejectionAudit bounds the audit records of refused requests per
 	// source (ingress.rejection_audit).
 	RejectionAudit config.RejectionAudit
+	// Destinations route events: a synchronous publish waits for those its
+	// event's subject matches.
+	Destinations []config.Destination
+	// Sync bounds synchronous publishes. Default: config's defaults.
+	Sync config.IngressSync
 	// Logger is required.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -101,6 +107,8 @@ func (c Config) WithDefaults() Config {
 	c.RejectionAudit.PerSecond = cmp.Or(c.RejectionAudit.PerSecond, d.RejectionAudit.PerSecond)
 	c.RejectionAudit.Burst = cmp.Or(c.RejectionAudit.Burst, d.RejectionAudit.Burst)
 	c.RejectionAudit.SummaryInterval = cmp.Or(c.RejectionAudit.SummaryInterval, d.RejectionAudit.SummaryInterval)
+	c.Sync.MaxWait = cmp.Or(c.Sync.MaxWait, d.Sync.MaxWait)
+	c.Sync.DefaultWait = cmp.Or(c.Sync.DefaultWait, min(d.Sync.DefaultWait, c.Sync.MaxWait))
 	c.Sources = append([]config.Source(nil), c.Sources...)
 	for i := range c.Sources {
 		// As in the file: a source without max_body has ingress.max_body.
@@ -135,6 +143,9 @@ type Server struct {
 	idem    *idempotency.Store
 	echo    *echo.Echo
 	metrics *metrics
+	// waiter receives the replies of synchronous publishes; nil without
+	// a NATS connection.
+	waiter *syncwait.Waiter
 	// auditing and records carry the asynchronous publishes that no
 	// request waits for, each with a bound.
 	auditing *inflight.Tracker
@@ -199,6 +210,11 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		return nil, fmt.Errorf("ingress: %w", err)
 	}
 	s.idem = idem
+	if js != nil && js.Conn() != nil {
+		if s.waiter, err = syncwait.New(js.Conn(), cfg.Logger); err != nil {
+			return nil, fmt.Errorf("ingress: %w", err)
+		}
+	}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -343,6 +359,9 @@ func (s *Server) Close(ctx context.Context) error {
 		<-s.stopped
 		s.flushSummaries(time.Now())
 		err = errors.Join(s.auditing.Close(ctx), s.records.Close(ctx))
+		if s.waiter != nil {
+			err = errors.Join(err, s.waiter.Close())
+		}
 	})
 	return err
 }

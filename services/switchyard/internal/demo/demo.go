@@ -107,7 +107,9 @@ type Orders struct {
 }
 
 // NewOrders returns the orders API as of start.
-func NewOrders(start time.Time, every time.Duration) *Orders { return &Orders{start: start, every: every} }
+func NewOrders(start time.Time, every time.Duration) *Orders {
+	return &Orders{start: start, every: every}
+}
 
 // MaxPage bounds a page of the orders API.
 const MaxPage = 50

@@ -189,7 +189,7 @@ type Source struct {
 	Scheme string `yaml:"scheme"`
 	// Poll, instead of a scheme, makes Switchyard poll the partner's API
 	// for new items.
-	Poll *SourcePoll `yaml:"poll"`
+	Poll *SourcePoll `yaml:"poll,omitempty"`
 	// Secrets are the active signing secrets (public keys for Standard
 	// Webhooks v1a, user:password for basic, tokens for bearer); several
 	// during a rotation.

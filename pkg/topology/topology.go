@@ -61,6 +61,13 @@ const (
 	ReconcilerConsumer = "dispatcher_reconciler"
 	// IdempotencyBucket remembers event ids for the idempotency horizon.
 	IdempotencyBucket = "ingress_idempotency"
+	// PollCursorBucket holds where each polled source's next round starts
+	// (key: the source).
+	PollCursorBucket = "ingress_poll_cursors"
+	// PollLeaseBucket holds which ingress replica polls each polled source
+	// (key: the source); an entry expires when its replica stops renewing
+	// it.
+	PollLeaseBucket = "ingress_poll_leases"
 	// BreakerBucket holds every destination's circuit breaker state, shared
 	// by the dispatcher replicas.
 	BreakerBucket = "switchyard_breakers"
@@ -344,6 +351,21 @@ func (t Topology) Idempotency(horizon time.Duration) Bucket {
 	return t.bucket(ByIngress, IdempotencyBucket, "ingress: event ids seen within the idempotency horizon (key: hash of the id, value: subject)", horizon)
 }
 
+// PollCursors is ingress's bucket of polled sources' cursors: no TTL (a
+// cursor lives as long as its source), a little history to see how a
+// cursor moved.
+func (t Topology) PollCursors() Bucket {
+	b := t.bucket(ByIngress, PollCursorBucket, "ingress: where each polled source's next round starts (key: source)", 0)
+	b.Config.History = 8
+	return b
+}
+
+// PollLeases is ingress's bucket of polled sources' leases, each expiring
+// ttl (ingress.poll_lease_ttl) after its replica last renewed it.
+func (t Topology) PollLeases(ttl time.Duration) Bucket {
+	return t.bucket(ByIngress, PollLeaseBucket, "ingress: which replica polls each polled source (key: source); expires unless renewed", ttl)
+}
+
 // NotifierState is the notifier's bucket of rule aggregates and alert
 // states: no TTL, the notifier deletes what it no longer needs.
 func (t Topology) NotifierState() Bucket {
@@ -435,6 +457,9 @@ func ForConfig(c config.Config, senders []string) Plan {
 		p.Consumers = append(p.Consumers, t.SenderConsumer(s))
 	}
 	p.Buckets = []Bucket{t.Idempotency(c.Ingress.IdempotencyHorizon.D()), t.Breakers(), t.NotifierState(), t.Silences()}
+	if slices.ContainsFunc(c.Sources, config.Source.IsPolled) {
+		p.Buckets = append(p.Buckets, t.PollCursors(), t.PollLeases(c.Ingress.PollLeaseTTL.D()))
+	}
 	return p
 }
 

@@ -13,16 +13,19 @@ package ingress
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/topology"
+	"github.com/switchyard/switchyard/services/ingress/internal/poll"
 	"github.com/switchyard/switchyard/services/ingress/internal/server"
 )
 
@@ -84,8 +87,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Server is the ingress HTTP server.
-type Server struct{ srv *server.Server }
+// Server is the ingress HTTP server and the poller of the sources that
+// send no webhooks.
+type Server struct {
+	srv    *server.Server
+	poller *poll.Poller
+}
 
 // New returns a Server that publishes to js and audits through audit; Run
 // serves it.
@@ -116,14 +123,61 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	if err != nil {
 		return nil, err
 	}
-	return &Server{srv: srv}, nil
+	p, err := poll.New(js, srv, poll.Config{
+		Sources:    cfg.Sources,
+		LeaseTTL:   in.PollLeaseTTL.D(),
+		Topology:   cfg.Topology,
+		Logger:     cfg.Logger,
+		Registerer: cfg.Registerer,
+		OnRound:    roundRecorder(audit, cfg.Logger),
+	})
+	if err != nil {
+		_ = srv.Close(context.Background())
+		return nil, fmt.Errorf("ingress: %w", err)
+	}
+	return &Server{srv: srv, poller: p}, nil
 }
 
-// Provision declares the idempotency bucket (Run does it first).
-func (s *Server) Provision(ctx context.Context) error { return s.srv.Provision(ctx) }
+// roundRecorder records each poll round in the audit log.
+func roundRecorder(audit *auditlog.Emitter, log *slog.Logger) func(context.Context, poll.Round) {
+	return func(ctx context.Context, r poll.Round) {
+		if audit == nil {
+			return
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := audit.Emit(actx, r.Record()); err != nil {
+			log.WarnContext(ctx, "poll round not recorded in the audit log", slog.String("source", r.Source), slog.Any("error", err))
+		}
+	}
+}
 
-// Run provisions, then serves until ctx is done.
-func (s *Server) Run(ctx context.Context) error { return s.srv.Run(ctx) }
+// Provision declares the idempotency bucket and, with polled sources, the
+// cursor and lease buckets (Run does it first).
+func (s *Server) Provision(ctx context.Context) error {
+	if err := s.srv.Provision(ctx); err != nil {
+		return err
+	}
+	return s.poller.Provision(ctx)
+}
+
+// Run provisions, then serves and polls until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.poller.Provision(ctx); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.srv.Run(gctx) })
+	g.Go(func() error { return s.poller.Run(gctx) })
+	return g.Wait()
+}
+
+// Poll runs the poller alone until ctx is done, for a server served
+// through Handler (Run does it itself).
+func (s *Server) Poll(ctx context.Context) error { return s.poller.Run(ctx) }
+
+// Polled names the sources this server polls.
+func (s *Server) Polled() []string { return s.poller.Sources() }
 
 // Handler is the HTTP handler, for tests and embedding; Provision must
 // have run, and Close must be called when done.

@@ -10,6 +10,7 @@
 package poll
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/jsonexpr"
 	"github.com/switchyard/switchyard/pkg/outbound"
+	"github.com/switchyard/switchyard/pkg/topology"
 )
 
 // Store stores one polled item as ingress stores a webhook: look up the
@@ -101,10 +103,10 @@ type Config struct {
 	Sources []config.Source
 	// LeaseTTL is how long a replica's lease on a source lasts without
 	// renewal: how long a source goes unpolled after its replica dies. It
-	// is renewed every third of it. Default 30s.
+	// is renewed every third of it (ingress.poll_lease_ttl).
 	LeaseTTL time.Duration
-	// Replicas of the two KV buckets. Default 1.
-	Replicas int
+	// Topology sizes the cursor and lease buckets (nats.replicas).
+	Topology topology.Topology
 	// Instance names this replica in the leases. Default host/pid/random.
 	Instance string
 	// Logger is required.
@@ -122,12 +124,7 @@ type Config struct {
 
 // WithDefaults fills unset fields.
 func (c Config) WithDefaults() Config {
-	if c.LeaseTTL == 0 {
-		c.LeaseTTL = 30 * time.Second
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, config.Defaults().Ingress.PollLeaseTTL.D())
 	if c.Instance == "" {
 		host, _ := os.Hostname()
 		c.Instance = host + "/" + strconv.Itoa(os.Getpid()) + "/" + nuid.Next()[:8]
@@ -143,7 +140,7 @@ func (c Config) Validate() error {
 	if c.LeaseTTL < 100*time.Millisecond {
 		return fmt.Errorf("poll: Config.LeaseTTL (%s) must be at least 100ms", c.LeaseTTL)
 	}
-	return nil
+	return c.Topology.Validate()
 }
 
 // Poller polls every polled source.
@@ -197,7 +194,8 @@ func (p *Poller) Provision(ctx context.Context) error {
 		return nil
 	}
 	var kvs []jetstream.KeyValue
-	for _, bc := range BucketConfigs(p.cfg.LeaseTTL, p.cfg.Replicas) {
+	for _, b := range []topology.Bucket{p.cfg.Topology.PollCursors(), p.cfg.Topology.PollLeases(p.cfg.LeaseTTL)} {
+		bc := b.Config
 		kv, err := p.js.CreateOrUpdateKeyValue(ctx, bc)
 		if err != nil {
 			return fmt.Errorf("poll: declare KV bucket %s: %w", bc.Bucket, err)

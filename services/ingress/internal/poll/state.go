@@ -4,44 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-)
-
-// Buckets of the polling sources' state.
-const (
-	// CursorBucket holds each polled source's cursor (key: the source).
-	CursorBucket = "ingress_poll_cursors"
-	// LeaseBucket holds each polled source's lease (key: the source,
-	// value: the replica polling it); its TTL is the lease's.
-	LeaseBucket = "ingress_poll_leases"
 )
 
 // ErrConflict is a compare-and-set that lost: another replica changed the
 // cursor or took the lease.
 var ErrConflict = errors.New("changed by another replica")
-
-// BucketConfigs are the two buckets: the cursors (kept until removed, with
-// a little history to see how a cursor moved) and the leases (each expiring
-// ttl after its holder last renewed it).
-func BucketConfigs(ttl time.Duration, replicas int) []jetstream.KeyValueConfig {
-	return []jetstream.KeyValueConfig{
-		{
-			Bucket:      CursorBucket,
-			Description: "ingress: where each polled source's next round starts (key: source)",
-			History:     8,
-			Replicas:    max(replicas, 1),
-		},
-		{
-			Bucket:      LeaseBucket,
-			Description: "ingress: which replica polls each polled source (key: source); expires when not renewed",
-			History:     1,
-			TTL:         ttl,
-			Replicas:    max(replicas, 1),
-		},
-	}
-}
 
 // Cursors reads and writes cursors.
 type Cursors interface {

@@ -71,6 +71,16 @@ func (s *Store) Ensure(ctx context.Context) error {
 	return nil
 }
 
+// Open makes Lookup read an existing bucket without declaring it (a tool
+// that must change nothing); ErrNoBucket when there is none.
+func (s *Store) Open(ctx context.Context) error {
+	if _, err := s.js.KeyValue(ctx, s.cfg.Bucket); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNoBucket, s.cfg.Bucket, err)
+	}
+	s.ready.Store(true)
+	return nil
+}
+
 // Lookup returns the subject recorded for eventID and whether there is a
 // record. It is on every request's path, so it asks the bucket's stream
 // directly (a direct get of the key's last message) rather than through

@@ -428,3 +428,56 @@ func newSource(sc config.Source, log *slog.Logger) (*source, error) {
 	}
 	return s, nil
 }
+
+// DryRun runs one round of the polled source src against its real API as
+// the poller would, except that the cursor never moves: cursors gives the
+// round's starting cursor (its Put is not called), and store is told each
+// item instead of storing it, to say what would be stored.
+func DryRun(ctx context.Context, src config.Source, cursors Cursors, store Store, log *slog.Logger) (Round, error) {
+	if src.Poll == nil {
+		return Round{}, fmt.Errorf("source %q is not polled (it has no poll block)", src.Name)
+	}
+	s, err := newSource(src, log)
+	if err != nil {
+		return Round{}, err
+	}
+	return s.round(ctx, store, &readOnlyCursors{Cursors: cursors}, nil), nil
+}
+
+// readOnlyCursors reads the stored cursor and keeps the ones a dry run
+// would write to itself.
+type readOnlyCursors struct {
+	Cursors
+	mu   sync.Mutex
+	kept map[string]string
+}
+
+func (c *readOnlyCursors) Get(ctx context.Context, source string) (string, uint64, error) {
+	if c.Cursors == nil {
+		return "", 0, nil
+	}
+	return c.Cursors.Get(ctx, source)
+}
+
+func (c *readOnlyCursors) Put(_ context.Context, source, cursor string, rev uint64) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kept == nil {
+		c.kept = map[string]string{}
+	}
+	c.kept[source] = cursor
+	return rev + 1, nil
+}
+
+// OpenCursors reads the cursors of an existing cursor bucket without
+// declaring it; ErrNoCursors when there is none yet.
+func OpenCursors(ctx context.Context, js jetstream.JetStream) (Cursors, error) {
+	kv, err := js.KeyValue(ctx, topology.PollCursorBucket)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoCursors, err)
+	}
+	return kvCursors{kv}, nil
+}
+
+// ErrNoCursors is returned (wrapped) when the cursor bucket cannot be read.
+var ErrNoCursors = errors.New("no cursor bucket")

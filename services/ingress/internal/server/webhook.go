@@ -129,13 +129,19 @@ func WebhookEventID(source, providerID string, body []byte) string {
 	return source + ":" + deliveryID(source, providerID, body)
 }
 
+// WebhookSubject is the EVENTS subject of a source's event of a type:
+// webhooks.<source>.<type made a token>.
+func WebhookSubject(source, eventType string) string {
+	return "webhooks." + source + "." + subjects.Token(untrusted.Text(eventType, maxHeaderValue))
+}
+
 // webhookMsg is the EVENTS message of a source's event, without its body:
 // on webhooks.<source>.<type>, with the event id as Nats-Msg-Id.
 func webhookMsg(source, eventID, eventType, contentType string, received time.Time) *nats.Msg {
 	// The type goes into a header that the dispatcher copies into
 	// protobuf strings (dead letters): valid UTF-8, cut on a rune boundary.
 	rawType := untrusted.Text(eventType, maxHeaderValue)
-	m := nats.NewMsg("webhooks." + source + "." + subjects.Token(rawType))
+	m := nats.NewMsg(WebhookSubject(source, eventType))
 	m.Header.Set(nats.MsgIdHdr, eventID)
 	m.Header.Set(events.HeaderEventID, eventID)
 	m.Header.Set(events.HeaderSource, source)

@@ -91,6 +91,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	})
 	root.AddCommand(silencesCmd(load))
 	root.AddCommand(destinationsCmd(load))
+	root.AddCommand(sourcesCmd(load))
 	root.AddCommand(topologyCmd(load))
 	root.AddCommand(auditCmds(load)...)
 	return root.ExecuteContext(ctx)

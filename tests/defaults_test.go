@@ -118,6 +118,13 @@ func TestReadmeDefaultsAreTheCodes(t *testing.T) {
 		return c
 	}
 	defaults := resolve(base())
+	// The sources[].poll rows: a polled source in the sources[] place.
+	polled := func() map[string]any {
+		doc := base()
+		doc["sources"] = []any{map[string]any{"name": "shop", "poll": map[string]any{"url": "https://api.example/orders", "items": "$.orders", "id": "$.id"}}}
+		return doc
+	}
+	polledDefaults := resolve(polled())
 	checked := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -142,12 +149,15 @@ func TestReadmeDefaultsAreTheCodes(t *testing.T) {
 				continue
 			}
 		}
-		doc := base()
+		doc, want := base(), defaults
+		if strings.HasPrefix(field, "sources[].poll.") {
+			doc, want = polled(), polledDefaults
+		}
 		if !set(doc, strings.Split(field, "."), value) {
 			t.Errorf("README row %s: the field is not in the test's base configuration", field)
 			continue
 		}
-		if got := resolve(doc); !reflect.DeepEqual(got, defaults) {
+		if got := resolve(doc); !reflect.DeepEqual(got, want) {
 			t.Errorf("README: %s defaults to %s, but the code's default is another", field, documented)
 		}
 		checked++

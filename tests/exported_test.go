@@ -35,9 +35,10 @@ type processes struct {
 	Ingress *httptest.Server
 }
 
-// observedConfig is a demo-like configuration: a webhook source, a publish
-// API key, a destination that fails once then delivers, one that always
-// fails (a dead letter after its second attempt), one that refuses its
+// observedConfig is a demo-like configuration: a webhook source, a polled
+// source (ORDERS_URL, by default an address nobody answers), a publish API
+// key, a destination that fails once then delivers, one that always fails
+// (a dead letter after its second attempt), one that refuses its
 // credentials, and alerts sent to Slack at once. ${…} are filled in by
 // startProcesses.
 const observedConfig = `
@@ -56,6 +57,13 @@ sources:
   - name: shop
     scheme: standard-webhooks
     secrets: ["` + vectorSecret + `"]
+  - name: orders-api
+    poll:
+      url: ${ORDERS_URL:-http://127.0.0.1:9/orders}
+      interval: 1s
+      allow_private_network: true
+      items: $.orders
+      id: $.id
 destinations:
   - name: warehouse
     url: ${WAREHOUSE_URL}
@@ -113,10 +121,10 @@ func startProcesses(t *testing.T, vars map[string]string) *processes {
 			p.Ingress = httptest.NewServer(ing.Handler())
 			t.Cleanup(p.Ingress.Close)
 			return func(ctx context.Context) error {
-				<-ctx.Done()
+				err := ing.Poll(ctx)
 				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				return ing.Close(cctx)
+				return errors.Join(err, ing.Close(cctx))
 			}, nil
 		},
 		"dispatcher": func(ctx context.Context, env *svcboot.Env) (func(context.Context) error, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,8 +166,13 @@ func TestObservabilityFilesNameExportedMetrics(t *testing.T) {
 	crm := newPartner(t, always(http.StatusInternalServerError))
 	erp := newPartner(t, always(http.StatusUnauthorized))
 	slack := slacktest.New(t)
+	ordersAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"orders": [{"id": 1}, {"id": 2}]}`))
+	}))
+	t.Cleanup(ordersAPI.Close)
 	p := startProcesses(t, map[string]string{
 		"WAREHOUSE_URL": warehouse.URL, "CRM_URL": crm.URL, "ERP_URL": erp.URL, "SLACK_URL": slack.WebhookURL(),
+		"ORDERS_URL": ordersAPI.URL,
 	})
 
 	sw := mustStandard(t)
@@ -220,9 +226,10 @@ func TestObservabilityFilesNameExportedMetrics(t *testing.T) {
 	waitScraped(t, p.Ops["auditor"], "audit records written", func(m map[string]*dto.MetricFamily) bool {
 		return value(m, "switchyard_auditor_written_total", map[string]string{"stream": "AUDIT"}) > 0
 	})
-	waitScraped(t, p.Ops["ingress"], "the refusals counted", func(m map[string]*dto.MetricFamily) bool {
+	waitScraped(t, p.Ops["ingress"], "the refusals counted, and a poll round", func(m map[string]*dto.MetricFamily) bool {
 		return value(m, "switchyard_ingress_requests_total", map[string]string{"source": "shop", "outcome": "bad_signature"}) == 1 &&
-			value(m, "switchyard_ingress_api_events_total", map[string]string{"api_key": "_unauthenticated"}) == 1
+			value(m, "switchyard_ingress_api_events_total", map[string]string{"api_key": "_unauthenticated"}) == 1 &&
+			value(m, "switchyard_poll_items_total", map[string]string{"source": "orders-api", "result": "new"}) == 2
 	})
 
 	exported := newExportedMetrics()
@@ -459,7 +466,8 @@ func readmeAlertRules(t *testing.T, readme string) map[string][]string {
 	for _, line := range strings.Split(markdownSection(t, readme, "## Alerts"), "\n") {
 		if m := row.FindStringSubmatch(line); m != nil {
 			var labels []string
-			for _, l := range strings.Split(m[2], ",") {
+			// "destination or source": the rule is labelled with either.
+			for _, l := range strings.FieldsFunc(strings.ReplaceAll(m[2], " or ", ","), func(r rune) bool { return r == ',' }) {
 				if l = strings.TrimSpace(l); l != "none" {
 					labels = append(labels, l)
 				}

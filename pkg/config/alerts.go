@@ -195,7 +195,7 @@ type SourceDownRule struct {
 	// source's poll interval, at least 5m.
 	After Duration `yaml:"after"`
 	// ResolveAfter resolves the alert once the latest round succeeded this
-	// long ago with no failure since. Default 1m.
+	// long ago with no failure since. Default 2m, as for a destination.
 	ResolveAfter Duration `yaml:"resolve_after"`
 }
 
@@ -226,7 +226,7 @@ func DefaultAlertRules() AlertRules {
 		},
 		SourceAlertRules: SourceAlertRules{
 			SignatureFailures: SignatureFailuresRule{Window: Duration(5 * time.Minute), MinRejections: 10, ResolveAfter: Duration(10 * time.Minute)},
-			SourceDown:        SourceDownRule{ResolveAfter: Duration(time.Minute)},
+			SourceDown:        SourceDownRule{ResolveAfter: Duration(2 * time.Minute)},
 		},
 		AuditLag: AuditLagRule{OldestAge: Duration(5 * time.Minute), Pending: 100000, ResolveAfter: Duration(2 * time.Minute)},
 	}

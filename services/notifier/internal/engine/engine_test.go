@@ -525,7 +525,8 @@ func pollRound(source string, status switchyardv1.PollStatus, code int32, msg st
 
 // A polled source whose partner API fails pages once it has had no
 // successful round for 10 intervals (at least 5m), and says when it
-// recovers; an interrupted round counts neither way.
+// recovers (resolve_after, 2m, after a successful round); an interrupted
+// round counts neither way.
 func TestPolledSourceDownFiresAndResolves(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -555,13 +556,13 @@ func TestPolledSourceDownFiresAndResolves(t *testing.T) {
 		}
 	}
 
-	// The partner is back: resolved a minute after the successful round.
+	// The partner is back: resolved two minutes after the successful round.
 	e.emit(pollRound("shop-orders", ok, 200, ""))
-	e.advance(30 * time.Second)
+	e.advance(time.Minute)
 	if n := len(e.titles()); n != 1 {
 		t.Fatalf("resolved before resolve_after: %v", e.titles())
 	}
-	e.advance(time.Minute)
+	e.advance(90 * time.Second)
 	e.wantTitles("[FIRING][critical] shop-orders", "[RESOLVED][critical] PartnerDown for shop-orders resolved")
 
 	// No round at all (no replica polls it): that pages too.

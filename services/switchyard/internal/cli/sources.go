@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -50,8 +51,10 @@ source's cursor.initial.`,
 				}
 			}
 			var rows [][]string
+			known := true
 			r, err := ingress.DryRunPoll(cmd.Context(), js, cfg, args[0], func(it ingress.DryRunItem) {
 				state := "unknown"
+				known = known && it.Known
 				if it.Known {
 					state = "new"
 					if it.Stored {
@@ -69,7 +72,7 @@ source's cursor.initial.`,
 				}
 				fmt.Fprintln(out)
 			}
-			fmt.Fprintln(out, describeRound(r))
+			fmt.Fprintln(out, describeRound(r, known))
 			if r.Status != "ok" {
 				return fmt.Errorf("the round failed: %s", r.Status)
 			}
@@ -81,10 +84,14 @@ source's cursor.initial.`,
 	return cmd
 }
 
-// describeRound says what a dry round did, and what a real one would have.
-func describeRound(r ingress.PollRound) string {
+// describeRound says what a dry round did, and what a real one would have;
+// known is whether every item's state could be looked up.
+func describeRound(r ingress.PollRound, known bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "round %s in %s: %d page(s), %d item(s), %d not stored yet", r.Status, r.Took.Round(1e6), r.Pages, r.Items, r.New)
+	fmt.Fprintf(&b, "round %s in %s: %d page(s), %d item(s)", r.Status, r.Took.Round(time.Millisecond), r.Pages, r.Items)
+	if known {
+		fmt.Fprintf(&b, ", %d not stored yet", r.New)
+	}
 	if r.Status != "ok" {
 		fmt.Fprintf(&b, "\nerror: %s", r.Error)
 		if r.StatusCode != 0 {

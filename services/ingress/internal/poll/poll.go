@@ -315,15 +315,23 @@ func (p *Poller) pollWhileHolding(ctx context.Context, s *source) {
 			return
 		}
 		p.report(ctx, s, r)
-		wait := s.interval + jitter(s.jitter)
 		if r.Status != StatusOK {
 			failures++
-			wait = max(backoff(s.interval, failures), r.RetryAfter)
 		} else {
 			failures = 0
 		}
-		sleep(ctx, wait)
+		sleep(ctx, nextWait(r, failures, s.interval, jitter(s.jitter)))
 	}
+}
+
+// nextWait is the wait after round r, the failures-th failed round in a
+// row (0 after a success): the interval and jitter after a success; the
+// backoff, or the partner's Retry-After if longer, after a failure.
+func nextWait(r Round, failures int, interval, jitter time.Duration) time.Duration {
+	if r.Status == StatusOK {
+		return interval + jitter
+	}
+	return max(backoff(interval, failures), r.RetryAfter)
 }
 
 // backoff is the wait after n failed rounds in a row: the interval, then

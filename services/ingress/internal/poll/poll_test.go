@@ -432,24 +432,43 @@ func TestPollerBacksOffAndRecovers(t *testing.T) {
 	waitfor.True(t, "every order stored", func() bool { return len(h.stored("shop")) == 30 })
 	h.checkOnce("shop", 30)
 	rs := seen()
-	var limited, failedInRow int
-	for i, r := range rs {
-		if r.Status == StatusRateLimited {
+	var limited, unavailable int
+	for _, r := range rs {
+		switch r.Status {
+		case StatusRateLimited:
 			limited++
-			if i+1 < len(rs) && rs[i+1].Started.Sub(r.Started) < time.Second {
-				t.Errorf("the round after a 429 with Retry-After 1 started %v later", rs[i+1].Started.Sub(r.Started))
+			if r.RetryAfter != time.Second {
+				t.Errorf("a 429 round records Retry-After %v, want 1s", r.RetryAfter)
 			}
-		}
-		if r.Status == StatusUnavailable {
-			failedInRow++
+		case StatusUnavailable:
+			unavailable++
 		}
 	}
-	if failedInRow < 2 || limited == 0 {
+	if unavailable < 2 || limited == 0 {
 		t.Errorf("rounds %v: want the outage's and the rate limit's failures recorded", statuses(rs))
 	}
-	// After two failures in a row the wait doubled.
-	if len(rs) > 2 && rs[0].Status == StatusUnavailable && rs[1].Status == StatusUnavailable && rs[2].Started.Sub(rs[1].Started) < 2*time.Second-100*time.Millisecond {
-		t.Errorf("the third round came %v after the second failure, want the backoff doubled (2s)", rs[2].Started.Sub(rs[1].Started))
+}
+
+func TestNextWait(t *testing.T) {
+	t.Parallel()
+	ok := Round{Status: StatusOK}
+	down := Round{Status: StatusUnavailable}
+	limited := Round{Status: StatusRateLimited, RetryAfter: 2 * time.Minute}
+	for _, tt := range []struct {
+		r        Round
+		failures int
+		want     time.Duration
+	}{
+		{ok, 0, time.Minute + time.Second}, // the interval and its jitter
+		{down, 1, time.Minute},             // the interval, no jitter
+		{down, 2, 2 * time.Minute},         // doubling
+		{down, 9, 5 * time.Minute},         // capped
+		{limited, 1, 2 * time.Minute},      // the partner asked for longer
+		{Round{Status: StatusRateLimited, RetryAfter: time.Second}, 3, 4 * time.Minute}, // the backoff is longer
+	} {
+		if got := nextWait(tt.r, tt.failures, time.Minute, time.Second); got != tt.want {
+			t.Errorf("nextWait(%s, %d) = %v, want %v", tt.r.Status, tt.failures, got, tt.want)
+		}
 	}
 }
 

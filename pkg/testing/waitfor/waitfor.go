@@ -34,8 +34,14 @@ func Within(t testing.TB, timeout time.Duration, what string, cond func() bool) 
 // Value polls get until ok, returning the value.
 func Value[T any](t testing.TB, what string, get func() (T, bool)) T {
 	t.Helper()
+	return ValueWithin(t, DefaultTimeout, what, get)
+}
+
+// ValueWithin is Value with an explicit timeout.
+func ValueWithin[T any](t testing.TB, timeout time.Duration, what string, get func() (T, bool)) T {
+	t.Helper()
 	var v T
-	True(t, what, func() bool {
+	Within(t, timeout, what, func() bool {
 		var ok bool
 		v, ok = get()
 		return ok

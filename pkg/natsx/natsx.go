@@ -37,10 +37,15 @@ type ConnectOptions struct {
 	CredentialsFile string
 	// Logger receives connection state changes. Required.
 	Logger *slog.Logger
+	// Replicas is nats.replicas: Connect refuses a server or cluster with
+	// fewer JetStream servers (CheckReplicas). 0 or 1: no check.
+	Replicas int
 }
 
-// Connect dials an external NATS server and checks that it is recent enough
-// and has JetStream.
+// Connect dials an external NATS server, or one of a cluster's (url may
+// list several, comma-separated: the client tries them in random order and
+// reconnects to another when its server goes), and checks that it is
+// recent enough, has JetStream and enough servers for o.Replicas.
 func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, error) {
 	opts := append(baseOptions(o),
 		nats.Timeout(5*time.Second),
@@ -57,6 +62,10 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 		nc.Close()
 		return nil, fmt.Errorf("NATS at %s: %w", redactURL(url), err)
 	}
+	if err := CheckReplicas(ctx, nc, o.Replicas); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("NATS at %s: %w", redactURL(url), err)
+	}
 	return nc, nil
 }
 
@@ -64,8 +73,17 @@ func baseOptions(o ConnectOptions) []nats.Option {
 	log := o.Logger
 	return []nats.Option{
 		nats.Name(o.Name),
+		// Reconnect forever, to any server of the cluster. While
+		// disconnected, publishes wait in the client's reconnect buffer
+		// (8 MiB) and go out on reconnect; one whose PubAck does not come
+		// is sent again by publish.Msg under the same Nats-Msg-Id.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// A server that died without closing the connection (a lost
+		// machine) is noticed within about 30 s rather than the default
+		// 4 minutes.
+		nats.PingInterval(10 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", slog.Any("error", err))
@@ -96,17 +114,39 @@ func CheckServer(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("%w: server is %s, Switchyard needs %s or newer (consumers with several filter subjects need 2.10; consumer pause, which the circuit breaker uses, needs 2.11); upgrade the server or leave nats.url empty to use the embedded one",
 			ErrServerTooOld, v, MinServerVersion)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// A cluster electing its meta leader does not answer (or answers
+	// "temporarily unavailable") for a few seconds: ask again for a while.
+	// A server without JetStream has no responder at all.
+	ctx, cancel := context.WithTimeout(ctx, jetStreamInfoWait)
 	defer cancel()
-	reply, err := nc.RequestWithContext(ctx, "$JS.API.INFO", nil)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoJetStream, err)
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		reply, err := nc.RequestWithContext(actx, "$JS.API.INFO", nil)
+		acancel()
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return fmt.Errorf("%w: %v", ErrNoJetStream, err)
+		case err == nil && strings.Contains(string(reply.Data), `"err_code":10008`):
+			err = errors.New(string(reply.Data))
+		case err == nil && strings.Contains(string(reply.Data), `"error"`):
+			return fmt.Errorf("%w: %s", ErrNoJetStream, reply.Data)
+		case err == nil:
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: JetStream did not answer within %s (a cluster without a meta leader?): %v", ErrNoJetStream, jetStreamInfoWait, err)
+		}
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
 	}
-	if strings.Contains(string(reply.Data), `"error"`) {
-		return fmt.Errorf("%w: %s", ErrNoJetStream, reply.Data)
-	}
-	return nil
 }
+
+// jetStreamInfoWait bounds CheckServer's wait for JetStream to answer.
+const jetStreamInfoWait = 30 * time.Second
 
 // versionAtLeast compares dotted versions numerically; a pre-release or
 // build suffix ("2.11.0-beta") is ignored.

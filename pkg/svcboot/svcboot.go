@@ -114,7 +114,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
 	log := NewLogger(cfg.Log, o.LogOutput).With(slog.String("process", o.Name))
 	env := &Env{Config: cfg, Log: log, Registry: prometheus.NewRegistry()}
 	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	copts := natsx.ConnectOptions{Name: "switchyard-" + o.Name, CredentialsFile: cfg.NATS.CredentialsFile, Logger: log}
+	copts := natsx.ConnectOptions{Name: "switchyard-" + o.Name, CredentialsFile: cfg.NATS.CredentialsFile, Logger: log, Replicas: cfg.NATS.Replicas}
 	var err error
 	if cfg.NATS.URL == "" {
 		if !o.AllowEmbedded {
@@ -136,15 +136,27 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
 		env.Close()
 		return nil, err
 	}
-	env.JS, err = jetstream.New(env.NC)
+	js, err := jetstream.New(env.NC)
 	if err != nil {
 		env.Close()
 		return nil, fmt.Errorf("JetStream: %w", err)
 	}
-	if err := topology.Ensure(ctx, env.JS, topology.FromConfig(cfg)); err != nil {
+	// Declarations and lookups asked again when a cluster does not answer
+	// (a leader changing, replicas declaring the same asset at once).
+	env.JS = natsx.RetryingJetStream(js)
+	topo := topology.FromConfig(cfg)
+	if err := topology.Ensure(ctx, env.JS, topo); err != nil {
 		env.Close()
 		return nil, err
 	}
+	// Not ready while JetStream cannot store or hand out events: a cluster
+	// without a quorum (no meta leader) or a topology stream without a
+	// leader.
+	var streams []string
+	for _, sc := range topo.Streams() {
+		streams = append(streams, sc.Name)
+	}
+	env.AddReadyCheck("NATS", func(ctx context.Context) error { return natsx.JetStreamReady(ctx, env.JS, streams...) })
 	// A destination's consumer keeps the events stored after it exists:
 	// whichever service starts first creates the missing ones, so that an
 	// event accepted before the dispatcher's first start is still delivered.

@@ -268,7 +268,7 @@ func (t Topology) Consumers() []Consumer {
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	for _, cfg := range t.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
+			return fmt.Errorf("create or update stream %s: %w", cfg.Name, natsx.ReplicasError(err, cfg.Replicas))
 		}
 	}
 	for _, c := range t.Consumers() {

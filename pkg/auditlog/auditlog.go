@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/publish"
 	"github.com/switchyard/switchyard/pkg/subjects"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
@@ -70,14 +71,32 @@ func (e *Emitter) prepare(rec *switchyardv1.AuditRecord) (*nats.Msg, error) {
 	return m, nil
 }
 
-// Emit publishes rec and waits for JetStream to store it. It fills Id (when
-// empty), Time (when nil), Service and Instance.
+// Emit publishes rec and waits for JetStream to store it. It fills Id
+// (when empty), Time (when nil), Service and Instance. It fails fast when
+// no stream answers: callers whose records must not be lost try again
+// themselves, or use EmitUntilStored.
 func (e *Emitter) Emit(ctx context.Context, rec *switchyardv1.AuditRecord) error {
 	m, err := e.prepare(rec)
 	if err != nil {
 		return err
 	}
 	if _, err := e.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
+	}
+	return nil
+}
+
+// EmitUntilStored is Emit for a record that nothing would emit again: it
+// sends the record again under its id while no PubAck comes (a stream
+// leader election in a cluster, a reconnect; publish.Msg), until one does
+// or ctx ends. The id must be deterministic or set by the caller, so that
+// a record emitted twice is stored once.
+func (e *Emitter) EmitUntilStored(ctx context.Context, rec *switchyardv1.AuditRecord) error {
+	m, err := e.prepare(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := publish.Msg(ctx, e.js, m); err != nil {
 		return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard/switchyard/pkg/publish"
 	"github.com/switchyard/switchyard/pkg/subjects"
 	"github.com/switchyard/switchyard/pkg/untrusted"
 )
@@ -154,8 +155,10 @@ type Result struct {
 	Duplicate bool
 }
 
-// Publish stores e in the EVENTS stream and waits for JetStream to confirm.
-// Publishing the same ID again is safe: it is stored once (within the
+// Publish stores e in the EVENTS stream and waits for JetStream to confirm,
+// sending it again when a confirmation is lost (a NATS server or stream
+// leader going away; see publish.Msg) until ctx ends (10 s when ctx has
+// no deadline). Publishing the same ID again is safe: it is stored once (within the
 // stream's duplicate window; the ingress publish API also remembers ids for
 // its idempotency horizon). The id is used as it is, so it must keep clear
 // of the prefixes ingress reserves (see Event.ID).
@@ -164,7 +167,9 @@ func Publish(ctx context.Context, js jetstream.JetStream, e Event) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	ack, err := js.PublishMsg(ctx, m)
+	// A PubAck lost to a leader change or a reconnect: the same message
+	// again, under the same Nats-Msg-Id, until one comes or ctx ends.
+	ack, err := publish.Msg(ctx, js, m)
 	if err != nil {
 		return Result{}, fmt.Errorf("publish event %q: %w", e.ID, err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/publish"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -85,7 +86,9 @@ func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, request
 	m.Header.Set(events.HeaderReplayOf, dl.ID)
 	m.Header.Set(nats.MsgIdHdr, res.MsgID)
 	m.Data = payload
-	ack, err := r.cfg.JS.PublishMsg(ctx, m)
+	// The request's context bounds it; a PubAck lost to a leader change is
+	// waited for again under the same Nats-Msg-Id.
+	ack, err := publish.Msg(ctx, r.cfg.JS, m)
 	if err != nil {
 		return res, fmt.Errorf("publish replay of %s: %w", dl.ID, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard/switchyard/pkg/publish"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -49,7 +50,9 @@ func (s *Server) store(ctx context.Context, eventID string, m *nats.Msg) (stored
 	case found:
 		return stored{via: switchyardv1.DuplicateVia_DUPLICATE_VIA_IDEMPOTENCY_RECORD, subject: subject}, nil
 	}
-	ack, err := s.js.PublishMsg(ctx, m)
+	// Sent again under the same Nats-Msg-Id while no PubAck comes (a stream
+	// leader election, a reconnect), within the publish timeout.
+	ack, err := publish.Msg(ctx, s.js, m)
 	if err != nil {
 		return stored{}, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/publish"
 	"github.com/switchyard/switchyard/pkg/topology"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/notifier/internal/alerting"
@@ -173,7 +174,7 @@ func (e *Engine) publish(ctx context.Context, a *switchyardv1.Alert, m made) err
 	msg := nats.NewMsg(notifySubject(fp, m.sender))
 	msg.Header.Set(nats.MsgIdHdr, notifyID(fp, m.sender, m.seq))
 	msg.Data = m.data
-	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+	if _, err := publish.Msg(ctx, e.js, msg); err != nil {
 		return fmt.Errorf("publish to %s: %w", topology.StreamNotifications, err)
 	}
 	_, _, err := update(ctx, e.store, alerting.Key(fp), func(a *switchyardv1.Alert) (*switchyardv1.Alert, bool) {

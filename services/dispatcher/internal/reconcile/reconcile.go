@@ -93,12 +93,9 @@ type advisory struct {
 // the one durable consumer, so each advisory is handled once (and handling
 // it twice is harmless: the dead letter id is its Nats-Msg-Id).
 func (r *Reconciler) Run(ctx context.Context) error {
-	cons, err := r.cfg.JS.Consumer(ctx, natsx.StreamAdvisories, ConsumerName)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("open consumer %s: %w", ConsumerName, err)
+	cons := r.consumer(ctx)
+	if cons == nil {
+		return nil // stopped
 	}
 	failures := 0
 	for ctx.Err() == nil {
@@ -124,6 +121,31 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
+	}
+	return nil
+}
+
+// consumer opens the reconciler's consumer, creating it again if it is
+// missing, and tries again until ctx ends (nil then). In a cluster a
+// lookup can fail for a while, or find nothing on a server that has not
+// caught up yet, while leaders change: the reconciler waits rather than
+// stopping the dispatcher.
+func (r *Reconciler) consumer(ctx context.Context) jetstream.Consumer {
+	for failures := 1; ctx.Err() == nil; failures++ {
+		cons, err := r.cfg.JS.Consumer(ctx, natsx.StreamAdvisories, ConsumerName)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			rc := topology.Topology{}.ReconcilerConsumer()
+			cons, err = r.cfg.JS.CreateOrUpdateConsumer(ctx, rc.Stream, rc.Config)
+		}
+		if err == nil {
+			return cons
+		}
+		wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
+		r.cfg.Logger.WarnContext(ctx, "open consumer "+ConsumerName+" failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
 	}
 	return nil
 }

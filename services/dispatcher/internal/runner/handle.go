@@ -225,8 +225,17 @@ func (p *pulse) stop() {
 }
 
 // auditTimeout bounds waiting for one audit record (or dead letter) to be
-// stored.
+// stored; the callers whose records must not be lost try again.
 const auditTimeout = 5 * time.Second
+
+// attemptRecordTimeout bounds waiting for an attempt's record. Nothing
+// emits it again once the event is acknowledged, so it outlasts a stream
+// leader election in a cluster (a few seconds after a server dies, up to
+// about 10): the record is sent again under its id meanwhile
+// (EmitUntilStored), rather than lost with the leader. The worker waits
+// with it. (Dead letters need no such wait: until both copies are stored
+// the event stays unacknowledged and the same ids are sent again.)
+const attemptRecordTimeout = 20 * time.Second
 
 // recordAttempt emits the attempt's audit record and returns its detail.
 func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, meta *jetstream.MsgMetadata, attempt int, res delivery.Result, final, probe bool) *switchyardv1.DeliveryAttempt {
@@ -259,9 +268,9 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 		Id:     ids.AttemptID(inc, meta.Sequence.Stream, dest.cfg.Name, attempt),
 		Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: a},
 	}
-	actx, cancel := context.WithTimeout(ctx, auditTimeout)
+	actx, cancel := context.WithTimeout(ctx, attemptRecordTimeout)
 	defer cancel()
-	if err := dest.d.audit.Emit(actx, rec); err != nil {
+	if err := dest.d.audit.EmitUntilStored(actx, rec); err != nil {
 		dest.log.ErrorContext(ctx, "attempt not recorded in the audit log", slog.String("event_id", ev.ID), slog.Any("error", err))
 	}
 	return a

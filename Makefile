@@ -57,7 +57,7 @@ bench: ## Run the benchmarks of every module and print their figures (rates, lat
 
 .PHONY: chaos
 chaos: ## Run the long failure-injection tests in tests/ (build tag chaos) and print their figures
-	cd tests && go test -tags chaos -run Chaos -v -count=1 -timeout 60m ./...
+	cd tests && go test -tags chaos -run 'Chaos|Cluster' -v -count=1 -timeout 60m ./...
 
 .PHONY: lint
 lint: ## gofmt, go vet, and a GOWORK=off build of each service module

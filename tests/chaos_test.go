@@ -13,17 +13,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/testing/natscluster"
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
@@ -33,7 +31,8 @@ const chaosWebhooks = 3000
 
 func TestChaos(t *testing.T) {
 	dir := t.TempDir()
-	bin := buildChaosBinaries(t, dir)
+	bin := serviceBinaries(t, dir)
+	bin["nats-server"] = natscluster.Binary(t)
 
 	// NATS with sync_interval: always, as a single-node production server
 	// should run: a kill -9 must not lose what was acknowledged.
@@ -79,13 +78,13 @@ destinations:
     breaker: {disabled: true}
 `, filepath.Join(dir, "data"), dbURL, natsAddr, ingressAddr, auditAddr, vectorSecret, partner))
 
-	procs := map[string]*chaosProc{
-		"nats":         newChaosProc(t, dir, "nats", bin["nats-server"], "-c", natsConf),
-		"auditor":      newChaosProc(t, dir, "auditor", bin["auditor"], "-config", cfgPath),
-		"dispatcher-1": newChaosProc(t, dir, "dispatcher-1", bin["dispatcher"], "-config", cfgPath),
-		"dispatcher-2": newChaosProc(t, dir, "dispatcher-2", bin["dispatcher"], "-config", cfgPath),
-		"notifier":     newChaosProc(t, dir, "notifier", bin["notifier"], "-config", cfgPath),
-		"ingress":      newChaosProc(t, dir, "ingress", bin["ingress"], "-config", cfgPath),
+	procs := map[string]*proc{
+		"nats":         newProc(t, dir, "nats", bin["nats-server"], "-c", natsConf),
+		"auditor":      newProc(t, dir, "auditor", bin["auditor"], "-config", cfgPath),
+		"dispatcher-1": newProc(t, dir, "dispatcher-1", bin["dispatcher"], "-config", cfgPath),
+		"dispatcher-2": newProc(t, dir, "dispatcher-2", bin["dispatcher"], "-config", cfgPath),
+		"notifier":     newProc(t, dir, "notifier", bin["notifier"], "-config", cfgPath),
+		"ingress":      newProc(t, dir, "ingress", bin["ingress"], "-config", cfgPath),
 	}
 	procs["nats"].start(t)
 	waitTCP(t, natsAddr)
@@ -221,132 +220,4 @@ chaos:
 	fmt.Printf("chaos: delivered %d of %d (lost 0); %d duplicate deliveries (%.2f%%, at-least-once after kills), %d attempts in the audit log\n",
 		len(want), len(want), dups, 100*float64(dups)/float64(len(want)), attempts)
 	fmt.Printf("chaos: the backlog drained %s after the load ended\n", drainTook.Round(time.Millisecond))
-}
-
-// buildChaosBinaries builds nats-server from the Go module and the four
-// services.
-func buildChaosBinaries(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	pkgs := map[string]string{
-		"nats-server": "github.com/nats-io/nats-server/v2",
-		"ingress":     "github.com/switchyard/switchyard/services/ingress/cmd/ingress",
-		"dispatcher":  "github.com/switchyard/switchyard/services/dispatcher/cmd/dispatcher",
-		"auditor":     "github.com/switchyard/switchyard/services/auditor/cmd/auditor",
-		"notifier":    "github.com/switchyard/switchyard/services/notifier/cmd/notifier",
-	}
-	for name, pkg := range pkgs {
-		path := filepath.Join(dir, "bin", name)
-		cmd := exec.Command("go", "build", "-o", path, pkg)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, b)
-		}
-		out[name] = path
-	}
-	return out
-}
-
-// chaosProc is a service process that can be killed and started again.
-type chaosProc struct {
-	name, path string
-	args       []string
-	logPath    string
-	cmd        *exec.Cmd
-	exited     chan struct{}
-}
-
-func newChaosProc(t *testing.T, dir, name, path string, args ...string) *chaosProc {
-	p := &chaosProc{name: name, path: path, args: args, logPath: filepath.Join(dir, name+".log")}
-	t.Cleanup(func() {
-		if p.cmd != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(15 * time.Second):
-				p.kill(t)
-			}
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.logPath)
-			t.Logf("--- %s log (last 3000 bytes):\n%s", p.name, tail(b, 3000))
-		}
-	})
-	return p
-}
-
-func (p *chaosProc) start(t *testing.T) {
-	t.Helper()
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(p.path, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", p.name, err)
-	}
-	p.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, exited chan struct{}) {
-		_ = cmd.Wait()
-		logf.Close()
-		close(exited)
-	}(p.cmd, p.exited)
-}
-
-func (p *chaosProc) kill(t *testing.T) {
-	t.Helper()
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-	p.cmd = nil
-}
-
-func freeTCPAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitTCP(t *testing.T, addr string) {
-	t.Helper()
-	waitfor.Within(t, 30*time.Second, addr+" to accept connections", func() bool {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// newHTTPServer serves h on a free port for the test and returns its URL.
-func newHTTPServer(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String()
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

@@ -39,16 +39,23 @@ type system struct {
 	DatabaseURL string
 }
 
-// queryRow runs a query against the audit log's Postgres schema.
-func (s *system) queryRow(t *testing.T, sql string, dest ...any) error {
+// auditDB connects to an audit log's Postgres schema until the test ends.
+func auditDB(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, s.DatabaseURL)
+	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatalf("connect to the audit database: %v", err)
 	}
-	defer conn.Close(ctx)
-	return conn.QueryRow(ctx, sql).Scan(dest...)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// queryRow runs a query against the audit log's Postgres schema.
+func (s *system) queryRow(t *testing.T, sql string, dest ...any) error {
+	t.Helper()
+	conn := auditDB(t, s.DatabaseURL)
+	defer conn.Close(context.Background())
+	return conn.QueryRow(context.Background(), sql).Scan(dest...)
 }
 
 // settled reports whether a destination's consumer has nothing pending and
@@ -73,11 +80,7 @@ func (s *system) settled(t *testing.T, destination string) bool {
 func (s *system) assertNotInAuditLog(t *testing.T, secrets ...string) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, s.DatabaseURL)
-	if err != nil {
-		t.Fatalf("connect to the audit database: %v", err)
-	}
-	defer conn.Close(ctx)
+	conn := auditDB(t, s.DatabaseURL)
 	rows, err := conn.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
 	if err != nil {
 		t.Fatal(err)

@@ -73,7 +73,8 @@ type Node struct {
 }
 
 // Start builds nats-server if needed, starts the nodes and waits until
-// JetStream has a meta leader that every node knows.
+// JetStream has a meta leader that every node knows and every node is
+// healthy (current with the meta leader).
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Size == 0 {
@@ -123,6 +124,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 	}
 	c.WaitMetaLeader(t)
+	for _, n := range c.nodes {
+		c.WaitHealthy(t, n.Name)
+	}
 	return c
 }
 

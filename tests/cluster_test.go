@@ -501,6 +501,23 @@ func runCluster(t *testing.T, load clusterLoad) {
 	}
 	fmt.Printf("cluster: without a quorum for %s: ingress answered %v; not ready: %v\n",
 		qBack.Sub(qLost).Round(time.Millisecond), statuses, notReady)
+	// What the replicas that ran from start to end used: the figures the
+	// production guide sizes requests from (race-enabled binaries under
+	// make test use several times the memory and CPU).
+	for _, s := range services {
+		if !strings.HasSuffix(s.name, "-1") {
+			continue
+		}
+		if rss, cpu, ok := s.usage(); ok {
+			fmt.Printf("cluster: %s: peak RSS %d MiB, CPU %s over %s (%.0f millicores on average)%s\n", s.name, rss>>20, cpu.Round(10*time.Millisecond),
+				time.Since(began).Round(time.Second), 1000*cpu.Seconds()/time.Since(began).Seconds(), map[bool]string{true: " [race detector]"}[raceEnabled])
+		}
+	}
+	for _, n := range cluster.Nodes() {
+		if rss, cpu, ok := n.Usage(); ok {
+			fmt.Printf("cluster: NATS %s (restarted during the run): peak RSS %d MiB, CPU %s\n", n.Name, rss>>20, cpu.Round(10*time.Millisecond))
+		}
+	}
 	fmt.Printf("cluster: %d attempts in the audit log, every one the partner saw (%d lost with a SIGKILLed dispatcher); Slack: %v\n",
 		countRows(t, dbURL, "SELECT count(*) FROM attempts"), len(killedBeforeRecording), pages)
 }

@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/pkg/testing/natscluster"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
 
@@ -143,6 +145,17 @@ func (p *proc) exitedOnItsOwn() []string {
 	return append([]string(nil), p.unexpected...)
 }
 
+// usage is what the process has used so far (natscluster.Usage).
+func (p *proc) usage() (peakRSS int64, cpu time.Duration, ok bool) {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return 0, 0, false
+	}
+	return natscluster.Usage(cmd.Process.Pid)
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""
@@ -150,14 +163,11 @@ func errString(err error) string {
 	return err.Error()
 }
 
+// freeTCPAddr is a free address on 127.0.0.1, below the ephemeral port
+// range (natscluster.FreePort).
 func freeTCPAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(natscluster.FreePort(t))
 }
 
 func waitTCP(t *testing.T, addr string) {

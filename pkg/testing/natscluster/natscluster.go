@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -89,9 +90,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for i := range opts.Size {
 		n := &Node{
 			Name:        "n" + strconv.Itoa(i+1),
-			ClientPort:  freePort(t),
-			ClusterPort: freePort(t),
-			HTTPPort:    freePort(t),
+			ClientPort:  FreePort(t),
+			ClusterPort: FreePort(t),
+			HTTPPort:    FreePort(t),
 			bin:         bin,
 		}
 		n.StoreDir = filepath.Join(dir, n.Name, "jetstream")
@@ -360,6 +361,49 @@ func (n *Node) Running() bool {
 	return n.cmd != nil
 }
 
+// Usage is what the node's process has used so far (see Usage); ok is
+// false when it does not run.
+func (n *Node) Usage() (peakRSS int64, cpu time.Duration, ok bool) {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd == nil {
+		return 0, 0, false
+	}
+	return Usage(cmd.Process.Pid)
+}
+
+// Usage reads what a running process has used so far from /proc: peak
+// resident memory (VmHWM) and CPU time (user + system). ok is false when
+// /proc cannot tell (not Linux, or the process is gone).
+func Usage(pid int) (peakRSS int64, cpu time.Duration, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return 0, 0, false
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, found := strings.CutPrefix(line, "VmHWM:"); found {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			peakRSS = kb << 10
+		}
+	}
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// The fields after the command name (in parentheses, which may hold
+	// spaces): utime and stime are the 12th and 13th of those, in clock
+	// ticks of 1/100 s on Linux.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(f) < 13 {
+		return 0, 0, false
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return peakRSS, time.Duration(utime+stime) * 10 * time.Millisecond, peakRSS > 0
+}
+
 // LogPath is the node's log file (kept across restarts).
 func (n *Node) LogPath() string { return n.logPath }
 
@@ -479,15 +523,31 @@ func build() (string, error) {
 	return path, nil
 }
 
-// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
-func freePort(t testing.TB) int {
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago,
+// below the kernel's ephemeral range: a port from port 0 is in that range,
+// and once let go it can become the source port of any outgoing
+// connection (a test makes thousands) before the process meant to listen
+// on it does, or while a stopped node is down.
+func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 1000 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free TCP port below the ephemeral range")
+	return 0
 }
 
 func tail(b []byte, n int) string {

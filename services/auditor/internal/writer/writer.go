@@ -345,6 +345,13 @@ func (w *Writer) loop(ctx context.Context, stream, consumer string, payloads boo
 				if ctx.Err() != nil {
 					return nil
 				}
+				if errors.Is(err, jetstream.ErrNoHeartbeat) {
+					// The server's heartbeats stopped for a while (its
+					// consumer leader changed, or the connection moved to
+					// another server): the iterator pulls again by itself.
+					log.WarnContext(ctx, "missed heartbeats; reading on", slog.Any("error", err))
+					continue
+				}
 				return fmt.Errorf("auditor: read %s: %w", stream, err)
 			}
 		}

@@ -31,6 +31,11 @@ func (e *Engine) deliver(ctx context.Context, s sender.Sender) error {
 	}
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
+		if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+			// As in ingest: the iterator pulls again by itself.
+			e.log.WarnContext(ctx, "missed heartbeats reading "+topology.StreamNotifications+"; reading on", slog.String("sender", s.Name()), slog.Any("error", err))
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				handBack(it)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -32,6 +33,13 @@ func (e *Engine) ingest(ctx context.Context) error {
 	}
 	for {
 		first, err := it.Next(jetstream.NextContext(ctx))
+		if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+			// The server's heartbeats stopped for a while (the consumer's
+			// leader changed, or the connection moved to another server):
+			// the iterator pulls again by itself.
+			e.log.WarnContext(ctx, "missed heartbeats reading AUDIT; reading on", slog.Any("error", err))
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				handBack(it)

@@ -238,6 +238,15 @@ func runCluster(t *testing.T, load clusterLoad) {
 		waitReady(t, s)
 	}
 	ingresses := []string{byName["ingress-1"].listen, byName["ingress-2"].listen}
+	// A service that exits on its own fails the test at once, with its
+	// log.
+	running := func() {
+		for _, s := range services {
+			if ex := s.exitedOnItsOwn(); len(ex) > 0 {
+				t.Fatalf("%s exited without being killed: %v", s.name, ex)
+			}
+		}
+	}
 	step("services ready")
 
 	// The load: webhooks to both ingress replicas, retried until 2xx, and
@@ -291,7 +300,10 @@ func runCluster(t *testing.T, load clusterLoad) {
 	var order []string
 	fault := func(name string, t0 time.Time) {
 		t.Helper()
-		waitfor.Within(t, 2*time.Minute, "recovery after: "+name, func() bool { return run.recoveredSince(t0) })
+		waitfor.Within(t, 2*time.Minute, "recovery after: "+name, func() bool {
+			running()
+			return run.recoveredSince(t0)
+		})
 		recoveries[name] = time.Since(t0)
 		order = append(order, name)
 		step("recovered after " + name)
@@ -397,20 +409,25 @@ func runCluster(t *testing.T, load clusterLoad) {
 	})
 	loadTook := time.Since(start)
 	step("load done")
-	waitfor.Within(t, 5*time.Minute, "every offered event accepted", func() bool { return run.pendingSenders() == 0 })
+	waitfor.Within(t, 5*time.Minute, "every offered event accepted", func() bool {
+		running()
+		return run.pendingSenders() == 0
+	})
 	senders.Wait()
 	cancel()
 
 	accepted := run.acceptedIDs()
 	drainFrom := time.Now()
 	deadLetters := map[string]string{} // event id -> reason, on a
-	waitfor.Within(t, 5*time.Minute, "every accepted event delivered or dead-lettered", func() bool {
-		if missing := run.undelivered(accepted, deadLetters); len(missing) > 0 {
+	waitfor.Explained(t, 5*time.Minute, "every accepted event delivered or dead-lettered", func() (bool, string) {
+		running()
+		missing := run.undelivered(accepted, deadLetters)
+		if len(missing) > 0 {
 			// Dead letters are read from the audit log as they land.
 			deadLetters = queryDeadLetters(t, dbURL)
-			return len(run.undelivered(accepted, deadLetters)) == 0
+			missing = run.undelivered(accepted, deadLetters)
 		}
-		return true
+		return len(missing) == 0, fmt.Sprintf("%d not delivered, e.g. %v", len(missing), missing[:min(5, len(missing))])
 	})
 	drainTook := time.Since(drainFrom)
 	step("delivered")
@@ -419,12 +436,13 @@ func runCluster(t *testing.T, load clusterLoad) {
 	// attempt the partner saw (but those whose dispatcher was killed
 	// before it could record them).
 	var unrecorded, killedBeforeRecording []partnerRequest
-	waitfor.Within(t, 3*time.Minute, "the audit log to have every event and attempt", func() bool {
+	waitfor.Explained(t, 3*time.Minute, "the audit log to have every event and attempt", func() (bool, string) {
+		running()
 		if n := countRows(t, dbURL, "SELECT count(*) FROM events"); n < len(accepted) {
-			return false
+			return false, fmt.Sprintf("%d of %d events in the events table", n, len(accepted))
 		}
 		unrecorded, killedBeforeRecording = run.unrecordedAttempts(t, dbURL, killedAt)
-		return len(unrecorded) == 0
+		return len(unrecorded) == 0, fmt.Sprintf("%d attempts the partner saw are not in the attempts table, e.g. %+v", len(unrecorded), unrecorded[:min(3, len(unrecorded))])
 	})
 
 	step("audit log complete")

@@ -48,3 +48,22 @@ func ValueWithin[T any](t testing.TB, timeout time.Duration, what string, get fu
 	})
 	return v
 }
+
+// Explained is Within for a condition that says why it does not hold yet:
+// the test fails with the last reason.
+func Explained(t testing.TB, timeout time.Duration, what string, cond func() (ok bool, why string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, why)
+		}
+		<-tick.C
+	}
+}

@@ -32,6 +32,7 @@ import (
 // the configuration asks (TestProductionIsReplicatedEverywhere checks the
 // plan; this checks what the servers did with it).
 func TestClusterReplicas(t *testing.T) {
+	t.Parallel()
 	c := natscluster.Start(t, natscluster.Options{})
 	slack := slacktest.New(t)
 	cfg := config.Config{

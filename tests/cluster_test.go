@@ -67,6 +67,9 @@ const directEvery = 4
 const destTimeout = time.Second
 
 func TestCluster(t *testing.T) {
+	// Mostly waiting (elections, ack waits): it overlaps well with the
+	// other cluster test.
+	t.Parallel()
 	runCluster(t, clusterLoadSettings)
 }
 

@@ -586,8 +586,7 @@ func (r *clusterRun) postUntilAccepted(ctx context.Context, client *http.Client,
 	Sign(id string, ts time.Time, body []byte) string
 }, ingresses []string, ev *loadEvent) {
 	webhookID := strings.TrimPrefix(ev.id, "shop:")
-	pause := 200 * time.Millisecond
-	for k := 0; ctx.Err() == nil; k++ {
+	r.untilIn(ctx, ev, func(k int) answer {
 		i := (ev.n + k) % len(ingresses)
 		sent := time.Now()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ingresses[i]+"/webhooks/shop", strings.NewReader(string(ev.body)))
@@ -603,22 +602,14 @@ func (r *clusterRun) postUntilAccepted(ctx context.Context, client *http.Client,
 			a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 		}
 		a.answered = time.Now()
-		if r.record(ev, a) {
-			return
-		}
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-		}
-		pause = min(2*pause, 2*time.Second)
-	}
+		return a
+	})
 }
 
 // publishUntilAcked publishes an event straight to EVENTS until a PubAck
 // comes.
 func (r *clusterRun) publishUntilAcked(ctx context.Context, js jetstream.JetStream, ev *loadEvent) {
-	pause := 200 * time.Millisecond
-	for ctx.Err() == nil {
+	r.untilIn(ctx, ev, func(int) answer {
 		a := answer{direct: true, sent: time.Now()}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := events.Publish(pctx, js, events.Event{ID: ev.id, Type: "order.created", Data: ev.body})
@@ -627,7 +618,16 @@ func (r *clusterRun) publishUntilAcked(ctx context.Context, js jetstream.JetStre
 		if err == nil {
 			a.status = http.StatusAccepted
 		}
-		if r.record(ev, a) {
+		return a
+	})
+}
+
+// untilIn makes attempt k = 0, 1, ... until one gets the event in, with a
+// pause growing from 200 ms to 2 s between them, or ctx ends.
+func (r *clusterRun) untilIn(ctx context.Context, ev *loadEvent, attempt func(k int) answer) {
+	pause := 200 * time.Millisecond
+	for k := 0; ctx.Err() == nil; k++ {
+		if r.record(ev, attempt(k)) {
 			return
 		}
 		select {

@@ -79,31 +79,46 @@ func CheckReplicas(ctx context.Context, nc *nats.Conn, replicas int) error {
 	return &TooFewServersError{Replicas: replicas, Found: found, Cluster: cluster}
 }
 
-// statzWait bounds collecting the servers' answers to the statistics
-// request; it returns sooner once enough have answered.
-const statzWait = time.Second
+// statzWait bounds collecting the servers' answers to one statistics
+// request; it returns sooner once enough have answered. statzRounds
+// requests are made before fewer servers than enough are believed: a
+// loaded server can answer late.
+const (
+	statzWait   = time.Second
+	statzRounds = 3
+)
 
 // countJetStreamServers asks every server of the cluster for the
-// account's statistics and counts the JetStream servers among those that
-// answer within statzWait, stopping early at enough. ok is false when none
-// answered.
+// account's statistics and counts the JetStream servers that answer,
+// stopping early at enough. ok is false when none answered.
 func countJetStreamServers(ctx context.Context, nc *nats.Conn, enough int) (n int, ok bool) {
+	seen := map[string]bool{}
+	for range statzRounds {
+		if countRound(ctx, nc, enough, seen, &ok); len(seen) >= enough || ctx.Err() != nil {
+			break
+		}
+	}
+	return len(seen), ok
+}
+
+// countRound makes one statistics request and adds the JetStream servers
+// that answer within statzWait to seen; ok is set when any server answers.
+func countRound(ctx context.Context, nc *nats.Conn, enough int, seen map[string]bool, ok *bool) {
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return 0, false
+		return
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.PublishRequest("$SYS.REQ.ACCOUNT.PING.STATZ", inbox, []byte(`{"include_unused":true}`)); err != nil {
-		return 0, false
+		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, statzWait)
 	defer cancel()
-	seen := map[string]bool{}
-	for n < enough {
+	for len(seen) < enough {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			break
+			return
 		}
 		var resp struct {
 			Server *struct {
@@ -114,13 +129,11 @@ func countJetStreamServers(ctx context.Context, nc *nats.Conn, enough int) (n in
 		if json.Unmarshal(m.Data, &resp) != nil || resp.Server == nil {
 			continue
 		}
-		ok = true
-		if resp.Server.JetStream && !seen[resp.Server.Name] {
+		*ok = true
+		if resp.Server.JetStream {
 			seen[resp.Server.Name] = true
-			n++
 		}
 	}
-	return n, ok
 }
 
 // streamPeers is the number of servers a stream is placed on (0 when it

@@ -39,6 +39,12 @@ func New(nc *nats.Conn, log *slog.Logger) (*Waiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("syncwait: subscribe to the reply inbox: %w", err)
 	}
+	// The server knows the subscription once Flush returns: a reply sent
+	// right after New (from another connection) is not dropped.
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("syncwait: subscribe to the reply inbox: %w", err)
+	}
 	w.sub = sub
 	return w, nil
 }

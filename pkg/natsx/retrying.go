@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -90,28 +91,67 @@ func (r retrying) Consumer(ctx context.Context, stream, name string) (jetstream.
 }
 
 func (r retrying) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return again(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+	return retryingKV(again(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
 		return r.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
-	})
+	}))
 }
 
 func (r retrying) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return again(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, cfg) })
+	return retryingKV(again(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, cfg) }))
 }
 
 func (r retrying) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	return again(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.KeyValue(ctx, bucket) })
+	return retryingKV(again(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.KeyValue(ctx, bucket) }))
+}
+
+// retryingKV wraps a bucket so that reading one key is asked again when
+// no answer comes. A key read is a direct get, answered by any replica of
+// the bucket's stream; while a node of the cluster is gone and the
+// replicas regroup, it may find no responder at all for a moment (seen in
+// the cluster test: a dispatcher starting then exited on "read circuit of
+// b: no responders"). The bucket exists (it was just looked up), so no
+// responder here means "not yet", not "no JetStream".
+func retryingKV(kv jetstream.KeyValue, err error) (jetstream.KeyValue, error) {
+	if err != nil || kv == nil {
+		return kv, err
+	}
+	return kvRetrying{kv}, nil
+}
+
+type kvRetrying struct{ jetstream.KeyValue }
+
+func (k kvRetrying) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, retryingWait)
+		defer cancel()
+	}
+	var out jetstream.KeyValueEntry
+	err := retryWith(ctx, retryingAttempt, true, func(ctx context.Context) error {
+		var err error
+		out, err = k.KeyValue.Get(ctx, key)
+		return err
+	})
+	return out, err
 }
 
 // declareWith runs an idempotent JetStream API request until it is
 // answered: again, each attempt with its own timeout, after a timeout or
 // while the cluster has no meta leader; any other answer is returned.
 func declareWith(ctx context.Context, attempt time.Duration, request func(ctx context.Context) error) error {
+	return retryWith(ctx, attempt, false, request)
+}
+
+// retryWith is declareWith that, with noResponders, also asks again when
+// no server answers the request at all.
+func retryWith(ctx context.Context, attempt time.Duration, noResponders bool, request func(ctx context.Context) error) error {
 	for {
 		actx, cancel := context.WithTimeout(ctx, attempt)
 		err := request(actx)
 		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !clusterNotAvailable(err) {
+		unanswered := errors.Is(err, context.DeadlineExceeded) || clusterNotAvailable(err) ||
+			noResponders && errors.Is(err, nats.ErrNoResponders)
+		if err == nil || ctx.Err() != nil || !unanswered {
 			return err
 		}
 		t := time.NewTimer(500 * time.Millisecond)

@@ -224,7 +224,7 @@ func (d *Dispatcher) Provision(ctx context.Context) error {
 // Run provisions the consumers and delivers until ctx is done, then lets
 // in-flight deliveries finish within ShutdownGrace.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	if err := d.Provision(ctx); err != nil {
+	if err := d.provisionPatiently(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
@@ -241,6 +241,33 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.cfg.Logger.InfoContext(ctx, "delivering", slog.Any("destinations", slices.Sorted(maps.Keys(d.names()))),
 		slog.String("instance", d.cfg.Instance))
 	return g.Wait()
+}
+
+// provisionWait bounds how long Run keeps trying to provision before it
+// gives up and the process exits.
+const provisionWait = 2 * time.Minute
+
+// provisionPatiently runs Provision until it succeeds, for up to
+// provisionWait. A replica that starts while a NATS node is gone, or while
+// the cluster moves a leader, meets requests that find no responder or
+// time out for a few seconds; exiting on the first would turn a node loss
+// into a crash loop of every dispatcher that restarts meanwhile.
+func (d *Dispatcher) provisionPatiently(ctx context.Context) error {
+	deadline := time.Now().Add(provisionWait)
+	pause := 200 * time.Millisecond
+	for {
+		err := d.Provision(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		d.cfg.Logger.WarnContext(ctx, "provisioning failed; trying again", slog.Any("error", err), slog.Duration("wait", pause))
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
 }
 
 func (d *Dispatcher) names() map[string]bool {

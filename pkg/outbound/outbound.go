@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/config"
@@ -33,6 +34,10 @@ type HTTPConfig struct {
 	MaxConns int
 	// AllowPrivateNetwork lifts the guard against internal addresses.
 	AllowPrivateNetwork bool
+
+	// afterGuard, set by tests only, sees every address the guard let
+	// through, just before the connection is made; an error stops it.
+	afterGuard func(address string) error
 }
 
 // NewHTTPClient is a partner's HTTP client: its own pool, so that one
@@ -43,6 +48,17 @@ func NewHTTPClient(c HTTPConfig) *http.Client {
 	dialer := &net.Dialer{Timeout: min(c.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}
 	if !c.AllowPrivateNetwork {
 		dialer.Control = blockPrivate
+	}
+	if c.afterGuard != nil {
+		guard := dialer.Control
+		dialer.Control = func(network, address string, rc syscall.RawConn) error {
+			if guard != nil {
+				if err := guard(network, address, rc); err != nil {
+					return err
+				}
+			}
+			return c.afterGuard(address)
+		}
 	}
 	tr := &http.Transport{
 		Proxy:                 nil, // a proxy would hide the real address from the guard

@@ -103,7 +103,14 @@ func TestPublicAddr(t *testing.T) {
 		{"240.0.0.1", false},
 		{"255.255.255.255", false},
 		{"64:ff9b::a00:1", false},
-		{"64:ff9b::808:808", false},
+		{"64:ff9b::808:808", true}, // NAT64 of a public IPv4 (decision 0406)
+		{"64:ff9b:1::808:808", false},
+		{"2002:808:808::1", true},
+		{"2002:a00:1::1", false},
+		{"2001::1", false},
+		{"fec0::1", false},
+		{"0.1.2.3", false},
+		{"::a00:1", false},
 
 		{"172.32.0.1", true},
 		{"100.128.0.1", true},

@@ -88,6 +88,12 @@ type Ingress struct {
 	// 1 MiB unless configured otherwise; ingress refuses to start if they
 	// do not.
 	MaxBody ByteSize `yaml:"max_body"`
+	// MaxBytesInFlight bounds the request bodies the ingress process holds
+	// at once, webhooks and the publish API together: a request takes its
+	// Content-Length (a chunked body, what it has sent) before its body is
+	// read, and is answered 503 with Retry-After past the bound. Default
+	// 64MiB; at least every body limit.
+	MaxBytesInFlight ByteSize `yaml:"max_bytes_in_flight"`
 	// ReadTimeout bounds reading a whole request. Default 10s.
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// PublishTimeout bounds waiting for the JetStream PubAck before answering
@@ -399,6 +405,7 @@ const (
 	DefaultAuditorListen    = "127.0.0.1:8081"
 	DefaultOpsListen        = "127.0.0.1:9090"
 	DefaultMaxBody          = ByteSize(1<<20 - 8<<10)
+	DefaultMaxBytesInFlight = ByteSize(64 << 20)
 	DefaultTimeout          = Duration(5 * time.Second)
 	DefaultTolerance        = Duration(5 * time.Minute)
 	DefaultMaxAttempts      = 6
@@ -450,6 +457,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.NATS.DuplicateWindow, DefaultDuplicateWindow)
 	setDefault(&c.Ingress.Listen, DefaultIngressListen)
 	setDefault(&c.Ingress.MaxBody, DefaultMaxBody)
+	setDefault(&c.Ingress.MaxBytesInFlight, DefaultMaxBytesInFlight)
 	setDefault(&c.Ingress.ReadTimeout, Duration(10*time.Second))
 	setDefault(&c.Ingress.PublishTimeout, Duration(5*time.Second))
 	setDefault(&c.Ingress.IdempotencyHorizon, DefaultIdempotencyHorizon)

@@ -493,6 +493,7 @@ func TestWithDefaults(t *testing.T) {
 		Ingress: config.Ingress{
 			Listen:             ":8080",
 			MaxBody:            1<<20 - 8<<10,
+			MaxBytesInFlight:   64 << 20,
 			ReadTimeout:        config.Duration(10 * time.Second),
 			PublishTimeout:     config.Duration(5 * time.Second),
 			IdempotencyHorizon: config.Duration(72 * time.Hour),
@@ -549,7 +550,7 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 		DataDir: "/var/lib/switchyard",
 		NATS:    config.NATS{URL: "nats://n:4222", Replicas: 3, EventsMaxAge: config.Duration(time.Hour), DuplicateWindow: config.Duration(time.Minute)},
 		Ops:     config.Ops{Listen: "off"},
-		Ingress: config.Ingress{Listen: ":80", MaxBody: 4096, ReadTimeout: config.Duration(time.Second), PublishTimeout: config.Duration(time.Second),
+		Ingress: config.Ingress{Listen: ":80", MaxBody: 4096, MaxBytesInFlight: 8192, ReadTimeout: config.Duration(time.Second), PublishTimeout: config.Duration(time.Second),
 			IdempotencyHorizon: config.Duration(time.Hour), MaxBatch: 9,
 			RejectionAudit: config.RejectionAudit{PerSecond: 3, Burst: 4, SummaryInterval: config.Duration(time.Hour)},
 			Sync:           config.IngressSync{MaxWait: config.Duration(time.Minute), DefaultWait: config.Duration(time.Second)},

@@ -326,6 +326,17 @@ func (c Config) validateIngress(p *problems) {
 	if in.MaxBatch < 1 || in.MaxBatch > 10000 {
 		p.add("ingress.max_batch", "must be between 1 and 10000, not %d", in.MaxBatch)
 	}
+	// Every body a limit allows must be able to get in: a request whose
+	// Content-Length alone is over the bound would be answered 503 forever.
+	largest, field := in.MaxBody, "ingress.max_body"
+	for i, s := range c.Sources {
+		if s.Poll == nil && s.MaxBody > largest {
+			largest, field = s.MaxBody, fmt.Sprintf("sources[%d].max_body", i)
+		}
+	}
+	if in.MaxBytesInFlight < largest {
+		p.add("ingress.max_bytes_in_flight", "(%d bytes) must be at least the largest body limit, %s (%d bytes), or a body at that limit could never be taken", in.MaxBytesInFlight, field, largest)
+	}
 	names := map[string]bool{}
 	keys := map[Secret]int{}
 	for i, k := range in.APIKeys {

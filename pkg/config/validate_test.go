@@ -202,6 +202,11 @@ func TestValidate(t *testing.T) {
 		{name: "idempotency horizon under the window", mutate: func(c *config.Config) { c.Ingress.IdempotencyHorizon = d(time.Minute) }, wantErr: config.ErrInvalid, field: "ingress.idempotency_horizon", problem: "at least nats.duplicate_window (2m0s)"},
 		{name: "idempotency horizon a week", mutate: func(c *config.Config) { c.Ingress.IdempotencyHorizon = d(7 * 24 * time.Hour) }},
 		{name: "max batch zero", mutate: func(c *config.Config) { c.Ingress.MaxBatch = 0 }, wantErr: config.ErrInvalid, field: "ingress.max_batch"},
+		{name: "max bytes in flight below max body", mutate: func(c *config.Config) { c.Ingress.MaxBytesInFlight = c.Ingress.MaxBody - 1 }, wantErr: config.ErrInvalid, field: "ingress.max_bytes_in_flight"},
+		{name: "max bytes in flight below a source's max body", mutate: func(c *config.Config) {
+			c.Ingress.MaxBytesInFlight = 2 << 20
+			c.Sources[0].MaxBody = 3 << 20
+		}, wantErr: config.ErrInvalid, field: "ingress.max_bytes_in_flight"},
 
 		// destinations
 		{name: "destination name", mutate: func(c *config.Config) { c.Destinations[0].Name = "CRM" }, wantErr: config.ErrInvalid, field: "destinations[0].name"},

@@ -17,6 +17,11 @@ type metrics struct {
 	idempotencyErrors *prometheus.CounterVec
 	auditErrors       *prometheus.CounterVec
 	unaudited         *prometheus.CounterVec
+	// bytesInFlight, bytesInFlightLimit and overloaded are the bound on
+	// request body bytes held at once (admission.go).
+	bytesInFlight      prometheus.Gauge
+	bytesInFlightLimit prometheus.Gauge
+	overloaded         *prometheus.CounterVec
 }
 
 // Label values known in advance. Every series with them is created at
@@ -27,6 +32,7 @@ var (
 	webhookOutcomes = []string{
 		"accepted", "duplicate", "rate_limited", "body_too_large", "malformed", "unavailable",
 		"missing_signature", "stale_timestamp", "malformed_signature", "missing_credentials", "bad_credentials", "bad_signature",
+		outcomeOverloaded,
 	}
 	apiOutcomes       = []string{statusAccepted, statusDuplicate, statusRejected, statusUnavailable}
 	idempotencyOps    = []string{"lookup", "record"}
@@ -68,7 +74,21 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 			Name: "switchyard_ingress_rejections_unaudited_total",
 			Help: "Refused requests over ingress.rejection_audit, not audited one by one but counted in a summary record, by source (_api: the publish API, _unknown: unknown sources).",
 		}, []string{"source"}),
+		bytesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_ingress_body_bytes_in_flight",
+			Help: "Request body bytes ingress holds now (webhooks and the publish API): each request's Content-Length from before its body is read until it is answered.",
+		}),
+		bytesInFlightLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_ingress_body_bytes_in_flight_limit",
+			Help: "The bound on request body bytes held at once (ingress.max_bytes_in_flight).",
+		}),
+		overloaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_ingress_overloaded_total",
+			Help: "Requests answered 503 with Retry-After because their body did not fit in ingress.max_bytes_in_flight, by route (webhooks, api).",
+		}, []string{"route"}),
 	}
+	m.overloaded.WithLabelValues(routeWebhooks)
+	m.overloaded.WithLabelValues(routeAPI)
 	for _, src := range sources {
 		if src.IsPolled() {
 			continue // package poll counts its rounds
@@ -101,7 +121,8 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 	m.unaudited.WithLabelValues(apiSource)
 	m.unaudited.WithLabelValues(unknownSource)
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.published, m.syncPublishes, m.idempotencyErrors, m.auditErrors, m.unaudited)
+		reg.MustRegister(m.requests, m.duration, m.published, m.syncPublishes, m.idempotencyErrors, m.auditErrors, m.unaudited,
+			m.bytesInFlight, m.bytesInFlightLimit, m.overloaded)
 	}
 	return m
 }

@@ -362,6 +362,10 @@ func (s *Server) readAPIBody(c echo.Context) ([]byte, *rejection) {
 	case errors.As(err, &tooBig):
 		return nil, &rejection{status: http.StatusRequestEntityTooLarge, reason: switchyardv1.RejectReason_REJECT_REASON_BODY_TOO_LARGE,
 			code: "body_too_large", msg: fmt.Sprintf("the body is larger than ingress.max_body (%d bytes)", s.cfg.MaxBody)}
+	case errors.Is(err, errOverBudget):
+		s.metrics.overloaded.WithLabelValues(routeAPI).Inc()
+		closeUnread(c)
+		return nil, s.overloaded()
 	case err != nil:
 		return nil, invalid("unreadable_body", "the request body could not be read completely")
 	}

@@ -59,6 +59,11 @@ type Config struct {
 	// events.EnvelopeAllowance, every body limit must fit in the NATS
 	// server's max_payload: New and Provision refuse one that does not.
 	MaxBody int64
+	// MaxBytesInFlight bounds the request body bytes held at once, webhooks
+	// and the publish API together (ingress.max_bytes_in_flight); past it
+	// requests are answered 503 with Retry-After. At least every body
+	// limit.
+	MaxBytesInFlight int64
 	// MaxBatch bounds the events of one batch request (ingress.max_batch).
 	MaxBatch int
 	// RetryAfter is what 503 answers ask the sender to wait. Default 5s.
@@ -103,6 +108,7 @@ func (c Config) WithDefaults() Config {
 	c.PublishTimeout = cmp.Or(c.PublishTimeout, d.PublishTimeout.D())
 	c.IdempotencyHorizon = cmp.Or(c.IdempotencyHorizon, d.IdempotencyHorizon.D())
 	c.MaxBody = cmp.Or(c.MaxBody, int64(d.MaxBody))
+	c.MaxBytesInFlight = cmp.Or(c.MaxBytesInFlight, int64(d.MaxBytesInFlight))
 	c.MaxBatch = cmp.Or(c.MaxBatch, d.MaxBatch)
 	c.RejectionAudit.PerSecond = cmp.Or(c.RejectionAudit.PerSecond, d.RejectionAudit.PerSecond)
 	c.RejectionAudit.Burst = cmp.Or(c.RejectionAudit.Burst, d.RejectionAudit.Burst)
@@ -128,6 +134,14 @@ func (c Config) Validate() error {
 	if c.Logger == nil {
 		return errors.New("ingress: Config.Logger is required")
 	}
+	for _, src := range c.Sources {
+		if !src.IsPolled() && int64(src.MaxBody) > c.MaxBytesInFlight {
+			return fmt.Errorf("ingress: Config.MaxBytesInFlight (%d) is below source %q's MaxBody (%d): such a body could never be taken", c.MaxBytesInFlight, src.Name, src.MaxBody)
+		}
+	}
+	if c.MaxBody > c.MaxBytesInFlight {
+		return fmt.Errorf("ingress: Config.MaxBytesInFlight (%d) is below MaxBody (%d): such a body could never be taken", c.MaxBytesInFlight, c.MaxBody)
+	}
 	return nil
 }
 
@@ -138,7 +152,11 @@ type Server struct {
 	audit   *auditlog.Emitter
 	sources map[string]*source
 	// polled are the polled sources: they take no webhooks.
-	polled  map[string]bool
+	polled map[string]bool
+	// required are each source's headers checked before its body is read.
+	required map[string][]string
+	// budget bounds the request body bytes held at once.
+	budget  *byteBudget
 	keys    *apiKeys
 	idem    *idempotency.Store
 	echo    *echo.Echo
@@ -178,6 +196,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		audit:    audit,
 		sources:  map[string]*source{},
 		polled:   map[string]bool{},
+		required: map[string][]string{},
 		keys:     newAPIKeys(cfg.APIKeys),
 		metrics:  newMetrics(cfg.Registerer, cfg.Sources, cfg.APIKeys),
 		warnings: sampledLog{every: 10 * time.Second},
@@ -198,7 +217,10 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		src.gate = newRejectionGate(sc.Name, cfg.RejectionAudit, s.metrics, now)
 		s.gates = append(s.gates, src.gate)
 		s.sources[sc.Name] = src
+		s.required[sc.Name] = requiredHeaders(sc)
 	}
+	s.budget = newByteBudget(cfg.MaxBytesInFlight, s.metrics.bytesInFlight)
+	s.metrics.bytesInFlightLimit.Set(float64(cfg.MaxBytesInFlight))
 	s.apiGate = newRejectionGate(apiSource, cfg.RejectionAudit, s.metrics, now)
 	s.unknownGate = newRejectionGate(unknownSource, cfg.RejectionAudit, s.metrics, now)
 	s.gates = append(s.gates, s.apiGate, s.unknownGate)
@@ -222,9 +244,10 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	// X-Forwarded-For by default, it is the sender's to forge.
 	e.IPExtractor = extractIP
 	e.HTTPErrorHandler = errorHandler
-	e.POST("/webhooks/:source", s.handleWebhook)
-	e.POST("/v1/events", s.handlePublish)
-	e.POST("/v1/events/batch", s.handlePublishBatch)
+	// Each admission check runs before its handler reads the body.
+	e.POST("/webhooks/:source", s.handleWebhook, s.admitWebhook)
+	e.POST("/v1/events", s.handlePublish, s.admitAPI)
+	e.POST("/v1/events/batch", s.handlePublishBatch, s.admitAPI)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	s.echo = e
 

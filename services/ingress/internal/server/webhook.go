@@ -66,6 +66,12 @@ func (s *Server) handleWebhook(c echo.Context) error {
 				code: "body_too_large", msg: fmt.Sprintf("the body is larger than this source's limit of %d bytes", src.cfg.MaxBody),
 			})
 		}
+		if errors.Is(err, errOverBudget) {
+			outcome = outcomeOverloaded
+			s.metrics.overloaded.WithLabelValues(routeWebhooks).Inc()
+			closeUnread(c)
+			return s.reject(c, src, "", req.ContentLength, s.overloaded())
+		}
 		outcome = "malformed"
 		return s.reject(c, src, "", 0, &rejection{
 			status: http.StatusBadRequest, reason: switchyardv1.RejectReason_REJECT_REASON_MALFORMED,

@@ -143,6 +143,35 @@ func contentTooLarge(length, limit int64, what string) *rejection {
 	}
 }
 
+// watchedBody notes whether the handler read the body to its end.
+type watchedBody struct {
+	io.ReadCloser
+	sawEOF bool
+}
+
+func (r *watchedBody) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		r.sawEOF = true
+	}
+	return n, err
+}
+
+// serveWatched runs the handler and, when it refused the request without
+// reading its body to the end (an unknown source, a rate limit, a caller
+// without a key), closes the connection: see closeUnread.
+func serveWatched(c echo.Context, next echo.HandlerFunc) error {
+	req := c.Request()
+	body := &watchedBody{ReadCloser: req.Body}
+	req.Body = body
+	err := next(c)
+	if err != nil && req.ContentLength != 0 && !body.sawEOF {
+		// The error handler has not answered yet: it runs after the chain.
+		closeUnread(c)
+	}
+	return err
+}
+
 // closeUnread is for an answer given without reading the body: the server
 // closes the connection after it. Without it net/http reads up to 256 KiB
 // of the body before it answers (Connection: close skips that) and again
@@ -163,7 +192,7 @@ func (s *Server) admitWebhook(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		src, ok := s.sources[c.Param("source")]
 		if !ok {
-			return next(c)
+			return serveWatched(c, next) // answered 404 without reading
 		}
 		start, req := time.Now(), c.Request()
 		refuse := func(outcome, eventID string, rj *rejection) error {
@@ -188,7 +217,7 @@ func (s *Server) admitWebhook(next echo.HandlerFunc) echo.HandlerFunc {
 			return refuse(outcomeOverloaded, "", s.overloaded())
 		}
 		defer release()
-		return next(c)
+		return serveWatched(c, next)
 	}
 }
 
@@ -202,9 +231,7 @@ func (s *Server) admitAPI(next echo.HandlerFunc) echo.HandlerFunc {
 		req := c.Request()
 		key, rj := s.keys.authenticate(req.Header.Get(echo.HeaderAuthorization))
 		if rj != nil {
-			// The handler refuses it without reading the body.
-			closeUnread(c)
-			return next(c)
+			return serveWatched(c, next) // answered 401 without reading
 		}
 		refuse := func(outcome string, rj *rejection) error {
 			s.metrics.published.WithLabelValues(key, outcome).Inc()
@@ -220,7 +247,7 @@ func (s *Server) admitAPI(next echo.HandlerFunc) echo.HandlerFunc {
 			return refuse(statusUnavailable, s.overloaded())
 		}
 		defer release()
-		return next(c)
+		return serveWatched(c, next)
 	}
 }
 

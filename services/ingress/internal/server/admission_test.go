@@ -151,6 +151,45 @@ func TestContentLengthOverLimitRefusedAtOnce(t *testing.T) {
 	}
 }
 
+// TestRefusalsWithoutTheBodyAnswerAtOnce: the handler's own refusals that
+// need no body (an unknown source, the source's rate limit) are answered
+// before the client sends it, and close the connection.
+func TestRefusalsWithoutTheBodyAnswerAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withLongReads, func(c *Config) { c.Sources[0].RateLimit = config.SourceRateLimit{PerSecond: 0.001, Burst: 1} })
+	base := e.serve(t)
+	if a := e.post(t, vector()); a.code != http.StatusAccepted { // the one token
+		t.Fatalf("first request: %d %s", a.code, a.raw)
+	}
+	for _, tt := range []struct {
+		path string
+		code int
+	}{{"/webhooks/nobody", http.StatusNotFound}, {"/webhooks/" + sourceName, http.StatusTooManyRequests}} {
+		conn := dialRaw(t, base)
+		if _, err := conn.Write(rawHead(tt.path, vectorHeader(), 100)); err != nil {
+			t.Fatal(err)
+		}
+		if a, closing := readAnswerClose(t, conn); a.code != tt.code || !closing {
+			t.Errorf("%s: %d %s (closing %v), want %d before the body, closing", tt.path, a.code, a.raw, closing, tt.code)
+		}
+	}
+	// A request read to its end keeps its connection.
+	body := `{"type":"order.created"}`
+	w := signed(t, "msg_keep", body)
+	e2 := newEnvOn(t, e.nats, e.js, func(c *Config) { c.Sources[0].Name = "other" })
+	base2 := e2.serve(t)
+	conn := dialRaw(t, base2)
+	h := vectorHeader()
+	h.Set(signing.HeaderWebhookID, w.id)
+	h.Set(signing.HeaderWebhookSignature, w.signature)
+	if _, err := conn.Write(append(rawHead("/webhooks/other", h, int64(len(body))), body...)); err != nil {
+		t.Fatal(err)
+	}
+	if a, closing := readAnswerClose(t, conn); a.code != http.StatusAccepted || closing {
+		t.Errorf("a complete request: %d %s (closing %v), want 202 on a kept connection", a.code, a.raw, closing)
+	}
+}
+
 // TestMissingSignatureRefusedBeforeTheBody: for every scheme, a request
 // without one of the headers the scheme needs is refused with the code
 // the verifier uses, before the client sends its body.

@@ -66,7 +66,7 @@ ops: {listen: "off"}
 ingress: {listen: %q}
 auditor: {listen: %q}
 sources:
-  - {name: shop, scheme: standard-webhooks, secrets: [%q]}
+  - {name: shop, scheme: standard-webhooks, secrets: [%q], rate_limit: {unlimited: true}}
 destinations:
   - name: erp
     url: %q

@@ -568,7 +568,7 @@ data_dir: %q
 database_url: %q
 nats: {url: %q, replicas: 3}
 %ssources:
-  - {name: shop, scheme: standard-webhooks, secrets: [%q]}
+  - {name: shop, scheme: standard-webhooks, secrets: [%q], rate_limit: {unlimited: true}}
 destinations:
 %s%salerts:
   slack_webhook_url: %q

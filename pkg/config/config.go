@@ -239,14 +239,40 @@ type SourceHMAC struct {
 	SignedContent string `yaml:"signed_content"`
 }
 
-// SourceRateLimit is a token bucket per source; over it, requests are
-// answered 429 with Retry-After.
+// SourceRateLimit is a token bucket per source (and ingress replica); over
+// it, requests are answered 429 with Retry-After, before the body is read
+// or a signature checked. Every webhook source has one unless Unlimited:
+// anyone can post forged requests, and verifying them costs CPU.
 type SourceRateLimit struct {
-	// PerSecond is the sustained rate. 0: no limit.
+	// PerSecond is the sustained rate. Default DefaultSourceRatePerSecond.
 	PerSecond float64 `yaml:"per_second"`
-	// Burst is how many requests may arrive at once. Default: PerSecond
-	// rounded up.
+	// Burst is how many requests may arrive at once. Default: twice
+	// PerSecond rounded up (DefaultSourceRateBurst for the default rate).
 	Burst int `yaml:"burst"`
+	// Unlimited turns the limit off (with neither PerSecond nor Burst).
+	Unlimited bool `yaml:"unlimited"`
+}
+
+// The default rate limit of a webhook source: 50 requests per second with
+// bursts of 100, per ingress replica. Far above what one partner sends,
+// and it bounds the CPU a flood of forged requests can cost
+// (docs/decisions/0403-ed25519-signatures-bounded.md).
+const (
+	DefaultSourceRatePerSecond = 50
+	DefaultSourceRateBurst     = 2 * DefaultSourceRatePerSecond
+)
+
+// WithDefaults returns the limit with its defaults applied: the default
+// rate unless Unlimited, and a burst of twice the rate rounded up.
+func (r SourceRateLimit) WithDefaults() SourceRateLimit {
+	if r.Unlimited {
+		return r
+	}
+	setDefault(&r.PerSecond, DefaultSourceRatePerSecond)
+	if r.PerSecond > 0 && r.Burst == 0 {
+		r.Burst = max(1, int(math.Ceil(2*r.PerSecond)))
+	}
+	return r
 }
 
 // Destination is a partner API that receives events.
@@ -493,9 +519,7 @@ func (c Config) WithDefaults() Config {
 			setDefault(&s.HMAC.Encoding, signing.DefaultHMACEncoding)
 			setDefault(&s.HMAC.SignedContent, signing.DefaultSignedContent(s.HMAC.TimestampHeader))
 		}
-		if s.RateLimit.PerSecond > 0 && s.RateLimit.Burst == 0 {
-			s.RateLimit.Burst = int(math.Ceil(s.RateLimit.PerSecond))
-		}
+		s.RateLimit = s.RateLimit.WithDefaults()
 	}
 	c.Destinations = append([]Destination(nil), c.Destinations...)
 	for i := range c.Destinations {

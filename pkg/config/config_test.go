@@ -509,6 +509,7 @@ func TestWithDefaults(t *testing.T) {
 			Name:      "shop",
 			Tolerance: config.Duration(5 * time.Minute),
 			MaxBody:   1<<20 - 8<<10,
+			RateLimit: config.SourceRateLimit{PerSecond: 50, Burst: 100},
 		}},
 		Destinations: []config.Destination{{
 			Name:          "crm",
@@ -559,7 +560,7 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 			Retention: config.AuditRetention{Payloads: config.Duration(time.Hour), Records: config.Duration(2 * time.Hour),
 				Interval: config.Duration(time.Minute), BatchSize: 5}},
 		Sources: []config.Source{
-			{Name: "a", Tolerance: config.Duration(time.Minute), MaxBody: 100},
+			{Name: "a", Tolerance: config.Duration(time.Minute), MaxBody: 100, RateLimit: config.SourceRateLimit{PerSecond: 3, Burst: 4}},
 			{Name: "b"},
 		},
 		Destinations: []config.Destination{{
@@ -579,7 +580,8 @@ func TestWithDefaultsKeepsSetValues(t *testing.T) {
 	got := in.WithDefaults()
 	// Only source b had anything unset; it inherits ingress.max_body.
 	want := in
-	want.Sources = []config.Source{in.Sources[0], {Name: "b", Tolerance: config.DefaultTolerance, MaxBody: 4096}}
+	want.Sources = []config.Source{in.Sources[0], {Name: "b", Tolerance: config.DefaultTolerance, MaxBody: 4096,
+		RateLimit: config.SourceRateLimit{PerSecond: config.DefaultSourceRatePerSecond, Burst: config.DefaultSourceRateBurst}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("WithDefaults() =\n%+v\nwant\n%+v", got, want)
 	}

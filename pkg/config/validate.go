@@ -312,6 +312,8 @@ func validateSourceOptions(p *problems, f string, s Source) {
 		p.add(f+".rate_limit.per_second", "must be between 0 (no limit) and 1000000, not %g", rl.PerSecond)
 	case rl.Burst < 0:
 		p.add(f+".rate_limit.burst", "must not be negative")
+	case rl.Unlimited && (rl.PerSecond != 0 || rl.Burst != 0):
+		p.add(f+".rate_limit.unlimited", "turns the limit off: remove per_second and burst, or unlimited")
 	case rl.PerSecond == 0 && rl.Burst != 0:
 		p.add(f+".rate_limit.burst", "needs rate_limit.per_second")
 	}

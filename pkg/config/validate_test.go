@@ -160,7 +160,9 @@ func TestValidate(t *testing.T) {
 		}, wantErr: config.ErrInvalid, field: "sources[0].type_header"},
 		{name: "rate limit", mutate: func(c *config.Config) { c.Sources[0].RateLimit = config.SourceRateLimit{PerSecond: 0.5, Burst: 3} }},
 		{name: "rate limit negative", mutate: func(c *config.Config) { c.Sources[0].RateLimit.PerSecond = -1 }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.per_second"},
-		{name: "rate limit burst alone", mutate: func(c *config.Config) { c.Sources[0].RateLimit.Burst = 5 }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.burst", problem: "needs rate_limit.per_second"},
+		{name: "rate limit burst alone", mutate: func(c *config.Config) { c.Sources[0].RateLimit = config.SourceRateLimit{Burst: 5} }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.burst", problem: "needs rate_limit.per_second"},
+		{name: "rate limit off", mutate: func(c *config.Config) { c.Sources[0].RateLimit = config.SourceRateLimit{Unlimited: true} }},
+		{name: "rate limit off with a rate", mutate: func(c *config.Config) { c.Sources[0].RateLimit = config.SourceRateLimit{Unlimited: true, PerSecond: 5} }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.unlimited", problem: "turns the limit off"},
 		{name: "rate limit burst negative", mutate: func(c *config.Config) { c.Sources[0].RateLimit = config.SourceRateLimit{PerSecond: 1, Burst: -1} }, wantErr: config.ErrInvalid, field: "sources[0].rate_limit.burst"},
 
 		// ingress: publish API and idempotency
@@ -385,8 +387,8 @@ func TestWithDefaultsSchemeOptions(t *testing.T) {
 			t.Errorf("sources[%d].hmac = %+v, want %+v", i, c.Sources[i].HMAC, w)
 		}
 	}
-	if got := c.Sources[2].RateLimit.Burst; got != 3 {
-		t.Errorf("burst for 2.5/s = %d, want 3 (the rate rounded up)", got)
+	if got := c.Sources[2].RateLimit.Burst; got != 5 {
+		t.Errorf("burst for 2.5/s = %d, want 5 (twice the rate rounded up)", got)
 	}
 	if got := c.Sources[3].RateLimit.Burst; got != 1 {
 		t.Errorf("set burst = %d, want 1", got)
@@ -482,5 +484,32 @@ func TestDefaultMaxBodyFitsDefaultMaxPayload(t *testing.T) {
 	t.Parallel()
 	if got := int64(config.DefaultMaxBody) + events.EnvelopeAllowance; got > server.MAX_PAYLOAD_SIZE {
 		t.Errorf("DefaultMaxBody + EnvelopeAllowance = %d, above the NATS default max_payload %d", got, server.MAX_PAYLOAD_SIZE)
+	}
+}
+
+// TestSourceRateLimitOnByDefault: a webhook source without rate_limit is
+// limited to the documented default; unlimited turns it off; a polled
+// source gets none (it takes no webhooks).
+func TestSourceRateLimitOnByDefault(t *testing.T) {
+	t.Parallel()
+	c := config.Config{Sources: []config.Source{
+		{Name: "a", Scheme: "github"},
+		{Name: "b", Scheme: "github", RateLimit: config.SourceRateLimit{Unlimited: true}},
+		{Name: "c", Scheme: "github", RateLimit: config.SourceRateLimit{Burst: 500}},
+		{Name: "d", Poll: &config.SourcePoll{}},
+	}}.WithDefaults()
+	want := []config.SourceRateLimit{
+		{PerSecond: 50, Burst: 100},
+		{Unlimited: true},
+		{PerSecond: config.DefaultSourceRatePerSecond, Burst: 500},
+		{},
+	}
+	for i, w := range want {
+		if got := c.Sources[i].RateLimit; got != w {
+			t.Errorf("sources[%d].rate_limit = %+v, want %+v", i, got, w)
+		}
+	}
+	if config.DefaultSourceRateBurst != 100 || config.DefaultSourceRatePerSecond != 50 {
+		t.Errorf("the documented default is 50/s, burst 100")
 	}
 }

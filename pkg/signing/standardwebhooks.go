@@ -121,8 +121,23 @@ func (sw *StandardWebhooks) Verify(r Request) (Verified, error) {
 	if sw.matches(sigs, id, tsRaw, r.Body) {
 		return Verified{DeliveryID: id, EventType: JSONString(r.Body, "type"), Timestamp: ts}, nil
 	}
+	if n := len(sigs.V1a); n > MaxV1aSignatures && len(sw.publicKeys) > 0 {
+		return Verified{}, fmt.Errorf("%w: no %s signature matches an active secret; only the first %d v1a signatures are checked, the other %d were not tried",
+			ErrBadSignature, sw.versions(), MaxV1aSignatures, n-MaxV1aSignatures)
+	}
 	return Verified{}, fmt.Errorf("%w: no %s signature matches an active secret", ErrBadSignature, sw.versions())
 }
+
+// MaxV1aSignatures bounds the v1a (ed25519) signatures of a header that
+// are checked, against each whpk_ key: a sender signs with its current key,
+// and with the next one during a rotation, so a few cover every honest
+// request. Unlike v1's HMAC, computed once per secret and compared with
+// every signature, an ed25519 check hashes the whole message again for
+// each pair of key and signature (the hash covers the signature's R and the
+// key before the message), so this bound is what keeps a forged 1 MiB
+// request from costing tens of milliseconds of CPU. Signatures beyond it
+// are not tried, and the refusal says so.
+const MaxV1aSignatures = 4
 
 func (sw *StandardWebhooks) matches(sigs StandardSignatures, id, tsRaw string, body []byte) bool {
 	if len(sigs.V1) > 0 {
@@ -138,8 +153,9 @@ func (sw *StandardWebhooks) matches(sigs StandardSignatures, id, tsRaw string, b
 	if len(sigs.V1a) > 0 && len(sw.publicKeys) > 0 {
 		msg := make([]byte, 0, len(id)+len(tsRaw)+2+len(body))
 		msg = append(append(append(append(append(msg, id...), '.'), tsRaw...), '.'), body...)
+		tried := sigs.V1a[:min(len(sigs.V1a), MaxV1aSignatures)]
 		for _, pk := range sw.publicKeys {
-			for _, s := range sigs.V1a {
+			for _, s := range tried {
 				if ed25519.Verify(pk, msg, s) {
 					return true
 				}

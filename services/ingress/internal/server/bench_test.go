@@ -54,6 +54,8 @@ func BenchmarkIngress(b *testing.B) {
 		Sources: []config.Source{{
 			Name: "shop", Scheme: "standard-webhooks", Secrets: []config.Secret{vecSecret},
 			Tolerance: config.DefaultTolerance, MaxBody: config.DefaultMaxBody,
+			// Measured flat out: no rate limit.
+			RateLimit: config.SourceRateLimit{Unlimited: true},
 		}},
 		Logger: log,
 	})

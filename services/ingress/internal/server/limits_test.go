@@ -69,6 +69,8 @@ func TestAuditPublishesAreBounded(t *testing.T) {
 		// Every refusal goes to the tracker: this is the bound behind the
 		// rejection audit limit.
 		c.RejectionAudit = config.RejectionAudit{PerSecond: 1e6, Burst: 1e6, SummaryInterval: config.Duration(time.Hour)}
+		// More requests than the default rate limit's burst.
+		c.Sources[0].RateLimit = config.SourceRateLimit{Unlimited: true}
 	})
 	e.nats.NS.Shutdown()
 	e.nats.NS.WaitForShutdown()

@@ -94,7 +94,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
 	Registerer prometheus.Registerer
-	// Now is the clock, for signature timestamp tolerance. Default time.Now.
+	// Now is the clock, for signature timestamp tolerance and the sources'
+	// rate limits. Default time.Now.
 	Now func() time.Time
 }
 
@@ -117,8 +118,12 @@ func (c Config) WithDefaults() Config {
 	c.Sync.DefaultWait = cmp.Or(c.Sync.DefaultWait, min(d.Sync.DefaultWait, c.Sync.MaxWait))
 	c.Sources = append([]config.Source(nil), c.Sources...)
 	for i := range c.Sources {
-		// As in the file: a source without max_body has ingress.max_body.
+		// As in the file: a source without max_body has ingress.max_body,
+		// and a webhook source without rate_limit the default limit.
 		c.Sources[i].MaxBody = cmp.Or(c.Sources[i].MaxBody, config.ByteSize(c.MaxBody))
+		if !c.Sources[i].IsPolled() {
+			c.Sources[i].RateLimit = c.Sources[i].RateLimit.WithDefaults()
+		}
 	}
 
 	c.RetryAfter = cmp.Or(c.RetryAfter, 5*time.Second)

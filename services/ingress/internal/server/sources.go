@@ -23,7 +23,7 @@ type source struct {
 	// auditIDHeader holds the provider's delivery id, read from rejected
 	// (unverified) requests for the audit record only.
 	auditIDHeader string
-	// limiter is nil without a rate limit.
+	// limiter is nil when the source's rate limit is off (unlimited).
 	limiter *rate.Limiter
 	// gate bounds the audit records of refused requests.
 	gate    *rejectionGate
@@ -62,7 +62,7 @@ func newSource(cfg config.Source, m *metrics) (*source, error) {
 	default:
 		src.auditIDHeader = cfg.IDHeader
 	}
-	if cfg.RateLimit.PerSecond > 0 {
+	if !cfg.RateLimit.Unlimited && cfg.RateLimit.PerSecond > 0 {
 		src.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit.PerSecond), max(1, cfg.RateLimit.Burst))
 	}
 	return src, nil

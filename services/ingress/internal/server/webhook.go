@@ -43,7 +43,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	defer func() { src.metrics.observe(outcome, time.Since(start)) }()
 
 	// Before reading the body: a flood costs as little as possible.
-	if wait, limited := src.limited(start); limited {
+	if wait, limited := src.limited(s.cfg.Now()); limited {
 		outcome = "rate_limited"
 		return s.reject(c, src, "", req.ContentLength, &rejection{
 			status: http.StatusTooManyRequests, reason: switchyardv1.RejectReason_REJECT_REASON_RATE_LIMITED,

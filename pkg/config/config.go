@@ -213,8 +213,21 @@ type Source struct {
 	IDHeader string `yaml:"id_header"`
 	// TypeHeader names the request header that carries the event type, for
 	// the hmac, basic and bearer schemes. Empty: the body's top-level
-	// "type" field.
+	// "type" field. A header is not signed: anyone who captured a request
+	// can send its body again under another type.
 	TypeHeader string `yaml:"type_header"`
+	// TypeField names a top-level string field of the JSON body that holds
+	// the event type, for github, shopify, hmac, basic and bearer: routing
+	// then follows the signed body rather than an unsigned header
+	// (X-GitHub-Event, X-Shopify-Topic, type_header). Not with type_header.
+	TypeField string `yaml:"type_field"`
+	// UnsignedID must be "allow" for an id_header whose value the signature
+	// does not cover: always with basic and bearer, and with hmac unless
+	// hmac.signed_content contains {id}. Such an id can be changed by
+	// anyone who captured a request; ingress also remembers each body of
+	// the source to recognise the replay
+	// (docs/decisions/0405-unsigned-delivery-ids-are-opted-into.md).
+	UnsignedID string `yaml:"unsigned_id"`
 	// RateLimit bounds the requests this source may make.
 	RateLimit SourceRateLimit `yaml:"rate_limit"`
 }
@@ -424,6 +437,10 @@ type Demo struct {
 	// GenerateEvery publishes a demo event this often; 0 disables it.
 	GenerateEvery Duration `yaml:"generate_every"`
 }
+
+// UnsignedIDAllow is the value of sources[].unsigned_id that accepts an
+// id_header the signature does not cover.
+const UnsignedIDAllow = "allow"
 
 // Defaults used by WithDefaults.
 const (

@@ -147,8 +147,9 @@ func (p SourcePoll) withDefaults() SourcePoll {
 func validatePoll(p *problems, f string, s Source) {
 	f += ".poll"
 	c := s.Poll
-	if s.Scheme != "" || len(s.Secrets) > 0 || s.HMAC != (SourceHMAC{}) || s.IDHeader != "" || s.TypeHeader != "" || s.RateLimit != (SourceRateLimit{}) {
-		p.add(f, "a polled source receives no webhooks: remove scheme, secrets, hmac, id_header, type_header and rate_limit")
+	if s.Scheme != "" || len(s.Secrets) > 0 || s.HMAC != (SourceHMAC{}) || s.IDHeader != "" || s.TypeHeader != "" || s.RateLimit != (SourceRateLimit{}) ||
+		s.TypeField != "" || s.UnsignedID != "" {
+		p.add(f, "a polled source receives no webhooks: remove scheme, secrets, hmac, id_header, type_header, type_field, unsigned_id and rate_limit")
 	}
 	u, err := url.Parse(strings.ReplaceAll(c.URL, "{cursor}", "c"))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -306,6 +306,7 @@ func validateSourceOptions(p *problems, f string, s Source) {
 			p.add(f+"."+field, "%q is not a header name", v)
 		}
 	}
+	validateUnsigned(p, f, s)
 	rl := s.RateLimit
 	switch {
 	case rl.PerSecond < 0 || rl.PerSecond > 1e6:
@@ -563,4 +564,37 @@ func redactUserinfo(raw string) string {
 		return "[redacted]@" + raw[at+1:]
 	}
 	return raw
+}
+
+// validateUnsigned checks the fields about what the scheme does not sign:
+// an id_header outside the signature needs unsigned_id: allow, and
+// type_field replaces an unsigned type header.
+func validateUnsigned(p *problems, f string, s Source) {
+	idSigned := s.Scheme == "hmac" && strings.Contains(s.HMAC.SignedContent, signing.PlaceholderID)
+	switch {
+	case s.UnsignedID != "" && s.UnsignedID != UnsignedIDAllow:
+		p.add(f+".unsigned_id", "must be %q or empty, not %q", UnsignedIDAllow, s.UnsignedID)
+	case s.UnsignedID != "" && s.IDHeader == "":
+		p.add(f+".unsigned_id", "allows an id_header the signature does not cover; this source has no id_header")
+	case s.UnsignedID != "" && idSigned:
+		p.add(f+".unsigned_id", "is not needed: hmac.signed_content covers {id}")
+	case s.IDHeader != "" && !idSigned && s.UnsignedID == "" && slices.Contains([]string{"hmac", "basic", "bearer"}, s.Scheme):
+		fix := "put {id} in hmac.signed_content if the partner signs it, or"
+		if s.Scheme != "hmac" {
+			fix = s.Scheme + " signs nothing, so"
+		}
+		p.add(f+".id_header", "%s is not covered by the signature: anyone who captured a request can send it again under a new id; %s set unsigned_id: %s (a body sent again under a new id is then answered as a duplicate)",
+			s.IDHeader, fix, UnsignedIDAllow)
+	}
+	if s.TypeField == "" {
+		return
+	}
+	switch {
+	case !slices.Contains(signing.SchemesWithUnsignedType, s.Scheme):
+		p.add(f+".type_field", "is only used by schemes %s; %s takes the event type from the signed body already", strings.Join(signing.SchemesWithUnsignedType, ", "), s.Scheme)
+	case s.TypeHeader != "":
+		p.add(f+".type_field", "and type_header exclude each other: the type comes from the body or from a header")
+	case len(s.TypeField) > 128 || strings.TrimSpace(s.TypeField) != s.TypeField:
+		p.add(f+".type_field", "must name a top-level field of the JSON body, e.g. event_type")
+	}
 }

@@ -130,7 +130,46 @@ func TestValidate(t *testing.T) {
 		{name: "slack", mutate: func(c *config.Config) { c.Sources[0].Scheme = "slack" }},
 		{name: "basic", mutate: func(c *config.Config) {
 			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].IDHeader = "basic", []config.Secret{"acme:s3cret"}, "X-Request-Id"
+			c.Sources[0].UnsignedID = config.UnsignedIDAllow
 		}},
+		// An id header the signature does not cover is refused unless the
+		// operator allows it.
+		{name: "basic id header not allowed", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].IDHeader = "basic", []config.Secret{"acme:s3cret"}, "X-Request-Id"
+		}, wantErr: config.ErrInvalid, field: "sources[0].id_header", problem: "basic signs nothing, so set unsigned_id: allow"},
+		{name: "bearer id header not allowed", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].IDHeader = "bearer", []config.Secret{"tok_0123456789abcdef"}, "X-Request-Id"
+		}, wantErr: config.ErrInvalid, field: "sources[0].id_header", problem: "not covered by the signature"},
+		{name: "hmac id header not signed", mutate: func(c *config.Config) {
+			hmacSource(c, func(*config.SourceHMAC) {})
+			c.Sources[0].IDHeader = "X-Id"
+		}, wantErr: config.ErrInvalid, field: "sources[0].id_header", problem: "put {id} in hmac.signed_content"},
+		{name: "hmac id header allowed unsigned", mutate: func(c *config.Config) {
+			hmacSource(c, func(*config.SourceHMAC) {})
+			c.Sources[0].IDHeader, c.Sources[0].UnsignedID = "X-Id", config.UnsignedIDAllow
+		}},
+		{name: "hmac id header signed", mutate: func(c *config.Config) {
+			hmacSource(c, func(h *config.SourceHMAC) { h.SignedContent = "{id}.{body}" })
+			c.Sources[0].IDHeader = "X-Id"
+		}},
+		{name: "unsigned id allowed but signed", mutate: func(c *config.Config) {
+			hmacSource(c, func(h *config.SourceHMAC) { h.SignedContent = "{id}.{body}" })
+			c.Sources[0].IDHeader, c.Sources[0].UnsignedID = "X-Id", config.UnsignedIDAllow
+		}, wantErr: config.ErrInvalid, field: "sources[0].unsigned_id", problem: "not needed"},
+		{name: "unsigned id without id header", mutate: func(c *config.Config) { c.Sources[0].UnsignedID = config.UnsignedIDAllow },
+			wantErr: config.ErrInvalid, field: "sources[0].unsigned_id", problem: "no id_header"},
+		{name: "unsigned id typo", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].IDHeader = "basic", []config.Secret{"acme:s3cret"}, "X-Request-Id"
+			c.Sources[0].UnsignedID = "yes"
+		}, wantErr: config.ErrInvalid, field: "sources[0].unsigned_id", problem: `must be "allow"`},
+		{name: "type field on github", mutate: func(c *config.Config) { c.Sources[0].Scheme, c.Sources[0].TypeField = "github", "event_type" }},
+		{name: "type field on stripe", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets, c.Sources[0].TypeField = "stripe", []config.Secret{"whsec_stripe"}, "event_type"
+		}, wantErr: config.ErrInvalid, field: "sources[0].type_field", problem: "signed body already"},
+		{name: "type field and header", mutate: func(c *config.Config) {
+			c.Sources[0].Scheme, c.Sources[0].Secrets = "bearer", []config.Secret{"tok_0123456789abcdef"}
+			c.Sources[0].TypeField, c.Sources[0].TypeHeader = "event_type", "X-Type"
+		}, wantErr: config.ErrInvalid, field: "sources[0].type_field", problem: "exclude each other"},
 		{name: "basic without password", mutate: func(c *config.Config) { c.Sources[0].Scheme, c.Sources[0].Secrets = "basic", []config.Secret{"acme"} }, wantErr: config.ErrInvalid, field: "sources[0].secrets[0]", problem: "user:password"},
 		{name: "bearer short token", mutate: func(c *config.Config) { c.Sources[0].Scheme, c.Sources[0].Secrets = "bearer", []config.Secret{"short"} }, wantErr: config.ErrInvalid, field: "sources[0].secrets[0]", problem: "shorter than 16"},
 		{name: "bearer with type header", mutate: func(c *config.Config) {
@@ -511,5 +550,37 @@ func TestSourceRateLimitOnByDefault(t *testing.T) {
 	}
 	if config.DefaultSourceRateBurst != 100 || config.DefaultSourceRatePerSecond != 50 {
 		t.Errorf("the documented default is 50/s, burst 100")
+	}
+}
+
+// TestUnsignedIDAtLoad: loading a file whose source names an id_header the
+// signature does not cover fails, naming the field and the way out, until
+// the operator says unsigned_id: allow.
+func TestUnsignedIDAtLoad(t *testing.T) {
+	t.Parallel()
+	const file = `
+sources:
+  - name: acme
+    scheme: hmac
+    secrets: ["acme-secret"]
+    id_header: X-Acme-Delivery
+    hmac: {header: X-Acme-Signature}
+%s`
+	env := func(string) (string, bool) { return "", false }
+	_, err := config.Parse([]byte(fmt.Sprintf(file, "")), env)
+	if err == nil || !strings.Contains(err.Error(), "sources[0].id_header: X-Acme-Delivery is not covered by the signature") ||
+		!strings.Contains(err.Error(), "unsigned_id: allow") {
+		t.Fatalf("Parse = %v, want sources[0].id_header refused with the way out", err)
+	}
+	c, err := config.Parse([]byte(fmt.Sprintf(file, "    unsigned_id: allow\n")), env)
+	if err != nil {
+		t.Fatalf("with unsigned_id: allow: %v", err)
+	}
+	if got := c.Sources[0].UnsignedID; got != config.UnsignedIDAllow {
+		t.Errorf("unsigned_id = %q", got)
+	}
+	signed := strings.Replace(fmt.Sprintf(file, ""), "{header: X-Acme-Signature}", `{header: X-Acme-Signature, signed_content: "{id}.{body}"}`, 1)
+	if _, err := config.Parse([]byte(signed), env); err != nil {
+		t.Errorf("with {id} in the signed content: %v", err)
 	}
 }

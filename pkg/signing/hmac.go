@@ -237,7 +237,19 @@ func (v *HMAC) Verify(r Request) (Verified, error) {
 		return Verified{}, fmt.Errorf("%w: no signature in %s matches an active secret", ErrBadSignature, textproto.CanonicalMIMEHeaderKey(v.o.Header))
 	}
 	out.EventType = typeFrom(r, v.typeHeader)
+	out.DeliveryIDSigned = v.idHeader == "" || v.signsID()
+	out.EventTypeSigned = v.typeHeader == ""
 	return out, nil
+}
+
+// signsID reports whether the signed content covers the delivery id.
+func (v *HMAC) signsID() bool {
+	for _, p := range v.parts {
+		if p.placeholder == PlaceholderID {
+			return true
+		}
+	}
+	return false
 }
 
 // Sign returns the signature header value for a request, one signature

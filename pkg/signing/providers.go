@@ -171,7 +171,9 @@ func (s *Stripe) Verify(r Request) (Verified, error) {
 	if !anyMAC(s.keys, sig.V1, mac) {
 		return Verified{}, fmt.Errorf("%w: no v1 signature matches an active secret", ErrBadSignature)
 	}
-	return Verified{DeliveryID: JSONString(r.Body, "id"), EventType: JSONString(r.Body, "type"), Timestamp: sig.Timestamp}, nil
+	id := JSONString(r.Body, "id")
+	return Verified{DeliveryID: id, EventType: JSONString(r.Body, "type"), Timestamp: sig.Timestamp,
+		DeliveryIDSigned: true, EventTypeSigned: true}, nil
 }
 
 // Shopify header names.
@@ -298,7 +300,7 @@ func (s *Slack) Verify(r Request) (Verified, error) {
 		return Verified{}, fmt.Errorf("%w: the v0 signature matches no active signing secret", ErrBadSignature)
 	}
 	id, typ := slackIDAndType(r.Body)
-	return Verified{DeliveryID: id, EventType: typ, Timestamp: ts}, nil
+	return Verified{DeliveryID: id, EventType: typ, Timestamp: ts, DeliveryIDSigned: true, EventTypeSigned: true}, nil
 }
 
 // slackIDAndType reads an Events API JSON body, or a form-encoded slash

@@ -100,7 +100,7 @@ func fixtures() []fixture {
 			scheme: "standard-webhooks v1",
 			opts:   signing.Options{Secrets: []string{vectorB.secret}, Tolerance: tolerance},
 			req:    vectorB.request,
-			want:   signing.Verified{DeliveryID: vectorB.id, Timestamp: time.Unix(vectorB.timestamp, 0)},
+			want:   signing.Verified{DeliveryID: vectorB.id, Timestamp: time.Unix(vectorB.timestamp, 0), DeliveryIDSigned: true, EventTypeSigned: true},
 			bad: map[string]badValue{
 				"empty signature":      {"v1,", signing.ErrBadSignature},
 				"truncated signature":  {vectorB.signature[:len(vectorB.signature)-6], signing.ErrBadSignature},
@@ -118,7 +118,7 @@ func fixtures() []fixture {
 				r.Header.Set(signing.HeaderWebhookSignature, v1aSignature)
 				return r
 			},
-			want: signing.Verified{DeliveryID: vectorB.id, Timestamp: time.Unix(vectorB.timestamp, 0)},
+			want: signing.Verified{DeliveryID: vectorB.id, Timestamp: time.Unix(vectorB.timestamp, 0), DeliveryIDSigned: true, EventTypeSigned: true},
 			bad: map[string]badValue{
 				"empty signature":      {"v1a,", signing.ErrBadSignature},
 				"truncated signature":  {v1aSignature[:len(v1aSignature)-8], signing.ErrBadSignature},
@@ -157,7 +157,7 @@ func fixtures() []fixture {
 				return signing.Request{Header: header(signing.HeaderStripeSignature, stripeHeader+",v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39"),
 					Body: []byte(stripeBody), Now: time.Unix(stripeTimestamp+30, 0)}
 			},
-			want: signing.Verified{DeliveryID: "evt_1NG8Du2eZvKYlo2CUI79vXWy", EventType: "payment_intent.succeeded", Timestamp: time.Unix(stripeTimestamp, 0)},
+			want: signing.Verified{DeliveryID: "evt_1NG8Du2eZvKYlo2CUI79vXWy", EventType: "payment_intent.succeeded", Timestamp: time.Unix(stripeTimestamp, 0), DeliveryIDSigned: true, EventTypeSigned: true},
 			bad: map[string]badValue{
 				"empty signature":      {"t=1686089970,v1=", signing.ErrBadSignature},
 				"truncated signature":  {stripeHeader[:len(stripeHeader)-4], signing.ErrBadSignature},
@@ -197,7 +197,7 @@ func fixtures() []fixture {
 				return signing.Request{Header: header(signing.HeaderSlackSignature, slackSignature, signing.HeaderSlackTimestamp, slackTimestamp),
 					Body: []byte(slackBody), Now: time.Unix(1531420618+60, 0)}
 			},
-			want: signing.Verified{EventType: "/webhook-collect", Timestamp: time.Unix(1531420618, 0)},
+			want: signing.Verified{EventType: "/webhook-collect", Timestamp: time.Unix(1531420618, 0), DeliveryIDSigned: true, EventTypeSigned: true},
 			bad: map[string]badValue{
 				"empty signature":      {"v0=", signing.ErrBadSignature},
 				"truncated signature":  {slackSignature[:len(slackSignature)-2], signing.ErrBadSignature},
@@ -214,7 +214,7 @@ func fixtures() []fixture {
 				return signing.Request{Header: header("X-Partner-Signature", "v1="+hmacSHA512, "X-Partner-Timestamp", "1700000000", "X-Partner-Delivery", "d-77"),
 					Body: []byte(hmacBody), Now: time.Unix(hmacTimestamp, 0)}
 			},
-			want: signing.Verified{DeliveryID: "d-77", EventType: "invoice.paid", Timestamp: time.Unix(hmacTimestamp, 0)},
+			want: signing.Verified{DeliveryID: "d-77", EventType: "invoice.paid", Timestamp: time.Unix(hmacTimestamp, 0), EventTypeSigned: true},
 			bad: map[string]badValue{
 				"empty signature":      {"v1=", signing.ErrBadSignature},
 				"truncated signature":  {"v1=" + hmacSHA512[:len(hmacSHA512)-4], signing.ErrBadSignature},
@@ -232,7 +232,7 @@ func fixtures() []fixture {
 				return signing.Request{Header: header("X-Signature", "sha1="+hmacSHA1, "X-Event", "invoice/paid"),
 					Body: []byte(hmacSHA1Body), Now: time.Unix(1, 0)}
 			},
-			want: signing.Verified{EventType: "invoice/paid"},
+			want: signing.Verified{EventType: "invoice/paid", DeliveryIDSigned: true},
 			bad: map[string]badValue{
 				"empty signature":      {"sha1=", signing.ErrBadSignature},
 				"truncated signature":  {"sha1=" + hmacSHA1[:30], signing.ErrBadSignature},
@@ -268,7 +268,7 @@ func fixtures() []fixture {
 				return signing.Request{Header: header("Authorization", "Bearer tok_9f8e7d6c5b4a3928", "X-Event-Type", "ping"),
 					Body: []byte(`{"type":"ignored"}`), Now: time.Unix(1, 0)}
 			},
-			want: signing.Verified{EventType: "ping"},
+			want: signing.Verified{EventType: "ping", DeliveryIDSigned: true},
 			bad: map[string]badValue{
 				"empty token":          {"Bearer", signing.ErrMissingCredentials},
 				"truncated":            {"Bearer tok_9f8e7d6c5b4a392", signing.ErrBadCredentials},

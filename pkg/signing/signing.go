@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -71,6 +72,19 @@ type Verified struct {
 	// EventType is the provider's event type, from a header or the body;
 	// empty when there is none. Also untrusted text.
 	EventType string
+	// DeliveryIDSigned says the sender cannot change the delivery id
+	// without breaking the signature: the id is in the signed content or
+	// the signed body, or the scheme reads no id at all (ingress then
+	// derives it from the body). False for github and shopify, and for
+	// hmac (without {id} in its signed content), basic and bearer with an
+	// id header: anyone holding a captured request can send it again under
+	// another id, or none, so ingress also remembers the body
+	// (docs/decisions/0404-replays-under-a-fresh-delivery-id.md).
+	DeliveryIDSigned bool
+	// EventTypeSigned says the signature covers EventType: false when it
+	// comes from a header (github, shopify, type_header) or the request is
+	// not signed at all (basic, bearer).
+	EventTypeSigned bool
 	// Timestamp is the signed timestamp, when the scheme has one.
 	Timestamp time.Time
 }
@@ -101,10 +115,51 @@ type Options struct {
 	// event type (hmac, basic, bearer).
 	IDHeader   string
 	TypeHeader string
+	// TypeField names a top-level string field of the JSON body that holds
+	// the event type, instead of the scheme's type header (github, shopify,
+	// hmac, basic, bearer): a header is not signed, the body is (except
+	// with basic and bearer, which sign nothing).
+	TypeField string
 }
+
+// SchemesWithUnsignedType are the schemes whose event type may come from a
+// body field (Options.TypeField) instead of an unsigned header.
+var SchemesWithUnsignedType = []string{"github", "shopify", "hmac", "basic", "bearer"}
 
 // New returns the Verifier for a scheme by name.
 func New(scheme string, o Options) (Verifier, error) {
+	v, err := newScheme(scheme, o)
+	if err != nil || o.TypeField == "" {
+		return v, err
+	}
+	if !slices.Contains(SchemesWithUnsignedType, scheme) {
+		return nil, fmt.Errorf("%w: a type field is only for schemes %s", ErrBadSecret, strings.Join(SchemesWithUnsignedType, ", "))
+	}
+	if o.TypeHeader != "" {
+		return nil, fmt.Errorf("%w: a type header and a type field exclude each other", ErrBadSecret)
+	}
+	return &typeField{Verifier: v, field: o.TypeField, signed: scheme != "basic" && scheme != "bearer"}, nil
+}
+
+// typeField takes the event type from a body field instead of where its
+// scheme finds it.
+type typeField struct {
+	Verifier
+	field string
+	// signed: the scheme signs the body.
+	signed bool
+}
+
+func (t *typeField) Verify(r Request) (Verified, error) {
+	out, err := t.Verifier.Verify(r)
+	if err != nil {
+		return out, err
+	}
+	out.EventType, out.EventTypeSigned = JSONString(r.Body, t.field), t.signed
+	return out, nil
+}
+
+func newScheme(scheme string, o Options) (Verifier, error) {
 	switch scheme {
 	case "standard-webhooks":
 		return NewStandardWebhooks(o.Secrets, o.Tolerance)

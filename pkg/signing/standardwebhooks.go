@@ -119,7 +119,7 @@ func (sw *StandardWebhooks) Verify(r Request) (Verified, error) {
 		return Verified{}, staleError(ts, r.Now, sw.tolerance)
 	}
 	if sw.matches(sigs, id, tsRaw, r.Body) {
-		return Verified{DeliveryID: id, EventType: JSONString(r.Body, "type"), Timestamp: ts}, nil
+		return Verified{DeliveryID: id, EventType: JSONString(r.Body, "type"), Timestamp: ts, DeliveryIDSigned: true, EventTypeSigned: true}, nil
 	}
 	if n := len(sigs.V1a); n > MaxV1aSignatures && len(sw.publicKeys) > 0 {
 		return Verified{}, fmt.Errorf("%w: no %s signature matches an active secret; only the first %d v1a signatures are checked, the other %d were not tried",

@@ -128,7 +128,7 @@ func TestStandardWebhooksVectors(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			want := signing.Verified{DeliveryID: v.id, Timestamp: time.Unix(v.timestamp, 0)}
+			want := signing.Verified{DeliveryID: v.id, Timestamp: time.Unix(v.timestamp, 0), DeliveryIDSigned: true, EventTypeSigned: true}
 			if got != want {
 				t.Errorf("Verify = %+v, want %+v", got, want)
 			}

@@ -91,7 +91,9 @@ func (t *Token) Verify(r Request) (Verified, error) {
 	if match != 1 {
 		return Verified{}, fmt.Errorf("%w: the %s credentials match none of the source's", ErrBadCredentials, t.kind)
 	}
-	out := Verified{EventType: typeFrom(r, t.typeHeader)}
+	// Nothing is signed: the id is the sender's to change, unless there is
+	// none (the event id is then the body's hash).
+	out := Verified{EventType: typeFrom(r, t.typeHeader), DeliveryIDSigned: t.idHeader == ""}
 	if t.idHeader != "" {
 		out.DeliveryID = r.Header.Get(t.idHeader)
 	}

@@ -108,6 +108,13 @@ const (
 	DuplicateVia_DUPLICATE_VIA_STREAM_WINDOW DuplicateVia = 1
 	// The long-horizon idempotency record answered before publishing.
 	DuplicateVia_DUPLICATE_VIA_IDEMPOTENCY_RECORD DuplicateVia = 2
+	// A suspected replay: the request carried a delivery id never seen, but
+	// its scheme does not sign the delivery id (github, shopify, hmac without
+	// {id}, basic, bearer) and the same source stored the same body within
+	// the idempotency horizon. event_id is the id it was sent under; subject
+	// is where the body was first stored. The notifier counts it with the
+	// source's signature failures.
+	DuplicateVia_DUPLICATE_VIA_BODY_HASH DuplicateVia = 3
 )
 
 // Enum value maps for DuplicateVia.
@@ -116,11 +123,13 @@ var (
 		0: "DUPLICATE_VIA_UNSPECIFIED",
 		1: "DUPLICATE_VIA_STREAM_WINDOW",
 		2: "DUPLICATE_VIA_IDEMPOTENCY_RECORD",
+		3: "DUPLICATE_VIA_BODY_HASH",
 	}
 	DuplicateVia_value = map[string]int32{
 		"DUPLICATE_VIA_UNSPECIFIED":        0,
 		"DUPLICATE_VIA_STREAM_WINDOW":      1,
 		"DUPLICATE_VIA_IDEMPOTENCY_RECORD": 2,
+		"DUPLICATE_VIA_BODY_HASH":          3,
 	}
 )
 
@@ -2289,11 +2298,12 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x1aREJECT_REASON_RATE_LIMITED\x10\x06\x12\x1b\n" +
 	"\x17REJECT_REASON_MALFORMED\x10\a\x12\x1e\n" +
 	"\x1aREJECT_REASON_UNAUTHORIZED\x10\b\x12\x1d\n" +
-	"\x19REJECT_REASON_UNAVAILABLE\x10\t*t\n" +
+	"\x19REJECT_REASON_UNAVAILABLE\x10\t*\x91\x01\n" +
 	"\fDuplicateVia\x12\x1d\n" +
 	"\x19DUPLICATE_VIA_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bDUPLICATE_VIA_STREAM_WINDOW\x10\x01\x12$\n" +
-	" DUPLICATE_VIA_IDEMPOTENCY_RECORD\x10\x02*g\n" +
+	" DUPLICATE_VIA_IDEMPOTENCY_RECORD\x10\x02\x12\x1b\n" +
+	"\x17DUPLICATE_VIA_BODY_HASH\x10\x03*g\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_DELIVERED\x10\x01\x12\x15\n" +

@@ -32,6 +32,19 @@ func Key(eventID string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:18])
 }
 
+// BodyID is the record id of a body a source sent, for the sources whose
+// scheme does not sign the delivery id: a captured request sent again under
+// a new id has the same BodyID. It starts with a NUL byte, which no event id
+// holds (they are printable text or hashed), so the two kinds of record
+// never collide.
+func BodyID(source string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write(body)
+	return "\x00body\x00" + source + "\x00" + base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
 // ErrNoBucket is returned (wrapped) when the bucket does not exist and
 // could not be created.
 var ErrNoBucket = errors.New("idempotency bucket unavailable")

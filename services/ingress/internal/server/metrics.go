@@ -30,7 +30,7 @@ type metrics struct {
 var (
 	// webhookOutcomes are the outcome label values of a source's requests.
 	webhookOutcomes = []string{
-		"accepted", "duplicate", "rate_limited", "body_too_large", "malformed", "unavailable",
+		"accepted", "duplicate", "suspected_replay", "rate_limited", "body_too_large", "malformed", "unavailable",
 		"missing_signature", "stale_timestamp", "malformed_signature", "missing_credentials", "bad_credentials", "bad_signature",
 		outcomeOverloaded,
 	}

@@ -44,6 +44,7 @@ func newSource(cfg config.Source, m *metrics) (*source, error) {
 		},
 		IDHeader:   cfg.IDHeader,
 		TypeHeader: cfg.TypeHeader,
+		TypeField:  cfg.TypeField,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("source %q: %w", cfg.Name, err)

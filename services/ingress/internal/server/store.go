@@ -38,6 +38,15 @@ func (r stored) duplicate() bool { return r.via != switchyardv1.DuplicateVia_DUP
 // writes the missing record), a much later one would be stored again. A
 // duplicate, never a loss.
 func (s *Server) store(ctx context.Context, eventID string, m *nats.Msg) (stored, error) {
+	return s.storeWithBody(ctx, eventID, "", m)
+}
+
+// storeWithBody is store for an event whose delivery id its sender could
+// change without breaking the signature: bodyID (idempotency.BodyID), when
+// set, is looked up after the event id and remembered with it, so that the
+// same body sent again under a fresh id within the horizon is a duplicate
+// (DUPLICATE_VIA_BODY_HASH, a suspected replay) and is not stored again.
+func (s *Server) storeWithBody(ctx context.Context, eventID, bodyID string, m *nats.Msg) (stored, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	subject, found, err := s.idem.Lookup(ctx, eventID)
@@ -49,6 +58,15 @@ func (s *Server) store(ctx context.Context, eventID string, m *nats.Msg) (stored
 		s.warn("idempotency lookup failed; storing without it", slog.String("event_id", eventID), slog.Any("error", err))
 	case found:
 		return stored{via: switchyardv1.DuplicateVia_DUPLICATE_VIA_IDEMPOTENCY_RECORD, subject: subject}, nil
+	case bodyID != "":
+		subject, found, err := s.idem.Lookup(ctx, bodyID)
+		switch {
+		case err != nil:
+			s.metrics.idempotencyErrors.WithLabelValues("lookup").Inc()
+			s.warn("idempotency lookup of the body failed; storing without it", slog.String("event_id", eventID), slog.Any("error", err))
+		case found:
+			return stored{via: switchyardv1.DuplicateVia_DUPLICATE_VIA_BODY_HASH, subject: subject}, nil
+		}
 	}
 	// Sent again under the same Nats-Msg-Id while no PubAck comes (a stream
 	// leader election, a reconnect), within the publish timeout.
@@ -59,6 +77,11 @@ func (s *Server) store(ctx context.Context, eventID string, m *nats.Msg) (stored
 	// Also after a duplicate within the window: the first delivery may
 	// have crashed before writing its record.
 	s.remember(eventID, m.Subject)
+	if bodyID != "" {
+		s.records.Go("the body of "+eventID, func() (jetstream.PubAckFuture, error) {
+			return s.js.PublishMsgAsync(s.idem.Msg(bodyID, m.Subject))
+		})
+	}
 	if ack.Duplicate {
 		return stored{seq: ack.Sequence, via: switchyardv1.DuplicateVia_DUPLICATE_VIA_STREAM_WINDOW, subject: m.Subject}, nil
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/subjects"
 	"github.com/switchyard/switchyard/pkg/untrusted"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
+	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 )
 
 // maxHeaderValue bounds a provider header copied into a stored event.
@@ -109,7 +110,14 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	}
 	m.Data = body
 
-	res, err := s.store(req.Context(), eventID, m)
+	// Where the scheme does not sign the delivery id, anyone holding a
+	// captured request can send it again under a fresh id (or none): the
+	// body is remembered too, and a body seen before is a suspected replay.
+	var bodyID string
+	if !verified.DeliveryIDSigned {
+		bodyID = idempotency.BodyID(name, body)
+	}
+	res, err := s.storeWithBody(req.Context(), eventID, bodyID, m)
 	if err != nil {
 		// Not stored: the partner must retry. Never 2xx here.
 		outcome = "unavailable"
@@ -118,6 +126,9 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	}
 	if res.duplicate() {
 		outcome = "duplicate"
+		if res.via == switchyardv1.DuplicateVia_DUPLICATE_VIA_BODY_HASH {
+			outcome = "suspected_replay"
+		}
 		s.emit(&switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookDuplicate{
 			WebhookDuplicate: &switchyardv1.WebhookDuplicate{
 				Source: name, EventId: eventID, RemoteAddr: c.RealIP(), Subject: res.subject, Via: res.via,

@@ -482,7 +482,7 @@ func signatureFailures(r config.SignatureFailuresRule, s *switchyardv1.Series, n
 		Summary: fmt.Sprintf("%d webhooks from %s refused for their signature", t.Rejections, s.GetName()),
 		Fields: []Field{
 			{"Source", s.GetName()},
-			{"Refused", fmt.Sprintf("%d in %s (bad or missing signature, stale timestamp)", t.Rejections, r.Window)},
+			{"Refused", fmt.Sprintf("%d in %s (bad or missing signature, stale timestamp, suspected replay)", t.Rejections, r.Window)},
 			{"Last refusal", lastFailure(s.GetLastFailure())},
 			{"Check", "a secret rotated on one side only, or someone forging requests"},
 		},

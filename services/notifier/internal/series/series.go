@@ -65,6 +65,11 @@ func Target(rec *switchyardv1.AuditRecord) (kind, name string, ok bool) {
 			return "", "", false
 		}
 		return KindSource, d.WebhookRejected.GetSource(), d.WebhookRejected.GetSource() != ""
+	case *switchyardv1.AuditRecord_WebhookDuplicate:
+		if !SuspectedReplay(d.WebhookDuplicate) {
+			return "", "", false
+		}
+		return KindSource, d.WebhookDuplicate.GetSource(), d.WebhookDuplicate.GetSource() != ""
 	case *switchyardv1.AuditRecord_AuditLag:
 		return KindAudit, rec.GetService(), true
 	case *switchyardv1.AuditRecord_PollRound:
@@ -90,6 +95,14 @@ func SignatureRejection(r *switchyardv1.WebhookRejected) bool {
 		return r.GetStatusCode() == http.StatusUnauthorized
 	}
 	return false
+}
+
+// SuspectedReplay reports whether a duplicate is a signed body sent again
+// under a fresh delivery id (ingress recognised it by the body's hash): the
+// signature was valid, but the request did not come from the partner as
+// sent, so the SignatureFailures rule counts it with the refusals.
+func SuspectedReplay(d *switchyardv1.WebhookDuplicate) bool {
+	return d.GetVia() == switchyardv1.DuplicateVia_DUPLICATE_VIA_BODY_HASH
 }
 
 // New returns an empty series.
@@ -141,6 +154,13 @@ func Apply(d *switchyardv1.Series, rec *switchyardv1.AuditRecord, seen time.Time
 			text += ": " + r.GetDetail()
 		}
 		setLatest(&d.LastFailure, &switchyardv1.LastFailure{At: timestamppb.New(at), StatusCode: r.GetStatusCode(), Error: text, EventId: r.GetEventId()})
+	case *switchyardv1.AuditRecord_WebhookDuplicate:
+		if !SuspectedReplay(x.WebhookDuplicate) {
+			return
+		}
+		bucket(d, at).Rejections++
+		text := "suspected replay: a body stored before on " + x.WebhookDuplicate.GetSubject() + " sent again under a new delivery id"
+		setLatest(&d.LastFailure, &switchyardv1.LastFailure{At: timestamppb.New(at), StatusCode: 200, Error: text, EventId: x.WebhookDuplicate.GetEventId()})
 	}
 }
 

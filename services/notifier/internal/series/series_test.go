@@ -1,6 +1,7 @@
 package series
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -158,6 +159,11 @@ func TestTarget(t *testing.T) {
 		// the source name of an unknown source is the sender's to choose.
 		{rej(switchyardv1.RejectReason_REJECT_REASON_UNKNOWN_SOURCE), "", ""},
 		{rej(switchyardv1.RejectReason_REJECT_REASON_BODY_TOO_LARGE), "", ""},
+		// A suspected replay (a signed body under a fresh delivery id)
+		// counts with the signature failures; an ordinary redelivery not.
+		{dup(switchyardv1.DuplicateVia_DUPLICATE_VIA_BODY_HASH), KindSource, "shop"},
+		{dup(switchyardv1.DuplicateVia_DUPLICATE_VIA_IDEMPOTENCY_RECORD), "", ""},
+		{dup(switchyardv1.DuplicateVia_DUPLICATE_VIA_STREAM_WINDOW), "", ""},
 		{&switchyardv1.AuditRecord{Service: "auditor", Detail: &switchyardv1.AuditRecord_AuditLag{AuditLag: &switchyardv1.AuditLag{}}}, KindAudit, "auditor"},
 		{&switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_Alert{Alert: &switchyardv1.AlertNotification{}}}, "", ""},
 	}
@@ -169,6 +175,29 @@ func TestTarget(t *testing.T) {
 	}
 	if k := Key(KindDestination, "erp.x>"); k != "series.destination.erp_x_" {
 		t.Errorf("Key = %q", k)
+	}
+}
+
+// dup is a duplicate webhook of source shop recognised via.
+func dup(via switchyardv1.DuplicateVia) *switchyardv1.AuditRecord {
+	return &switchyardv1.AuditRecord{Time: timestamppb.New(t0), Detail: &switchyardv1.AuditRecord_WebhookDuplicate{WebhookDuplicate: &switchyardv1.WebhookDuplicate{
+		Source: "shop", EventId: "shop:d-2", Via: via, Subject: "webhooks.shop.issues",
+	}}}
+}
+
+// Suspected replays count as rejections of the source, for the
+// SignatureFailures rule, and are the last failure shown.
+func TestApplyCountsSuspectedReplays(t *testing.T) {
+	t.Parallel()
+	d := New(KindSource, "shop")
+	Apply(d, dup(switchyardv1.DuplicateVia_DUPLICATE_VIA_BODY_HASH), t0)
+	Apply(d, dup(switchyardv1.DuplicateVia_DUPLICATE_VIA_BODY_HASH), t0)
+	Apply(d, dup(switchyardv1.DuplicateVia_DUPLICATE_VIA_IDEMPOTENCY_RECORD), t0)
+	if got := Window(d, t0.Add(time.Second), time.Minute).Rejections; got != 2 {
+		t.Errorf("rejections = %d, want 2 (the suspected replays only)", got)
+	}
+	if f := d.GetLastFailure(); f.GetEventId() != "shop:d-2" || !strings.Contains(f.GetError(), "suspected replay") {
+		t.Errorf("last failure = %v", f)
 	}
 }
 

@@ -486,7 +486,11 @@ func liveHeap(m *runtime.MemStats) {
 // heap, and closes them.
 func slowConnections(t *testing.T, bound int64, conns, length int) slowLoad {
 	t.Helper()
-	e := newEnv(t, withMaxBody(config.ByteSize(length)), withLongReads, func(c *Config) { c.MaxBody, c.MaxBytesInFlight = int64(length), bound })
+	e := newEnv(t, withMaxBody(config.ByteSize(length)), withLongReads, func(c *Config) {
+		c.MaxBody, c.MaxBytesInFlight = int64(length), bound
+		// Thousands of requests in a moment: past the default rate limit.
+		c.Sources[0].RateLimit = config.SourceRateLimit{Unlimited: true}
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

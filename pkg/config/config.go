@@ -56,19 +56,47 @@ type NATS struct {
 	// URL of an external NATS server (2.11 or newer). Empty starts an
 	// embedded server with its store under data_dir/nats.
 	URL string `yaml:"url"`
-	// CredentialsFile is a NATS .creds file for an external server.
+	// CredentialsFile is a NATS .creds file (user JWT and nkey seed) for an
+	// external server in operator mode.
 	CredentialsFile string `yaml:"credentials_file"`
+	// User and Password authenticate to an external server. With the
+	// embedded server, Password (user "switchyard" unless User is set)
+	// replaces the password generated at first start in
+	// data_dir/nats-password; a non-loopback EmbeddedListen needs it.
+	User     string `yaml:"user"`
+	Password Secret `yaml:"password"`
+	// Token authenticates to an external server by token.
+	Token Secret `yaml:"token"`
+	// NKeySeedFile is a file holding a user nkey seed, for an external
+	// server that knows the user's public nkey.
+	NKeySeedFile string `yaml:"nkey_seed_file"`
+	// TLS is how to reach an external server over TLS.
+	TLS NATSTLS `yaml:"tls"`
 	// Replicas for every stream: 1 on a single server, 3 on a cluster.
 	// Default 1.
 	Replicas int `yaml:"replicas"`
 	// EmbeddedListen is the client address of the embedded server, for
-	// tools such as the nats CLI. Empty: in-process connections only.
+	// tools such as the nats CLI. Empty: in-process connections only. An
+	// address other than loopback (127.0.0.1, ::1, localhost) needs
+	// Password.
 	EmbeddedListen string `yaml:"embedded_listen"`
 	// EventsMaxAge is how long EVENTS keeps events. Default 7d.
 	EventsMaxAge Duration `yaml:"events_max_age"`
 	// DuplicateWindow is the JetStream Nats-Msg-Id dedup window on EVENTS.
 	// Default 2m.
 	DuplicateWindow Duration `yaml:"duplicate_window"`
+}
+
+// NATSTLS is the client side of TLS to an external NATS server. Any field
+// set turns TLS on.
+type NATSTLS struct {
+	// CAFile is a PEM file of the CAs the server's certificate must chain
+	// to. Empty: the system's.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate and key, for a server
+	// that verifies clients. Both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Ops is the operations HTTP listener.

@@ -631,3 +631,30 @@ func TestTypeErrorsDoNotQuoteValues(t *testing.T) {
 		}
 	}
 }
+
+// Loading a file whose embedded server listens on every interface without
+// a password is refused, naming the field; with nats.password from the
+// environment it loads, and neither the value nor the error shows it.
+func TestLoadRefusesAnOpenEmbeddedListener(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "switchyard.yaml")
+	yaml := minimalYAML + "nats:\n  embedded_listen: \"0.0.0.0:4222\"\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(path, noEnv)
+	checkErr(t, err, config.ErrInvalid, "nats.embedded_listen", "set nats.password")
+
+	if err := os.WriteFile(path, []byte(yaml+"  password: ${NATS_PASSWORD}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const pw = "operator-chosen-pa55word"
+	c, err := config.Load(path, envMap(map[string]string{"NATS_PASSWORD": pw}))
+	if err != nil {
+		t.Fatalf("Load with nats.password: %v", err)
+	}
+	if c.NATS.Password.Reveal() != pw {
+		t.Errorf("nats.password = %q", c.NATS.Password.Reveal())
+	}
+}

@@ -85,6 +85,7 @@ func (c Config) Validate() error {
 			p.add("nats.embedded_listen", "is only used by the embedded server; remove it or remove nats.url")
 		}
 	}
+	checkNATSAuth(&p, c.NATS)
 	if c.NATS.Replicas != 1 && c.NATS.Replicas != 3 && c.NATS.Replicas != 5 {
 		p.add("nats.replicas", "must be 1, 3 or 5, not %d", c.NATS.Replicas)
 	}
@@ -443,6 +444,66 @@ func checkAuditor(p *problems, a Auditor) {
 	if a.LagThreshold.D() < time.Second {
 		p.add("auditor.lag_threshold", "must be at least 1s, not %s", a.LagThreshold)
 	}
+}
+
+// checkNATSAuth: at most one credential; the external server's settings
+// only with nats.url; a non-loopback embedded listener only with a
+// password, since anyone who reaches it could otherwise publish forged
+// events, read every payload and delete streams.
+func checkNATSAuth(p *problems, n NATS) {
+	var methods []string
+	if n.User != "" || n.Password != "" {
+		methods = append(methods, "user/password")
+	}
+	if n.Token != "" {
+		methods = append(methods, "token")
+	}
+	if n.NKeySeedFile != "" {
+		methods = append(methods, "nkey_seed_file")
+	}
+	if n.CredentialsFile != "" {
+		methods = append(methods, "credentials_file")
+	}
+	if len(methods) > 1 {
+		p.add("nats", "set only one way to authenticate, not %s", strings.Join(methods, " and "))
+	}
+	if n.User != "" && n.Password == "" {
+		p.add("nats.password", "is required with nats.user")
+	}
+	if n.URL != "" && n.Password != "" && n.User == "" {
+		p.add("nats.user", "is required with nats.password for an external server")
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		p.add("nats.tls", "cert_file and key_file go together")
+	}
+	if n.URL == "" {
+		externalOnly := func(field string, set bool) {
+			if set {
+				p.add("nats."+field, "is only used with an external server (nats.url); the embedded one takes nats.password")
+			}
+		}
+		externalOnly("token", n.Token != "")
+		externalOnly("nkey_seed_file", n.NKeySeedFile != "")
+		externalOnly("credentials_file", n.CredentialsFile != "")
+		externalOnly("tls", n.TLS != NATSTLS{})
+		if n.EmbeddedListen != "" && n.Password == "" && !isLoopback(n.EmbeddedListen) {
+			p.add("nats.embedded_listen", "(%s) listens beyond this machine: set nats.password (e.g. ${NATS_PASSWORD}) so that only clients with it may connect, or listen on 127.0.0.1", n.EmbeddedListen)
+		}
+	}
+}
+
+// isLoopback reports whether a listen address accepts only this machine's
+// connections (natsx.IsLoopback, without importing the NATS server).
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkListen(p *problems, field, addr string, allowOff bool) {

@@ -55,6 +55,40 @@ func TestValidate(t *testing.T) {
 			c.NATS.EmbeddedListen = "127.0.0.1:4223"
 		}, wantErr: config.ErrInvalid, field: "nats.embedded_listen"},
 		{name: "embedded_listen without url", mutate: func(c *config.Config) { c.NATS.EmbeddedListen = "127.0.0.1:4223" }},
+		{name: "embedded_listen on localhost", mutate: func(c *config.Config) { c.NATS.EmbeddedListen = "localhost:4223" }},
+		{name: "embedded_listen on ::1", mutate: func(c *config.Config) { c.NATS.EmbeddedListen = "[::1]:4223" }},
+		{name: "embedded_listen on every interface", mutate: func(c *config.Config) { c.NATS.EmbeddedListen = ":4222" },
+			wantErr: config.ErrInvalid, field: "nats.embedded_listen", problem: "set nats.password"},
+		{name: "embedded_listen on 0.0.0.0", mutate: func(c *config.Config) { c.NATS.EmbeddedListen = "0.0.0.0:4222" },
+			wantErr: config.ErrInvalid, field: "nats.embedded_listen", problem: "listens beyond this machine"},
+		{name: "embedded_listen on a host name", mutate: func(c *config.Config) { c.NATS.EmbeddedListen = "nats.internal:4222" },
+			wantErr: config.ErrInvalid, field: "nats.embedded_listen", problem: "set nats.password"},
+		{name: "embedded_listen on 0.0.0.0 with a password", mutate: func(c *config.Config) {
+			c.NATS.EmbeddedListen = "0.0.0.0:4222"
+			c.NATS.Password = "a-long-operator-password"
+		}},
+		{name: "embedded with a user and password", mutate: func(c *config.Config) { c.NATS.User, c.NATS.Password = "ops", "a-long-operator-password" }},
+		{name: "embedded with a token", mutate: func(c *config.Config) { c.NATS.Token = "tok" }, wantErr: config.ErrInvalid, field: "nats.token", problem: "only used with an external server"},
+		{name: "embedded with a creds file", mutate: func(c *config.Config) { c.NATS.CredentialsFile = "x.creds" }, wantErr: config.ErrInvalid, field: "nats.credentials_file", problem: "only used with an external server"},
+		{name: "embedded with an nkey", mutate: func(c *config.Config) { c.NATS.NKeySeedFile = "x.nk" }, wantErr: config.ErrInvalid, field: "nats.nkey_seed_file", problem: "only used with an external server"},
+		{name: "embedded with tls", mutate: func(c *config.Config) { c.NATS.TLS.CAFile = "ca.pem" }, wantErr: config.ErrInvalid, field: "nats.tls", problem: "only used with an external server"},
+		{name: "external user and password", mutate: func(c *config.Config) {
+			c.NATS.URL, c.NATS.User, c.NATS.Password = "nats://n1:4222", "svc", "pw"
+		}},
+		{name: "external password without user", mutate: func(c *config.Config) { c.NATS.URL, c.NATS.Password = "nats://n1:4222", "pw" },
+			wantErr: config.ErrInvalid, field: "nats.user", problem: "required with nats.password"},
+		{name: "user without password", mutate: func(c *config.Config) { c.NATS.URL, c.NATS.User = "nats://n1:4222", "svc" },
+			wantErr: config.ErrInvalid, field: "nats.password", problem: "required with nats.user"},
+		{name: "external token, nkey, creds, tls", mutate: func(c *config.Config) {
+			c.NATS.URL, c.NATS.Token = "nats://n1:4222", "tok"
+			c.NATS.TLS = config.NATSTLS{CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}
+		}},
+		{name: "two credentials", mutate: func(c *config.Config) {
+			c.NATS.URL, c.NATS.Token, c.NATS.CredentialsFile = "nats://n1:4222", "tok", "x.creds"
+		}, wantErr: config.ErrInvalid, field: "nats", problem: "only one way to authenticate, not token and credentials_file"},
+		{name: "tls cert without key", mutate: func(c *config.Config) {
+			c.NATS.URL, c.NATS.TLS.CertFile = "nats://n1:4222", "c.pem"
+		}, wantErr: config.ErrInvalid, field: "nats.tls", problem: "go together"},
 		{name: "replicas 2", mutate: func(c *config.Config) {
 			c.NATS.URL = "nats://127.0.0.1:4222"
 			c.NATS.Replicas = 2

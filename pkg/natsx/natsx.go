@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +34,8 @@ var ErrNoJetStream = errors.New("JetStream is not enabled on the NATS server")
 type ConnectOptions struct {
 	// Name is the client connection name, shown in server monitoring.
 	Name string
-	// CredentialsFile is a NATS .creds file; empty for none.
-	CredentialsFile string
+	// Auth is the client's credential and TLS. Zero: anonymous, plain TCP.
+	Auth Auth
 	// Logger receives connection state changes. Required.
 	Logger *slog.Logger
 	// Replicas is nats.replicas: Connect refuses a server or cluster with
@@ -47,14 +48,15 @@ type ConnectOptions struct {
 // reconnects to another when its server goes), and checks that it is
 // recent enough, has JetStream and enough servers for o.Replicas.
 func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, error) {
+	auth, err := o.Auth.options()
+	if err != nil {
+		return nil, err
+	}
 	opts := append(baseOptions(o),
 		nats.Timeout(5*time.Second),
 		nats.RetryOnFailedConnect(false),
 	)
-	if o.CredentialsFile != "" {
-		opts = append(opts, nats.UserCredentials(o.CredentialsFile))
-	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, auth...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 	}
@@ -240,6 +242,12 @@ type EmbeddedConfig struct {
 	Logger *slog.Logger
 	// MaxPayload is the largest message the server takes. Default 8 MiB.
 	MaxPayload int32
+	// User and Password, when Password is set, are the one credential the
+	// server accepts, from TCP and in-process clients alike (User default
+	// EmbeddedUser). Empty Password: no authentication, which is refused
+	// with a Listen address other than loopback.
+	User     string
+	Password string
 }
 
 // StartEmbedded starts a JetStream-enabled nats-server in this process and
@@ -266,10 +274,20 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("embedded NATS listen address %q: %w", cfg.Listen, err)
 		}
+		if cfg.Password == "" && !IsLoopback(net.JoinHostPort(host, "0")) {
+			return nil, fmt.Errorf("%w: embedded NATS listen address %q", ErrListenNeedsAuth, cfg.Listen)
+		}
 		opts.Host, opts.Port = host, port
 		if port == 0 {
 			opts.Port = server.RANDOM_PORT
 		}
+	}
+	if cfg.Password != "" {
+		user := cfg.User
+		if user == "" {
+			user = EmbeddedUser
+		}
+		opts.Users = []*server.User{{Username: user, Password: cfg.Password}}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -284,9 +302,18 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	return ns, nil
 }
 
-// ConnectEmbedded opens an in-process connection to an embedded server.
+// ErrListenNeedsAuth means the embedded server would listen beyond this
+// machine without a credential.
+var ErrListenNeedsAuth = errors.New("an embedded NATS server listening on an address other than loopback needs a password")
+
+// ConnectEmbedded opens an in-process connection to an embedded server,
+// with o.Auth's user and password when the server has them.
 func ConnectEmbedded(ns *server.Server, o ConnectOptions) (*nats.Conn, error) {
-	nc, err := nats.Connect("", append(baseOptions(o), nats.InProcessServer(ns))...)
+	auth, err := o.Auth.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect("", append(append(baseOptions(o), nats.InProcessServer(ns)), auth...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}

@@ -114,16 +114,22 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
 	log := NewLogger(cfg.Log, o.LogOutput).With(slog.String("process", o.Name))
 	env := &Env{Config: cfg, Log: log, Registry: prometheus.NewRegistry()}
 	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	copts := natsx.ConnectOptions{Name: "switchyard-" + o.Name, CredentialsFile: cfg.NATS.CredentialsFile, Logger: log, Replicas: cfg.NATS.Replicas}
+	copts := natsx.ConnectOptions{Name: "switchyard-" + o.Name, Auth: ExternalAuth(cfg.NATS), Logger: log, Replicas: cfg.NATS.Replicas}
 	var err error
 	if cfg.NATS.URL == "" {
 		if !o.AllowEmbedded {
 			return nil, ErrNeedNATSURL
 		}
+		copts.Auth, err = EmbeddedAuth(cfg, true)
+		if err != nil {
+			return nil, err
+		}
 		env.embedded, err = natsx.StartEmbedded(natsx.EmbeddedConfig{
 			StoreDir: filepath.Join(cfg.DataDir, "nats"),
 			Listen:   cfg.NATS.EmbeddedListen,
 			Logger:   log.With(slog.String("component", "nats-server")),
+			User:     copts.Auth.User,
+			Password: copts.Auth.Password,
 		})
 		if err != nil {
 			return nil, err
@@ -170,6 +176,51 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Env, error) {
 			slog.String("destination", name), slog.String("consumer", destinations.ConsumerName(name)))
 	}
 	return env, nil
+}
+
+// EmbeddedPasswordFile is where the embedded server's generated password
+// is kept: data_dir/nats-password, mode 0600.
+func EmbeddedPasswordFile(cfg config.Config) string {
+	return filepath.Join(cfg.DataDir, "nats-password")
+}
+
+// EmbeddedAuth is the one credential of cfg's embedded server: user
+// nats.user (default natsx.EmbeddedUser) with nats.password, or without it
+// the password in EmbeddedPasswordFile, generated there the first time
+// when create is set (the server's start; a client such as the CLI only
+// reads it).
+func EmbeddedAuth(cfg config.Config, create bool) (natsx.Auth, error) {
+	a := natsx.Auth{User: cfg.NATS.User, Password: cfg.NATS.Password.Reveal()}
+	if a.User == "" {
+		a.User = natsx.EmbeddedUser
+	}
+	if a.Password != "" {
+		return a, nil
+	}
+	path := EmbeddedPasswordFile(cfg)
+	var err error
+	if create {
+		a.Password, err = natsx.LoadOrCreatePassword(path)
+	} else {
+		a.Password, err = natsx.ReadPassword(path)
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("%w (it is written by the first `switchyard run` with this data_dir; run the command with the same data_dir, or set nats.password)", err)
+		}
+	}
+	return a, err
+}
+
+// ExternalAuth is the client credential and TLS of the nats section, for
+// an external server.
+func ExternalAuth(n config.NATS) natsx.Auth {
+	return natsx.Auth{
+		User:            n.User,
+		Password:        n.Password.Reveal(),
+		Token:           n.Token.Reveal(),
+		NKeySeedFile:    n.NKeySeedFile,
+		CredentialsFile: n.CredentialsFile,
+		TLS:             natsx.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},
+	}
 }
 
 // Close drains the connection and stops the embedded server.

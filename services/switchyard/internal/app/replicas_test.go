@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/svcboot"
 	"github.com/switchyard/switchyard/pkg/testing/testctx"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	"github.com/switchyard/switchyard/pkg/topology"
@@ -39,7 +40,12 @@ func TestAllInOneCreatesItsPlan(t *testing.T) {
 
 	var js jetstream.JetStream
 	waitfor.True(t, "the embedded NATS server", func() bool {
-		nc, err := nats.Connect("nats://" + cfg.NATS.EmbeddedListen)
+		// The server takes the password its first start wrote.
+		auth, err := svcboot.EmbeddedAuth(cfg, false)
+		if err != nil {
+			return false
+		}
+		nc, err := nats.Connect("nats://"+cfg.NATS.EmbeddedListen, nats.UserInfo(auth.User, auth.Password))
 		if err != nil {
 			return false
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/svcboot"
 	"github.com/switchyard/switchyard/services/dispatcher"
 )
 
@@ -102,7 +103,7 @@ var errNoNATS = errors.New("this command talks to NATS: set nats.url, or nats.em
 // connectNATS connects to the configuration's NATS server: nats.url, or
 // the all-in-one's embedded server on nats.embedded_listen.
 func connectNATS(ctx context.Context, cfg config.Config) (*nats.Conn, error) {
-	url := cfg.NATS.URL
+	url, auth := cfg.NATS.URL, svcboot.ExternalAuth(cfg.NATS)
 	if url == "" {
 		listen := cfg.NATS.EmbeddedListen
 		if listen == "" {
@@ -112,8 +113,12 @@ func connectNATS(ctx context.Context, cfg config.Config) (*nats.Conn, error) {
 			listen = "127.0.0.1:" + listen[strings.LastIndex(listen, ":")+1:]
 		}
 		url = "nats://" + listen
+		var err error
+		if auth, err = svcboot.EmbeddedAuth(cfg, false); err != nil {
+			return nil, err
+		}
 	}
 	return natsx.Connect(ctx, url, natsx.ConnectOptions{
-		Name: "switchyard-cli", CredentialsFile: cfg.NATS.CredentialsFile, Logger: slog.New(slog.DiscardHandler),
+		Name: "switchyard-cli", Auth: auth, Logger: slog.New(slog.DiscardHandler),
 	})
 }

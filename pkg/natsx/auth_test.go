@@ -377,6 +377,9 @@ func TestConnectWithEachAuthMethod(t *testing.T) {
 			}
 			nc.Close()
 			for _, err := range errs {
+				if !errors.Is(err, nats.ErrAuthorization) || !strings.Contains(err.Error(), "refused the credential") {
+					t.Errorf("error %q, want an authorization violation that says so", err)
+				}
 				for _, s := range tc.secrets {
 					if strings.Contains(err.Error(), s) {
 						t.Errorf("error %q shows a secret", err)

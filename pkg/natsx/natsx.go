@@ -57,6 +57,9 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 		nats.RetryOnFailedConnect(false),
 	)
 	nc, err := nats.Connect(url, append(opts, auth...)...)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("connect to NATS at %s: %w: the server refused the credential (nats.user and nats.password, nats.token, nats.nkey_seed_file or nats.credentials_file; none is sent when none is set)", redactURL(url), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 	}

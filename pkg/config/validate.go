@@ -486,24 +486,10 @@ func checkNATSAuth(p *problems, n NATS) {
 		externalOnly("nkey_seed_file", n.NKeySeedFile != "")
 		externalOnly("credentials_file", n.CredentialsFile != "")
 		externalOnly("tls", n.TLS != NATSTLS{})
-		if n.EmbeddedListen != "" && n.Password == "" && !isLoopback(n.EmbeddedListen) {
+		if host, _, err := net.SplitHostPort(n.EmbeddedListen); err == nil && n.Password == "" && !netaddr.IsLoopback(host) {
 			p.add("nats.embedded_listen", "(%s) listens beyond this machine: set nats.password (e.g. ${NATS_PASSWORD}) so that only clients with it may connect, or listen on 127.0.0.1", n.EmbeddedListen)
 		}
 	}
-}
-
-// isLoopback reports whether a listen address accepts only this machine's
-// connections (natsx.IsLoopback, without importing the NATS server).
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func checkListen(p *problems, field, addr string, allowOff bool) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,20 +162,4 @@ func ReadPassword(path string) (string, error) {
 		return "", fmt.Errorf("embedded NATS password: %s is empty; remove it to have a new one generated", path)
 	}
 	return pw, nil
-}
-
-// IsLoopback reports whether a listen address (host:port) accepts only
-// connections from this machine: 127.0.0.0/8, ::1 or localhost. An empty
-// host, 0.0.0.0 and :: listen everywhere; another name could resolve to
-// anything.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

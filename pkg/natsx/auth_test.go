@@ -176,19 +176,6 @@ func TestEmbeddedNonLoopbackListenNeedsAPassword(t *testing.T) {
 	ns.WaitForShutdown()
 }
 
-func TestIsLoopback(t *testing.T) {
-	t.Parallel()
-	for addr, want := range map[string]bool{
-		"127.0.0.1:4222": true, "127.1.2.3:4222": true, "[::1]:4222": true, "localhost:4222": true,
-		":4222": false, "0.0.0.0:4222": false, "[::]:4222": false, "10.0.0.5:4222": false,
-		"nats.internal:4222": false, "127.0.0.1": false,
-	} {
-		if got := natsx.IsLoopback(addr); got != want {
-			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
-		}
-	}
-}
-
 // startServer runs a JetStream server on a random loopback port with the
 // test's options (authentication, TLS).
 func startServer(t *testing.T, set func(*server.Options)) *server.Server {

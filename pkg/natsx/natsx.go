@@ -9,13 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard/switchyard/pkg/netaddr"
 )
 
 // MinServerVersion is the oldest NATS server Switchyard runs against.
@@ -277,7 +278,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("embedded NATS listen address %q: %w", cfg.Listen, err)
 		}
-		if cfg.Password == "" && !IsLoopback(net.JoinHostPort(host, "0")) {
+		if cfg.Password == "" && !netaddr.IsLoopback(host) {
 			return nil, fmt.Errorf("%w: embedded NATS listen address %q", ErrListenNeedsAuth, cfg.Listen)
 		}
 		opts.Host, opts.Port = host, port

@@ -19,6 +19,8 @@ import (
 type Config struct {
 	// Log selects the log format and level.
 	Log Log `yaml:"log"`
+	// Telemetry configures tracing (off unless an endpoint is set).
+	Telemetry Telemetry `yaml:"telemetry"`
 	// NATS says where JetStream is: an external server or the embedded one.
 	NATS NATS `yaml:"nats"`
 	// DataDir holds the embedded NATS store and the embedded audit store.
@@ -49,6 +51,37 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is debug, info, warn or error. Default info.
 	Level string `yaml:"level"`
+}
+
+// Telemetry configures what the processes export besides /metrics.
+type Telemetry struct {
+	// Traces configures OpenTelemetry tracing.
+	Traces Traces `yaml:"traces"`
+}
+
+// Traces configures OpenTelemetry tracing: a trace starts at ingress (or
+// continues the caller's traceparent) and follows an event through EVENTS
+// to every delivery attempt.
+type Traces struct {
+	// Endpoint is the OTLP/HTTP traces URL of a collector, e.g.
+	// http://otel-collector:4318/v1/traces. Empty (the default): no span is
+	// made, propagated or exported.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the share of new traces sampled (0 < ratio <= 1); a
+	// trace continued from a caller's traceparent follows the caller's
+	// decision. Default 1.
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName prefixes each process's service.name:
+	// <service_name>-ingress, -dispatcher, -notifier, -auditor (also in the
+	// all-in-one, so that a trace shows which service did what). Default
+	// switchyard.
+	ServiceName string `yaml:"service_name"`
+	// QueueSize bounds the spans waiting to be exported per service; past
+	// it spans are dropped and counted
+	// (switchyard_trace_spans_dropped_total). Default 2048.
+	QueueSize int `yaml:"queue_size"`
+	// ExportTimeout bounds one export request. Default 5s.
+	ExportTimeout Duration `yaml:"export_timeout"`
 }
 
 // NATS says how to reach JetStream.
@@ -519,6 +552,10 @@ func Defaults() Config { return Config{}.WithDefaults() }
 func (c Config) WithDefaults() Config {
 	setDefault(&c.Log.Format, "text")
 	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Telemetry.Traces.SampleRatio, 1)
+	setDefault(&c.Telemetry.Traces.ServiceName, "switchyard")
+	setDefault(&c.Telemetry.Traces.QueueSize, 2048)
+	setDefault(&c.Telemetry.Traces.ExportTimeout, Duration(5*time.Second))
 	setDefault(&c.DataDir, "./data")
 	setDefault(&c.Ops.Listen, DefaultOpsListen)
 	if c.NATS.Replicas == 0 {

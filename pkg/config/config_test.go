@@ -482,7 +482,10 @@ func TestWithDefaults(t *testing.T) {
 	}
 	got := in.WithDefaults()
 	want := config.Config{
-		Log:     config.Log{Format: "text", Level: "info"},
+		Log: config.Log{Format: "text", Level: "info"},
+		Telemetry: config.Telemetry{Traces: config.Traces{
+			SampleRatio: 1, ServiceName: "switchyard", QueueSize: 2048, ExportTimeout: config.Duration(5 * time.Second),
+		}},
 		DataDir: "./data",
 		NATS: config.NATS{
 			Replicas:        1,
@@ -547,7 +550,10 @@ func TestWithDefaults(t *testing.T) {
 func TestWithDefaultsKeepsSetValues(t *testing.T) {
 	t.Parallel()
 	in := config.Config{
-		Log:     config.Log{Format: "json", Level: "debug"},
+		Log: config.Log{Format: "json", Level: "debug"},
+		Telemetry: config.Telemetry{Traces: config.Traces{
+			Endpoint: "http://collector:4318/v1/traces", SampleRatio: 0.25, ServiceName: "sy", QueueSize: 10, ExportTimeout: config.Duration(time.Second),
+		}},
 		DataDir: "/var/lib/switchyard",
 		NATS:    config.NATS{URL: "nats://n:4222", Replicas: 3, EventsMaxAge: config.Duration(time.Hour), DuplicateWindow: config.Duration(time.Minute)},
 		Ops:     config.Ops{Listen: "off"},

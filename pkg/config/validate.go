@@ -73,6 +73,7 @@ func (c Config) Validate() error {
 	default:
 		p.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
+	c.Telemetry.Traces.validate(&p)
 	if c.NATS.URL != "" {
 		// A comma-separated list of seed servers is allowed, as nats.go
 		// takes it: nats://n1:4222,nats://n2:4222.
@@ -643,5 +644,29 @@ func validateUnsigned(p *problems, f string, s Source) {
 		p.add(f+".type_field", "and type_header exclude each other: the type comes from the body or from a header")
 	case len(s.TypeField) > 128 || strings.TrimSpace(s.TypeField) != s.TypeField:
 		p.add(f+".type_field", "must name a top-level field of the JSON body, e.g. event_type")
+	}
+}
+
+func (t Traces) validate(p *problems) {
+	if t.Endpoint != "" {
+		u, err := url.Parse(t.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("telemetry.traces.endpoint", "must be an http:// or https:// URL (OTLP/HTTP, e.g. http://otel-collector:4318/v1/traces)")
+		} else if u.User != nil {
+			// The URL is logged at start; credentials would leak there.
+			p.add("telemetry.traces.endpoint", "must not carry credentials")
+		}
+	}
+	if !(t.SampleRatio > 0 && t.SampleRatio <= 1) {
+		p.add("telemetry.traces.sample_ratio", "must be more than 0 and at most 1, not %g (to trace nothing, leave endpoint empty)", t.SampleRatio)
+	}
+	if !namePattern.MatchString(t.ServiceName) {
+		p.add("telemetry.traces.service_name", "must be lower-case letters, digits, '-' and '_', not %q", t.ServiceName)
+	}
+	if t.QueueSize < 1 || t.QueueSize > 1<<20 {
+		p.add("telemetry.traces.queue_size", "must be between 1 and 1048576, not %d", t.QueueSize)
+	}
+	if t.ExportTimeout.D() <= 0 || t.ExportTimeout.D() > time.Minute {
+		p.add("telemetry.traces.export_timeout", "must be more than 0 and at most 1m, not %s", t.ExportTimeout)
 	}
 }

@@ -44,6 +44,16 @@ func TestValidate(t *testing.T) {
 		{name: "log level", mutate: func(c *config.Config) { c.Log.Level = "verbose" }, wantErr: config.ErrInvalid, field: "log.level", problem: `not "verbose"`},
 		{name: "log level debug", mutate: func(c *config.Config) { c.Log.Level = "debug" }},
 
+		// telemetry
+		{name: "traces endpoint", mutate: func(c *config.Config) { c.Telemetry.Traces.Endpoint = "http://127.0.0.1:4318/v1/traces" }},
+		{name: "traces endpoint not http", mutate: func(c *config.Config) { c.Telemetry.Traces.Endpoint = "otel-collector:4317" }, wantErr: config.ErrInvalid, field: "telemetry.traces.endpoint", problem: "http://"},
+		{name: "traces endpoint with credentials", mutate: func(c *config.Config) { c.Telemetry.Traces.Endpoint = "https://u:hunter3@collector/v1/traces" }, wantErr: config.ErrInvalid, field: "telemetry.traces.endpoint", problem: "credentials"},
+		{name: "traces sample ratio above 1", mutate: func(c *config.Config) { c.Telemetry.Traces.SampleRatio = 1.5 }, wantErr: config.ErrInvalid, field: "telemetry.traces.sample_ratio", problem: "at most 1"},
+		{name: "traces sample ratio negative", mutate: func(c *config.Config) { c.Telemetry.Traces.SampleRatio = -0.1 }, wantErr: config.ErrInvalid, field: "telemetry.traces.sample_ratio"},
+		{name: "traces service name", mutate: func(c *config.Config) { c.Telemetry.Traces.ServiceName = "Bad Name" }, wantErr: config.ErrInvalid, field: "telemetry.traces.service_name"},
+		{name: "traces queue size", mutate: func(c *config.Config) { c.Telemetry.Traces.QueueSize = -1 }, wantErr: config.ErrInvalid, field: "telemetry.traces.queue_size"},
+		{name: "traces export timeout", mutate: func(c *config.Config) { c.Telemetry.Traces.ExportTimeout = d(2 * time.Minute) }, wantErr: config.ErrInvalid, field: "telemetry.traces.export_timeout"},
+
 		// nats
 		{name: "nats url without host", mutate: func(c *config.Config) { c.NATS.URL = "localhost" }, wantErr: config.ErrInvalid, field: "nats.url", problem: "must be a URL"},
 		{name: "nats url", mutate: func(c *config.Config) { c.NATS.URL = "nats://127.0.0.1:4222" }},

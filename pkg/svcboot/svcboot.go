@@ -30,6 +30,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/pkg/version"
 )
@@ -54,8 +55,9 @@ type Env struct {
 	Registry *prometheus.Registry
 	embedded *server.Server
 
-	mu     sync.Mutex
-	checks []readyCheck
+	mu      sync.Mutex
+	checks  []readyCheck
+	tracing map[string]*telemetry.Tracing
 }
 
 type readyCheck struct {
@@ -223,8 +225,45 @@ func ExternalAuth(n config.NATS) natsx.Auth {
 	}
 }
 
+// Tracing returns the tracing of one service of this process (ingress,
+// dispatcher, notifier, auditor): nil, tracing off, without
+// telemetry.traces.endpoint. Each service has its own tracer provider,
+// also in the all-in-one, so that spans name the service that made them;
+// its dropped spans are counted in the process's registry. Close flushes
+// them.
+func (e *Env) Tracing(service string) (*telemetry.Tracing, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if t, ok := e.tracing[service]; ok {
+		return t, nil
+	}
+	dropped := telemetry.Dropped(e.Registry, service)
+	t, err := telemetry.New(e.Config.Telemetry.Traces, service, dropped, e.Log)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		e.Log.Info("exporting traces", slog.String("service", service), slog.String("endpoint", e.Config.Telemetry.Traces.Endpoint),
+			slog.Float64("sample_ratio", e.Config.Telemetry.Traces.SampleRatio))
+	}
+	if e.tracing == nil {
+		e.tracing = map[string]*telemetry.Tracing{}
+	}
+	e.tracing[service] = t
+	return t, nil
+}
+
 // Close drains the connection and stops the embedded server.
 func (e *Env) Close() {
+	e.mu.Lock()
+	tracing := e.tracing
+	e.tracing = nil
+	e.mu.Unlock()
+	for _, t := range tracing {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = t.Shutdown(ctx)
+		cancel()
+	}
 	if e.NC != nil {
 		natsx.DrainAndClose(e.NC, 5*time.Second)
 	}

@@ -111,7 +111,12 @@ func startProcesses(t *testing.T, vars map[string]string) *processes {
 	// except that servers listen on httptest's ports.
 	builds := map[string]func(ctx context.Context, env *svcboot.Env) (func(context.Context) error, error){
 		"ingress": func(ctx context.Context, env *svcboot.Env) (func(context.Context) error, error) {
-			ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"), ingress.FromConfig(env.Config, env.Log, env.Registry))
+			ic := ingress.FromConfig(env.Config, env.Log, env.Registry)
+			var err error
+			if ic.Tracing, err = env.Tracing("ingress"); err != nil {
+				return nil, err
+			}
+			ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"), ic)
 			if err != nil {
 				return nil, err
 			}
@@ -130,6 +135,10 @@ func startProcesses(t *testing.T, vars map[string]string) *processes {
 		"dispatcher": func(ctx context.Context, env *svcboot.Env) (func(context.Context) error, error) {
 			dc := dispatcher.FromConfig(env.Config, env.Log, env.Registry)
 			dc.Tuning = dispatcher.Tuning{FetchWait: 250 * time.Millisecond, ShutdownGrace: 2 * time.Second}
+			var err error
+			if dc.Tracing, err = env.Tracing("dispatcher"); err != nil {
+				return nil, err
+			}
 			d, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dc)
 			if err != nil {
 				return nil, err

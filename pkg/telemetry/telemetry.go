@@ -171,6 +171,16 @@ func TraceID(ctx context.Context) string {
 	return sc.TraceID().String()
 }
 
+// SampledTraceID is TraceID when the trace is sampled (exported), "" when
+// not: what an audit record keeps, so that the id it shows can be looked up.
+func SampledTraceID(ctx context.Context) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || !sc.IsSampled() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
 // ForceFlush exports what is queued now.
 func (t *Tracing) ForceFlush(ctx context.Context) error {
 	if t == nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/runner"
 )
@@ -33,6 +34,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
 	Registerer prometheus.Registerer
+	// Tracing makes one span per delivery attempt, continuing the trace
+	// in the event's headers, and sends it on as traceparent; nil is off
+	// (svcboot.Env.Tracing).
+	Tracing *telemetry.Tracing
 	// Tuning holds timings that are not in the configuration file.
 	// FromConfig leaves it zero: the dispatcher's own values.
 	Tuning Tuning
@@ -95,6 +100,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Dispatch
 		Topology:      cfg.Topology,
 		Logger:        cfg.Logger,
 		Registerer:    cfg.Registerer,
+		Tracing:       cfg.Tracing,
 		FetchWait:     cfg.Tuning.FetchWait,
 		ShutdownGrace: cfg.Tuning.ShutdownGrace,
 	})

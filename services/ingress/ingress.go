@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/ingress/internal/poll"
 	"github.com/switchyard/switchyard/services/ingress/internal/server"
@@ -51,6 +52,10 @@ type Config struct {
 	// Now is the clock of the signature timestamp tolerance; nil is
 	// time.Now.
 	Now func() time.Time
+	// Tracing starts each stored event's trace (or continues the caller's
+	// traceparent) and writes it into the event's headers; nil is off
+	// (svcboot.Env.Tracing).
+	Tracing *telemetry.Tracing
 }
 
 // FromConfig is ingress's part of a loaded configuration.
@@ -120,6 +125,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		Logger:             cfg.Logger,
 		Registerer:         cfg.Registerer,
 		Now:                cfg.Now,
+		Tracing:            cfg.Tracing,
 	})
 	if err != nil {
 		return nil, err

@@ -985,7 +985,10 @@ type DeliveryAttempt struct {
 	// credentials: a 401/403 answer, or the OAuth2 token endpoint refusing
 	// the client (status_code is then 0). The notifier's CredentialsFailing
 	// rule counts these.
-	AuthFailure   bool `protobuf:"varint,19,opt,name=auth_failure,json=authFailure,proto3" json:"auth_failure,omitempty"`
+	AuthFailure bool `protobuf:"varint,19,opt,name=auth_failure,json=authFailure,proto3" json:"auth_failure,omitempty"`
+	// trace_id is the OpenTelemetry trace (32 hex digits) this attempt's
+	// span belongs to; empty when tracing is off or the trace not sampled.
+	TraceId       string `protobuf:"bytes,20,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1151,6 +1154,13 @@ func (x *DeliveryAttempt) GetAuthFailure() bool {
 		return x.AuthFailure
 	}
 	return false
+}
+
+func (x *DeliveryAttempt) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
 }
 
 // DeadLetter is a delivery that Switchyard gave up on. The copy published to
@@ -2148,7 +2158,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"remoteAddr\x12-\n" +
 	"\x03via\x18\x04 \x01(\x0e2\x1b.switchyard.v1.DuplicateViaR\x03via\x12\x18\n" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x17\n" +
-	"\aapi_key\x18\x06 \x01(\tR\x06apiKey\"\xa9\x05\n" +
+	"\aapi_key\x18\x06 \x01(\tR\x06apiKey\"\xc4\x05\n" +
 	"\x0fDeliveryAttempt\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x18\n" +
@@ -2174,7 +2184,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"event_type\x18\x11 \x01(\tR\teventType\x12\x14\n" +
 	"\x05probe\x18\x12 \x01(\bR\x05probe\x12!\n" +
-	"\fauth_failure\x18\x13 \x01(\bR\vauthFailure\"\xf1\x05\n" +
+	"\fauth_failure\x18\x13 \x01(\bR\vauthFailure\x12\x19\n" +
+	"\btrace_id\x18\x14 \x01(\tR\atraceId\"\xf1\x05\n" +
 	"\n" +
 	"DeadLetter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +

@@ -13,6 +13,11 @@ import (
 func run(ctx context.Context, args []string) error {
 	return svcboot.Main(ctx, "dispatcher", args, os.Stderr, func(ctx context.Context, env *svcboot.Env) (svcboot.Service, error) {
 		log := env.Log.With(slog.String("service", "dispatcher"))
-		return dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.FromConfig(env.Config, log, env.Registry))
+		c := dispatcher.FromConfig(env.Config, log, env.Registry)
+		var err error
+		if c.Tracing, err = env.Tracing("dispatcher"); err != nil {
+			return nil, err
+		}
+		return dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), c)
 	})
 }

@@ -3,10 +3,14 @@ package runner
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -14,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/redelivery"
 	"github.com/switchyard/switchyard/pkg/syncreply"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
@@ -43,6 +48,19 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 	ev := events.FromMsg(msg.Subject(), msg.Headers(), msg.Data())
 	attempt := int(meta.NumDelivered)
 	log := dest.log.With(slog.String("event_id", ev.ID), slog.Int("attempt", attempt), slog.Uint64("seq", meta.Sequence.Stream))
+	if ev.Source != "" {
+		log = log.With(slog.String("source", ev.Source))
+	}
+	// The trace the event carries (ingress wrote it): this attempt's span
+	// continues it.
+	tr := dest.d.cfg.Tracing
+	traced := tr.Enabled()
+	if traced {
+		ctx = tr.Extract(ctx, msg.Headers())
+		if id := telemetry.TraceID(ctx); id != "" {
+			log = log.With(slog.String("trace_id", id))
+		}
+	}
 
 	// While this replica holds the event, JetStream must not think it lost:
 	// a slow audit write or a wait for the breaker is not a failed attempt.
@@ -81,6 +99,17 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		Attempt:     attempt,
 		ReplayOf:    ev.ReplayOf,
 	}
+	var span trace.Span
+	if traced {
+		hadTrace := telemetry.TraceID(ctx) != ""
+		ctx, span = dest.startAttempt(ctx, ev, attempt, probe)
+		if !hadTrace {
+			log = log.With(slog.String("trace_id", telemetry.TraceID(ctx)))
+		}
+		// The partner can join its own spans to this attempt.
+		req.Header = http.Header{}
+		tr.InjectHTTP(ctx, req.Header)
+	}
 	// A publisher waits for this event's answer (a synchronous publish):
 	// keep what it needs of the response.
 	replyTo, waited := syncreply.Due(ev.Header, time.Now())
@@ -91,6 +120,9 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 	dest.d.metrics.inflight.WithLabelValues(dest.cfg.Name).Dec()
 
 	act := settle.Decide(res, settle.Attempt{Number: attempt, Interrupted: ctx.Err() != nil}, dest.policy)
+	if span != nil {
+		endAttempt(span, res, act)
+	}
 	if act.Kind == settle.HandBack {
 		// Cut off by shutdown: hand the event back at once for another
 		// replica. This counts as an attempt, as the server cannot know.
@@ -258,6 +290,7 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 		EventType:       ev.Type,
 		Probe:           probe,
 		AuthFailure:     res.AuthFailure(),
+		TraceId:         telemetry.SampledTraceID(ctx),
 	}
 	if res.RetryAfter > 0 {
 		a.RetryAfter = durationpb.New(res.RetryAfter)
@@ -310,4 +343,39 @@ func (dest *destination) newDeadLetter(ev events.Stored, meta *jetstream.MsgMeta
 		ReplayOf:        ev.ReplayOf,
 		AuthFailure:     res.AuthFailure(),
 	}
+}
+
+// startAttempt starts the span of one attempt: a client span in the
+// event's trace (ctx carries it), with the destination and attempt number.
+func (dest *destination) startAttempt(ctx context.Context, ev events.Stored, attempt int, probe bool) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{
+		attribute.String("switchyard.destination", dest.cfg.Name),
+		attribute.String("switchyard.event_id", ev.ID),
+		attribute.Int("switchyard.attempt", attempt),
+		attribute.Int("switchyard.max_attempts", dest.cfg.Retry.MaxAttempts),
+		attribute.String("http.request.method", http.MethodPost),
+	}
+	if ev.Source != "" {
+		attrs = append(attrs, attribute.String("switchyard.source", ev.Source))
+	}
+	if ev.ReplayOf != "" {
+		attrs = append(attrs, attribute.String("switchyard.replay_of", ev.ReplayOf))
+	}
+	if probe {
+		attrs = append(attrs, attribute.Bool("switchyard.probe", true))
+	}
+	return dest.d.cfg.Tracing.Start(ctx, "deliver "+dest.cfg.Name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+}
+
+// endAttempt ends an attempt's span with its status and outcome.
+func endAttempt(span trace.Span, res delivery.Result, act settle.Action) {
+	span.SetAttributes(
+		attribute.Int("http.response.status_code", res.StatusCode),
+		attribute.String("switchyard.outcome", outcomeOf(res)),
+		attribute.String("switchyard.settle", act.Kind.String()),
+	)
+	if !res.Delivered() {
+		span.SetStatus(codes.Error, res.ErrorString())
+	}
+	span.End()
 }

@@ -148,14 +148,19 @@ func (m *metrics) reconcileMetrics() reconcile.Metrics {
 	return reconcile.Metrics{Reconciled: m.reconciled, DeadLetters: m.deadLetters}
 }
 
-func (m *metrics) observe(destination string, r delivery.Result) {
-	outcome := outcomeDelivered
+// outcomeOf names an attempt's outcome as the metrics and spans do.
+func outcomeOf(r delivery.Result) string {
 	switch {
 	case r.Retryable():
-		outcome = outcomeRetryable
+		return outcomeRetryable
 	case !r.Delivered():
-		outcome = outcomePermanent
+		return outcomePermanent
 	}
+	return outcomeDelivered
+}
+
+func (m *metrics) observe(destination string, r delivery.Result) {
+	outcome := outcomeOf(r)
 	m.attempts.WithLabelValues(destination, outcome).Inc()
 	m.duration.WithLabelValues(destination).Observe(r.Duration.Seconds())
 	if r.AuthFailure() {

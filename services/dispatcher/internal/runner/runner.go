@@ -32,6 +32,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/destinations"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/topology"
@@ -67,6 +68,8 @@ type Config struct {
 	// Instance names this replica (half-open probe ownership, logs).
 	// Default host/pid/random.
 	Instance string
+	// Tracing makes one span per attempt; nil is off.
+	Tracing *telemetry.Tracing
 }
 
 // WithDefaults fills unset fields.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/netaddr"
@@ -97,6 +98,8 @@ type Config struct {
 	// Now is the clock, for signature timestamp tolerance and the sources'
 	// rate limits. Default time.Now.
 	Now func() time.Time
+	// Tracing makes the spans of requests and stored events; nil is off.
+	Tracing *telemetry.Tracing
 }
 
 // WithDefaults fills unset fields. The settings of the configuration file
@@ -249,10 +252,11 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	// X-Forwarded-For by default, it is the sender's to forge.
 	e.IPExtractor = extractIP
 	e.HTTPErrorHandler = errorHandler
-	// Each admission check runs before its handler reads the body.
-	e.POST("/webhooks/:source", s.handleWebhook, s.admitWebhook)
-	e.POST("/v1/events", s.handlePublish, s.admitAPI)
-	e.POST("/v1/events/batch", s.handlePublishBatch, s.admitAPI)
+	// Each admission check runs before its handler reads the body; the
+	// route's span (tracing on) wraps both.
+	e.POST("/webhooks/:source", s.handleWebhook, s.traceRoute("POST /webhooks/{source}"), s.admitWebhook)
+	e.POST("/v1/events", s.handlePublish, s.traceRoute("POST /v1/events"), s.admitAPI)
+	e.POST("/v1/events/batch", s.handlePublishBatch, s.traceRoute("POST /v1/events/batch"), s.admitAPI)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	s.echo = e
 

@@ -8,6 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/pkg/publish"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -46,7 +49,11 @@ func (s *Server) store(ctx context.Context, eventID string, m *nats.Msg) (stored
 // set, is looked up after the event id and remembered with it, so that the
 // same body sent again under a fresh id within the horizon is a duplicate
 // (DUPLICATE_VIA_BODY_HASH, a suspected replay) and is not stored again.
-func (s *Server) storeWithBody(ctx context.Context, eventID, bodyID string, m *nats.Msg) (stored, error) {
+func (s *Server) storeWithBody(ctx context.Context, eventID, bodyID string, m *nats.Msg) (res stored, err error) {
+	ctx, span := s.startStore(ctx, eventID, m)
+	if s.cfg.Tracing.Enabled() {
+		defer func() { endStore(span, res, err) }()
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	subject, found, err := s.idem.Lookup(ctx, eventID)
@@ -130,4 +137,15 @@ func (l *sampledLog) allow() (int64, bool) {
 		return 0, false
 	}
 	return l.skipped.Swap(0), true
+}
+
+// endStore ends the span of storing an event with what happened.
+func endStore(span trace.Span, res stored, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, "not stored")
+		span.RecordError(err)
+	} else {
+		span.SetAttributes(attribute.Bool("switchyard.duplicate", res.duplicate()))
+	}
+	span.End()
 }

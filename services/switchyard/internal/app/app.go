@@ -36,7 +36,18 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	disp, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dispatcher.FromConfig(cfg, serviceLog(log, "dispatcher"), env.Registry))
+	dc := dispatcher.FromConfig(cfg, serviceLog(log, "dispatcher"), env.Registry)
+	ic := ingress.FromConfig(cfg, serviceLog(log, "ingress"), env.Registry)
+	// Each service its own tracer, so that a trace names the service of
+	// every span, as when they run separately.
+	if dc.Tracing, err = env.Tracing("dispatcher"); err == nil {
+		ic.Tracing, err = env.Tracing("ingress")
+	}
+	if err != nil {
+		aud.Close()
+		return err
+	}
+	disp, err := dispatcher.New(env.JS, auditlog.NewEmitter(env.JS, "dispatcher"), dc)
 	if err != nil {
 		aud.Close()
 		return err
@@ -46,7 +57,7 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		aud.Close()
 		return err
 	}
-	ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"), ingress.FromConfig(cfg, serviceLog(log, "ingress"), env.Registry))
+	ing, err := ingress.New(env.JS, auditlog.NewEmitter(env.JS, "ingress"), ic)
 	if err != nil {
 		aud.Close()
 		return err

@@ -1,0 +1,101 @@
+package runner
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/telemetry"
+)
+
+// An event whose headers carry a trace (as ingress writes it): every
+// attempt is a span of that trace, a child of the span in the header, with
+// the destination, attempt number, status and outcome; the partner gets
+// the attempt's traceparent; the attempt records carry the trace id.
+func TestAttemptsContinueTheEventsTrace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t,
+		reply{status: http.StatusServiceUnavailable},
+		reply{status: http.StatusServiceUnavailable},
+		reply{status: http.StatusOK},
+	)
+	exp := tracetest.NewInMemoryExporter()
+	tr := telemetry.NewWithExporter(exp, config.Defaults().Telemetry.Traces, "dispatcher", nil, nil)
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	e.run(t, e.js, func(c *Config) { c.Tracing = tr }, destinationFor("erp", p.URL, 5))
+
+	const traceID, parentSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	ev := orderEvent("ev-traced")
+	ev.Header = nats.Header{telemetry.HeaderTraceparent: {"00-" + traceID + "-" + parentSpan + "-01"}}
+	e.publish(t, ev)
+	e.waitSettled(t, "erp", 3)
+	if err := tr.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	spans := exp.GetSpans()
+	if len(spans) != 3 {
+		t.Fatalf("%d spans, want one per attempt (3)", len(spans))
+	}
+	hits := p.received()
+	for i, s := range spans {
+		if s.SpanContext.TraceID().String() != traceID || s.Parent.SpanID().String() != parentSpan {
+			t.Errorf("span %d: trace %s parent %s; want the event's trace and span", i+1, s.SpanContext.TraceID(), s.Parent.SpanID())
+		}
+		attrs := spanAttrs(s)
+		wantStatus, wantOutcome := "503", "retryable"
+		if i == 2 {
+			wantStatus, wantOutcome = "200", "delivered"
+		}
+		if s.Name != "deliver erp" || attrs["switchyard.destination"] != "erp" || attrs["switchyard.attempt"] != strconv.Itoa(i+1) ||
+			attrs["http.response.status_code"] != wantStatus || attrs["switchyard.outcome"] != wantOutcome || attrs["switchyard.event_id"] != "ev-traced" {
+			t.Errorf("span %d = %s %v", i+1, s.Name, attrs)
+		}
+		want := "00-" + traceID + "-" + s.SpanContext.SpanID().String() + "-01"
+		if got := hits[i].header.Get("Traceparent"); got != want {
+			t.Errorf("request %d traceparent = %q, want the attempt's span %q", i+1, got, want)
+		}
+	}
+	_, as := attempts(t, e.js, "erp")
+	if len(as) != 3 {
+		t.Fatalf("%d attempt records", len(as))
+	}
+	for i, a := range as {
+		if a.TraceId != traceID {
+			t.Errorf("attempt record %d trace_id = %q, want %s", i+1, a.TraceId, traceID)
+		}
+	}
+}
+
+// Tracing off: no traceparent goes out and the records carry no trace id,
+// even when the event's headers have one.
+func TestTracingOffSendsNoTraceparent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusOK})
+	e.start(t, destinationFor("erp", p.URL, 5))
+	ev := orderEvent("ev-untraced")
+	ev.Header = nats.Header{telemetry.HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
+	e.publish(t, ev)
+	e.waitSettled(t, "erp", 1)
+	if got := p.received()[0].header.Get("Traceparent"); got != "" {
+		t.Errorf("traceparent %q sent with tracing off", got)
+	}
+	if _, as := attempts(t, e.js, "erp"); len(as) != 1 || as[0].TraceId != "" {
+		t.Errorf("attempt records %v", as)
+	}
+}
+
+func spanAttrs(s tracetest.SpanStub) map[string]string {
+	out := map[string]string{}
+	for _, kv := range s.Attributes {
+		out[string(kv.Key)] = kv.Value.Emit()
+	}
+	return out
+}

@@ -102,6 +102,9 @@ type Attempt struct {
 	ResponseSnippet string        `json:"response_snippet,omitempty"`
 	Final           bool          `json:"final"`
 	ReplayOf        string        `json:"replay_of,omitempty"`
+	// TraceID is the OpenTelemetry trace of the attempt's span (empty when
+	// tracing was off or the trace not sampled).
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // DeadLetter is a delivery Switchyard gave up on (the payload stays with the

@@ -67,6 +67,7 @@ func split(b Batch) (tableRows, error) {
 				ResponseSnippet: safeText(a.ResponseSnippet),
 				Final:           a.Final,
 				ReplayOf:        safeText(a.ReplayOf),
+				TraceID:         traceID(a.TraceId),
 			})
 		case *switchyardv1.AuditRecord_WebhookRejected:
 			w := d.WebhookRejected
@@ -427,4 +428,18 @@ func safeValue(v any) any {
 	default:
 		return v
 	}
+}
+
+// traceID keeps a trace id only if it is one (32 lower-case hex digits):
+// the field comes from a record anyone on AUDIT could have written.
+func traceID(s string) string {
+	if len(s) != 32 {
+		return ""
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return ""
+		}
+	}
+	return s
 }

@@ -568,10 +568,14 @@ func printEvent(w io.Writer, d auditapi.EventDetail) error {
 		if a.ReplayOf != "" {
 			round = "replay of " + a.ReplayOf
 		}
+		trace := a.TraceID
+		if trace == "" {
+			trace = "-"
+		}
 		rows = append(rows, []string{when(&a.StartedAt), a.Destination, fmt.Sprint(a.Attempt), a.Outcome, codeOrDash(a.StatusCode),
-			fmt.Sprintf("%.1fms", a.DurationMS), oneLine(a.Error, 50), round})
+			fmt.Sprintf("%.1fms", a.DurationMS), oneLine(a.Error, 50), round, trace})
 	}
-	if err := table(w, "STARTED\tDESTINATION\t#\tOUTCOME\tCODE\tTOOK\tERROR\tROUND", rows); err != nil {
+	if err := table(w, "STARTED\tDESTINATION\t#\tOUTCOME\tCODE\tTOOK\tERROR\tROUND\tTRACE", rows); err != nil {
 		return err
 	}
 	if len(d.Replays) > 0 {

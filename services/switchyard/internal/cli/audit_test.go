@@ -33,6 +33,9 @@ import (
 
 const testToken = "cli-test-token-0123456789"
 
+// testTraceID is the trace of the recorded attempt: events show prints it.
+const testTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
 // auditAPI runs an auditor (embedded store, writer and API) on a test NATS
 // server, with one event dead-lettered at erp; adjust changes its
 // configuration.
@@ -78,6 +81,7 @@ func deadLetter(t *testing.T, js jetstream.JetStream, id string) string {
 			EventId: id, Destination: "erp", Subject: "events.order.created", StreamSeq: res.Sequence, Attempt: 1,
 			StartedAt: timestamppb.New(now), Duration: durationpb.New(3 * time.Millisecond), StatusCode: 422,
 			Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Error: "HTTP 422 Unprocessable Entity", Final: true,
+			TraceId: testTraceID,
 		}}},
 		{Id: "dead_letter:" + dl.Id, Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: dl}},
 	} {
@@ -110,7 +114,7 @@ func TestAuditCommands(t *testing.T) {
 
 	out, err := run(t, "events", "show", "order-1042")
 	if err != nil || !strings.Contains(out, `payload      {"order":1042}`) || !strings.Contains(out, "dead_lettered") ||
-		!strings.Contains(out, "HTTP 422 Unprocessable Entity") || !strings.Contains(out, "permanent") {
+		!strings.Contains(out, "HTTP 422 Unprocessable Entity") || !strings.Contains(out, "permanent") || !strings.Contains(out, testTraceID) {
 		t.Errorf("events show: %v\n%s", err, out)
 	}
 	out, err = run(t, "events", "list", "--destination", "erp", "--status", "dead_lettered", "--since", "1h")

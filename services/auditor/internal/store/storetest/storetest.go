@@ -126,6 +126,7 @@ func Attempt(eventID, destination string, n int, started time.Time, status int, 
 			Error:           errText,
 			ResponseSnippet: "snippet " + fmt.Sprint(n),
 			Final:           final,
+			TraceId:         fmt.Sprintf("%032x", n),
 		}},
 	}
 }
@@ -274,6 +275,9 @@ func testGetEvent(t *testing.T, st store.Store) {
 		}
 		if a.EventID != "ev-1" || a.Duration != 1500*time.Microsecond || a.ResponseSnippet != fmt.Sprint("snippet ", w.n) {
 			t.Errorf("attempt %d = %+v", i, a)
+		}
+		if a.TraceID != fmt.Sprintf("%032x", w.n) {
+			t.Errorf("attempt %d trace_id = %q", i, a.TraceID)
 		}
 		if a.ID != fmt.Sprintf("attempt:EVENTS:42:%s:%d:ev-1", w.dest, w.n) {
 			t.Errorf("attempt %d id = %q", i, a.ID)
@@ -571,6 +575,7 @@ func testNULCharacters(t *testing.T, st store.Store) {
 	att := Attempt("ev-nul", "erp", 1, base, 500, switchyardv1.Outcome_OUTCOME_RETRYABLE, false)
 	att.GetDeliveryAttempt().ResponseSnippet = "\x00\x01binary error page"
 	att.GetDeliveryAttempt().Error = "HTTP 500 \x00"
+	att.GetDeliveryAttempt().TraceId = "\x00not a trace id\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 	dl := DeadLetter("ev-nul", "erp", base)
 	dl.GetDeadLettered().ResponseSnippet = "gz\x00ip"
 	dl.GetDeadLettered().LastError = "err\x00"
@@ -590,6 +595,9 @@ func testNULCharacters(t *testing.T, st store.Store) {
 	}
 	if !strings.HasPrefix(d.Event.Type, "order") || !strings.HasSuffix(d.Event.Type, "created") {
 		t.Errorf("type = %q", d.Event.Type)
+	}
+	if d.Attempts[0].TraceID != "" {
+		t.Errorf("trace_id = %q: only a trace id (32 hex digits) is kept", d.Attempts[0].TraceID)
 	}
 	if !strings.Contains(d.Attempts[0].ResponseSnippet, "binary error page") {
 		t.Errorf("snippet = %q", d.Attempts[0].ResponseSnippet)

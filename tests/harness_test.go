@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/services/auditor"
@@ -178,7 +179,19 @@ func startSystem(t *testing.T, o options) *system {
 	auditAPI := httptest.NewServer(aud.Handler())
 	t.Cleanup(auditAPI.Close)
 
+	// With telemetry.traces.endpoint, each service its own tracer
+	// provider, as each process has (svcboot.Env.Tracing).
+	tracing := func(service string) *telemetry.Tracing {
+		tr, err := telemetry.New(cfg.Telemetry.Traces, service, nil, log)
+		if err != nil {
+			t.Fatalf("tracing: %v", err)
+		}
+		t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+		return tr
+	}
+
 	dc := dispatcher.FromConfig(cfg, log.With("service", "dispatcher"), nil)
+	dc.Tracing = tracing("dispatcher")
 	dc.Tuning = dispatcher.Tuning{
 		FetchWait: 250 * time.Millisecond,
 		// Deliveries cut off at the end of a test are handed back at once.
@@ -201,6 +214,7 @@ func startSystem(t *testing.T, o options) *system {
 
 	ic := ingress.FromConfig(cfg, log.With("service", "ingress"), nil)
 	ic.Now = o.Now
+	ic.Tracing = tracing("ingress")
 	ing, err := ingress.New(ijs, auditlog.NewEmitter(ijs, "ingress"), ic)
 	if err != nil {
 		t.Fatalf("ingress: %v", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,11 +17,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
+	"github.com/switchyard/switchyard/pkg/testing/otlptest"
 )
 
 // benchPartner is a fast local partner: 204 at once, counting requests and,
@@ -62,13 +67,17 @@ func benchDestination(url string) config.Destination {
 	return d
 }
 
-func startBenchDispatcher(b *testing.B, ns *natstest.Server, d config.Destination) {
+func startBenchDispatcher(b *testing.B, ns *natstest.Server, d config.Destination, tracing ...*telemetry.Tracing) {
 	b.Helper()
 	_, js := ns.Connect(b)
-	disp, err := New(js, auditlog.NewEmitter(js, "dispatcher"), Config{
+	cfg := Config{
 		Destinations: []config.Destination{d},
 		Logger:       slog.New(slog.DiscardHandler),
-	})
+	}
+	if len(tracing) > 0 {
+		cfg.Tracing = tracing[0]
+	}
+	disp, err := New(js, auditlog.NewEmitter(js, "dispatcher"), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,7 +95,7 @@ func startBenchDispatcher(b *testing.B, ns *natstest.Server, d config.Destinatio
 
 // publishAsync publishes n events as fast as JetStream takes them; body
 // makes each payload.
-func publishAsync(b *testing.B, js jetstream.JetStream, n int, prefix string, pace time.Duration) {
+func publishAsync(b *testing.B, js jetstream.JetStream, n int, prefix string, pace time.Duration, traced bool) {
 	b.Helper()
 	start := time.Now()
 	for i := range n {
@@ -102,6 +111,10 @@ func publishAsync(b *testing.B, js jetstream.JetStream, n int, prefix string, pa
 		m, err := events.Event{ID: fmt.Sprintf("%s-%d", prefix, i), Type: "order.created", Data: body}.Msg(time.Now())
 		if err != nil {
 			b.Fatal(err)
+		}
+		if traced {
+			// As ingress stores it: a sampled trace context per event.
+			m.Header.Set(telemetry.HeaderTraceparent, fmt.Sprintf("00-%032x-%016x-01", i+1, i+1))
 		}
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)
@@ -132,10 +145,62 @@ func newBenchNATS(b *testing.B) (*natstest.Server, jetstream.JetStream) {
 // BenchmarkDeliveryThroughput drains a backlog of b.N events to a fast
 // local partner, with audit records on, and reports deliveries per second.
 func BenchmarkDeliveryThroughput(b *testing.B) {
+	benchThroughput(b, nil)
+}
+
+// BenchmarkDeliveryThroughputTracing is BenchmarkDeliveryThroughput with
+// tracing off, on (every attempt sampled, each event carrying a trace,
+// spans exported to an OTLP/HTTP receiver in this process), and on against
+// an endpoint that accepts connections and never answers: side by side,
+// the cost of tracing on the delivery path.
+func BenchmarkDeliveryThroughputTracing(b *testing.B) {
+	b.Run("off", func(b *testing.B) { benchThroughput(b, nil) })
+	b.Run("on", func(b *testing.B) {
+		rcv := otlptest.New(b)
+		benchThroughput(b, benchTracing(b, rcv.URL()))
+	})
+	b.Run("on-unreachable", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				b.Cleanup(func() { _ = c.Close() })
+			}
+		}()
+		benchThroughput(b, benchTracing(b, "http://"+ln.Addr().String()+"/v1/traces"))
+	})
+}
+
+func benchTracing(b *testing.B, endpoint string) *telemetry.Tracing {
+	b.Helper()
+	cfg := config.Defaults().Telemetry.Traces
+	cfg.Endpoint = endpoint
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "dropped"})
+	tr, err := telemetry.New(cfg, "dispatcher", dropped, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = tr.Shutdown(ctx)
+		b.ReportMetric(testutil.ToFloat64(dropped), "spans-dropped")
+	})
+	return tr
+}
+
+func benchThroughput(b *testing.B, tracing *telemetry.Tracing) {
 	ns, js := newBenchNATS(b)
 	p := newBenchPartner(b, b.N)
 	d := benchDestination(p.URL)
-	startBenchDispatcher(b, ns, d)
+	startBenchDispatcher(b, ns, d, tracing)
 	b.StopTimer()
 	// Pause the destination while the backlog is published, so that the
 	// measure is of delivery only.
@@ -143,7 +208,7 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 	if _, err := js.PauseConsumer(ctx, "EVENTS", ConsumerName(d.Name), time.Now().Add(time.Hour)); err != nil {
 		b.Fatal(err)
 	}
-	publishAsync(b, js, b.N, "tp", 0)
+	publishAsync(b, js, b.N, "tp", 0, tracing.Enabled())
 	b.StartTimer()
 	start := time.Now()
 	if _, err := js.ResumeConsumer(ctx, "EVENTS", ConsumerName(d.Name)); err != nil {
@@ -165,7 +230,7 @@ func BenchmarkEndToEndLatency(b *testing.B) {
 	p := newBenchPartner(b, b.N)
 	startBenchDispatcher(b, ns, benchDestination(p.URL))
 	b.ResetTimer()
-	publishAsync(b, js, b.N, "lat", time.Millisecond)
+	publishAsync(b, js, b.N, "lat", time.Millisecond, false)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Minute):

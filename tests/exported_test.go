@@ -153,7 +153,12 @@ func startProcesses(t *testing.T, vars map[string]string) *processes {
 			return n.Run, nil
 		},
 		"auditor": func(_ context.Context, env *svcboot.Env) (func(context.Context) error, error) {
-			a, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), auditor.FromConfig(env.Config, env.Log, env.Registry))
+			ac := auditor.FromConfig(env.Config, env.Log, env.Registry)
+			var err error
+			if ac.Tracing, err = env.Tracing("auditor"); err != nil {
+				return nil, err
+			}
+			a, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), ac)
 			if err != nil {
 				return nil, err
 			}

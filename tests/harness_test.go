@@ -170,15 +170,6 @@ func startSystem(t *testing.T, o options) *system {
 		}()
 	}
 
-	aud, err := auditor.New(ajs, auditlog.NewEmitter(ajs, "auditor"), auditor.FromConfig(cfg, log.With("service", "auditor"), nil))
-	if err != nil {
-		t.Fatalf("auditor: %v", err)
-	}
-	t.Cleanup(func() { _ = aud.Close() })
-	goRun("auditor", aud.RunWriter)
-	auditAPI := httptest.NewServer(aud.Handler())
-	t.Cleanup(auditAPI.Close)
-
 	// With telemetry.traces.endpoint, each service its own tracer
 	// provider, as each process has (svcboot.Env.Tracing).
 	tracing := func(service string) *telemetry.Tracing {
@@ -189,6 +180,17 @@ func startSystem(t *testing.T, o options) *system {
 		t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
 		return tr
 	}
+
+	ac := auditor.FromConfig(cfg, log.With("service", "auditor"), nil)
+	ac.Tracing = tracing("auditor")
+	aud, err := auditor.New(ajs, auditlog.NewEmitter(ajs, "auditor"), ac)
+	if err != nil {
+		t.Fatalf("auditor: %v", err)
+	}
+	t.Cleanup(func() { _ = aud.Close() })
+	goRun("auditor", aud.RunWriter)
+	auditAPI := httptest.NewServer(aud.Handler())
+	t.Cleanup(auditAPI.Close)
 
 	dc := dispatcher.FromConfig(cfg, log.With("service", "dispatcher"), nil)
 	dc.Tracing = tracing("dispatcher")

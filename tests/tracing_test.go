@@ -132,3 +132,82 @@ func TestOneTraceAcrossServices(t *testing.T) {
 // natsHeader reads an HTTP header as the NATS header type Remote takes
 // (both are map[string][]string in canonical form here).
 func natsHeader(h http.Header) map[string][]string { return h }
+
+// A replay of a dead letter is a new trace, started by the auditor and
+// linked to the trace of the original delivery; its attempt is a span of
+// the new trace.
+func TestReplayLinksToTheOriginalTrace(t *testing.T) {
+	rcv := otlptest.New(t)
+	crm := newPartner(t, func(attempt int) int {
+		if attempt <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	cfg := config.Config{
+		Sources:      []config.Source{{Name: "shop", Scheme: "standard-webhooks", Secrets: []config.Secret{vectorSecret}}},
+		Destinations: []config.Destination{destination("crm", crm.URL, []string{"webhooks.shop.>"}, 2)},
+	}
+	cfg.Telemetry.Traces.Endpoint = rcv.URL()
+	sys := startSystem(t, options{Config: cfg, Now: func() time.Time { return time.Unix(vectorTimestamp, 0) }})
+	req, _ := http.NewRequest(http.MethodPost, sys.Ingress.URL+"/webhooks/shop", strings.NewReader(vectorBody))
+	req.Header.Set("webhook-id", vectorID)
+	req.Header.Set("webhook-timestamp", "1614265330")
+	req.Header.Set("webhook-signature", vectorSignature)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("webhook answered %d", resp.StatusCode)
+	}
+	id := "shop:" + vectorID
+	ctx := context.Background()
+	api := &auditapi.Client{BaseURL: sys.AuditAPI.URL, RequestedBy: "tracing-test"}
+	ev := waitfor.Value(t, "the dead letter in the audit log", func() (auditapi.EventDetail, bool) {
+		ev, err := api.GetEvent(ctx, id)
+		return ev, err == nil && len(ev.DeadLetters) == 1 && len(ev.Attempts) == 2
+	})
+	original := ev.Attempts[0].TraceID
+	if len(original) != 32 {
+		t.Fatalf("original trace id %q", original)
+	}
+	dlID := ev.DeadLetters[0].ID
+	if _, err := api.Replay(ctx, dlID, "tracing-test"); err != nil {
+		t.Fatal(err)
+	}
+	ev = waitfor.Value(t, "the replay delivered", func() (auditapi.EventDetail, bool) {
+		ev, err := api.GetEvent(ctx, id)
+		return ev, err == nil && len(ev.Attempts) == 3
+	})
+	var replayed auditapi.Attempt
+	for _, a := range ev.Attempts {
+		if a.ReplayOf == dlID {
+			replayed = a
+		}
+	}
+	if replayed.Outcome != "delivered" || len(replayed.TraceID) != 32 || replayed.TraceID == original {
+		t.Fatalf("replayed attempt %+v: want delivered in a trace of its own (the original is %s)", replayed, original)
+	}
+	spans := waitfor.Value(t, "the replay's two spans at the collector", func() ([]otlptest.Span, bool) {
+		s := rcv.Trace(replayed.TraceID)
+		return s, len(s) >= 2
+	})
+	var replay, attempt otlptest.Span
+	for _, s := range spans {
+		switch s.Name {
+		case "replay crm":
+			replay = s
+		case "deliver crm":
+			attempt = s
+		}
+	}
+	if replay.Service != "switchyard-auditor" || replay.ParentSpanID != "" || len(replay.Links) != 1 || replay.Links[0] != original ||
+		replay.Attributes["switchyard.dead_letter_id"] != dlID {
+		t.Errorf("replay span = %+v, want the auditor's root span linked to trace %s", replay, original)
+	}
+	if attempt.Service != "switchyard-dispatcher" || attempt.ParentSpanID != replay.SpanID || attempt.Attributes["switchyard.replay_of"] != dlID {
+		t.Errorf("replayed attempt span = %+v, want the dispatcher's span under the replay", attempt)
+	}
+}

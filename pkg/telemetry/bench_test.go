@@ -33,4 +33,3 @@ func BenchmarkAttemptSpan(b *testing.B) {
 		run(b, tr)
 	})
 }
-

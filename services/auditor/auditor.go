@@ -23,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/netaddr"
 	"github.com/switchyard/switchyard/pkg/subjects"
+	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/auditor/internal/api"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -58,6 +59,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Tracing makes each replay a new trace linked to the original one;
+	// nil is off (svcboot.Env.Tracing).
+	Tracing *telemetry.Tracing
 	// Tuning holds timings that are not in the configuration file.
 	// FromConfig leaves it zero: the auditor's own values.
 	Tuning Tuning
@@ -268,7 +272,7 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Auditor,
 	}
 	ops := api.NewOps(api.Config{
 		Store: st, JS: js, Audit: emitter, AdminToken: a.AdminToken.Reveal(), Destinations: names, Topology: cfg.Topology,
-		BulkReplayBudget: cfg.Tuning.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now,
+		BulkReplayBudget: cfg.Tuning.BulkReplayBudget, Logger: cfg.Logger, Now: cfg.Now, Tracing: cfg.Tracing,
 	})
 	console, err := ui.New(ui.Config{Store: st, Ops: ops, AdminToken: a.AdminToken.Reveal(), Destinations: names, Sources: sources,
 		Logger: cfg.Logger.With(slog.String("component", "console")), Now: cfg.Now})

@@ -34,7 +34,12 @@ func run(ctx context.Context, args []string) error {
 		},
 	}, func(ctx context.Context, env *svcboot.Env) (svcboot.Service, error) {
 		log := env.Log.With(slog.String("service", "auditor"))
-		aud, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), auditor.FromConfig(env.Config, log, env.Registry))
+		c := auditor.FromConfig(env.Config, log, env.Registry)
+		var err error
+		if c.Tracing, err = env.Tracing("auditor"); err != nil {
+			return nil, err
+		}
+		aud, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), c)
 		if err != nil {
 			return nil, err
 		}

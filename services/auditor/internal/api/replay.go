@@ -84,6 +84,8 @@ func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, request
 	}
 	m.Header.Set(events.HeaderEventID, dl.EventID)
 	m.Header.Set(events.HeaderReplayOf, dl.ID)
+	ctx, span := r.startReplay(ctx, m, dl)
+	defer span.End()
 	m.Header.Set(nats.MsgIdHdr, res.MsgID)
 	m.Data = payload
 	// The request's context bounds it; a PubAck lost to a leader change is

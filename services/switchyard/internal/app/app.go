@@ -32,7 +32,11 @@ func Run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	defer env.Close()
 	log := env.Log
 
-	aud, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), auditor.FromConfig(cfg, serviceLog(log, "auditor"), env.Registry))
+	ac := auditor.FromConfig(cfg, serviceLog(log, "auditor"), env.Registry)
+	if ac.Tracing, err = env.Tracing("auditor"); err != nil {
+		return err
+	}
+	aud, err := auditor.New(env.JS, auditlog.NewEmitter(env.JS, "auditor"), ac)
 	if err != nil {
 		return err
 	}

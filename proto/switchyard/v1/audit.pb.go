@@ -1195,8 +1195,11 @@ type DeadLetter struct {
 	// dead letter (NATS max_payload); it is then read from EVENTS by
 	// stream_seq while EVENTS keeps it.
 	PayloadOmitted bool `protobuf:"varint,19,opt,name=payload_omitted,json=payloadOmitted,proto3" json:"payload_omitted,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// trace_id is the OpenTelemetry trace of the last attempt (empty when
+	// tracing was off, the trace not sampled, or the reconciler made it).
+	TraceId       string `protobuf:"bytes,20,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeadLetter) Reset() {
@@ -1360,6 +1363,13 @@ func (x *DeadLetter) GetPayloadOmitted() bool {
 		return x.PayloadOmitted
 	}
 	return false
+}
+
+func (x *DeadLetter) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
 }
 
 // Replayed records that a dead letter was sent again to its destination.
@@ -2185,7 +2195,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"event_type\x18\x11 \x01(\tR\teventType\x12\x14\n" +
 	"\x05probe\x18\x12 \x01(\bR\x05probe\x12!\n" +
 	"\fauth_failure\x18\x13 \x01(\bR\vauthFailure\x12\x19\n" +
-	"\btrace_id\x18\x14 \x01(\tR\atraceId\"\xf1\x05\n" +
+	"\btrace_id\x18\x14 \x01(\tR\atraceId\"\x8c\x06\n" +
 	"\n" +
 	"DeadLetter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
@@ -2210,7 +2220,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"event_type\x18\x10 \x01(\tR\teventType\x12\x1b\n" +
 	"\treplay_of\x18\x11 \x01(\tR\breplayOf\x12!\n" +
 	"\fauth_failure\x18\x12 \x01(\bR\vauthFailure\x12'\n" +
-	"\x0fpayload_omitted\x18\x13 \x01(\bR\x0epayloadOmitted\x1a:\n" +
+	"\x0fpayload_omitted\x18\x13 \x01(\bR\x0epayloadOmitted\x12\x19\n" +
+	"\btrace_id\x18\x14 \x01(\tR\atraceId\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x01\n" +

@@ -371,7 +371,10 @@ type DeadLetterRun struct {
 	LastReason     string                 `protobuf:"bytes,9,opt,name=last_reason,json=lastReason,proto3" json:"last_reason,omitempty"`
 	// recent_ids are the latest dead letter ids, to count one that is read
 	// twice (after a crash) once.
-	RecentIds     []string `protobuf:"bytes,10,rep,name=recent_ids,json=recentIds,proto3" json:"recent_ids,omitempty"`
+	RecentIds []string `protobuf:"bytes,10,rep,name=recent_ids,json=recentIds,proto3" json:"recent_ids,omitempty"`
+	// last_trace_id is the trace of the latest one's last attempt, if
+	// traced.
+	LastTraceId   string `protobuf:"bytes,11,opt,name=last_trace_id,json=lastTraceId,proto3" json:"last_trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +477,13 @@ func (x *DeadLetterRun) GetRecentIds() []string {
 		return x.RecentIds
 	}
 	return nil
+}
+
+func (x *DeadLetterRun) GetLastTraceId() string {
+	if x != nil {
+		return x.LastTraceId
+	}
+	return ""
 }
 
 // CircuitStatus is a destination breaker's latest known state, from its
@@ -1263,7 +1273,7 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\alatency\x18\x02 \x03(\v2).switchyard.v1.LatencyBucket.LatencyEntryR\alatency\x1a:\n" +
 	"\fLatencyEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x8a\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xae\x03\n" +
 	"\rDeadLetterRun\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x03R\x05total\x12&\n" +
 	"\x0frun_start_total\x18\x02 \x01(\x03R\rrunStartTotal\x12@\n" +
@@ -1278,7 +1288,8 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"lastReason\x12\x1d\n" +
 	"\n" +
 	"recent_ids\x18\n" +
-	" \x03(\tR\trecentIds\"\xf1\x01\n" +
+	" \x03(\tR\trecentIds\x12\"\n" +
+	"\rlast_trace_id\x18\v \x01(\tR\vlastTraceId\"\xf1\x01\n" +
 	"\rCircuitStatus\x121\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1b.switchyard.v1.CircuitStateR\x05state\x129\n" +
 	"\n" +

@@ -201,7 +201,9 @@ func (dest *destination) carryOut(ctx context.Context, msg jetstream.Msg, ev eve
 		dest.tally.delivered.Add(1)
 		log.DebugContext(ctx, "delivered", slog.Int("status", res.StatusCode), slog.Duration("took", res.Duration))
 	case settle.DeadLetter:
-		dest.finishDeadLetter(ctx, msg, dest.newDeadLetter(ev, meta, attempt, res, act.Reason), act.LastDelivery, alive, log)
+		dl := dest.newDeadLetter(ev, meta, attempt, res, act.Reason)
+		dl.TraceId = telemetry.SampledTraceID(ctx)
+		dest.finishDeadLetter(ctx, msg, dl, act.LastDelivery, alive, log)
 	case settle.NakWithDelay, settle.Redeliver:
 		alive.stop()
 		dest.tally.retrying.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -98,4 +99,27 @@ func spanAttrs(s tracetest.SpanStub) map[string]string {
 		out[string(kv.Key)] = kv.Value.Emit()
 	}
 	return out
+}
+
+// A dead letter carries the trace of its last attempt, and the event's
+// trace context in its headers.
+func TestDeadLetterCarriesTheTrace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusBadRequest})
+	tr := telemetry.NewWithExporter(tracetest.NewInMemoryExporter(), config.Defaults().Telemetry.Traces, "dispatcher", nil, nil)
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	e.run(t, e.js, func(c *Config) { c.Tracing = tr }, destinationFor("erp", p.URL, 5))
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	ev := orderEvent("ev-dead")
+	ev.Header = nats.Header{telemetry.HeaderTraceparent: {"00-" + traceID + "-00f067aa0ba902b7-01"}}
+	e.publish(t, ev)
+	e.waitSettled(t, "erp", 1)
+	_, dls := deadLetters(t, e.js, "erp")
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters", len(dls))
+	}
+	if dls[0].TraceId != traceID || !strings.Contains(dls[0].Headers[telemetry.HeaderTraceparent], traceID) {
+		t.Errorf("dead letter trace_id %q, headers %v; want trace %s", dls[0].TraceId, dls[0].Headers, traceID)
+	}
 }

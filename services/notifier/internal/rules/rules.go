@@ -244,6 +244,10 @@ func deadLettered(r config.DeadLetteredRule, s *switchyardv1.Series, now time.Ti
 		},
 		LinkPath: DeliveriesPath(s.GetName(), "dead_lettered"), LinkText: "Dead letters of " + s.GetName(),
 	}
+	if tid := run.GetLastTraceId(); isTraceID(tid) {
+		// From the alert to the trace of the last failed delivery.
+		c.Fields = append(c.Fields, Field{"Trace", "`" + tid + "`"})
+	}
 	if n == 1 && run.GetLastEventId() != "" {
 		c.LinkPath, c.LinkText = EventPath(run.GetLastEventId()), "The event in the audit log"
 	}
@@ -591,4 +595,18 @@ func FormatDuration(d time.Duration) string {
 	default:
 		return d.Round(time.Millisecond).String()
 	}
+}
+
+// isTraceID reports whether s is an OpenTelemetry trace id (32 lower-case
+// hex digits), the only form put into an alert.
+func isTraceID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

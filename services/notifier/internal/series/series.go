@@ -211,7 +211,7 @@ func applyDeadLetter(d *switchyardv1.Series, recID string, dl *switchyardv1.Dead
 	r.RecentIds = append(r.RecentIds, id)
 	r.Total++
 	r.LastAt = timestamppb.New(seen)
-	r.LastId, r.LastEventId, r.LastError = id, dl.GetEventId(), dl.GetLastError()
+	r.LastId, r.LastEventId, r.LastError, r.LastTraceId = id, dl.GetEventId(), dl.GetLastError(), dl.GetTraceId()
 	r.LastStatusCode, r.LastReason = dl.GetLastStatusCode(), dl.GetReason().String()
 	if code := dl.GetLastStatusCode(); AuthFailure(dl.GetAuthFailure(), code) {
 		// One refused delivery of a quiet partner is enough to say its
@@ -493,7 +493,7 @@ func mergeDeadLetters(state *switchyardv1.Series, d *switchyardv1.DeadLetterRun,
 	}
 	r.Total += fresh
 	if r.LastAt == nil || !d.GetLastAt().AsTime().Before(r.LastAt.AsTime()) {
-		r.LastAt, r.LastId, r.LastEventId, r.LastError = d.LastAt, d.LastId, d.LastEventId, d.LastError
+		r.LastAt, r.LastId, r.LastEventId, r.LastError, r.LastTraceId = d.LastAt, d.LastId, d.LastEventId, d.LastError, d.LastTraceId
 		r.LastStatusCode, r.LastReason = d.LastStatusCode, d.LastReason
 	}
 }

@@ -1,16 +1,21 @@
 package runner
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/telemetry"
 )
 
@@ -121,5 +126,63 @@ func TestDeadLetterCarriesTheTrace(t *testing.T) {
 	}
 	if dls[0].TraceId != traceID || !strings.Contains(dls[0].Headers[telemetry.HeaderTraceparent], traceID) {
 		t.Errorf("dead letter trace_id %q, headers %v; want trace %s", dls[0].TraceId, dls[0].Headers, traceID)
+	}
+}
+
+// syncBuffer is a log output safe for the dispatcher's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+}
+
+// With JSON logs, every line about an event carries event_id,
+// destination, source, attempt and trace_id, so that jq
+// 'select(.event_id=="…")' over every service's log tells its story.
+func TestEventLogLinesCarryTheEventsAttributes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusServiceUnavailable}, reply{status: http.StatusOK})
+	tr := telemetry.NewWithExporter(tracetest.NewInMemoryExporter(), config.Defaults().Telemetry.Traces, "dispatcher", nil, nil)
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	var out syncBuffer
+	log := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.run(t, e.js, func(c *Config) { c.Tracing, c.Logger = tr, log }, destinationFor("erp", p.URL, 5))
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	ev := orderEvent("ev-logged")
+	ev.Header = nats.Header{
+		telemetry.HeaderTraceparent: {"00-" + traceID + "-00f067aa0ba902b7-01"},
+		events.HeaderSource:         {"shop"},
+	}
+	e.publish(t, ev)
+	e.waitSettled(t, "erp", 2)
+	var about []map[string]any
+	for _, l := range out.lines() {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
+		}
+		if m["event_id"] == "ev-logged" {
+			about = append(about, m)
+		}
+	}
+	if len(about) < 2 {
+		t.Fatalf("%d log lines about the event, want at least the retry and the delivery:\n%s", len(about), strings.Join(out.lines(), "\n"))
+	}
+	for _, m := range about {
+		if m["destination"] != "erp" || m["source"] != "shop" || m["trace_id"] != traceID || m["attempt"] == nil {
+			t.Errorf("log line %v lacks destination, source, attempt or trace_id", m)
+		}
 	}
 }

@@ -72,7 +72,7 @@ type Traces struct {
 	// decision. Default 1.
 	SampleRatio float64 `yaml:"sample_ratio"`
 	// ServiceName prefixes each process's service.name:
-	// <service_name>-ingress, -dispatcher, -notifier, -auditor (also in the
+	// <service_name>-ingress, -dispatcher, -auditor (also in the
 	// all-in-one, so that a trace shows which service did what). Default
 	// switchyard.
 	ServiceName string `yaml:"service_name"`

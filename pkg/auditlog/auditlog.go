@@ -5,6 +5,7 @@ package auditlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -51,6 +52,21 @@ func (e *Emitter) WithClock(now func() time.Time) *Emitter {
 // NewID returns a new unique, time-ordered record id.
 func NewID() string { return ulid.Make().String() }
 
+// ErrUnencodable is returned for a record protobuf refuses to marshal
+// (a string field holding invalid UTF-8): nothing was published. Callers
+// check records with Check before the action they record, so that an
+// action never happens without its record.
+var ErrUnencodable = errors.New("audit record cannot be encoded")
+
+// Check reports whether rec can be marshalled (ErrUnencodable if not),
+// without publishing it.
+func Check(rec *switchyardv1.AuditRecord) error {
+	if _, err := proto.Marshal(rec); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnencodable, err)
+	}
+	return nil
+}
+
 // prepare fills the envelope fields and builds the message.
 func (e *Emitter) prepare(rec *switchyardv1.AuditRecord) (*nats.Msg, error) {
 	if rec.Id == "" {
@@ -63,7 +79,7 @@ func (e *Emitter) prepare(rec *switchyardv1.AuditRecord) (*nats.Msg, error) {
 	rec.Instance = e.instance
 	data, err := proto.Marshal(rec)
 	if err != nil {
-		return nil, fmt.Errorf("encode audit record: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrUnencodable, err)
 	}
 	m := nats.NewMsg(Subject(rec))
 	m.Header.Set(nats.MsgIdHdr, rec.Id)

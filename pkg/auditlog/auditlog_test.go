@@ -1,6 +1,7 @@
 package auditlog_test
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"strconv"
@@ -371,5 +372,17 @@ func TestNewID(t *testing.T) {
 	}
 	if len(slices.Compact(slices.Clone(ids))) != len(ids) {
 		t.Error("NewID repeated an id")
+	}
+}
+
+func TestCheckRefusesWhatCannotBeEncoded(t *testing.T) {
+	t.Parallel()
+	bad := &switchyardv1.AuditRecord{Id: "r", Detail: &switchyardv1.AuditRecord_Replayed{Replayed: &switchyardv1.Replayed{RequestedBy: "a\xffb"}}}
+	if err := auditlog.Check(bad); !errors.Is(err, auditlog.ErrUnencodable) {
+		t.Errorf("Check(invalid UTF-8) = %v, want ErrUnencodable", err)
+	}
+	good := &switchyardv1.AuditRecord{Id: "r", Detail: &switchyardv1.AuditRecord_Replayed{Replayed: &switchyardv1.Replayed{RequestedBy: "ab"}}}
+	if err := auditlog.Check(good); err != nil {
+		t.Errorf("Check(valid) = %v", err)
 	}
 }

@@ -17,9 +17,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/publish"
+	"github.com/switchyard/switchyard/pkg/untrusted"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -34,6 +36,20 @@ const (
 	// HeaderRequestedBy says who asked, for the audit log.
 	HeaderRequestedBy = "Switchyard-Requested-By"
 )
+
+// MaxRequestedBy bounds the Switchyard-Requested-By value kept in the
+// audit record, in bytes.
+const MaxRequestedBy = 200
+
+// CleanRequestedBy makes a caller's name safe for the audit record: valid
+// UTF-8 without control characters, at most MaxRequestedBy bytes; "api"
+// when nothing is left.
+func CleanRequestedBy(s string) string {
+	if v := strings.TrimSpace(untrusted.Text(s, MaxRequestedBy)); v != "" {
+		return v
+	}
+	return "api"
+}
 
 // ErrPayloadGone is returned when neither the events table nor the
 // DEAD_LETTERS stream still holds the payload of a dead letter.
@@ -76,6 +92,21 @@ func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, request
 	}
 	res.MsgID = MsgID(dl.ID, key)
 	res.Subject = events.ReplaySubject(dl.Destination, subject)
+	requestedBy = CleanRequestedBy(requestedBy)
+	// The record is made, and checked to encode, before the replay goes
+	// out: a replay must never be published without its record.
+	rec := &switchyardv1.AuditRecord{
+		Id:      "replayed:" + res.MsgID,
+		Time:    timestamppb.New(r.cfg.Now()),
+		Service: "auditor",
+		Detail: &switchyardv1.AuditRecord_Replayed{Replayed: &switchyardv1.Replayed{
+			DeadLetterId: dl.ID, EventId: dl.EventID, Destination: dl.Destination,
+			Subject: res.Subject, RequestedBy: requestedBy,
+		}},
+	}
+	if err := auditlog.Check(rec); err != nil {
+		return res, fmt.Errorf("replay of %s not sent: %w", dl.ID, err)
+	}
 	m := nats.NewMsg(res.Subject)
 	for k, v := range headers {
 		if !strings.HasPrefix(k, "Nats-") {
@@ -97,18 +128,16 @@ func (r *replayer) Replay(ctx context.Context, dl store.DeadLetter, key, request
 	res.StreamSeq, res.Duplicate = ack.Sequence, ack.Duplicate
 	// Recorded even for a duplicate publish (same record id, so stored
 	// once): the first request may have died between the two.
-	rec := &switchyardv1.AuditRecord{
-		Id:      "replayed:" + res.MsgID,
-		Time:    timestamppb.New(r.cfg.Now()),
-		Service: "auditor",
-		Detail: &switchyardv1.AuditRecord_Replayed{Replayed: &switchyardv1.Replayed{
-			DeadLetterId: dl.ID, EventId: dl.EventID, Destination: dl.Destination,
-			Subject: res.Subject, StreamSeq: ack.Sequence, RequestedBy: requestedBy,
-		}},
-	}
+	rec.GetReplayed().StreamSeq = ack.Sequence
 	if r.cfg.Audit != nil {
 		if err := r.cfg.Audit.Emit(ctx, rec); err != nil {
+			// The replay went out unrecorded: the caller is told to send
+			// the same request again, which publishes nothing new (same
+			// Nats-Msg-Id within the duplicate window) and records it.
 			r.cfg.Logger.ErrorContext(ctx, "replay sent but its audit record was not", slog.String("dead_letter_id", dl.ID), slog.Any("error", err))
+			return res, apiError(http.StatusServiceUnavailable, auditapi.CodeUnavailable, fmt.Sprintf(
+				"dead letter %q was replayed (%s) but its audit record could not be published (%v): send the same request again to record it",
+				dl.ID, res.MsgID, err))
 		}
 	}
 	// Also straight into the store, so that the replay count (and the next
@@ -244,10 +273,7 @@ func (r *replayer) gone(dl store.DeadLetter) error {
 }
 
 func requestedBy(c echo.Context) string {
-	if v := strings.TrimSpace(c.Request().Header.Get(HeaderRequestedBy)); v != "" {
-		return v
-	}
-	return "api"
+	return CleanRequestedBy(c.Request().Header.Get(HeaderRequestedBy))
 }
 
 // configured reports whether destination is configured here: a replay goes

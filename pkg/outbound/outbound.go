@@ -143,6 +143,8 @@ type Response struct {
 	// Renewed is true when the first answer refused the credentials, they
 	// were renewed, and this is the answer to the second request.
 	Renewed bool
+	// sent are the credentials the requests carried, for Redact.
+	sent []string
 }
 
 // Do sends the request newRequest builds (called again for the second
@@ -157,15 +159,23 @@ func (c *Client) Do(ctx context.Context, newRequest func(context.Context) (*http
 	if err != nil {
 		return nil, err
 	}
+	sent := credentialsOf(req, c.Headers)
 	if c.Auth == nil || !statusIn(resp.StatusCode, c.renewOn()) || !c.Auth.Renew(ctx, req) {
-		return &Response{Response: resp}, nil
+		return &Response{Response: resp, sent: sent}, nil
 	}
 	Drain(resp.Body)
-	resp, _, err = c.do(ctx, newRequest)
+	resp, req, err = c.do(ctx, newRequest)
 	if err != nil {
 		return nil, err
 	}
-	return &Response{Response: resp, Renewed: true}, nil
+	// The first request's credentials too: a revoked token is still one.
+	for _, v := range credentialsOf(req, c.Headers) {
+		if !slices.Contains(sent, v) {
+			sent = append(sent, v)
+		}
+	}
+	slices.SortFunc(sent, func(a, b string) int { return len(b) - len(a) })
+	return &Response{Response: resp, Renewed: true, sent: sent}, nil
 }
 
 // Refused reports whether an answer refuses the credentials for good: one

@@ -24,6 +24,7 @@ type Server struct {
 	lifetime time.Duration
 	mu       sync.Mutex
 	issued   map[string]time.Time // token -> expiry
+	all      []string             // every token issued, revoked ones too
 	requests int
 }
 
@@ -59,6 +60,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := fmt.Sprintf("tok-%d", s.requests)
 	s.issued[tok] = time.Now().Add(s.lifetime)
+	s.all = append(s.all, tok)
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"access_token": tok, "token_type": "Bearer",
 		"expires_in": int(s.lifetime / time.Second), "scope": r.PostForm.Get("scope"),
@@ -79,6 +81,14 @@ func (s *Server) RevokeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.issued)
+}
+
+// Issued is every access token issued so far, revoked and expired ones
+// included: what must never show up where secrets must not.
+func (s *Server) Issued() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.all...)
 }
 
 // Requests is the number of token requests received.

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/outbound"
@@ -102,24 +101,25 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 		return classifyError(err)
 	}
 	defer resp.Body.Close()
+	// Everything kept of the answer is redacted (outbound.Response): a
+	// partner that echoes the request would hand back the credentials
+	// sent with it.
 	var snippet string
 	var body []byte
 	truncated := false
 	if r.Capture > 0 {
 		// A publisher waits for this answer: keep more of it.
-		body, _ = io.ReadAll(io.LimitReader(resp.Body, int64(r.Capture)+1))
-		if len(body) > r.Capture {
-			body, truncated = body[:r.Capture], true
-		}
-		snippet = strings.ToValidUTF8(string(body[:min(len(body), SnippetLimit)]), "\uFFFD")
+		body, truncated = resp.ReadBody(r.Capture)
+		snippet = resp.Snippet(body, SnippetLimit)
 	} else {
-		snippet = readSnippet(resp.Body)
+		snippet = resp.ReadSnippet(SnippetLimit)
 	}
 	// Drain a little more so the connection can be reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
-	res := c.target.Policy.Classify(resp.StatusCode, resp.Header, snippet, time.Now())
+	header := resp.RedactedHeader()
+	res := c.target.Policy.Classify(resp.StatusCode, header, snippet, time.Now())
 	if r.Capture > 0 {
-		res.Header, res.Body, res.BodyTruncated = resp.Header, body, truncated
+		res.Header, res.Body, res.BodyTruncated = header, body, truncated
 	}
 	if resp.Renewed && c.out.Refused(resp) && !res.Retryable() {
 		// The credentials were renewed and the request sent once more
@@ -243,9 +243,4 @@ func classifyError(err error) Result {
 		res.Err = fmt.Errorf("%w: %w", ErrTLSCertificate, certErr.Err)
 	}
 	return res
-}
-
-func readSnippet(r io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(r, SnippetLimit))
-	return strings.ToValidUTF8(string(b), "\uFFFD")
 }

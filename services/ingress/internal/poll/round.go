@@ -211,8 +211,9 @@ func (s *source) fetch(ctx context.Context, cur string, r *Round) (*url.URL, htt
 	status := resp.StatusCode
 	if status < 200 || status >= 300 {
 		f := &failure{err: fmt.Errorf("HTTP %d %s", status, http.StatusText(status))}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, snippetLimit))
-		r.Snippet = untrusted.Text(string(b), snippetLimit)
+		// Redacted: a partner echoing the request would quote the
+		// credentials sent with it.
+		r.Snippet = resp.ReadSnippet(snippetLimit)
 		switch {
 		case s.client.Refused(resp):
 			f.status = StatusCredentials
@@ -246,7 +247,7 @@ func (s *source) fetch(ctx context.Context, cur string, r *Round) (*url.URL, htt
 	}
 	doc, err := jsonexpr.Decode(buf.Bytes())
 	if err != nil {
-		r.Snippet = untrusted.Text(string(buf.Bytes()[:min(buf.Len(), snippetLimit)]), snippetLimit)
+		r.Snippet = resp.Snippet(buf.Bytes(), snippetLimit)
 		return nil, nil, nil, &failure{status: StatusBadAnswer, err: fmt.Errorf("%w: the answer is not JSON: %w", errBadAnswer, err)}
 	}
 	return reqURL, resp.Header, doc, nil

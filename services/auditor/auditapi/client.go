@@ -21,11 +21,18 @@ type Client struct {
 	BaseURL string
 	// Token is the admin bearer token; empty sends none.
 	Token string
-	// RequestedBy names the caller in replay audit records.
+	// RequestedBy names the caller in replay audit records. It is sent
+	// as Switchyard-Requested-By ("api" when empty) on every request that
+	// changes something, which the API requires of requests without a
+	// JSON body (a browser cannot be made to send it to another site).
 	RequestedBy string
 	// HTTP is the client to use; nil uses one with a 30s timeout.
 	HTTP *http.Client
 }
+
+// HeaderRequestedBy names the caller of a replay or a silence change for
+// the audit log; it also marks a request as sent by a program.
+const HeaderRequestedBy = "Switchyard-Requested-By"
 
 // ErrUnreachable is wrapped by the errors that mean no answer came back
 // (the auditor is not running, or not at BaseURL).
@@ -54,8 +61,11 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	if c.RequestedBy != "" {
-		req.Header.Set("Switchyard-Requested-By", c.RequestedBy)
+	switch by := c.RequestedBy; {
+	case by != "":
+		req.Header.Set(HeaderRequestedBy, by)
+	case method != http.MethodGet:
+		req.Header.Set(HeaderRequestedBy, "api")
 	}
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)

@@ -365,6 +365,15 @@ type NewSilence struct {
 const (
 	// CodeUnauthorized: the admin token is missing or wrong (401).
 	CodeUnauthorized = "unauthorized"
+	// CodeForbidden: a request a browser may have been made to send: an
+	// API without a token asked under a Host that is not a loopback name
+	// (DNS rebinding) or by a client elsewhere, or a request from another
+	// site (Origin, Sec-Fetch-Site) (403).
+	CodeForbidden = "forbidden"
+	// CodeNotDeliberate: a state-changing request with neither
+	// Content-Type: application/json nor a Switchyard-Requested-By
+	// header, as a form or a no-cors fetch would send it (415).
+	CodeNotDeliberate = "json_or_requested_by_required"
 	// CodeBadRequest: a parameter or the body is not what the endpoint
 	// takes; the message says which (400).
 	CodeBadRequest = "bad_request"
@@ -403,6 +412,8 @@ func CodeForStatus(status int) string {
 // auditapi.ErrNotFound) is true for any *Error with that code.
 var (
 	ErrUnauthorized   = &Error{Code: CodeUnauthorized}
+	ErrForbidden      = &Error{Code: CodeForbidden}
+	ErrNotDeliberate  = &Error{Code: CodeNotDeliberate}
 	ErrBadRequest     = &Error{Code: CodeBadRequest}
 	ErrBadCursor      = &Error{Code: CodeBadCursor}
 	ErrInvalidSilence = &Error{Code: CodeInvalidSilence}

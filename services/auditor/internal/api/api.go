@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard/switchyard/pkg/adminguard"
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/telemetry"
@@ -93,7 +94,7 @@ func (o *Ops) Handler() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(o.h.cfg.Logger)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	v1 := e.Group("/v1", bearer(o.h.cfg.AdminToken), middleware.BodyLimit(MaxBodySize))
+	v1 := e.Group("/v1", loopbackGuard(o.h.cfg.AdminToken), bearer(o.h.cfg.AdminToken), changeGuard, middleware.BodyLimit(MaxBodySize))
 	o.h.routes(v1)
 	return e
 }
@@ -184,6 +185,53 @@ func bearer(token string) echo.MiddlewareFunc {
 			}
 			return next(c)
 		}
+	}
+}
+
+// loopbackGuard refuses, when the API has no token, a client elsewhere or
+// a request addressed to a Host that is not a loopback name: DNS
+// rebinding would otherwise let a web page reach 127.0.0.1 under its own
+// name, as the same origin, and read payloads or start replays
+// (pkg/adminguard).
+func loopbackGuard(token string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if token != "" {
+			return next
+		}
+		return func(c echo.Context) error {
+			r := c.Request()
+			switch err := adminguard.Loopback(r); {
+			case errors.Is(err, adminguard.ErrRemoteClient):
+				return apiError(http.StatusForbidden, auditapi.CodeForbidden,
+					"without auditor.admin_token this API answers clients on this machine only: set auditor.admin_token to use it from elsewhere")
+			case err != nil:
+				return apiError(http.StatusForbidden, auditapi.CodeForbidden, fmt.Sprintf(
+					"without auditor.admin_token this API answers only when addressed as 127.0.0.1, [::1] or localhost, not %q (another name could be a DNS rebinding attack)",
+					adminguard.HostName(r.Host)))
+			}
+			return next(c)
+		}
+	}
+}
+
+// changeGuard refuses a state-changing request that another site sent
+// (Origin, Sec-Fetch-Site), or that carries neither a JSON content type
+// nor a Switchyard-Requested-By header: what a form or a no-cors fetch
+// from any web page can make a browser send (pkg/adminguard).
+func changeGuard(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if !adminguard.ChangesState(r.Method) {
+			return next(c)
+		}
+		if err := adminguard.SameOrigin(r); err != nil {
+			return apiError(http.StatusForbidden, auditapi.CodeForbidden, err.Error()+": this API is for programs; use the console (/ui/) from a browser")
+		}
+		if err := adminguard.Deliberate(r, HeaderRequestedBy); err != nil {
+			return apiError(http.StatusUnsupportedMediaType, auditapi.CodeNotDeliberate,
+				"send Content-Type: application/json or a Switchyard-Requested-By header naming yourself: a request without either is what any web page can make a browser send")
+		}
+		return next(c)
 	}
 }
 

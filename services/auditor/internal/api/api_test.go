@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -46,7 +47,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, st store.Store)) {
 // get requests rawPath (already escaped) and decodes the JSON answer.
 func get(t *testing.T, st store.Store, rawPath string) (int, map[string]any) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, rawPath, nil)
+	req := localRequest(http.MethodGet, rawPath, nil)
 	rec := httptest.NewRecorder()
 	New(Config{Store: st}).ServeHTTP(rec, req)
 	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
@@ -296,4 +297,14 @@ func TestHealthz(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Errorf("healthz = %d", rec.Code)
 	}
+}
+
+// localRequest is a request as a program on this machine sends it: from
+// loopback, addressed to 127.0.0.1 (an API without a token answers nothing
+// else).
+func localRequest(method, target string, body io.Reader) *http.Request {
+	req := httptest.NewRequest(method, target, body)
+	req.RemoteAddr = "127.0.0.1:40000"
+	req.Host = "127.0.0.1:8081"
+	return req
 }

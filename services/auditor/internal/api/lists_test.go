@@ -27,7 +27,7 @@ func getList[T any](t *testing.T, h http.Handler, path string) []T {
 			u += "&cursor=" + url.QueryEscape(cursor)
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, u, nil))
+		h.ServeHTTP(rec, localRequest(http.MethodGet, u, nil))
 		if rec.Code != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", u, rec.Code, rec.Body)
 		}
@@ -220,7 +220,7 @@ func TestAdminToken(t *testing.T) {
 	const token = "s3cret-admin-token-0123"
 	h := New(Config{Store: st, AdminToken: token})
 	do := func(method, path, auth string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, path, nil)
+		req := localRequest(method, path, nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}

@@ -34,7 +34,7 @@ const (
 	// duplicate window).
 	HeaderIdempotencyKey = "Idempotency-Key"
 	// HeaderRequestedBy says who asked, for the audit log.
-	HeaderRequestedBy = "Switchyard-Requested-By"
+	HeaderRequestedBy = auditapi.HeaderRequestedBy
 )
 
 // MaxRequestedBy bounds the Switchyard-Requested-By value kept in the

@@ -77,7 +77,7 @@ func (e *replayEnv) post(t *testing.T, path, key string, body any) (int, []byte)
 	} else {
 		rd = bytes.NewReader(nil)
 	}
-	req := httptest.NewRequest(http.MethodPost, path, rd)
+	req := localRequest(http.MethodPost, path, rd)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(HeaderRequestedBy, "test")
 	if key != "" {
@@ -338,7 +338,7 @@ func TestRequestBodyLimit(t *testing.T) {
 	b, _ := json.Marshal(big)
 	for _, path := range []string{"/v1/dead-letters/replay", "/v1/silences"} {
 		// No Content-Length: cut off while read.
-		req := httptest.NewRequest(http.MethodPost, path, io.NopCloser(bytes.NewReader(b)))
+		req := localRequest(http.MethodPost, path, io.NopCloser(bytes.NewReader(b)))
 		req.ContentLength = -1
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
@@ -411,7 +411,7 @@ func TestDestinations(t *testing.T) {
 		t.Fatalf("%d %v", code, body)
 	}
 	rec := httptest.NewRecorder()
-	e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/destinations?window=15m", nil))
+	e.h.ServeHTTP(rec, localRequest(http.MethodGet, "/v1/destinations?window=15m", nil))
 	var out auditapi.List[auditapi.DestinationStatus]
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("%d %s", rec.Code, rec.Body)

@@ -19,7 +19,7 @@ func TestSilencesAPI(t *testing.T) {
 	h := New(Config{JS: js, AdminToken: "silences-admin-token-0123"})
 	do := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
-		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req := localRequest(method, path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer silences-admin-token-0123")
 		rec := httptest.NewRecorder()

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,7 +19,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/switchyard/switchyard/pkg/netaddr"
+	"github.com/switchyard/switchyard/pkg/adminguard"
 )
 
 // Cookies of the console. Both are HttpOnly, SameSite=Strict and limited
@@ -55,7 +54,7 @@ var (
 	// usually a page left open across an auditor restart or a logout.
 	ErrStaleForm = errors.New("this form is out of date or did not come from this console: reload the page and try again")
 	// ErrCrossSite is a state-changing request another site sent.
-	ErrCrossSite = errors.New("a request from another site was refused")
+	ErrCrossSite = adminguard.ErrCrossSite
 )
 
 // authenticator checks who is asking. With an admin token, a person logs in
@@ -207,29 +206,16 @@ func (a *authenticator) loopbackOnly(next echo.HandlerFunc) echo.HandlerFunc {
 		if a.tokenRequired() {
 			return next(c)
 		}
-		r := c.Request()
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
-		}
-		if !netaddr.IsLoopback(host) {
+		switch err := adminguard.Loopback(c.Request()); {
+		case errors.Is(err, adminguard.ErrRemoteClient):
 			return echo.NewHTTPError(http.StatusForbidden, "Without auditor.admin_token the console answers clients on this machine only. "+
 				"Set auditor.admin_token to use it from elsewhere.")
-		}
-		if !netaddr.IsLoopback(hostName(r.Host)) {
+		case err != nil:
 			return echo.NewHTTPError(http.StatusForbidden, "Without auditor.admin_token the console answers only when addressed as "+
 				"127.0.0.1, [::1] or localhost (another name could be a DNS rebinding attack).")
 		}
 		return next(c)
 	}
-}
-
-// hostName is the host of a Host header, without port or brackets.
-func hostName(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
 }
 
 // sameOrigin refuses a request another site sent: one whose Origin is not
@@ -239,14 +225,9 @@ func hostName(hostport string) string {
 func (a *authenticator) sameOrigin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
-			return echo.NewHTTPError(http.StatusForbidden, ErrCrossSite.Error()+" (Sec-Fetch-Site: "+site+")")
-		}
-		if o := r.Header.Get("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || o == "null" || !strings.EqualFold(u.Host, r.Host) {
-				return echo.NewHTTPError(http.StatusForbidden, ErrCrossSite.Error()+" (Origin "+o+" is not "+r.Host+")")
-			}
+		if err := adminguard.SameOrigin(r); err != nil {
+			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("%v (Origin %q, Sec-Fetch-Site %q, host %q)",
+				ErrCrossSite, r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site"), r.Host))
 		}
 		return next(c)
 	}
@@ -297,8 +278,7 @@ func (a *authenticator) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	})
 	return func(c echo.Context) error {
-		switch c.Request().Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		if !adminguard.ChangesState(c.Request().Method) {
 			return next(c)
 		}
 		return checked(c)

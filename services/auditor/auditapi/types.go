@@ -41,11 +41,15 @@ var Statuses = []string{StatusPending, StatusDelivered, StatusRetrying, StatusDe
 
 // Event is a stored event. In lists the payload is left out.
 type Event struct {
-	ID          string    `json:"id"`
-	Subject     string    `json:"subject,omitempty"`
-	Source      string    `json:"source,omitempty"`
-	Type        string    `json:"type,omitempty"`
-	StreamSeq   uint64    `json:"stream_seq,omitempty"`
+	ID        string `json:"id"`
+	Subject   string `json:"subject,omitempty"`
+	Source    string `json:"source,omitempty"`
+	Type      string `json:"type,omitempty"`
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
+	// Incarnation names the EVENTS stream (its creation time, base 36, as
+	// in attempt and dead-letter ids) StreamSeq is in; empty for events
+	// recorded before it was kept.
+	Incarnation string    `json:"incarnation,omitempty"`
 	ReceivedAt  time.Time `json:"received_at"`
 	ContentType string    `json:"content_type,omitempty"`
 	PayloadSize int       `json:"payload_size"`
@@ -240,6 +244,22 @@ type EventDetail struct {
 	Attempts    []Attempt    `json:"attempts"`
 	DeadLetters []DeadLetter `json:"dead_letters"`
 	Replays     []Replay     `json:"replays"`
+	// Incarnations are the EVENTS messages stored under this id, oldest
+	// first: the event above, then any later message that reused the id
+	// (a publish-API key sent again after the idempotency horizon, an id
+	// published again after the duplicate window, a recreated stream).
+	// Attempts and dead letters name theirs by stream sequence.
+	Incarnations []EventIncarnation `json:"incarnations,omitempty"`
+}
+
+// EventIncarnation is one EVENTS message stored under an event id.
+type EventIncarnation struct {
+	Incarnation string    `json:"incarnation,omitempty"`
+	StreamSeq   uint64    `json:"stream_seq"`
+	Subject     string    `json:"subject"`
+	ReceivedAt  time.Time `json:"received_at"`
+	PayloadSize int       `json:"payload_size"`
+	PayloadHash string    `json:"payload_sha256,omitempty"`
 }
 
 // DestinationStatus is one row of GET /v1/destinations.

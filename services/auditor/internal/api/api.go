@@ -507,7 +507,8 @@ func (h *handlers) getEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := auditapi.EventDetail{Event: auditapi.Event{ID: id}, Deliveries: d.Deliveries, Attempts: d.Attempts, DeadLetters: d.DeadLetters, Replays: d.Replays}
+	out := auditapi.EventDetail{Event: auditapi.Event{ID: id}, Deliveries: d.Deliveries, Attempts: d.Attempts, DeadLetters: d.DeadLetters, Replays: d.Replays,
+		Incarnations: d.Incarnations}
 	if e := d.Event; e != nil {
 		out.Event, out.Known = *e, true
 		switch {

@@ -162,7 +162,7 @@ func (r *replayer) source(ctx context.Context, dl store.DeadLetter) ([]byte, map
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, nil, "", nil, err
 	}
-	if d.Event != nil && d.Event.Payload != nil {
+	if d.Event != nil && d.Event.Payload != nil && r.sameMessage(ctx, dl, d.Event) {
 		h := d.Event.Headers
 		if h == nil {
 			h = map[string]string{}
@@ -194,6 +194,37 @@ func (r *replayer) source(ctx context.Context, dl store.DeadLetter) ([]byte, map
 	return raw.Data, h, originalSubject(dl), d.Replays, nil
 }
 
+// maxReplayChain bounds the dead letters followed back through ReplayOf
+// to the one of the original message.
+const maxReplayChain = 32
+
+// sameMessage reports whether ev, the events table's row for the dead
+// letter's event id, is the EVENTS message the dead letter was made from:
+// an id can be used again (a publish-API key after the idempotency
+// horizon, a pkg/events id after the duplicate window, a recreated
+// stream), and the table keeps the first message. A replay's dead letter
+// is traced back to the dead letter of the original message, whose stream
+// sequence and incarnation the row must have. When it cannot tell, the
+// answer is no: the dead letter's own copy of the payload is used.
+func (r *replayer) sameMessage(ctx context.Context, dl store.DeadLetter, ev *store.Event) bool {
+	root := dl
+	for range maxReplayChain {
+		if root.ReplayOf == "" {
+			break
+		}
+		parent, err := r.cfg.Store.GetDeadLetter(ctx, root.ReplayOf)
+		if err != nil {
+			return false
+		}
+		root = parent
+	}
+	if root.ReplayOf != "" || root.StreamSeq != ev.StreamSeq {
+		return false
+	}
+	inc := store.DeadLetterIncarnation(root.ID)
+	return inc == "" || ev.Incarnation == "" || inc == ev.Incarnation
+}
+
 // fromEvents reads the message the dead letter was made from out of EVENTS
 // by its stream sequence, checking that it is the same event.
 func (r *replayer) fromEvents(ctx context.Context, dl store.DeadLetter) (*jetstream.RawStreamMsg, error) {
@@ -210,6 +241,10 @@ func (r *replayer) fromEvents(ctx context.Context, dl store.DeadLetter) (*jetstr
 	}
 	if id := events.FromMsg(raw.Subject, raw.Header, raw.Data).ID; id != dl.EventID {
 		// The stream was recreated and the sequence reused.
+		return nil, r.gone(dl)
+	}
+	if inc := store.DeadLetterIncarnation(dl.ID); inc != "" && inc != store.Incarnation(stream.CachedInfo().Created) {
+		// The same id at the same sequence of another stream.
 		return nil, r.gone(dl)
 	}
 	return raw, nil

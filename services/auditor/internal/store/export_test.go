@@ -16,3 +16,13 @@ func MigrateTo(ctx context.Context, st Store, upTo int) error {
 	}
 	return fmt.Errorf("MigrateTo: unknown store %T", st)
 }
+
+// MigrationCount is the number of migrations of dialect ("postgres",
+// "sqlite").
+func MigrationCount(dialect string) int {
+	ms, err := migrations(dialect)
+	if err != nil {
+		panic(err)
+	}
+	return len(ms)
+}

@@ -151,7 +151,7 @@ func setRow(cols [][]string, i int, vals ...string) {
 func pgWriteBatch(r tableRows) *pgx.Batch {
 	batch := &pgx.Batch{}
 	if n := len(r.events); n > 0 {
-		txt := strCols(6, n)
+		txt := strCols(7, n)
 		seqs := make([]int64, n)
 		times := make([]time.Time, n)
 		payloads, hashes := make([][]byte, n), make([][]byte, n)
@@ -159,17 +159,27 @@ func pgWriteBatch(r tableRows) *pgx.Batch {
 		var pend [][]string = strCols(2, 0)
 		var pendAt []time.Time
 		for i, e := range r.events {
-			setRow(txt, i, e.ID, e.Subject, e.Source, e.Type, e.ContentType, headersJSON(e.Headers))
+			setRow(txt, i, e.ID, e.Subject, e.Source, e.Type, e.ContentType, headersJSON(e.Headers), e.Incarnation)
 			seqs[i], times[i] = int64(e.StreamSeq), e.ReceivedAt
 			payloads[i], hashes[i], sizes[i] = nonNil(e.Payload), payloadHash(e.Payload), int32(len(e.Payload))
 			for _, d := range e.Destinations {
 				pend[0], pend[1], pendAt = append(pend[0], e.ID), append(pend[1], d), append(pendAt, e.ReceivedAt)
 			}
 		}
-		batch.Queue(`INSERT INTO events (id, subject, source, type, content_type, headers, stream_seq, received_at, payload, payload_sha256, payload_size)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[], $8::timestamptz[], $9::bytea[], $10::bytea[], $11::integer[])
+		batch.Queue(`INSERT INTO events (id, subject, source, type, content_type, headers, stream_seq, received_at, payload, payload_sha256, payload_size, incarnation)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[], $8::timestamptz[], $9::bytea[], $10::bytea[], $11::integer[], $12::text[])
 			ON CONFLICT (id) DO NOTHING`,
-			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], seqs, times, payloads, hashes, sizes)
+			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], seqs, times, payloads, hashes, sizes, txt[6])
+		// A message whose id the events table holds for another message
+		// (another sequence or stream incarnation) is kept as a later
+		// incarnation; the same message again (a redelivery) is not.
+		batch.Queue(`INSERT INTO event_incarnations (event_id, incarnation, stream_seq, subject, received_at, payload_sha256, payload_size)
+			SELECT u.id, u.inc, u.seq, u.subject, u.at, u.hash, u.size
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::bytea[], $7::integer[]) AS u(id, inc, seq, subject, at, hash, size)
+			JOIN events e ON e.id = u.id
+			WHERE e.stream_seq <> u.seq OR e.incarnation <> u.inc
+			ON CONFLICT DO NOTHING`,
+			txt[0], txt[6], seqs, txt[1], times, hashes, sizes)
 		if len(pendAt) > 0 {
 			batch.Queue(`INSERT INTO deliveries (event_id, destination, status, updated_at)
 				SELECT ev, dest, 'pending', at FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(ev, dest, at)
@@ -206,7 +216,7 @@ func pgWriteBatch(r tableRows) *pgx.Batch {
 			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], txt[7], atts, codes, ats, seqs)
 	}
 	if n := len(r.replays); n > 0 {
-		txt := strCols(6, n)
+		txt := strCols(7, n)
 		seqs := make([]int64, n)
 		ats := make([]time.Time, n)
 		for i, x := range r.replays {
@@ -231,7 +241,7 @@ func pgWriteBatch(r tableRows) *pgx.Batch {
 			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], txt[7], codes, sizes, ats)
 	}
 	if n := len(r.circuits); n > 0 {
-		txt := strCols(6, n)
+		txt := strCols(7, n)
 		ats := make([]time.Time, n)
 		for i, c := range r.circuits {
 			setRow(txt, i, c.ID, c.Destination, c.From, c.To, c.Reason, c.LastError)
@@ -253,7 +263,7 @@ func pgWriteBatch(r tableRows) *pgx.Batch {
 			ON CONFLICT (id) DO NOTHING`, txt[0], txt[1], txt[2], txt[3], txt[4], ats)
 	}
 	if n := len(r.deliveries); n > 0 {
-		txt := strCols(6, n)
+		txt := strCols(7, n)
 		updated := make([]time.Time, n)
 		markSeq, infoSeq, dlSeq := make([]int64, n), make([]int64, n), make([]int64, n)
 		markKind, markN, infoN, codes := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)

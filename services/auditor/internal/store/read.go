@@ -17,12 +17,12 @@ import (
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 )
 
-const eventCols = "id, subject, source, type, stream_seq, received_at, content_type, payload_size, payload_sha256, payload_dropped_at"
+const eventCols = "id, subject, source, type, stream_seq, received_at, content_type, payload_size, payload_sha256, payload_dropped_at, incarnation"
 
 func scanEvent(r rows, extra ...any) (Event, error) {
 	var e Event
 	var hash []byte
-	dest := append([]any{&e.ID, &e.Subject, &e.Source, &e.Type, &u64{&e.StreamSeq}, &ts{&e.ReceivedAt}, &e.ContentType, &e.PayloadSize, &hash, &nts{&e.PayloadDroppedAt}}, extra...)
+	dest := append([]any{&e.ID, &e.Subject, &e.Source, &e.Type, &u64{&e.StreamSeq}, &ts{&e.ReceivedAt}, &e.ContentType, &e.PayloadSize, &hash, &nts{&e.PayloadDroppedAt}, &e.Incarnation}, extra...)
 	err := r.Scan(dest...)
 	e.PayloadHash = hex.EncodeToString(hash)
 	return e, err
@@ -108,6 +108,22 @@ func (r *reader) GetEvent(ctx context.Context, id string) (EventDetail, error) {
 	}
 	if d.Event == nil && len(d.Deliveries) == 0 && len(d.Attempts) == 0 && len(d.DeadLetters) == 0 && len(d.Replays) == 0 {
 		return d, ErrNotFound
+	}
+	if d.Event != nil {
+		d.Incarnations = []EventIncarnation{{Incarnation: d.Event.Incarnation, StreamSeq: d.Event.StreamSeq, Subject: d.Event.Subject,
+			ReceivedAt: d.Event.ReceivedAt, PayloadSize: d.Event.PayloadSize, PayloadHash: d.Event.PayloadHash}}
+		later, err := collect(ctx, r, "get event incarnations", "SELECT incarnation, stream_seq, subject, received_at, payload_size, payload_sha256 FROM event_incarnations WHERE event_id = "+ph+
+			" ORDER BY received_at, stream_seq", b.args, func(rs rows) (EventIncarnation, error) {
+			var x EventIncarnation
+			var hash []byte
+			err := rs.Scan(&x.Incarnation, &u64{&x.StreamSeq}, &x.Subject, &ts{&x.ReceivedAt}, &x.PayloadSize, &hash)
+			x.PayloadHash = hex.EncodeToString(hash)
+			return x, err
+		})
+		if err != nil {
+			return d, err
+		}
+		d.Incarnations = append(d.Incarnations, later...)
 	}
 	return d, nil
 }
@@ -536,6 +552,7 @@ func (r *reader) DropPayloads(ctx context.Context, cutoff, now time.Time, limit 
 // the (destination, started_at) index instead of needing another one.
 var retained = []struct{ table, timeCol, key string }{
 	{"events", "received_at", "id"},
+	{"event_incarnations", "received_at", "event_id, incarnation, stream_seq"},
 	{"deliveries", "updated_at", "event_id, destination"},
 	{"dead_letters", "dead_lettered_at", "id"},
 	{"replays", "at", "id"},

@@ -117,10 +117,17 @@ func (s *SQLite) Write(ctx context.Context, b Batch) error {
 		}
 		d := sqliteDialect
 		return errors.Join(
-			exec(`INSERT INTO events (id, subject, source, type, stream_seq, received_at, content_type, payload, payload_sha256, payload_size, headers)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING`, len(r.events), func(i int) []any {
+			exec(`INSERT INTO events (id, subject, source, type, stream_seq, received_at, content_type, payload, payload_sha256, payload_size, headers, incarnation)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING`, len(r.events), func(i int) []any {
 				e := r.events[i]
-				return []any{e.ID, e.Subject, e.Source, e.Type, int64(e.StreamSeq), e.ReceivedAt.UnixNano(), e.ContentType, nonNil(e.Payload), payloadHash(e.Payload), len(e.Payload), headersJSON(e.Headers)}
+				return []any{e.ID, e.Subject, e.Source, e.Type, int64(e.StreamSeq), e.ReceivedAt.UnixNano(), e.ContentType, nonNil(e.Payload), payloadHash(e.Payload), len(e.Payload), headersJSON(e.Headers), e.Incarnation}
+			}),
+			// Another message under an id already held: a later incarnation.
+			exec(`INSERT INTO event_incarnations (event_id, incarnation, stream_seq, subject, received_at, payload_sha256, payload_size)
+			SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM events e WHERE e.id = ?1 AND (e.stream_seq <> ?3 OR e.incarnation <> ?2)
+			ON CONFLICT DO NOTHING`, len(r.events), func(i int) []any {
+				e := r.events[i]
+				return []any{e.ID, e.Incarnation, int64(e.StreamSeq), e.Subject, e.ReceivedAt.UnixNano(), payloadHash(e.Payload), len(e.Payload)}
 			}),
 			exec(`INSERT INTO deliveries (event_id, destination, status, updated_at) VALUES (?1, ?2, 'pending', ?3)
 			ON CONFLICT (event_id, destination) DO NOTHING`, len(pend), func(i int) []any {

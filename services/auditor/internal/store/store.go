@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
@@ -80,6 +82,7 @@ type (
 	Attempt           = auditapi.Attempt
 	DeadLetter        = auditapi.DeadLetter
 	Replay            = auditapi.Replay
+	EventIncarnation  = auditapi.EventIncarnation
 	Rejection         = auditapi.Rejection
 	Alert             = auditapi.Alert
 	Record            = auditapi.Record
@@ -104,6 +107,24 @@ type Batch struct {
 // Len is the number of items in the batch.
 func (b Batch) Len() int { return len(b.Events) + len(b.Records) }
 
+// Incarnation is the token that names a stream created at created in
+// attempt and dead-letter ids (EVENTS@<token>:<seq>:...): its creation
+// time in Unix milliseconds, base 36. It must stay the dispatcher's
+// (services/dispatcher/internal/ids.StreamIncarnation).
+func Incarnation(created time.Time) string { return strconv.FormatInt(created.UnixMilli(), 36) }
+
+// DeadLetterIncarnation is the EVENTS incarnation a dead letter id names
+// (EVENTS@<incarnation>:<seq>:<destination>); empty for ids made before
+// they named one (EVENTS:<seq>:<destination>).
+func DeadLetterIncarnation(id string) string {
+	rest, ok := strings.CutPrefix(id, "EVENTS@")
+	if !ok {
+		return ""
+	}
+	inc, _, _ := strings.Cut(rest, ":")
+	return inc
+}
+
 // EventDetail is an event with everything that happened to it. Event is nil
 // when the attempts are known but the event row has not been written yet
 // (the two arrive on different streams).
@@ -113,6 +134,9 @@ type EventDetail struct {
 	Attempts    []Attempt
 	DeadLetters []DeadLetter
 	Replays     []Replay
+	// Incarnations are the EVENTS messages stored under the id, oldest
+	// first, Event's included.
+	Incarnations []EventIncarnation
 }
 
 // Page selects one page of a list: at most Limit items after Cursor (the

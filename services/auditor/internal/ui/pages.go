@@ -131,6 +131,9 @@ type eventData struct {
 	Headers [][2]string
 	TraceID string
 	Live    liveWrapper
+	// Incarnations are the EVENTS messages stored under the id, when more
+	// than one was (the id was used again).
+	Incarnations []store.EventIncarnation
 }
 
 // payload is an event body as the page shows it: pretty-printed JSON, text,
@@ -218,6 +221,9 @@ func (c *Console) event(ec echo.Context) error {
 		return err
 	}
 	data := eventData{ID: id, Event: d.Event, Payload: showPayload(d.Event), TraceID: traceID(d.Event)}
+	if len(d.Incarnations) > 1 {
+		data.Incarnations = d.Incarnations
+	}
 	if d.Event != nil {
 		for _, k := range sortedKeys(d.Event.Headers) {
 			data.Headers = append(data.Headers, [2]string{k, d.Event.Headers[k]})

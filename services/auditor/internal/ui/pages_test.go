@@ -192,6 +192,21 @@ func TestPagesRender(t *testing.T) {
 			if r.StatusCode != http.StatusNotFound || !strings.Contains(r.body, `No event with id &#34;nope&#34;`) {
 				t.Errorf("an unknown event = %d", r.StatusCode)
 			}
+			if n := len(findAll(doc, func(n *html.Node) bool { return n.Data == "tr" && attr(n, "class") == "incarnation" })); n != 0 {
+				t.Errorf("%d incarnations listed for an id stored once", n)
+			}
+
+			// The id stored again for another EVENTS message: both listed.
+			again := storetest.Event("shop:ord-1042", []byte(`{"order":1042,"again":true}`))
+			again.StreamSeq, again.Incarnation = 9042, "inc-later"
+			if err := e.st.Write(testCtx(t), store.Batch{Events: []store.Routed{again}}); err != nil {
+				t.Fatal(err)
+			}
+			doc = mustOK(t, e.get(t, "/ui/event?id=shop%3Aord-1042"), "event page with two incarnations")
+			rows := findAll(doc, func(n *html.Node) bool { return n.Data == "tr" && attr(n, "class") == "incarnation" })
+			if len(rows) != 2 || !strings.Contains(text(rows[1]), "9042") || !strings.Contains(text(rows[1]), "inc-later") {
+				t.Errorf("incarnation rows = %d (%v), want the first and #9042", len(rows), rows)
+			}
 		})
 
 		t.Run("dead letters", func(t *testing.T) {

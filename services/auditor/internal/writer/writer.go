@@ -126,6 +126,36 @@ type Writer struct {
 	oldest map[string]time.Time
 	// behind is true between an AuditLag and its caught_up.
 	behind bool
+
+	// inc is EVENTS' incarnation as last read; incSeq the highest event
+	// sequence seen since. A lower one (the stream was recreated and
+	// numbers from 1 again, or a redelivery) reads it again.
+	incMu  sync.Mutex
+	inc    string
+	incSeq uint64
+}
+
+// eventsIncarnation is the incarnation of EVENTS that the event at seq
+// was read from: the stream's creation time as attempt and dead-letter
+// ids name it (store.Incarnation).
+func (w *Writer) eventsIncarnation(seq uint64) string {
+	w.incMu.Lock()
+	defer w.incMu.Unlock()
+	if w.inc == "" || seq < w.incSeq {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if st, err := w.js.Stream(ctx, natsx.StreamEvents); err != nil {
+			w.cfg.Logger.Warn("read EVENTS' incarnation for the events table", slog.Any("error", err))
+		} else if inc := store.Incarnation(st.CachedInfo().Created); inc != w.inc {
+			if w.inc != "" {
+				w.cfg.Logger.Warn("stream EVENTS was recreated: events are recorded under its new incarnation", slog.String("incarnation", inc))
+			}
+			w.inc = inc
+		}
+		w.incSeq = 0
+	}
+	w.incSeq = max(w.incSeq, seq)
+	return w.inc
 }
 
 type metrics struct {
@@ -245,6 +275,7 @@ func (w *Writer) decodeEvent(it *item) error {
 		Source:      ev.Source,
 		Type:        ev.Type,
 		StreamSeq:   it.meta.Sequence.Stream,
+		Incarnation: w.eventsIncarnation(it.meta.Sequence.Stream),
 		ReceivedAt:  receivedAt(ev, it.meta),
 		ContentType: ev.ContentType,
 		Payload:     ev.Data,

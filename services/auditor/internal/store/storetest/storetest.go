@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListRejections", testListRejections},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"NULCharacters", testNULCharacters},
+		{"EventIncarnations", testEventIncarnations},
 	}
 	tests = append(tests, modelTests...)
 	tests = append(tests, listTests...)
@@ -631,5 +632,45 @@ func AlertRecord(id string, at time.Time) *switchyardv1.AuditRecord {
 			FirstSeen:   timestamppb.New(at.Add(-time.Minute)),
 			Attempts:    1,
 		}},
+	}
+}
+
+// testEventIncarnations: an id stored again for another EVENTS message (a
+// later sequence, another stream incarnation) keeps the first row and
+// lists every message as an incarnation; the same message again (a
+// redelivery, in another batch or the same one) adds none.
+func testEventIncarnations(t *testing.T, st store.Store) {
+	migrate(t, st)
+	first := Event("reused", []byte(`{"v":1}`))
+	first.StreamSeq, first.Incarnation = 10, "inc-a"
+	write(t, st, store.Batch{Events: []store.Routed{first}})
+	write(t, st, store.Batch{Events: []store.Routed{first}})
+
+	again := Event("reused", []byte(`{"v":2}`))
+	again.StreamSeq, again.Incarnation, again.ReceivedAt = 42, "inc-a", first.ReceivedAt.Add(time.Hour)
+	recreated := Event("reused", []byte(`{"v":3}`))
+	recreated.StreamSeq, recreated.Incarnation, recreated.ReceivedAt = 10, "inc-b", first.ReceivedAt.Add(2*time.Hour)
+	write(t, st, store.Batch{Events: []store.Routed{again, recreated, again}})
+	write(t, st, store.Batch{Events: []store.Routed{recreated}})
+
+	d := get(t, st, "reused")
+	if d.Event == nil || d.Event.StreamSeq != 10 || d.Event.Incarnation != "inc-a" || string(d.Event.Payload) != `{"v":1}` {
+		t.Fatalf("event = %+v, want the first message", d.Event)
+	}
+	want := []struct {
+		inc string
+		seq uint64
+	}{{"inc-a", 10}, {"inc-a", 42}, {"inc-b", 10}}
+	if len(d.Incarnations) != len(want) {
+		t.Fatalf("incarnations = %+v, want %v", d.Incarnations, want)
+	}
+	for i, w := range want {
+		x := d.Incarnations[i]
+		if x.Incarnation != w.inc || x.StreamSeq != w.seq || x.PayloadHash == "" || x.PayloadSize != 7 {
+			t.Errorf("incarnation %d = %+v, want %s #%d", i, x, w.inc, w.seq)
+		}
+	}
+	if d.Incarnations[1].PayloadHash == d.Incarnations[0].PayloadHash {
+		t.Error("the second incarnation has the first's payload hash")
 	}
 }

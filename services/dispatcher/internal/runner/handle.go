@@ -79,7 +79,7 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		return
 	}
 
-	admitted, heldProbe := dest.admitHeld(stopping, probe, attempt, log)
+	admitted, heldProbe := dest.admitHeld(stopping, probe, attempt, alive, log)
 	if !admitted {
 		alive.stop()
 		_ = msg.Nak()
@@ -142,13 +142,17 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 // without burning its attempt, until the partner is back (or it is this
 // replica's probe: then probe is true). It reports false when the event is
 // to be handed back because the dispatcher is shutting down.
-func (dest *destination) admitHeld(stopping context.Context, probing bool, attempt int, log *slog.Logger) (admitted, probe bool) {
+func (dest *destination) admitHeld(stopping context.Context, probing bool, attempt int, alive *pulse, log *slog.Logger) (admitted, probe bool) {
 	if probing || dest.breaker == nil {
 		return true, false
 	}
 	if c, _ := dest.breaker.View(); c.State == switchyardv1.CircuitState_CIRCUIT_STATE_CLOSED {
 		return true, false
 	}
+	// The hold starts now, however long ago the event was fetched: restart
+	// its ack wait at once rather than at the next beat, which may come
+	// after the ack wait has run out.
+	alive.beat()
 	n, p := dest.admit(stopping)
 	switch {
 	case n == 0 && attempt < dest.policy.MaxAttempts:
@@ -230,25 +234,31 @@ func (dest *destination) keepAliveEvery(attempt int) time.Duration {
 
 // pulse sends InProgress on a message every interval until stopped.
 type pulse struct {
+	msg     jetstream.Msg
+	every   time.Duration
 	mu      sync.Mutex
 	t       *time.Timer
 	stopped bool
 }
 
 func keepAlive(msg jetstream.Msg, every time.Duration) *pulse {
-	p := &pulse{}
+	p := &pulse{msg: msg, every: every}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.t = time.AfterFunc(every, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.stopped {
-			return
-		}
-		_ = msg.InProgress()
-		p.t.Reset(every)
-	})
+	p.t = time.AfterFunc(every, p.beat)
 	return p
+}
+
+// beat sends InProgress now and the next one an interval later (nothing
+// once stopped).
+func (p *pulse) beat() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	_ = p.msg.InProgress()
+	p.t.Reset(p.every)
 }
 
 func (p *pulse) stop() {

@@ -86,8 +86,13 @@ func TestHeldEventIsKeptAliveAndBecomesTheProbe(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	p := newPartner(t, reply{status: http.StatusOK})
-	// ack wait (step 1) 600ms: InProgress every 475ms
-	ctx, dest, seq, msg := e.heldByOpenBreaker(t, breakerDestination("erp", p.URL))
+	// An ack wait (step 1) of 2s, InProgress every ~1.8s: the shared
+	// schedule's 600ms left only 125ms between a keep-alive and the
+	// redelivery, which a loaded CI machine's scheduler could miss.
+	dc := breakerDestination("erp", p.URL)
+	dc.Retry.Backoff = []config.Duration{config.Duration(2 * time.Second), config.Duration(3 * time.Second)}
+	checkDestination(t, dc)
+	ctx, dest, seq, msg := e.heldByOpenBreaker(t, dc)
 	// As if the pause had not taken (PauseConsumer failing is logged, not
 	// fatal): only the keep-alive stops the server from handing the held
 	// event to the replica pulling next to this one.
@@ -102,8 +107,9 @@ func TestHeldEventIsKeptAliveAndBecomesTheProbe(t *testing.T) {
 		defer close(done)
 		dest.handle(ctx, ctx, msg, false)
 	}()
-	// Three keep-alives: held for more than two ack waits.
-	waitfor.True(t, "three InProgress acknowledgements", func() bool { return keepAlives.Load() >= 3 })
+	// Four keep-alives (one as the hold starts, then one per interval):
+	// held for more than two ack waits.
+	waitfor.True(t, "four InProgress acknowledgements", func() bool { return keepAlives.Load() >= 4 })
 	if n := len(p.received()); n != 0 {
 		t.Fatalf("the partner got %d requests while the breaker was open", n)
 	}

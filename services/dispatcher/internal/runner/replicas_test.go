@@ -37,9 +37,13 @@ func TestTwoDispatchersDeliverEachEventOnce(t *testing.T) {
 	const n = 300
 	publishN(t, e, "ev", n)
 	info := e.waitSettled(t, "erp", n)
-	if info.Delivered.Consumer != n || info.NumRedelivered != 0 {
-		t.Errorf("consumer delivered %d times (%d redelivered), want %d once each", info.Delivered.Consumer, info.NumRedelivered, n)
-	}
+	// What the partner and the audit log saw is the invariant. The
+	// consumer's own count may exceed n on a loaded machine: a message the
+	// server handed to a pull request whose client had already given up
+	// waiting is never seen by a replica, and is handed out again after
+	// its ack wait (seen at load average 20: 303 deliveries, each event
+	// attempted once).
+	t.Logf("consumer delivered %d times for %d events", info.Delivered.Consumer, n)
 	counts := p.countByID()
 	if len(counts) != n {
 		t.Errorf("partner got %d distinct events, want %d", len(counts), n)

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/pkg/signing"
+)
+
+// webhookSecret is the Standard Webhooks test vector's secret, which every
+// section's source uses.
+const webhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// bodySize is every webhook's size.
+const bodySize = 1024
+
+// loadConn is the load generator's HTTP/1.1 client: one keep-alive
+// connection, requests written and responses read with reused buffers, as
+// wrk does (the same client as BenchmarkIngress). net/http's client would
+// cost the run more CPU than the server it measures.
+type loadConn struct {
+	net.Conn
+	host string
+	w    *bufio.Writer
+	r    *bufio.Reader
+	req  []byte
+	body []byte
+}
+
+func dialLoad(addr string) (*loadConn, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &loadConn{Conn: c, host: addr, w: bufio.NewWriterSize(c, 4096), r: bufio.NewReaderSize(c, 4096)}, nil
+}
+
+// post sends one request with the given header pairs and returns the
+// response's status, having read its body.
+func (c *loadConn) post(path string, body []byte, header ...string) (int, error) {
+	b := append(c.req[:0], "POST "...)
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, c.host...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	for i := 0; i < len(header); i += 2 {
+		b = append(b, "\r\n"...)
+		b = append(b, header[i]...)
+		b = append(b, ": "...)
+		b = append(b, header[i+1]...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	c.req = b
+	if _, err := c.w.Write(b); err != nil {
+		return 0, err
+	}
+	if err := c.w.Flush(); err != nil {
+		return 0, err
+	}
+	line, err := c.r.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	length := -1
+	for {
+		line, err := c.r.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+			if length, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
+				return 0, fmt.Errorf("bad Content-Length %q", v)
+			}
+		}
+	}
+	if length < 0 {
+		return 0, fmt.Errorf("response without Content-Length")
+	}
+	if _, err := c.r.Discard(length); err != nil {
+		return 0, err
+	}
+	return status, nil
+}
+
+// webhooks signs Standard Webhooks requests: 1 KiB bodies, each with a
+// new delivery id and the time it was meant to be sent (so that a partner
+// at the end of the chain can measure from it).
+type webhooks struct {
+	sw  *signing.StandardWebhooks
+	seq atomic.Int64
+	// run keeps ids unique across the runs of one process.
+	run string
+}
+
+func newWebhooks(run string) (*webhooks, error) {
+	sw, err := signing.NewStandardWebhooks([]string{webhookSecret}, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	return &webhooks{sw: sw, run: run}, nil
+}
+
+// sentPrefix starts every body; the intended send time (unix ns, 19
+// digits) follows it.
+const sentPrefix = `{"type":"order.created","sent":`
+
+// body is a 1 KiB JSON webhook carrying its intended send time.
+func webhookBody(dst []byte, intended time.Time) []byte {
+	dst = append(dst[:0], sentPrefix...)
+	dst = strconv.AppendInt(dst, intended.UnixNano(), 10)
+	dst = append(dst, `,"data":{"order_id":1001,"padding":"`...)
+	dst = append(dst, strings.Repeat("x", bodySize-len(dst)-3)...)
+	return append(dst, `"}}`...)
+}
+
+// sentTime reads the intended send time back out of a body; false if the
+// body is not one of ours.
+func sentTime(body []byte) (time.Time, bool) {
+	rest, ok := bytes.CutPrefix(body, []byte(sentPrefix))
+	if !ok || len(rest) < 19 {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(string(rest[:19]), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+// send posts one signed webhook to path and says whether it was accepted.
+func (w *webhooks) send(c *loadConn, path string, intended time.Time) (bool, error) {
+	c.body = webhookBody(c.body, intended)
+	id := "msg_" + w.run + "_" + strconv.FormatInt(w.seq.Add(1), 10)
+	now := time.Now()
+	status, err := c.post(path, c.body,
+		"Content-Type", "application/json",
+		signing.HeaderWebhookID, id,
+		signing.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10),
+		signing.HeaderWebhookSignature, w.sw.Sign(id, now, c.body))
+	if err != nil {
+		return false, err
+	}
+	return status == http.StatusAccepted || status == http.StatusOK, nil
+}
+
+// loadResult is one load run.
+type loadResult struct {
+	// Accepted and Refused count the answers; Errors the connections lost.
+	Accepted, Refused, Errors int
+	// Elapsed is from the first intended send to the last answer.
+	Elapsed time.Duration
+	// Latencies of the accepted requests.
+	Latencies []time.Duration
+}
+
+func (r loadResult) rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Accepted) / r.Elapsed.Seconds()
+}
+
+// closedLoop runs conc senders, each on its own connection, each sending
+// its next request when the last one is answered, for d.
+func closedLoop(addr string, conc int, d time.Duration, send func(c *loadConn, intended time.Time) (bool, error)) (loadResult, error) {
+	conns, err := dialAll(addr, conc)
+	if err != nil {
+		return loadResult{}, err
+	}
+	defer closeAll(conns)
+	parts := make([]loadResult, conc)
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	for i, c := range conns {
+		wg.Go(func() {
+			p := &parts[i]
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				ok, err := send(c, t0)
+				if err != nil {
+					p.Errors++
+					return
+				}
+				if !ok {
+					p.Refused++
+					continue
+				}
+				p.Accepted++
+				p.Latencies = append(p.Latencies, time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	return merge(parts, time.Since(start)), nil
+}
+
+// openLoop offers rate requests/s for d from conns connections: request i
+// is due at start + i/rate whatever happened to the earlier ones, and its
+// latency runs from that intended time, so a stall counts against every
+// request it delayed (no coordinated omission). When every connection is
+// busy, due requests wait, and the wait is in their latency.
+func openLoop(addr string, conns, rate int, d time.Duration, send func(c *loadConn, intended time.Time) (bool, error)) (loadResult, error) {
+	cs, err := dialAll(addr, conns)
+	if err != nil {
+		return loadResult{}, err
+	}
+	defer closeAll(cs)
+	interval := time.Second / time.Duration(rate)
+	total := int64(d / interval)
+	parts := make([]loadResult, conns)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now().Add(10 * time.Millisecond)
+	for i, c := range cs {
+		wg.Go(func() {
+			p := &parts[i]
+			for {
+				n := next.Add(1) - 1
+				if n >= total {
+					return
+				}
+				intended := start.Add(time.Duration(n) * interval)
+				// Pacing is the point: the request is not due yet.
+				if wait := time.Until(intended); wait > 0 {
+					time.Sleep(wait)
+				}
+				ok, err := send(c, intended)
+				if err != nil {
+					p.Errors++
+					return
+				}
+				if !ok {
+					p.Refused++
+					continue
+				}
+				p.Accepted++
+				p.Latencies = append(p.Latencies, time.Since(intended))
+			}
+		})
+	}
+	wg.Wait()
+	return merge(parts, time.Since(start)), nil
+}
+
+func dialAll(addr string, n int) ([]*loadConn, error) {
+	conns := make([]*loadConn, 0, n)
+	for range n {
+		c, err := dialLoad(addr)
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*loadConn) {
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func merge(parts []loadResult, elapsed time.Duration) loadResult {
+	r := loadResult{Elapsed: elapsed}
+	for _, p := range parts {
+		r.Accepted += p.Accepted
+		r.Refused += p.Refused
+		r.Errors += p.Errors
+		r.Latencies = append(r.Latencies, p.Latencies...)
+	}
+	return r
+}
+
+// quantiles are a latency distribution's p50, p99 and p99.9 in ms.
+type quantiles struct {
+	P50, P99, P999 float64
+}
+
+// latencyQuantiles sorts ds and reads its quantiles (the nearest rank);
+// zero when there are none.
+func latencyQuantiles(ds []time.Duration) quantiles {
+	if len(ds) == 0 {
+		return quantiles{}
+	}
+	slices.Sort(ds)
+	at := func(q float64) float64 {
+		i := min(len(ds)-1, int(q*float64(len(ds))))
+		return float64(ds[i]) / float64(time.Millisecond)
+	}
+	return quantiles{P50: at(0.50), P99: at(0.99), P999: at(0.999)}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// memorySection runs the all-in-one (`switchyard run`: embedded NATS, the
+// four services, the embedded SQLite audit store) as its own process,
+// offers it webhooks at a steady rate delivered to the fast local partner,
+// and reads its peak resident set (VmHWM) from /proc.
+func memorySection(ctx context.Context, e *env, o options, rep *report) error {
+	bin := o.Switchyard
+	if bin == "" {
+		bin = filepath.Join(e.dir, "switchyard")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/switchyard/switchyard/services/switchyard/cmd/switchyard")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build the all-in-one: %v\n%s", err, out)
+		}
+	}
+	p := &partner{}
+	partnerAddr, err := e.serve(ctx, "partner", p)
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	ingressAddr, auditAddr, opsAddr := ports[0], ports[1], ports[2]
+	cfgPath := filepath.Join(e.dir, "switchyard.yaml")
+	cfg := fmt.Sprintf(`log: {format: json, level: warn}
+data_dir: %s
+ingress: {listen: %s}
+auditor: {listen: %s}
+ops: {listen: %s}
+sources:
+  - name: shop
+    scheme: standard-webhooks
+    secrets: [%q]
+    rate_limit: {unlimited: true}
+destinations:
+  - name: partner
+    url: http://%s/hooks
+    subjects: ["webhooks.shop.>"]
+    concurrency: 32
+    allow_private_network: true
+`, filepath.Join(e.dir, "data"), ingressAddr, auditAddr, opsAddr, webhookSecret, partnerAddr)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(e.dir, "switchyard.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the all-in-one: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	e.onClose(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	if err := waitUntil(ctx, time.Minute, "the all-in-one ready", func() (bool, error) {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			return false, fmt.Errorf("exited: %v\n%s", err, tail(b, 2000))
+		default:
+		}
+		resp, err := http.Get("http://" + opsAddr + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		return err
+	}
+	idle, err := procStatus(cmd.Process.Pid, "VmRSS")
+	if err != nil {
+		return err
+	}
+	hooks, err := newWebhooks("memory")
+	if err != nil {
+		return err
+	}
+	res, err := openLoop(ingressAddr, o.Conns, o.MemRate, o.MemDuration, func(c *loadConn, t time.Time) (bool, error) {
+		return hooks.send(c, "/webhooks/shop", t)
+	})
+	if err != nil {
+		return err
+	}
+	hwm, err := procStatus(cmd.Process.Pid, "VmHWM")
+	if err != nil {
+		return err
+	}
+	delivered := p.n.Load()
+	peak := float64(hwm) / 1024
+	q := latencyQuantiles(res.Latencies)
+	rep.add(row{Section: "memory", Name: fmt.Sprintf("all-in-one (SQLite audit), %s/s offered for %s", formatRate(float64(o.MemRate)), o.MemDuration),
+		Rate: res.rate(), Unit: "accepted/s", Latency: &q, PeakRSSMiB: peak,
+		Target: "RSS < 200 MB", Met: met(float64(hwm)*1024 < 200e6),
+		Note: fmt.Sprintf("%.0f MiB idle; %d delivered by the end of the load %s", float64(idle)/1024, delivered, loadNote(res))})
+	return nil
+}
+
+// procStatus reads a kB field (VmRSS, VmHWM) of /proc/<pid>/status.
+func procStatus(pid int, field string) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && k == field {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+}
+
+// freePorts returns n free loopback addresses (free when asked: another
+// process could take one before the all-in-one listens).
+func freePorts(n int) ([]string, error) {
+	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

@@ -11,6 +11,7 @@ BIN := $(CURDIR)/bin
 TEST_FLAGS ?= -race -count=1 -timeout 10m
 BROWSER_DIR := tests/browser
 BENCH_FLAGS ?= -benchtime=3s
+BENCH_TABLE_FLAGS ?=
 
 PROTOC_GEN_GO_VERSION := v1.36.12
 BUF_VERSION := v1.75.0
@@ -48,12 +49,19 @@ browser-deps: ## Install the console browser test's npm packages (npm ci in test
 	fi
 
 .PHONY: bench
-bench: ## Run the benchmarks of every module and print their figures (rates, latencies)
+bench: ## Run the benchmarks of every module, then print the benchmark table and write bench.json (bench-table)
 	@set -e; for m in $(MODULES); do \
 		if grep -rqs --include='*_test.go' '^func Benchmark' $$m; then \
 			echo "=== bench $${m#$(CURDIR)/}"; (cd $$m && go test -run '^$$' -bench . -benchmem $(BENCH_FLAGS) ./...); \
 		fi; \
 	done
+	@$(MAKE) --no-print-directory bench-table
+
+.PHONY: bench-table
+bench-table: ## Print the one benchmark table and write bench.json, about 2 min (BENCH_TABLE_FLAGS=-long: the full run, about 10 min)
+	@mkdir -p $(BIN)
+	go build -o $(BIN)/ ./services/switchyard/cmd/switchyard
+	go run ./tests/benchtable -switchyard $(BIN)/switchyard -out bench.json $(BENCH_TABLE_FLAGS)
 
 .PHONY: chaos
 chaos: ## Run the long failure-injection tests in tests/ (build tag chaos) and print their figures
@@ -95,5 +103,5 @@ tidy: ## go mod tidy every module (GOWORK=off, so each builds alone), then sync 
 	go work sync
 
 .PHONY: clean
-clean: ## Remove ./bin and the demo's ./data
-	rm -rf $(BIN) data
+clean: ## Remove ./bin, the demo's ./data and bench.json
+	rm -rf $(BIN) data bench.json

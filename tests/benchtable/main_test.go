@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunWritesEveryRow runs the whole harness with tiny durations and
+// checks the table and bench.json it produces: every section's rows are
+// there and well formed. It asserts nothing about the figures' size (that
+// is the benchmark's job, not a test's).
+func TestRunWritesEveryRow(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "bench.json")
+	o, err := parseFlags(flag.NewFlagSet("benchtable", flag.ContinueOnError), []string{
+		"-out", out, "-duration", "200ms", "-conns", "8", "-delivery-events", "300",
+		"-audit-backlog", "300", "-mem-rate", "200", "-mem-duration", "500ms",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.OpenRates, o.E2ERates = []int{300}, []int{200}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var table bytes.Buffer
+	if err := run(ctx, o, &table); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("bench.json: %v\n%s", err, b)
+	}
+	want := map[string]int{"baselines": 4, "ingress": 5, "delivery": 1, "e2e": 1, "auditor": 1, "memory": 1, "ratio": 2}
+	got := map[string]int{}
+	for _, r := range rep.Rows {
+		got[r.Section]++
+		if r.Rate <= 0 {
+			t.Errorf("%s / %s: rate %v", r.Section, r.Name, r.Rate)
+		}
+		if l := r.Latency; l != nil && !(l.P50 > 0 && l.P50 <= l.P99 && l.P99 <= l.P999) {
+			t.Errorf("%s / %s: latency quantiles out of order: %+v", r.Section, r.Name, *l)
+		}
+		if r.Section == "memory" && r.PeakRSSMiB <= 0 {
+			t.Errorf("%s / %s: no peak RSS", r.Section, r.Name)
+		}
+		if !strings.Contains(table.String(), "| "+r.Section+" | "+r.Name+" |") {
+			t.Errorf("the table has no row %s / %s", r.Section, r.Name)
+		}
+	}
+	for s, n := range want {
+		if got[s] != n {
+			t.Errorf("section %s: %d rows, want %d", s, got[s], n)
+		}
+	}
+	if rep.Machine.CPUs < 1 || rep.LoadBefore == "" || rep.LoadAfter == "" || rep.Date.IsZero() || len(rep.Skipped) == 0 {
+		t.Errorf("report header incomplete: %+v", rep)
+	}
+}
+
+func TestWebhookBodyCarriesItsSendTime(t *testing.T) {
+	at := time.Unix(1_700_000_000, 123456789)
+	body := webhookBody(nil, at)
+	if len(body) != bodySize {
+		t.Fatalf("body is %d bytes, want %d", len(body), bodySize)
+	}
+	if !json.Valid(body) {
+		t.Fatalf("body is not JSON: %s", body)
+	}
+	got, ok := sentTime(body)
+	if !ok || !got.Equal(at) {
+		t.Fatalf("sentTime = %v, %v; want %v", got, ok, at)
+	}
+	if _, ok := sentTime([]byte(`{"type":"order.created"}`)); ok {
+		t.Fatal("sentTime found a time in a body without one")
+	}
+}
+
+func TestLatencyQuantiles(t *testing.T) {
+	var ds []time.Duration
+	for i := 1000; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	q := latencyQuantiles(ds)
+	if q != (quantiles{P50: 501, P99: 991, P999: 1000}) {
+		t.Fatalf("quantiles %+v", q)
+	}
+	if latencyQuantiles(nil) != (quantiles{}) {
+		t.Fatal("quantiles of nothing are not zero")
+	}
+}
+
+func TestParseFlagsRefusesUnknownSection(t *testing.T) {
+	_, err := parseFlags(flag.NewFlagSet("benchtable", flag.ContinueOnError), []string{"-only", "ingress,egress"})
+	if err == nil || !strings.Contains(err.Error(), `"egress"`) {
+		t.Fatalf("err = %v, want one naming the unknown section", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,25 @@ func TestLatencyQuantiles(t *testing.T) {
 	}
 	if latencyQuantiles(nil) != (quantiles{}) {
 		t.Fatal("quantiles of nothing are not zero")
+	}
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		args         []string
+		wantDuration time.Duration
+		wantOpen     []int
+	}{
+		{nil, 3 * time.Second, []int{1000, 5000}},
+		{[]string{"-long"}, 10 * time.Second, []int{1000, 5000, 10_000}},
+	} {
+		o, err := parseFlags(flag.NewFlagSet("benchtable", flag.ContinueOnError), tc.args)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if o.Duration != tc.wantDuration || !slices.Equal(o.OpenRates, tc.wantOpen) {
+			t.Errorf("%q: duration %s, open-loop rates %v; want %s, %v", tc.args, o.Duration, o.OpenRates, tc.wantDuration, tc.wantOpen)
+		}
 	}
 }
 

@@ -75,8 +75,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 			o.Only = append(o.Only, s)
 		}
 	}
-	o.Command = "go run ./tests/benchtable " + strings.Join(args, " ")
-	return o.withDefaults(), o.validate()
+	o.Command = strings.TrimSpace("go run ./tests/benchtable " + strings.Join(args, " "))
+	o = o.withDefaults()
+	return o, o.validate()
 }
 
 func (o options) withDefaults() options {

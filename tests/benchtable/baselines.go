@@ -40,16 +40,18 @@ func baselines(ctx context.Context, e *env, o options, rep *report) error {
 	if err != nil {
 		return err
 	}
+	cpu0 := cpuTime()
 	n, rate, err := rawPublish(ctx, js, o.Duration)
 	if err != nil {
 		return fmt.Errorf("raw publish: %w", err)
 	}
-	rep.add(row{Section: "baselines", Name: rowRawPublish, Rate: rate, Unit: "msg/s", Note: "one publisher, 4096 in flight"})
+	cpu1 := cpuTime()
+	rep.add(row{Section: "baselines", Name: rowRawPublish, Rate: rate, Unit: "msg/s", CPUMicros: perOp(cpu1-cpu0, n), Note: "one publisher, 4096 in flight"})
 	fetch, err := rawFetchAck(ctx, js, n)
 	if err != nil {
 		return fmt.Errorf("raw fetch: %w", err)
 	}
-	rep.add(row{Section: "baselines", Name: rowRawFetch, Rate: fetch, Unit: "msg/s", Note: fmt.Sprintf("%d messages, batches of 500", n)})
+	rep.add(row{Section: "baselines", Name: rowRawFetch, Rate: fetch, Unit: "msg/s", CPUMicros: perOp(cpuTime()-cpu1, n), Note: fmt.Sprintf("%d messages, batches of 500", n)})
 
 	sw, err := signing.NewStandardWebhooks([]string{webhookSecret}, time.Minute)
 	if err != nil {
@@ -75,7 +77,7 @@ func baselines(ctx context.Context, e *env, o options, rep *report) error {
 			return err
 		}
 		q := latencyQuantiles(res.Latencies)
-		rep.add(row{Section: "baselines", Name: b.name, Rate: res.rate(), Unit: "req/s", Latency: &q, Note: loadNote(res)})
+		rep.add(row{Section: "baselines", Name: b.name, Rate: res.rate(), Unit: "req/s", Latency: &q, CPUMicros: res.cpuPerOp(), Note: loadNote(res)})
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func ingressSection(ctx context.Context, e *env, o options, rep *report) error {
 			return err
 		}
 		q := latencyQuantiles(res.Latencies)
-		r := row{Section: "ingress", Name: fmt.Sprintf("closed loop, c=%d", conc), Rate: res.rate(), Unit: "accepted/s", Latency: &q, Note: loadNote(res)}
+		r := row{Section: "ingress", Name: fmt.Sprintf("closed loop, c=%d", conc), Rate: res.rate(), Unit: "accepted/s", Latency: &q, CPUMicros: res.cpuPerOp(), Note: loadNote(res)}
 		if r.Name == rowIngressTarget {
 			r.Target = "≥ 12,000/s, p99 < 20 ms"
 			r.Met = met(r.Rate >= 12_000 && q.P99 < 20)
@@ -74,7 +74,7 @@ func ingressSection(ctx context.Context, e *env, o options, rep *report) error {
 		}
 		q := latencyQuantiles(res.Latencies)
 		rep.add(row{Section: "ingress", Name: fmt.Sprintf("open loop, %s/s offered", formatRate(float64(rate))),
-			Rate: res.rate(), Unit: "accepted/s", Latency: &q,
+			Rate: res.rate(), Unit: "accepted/s", Latency: &q, CPUMicros: res.cpuPerOp(),
 			Note: "latency from the intended send time " + loadNote(res)})
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/signing"
@@ -172,6 +173,28 @@ type loadResult struct {
 	Elapsed time.Duration
 	// Latencies of the accepted requests.
 	Latencies []time.Duration
+	// CPU is this process's CPU time during the run (load generator and
+	// whatever else runs in the process).
+	CPU time.Duration
+}
+
+// cpuPerOp is CPU time per accepted request in µs.
+func (r loadResult) cpuPerOp() float64 { return perOp(r.CPU, r.Accepted) }
+
+func perOp(cpu time.Duration, n int) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(n)
+}
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (r loadResult) rate() float64 {
@@ -191,6 +214,7 @@ func closedLoop(addr string, conc int, d time.Duration, send func(c *loadConn, i
 	defer closeAll(conns)
 	parts := make([]loadResult, conc)
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	start := time.Now()
 	end := start.Add(d)
 	for i, c := range conns {
@@ -213,7 +237,9 @@ func closedLoop(addr string, conc int, d time.Duration, send func(c *loadConn, i
 		})
 	}
 	wg.Wait()
-	return merge(parts, time.Since(start)), nil
+	r := merge(parts, time.Since(start))
+	r.CPU = cpuTime() - cpu0
+	return r, nil
 }
 
 // openLoop offers rate requests/s for d from conns connections: request i
@@ -232,6 +258,7 @@ func openLoop(addr string, conns, rate int, d time.Duration, send func(c *loadCo
 	parts := make([]loadResult, conns)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	start := time.Now().Add(10 * time.Millisecond)
 	for i, c := range cs {
 		wg.Go(func() {
@@ -261,7 +288,9 @@ func openLoop(addr string, conns, rate int, d time.Duration, send func(c *loadCo
 		})
 	}
 	wg.Wait()
-	return merge(parts, time.Since(start)), nil
+	r := merge(parts, time.Since(start))
+	r.CPU = cpuTime() - cpu0
+	return r, nil
 }
 
 func dialAll(addr string, n int) ([]*loadConn, error) {

@@ -44,6 +44,9 @@ type options struct {
 	// E2ERates are the end-to-end offered rates. Default 1,000/s (and
 	// 5,000/s with Long).
 	E2ERates []int
+	// CPUProfile, when set, is where a CPU profile of the whole run (this
+	// process: load generator and in-process services) goes.
+	CPUProfile string
 	// Command is how the run was started, for the report.
 	Command string
 }
@@ -61,6 +64,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&o.Switchyard, "switchyard", "", "the all-in-one binary (empty: go build it)")
 	fs.IntVar(&o.MemRate, "mem-rate", 5000, "webhooks/s offered to the all-in-one while its RSS is watched")
 	fs.DurationVar(&o.MemDuration, "mem-duration", 0, "how long (default 10s, 60s with -long)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and in-process services) here")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -22,6 +22,11 @@ type row struct {
 	Unit string  `json:"unit"`
 	// Latency in ms, when the row has one.
 	Latency *quantiles `json:"latency_ms,omitempty"`
+	// CPUMicros is CPU time per operation in µs, of every process doing
+	// the work that the harness can see (its own, load generator
+	// included; the all-in-one's for the memory row; never Postgres's):
+	// the figure that depends least on the neighbours' load.
+	CPUMicros float64 `json:"cpu_us_per_op,omitempty"`
 	// PeakRSSMiB is a process's VmHWM, for the memory rows.
 	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
 	// Target is the issue's target for this row, if it has one, and Met
@@ -120,8 +125,8 @@ func printTable(w io.Writer, r *report) error {
 	fmt.Fprintf(bw, "machine: %d CPUs (%s), %d MiB, %s, %s; load generator in the same process\n",
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemoryMiB, r.Machine.OS, r.Machine.GoVersion)
 	fmt.Fprintf(bw, "load average (1/5/15 min): %s before, %s after; %.0f s; %s\n\n", r.LoadBefore, r.LoadAfter, r.Seconds, r.Command)
-	fmt.Fprintln(bw, "| section | measure | rate | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | target | met | note |")
-	fmt.Fprintln(bw, "|---|---|--:|--:|--:|--:|--:|---|---|---|")
+	fmt.Fprintln(bw, "| section | measure | rate | p50 ms | p99 ms | p99.9 ms | CPU µs/op | peak RSS MiB | target | met | note |")
+	fmt.Fprintln(bw, "|---|---|--:|--:|--:|--:|--:|--:|---|---|---|")
 	for _, x := range r.Rows {
 		lat := [3]string{"", "", ""}
 		if x.Latency != nil {
@@ -139,8 +144,12 @@ func printTable(w io.Writer, r *report) error {
 		if x.Met != nil {
 			m = map[bool]string{true: "yes", false: "**no**"}[*x.Met]
 		}
-		fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			x.Section, x.Name, rate, lat[0], lat[1], lat[2], rss, x.Target, m, x.Note)
+		cpu := ""
+		if x.CPUMicros > 0 {
+			cpu = fmt.Sprintf("%.0f", x.CPUMicros)
+		}
+		fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			x.Section, x.Name, rate, lat[0], lat[1], lat[2], cpu, rss, x.Target, m, strings.TrimSpace(x.Note))
 	}
 	fmt.Fprintf(bw, "\nNot measured: %s.\n", strings.Join(r.Skipped, "; "))
 	return bw.Flush()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 )
 
@@ -26,6 +27,17 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	defer os.RemoveAll(root)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	rep := &report{Date: time.Now().UTC(), Command: o.Command, Machine: describeMachine(), LoadBefore: loadAvg(), Skipped: skipped}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	all := []section{
 		{"baselines", baselines},

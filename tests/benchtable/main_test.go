@@ -21,7 +21,7 @@ func TestRunWritesEveryRow(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bench.json")
 	o, err := parseFlags(flag.NewFlagSet("benchtable", flag.ContinueOnError), []string{
 		"-out", out, "-duration", "200ms", "-conns", "8", "-delivery-events", "300",
-		"-audit-backlog", "300", "-mem-rate", "200", "-mem-duration", "500ms",
+		"-audit-backlog", "300", "-mem-rates", "200", "-mem-duration", "500ms",
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,8 +35,9 @@ type options struct {
 	AuditBacklog int
 	// Switchyard is the all-in-one binary; empty builds it.
 	Switchyard string
-	// MemRate is the steady rate offered to the all-in-one. Default 5,000/s.
-	MemRate int
+	// MemRates are the steady rates offered to the all-in-one, each to a
+	// fresh process. Default 1,000 and 5,000/s.
+	MemRates []int
 	// MemDuration is how long it is offered. Default 10 s (60 s with Long).
 	MemDuration time.Duration
 	// OpenRates are the open-loop ingress rates. Default 1,000 and 5,000/s
@@ -62,7 +64,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.IntVar(&o.DeliveryEvents, "delivery-events", 0, "backlog the dispatcher drains (default 20000, 100000 with -long)")
 	fs.IntVar(&o.AuditBacklog, "audit-backlog", 0, "audit records waiting before the auditor starts (default 20000, 50000 with -long)")
 	fs.StringVar(&o.Switchyard, "switchyard", "", "the all-in-one binary (empty: go build it)")
-	fs.IntVar(&o.MemRate, "mem-rate", 5000, "webhooks/s offered to the all-in-one while its RSS is watched")
+	var memRates string
+	fs.StringVar(&memRates, "mem-rates", "1000,5000", "comma-separated webhooks/s offered to the all-in-one (a fresh process each) while its RSS is watched")
 	fs.DurationVar(&o.MemDuration, "mem-duration", 0, "how long (default 10s, 60s with -long)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and in-process services) here")
 	if err := fs.Parse(args); err != nil {
@@ -70,6 +73,13 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for r := range strings.SplitSeq(memRates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-mem-rates: %q is not a positive rate", r)
+		}
+		o.MemRates = append(o.MemRates, n)
 	}
 	if only != "" {
 		for s := range strings.SplitSeq(only, ",") {
@@ -106,7 +116,6 @@ func (o options) withDefaults() options {
 	pick(&o.DeliveryEvents, 20_000, 100_000)
 	pick(&o.AuditBacklog, 20_000, 50_000)
 	pick(&o.Conns, 256, 256)
-	pick(&o.MemRate, 5000, 5000)
 	if o.OpenRates == nil {
 		o.OpenRates = []int{1000, 5000}
 		if o.Long {
@@ -126,8 +135,8 @@ func (o options) validate() error {
 	switch {
 	case o.Duration <= 0 || o.MemDuration <= 0:
 		return errors.New("-duration and -mem-duration must be positive")
-	case o.Conns < 1 || o.DeliveryEvents < 1 || o.AuditBacklog < 1 || o.MemRate < 1:
-		return errors.New("-conns, -delivery-events, -audit-backlog and -mem-rate must be positive")
+	case o.Conns < 1 || o.DeliveryEvents < 1 || o.AuditBacklog < 1:
+		return errors.New("-conns, -delivery-events and -audit-backlog must be positive")
 	}
 	return nil
 }

@@ -78,7 +78,23 @@ func auditorSection(ctx context.Context, e *env, o options, rep *report) error {
 // dispatcher emits them (two attempts per event).
 func publishAttempts(ctx context.Context, em *auditlog.Emitter, n int) error {
 	now := time.Now()
-	futures := make([]jetstream.PubAckFuture, 0, n)
+	// At most a window of PubAcks outstanding: the emitter's client gives
+	// up on a publish that waits for room too long.
+	const window = 1000
+	futures := make([]jetstream.PubAckFuture, 0, window)
+	wait := func() error {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
 	for i := range n {
 		eventID := "ev-" + strconv.Itoa(i/2)
 		attempt := 1 + i%2
@@ -102,15 +118,11 @@ func publishAttempts(ctx context.Context, em *auditlog.Emitter, n int) error {
 			return err
 		}
 		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
+		if len(futures) == window {
+			if err := wait(); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return wait()
 }

@@ -102,6 +102,11 @@ func echoHandler(v signing.Verifier) http.Handler {
 	})
 }
 
+// stallWait lets an asynchronous publish wait for room among the 4096
+// PubAcks outstanding instead of failing after the client's 200 ms: on a
+// loaded machine the server falls that far behind.
+var stallWait = jetstream.WithStallWait(time.Minute)
+
 // rawPublish publishes 1 KiB messages, each with its own Nats-Msg-Id, to
 // EVENTS for d without waiting for each PubAck (4096 in flight), and
 // returns how many and the rate including the wait for the last PubAck.
@@ -113,7 +118,7 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, d time.Duration) (i
 		m := nats.NewMsg("events.bench.raw")
 		m.Header.Set(nats.MsgIdHdr, "raw-"+strconv.Itoa(n))
 		m.Data = body
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, stallWait); err != nil {
 			return 0, 0, err
 		}
 		n++

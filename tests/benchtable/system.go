@@ -242,7 +242,7 @@ func (s *system) drain(ctx context.Context, n int) (float64, time.Duration, erro
 		if err != nil {
 			return 0, 0, err
 		}
-		if _, err := s.js.PublishMsgAsync(m); err != nil {
+		if _, err := s.js.PublishMsgAsync(m, stallWait); err != nil {
 			return 0, 0, err
 		}
 	}

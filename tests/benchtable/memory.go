@@ -111,7 +111,16 @@ destinations:
 			return false, nil
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
+		if resp.StatusCode != http.StatusOK {
+			return false, nil
+		}
+		// Ready is the process's dependencies; ingress listens after.
+		c, err := net.DialTimeout("tcp", ingressAddr, time.Second)
+		if err != nil {
+			return false, nil
+		}
+		c.Close()
+		return true, nil
 	}); err != nil {
 		return err
 	}

@@ -44,8 +44,8 @@ func (e *env) close() {
 	e.closers = nil
 }
 
-// goRun runs f until the section closes; its error, other than the
-// context's, is returned by the returned func.
+// goRun runs f until the section closes; an error other than the
+// context's is logged then.
 func (e *env) goRun(ctx context.Context, name string, f func(context.Context) error) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -178,6 +178,8 @@ func (p *partner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 	p.n.Add(1)
 }
+
+var _ http.Handler = (*partner)(nil)
 
 // reset forgets the latencies so far and returns the count.
 func (p *partner) reset() int64 {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -264,5 +263,3 @@ func (s *system) drain(ctx context.Context, n int) (float64, time.Duration, erro
 	}
 	return float64(n) / time.Since(start).Seconds(), cpuTime() - cpu0, nil
 }
-
-var _ http.Handler = (*partner)(nil)

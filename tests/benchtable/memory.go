@@ -150,14 +150,58 @@ destinations:
 	if err != nil {
 		return err
 	}
+	// Where the memory is: the Go runtime's own figures at the end, from
+	// the all-in-one's metrics.
+	gomem, err := goMemory(ctx, "http://"+opsAddr+"/metrics")
+	if err != nil {
+		return err
+	}
 	delivered := p.n.Load()
 	peak := float64(hwm) / 1024
 	q := latencyQuantiles(res.Latencies)
 	rep.add(row{Section: "memory", Name: fmt.Sprintf("all-in-one (SQLite audit), %s/s offered for %s", formatRate(float64(rate)), o.MemDuration),
 		Rate: res.rate(), Unit: "accepted/s", Latency: &q, PeakRSSMiB: peak, CPUMicros: perOp(child1-child0, res.Accepted),
-		Target: "RSS < 200 MB", Met: met(float64(hwm)*1024 < 200e6),
-		Note: fmt.Sprintf("CPU: the all-in-one's; %.0f MiB idle; %d delivered by the end of the load %s", float64(idle)/1024, delivered, loadNote(res))})
+		Target: "RSS < 200 MB (190.7 MiB)", Met: met(float64(hwm)*1024 < 200e6),
+		Note: fmt.Sprintf("CPU: the all-in-one's; %.0f MiB idle; at the end %s; %d delivered by the end of the load %s",
+			float64(idle)/1024, gomem, delivered, loadNote(res))})
 	return nil
+}
+
+// goMemory reads the Go runtime's heap in use, the memory it holds from
+// the OS and the goroutines from a Prometheus text exposition.
+func goMemory(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("the all-in-one's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	v := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		switch {
+		case !ok:
+		case name == "go_memstats_heap_inuse_bytes", name == "go_memstats_sys_bytes", name == "go_goroutines":
+			f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				return "", fmt.Errorf("metric %s: %w", name, err)
+			}
+			v[name] = f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	if len(v) != 3 {
+		return "", fmt.Errorf("the all-in-one's metrics lack the Go runtime's (found %v)", v)
+	}
+	return fmt.Sprintf("Go heap in use %.0f MiB, Go runtime total %.0f MiB, %.0f goroutines",
+		v["go_memstats_heap_inuse_bytes"]/(1<<20), v["go_memstats_sys_bytes"]/(1<<20), v["go_goroutines"]), nil
 }
 
 // procStatus reads a kB field (VmRSS, VmHWM) of /proc/<pid>/status.

@@ -62,10 +62,17 @@ type machine struct {
 	OS        string `json:"os"`
 }
 
-// skipped is the issue's list of figures this harness does not produce.
+// skippedFor is the issue's list of figures a run does not produce.
+func skippedFor(o options) []string {
+	var s []string
+	if !o.Long {
+		s = append(s, "end-to-end at 5,000/s offered (only with -long)", "open-loop ingress at 10,000/s (only with -long)")
+	}
+	return append(s, skipped...)
+}
+
+// skipped is the issue's list of figures this harness never produces.
 var skipped = []string{
-	"end-to-end at 5,000/s offered (only with -long)",
-	"open-loop ingress at 10,000/s (only with -long)",
 	"auditor records/s while live (the catch-up rate after a backlog is measured)",
 	"peak RSS of each service run separately (the all-in-one's is measured)",
 	"cost growth with 1, 10 and 100 destinations",

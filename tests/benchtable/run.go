@@ -26,7 +26,7 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	}
 	defer os.RemoveAll(root)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	rep := &report{Date: time.Now().UTC(), Command: o.Command, Machine: describeMachine(), LoadBefore: loadAvg(), Skipped: skipped}
+	rep := &report{Date: time.Now().UTC(), Command: o.Command, Machine: describeMachine(), LoadBefore: loadAvg(), Skipped: skippedFor(o)}
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {

@@ -210,6 +210,9 @@ type IngressAPIKey struct {
 	Name string `yaml:"name"`
 	// Key is the bearer token, at least 16 characters.
 	Key Secret `yaml:"key"`
+	// Contract, when set, validates the payloads published with this key
+	// (JSON Schema per event type). Default: none.
+	Contract *Contract `yaml:"contract,omitempty"`
 }
 
 // Auditor configures the audit writer and query API.
@@ -291,6 +294,10 @@ type Source struct {
 	UnsignedID string `yaml:"unsigned_id"`
 	// RateLimit bounds the requests this source may make.
 	RateLimit SourceRateLimit `yaml:"rate_limit"`
+	// Contract, when set, validates the source's payloads (JSON Schema per
+	// event type); a payload that breaks it is quarantined or refused.
+	// Webhook sources only. Default: none, nothing is checked.
+	Contract *Contract `yaml:"contract,omitempty"`
 }
 
 // SourceHMAC describes a partner's own HMAC signature for the generic hmac
@@ -588,6 +595,7 @@ func (c Config) WithDefaults() Config {
 	c.Sources = append([]Source(nil), c.Sources...)
 	for i := range c.Sources {
 		s := &c.Sources[i]
+		s.Contract = s.Contract.withDefaults()
 		// A polled source's max_body bounds one item.
 		setDefault(&s.MaxBody, c.Ingress.MaxBody)
 		if s.Poll != nil {
@@ -602,6 +610,10 @@ func (c Config) WithDefaults() Config {
 			setDefault(&s.HMAC.SignedContent, signing.DefaultSignedContent(s.HMAC.TimestampHeader))
 		}
 		s.RateLimit = s.RateLimit.WithDefaults()
+	}
+	c.Ingress.APIKeys = append([]IngressAPIKey(nil), c.Ingress.APIKeys...)
+	for i := range c.Ingress.APIKeys {
+		c.Ingress.APIKeys[i].Contract = c.Ingress.APIKeys[i].Contract.withDefaults()
 	}
 	c.Destinations = append([]Destination(nil), c.Destinations...)
 	for i := range c.Destinations {

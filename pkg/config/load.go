@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,6 +28,9 @@ func Load(path string, env LookupEnv) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
+	// Schema files are next to the configuration file, wherever the
+	// process runs.
+	c.resolveContracts(filepath.Dir(path))
 	return c, nil
 }
 

@@ -130,7 +130,11 @@ func (c Config) Validate() error {
 		f := fmt.Sprintf("sources[%d]", i)
 		checkName(&p, f+".name", s.Name, seen, "source")
 		checkIDNamespace(&p, f+".name", s.Name)
+		s.Contract.validate(&p, f+".contract")
 		if s.Poll != nil {
+			if s.Contract != nil {
+				p.add(f+".contract", "is for webhook sources; a polled source's items are not checked against a contract yet")
+			}
 			validatePoll(&p, f, s)
 			if s.MaxBody <= 0 {
 				p.add(f+".max_body", "must be positive")
@@ -348,6 +352,7 @@ func (c Config) validateIngress(p *problems) {
 		f := fmt.Sprintf("ingress.api_keys[%d]", i)
 		checkName(p, f+".name", k.Name, names, "key")
 		checkIDNamespace(p, f+".name", k.Name)
+		k.Contract.validate(p, f+".contract")
 		if j := slices.IndexFunc(c.Sources, func(s Source) bool { return s.Name == k.Name }); j >= 0 {
 			// Both name the namespace of their event ids, <name>:<id>: one
 			// could store events that shadow the other's.

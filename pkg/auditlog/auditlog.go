@@ -4,6 +4,7 @@
 package auditlog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -152,12 +153,18 @@ const (
 	KindAlert      = "alert"
 	KindSilence    = "silence"
 	KindPoll       = "poll"
-	KindOther      = "other"
+	// KindQuarantined records a payload that broke its contract
+	// (PayloadQuarantined), keyed by its source or publish API key.
+	KindQuarantined = "quarantined"
+	// KindReleased records a quarantined event released to EVENTS
+	// (QuarantineReleased), keyed by its source or publish API key.
+	KindReleased = "released"
+	KindOther    = "other"
 )
 
 // Kinds lists every record kind.
 var Kinds = []string{KindRejected, KindDuplicate, KindAttempt, KindDeadLetter, KindReplayed,
-	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindPoll, KindOther}
+	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindPoll, KindQuarantined, KindReleased, KindOther}
 
 // Kind returns the record's kind and subject key.
 func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
@@ -184,6 +191,10 @@ func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
 		return KindSilence, d.SilenceChanged.GetSilence().GetId()
 	case *switchyardv1.AuditRecord_PollRound:
 		return KindPoll, d.PollRound.GetSource()
+	case *switchyardv1.AuditRecord_PayloadQuarantined:
+		return KindQuarantined, cmp.Or(d.PayloadQuarantined.GetSource(), d.PayloadQuarantined.GetApiKey())
+	case *switchyardv1.AuditRecord_QuarantineReleased:
+		return KindReleased, cmp.Or(d.QuarantineReleased.GetSource(), d.QuarantineReleased.GetApiKey())
 	default:
 		return KindOther, rec.GetService()
 	}

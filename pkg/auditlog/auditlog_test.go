@@ -109,6 +109,16 @@ func TestKindAndSubject(t *testing.T) {
 			kind: auditlog.KindPoll, key: "shop-orders", wantSubj: "audit.poll.shop-orders",
 		},
 		{
+			name: "quarantined payload of a source",
+			rec:  &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_PayloadQuarantined{PayloadQuarantined: &switchyardv1.PayloadQuarantined{Source: "shop"}}},
+			kind: auditlog.KindQuarantined, key: "shop", wantSubj: "audit.quarantined.shop",
+		},
+		{
+			name: "released event of a publish API key",
+			rec:  &switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_QuarantineReleased{QuarantineReleased: &switchyardv1.QuarantineReleased{ApiKey: "billing"}}},
+			kind: auditlog.KindReleased, key: "billing", wantSubj: "audit.released.billing",
+		},
+		{
 			name: "no detail",
 			rec:  &switchyardv1.AuditRecord{Service: "ingress"},
 			kind: auditlog.KindOther, key: "ingress", wantSubj: "audit.other.ingress",

@@ -17,9 +17,9 @@
 // Who creates what: every service declares the shared streams and their
 // consumers at start (Ensure), and the consumers of the configured
 // destinations that are missing (pkg/destinations); ingress its
-// idempotency bucket; the dispatcher the destination consumers (updated in
-// place), the circuit breaker bucket and the advisory reconciler's
-// consumer; the notifier its state bucket, the NOTIFICATIONS stream and its
+// idempotency bucket and the QUARANTINE stream; the dispatcher the
+// destination consumers (updated in place), the circuit breaker bucket and
+// the advisory reconciler's consumer; the notifier its state bucket, the NOTIFICATIONS stream and its
 // senders' consumers; the notifier and the auditor the silences bucket.
 //
 // The names of the four shared streams and their consumers are natsx's
@@ -51,6 +51,10 @@ const (
 	// StreamNotifications holds the notifier's messages on their way to a
 	// sender, on notify.<sender>.<fingerprint>.
 	StreamNotifications = "NOTIFICATIONS"
+	// StreamQuarantine holds the payloads that broke their contract, on
+	// quarantine.<source or API key>.<type>, until they are released or
+	// age out.
+	StreamQuarantine = "QUARANTINE"
 	// SenderConsumerPrefix starts the durable consumer of each notifier
 	// sender on NOTIFICATIONS (notifier-slack, notifier-webhook,
 	// notifier-console).
@@ -410,6 +414,31 @@ func (t Topology) Notifications() Stream {
 	}}
 }
 
+// QuarantineMaxAge is how long QUARANTINE keeps a payload: as long as
+// DEAD_LETTERS keeps a dead letter, time to fix a schema or a
+// transformation and release it.
+const QuarantineMaxAge = 30 * 24 * time.Hour
+
+// Quarantine is ingress's stream of payloads that broke their contract
+// (docs/decisions/0501-malformed-payloads-accepted-and-quarantined.md):
+// each keeps its event id as Nats-Msg-Id, so that a partner sending it
+// again within EVENTS' duplicate window stores it once.
+func (t Topology) Quarantine() Stream {
+	t = t.Resolved()
+	return Stream{CreatedBy: ByIngress, Config: jetstream.StreamConfig{
+		Name:        StreamQuarantine,
+		Description: "ingress: payloads that broke their contract, quarantine.<source or API key>.<type>, until released",
+		Subjects:    []string{"quarantine.>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      QuarantineMaxAge,
+		Duplicates:  t.DuplicateWindow,
+		Storage:     t.Storage,
+		Replicas:    t.Replicas,
+		AllowDirect: true,
+		Discard:     jetstream.DiscardOld,
+	}}
+}
+
 // SenderAckWait is the ack wait of the senders' consumers: a send waits at
 // most 30s for its turn and 10s for an answer.
 const SenderAckWait = 2 * time.Minute
@@ -447,7 +476,7 @@ func ForConfig(c config.Config, senders []string) Plan {
 	for _, s := range t.Streams() {
 		p.Streams = append(p.Streams, Stream{Config: s, CreatedBy: ByEveryService})
 	}
-	p.Streams = append(p.Streams, t.Notifications())
+	p.Streams = append(p.Streams, t.Quarantine(), t.Notifications())
 	p.Consumers = t.Consumers()
 	for _, d := range c.Destinations {
 		p.Consumers = append(p.Consumers, DestinationConsumer(d))

@@ -489,6 +489,8 @@ type AuditRecord struct {
 	//	*AuditRecord_Alert
 	//	*AuditRecord_SilenceChanged
 	//	*AuditRecord_PollRound
+	//	*AuditRecord_PayloadQuarantined
+	//	*AuditRecord_QuarantineReleased
 	Detail        isAuditRecord_Detail `protobuf_oneof:"detail"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -658,6 +660,24 @@ func (x *AuditRecord) GetPollRound() *PollRound {
 	return nil
 }
 
+func (x *AuditRecord) GetPayloadQuarantined() *PayloadQuarantined {
+	if x != nil {
+		if x, ok := x.Detail.(*AuditRecord_PayloadQuarantined); ok {
+			return x.PayloadQuarantined
+		}
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetQuarantineReleased() *QuarantineReleased {
+	if x != nil {
+		if x, ok := x.Detail.(*AuditRecord_QuarantineReleased); ok {
+			return x.QuarantineReleased
+		}
+	}
+	return nil
+}
+
 type isAuditRecord_Detail interface {
 	isAuditRecord_Detail()
 }
@@ -708,6 +728,15 @@ type AuditRecord_PollRound struct {
 	PollRound *PollRound `protobuf:"bytes,40,opt,name=poll_round,json=pollRound,proto3,oneof"`
 }
 
+type AuditRecord_PayloadQuarantined struct {
+	// Payload contracts (issue 15), numbered apart as well.
+	PayloadQuarantined *PayloadQuarantined `protobuf:"bytes,50,opt,name=payload_quarantined,json=payloadQuarantined,proto3,oneof"`
+}
+
+type AuditRecord_QuarantineReleased struct {
+	QuarantineReleased *QuarantineReleased `protobuf:"bytes,51,opt,name=quarantine_released,json=quarantineReleased,proto3,oneof"`
+}
+
 func (*AuditRecord_WebhookRejected) isAuditRecord_Detail() {}
 
 func (*AuditRecord_WebhookDuplicate) isAuditRecord_Detail() {}
@@ -729,6 +758,10 @@ func (*AuditRecord_Alert) isAuditRecord_Detail() {}
 func (*AuditRecord_SilenceChanged) isAuditRecord_Detail() {}
 
 func (*AuditRecord_PollRound) isAuditRecord_Detail() {}
+
+func (*AuditRecord_PayloadQuarantined) isAuditRecord_Detail() {}
+
+func (*AuditRecord_QuarantineReleased) isAuditRecord_Detail() {}
 
 // WebhookRejected is a request that ingress refused. It never carries the
 // body, a secret or a signature.
@@ -2120,11 +2153,305 @@ func (x *PollRound) GetExhausted() bool {
 	return false
 }
 
+// Violation is one way a payload breaks its contract.
+type Violation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the JSON pointer of the offending value; empty for the whole
+	// body.
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Violation) Reset() {
+	*x = Violation{}
+	mi := &file_switchyard_v1_audit_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Violation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Violation) ProtoMessage() {}
+
+func (x *Violation) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_audit_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Violation.ProtoReflect.Descriptor instead.
+func (*Violation) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Violation) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Violation) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// PayloadQuarantined records a payload that broke its source's (or publish
+// API key's) contract: not well-formed JSON, or failing its JSON Schema.
+// It was not stored in EVENTS and is not delivered: it waits in QUARANTINE
+// (audit.quarantined.<source or key>) or, with on_invalid: reject, was
+// answered 422 and not stored at all.
+type PayloadQuarantined struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source is the webhook source; empty for the publish API.
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// api_key names the publish API key; empty for a webhook.
+	ApiKey    string `protobuf:"bytes,2,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	EventId   string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// subject is the EVENTS subject the event would have had, where a
+	// release publishes it.
+	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	// violations are the first contracts.MaxViolations, bounded.
+	Violations []*Violation `protobuf:"bytes,6,rep,name=violations,proto3" json:"violations,omitempty"`
+	// rejected is true when the request was answered 422 and nothing was
+	// stored (on_invalid: reject).
+	Rejected bool `protobuf:"varint,7,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// quarantine_seq is the message's sequence in QUARANTINE; 0 when
+	// rejected, or when the same event was quarantined before.
+	QuarantineSeq uint64 `protobuf:"varint,8,opt,name=quarantine_seq,json=quarantineSeq,proto3" json:"quarantine_seq,omitempty"`
+	BodySize      int64  `protobuf:"varint,9,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
+	RemoteAddr    string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayloadQuarantined) Reset() {
+	*x = PayloadQuarantined{}
+	mi := &file_switchyard_v1_audit_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayloadQuarantined) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayloadQuarantined) ProtoMessage() {}
+
+func (x *PayloadQuarantined) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_audit_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayloadQuarantined.ProtoReflect.Descriptor instead.
+func (*PayloadQuarantined) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PayloadQuarantined) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PayloadQuarantined) GetApiKey() string {
+	if x != nil {
+		return x.ApiKey
+	}
+	return ""
+}
+
+func (x *PayloadQuarantined) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *PayloadQuarantined) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *PayloadQuarantined) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *PayloadQuarantined) GetViolations() []*Violation {
+	if x != nil {
+		return x.Violations
+	}
+	return nil
+}
+
+func (x *PayloadQuarantined) GetRejected() bool {
+	if x != nil {
+		return x.Rejected
+	}
+	return false
+}
+
+func (x *PayloadQuarantined) GetQuarantineSeq() uint64 {
+	if x != nil {
+		return x.QuarantineSeq
+	}
+	return 0
+}
+
+func (x *PayloadQuarantined) GetBodySize() int64 {
+	if x != nil {
+		return x.BodySize
+	}
+	return 0
+}
+
+func (x *PayloadQuarantined) GetRemoteAddr() string {
+	if x != nil {
+		return x.RemoteAddr
+	}
+	return ""
+}
+
+// QuarantineReleased records a quarantined event published to EVENTS
+// after a fix (switchyard quarantine release), with its original id, and
+// removed from QUARANTINE.
+type QuarantineReleased struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Source  string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	ApiKey  string                 `protobuf:"bytes,3,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// subject is the EVENTS subject it was published on.
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// stream_seq is its sequence in EVENTS; 0 when already_stored.
+	StreamSeq uint64 `protobuf:"varint,5,opt,name=stream_seq,json=streamSeq,proto3" json:"stream_seq,omitempty"`
+	// quarantine_seq was its sequence in QUARANTINE.
+	QuarantineSeq uint64 `protobuf:"varint,6,opt,name=quarantine_seq,json=quarantineSeq,proto3" json:"quarantine_seq,omitempty"`
+	// already_stored is true when EVENTS had the event already (the partner
+	// sent a corrected copy under the same id): nothing was published.
+	AlreadyStored bool `protobuf:"varint,7,opt,name=already_stored,json=alreadyStored,proto3" json:"already_stored,omitempty"`
+	// requested_by says who released it (the operator's user name).
+	RequestedBy   string `protobuf:"bytes,8,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuarantineReleased) Reset() {
+	*x = QuarantineReleased{}
+	mi := &file_switchyard_v1_audit_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuarantineReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuarantineReleased) ProtoMessage() {}
+
+func (x *QuarantineReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_audit_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuarantineReleased.ProtoReflect.Descriptor instead.
+func (*QuarantineReleased) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *QuarantineReleased) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *QuarantineReleased) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *QuarantineReleased) GetApiKey() string {
+	if x != nil {
+		return x.ApiKey
+	}
+	return ""
+}
+
+func (x *QuarantineReleased) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *QuarantineReleased) GetStreamSeq() uint64 {
+	if x != nil {
+		return x.StreamSeq
+	}
+	return 0
+}
+
+func (x *QuarantineReleased) GetQuarantineSeq() uint64 {
+	if x != nil {
+		return x.QuarantineSeq
+	}
+	return 0
+}
+
+func (x *QuarantineReleased) GetAlreadyStored() bool {
+	if x != nil {
+		return x.AlreadyStored
+	}
+	return false
+}
+
+func (x *QuarantineReleased) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 var File_switchyard_v1_audit_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\xeb\x06\n" +
+	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\x97\b\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -2142,7 +2469,9 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\x05alert\x18\x12 \x01(\v2 .switchyard.v1.AlertNotificationH\x00R\x05alert\x12H\n" +
 	"\x0fsilence_changed\x18\x13 \x01(\v2\x1d.switchyard.v1.SilenceChangedH\x00R\x0esilenceChanged\x129\n" +
 	"\n" +
-	"poll_round\x18( \x01(\v2\x18.switchyard.v1.PollRoundH\x00R\tpollRoundB\b\n" +
+	"poll_round\x18( \x01(\v2\x18.switchyard.v1.PollRoundH\x00R\tpollRound\x12T\n" +
+	"\x13payload_quarantined\x182 \x01(\v2!.switchyard.v1.PayloadQuarantinedH\x00R\x12payloadQuarantined\x12T\n" +
+	"\x13quarantine_released\x183 \x01(\v2!.switchyard.v1.QuarantineReleasedH\x00R\x12quarantineReleasedB\b\n" +
 	"\x06detail\"\xc8\x02\n" +
 	"\x0fWebhookRejected\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x123\n" +
@@ -2309,7 +2638,36 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"duplicates\x12#\n" +
 	"\rcursor_before\x18\r \x01(\tR\fcursorBefore\x12!\n" +
 	"\fcursor_after\x18\x0e \x01(\tR\vcursorAfter\x12\x1c\n" +
-	"\texhausted\x18\x0f \x01(\bR\texhausted*\xd6\x02\n" +
+	"\texhausted\x18\x0f \x01(\bR\texhausted\"9\n" +
+	"\tViolation\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xd4\x02\n" +
+	"\x12PayloadQuarantined\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x17\n" +
+	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x04 \x01(\tR\teventType\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x128\n" +
+	"\n" +
+	"violations\x18\x06 \x03(\v2\x18.switchyard.v1.ViolationR\n" +
+	"violations\x12\x1a\n" +
+	"\brejected\x18\a \x01(\bR\brejected\x12%\n" +
+	"\x0equarantine_seq\x18\b \x01(\x04R\rquarantineSeq\x12\x1b\n" +
+	"\tbody_size\x18\t \x01(\x03R\bbodySize\x12\x1f\n" +
+	"\vremote_addr\x18\n" +
+	" \x01(\tR\n" +
+	"remoteAddr\"\x8a\x02\n" +
+	"\x12QuarantineReleased\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x17\n" +
+	"\aapi_key\x18\x03 \x01(\tR\x06apiKey\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12\x1d\n" +
+	"\n" +
+	"stream_seq\x18\x05 \x01(\x04R\tstreamSeq\x12%\n" +
+	"\x0equarantine_seq\x18\x06 \x01(\x04R\rquarantineSeq\x12%\n" +
+	"\x0ealready_stored\x18\a \x01(\bR\ralreadyStored\x12!\n" +
+	"\frequested_by\x18\b \x01(\tR\vrequestedBy*\xd6\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_UNKNOWN_SOURCE\x10\x01\x12#\n" +
@@ -2372,7 +2730,7 @@ func file_switchyard_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_switchyard_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_switchyard_v1_audit_proto_goTypes = []any{
 	(RejectReason)(0),             // 0: switchyard.v1.RejectReason
 	(DuplicateVia)(0),             // 1: switchyard.v1.DuplicateVia
@@ -2392,14 +2750,17 @@ var file_switchyard_v1_audit_proto_goTypes = []any{
 	(*AuditLag)(nil),              // 15: switchyard.v1.AuditLag
 	(*AlertNotification)(nil),     // 16: switchyard.v1.AlertNotification
 	(*PollRound)(nil),             // 17: switchyard.v1.PollRound
-	nil,                           // 18: switchyard.v1.DeadLetter.HeadersEntry
-	nil,                           // 19: switchyard.v1.AlertNotification.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*SilenceChanged)(nil),        // 21: switchyard.v1.SilenceChanged
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*Violation)(nil),             // 18: switchyard.v1.Violation
+	(*PayloadQuarantined)(nil),    // 19: switchyard.v1.PayloadQuarantined
+	(*QuarantineReleased)(nil),    // 20: switchyard.v1.QuarantineReleased
+	nil,                           // 21: switchyard.v1.DeadLetter.HeadersEntry
+	nil,                           // 22: switchyard.v1.AlertNotification.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*SilenceChanged)(nil),        // 24: switchyard.v1.SilenceChanged
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
 }
 var file_switchyard_v1_audit_proto_depIdxs = []int32{
-	20, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	23, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
 	8,  // 1: switchyard.v1.AuditRecord.webhook_rejected:type_name -> switchyard.v1.WebhookRejected
 	9,  // 2: switchyard.v1.AuditRecord.webhook_duplicate:type_name -> switchyard.v1.WebhookDuplicate
 	10, // 3: switchyard.v1.AuditRecord.delivery_attempt:type_name -> switchyard.v1.DeliveryAttempt
@@ -2409,36 +2770,39 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	14, // 7: switchyard.v1.AuditRecord.backlog:type_name -> switchyard.v1.BacklogReport
 	15, // 8: switchyard.v1.AuditRecord.audit_lag:type_name -> switchyard.v1.AuditLag
 	16, // 9: switchyard.v1.AuditRecord.alert:type_name -> switchyard.v1.AlertNotification
-	21, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
+	24, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
 	17, // 11: switchyard.v1.AuditRecord.poll_round:type_name -> switchyard.v1.PollRound
-	0,  // 12: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
-	1,  // 13: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
-	20, // 14: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
-	22, // 15: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
-	2,  // 16: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
-	22, // 17: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
-	3,  // 18: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
-	20, // 19: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
-	18, // 20: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
-	4,  // 21: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
-	4,  // 22: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
-	20, // 23: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
-	22, // 24: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
-	4,  // 25: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
-	22, // 26: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	20, // 27: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
-	19, // 28: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 29: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	20, // 30: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
-	6,  // 31: switchyard.v1.PollRound.status:type_name -> switchyard.v1.PollStatus
-	20, // 32: switchyard.v1.PollRound.started_at:type_name -> google.protobuf.Timestamp
-	22, // 33: switchyard.v1.PollRound.took:type_name -> google.protobuf.Duration
-	22, // 34: switchyard.v1.PollRound.retry_after:type_name -> google.protobuf.Duration
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	19, // 12: switchyard.v1.AuditRecord.payload_quarantined:type_name -> switchyard.v1.PayloadQuarantined
+	20, // 13: switchyard.v1.AuditRecord.quarantine_released:type_name -> switchyard.v1.QuarantineReleased
+	0,  // 14: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
+	1,  // 15: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
+	23, // 16: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
+	25, // 17: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
+	2,  // 18: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
+	25, // 19: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
+	3,  // 20: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
+	23, // 21: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
+	21, // 22: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
+	4,  // 23: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
+	4,  // 24: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
+	23, // 25: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
+	25, // 26: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
+	4,  // 27: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
+	25, // 28: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
+	23, // 29: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
+	22, // 30: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 31: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	23, // 32: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	6,  // 33: switchyard.v1.PollRound.status:type_name -> switchyard.v1.PollStatus
+	23, // 34: switchyard.v1.PollRound.started_at:type_name -> google.protobuf.Timestamp
+	25, // 35: switchyard.v1.PollRound.took:type_name -> google.protobuf.Duration
+	25, // 36: switchyard.v1.PollRound.retry_after:type_name -> google.protobuf.Duration
+	18, // 37: switchyard.v1.PayloadQuarantined.violations:type_name -> switchyard.v1.Violation
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }
@@ -2459,6 +2823,8 @@ func file_switchyard_v1_audit_proto_init() {
 		(*AuditRecord_Alert)(nil),
 		(*AuditRecord_SilenceChanged)(nil),
 		(*AuditRecord_PollRound)(nil),
+		(*AuditRecord_PayloadQuarantined)(nil),
+		(*AuditRecord_QuarantineReleased)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2466,7 +2832,7 @@ func file_switchyard_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_audit_proto_rawDesc), len(file_switchyard_v1_audit_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -334,10 +334,10 @@ func auditCmds(load func() (config.Config, error)) []*cobra.Command {
 			return []string{when(&a.At), a.Rule, a.State, a.Kind, dash(a.Severity), dash(labelText(a.Labels)), a.Sender, sent, oneLine(a.Summary, 60)}
 		}))
 
-	records := group("records", "List the audit records kept whole: webhook duplicates, backlog and lag reports, alerts, silence changes, poll rounds")
+	records := group("records", "List the audit records kept whole: webhook duplicates, backlog and lag reports, alerts, silence changes, poll rounds, quarantined and released payloads")
 	af.add(records)
 	records.AddCommand(listCmd(&af, "list", "List the records of one kind, newest first",
-		"  switchyard records list --kind duplicate --key shop --since 1h\n  switchyard records list --kind poll --key shop-orders --since 1h\n  switchyard records list --kind silence --json",
+		"  switchyard records list --kind duplicate --key shop --since 1h\n  switchyard records list --kind poll --key shop-orders --since 1h\n  switchyard records list --kind quarantined --key shop --since 1d\n  switchyard records list --kind silence --json",
 		"AT\tKIND\tKEY\tSERVICE\tID",
 		[]string{"kind", "key", "since", "until"},
 		func(c *auditapi.Client, cmd *cobra.Command, q url.Values) (auditapi.List[auditapi.Record], error) {

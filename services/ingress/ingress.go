@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/ingress/internal/poll"
@@ -106,8 +107,14 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// An invalid schema stops the start, naming the field and the file.
+	set, err := contracts.Compile(config.Config{Sources: cfg.Sources, Ingress: cfg.Ingress})
+	if err != nil {
+		return nil, fmt.Errorf("ingress: %w", err)
+	}
 	in := cfg.Ingress
 	srv, err := server.New(js, audit, server.Config{
+		Contracts:          set,
 		Listen:             in.Listen,
 		Sources:            cfg.Sources,
 		ReadTimeout:        in.ReadTimeout.D(),

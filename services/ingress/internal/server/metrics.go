@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_ingress_requests_total",
-			Help: "Webhook requests by source and outcome (accepted, duplicate, bad_signature, rate_limited, ...).",
+			Help: "Webhook requests by source and outcome (accepted, duplicate, quarantined, invalid_payload, bad_signature, rate_limited, ...).",
 		}, []string{"source", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "switchyard_ingress_request_duration_seconds",
@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 		}, []string{"source"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_ingress_api_events_total",
-			Help: "Events sent to the publish API by API key and outcome (accepted, duplicate, rejected, unavailable).",
+			Help: "Events sent to the publish API by API key and outcome (accepted, duplicate, quarantined, rejected, unavailable).",
 		}, []string{"api_key", "outcome"}),
 		syncPublishes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_ingress_sync_publishes_total",
@@ -96,6 +96,10 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 		for _, o := range webhookOutcomes {
 			m.requests.WithLabelValues(src.Name, o)
 		}
+		if src.Contract != nil {
+			m.requests.WithLabelValues(src.Name, statusQuarantined)
+			m.requests.WithLabelValues(src.Name, outcomeInvalid)
+		}
 		if src.Scheme == "slack" {
 			m.requests.WithLabelValues(src.Name, "handshake")
 		}
@@ -107,6 +111,9 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 	for _, k := range keys {
 		for _, o := range apiOutcomes {
 			m.published.WithLabelValues(k.Name, o)
+		}
+		if k.Contract != nil {
+			m.published.WithLabelValues(k.Name, statusQuarantined)
 		}
 		m.syncPublishes.WithLabelValues(k.Name, syncCompleted)
 		m.syncPublishes.WithLabelValues(k.Name, syncPending)

@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/signing"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -134,7 +135,8 @@ type itemResult struct {
 	IdempotencyKey string `json:"idempotency_key"`
 	// ID is the stored event's id, <key name>:<idempotency_key>.
 	ID string `json:"id,omitempty"`
-	// Status is accepted, duplicate, rejected (fix it) or unavailable
+	// Status is accepted, duplicate, quarantined (stored in QUARANTINE:
+	// it broke the key's contract), rejected (fix it) or unavailable
 	// (retry it).
 	Status  string `json:"status"`
 	Error   string `json:"error,omitempty"`
@@ -199,6 +201,9 @@ func (s *Server) handlePublish(c echo.Context) error {
 		if e, err = env.event(id); err != nil {
 			return fail(id, int64(len(body)), invalid("invalid_event", err.Error()))
 		}
+	}
+	if vs := s.cfg.Contracts.Validate(contracts.APIKey(key), e.Type, e.ContentType, e.Data); len(vs) > 0 {
+		return s.publishInvalid(c, key, e, vs)
 	}
 	sp, rj := s.startSync(req, &e)
 	if rj != nil {
@@ -281,8 +286,12 @@ func (s *Server) handlePublishBatch(c echo.Context) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			res, rj := s.publishEvent(req.Context(), key, e)
 			r := &results[i]
+			if vs := s.cfg.Contracts.Validate(contracts.APIKey(key), e.Type, e.ContentType, e.Data); len(vs) > 0 {
+				s.batchInvalid(c, key, r, e, vs)
+				return
+			}
+			res, rj := s.publishEvent(req.Context(), key, e)
 			switch {
 			case rj != nil:
 				s.batchFailed(c, key, r, len(e.Data), rj)
@@ -301,7 +310,7 @@ func (s *Server) handlePublishBatch(c echo.Context) error {
 	code, stored, unavailable := http.StatusOK, 0, 0
 	for _, r := range results {
 		switch r.Status {
-		case statusAccepted, statusDuplicate:
+		case statusAccepted, statusDuplicate, statusQuarantined:
 			stored++
 		case statusUnavailable:
 			unavailable++
@@ -330,6 +339,67 @@ func (s *Server) batchFailed(c echo.Context, key string, r *itemResult, size int
 		id = apiEventID(key, r.IdempotencyKey)
 	}
 	_ = s.rejectAs(c, s.apiGate, apiSource, key, id, int64(size), rj)
+}
+
+// publishInvalid answers a publish whose payload broke its key's
+// contract: 422 naming the violations (on_invalid: reject), or 202
+// quarantined once QUARANTINE has it.
+func (s *Server) publishInvalid(c echo.Context, key string, e events.Event, vs []contracts.Violation) error {
+	owner := contracts.APIKey(key)
+	m, err := e.Msg(time.Now())
+	if err != nil {
+		s.metrics.published.WithLabelValues(key, statusRejected).Inc()
+		return s.rejectAs(c, s.apiGate, apiSource, key, e.ID, int64(len(e.Data)), invalid("invalid_event", err.Error()))
+	}
+	m.Header.Set(events.HeaderPublisher, key)
+	if s.cfg.Contracts.Rejects(owner) {
+		s.metrics.published.WithLabelValues(key, statusRejected).Inc()
+		s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, true, 0, len(e.Data))
+		return writeInvalid(c, e.ID, vs)
+	}
+	res, err := s.quarantine(c.Request().Context(), owner, e.ID, m, vs)
+	if err != nil {
+		s.metrics.published.WithLabelValues(key, statusUnavailable).Inc()
+		return s.rejectAs(c, s.apiGate, apiSource, key, e.ID, int64(len(e.Data)), s.unavailable())
+	}
+	if res.duplicate() {
+		s.metrics.published.WithLabelValues(key, statusDuplicate).Inc()
+		s.auditAPIDuplicate(c, key, e.ID, res)
+		return writeReply(c, http.StatusOK, e.ID, statusDuplicate)
+	}
+	s.metrics.published.WithLabelValues(key, statusQuarantined).Inc()
+	s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, false, res.seq, len(e.Data))
+	return writeReply(c, http.StatusAccepted, e.ID, statusQuarantined)
+}
+
+// batchInvalid is publishInvalid for one event of a batch.
+func (s *Server) batchInvalid(c echo.Context, key string, r *itemResult, e events.Event, vs []contracts.Violation) {
+	owner := contracts.APIKey(key)
+	m, err := e.Msg(time.Now())
+	if err != nil {
+		s.batchFailed(c, key, r, len(e.Data), invalid("invalid_event", err.Error()))
+		return
+	}
+	m.Header.Set(events.HeaderPublisher, key)
+	if s.cfg.Contracts.Rejects(owner) {
+		r.Status, r.Error, r.Message = statusRejected, codeContractViolation, violationsText(vs)
+		s.metrics.published.WithLabelValues(key, statusRejected).Inc()
+		s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, true, 0, len(e.Data))
+		return
+	}
+	res, err := s.quarantine(c.Request().Context(), owner, e.ID, m, vs)
+	switch {
+	case err != nil:
+		s.batchFailed(c, key, r, len(e.Data), s.unavailable())
+	case res.duplicate():
+		r.ID, r.Status = e.ID, statusDuplicate
+		s.metrics.published.WithLabelValues(key, statusDuplicate).Inc()
+		s.auditAPIDuplicate(c, key, e.ID, res)
+	default:
+		r.ID, r.Status = e.ID, statusQuarantined
+		s.metrics.published.WithLabelValues(key, statusQuarantined).Inc()
+		s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, false, res.seq, len(e.Data))
+	}
 }
 
 // publishEvent stores one event of the publish API.

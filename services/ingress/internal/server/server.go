@@ -24,8 +24,10 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
+	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/netaddr"
 	"github.com/switchyard/switchyard/pkg/telemetry"
 	"github.com/switchyard/switchyard/pkg/topology"
@@ -89,6 +91,9 @@ type Config struct {
 	// Destinations route events: a synchronous publish waits for those its
 	// event's subject matches.
 	Destinations []config.Destination
+	// Contracts check the payloads of the sources and API keys that have
+	// one (contracts.Compile); nil checks nothing.
+	Contracts *contracts.Set
 	// Sync bounds synchronous publishes. Default: config's defaults.
 	Sync config.IngressSync
 	// Logger is required.
@@ -354,13 +359,17 @@ func ipExtractor(trusted []string) (echo.IPExtractor, error) {
 func (s *Server) Handler() http.Handler { return s.echo }
 
 // Provision declares what the server stores into besides the streams: the
-// idempotency bucket. Run calls it.
+// idempotency bucket and QUARANTINE. Run calls it.
 func (s *Server) Provision(ctx context.Context) error {
 	if err := s.checkMaxPayload(); err != nil {
 		return err
 	}
 	if err := s.idem.Ensure(ctx); err != nil {
 		return fmt.Errorf("ingress: %w", err)
+	}
+	q := s.cfg.Topology.Quarantine().Config
+	if _, err := s.js.CreateOrUpdateStream(ctx, q); err != nil {
+		return fmt.Errorf("ingress: create or update stream %s: %w", q.Name, natsx.ReplicasError(err, q.Replicas))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 
+	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/subjects"
@@ -110,6 +111,29 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	}
 	m.Data = body
 
+	owner := contracts.Source(name)
+	if vs := s.cfg.Contracts.Validate(owner, verified.EventType, req.Header.Get(echo.HeaderContentType), body); len(vs) > 0 {
+		if s.cfg.Contracts.Rejects(owner) {
+			outcome = outcomeInvalid
+			s.auditInvalid(c, owner, eventID, verified.EventType, m.Subject, vs, true, 0, len(body))
+			return writeInvalid(c, eventID, vs)
+		}
+		res, err := s.quarantine(req.Context(), owner, eventID, m, vs)
+		if err != nil {
+			outcome = "unavailable"
+			s.warn("event not quarantined, answering 503", slog.String("source", name), slog.String("event_id", eventID), slog.Any("error", err))
+			return s.reject(c, src, eventID, int64(len(body)), s.unavailable())
+		}
+		if res.duplicate() {
+			outcome = "duplicate"
+			s.auditWebhookDuplicate(c, name, eventID, res)
+			return writeReply(c, http.StatusOK, eventID, statusDuplicate)
+		}
+		outcome = statusQuarantined
+		s.auditInvalid(c, owner, eventID, verified.EventType, m.Subject, vs, false, res.seq, len(body))
+		return writeReply(c, http.StatusAccepted, eventID, statusQuarantined)
+	}
+
 	// Where the scheme does not sign the delivery id, anyone holding a
 	// captured request can send it again under a fresh id (or none): the
 	// body is remembered too, and a body seen before is a suspected replay.
@@ -129,14 +153,18 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		if res.via == switchyardv1.DuplicateVia_DUPLICATE_VIA_BODY_HASH {
 			outcome = "suspected_replay"
 		}
-		s.emit(&switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookDuplicate{
-			WebhookDuplicate: &switchyardv1.WebhookDuplicate{
-				Source: name, EventId: eventID, RemoteAddr: c.RealIP(), Subject: res.subject, Via: res.via,
-			},
-		}})
+		s.auditWebhookDuplicate(c, name, eventID, res)
 		return writeReply(c, http.StatusOK, eventID, statusDuplicate)
 	}
 	return writeReply(c, http.StatusAccepted, eventID, statusAccepted)
+}
+
+func (s *Server) auditWebhookDuplicate(c echo.Context, source, eventID string, res stored) {
+	s.emit(&switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_WebhookDuplicate{
+		WebhookDuplicate: &switchyardv1.WebhookDuplicate{
+			Source: source, EventId: eventID, RemoteAddr: c.RealIP(), Subject: res.subject, Via: res.via,
+		},
+	}})
 }
 
 // WebhookEventID is the id of a source's event: <source>:<delivery id>,

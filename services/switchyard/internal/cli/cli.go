@@ -93,6 +93,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	root.AddCommand(destinationsCmd(load))
 	root.AddCommand(sourcesCmd(load))
 	root.AddCommand(topologyCmd(load))
+	root.AddCommand(quarantineCmd(load))
 	root.AddCommand(auditCmds(load)...)
 	return root.ExecuteContext(ctx)
 }

@@ -154,7 +154,8 @@ const (
 	KindSilence    = "silence"
 	KindPoll       = "poll"
 	// KindQuarantined records a payload that broke its contract
-	// (PayloadQuarantined), keyed by its source or publish API key.
+	// (PayloadQuarantined), or valid payloads flowing again after such
+	// payloads (PayloadsValid), keyed by the source or publish API key.
 	KindQuarantined = "quarantined"
 	// KindReleased records a quarantined event released to EVENTS
 	// (QuarantineReleased), keyed by its source or publish API key.
@@ -193,6 +194,8 @@ func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
 		return KindPoll, d.PollRound.GetSource()
 	case *switchyardv1.AuditRecord_PayloadQuarantined:
 		return KindQuarantined, cmp.Or(d.PayloadQuarantined.GetSource(), d.PayloadQuarantined.GetApiKey())
+	case *switchyardv1.AuditRecord_PayloadsValid:
+		return KindQuarantined, cmp.Or(d.PayloadsValid.GetSource(), d.PayloadsValid.GetApiKey())
 	case *switchyardv1.AuditRecord_QuarantineReleased:
 		return KindReleased, cmp.Or(d.QuarantineReleased.GetSource(), d.QuarantineReleased.GetApiKey())
 	default:

@@ -79,6 +79,20 @@ type DestinationAlertRules struct {
 type SourceAlertRules struct {
 	SignatureFailures SignatureFailuresRule `yaml:"signature_failures"`
 	SourceDown        SourceDownRule        `yaml:"source_down"`
+	MalformedPayloads MalformedPayloadsRule `yaml:"malformed_payloads"`
+}
+
+// MalformedPayloadsRule fires on the first payload of a source (or
+// publish API key) that breaks its contract, and then sends digests of the
+// ones after it; it resolves once valid payloads flow again, or after
+// QuietAfter without a malformed one.
+type MalformedPayloadsRule struct {
+	Disabled bool `yaml:"disabled"`
+	// ResolveAfter: how long after valid payloads flow again. Default 1m.
+	ResolveAfter Duration `yaml:"resolve_after"`
+	// QuietAfter resolves it after this long without a malformed payload,
+	// valid ones seen or not. Default 1h.
+	QuietAfter Duration `yaml:"quiet_after"`
 }
 
 // DeadLetteredRule (DeliveryDeadLettered) fires on any dead letter.
@@ -227,6 +241,7 @@ func DefaultAlertRules() AlertRules {
 		SourceAlertRules: SourceAlertRules{
 			SignatureFailures: SignatureFailuresRule{Window: Duration(5 * time.Minute), MinRejections: 10, ResolveAfter: Duration(10 * time.Minute)},
 			SourceDown:        SourceDownRule{ResolveAfter: Duration(2 * time.Minute)},
+			MalformedPayloads: MalformedPayloadsRule{ResolveAfter: Duration(time.Minute), QuietAfter: Duration(time.Hour)},
 		},
 		AuditLag: AuditLagRule{OldestAge: Duration(5 * time.Minute), Pending: 100000, ResolveAfter: Duration(2 * time.Minute)},
 	}
@@ -402,6 +417,8 @@ func (r SourceAlertRules) validate(p *problems, f string) {
 		positive(p, f+".source_down.after", d, time.Second)
 	}
 	positive(p, f+".source_down.resolve_after", r.SourceDown.ResolveAfter, 0)
+	positive(p, f+".malformed_payloads.resolve_after", r.MalformedPayloads.ResolveAfter, 0)
+	positive(p, f+".malformed_payloads.quiet_after", r.MalformedPayloads.QuietAfter, time.Minute)
 }
 
 // AlertBucket is the time step of the notifier's rolling windows.

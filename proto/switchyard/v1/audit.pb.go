@@ -491,6 +491,7 @@ type AuditRecord struct {
 	//	*AuditRecord_PollRound
 	//	*AuditRecord_PayloadQuarantined
 	//	*AuditRecord_QuarantineReleased
+	//	*AuditRecord_PayloadsValid
 	Detail        isAuditRecord_Detail `protobuf_oneof:"detail"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -678,6 +679,15 @@ func (x *AuditRecord) GetQuarantineReleased() *QuarantineReleased {
 	return nil
 }
 
+func (x *AuditRecord) GetPayloadsValid() *PayloadsValid {
+	if x != nil {
+		if x, ok := x.Detail.(*AuditRecord_PayloadsValid); ok {
+			return x.PayloadsValid
+		}
+	}
+	return nil
+}
+
 type isAuditRecord_Detail interface {
 	isAuditRecord_Detail()
 }
@@ -737,6 +747,10 @@ type AuditRecord_QuarantineReleased struct {
 	QuarantineReleased *QuarantineReleased `protobuf:"bytes,51,opt,name=quarantine_released,json=quarantineReleased,proto3,oneof"`
 }
 
+type AuditRecord_PayloadsValid struct {
+	PayloadsValid *PayloadsValid `protobuf:"bytes,52,opt,name=payloads_valid,json=payloadsValid,proto3,oneof"`
+}
+
 func (*AuditRecord_WebhookRejected) isAuditRecord_Detail() {}
 
 func (*AuditRecord_WebhookDuplicate) isAuditRecord_Detail() {}
@@ -762,6 +776,8 @@ func (*AuditRecord_PollRound) isAuditRecord_Detail() {}
 func (*AuditRecord_PayloadQuarantined) isAuditRecord_Detail() {}
 
 func (*AuditRecord_QuarantineReleased) isAuditRecord_Detail() {}
+
+func (*AuditRecord_PayloadsValid) isAuditRecord_Detail() {}
 
 // WebhookRejected is a request that ingress refused. It never carries the
 // body, a secret or a signature.
@@ -2447,11 +2463,77 @@ func (x *QuarantineReleased) GetRequestedBy() string {
 	return ""
 }
 
+// PayloadsValid records that a source (or publish API key) whose payloads
+// broke its contract sends valid ones again: the ingress replica that saw
+// the broken payloads emits one on the first valid payload after them
+// (audit.quarantined.<source or key>). The MalformedPayloads alert
+// resolves on it.
+type PayloadsValid struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Source string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	ApiKey string                 `protobuf:"bytes,2,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// event_id is the first valid event.
+	EventId       string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayloadsValid) Reset() {
+	*x = PayloadsValid{}
+	mi := &file_switchyard_v1_audit_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayloadsValid) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayloadsValid) ProtoMessage() {}
+
+func (x *PayloadsValid) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_audit_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayloadsValid.ProtoReflect.Descriptor instead.
+func (*PayloadsValid) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PayloadsValid) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PayloadsValid) GetApiKey() string {
+	if x != nil {
+		return x.ApiKey
+	}
+	return ""
+}
+
+func (x *PayloadsValid) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 var File_switchyard_v1_audit_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\x97\b\n" +
+	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\xde\b\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -2471,7 +2553,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"poll_round\x18( \x01(\v2\x18.switchyard.v1.PollRoundH\x00R\tpollRound\x12T\n" +
 	"\x13payload_quarantined\x182 \x01(\v2!.switchyard.v1.PayloadQuarantinedH\x00R\x12payloadQuarantined\x12T\n" +
-	"\x13quarantine_released\x183 \x01(\v2!.switchyard.v1.QuarantineReleasedH\x00R\x12quarantineReleasedB\b\n" +
+	"\x13quarantine_released\x183 \x01(\v2!.switchyard.v1.QuarantineReleasedH\x00R\x12quarantineReleased\x12E\n" +
+	"\x0epayloads_valid\x184 \x01(\v2\x1c.switchyard.v1.PayloadsValidH\x00R\rpayloadsValidB\b\n" +
 	"\x06detail\"\xc8\x02\n" +
 	"\x0fWebhookRejected\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x123\n" +
@@ -2667,7 +2750,11 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"stream_seq\x18\x05 \x01(\x04R\tstreamSeq\x12%\n" +
 	"\x0equarantine_seq\x18\x06 \x01(\x04R\rquarantineSeq\x12%\n" +
 	"\x0ealready_stored\x18\a \x01(\bR\ralreadyStored\x12!\n" +
-	"\frequested_by\x18\b \x01(\tR\vrequestedBy*\xd6\x02\n" +
+	"\frequested_by\x18\b \x01(\tR\vrequestedBy\"[\n" +
+	"\rPayloadsValid\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x17\n" +
+	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId*\xd6\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_UNKNOWN_SOURCE\x10\x01\x12#\n" +
@@ -2730,7 +2817,7 @@ func file_switchyard_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_switchyard_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_switchyard_v1_audit_proto_goTypes = []any{
 	(RejectReason)(0),             // 0: switchyard.v1.RejectReason
 	(DuplicateVia)(0),             // 1: switchyard.v1.DuplicateVia
@@ -2753,14 +2840,15 @@ var file_switchyard_v1_audit_proto_goTypes = []any{
 	(*Violation)(nil),             // 18: switchyard.v1.Violation
 	(*PayloadQuarantined)(nil),    // 19: switchyard.v1.PayloadQuarantined
 	(*QuarantineReleased)(nil),    // 20: switchyard.v1.QuarantineReleased
-	nil,                           // 21: switchyard.v1.DeadLetter.HeadersEntry
-	nil,                           // 22: switchyard.v1.AlertNotification.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*SilenceChanged)(nil),        // 24: switchyard.v1.SilenceChanged
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*PayloadsValid)(nil),         // 21: switchyard.v1.PayloadsValid
+	nil,                           // 22: switchyard.v1.DeadLetter.HeadersEntry
+	nil,                           // 23: switchyard.v1.AlertNotification.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*SilenceChanged)(nil),        // 25: switchyard.v1.SilenceChanged
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
 }
 var file_switchyard_v1_audit_proto_depIdxs = []int32{
-	23, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	24, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
 	8,  // 1: switchyard.v1.AuditRecord.webhook_rejected:type_name -> switchyard.v1.WebhookRejected
 	9,  // 2: switchyard.v1.AuditRecord.webhook_duplicate:type_name -> switchyard.v1.WebhookDuplicate
 	10, // 3: switchyard.v1.AuditRecord.delivery_attempt:type_name -> switchyard.v1.DeliveryAttempt
@@ -2770,39 +2858,40 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	14, // 7: switchyard.v1.AuditRecord.backlog:type_name -> switchyard.v1.BacklogReport
 	15, // 8: switchyard.v1.AuditRecord.audit_lag:type_name -> switchyard.v1.AuditLag
 	16, // 9: switchyard.v1.AuditRecord.alert:type_name -> switchyard.v1.AlertNotification
-	24, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
+	25, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
 	17, // 11: switchyard.v1.AuditRecord.poll_round:type_name -> switchyard.v1.PollRound
 	19, // 12: switchyard.v1.AuditRecord.payload_quarantined:type_name -> switchyard.v1.PayloadQuarantined
 	20, // 13: switchyard.v1.AuditRecord.quarantine_released:type_name -> switchyard.v1.QuarantineReleased
-	0,  // 14: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
-	1,  // 15: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
-	23, // 16: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
-	25, // 17: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
-	2,  // 18: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
-	25, // 19: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
-	3,  // 20: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
-	23, // 21: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
-	21, // 22: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
-	4,  // 23: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
-	4,  // 24: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
-	23, // 25: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
-	25, // 26: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
-	4,  // 27: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
-	25, // 28: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	23, // 29: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
-	22, // 30: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 31: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	23, // 32: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
-	6,  // 33: switchyard.v1.PollRound.status:type_name -> switchyard.v1.PollStatus
-	23, // 34: switchyard.v1.PollRound.started_at:type_name -> google.protobuf.Timestamp
-	25, // 35: switchyard.v1.PollRound.took:type_name -> google.protobuf.Duration
-	25, // 36: switchyard.v1.PollRound.retry_after:type_name -> google.protobuf.Duration
-	18, // 37: switchyard.v1.PayloadQuarantined.violations:type_name -> switchyard.v1.Violation
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	21, // 14: switchyard.v1.AuditRecord.payloads_valid:type_name -> switchyard.v1.PayloadsValid
+	0,  // 15: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
+	1,  // 16: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
+	24, // 17: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
+	26, // 18: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
+	2,  // 19: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
+	26, // 20: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
+	3,  // 21: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
+	24, // 22: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
+	22, // 23: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
+	4,  // 24: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
+	4,  // 25: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
+	24, // 26: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
+	26, // 27: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
+	4,  // 28: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
+	26, // 29: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
+	24, // 30: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
+	23, // 31: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 32: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	24, // 33: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	6,  // 34: switchyard.v1.PollRound.status:type_name -> switchyard.v1.PollStatus
+	24, // 35: switchyard.v1.PollRound.started_at:type_name -> google.protobuf.Timestamp
+	26, // 36: switchyard.v1.PollRound.took:type_name -> google.protobuf.Duration
+	26, // 37: switchyard.v1.PollRound.retry_after:type_name -> google.protobuf.Duration
+	18, // 38: switchyard.v1.PayloadQuarantined.violations:type_name -> switchyard.v1.Violation
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }
@@ -2825,6 +2914,7 @@ func file_switchyard_v1_audit_proto_init() {
 		(*AuditRecord_PollRound)(nil),
 		(*AuditRecord_PayloadQuarantined)(nil),
 		(*AuditRecord_QuarantineReleased)(nil),
+		(*AuditRecord_PayloadsValid)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2832,7 +2922,7 @@ func file_switchyard_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_audit_proto_rawDesc), len(file_switchyard_v1_audit_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

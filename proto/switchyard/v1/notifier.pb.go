@@ -54,7 +54,10 @@ type Series struct {
 	AuditorConsumer   *AuditLag              `protobuf:"bytes,14,opt,name=auditor_consumer,json=auditorConsumer,proto3" json:"auditor_consumer,omitempty"`
 	AuditorConsumerAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=auditor_consumer_at,json=auditorConsumerAt,proto3" json:"auditor_consumer_at,omitempty"`
 	// poll is a polled source's health, from its PollRound records.
-	Poll          *PollHealth `protobuf:"bytes,16,opt,name=poll,proto3" json:"poll,omitempty"`
+	Poll *PollHealth `protobuf:"bytes,16,opt,name=poll,proto3" json:"poll,omitempty"`
+	// malformed is the source's (or publish API key's) payloads that broke
+	// its contract.
+	Malformed     *MalformedRun `protobuf:"bytes,17,opt,name=malformed,proto3" json:"malformed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,6 +204,122 @@ func (x *Series) GetPoll() *PollHealth {
 	return nil
 }
 
+func (x *Series) GetMalformed() *MalformedRun {
+	if x != nil {
+		return x.Malformed
+	}
+	return nil
+}
+
+// MalformedRun follows the payloads of a source or publish API key that
+// broke its contract: a run is the malformed payloads since valid ones last
+// flowed (valid_at).
+type MalformedRun struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// total counts every malformed payload seen.
+	Total int64 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// run_start_total is total when the current run began.
+	RunStartTotal int64                  `protobuf:"varint,2,opt,name=run_start_total,json=runStartTotal,proto3" json:"run_start_total,omitempty"`
+	RunStartedAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=run_started_at,json=runStartedAt,proto3" json:"run_started_at,omitempty"`
+	LastAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_at,json=lastAt,proto3" json:"last_at,omitempty"`
+	LastEventId   string                 `protobuf:"bytes,5,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// last_error is the last payload's first violation.
+	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// valid_at is when valid payloads last flowed again (a PayloadsValid
+	// record).
+	ValidAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=valid_at,json=validAt,proto3" json:"valid_at,omitempty"`
+	// first_at is, in a delta, its earliest malformed payload.
+	FirstAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=first_at,json=firstAt,proto3" json:"first_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MalformedRun) Reset() {
+	*x = MalformedRun{}
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MalformedRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MalformedRun) ProtoMessage() {}
+
+func (x *MalformedRun) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MalformedRun.ProtoReflect.Descriptor instead.
+func (*MalformedRun) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MalformedRun) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *MalformedRun) GetRunStartTotal() int64 {
+	if x != nil {
+		return x.RunStartTotal
+	}
+	return 0
+}
+
+func (x *MalformedRun) GetRunStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RunStartedAt
+	}
+	return nil
+}
+
+func (x *MalformedRun) GetLastAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAt
+	}
+	return nil
+}
+
+func (x *MalformedRun) GetLastEventId() string {
+	if x != nil {
+		return x.LastEventId
+	}
+	return ""
+}
+
+func (x *MalformedRun) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *MalformedRun) GetValidAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidAt
+	}
+	return nil
+}
+
+func (x *MalformedRun) GetFirstAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstAt
+	}
+	return nil
+}
+
 // SeriesBucket counts what happened in one fine time bucket.
 type SeriesBucket struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -223,7 +342,7 @@ type SeriesBucket struct {
 
 func (x *SeriesBucket) Reset() {
 	*x = SeriesBucket{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[1]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +354,7 @@ func (x *SeriesBucket) String() string {
 func (*SeriesBucket) ProtoMessage() {}
 
 func (x *SeriesBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[1]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +367,7 @@ func (x *SeriesBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesBucket.ProtoReflect.Descriptor instead.
 func (*SeriesBucket) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{1}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SeriesBucket) GetStart() int64 {
@@ -311,7 +430,7 @@ type LatencyBucket struct {
 
 func (x *LatencyBucket) Reset() {
 	*x = LatencyBucket{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[2]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +442,7 @@ func (x *LatencyBucket) String() string {
 func (*LatencyBucket) ProtoMessage() {}
 
 func (x *LatencyBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[2]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +455,7 @@ func (x *LatencyBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LatencyBucket.ProtoReflect.Descriptor instead.
 func (*LatencyBucket) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{2}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LatencyBucket) GetStart() int64 {
@@ -381,7 +500,7 @@ type DeadLetterRun struct {
 
 func (x *DeadLetterRun) Reset() {
 	*x = DeadLetterRun{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[3]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +512,7 @@ func (x *DeadLetterRun) String() string {
 func (*DeadLetterRun) ProtoMessage() {}
 
 func (x *DeadLetterRun) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[3]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +525,7 @@ func (x *DeadLetterRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterRun.ProtoReflect.Descriptor instead.
 func (*DeadLetterRun) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{3}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeadLetterRun) GetTotal() int64 {
@@ -506,7 +625,7 @@ type CircuitStatus struct {
 
 func (x *CircuitStatus) Reset() {
 	*x = CircuitStatus{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[4]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +637,7 @@ func (x *CircuitStatus) String() string {
 func (*CircuitStatus) ProtoMessage() {}
 
 func (x *CircuitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[4]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +650,7 @@ func (x *CircuitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitStatus.ProtoReflect.Descriptor instead.
 func (*CircuitStatus) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{4}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CircuitStatus) GetState() CircuitState {
@@ -591,7 +710,7 @@ type PollHealth struct {
 
 func (x *PollHealth) Reset() {
 	*x = PollHealth{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +722,7 @@ func (x *PollHealth) String() string {
 func (*PollHealth) ProtoMessage() {}
 
 func (x *PollHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[5]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +735,7 @@ func (x *PollHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollHealth.ProtoReflect.Descriptor instead.
 func (*PollHealth) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{5}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PollHealth) GetFirstRoundAt() *timestamppb.Timestamp {
@@ -667,7 +786,7 @@ type LastFailure struct {
 
 func (x *LastFailure) Reset() {
 	*x = LastFailure{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +798,7 @@ func (x *LastFailure) String() string {
 func (*LastFailure) ProtoMessage() {}
 
 func (x *LastFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[6]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +811,7 @@ func (x *LastFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LastFailure.ProtoReflect.Descriptor instead.
 func (*LastFailure) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{6}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LastFailure) GetAt() *timestamppb.Timestamp {
@@ -755,7 +874,7 @@ type Alert struct {
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +886,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[7]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +899,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{7}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Alert) GetFingerprint() string {
@@ -898,7 +1017,7 @@ type SenderView struct {
 
 func (x *SenderView) Reset() {
 	*x = SenderView{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1029,7 @@ func (x *SenderView) String() string {
 func (*SenderView) ProtoMessage() {}
 
 func (x *SenderView) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[8]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1042,7 @@ func (x *SenderView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SenderView.ProtoReflect.Descriptor instead.
 func (*SenderView) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{8}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SenderView) GetEpisode() uint32 {
@@ -1003,7 +1122,7 @@ type PendingNotification struct {
 
 func (x *PendingNotification) Reset() {
 	*x = PendingNotification{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1134,7 @@ func (x *PendingNotification) String() string {
 func (*PendingNotification) ProtoMessage() {}
 
 func (x *PendingNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[9]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1147,7 @@ func (x *PendingNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingNotification.ProtoReflect.Descriptor instead.
 func (*PendingNotification) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{9}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PendingNotification) GetSequence() uint64 {
@@ -1106,7 +1225,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1237,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[10]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1250,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{10}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Notification) GetAlert() *AlertNotification {
@@ -1187,7 +1306,7 @@ type NotificationField struct {
 
 func (x *NotificationField) Reset() {
 	*x = NotificationField{}
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1318,7 @@ func (x *NotificationField) String() string {
 func (*NotificationField) ProtoMessage() {}
 
 func (x *NotificationField) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_notifier_proto_msgTypes[11]
+	mi := &file_switchyard_v1_notifier_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1331,7 @@ func (x *NotificationField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationField.ProtoReflect.Descriptor instead.
 func (*NotificationField) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{11}
+	return file_switchyard_v1_notifier_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NotificationField) GetLabel() string {
@@ -1233,7 +1352,7 @@ var File_switchyard_v1_notifier_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\n" +
-	"\x1cswitchyard/v1/notifier.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchyard/v1/audit.proto\"\x82\a\n" +
+	"\x1cswitchyard/v1/notifier.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19switchyard/v1/audit.proto\"\xbd\a\n" +
 	"\x06Series\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
@@ -1254,7 +1373,18 @@ const file_switchyard_v1_notifier_proto_rawDesc = "" +
 	"\x11last_auth_failure\x18\r \x01(\v2\x1a.switchyard.v1.LastFailureR\x0flastAuthFailure\x12B\n" +
 	"\x10auditor_consumer\x18\x0e \x01(\v2\x17.switchyard.v1.AuditLagR\x0fauditorConsumer\x12J\n" +
 	"\x13auditor_consumer_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11auditorConsumerAt\x12-\n" +
-	"\x04poll\x18\x10 \x01(\v2\x19.switchyard.v1.PollHealthR\x04poll\"\xcf\x02\n" +
+	"\x04poll\x18\x10 \x01(\v2\x19.switchyard.v1.PollHealthR\x04poll\x129\n" +
+	"\tmalformed\x18\x11 \x01(\v2\x1b.switchyard.v1.MalformedRunR\tmalformed\"\xf4\x02\n" +
+	"\fMalformedRun\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\x03R\x05total\x12&\n" +
+	"\x0frun_start_total\x18\x02 \x01(\x03R\rrunStartTotal\x12@\n" +
+	"\x0erun_started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\frunStartedAt\x123\n" +
+	"\alast_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06lastAt\x12\"\n" +
+	"\rlast_event_id\x18\x05 \x01(\tR\vlastEventId\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x125\n" +
+	"\bvalid_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\avalidAt\x125\n" +
+	"\bfirst_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\afirstAt\"\xcf\x02\n" +
 	"\fSeriesBucket\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x1a\n" +
 	"\battempts\x18\x02 \x01(\x03R\battempts\x12\x1c\n" +
@@ -1381,79 +1511,85 @@ func file_switchyard_v1_notifier_proto_rawDescGZIP() []byte {
 	return file_switchyard_v1_notifier_proto_rawDescData
 }
 
-var file_switchyard_v1_notifier_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_switchyard_v1_notifier_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_switchyard_v1_notifier_proto_goTypes = []any{
 	(*Series)(nil),                // 0: switchyard.v1.Series
-	(*SeriesBucket)(nil),          // 1: switchyard.v1.SeriesBucket
-	(*LatencyBucket)(nil),         // 2: switchyard.v1.LatencyBucket
-	(*DeadLetterRun)(nil),         // 3: switchyard.v1.DeadLetterRun
-	(*CircuitStatus)(nil),         // 4: switchyard.v1.CircuitStatus
-	(*PollHealth)(nil),            // 5: switchyard.v1.PollHealth
-	(*LastFailure)(nil),           // 6: switchyard.v1.LastFailure
-	(*Alert)(nil),                 // 7: switchyard.v1.Alert
-	(*SenderView)(nil),            // 8: switchyard.v1.SenderView
-	(*PendingNotification)(nil),   // 9: switchyard.v1.PendingNotification
-	(*Notification)(nil),          // 10: switchyard.v1.Notification
-	(*NotificationField)(nil),     // 11: switchyard.v1.NotificationField
-	nil,                           // 12: switchyard.v1.SeriesBucket.LatencyEntry
-	nil,                           // 13: switchyard.v1.LatencyBucket.LatencyEntry
-	nil,                           // 14: switchyard.v1.Alert.LabelsEntry
-	nil,                           // 15: switchyard.v1.Alert.SendersEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*BacklogReport)(nil),         // 17: switchyard.v1.BacklogReport
-	(*AuditLag)(nil),              // 18: switchyard.v1.AuditLag
-	(CircuitState)(0),             // 19: switchyard.v1.CircuitState
-	(PollStatus)(0),               // 20: switchyard.v1.PollStatus
-	(AlertState)(0),               // 21: switchyard.v1.AlertState
-	(*AlertNotification)(nil),     // 22: switchyard.v1.AlertNotification
+	(*MalformedRun)(nil),          // 1: switchyard.v1.MalformedRun
+	(*SeriesBucket)(nil),          // 2: switchyard.v1.SeriesBucket
+	(*LatencyBucket)(nil),         // 3: switchyard.v1.LatencyBucket
+	(*DeadLetterRun)(nil),         // 4: switchyard.v1.DeadLetterRun
+	(*CircuitStatus)(nil),         // 5: switchyard.v1.CircuitStatus
+	(*PollHealth)(nil),            // 6: switchyard.v1.PollHealth
+	(*LastFailure)(nil),           // 7: switchyard.v1.LastFailure
+	(*Alert)(nil),                 // 8: switchyard.v1.Alert
+	(*SenderView)(nil),            // 9: switchyard.v1.SenderView
+	(*PendingNotification)(nil),   // 10: switchyard.v1.PendingNotification
+	(*Notification)(nil),          // 11: switchyard.v1.Notification
+	(*NotificationField)(nil),     // 12: switchyard.v1.NotificationField
+	nil,                           // 13: switchyard.v1.SeriesBucket.LatencyEntry
+	nil,                           // 14: switchyard.v1.LatencyBucket.LatencyEntry
+	nil,                           // 15: switchyard.v1.Alert.LabelsEntry
+	nil,                           // 16: switchyard.v1.Alert.SendersEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*BacklogReport)(nil),         // 18: switchyard.v1.BacklogReport
+	(*AuditLag)(nil),              // 19: switchyard.v1.AuditLag
+	(CircuitState)(0),             // 20: switchyard.v1.CircuitState
+	(PollStatus)(0),               // 21: switchyard.v1.PollStatus
+	(AlertState)(0),               // 22: switchyard.v1.AlertState
+	(*AlertNotification)(nil),     // 23: switchyard.v1.AlertNotification
 }
 var file_switchyard_v1_notifier_proto_depIdxs = []int32{
-	16, // 0: switchyard.v1.Series.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: switchyard.v1.Series.buckets:type_name -> switchyard.v1.SeriesBucket
-	2,  // 2: switchyard.v1.Series.baseline:type_name -> switchyard.v1.LatencyBucket
-	3,  // 3: switchyard.v1.Series.dead_letters:type_name -> switchyard.v1.DeadLetterRun
-	4,  // 4: switchyard.v1.Series.circuit:type_name -> switchyard.v1.CircuitStatus
-	17, // 5: switchyard.v1.Series.backlog:type_name -> switchyard.v1.BacklogReport
-	16, // 6: switchyard.v1.Series.backlog_at:type_name -> google.protobuf.Timestamp
-	18, // 7: switchyard.v1.Series.audit_lag:type_name -> switchyard.v1.AuditLag
-	16, // 8: switchyard.v1.Series.audit_lag_at:type_name -> google.protobuf.Timestamp
-	6,  // 9: switchyard.v1.Series.last_failure:type_name -> switchyard.v1.LastFailure
-	6,  // 10: switchyard.v1.Series.last_auth_failure:type_name -> switchyard.v1.LastFailure
-	18, // 11: switchyard.v1.Series.auditor_consumer:type_name -> switchyard.v1.AuditLag
-	16, // 12: switchyard.v1.Series.auditor_consumer_at:type_name -> google.protobuf.Timestamp
-	5,  // 13: switchyard.v1.Series.poll:type_name -> switchyard.v1.PollHealth
-	12, // 14: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
-	13, // 15: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
-	16, // 16: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
-	16, // 17: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
-	19, // 18: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
-	16, // 19: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
-	16, // 20: switchyard.v1.CircuitStatus.observed_at:type_name -> google.protobuf.Timestamp
-	16, // 21: switchyard.v1.PollHealth.first_round_at:type_name -> google.protobuf.Timestamp
-	16, // 22: switchyard.v1.PollHealth.last_success_at:type_name -> google.protobuf.Timestamp
-	6,  // 23: switchyard.v1.PollHealth.last_failure:type_name -> switchyard.v1.LastFailure
-	20, // 24: switchyard.v1.PollHealth.last_failure_status:type_name -> switchyard.v1.PollStatus
-	16, // 25: switchyard.v1.PollHealth.failing_since:type_name -> google.protobuf.Timestamp
-	16, // 26: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
-	14, // 27: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
-	21, // 28: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
-	16, // 29: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
-	16, // 30: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
-	16, // 31: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
-	16, // 32: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
-	15, // 33: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
-	16, // 34: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
-	9,  // 35: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
-	16, // 36: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
-	22, // 37: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
-	11, // 38: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
-	16, // 39: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 40: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	17, // 0: switchyard.v1.Series.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 1: switchyard.v1.Series.buckets:type_name -> switchyard.v1.SeriesBucket
+	3,  // 2: switchyard.v1.Series.baseline:type_name -> switchyard.v1.LatencyBucket
+	4,  // 3: switchyard.v1.Series.dead_letters:type_name -> switchyard.v1.DeadLetterRun
+	5,  // 4: switchyard.v1.Series.circuit:type_name -> switchyard.v1.CircuitStatus
+	18, // 5: switchyard.v1.Series.backlog:type_name -> switchyard.v1.BacklogReport
+	17, // 6: switchyard.v1.Series.backlog_at:type_name -> google.protobuf.Timestamp
+	19, // 7: switchyard.v1.Series.audit_lag:type_name -> switchyard.v1.AuditLag
+	17, // 8: switchyard.v1.Series.audit_lag_at:type_name -> google.protobuf.Timestamp
+	7,  // 9: switchyard.v1.Series.last_failure:type_name -> switchyard.v1.LastFailure
+	7,  // 10: switchyard.v1.Series.last_auth_failure:type_name -> switchyard.v1.LastFailure
+	19, // 11: switchyard.v1.Series.auditor_consumer:type_name -> switchyard.v1.AuditLag
+	17, // 12: switchyard.v1.Series.auditor_consumer_at:type_name -> google.protobuf.Timestamp
+	6,  // 13: switchyard.v1.Series.poll:type_name -> switchyard.v1.PollHealth
+	1,  // 14: switchyard.v1.Series.malformed:type_name -> switchyard.v1.MalformedRun
+	17, // 15: switchyard.v1.MalformedRun.run_started_at:type_name -> google.protobuf.Timestamp
+	17, // 16: switchyard.v1.MalformedRun.last_at:type_name -> google.protobuf.Timestamp
+	17, // 17: switchyard.v1.MalformedRun.valid_at:type_name -> google.protobuf.Timestamp
+	17, // 18: switchyard.v1.MalformedRun.first_at:type_name -> google.protobuf.Timestamp
+	13, // 19: switchyard.v1.SeriesBucket.latency:type_name -> switchyard.v1.SeriesBucket.LatencyEntry
+	14, // 20: switchyard.v1.LatencyBucket.latency:type_name -> switchyard.v1.LatencyBucket.LatencyEntry
+	17, // 21: switchyard.v1.DeadLetterRun.run_started_at:type_name -> google.protobuf.Timestamp
+	17, // 22: switchyard.v1.DeadLetterRun.last_at:type_name -> google.protobuf.Timestamp
+	20, // 23: switchyard.v1.CircuitStatus.state:type_name -> switchyard.v1.CircuitState
+	17, // 24: switchyard.v1.CircuitStatus.changed_at:type_name -> google.protobuf.Timestamp
+	17, // 25: switchyard.v1.CircuitStatus.observed_at:type_name -> google.protobuf.Timestamp
+	17, // 26: switchyard.v1.PollHealth.first_round_at:type_name -> google.protobuf.Timestamp
+	17, // 27: switchyard.v1.PollHealth.last_success_at:type_name -> google.protobuf.Timestamp
+	7,  // 28: switchyard.v1.PollHealth.last_failure:type_name -> switchyard.v1.LastFailure
+	21, // 29: switchyard.v1.PollHealth.last_failure_status:type_name -> switchyard.v1.PollStatus
+	17, // 30: switchyard.v1.PollHealth.failing_since:type_name -> google.protobuf.Timestamp
+	17, // 31: switchyard.v1.LastFailure.at:type_name -> google.protobuf.Timestamp
+	15, // 32: switchyard.v1.Alert.labels:type_name -> switchyard.v1.Alert.LabelsEntry
+	22, // 33: switchyard.v1.Alert.state:type_name -> switchyard.v1.AlertState
+	17, // 34: switchyard.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
+	17, // 35: switchyard.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
+	17, // 36: switchyard.v1.Alert.clear_since:type_name -> google.protobuf.Timestamp
+	17, // 37: switchyard.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	16, // 38: switchyard.v1.Alert.senders:type_name -> switchyard.v1.Alert.SendersEntry
+	17, // 39: switchyard.v1.SenderView.handled_at:type_name -> google.protobuf.Timestamp
+	10, // 40: switchyard.v1.SenderView.pending:type_name -> switchyard.v1.PendingNotification
+	17, // 41: switchyard.v1.PendingNotification.created_at:type_name -> google.protobuf.Timestamp
+	23, // 42: switchyard.v1.Notification.alert:type_name -> switchyard.v1.AlertNotification
+	12, // 43: switchyard.v1.Notification.fields:type_name -> switchyard.v1.NotificationField
+	17, // 44: switchyard.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 45: switchyard.v1.Alert.SendersEntry.value:type_name -> switchyard.v1.SenderView
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_notifier_proto_init() }
@@ -1468,7 +1604,7 @@ func file_switchyard_v1_notifier_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_notifier_proto_rawDesc), len(file_switchyard_v1_notifier_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

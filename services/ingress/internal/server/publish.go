@@ -202,7 +202,7 @@ func (s *Server) handlePublish(c echo.Context) error {
 			return fail(id, int64(len(body)), invalid("invalid_event", err.Error()))
 		}
 	}
-	if vs := s.cfg.Contracts.Validate(contracts.APIKey(key), e.Type, e.ContentType, e.Data); len(vs) > 0 {
+	if vs := s.checkContract(c, contracts.APIKey(key), e.ID, e.Type, e.ContentType, e.Data); len(vs) > 0 {
 		return s.publishInvalid(c, key, e, vs)
 	}
 	sp, rj := s.startSync(req, &e)
@@ -287,7 +287,7 @@ func (s *Server) handlePublishBatch(c echo.Context) error {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			r := &results[i]
-			if vs := s.cfg.Contracts.Validate(contracts.APIKey(key), e.Type, e.ContentType, e.Data); len(vs) > 0 {
+			if vs := s.checkContract(c, contracts.APIKey(key), e.ID, e.Type, e.ContentType, e.Data); len(vs) > 0 {
 				s.batchInvalid(c, key, r, e, vs)
 				return
 			}

@@ -56,6 +56,30 @@ func violationsText(vs []contracts.Violation) string {
 	return "the payload breaks its contract: " + strings.Join(parts, "; ")
 }
 
+// checkContract checks a payload against its owner's contract (none: no
+// violations) and follows the owner's state: after a payload that broke
+// the contract, the first valid one is recorded (PayloadsValid), which
+// resolves the MalformedPayloads alert. Each replica follows what it
+// sees.
+func (s *Server) checkContract(c echo.Context, owner contracts.Owner, eventID, eventType, contentType string, body []byte) []contracts.Violation {
+	vs := s.cfg.Contracts.Validate(owner, eventType, contentType, body)
+	broken := s.broken[owner]
+	switch {
+	case broken == nil:
+	case len(vs) > 0:
+		broken.Store(true)
+	case broken.CompareAndSwap(true, false):
+		rec := &switchyardv1.PayloadsValid{EventId: untrusted.Text(eventID, maxAuditEventID)}
+		if owner.Kind == contracts.KindAPIKey {
+			rec.ApiKey = owner.Name
+		} else {
+			rec.Source = owner.Name
+		}
+		s.emit(&switchyardv1.AuditRecord{Detail: &switchyardv1.AuditRecord_PayloadsValid{PayloadsValid: rec}})
+	}
+	return vs
+}
+
 // quarantine stores m, the EVENTS message of owner's event eventID, in
 // QUARANTINE with its violations, and returns an error only when it is
 // not stored (the caller answers 503). An event whose id was stored in

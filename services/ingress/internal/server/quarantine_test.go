@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -150,6 +151,18 @@ func TestMalformedWebhookQuarantined(t *testing.T) {
 	if n := len(quarantined(t, e)); n != 3 {
 		t.Errorf("QUARANTINE has %d messages after a duplicate, want 3", n)
 	}
+
+	// Valid orders flow again: the first one is recorded, once.
+	for i, id := range []string{"ok-2", "ok-3"} {
+		h, b = shopifyOrder(id, fmt.Sprintf(`{"id": %d, "email": "jon@example.com"}`, i))
+		if a := send(t, http.MethodPost, url, h, b); a.code != http.StatusAccepted {
+			t.Fatalf("valid order %s: %d %s", id, a.code, a.raw)
+		}
+	}
+	recs, _ = waitAudit(t, e.js, "audit.quarantined.shop", 4)
+	if v := recs[3].GetPayloadsValid(); v.GetSource() != "shop" || v.GetEventId() != "shop:ok-2" {
+		t.Errorf("last record = %v, want PayloadsValid for shop:ok-2", recs[3])
+	}
 }
 
 // With on_invalid: reject, a payload that breaks the contract is answered
@@ -224,10 +237,18 @@ func TestPublishQuarantined(t *testing.T) {
 	if len(q) != 2 || q[0].subject != "quarantine.orders-svc.events.order.created" || q[0].header.Get("Switchyard-Publisher") != "orders-svc" {
 		t.Fatalf("QUARANTINE = %d messages, first on %q", len(q), q[0].subject)
 	}
-	recs, _ := waitAudit(t, e.js, "audit.quarantined.orders-svc", 2)
+	// Two quarantined, and the valid event of the batch after the first.
+	recs, _ := waitAudit(t, e.js, "audit.quarantined.orders-svc", 3)
+	var q2, valid int
 	for _, r := range recs {
-		if r.GetPayloadQuarantined().GetApiKey() != "orders-svc" {
-			t.Errorf("audit record = %v", r)
+		switch {
+		case r.GetPayloadQuarantined().GetApiKey() == "orders-svc":
+			q2++
+		case r.GetPayloadsValid().GetApiKey() == "orders-svc" && r.GetPayloadsValid().GetEventId() == "orders-svc:o-2":
+			valid++
 		}
+	}
+	if q2 != 2 || valid != 1 {
+		t.Errorf("audit records = %v", recs)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -187,6 +188,9 @@ type Server struct {
 	gates       []*rejectionGate
 	apiGate     *rejectionGate
 	unknownGate *rejectionGate
+	// broken says, per source and API key with a contract, whether its
+	// last payload broke it (checkContract).
+	broken map[contracts.Owner]*atomic.Bool
 	// stop ends the summaries of rejections; closeOnce guards it.
 	stop      chan struct{}
 	stopped   chan struct{}
@@ -231,6 +235,17 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		s.gates = append(s.gates, src.gate)
 		s.sources[sc.Name] = src
 		s.required[sc.Name] = requiredHeaders(sc)
+	}
+	s.broken = map[contracts.Owner]*atomic.Bool{}
+	for _, sc := range cfg.Sources {
+		if sc.Contract != nil {
+			s.broken[contracts.Source(sc.Name)] = new(atomic.Bool)
+		}
+	}
+	for _, k := range cfg.APIKeys {
+		if k.Contract != nil {
+			s.broken[contracts.APIKey(k.Name)] = new(atomic.Bool)
+		}
 	}
 	s.budget = newByteBudget(cfg.MaxBytesInFlight, s.metrics.bytesInFlight)
 	s.metrics.bytesInFlightLimit.Set(float64(cfg.MaxBytesInFlight))

@@ -112,7 +112,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	m.Data = body
 
 	owner := contracts.Source(name)
-	if vs := s.cfg.Contracts.Validate(owner, verified.EventType, req.Header.Get(echo.HeaderContentType), body); len(vs) > 0 {
+	if vs := s.checkContract(c, owner, eventID, verified.EventType, req.Header.Get(echo.HeaderContentType), body); len(vs) > 0 {
 		if s.cfg.Contracts.Rejects(owner) {
 			outcome = outcomeInvalid
 			s.auditInvalid(c, owner, eventID, verified.EventType, m.Subject, vs, true, 0, len(body))

@@ -154,9 +154,11 @@ const (
 	KindSilence    = "silence"
 	KindPoll       = "poll"
 	// KindQuarantined records a payload that broke its contract
-	// (PayloadQuarantined), or valid payloads flowing again after such
-	// payloads (PayloadsValid), keyed by the source or publish API key.
+	// (PayloadQuarantined), keyed by its source or publish API key.
 	KindQuarantined = "quarantined"
+	// KindValid records valid payloads flowing again after broken ones
+	// (PayloadsValid), keyed by the source or publish API key.
+	KindValid = "valid"
 	// KindReleased records a quarantined event released to EVENTS
 	// (QuarantineReleased), keyed by its source or publish API key.
 	KindReleased = "released"
@@ -165,7 +167,7 @@ const (
 
 // Kinds lists every record kind.
 var Kinds = []string{KindRejected, KindDuplicate, KindAttempt, KindDeadLetter, KindReplayed,
-	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindPoll, KindQuarantined, KindReleased, KindOther}
+	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindPoll, KindQuarantined, KindValid, KindReleased, KindOther}
 
 // Kind returns the record's kind and subject key.
 func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
@@ -195,7 +197,7 @@ func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
 	case *switchyardv1.AuditRecord_PayloadQuarantined:
 		return KindQuarantined, cmp.Or(d.PayloadQuarantined.GetSource(), d.PayloadQuarantined.GetApiKey())
 	case *switchyardv1.AuditRecord_PayloadsValid:
-		return KindQuarantined, cmp.Or(d.PayloadsValid.GetSource(), d.PayloadsValid.GetApiKey())
+		return KindValid, cmp.Or(d.PayloadsValid.GetSource(), d.PayloadsValid.GetApiKey())
 	case *switchyardv1.AuditRecord_QuarantineReleased:
 		return KindReleased, cmp.Or(d.QuarantineReleased.GetSource(), d.QuarantineReleased.GetApiKey())
 	default:

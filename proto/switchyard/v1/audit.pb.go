@@ -2466,7 +2466,7 @@ func (x *QuarantineReleased) GetRequestedBy() string {
 // PayloadsValid records that a source (or publish API key) whose payloads
 // broke its contract sends valid ones again: the ingress replica that saw
 // the broken payloads emits one on the first valid payload after them
-// (audit.quarantined.<source or key>). The MalformedPayloads alert
+// (audit.valid.<source or key>). The MalformedPayloads alert
 // resolves on it.
 type PayloadsValid struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`

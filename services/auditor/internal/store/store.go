@@ -229,7 +229,7 @@ type RecordFilter struct {
 // RecordKinds are the kinds kept whole in the audit_records table, which
 // ListRecords lists. The others have tables (and lists) of their own.
 var RecordKinds = []string{auditlog.KindDuplicate, auditlog.KindBacklog, auditlog.KindLag, auditlog.KindAlert,
-	auditlog.KindSilence, auditlog.KindPoll, auditlog.KindQuarantined, auditlog.KindReleased, auditlog.KindOther}
+	auditlog.KindSilence, auditlog.KindPoll, auditlog.KindQuarantined, auditlog.KindValid, auditlog.KindReleased, auditlog.KindOther}
 
 // Store is the audit log.
 type Store interface {

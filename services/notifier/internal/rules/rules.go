@@ -27,11 +27,12 @@ const (
 	SignatureFailures    = "SignatureFailures"
 	BacklogGrowing       = "BacklogGrowing"
 	AuditLag             = "AuditLag"
+	MalformedPayloads    = "MalformedPayloads"
 )
 
 // Names are every rule.
 var Names = []string{DeliveryDeadLettered, PartnerDown, PartnerErrorRateHigh, PartnerLatencyHigh,
-	CredentialsFailing, SignatureFailures, BacklogGrowing, AuditLag}
+	CredentialsFailing, SignatureFailures, BacklogGrowing, AuditLag, MalformedPayloads}
 
 // Severities.
 const (
@@ -137,7 +138,8 @@ func (c Config) Limits(kind, name string) series.Limits {
 			RunGap:         r.DeadLettered.ResolveAfter.D(),
 		}
 	case series.KindSource:
-		return series.Limits{Window: c.Alerts.ForSource(name).SignatureFailures.Window.D()}
+		r := c.Alerts.ForSource(name)
+		return series.Limits{Window: r.SignatureFailures.Window.D(), MalformedGap: r.MalformedPayloads.QuietAfter.D()}
 	}
 	return series.Limits{}
 }
@@ -166,7 +168,8 @@ func Evaluate(c Config, s *switchyardv1.Series, prior Prior, now time.Time) []Co
 	case series.KindSource:
 		r := c.Alerts.ForSource(s.GetName())
 		after, polled := c.DownAfter[s.GetName()]
-		return []Condition{signatureFailures(r.SignatureFailures, s, now), sourceDown(r.SourceDown, after, polled, s, now)}
+		return []Condition{signatureFailures(r.SignatureFailures, s, now), sourceDown(r.SourceDown, after, polled, s, now),
+			malformedPayloads(r.MalformedPayloads, s, now)}
 	case series.KindAudit:
 		return []Condition{auditLag(c.Alerts.Rules.AuditLag, s)}
 	}
@@ -190,6 +193,7 @@ func Cleared(c Config, a *switchyardv1.Alert) Condition {
 		BacklogGrowing:       d.Backlog.ResolveAfter,
 		SignatureFailures:    c.Alerts.ForSource(a.GetLabels()["source"]).SignatureFailures.ResolveAfter,
 		AuditLag:             c.Alerts.Rules.AuditLag.ResolveAfter,
+		MalformedPayloads:    c.Alerts.ForSource(a.GetLabels()["source"]).MalformedPayloads.ResolveAfter,
 	}[a.GetRule()]
 	return Condition{Rule: a.GetRule(), Labels: a.GetLabels(), Clear: true, ResolveAfter: after.D(), Severity: a.GetSeverity()}
 }
@@ -492,6 +496,52 @@ func signatureFailures(r config.SignatureFailuresRule, s *switchyardv1.Series, n
 		},
 		LinkPath: "/v1/rejections", LinkText: "Refused webhooks",
 	}
+}
+
+// QuarantinedPath is the query API listing of the payloads of a source
+// (or publish API key) that broke its contract.
+func QuarantinedPath(name string) string {
+	return "/v1/records?" + url.Values{"kind": {"quarantined"}, "key": {name}}.Encode()
+}
+
+// malformedPayloads fires on the first payload of a source (or publish API
+// key, labelled source too) that broke its contract, and counts the run of
+// them for digests; it is clear once valid payloads flowed after the last
+// malformed one (resolve_after later), or quiet_after after it.
+func malformedPayloads(r config.MalformedPayloadsRule, s *switchyardv1.Series, now time.Time) Condition {
+	labels := map[string]string{"source": s.GetName()}
+	m := s.GetMalformed()
+	if r.Disabled || m == nil || m.LastAt == nil {
+		return off(MalformedPayloads, labels, r.ResolveAfter)
+	}
+	last := m.LastAt.AsTime()
+	validAgain := m.ValidAt != nil && !m.ValidAt.AsTime().Before(last)
+	quietSince := last.Add(r.QuietAfter.D())
+	inRun := !validAgain && now.Before(quietSince)
+	clearSince := quietSince
+	if validAgain {
+		clearSince = m.ValidAt.AsTime()
+	}
+	n := m.GetTotal() - m.GetRunStartTotal()
+	name := s.GetName()
+	c := Condition{
+		Rule: MalformedPayloads, Labels: labels,
+		Firing: inRun, Clear: !inRun, ClearSince: clearSince, ResolveAfter: r.ResolveAfter.D(),
+		FirstSeen: m.GetRunStartedAt().AsTime(), Severity: Warning, Count: n, Digest: true,
+		DigestSummary: func(more, total int64) string {
+			return fmt.Sprintf("%s from %s broke its contract (%d in all)", plural(more, "more payload", "more payloads"), name, total)
+		},
+		Summary: fmt.Sprintf("%s from %s broke its contract: quarantined, not delivered", plural(n, "payload", "payloads"), name),
+		Fields: []Field{
+			{"Source", name},
+			{"Malformed", fmt.Sprintf("%d since %s", n, FormatTime(m.GetRunStartedAt().AsTime()))},
+			{"Last event", "`" + m.GetLastEventId() + "`"},
+			{"Last violation", orNone(m.GetLastError())},
+			{"Then", "fix the schema (or ask the partner to), then `switchyard quarantine release --source " + name + "`"},
+		},
+		LinkPath: QuarantinedPath(name), LinkText: "Quarantined payloads of " + name,
+	}
+	return c
 }
 
 // auditLag reads two sources: the auditor's own reports (AuditLag records:

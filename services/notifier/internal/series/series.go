@@ -12,6 +12,7 @@
 package series
 
 import (
+	"cmp"
 	"math"
 	"net/http"
 	"slices"
@@ -74,6 +75,14 @@ func Target(rec *switchyardv1.AuditRecord) (kind, name string, ok bool) {
 		return KindAudit, rec.GetService(), true
 	case *switchyardv1.AuditRecord_PollRound:
 		return KindSource, d.PollRound.GetSource(), d.PollRound.GetSource() != ""
+	case *switchyardv1.AuditRecord_PayloadQuarantined:
+		// A publish API key's series is a source series named after the
+		// key: the two share no names (config.Validate).
+		name := cmp.Or(d.PayloadQuarantined.GetSource(), d.PayloadQuarantined.GetApiKey())
+		return KindSource, name, name != ""
+	case *switchyardv1.AuditRecord_PayloadsValid:
+		name := cmp.Or(d.PayloadsValid.GetSource(), d.PayloadsValid.GetApiKey())
+		return KindSource, name, name != ""
 	}
 	return "", "", false
 }
@@ -144,6 +153,13 @@ func Apply(d *switchyardv1.Series, rec *switchyardv1.AuditRecord, seen time.Time
 		}
 	case *switchyardv1.AuditRecord_PollRound:
 		d.Poll = MergePoll(d.Poll, pollObservation(x.PollRound, at))
+	case *switchyardv1.AuditRecord_PayloadQuarantined:
+		applyMalformed(d, rec.GetId(), x.PayloadQuarantined, at)
+	case *switchyardv1.AuditRecord_PayloadsValid:
+		m := malformedRun(d)
+		if m.ValidAt == nil || at.After(m.ValidAt.AsTime()) {
+			m.ValidAt = timestamppb.New(at)
+		}
 	case *switchyardv1.AuditRecord_WebhookRejected:
 		r := x.WebhookRejected
 		// A summary from ingress's rejection audit limit stands for
@@ -161,6 +177,63 @@ func Apply(d *switchyardv1.Series, rec *switchyardv1.AuditRecord, seen time.Time
 		bucket(d, at).Rejections++
 		text := "suspected replay: a body stored before on " + x.WebhookDuplicate.GetSubject() + " sent again under a new delivery id"
 		setLatest(&d.LastFailure, &switchyardv1.LastFailure{At: timestamppb.New(at), StatusCode: 200, Error: text, EventId: x.WebhookDuplicate.GetEventId()})
+	}
+}
+
+func malformedRun(d *switchyardv1.Series) *switchyardv1.MalformedRun {
+	if d.Malformed == nil {
+		d.Malformed = &switchyardv1.MalformedRun{}
+	}
+	return d.Malformed
+}
+
+// applyMalformed adds a payload that broke its contract to a delta: its
+// count, its earliest and its latest.
+func applyMalformed(d *switchyardv1.Series, _ string, p *switchyardv1.PayloadQuarantined, at time.Time) {
+	m := malformedRun(d)
+	m.Total++
+	ts := timestamppb.New(at)
+	if m.FirstAt == nil || at.Before(m.FirstAt.AsTime()) {
+		m.FirstAt = ts
+	}
+	if m.LastAt == nil || !at.Before(m.LastAt.AsTime()) {
+		m.LastAt, m.LastEventId = ts, p.GetEventId()
+		m.LastError = "(none recorded)"
+		if vs := p.GetViolations(); len(vs) > 0 {
+			path := vs[0].GetPath()
+			if path == "" {
+				path = "/"
+			}
+			m.LastError = path + ": " + vs[0].GetMessage()
+		}
+		if p.GetRejected() {
+			m.LastError += " (answered 422)"
+		}
+	}
+}
+
+// mergeMalformed adds a delta's malformed payloads to the state. A run is
+// the malformed payloads since valid ones last flowed, or since a gap of
+// at least gap without one.
+func mergeMalformed(state *switchyardv1.Series, d *switchyardv1.MalformedRun, gap time.Duration) {
+	if d == nil {
+		return
+	}
+	s := malformedRun(state)
+	if d.ValidAt != nil && (s.ValidAt == nil || d.ValidAt.AsTime().After(s.ValidAt.AsTime())) {
+		s.ValidAt = d.ValidAt
+	}
+	if d.GetTotal() == 0 {
+		return
+	}
+	ended := s.LastAt == nil || (s.ValidAt != nil && !s.LastAt.AsTime().After(s.ValidAt.AsTime())) ||
+		(gap > 0 && d.GetFirstAt().AsTime().Sub(s.LastAt.AsTime()) >= gap)
+	if ended {
+		s.RunStartTotal, s.RunStartedAt = s.Total, d.FirstAt
+	}
+	s.Total += d.Total
+	if s.LastAt == nil || !d.GetLastAt().AsTime().Before(s.LastAt.AsTime()) {
+		s.LastAt, s.LastEventId, s.LastError = d.LastAt, d.LastEventId, d.LastError
 	}
 }
 
@@ -395,6 +468,9 @@ type Limits struct {
 	// RunGap is the dead-letter rule's resolve time: a dead letter after a
 	// longer quiet period starts a new run.
 	RunGap time.Duration
+	// MalformedGap is the MalformedPayloads rule's quiet_after: a
+	// malformed payload after a longer quiet period starts a new run.
+	MalformedGap time.Duration
 }
 
 // Merge adds delta to state (which it changes and returns; nil starts an
@@ -427,6 +503,7 @@ func Merge(state, delta *switchyardv1.Series, now time.Time, lim Limits) *switch
 		setLatest(&state.LastFailure, f)
 	}
 	state.Poll = MergePoll(state.Poll, delta.GetPoll())
+	mergeMalformed(state, delta.GetMalformed(), lim.MalformedGap)
 	if f := delta.GetLastAuthFailure(); f != nil {
 		setLatest(&state.LastAuthFailure, f)
 	}

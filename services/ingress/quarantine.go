@@ -243,15 +243,12 @@ func (r *Releaser) Release(ctx context.Context, q Quarantined) (ReleaseResult, e
 	if err != nil {
 		return ReleaseResult{}, fmt.Errorf("remove #%d from %s: %w", q.Seq, topology.StreamQuarantine, err)
 	}
-	if err := st.DeleteMsg(ctx, q.Seq); err != nil && !natsx.IsNotFound(err) && !isNoMessage(err) {
-		return ReleaseResult{}, fmt.Errorf("remove #%d from %s: %w", q.Seq, topology.StreamQuarantine, err)
+	if err := st.DeleteMsg(ctx, q.Seq); err != nil {
+		// Removed by an earlier release of the same copy: the server
+		// answers a generic failure, so look.
+		if _, gerr := st.GetMsg(ctx, q.Seq); !natsx.IsNotFound(gerr) {
+			return ReleaseResult{}, fmt.Errorf("remove #%d from %s: %w", q.Seq, topology.StreamQuarantine, err)
+		}
 	}
 	return res, nil
-}
-
-// isNoMessage reports the server's "no message found" (10037) answer to
-// deleting a message another release removed first.
-func isNoMessage(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound
 }

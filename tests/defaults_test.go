@@ -125,6 +125,13 @@ func TestReadmeDefaultsAreTheCodes(t *testing.T) {
 		return doc
 	}
 	polledDefaults := resolve(polled())
+	// The sources[].contract rows: the source with a contract.
+	contracted := func() map[string]any {
+		doc := base()
+		doc["sources"].([]any)[0].(map[string]any)["contract"] = map[string]any{"default": "any.schema.json"}
+		return doc
+	}
+	contractedDefaults := resolve(contracted())
 	checked := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -150,8 +157,11 @@ func TestReadmeDefaultsAreTheCodes(t *testing.T) {
 			}
 		}
 		doc, want := base(), defaults
-		if strings.HasPrefix(field, "sources[].poll.") {
+		switch {
+		case strings.HasPrefix(field, "sources[].poll."):
 			doc, want = polled(), polledDefaults
+		case strings.HasPrefix(field, "sources[].contract."):
+			doc, want = contracted(), contractedDefaults
 		}
 		if !set(doc, strings.Split(field, "."), value) {
 			t.Errorf("README row %s: the field is not in the test's base configuration", field)

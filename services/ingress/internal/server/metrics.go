@@ -33,8 +33,11 @@ var (
 		"accepted", "duplicate", "suspected_replay", "rate_limited", "body_too_large", "malformed", "unavailable",
 		"missing_signature", "stale_timestamp", "malformed_signature", "missing_credentials", "bad_credentials", "bad_signature",
 		outcomeOverloaded,
+		// A source with a contract (the series exist for every source,
+		// at 0, so that the MalformedPayloads rule sees them).
+		statusQuarantined, outcomeInvalid,
 	}
-	apiOutcomes       = []string{statusAccepted, statusDuplicate, statusRejected, statusUnavailable}
+	apiOutcomes       = []string{statusAccepted, statusDuplicate, statusQuarantined, statusRejected, statusUnavailable}
 	idempotencyOps    = []string{"lookup", "record"}
 	auditErrorReasons = []string{"dropped", "failed"}
 )
@@ -96,10 +99,6 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 		for _, o := range webhookOutcomes {
 			m.requests.WithLabelValues(src.Name, o)
 		}
-		if src.Contract != nil {
-			m.requests.WithLabelValues(src.Name, statusQuarantined)
-			m.requests.WithLabelValues(src.Name, outcomeInvalid)
-		}
 		if src.Scheme == "slack" {
 			m.requests.WithLabelValues(src.Name, "handshake")
 		}
@@ -111,9 +110,6 @@ func newMetrics(reg prometheus.Registerer, sources []config.Source, keys []confi
 	for _, k := range keys {
 		for _, o := range apiOutcomes {
 			m.published.WithLabelValues(k.Name, o)
-		}
-		if k.Contract != nil {
-			m.published.WithLabelValues(k.Name, statusQuarantined)
 		}
 		m.syncPublishes.WithLabelValues(k.Name, syncCompleted)
 		m.syncPublishes.WithLabelValues(k.Name, syncPending)

@@ -4,12 +4,14 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/version"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/switchyard/internal/app"
@@ -61,6 +63,10 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			cfg, err := load()
 			if err != nil {
 				return err
+			}
+			// The contracts' schema files, as ingress compiles them at start.
+			if _, err := contracts.Compile(cfg); err != nil {
+				return fmt.Errorf("config %s: %w", cfgPath, err)
 			}
 			cmd.Printf("%s is valid: %d sources, %d destinations\n", cfgPath, len(cfg.Sources), len(cfg.Destinations))
 			return nil

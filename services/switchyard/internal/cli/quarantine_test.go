@@ -156,3 +156,28 @@ sources:
 		t.Errorf("the order again after its release: %d %s, want 200 duplicate", rec.Code, rec.Body)
 	}
 }
+
+// check-config compiles the contracts' schemas as ingress would: an
+// invalid one fails it, naming the field and the file.
+func TestCheckConfigCompilesSchemas(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "order.json"), []byte(`{"type": "objekt"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "switchyard.yaml")
+	if err := os.WriteFile(file, []byte(`
+sources:
+  - name: shop
+    scheme: shopify
+    secrets: ["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"]
+    contract: {default: order.json}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := cli.Execute(context.Background(), []string{"check-config", "--config", file}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "sources[0].contract.default") || !strings.Contains(err.Error(), filepath.Join(dir, "order.json")) {
+		t.Fatalf("check-config = %v, want the invalid schema named", err)
+	}
+}

@@ -20,7 +20,7 @@ func TestTopologyCommand(t *testing.T) {
 		t.Fatalf("topology: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"EVENTS", "NOTIFICATIONS", "dispatcher-demo-partner", "notifier-console", "dispatcher_reconciler",
-		"ingress_idempotency", "switchyard_breakers", "notifier_state", "silences", "ingress_poll_cursors", "ingress_poll_leases"} {
+		"ingress_idempotency", "switchyard_breakers", "notifier_state", "silences", "ingress_poll_cursors", "ingress_poll_leases", "QUARANTINE"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the output does not name %s:\n%s", want, out.String())
 		}
@@ -34,9 +34,10 @@ func TestTopologyCommand(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &plan); err != nil {
 		t.Fatalf("topology --json is not a plan: %v\n%s", err, out.String())
 	}
-	// The demo polls a source: the cursor and lease buckets too.
-	if len(plan.Streams) != 5 || len(plan.Buckets) != 6 || len(plan.Consumers) != 7 {
-		t.Errorf("plan has %d streams, %d consumers, %d buckets; want 5, 7, 6", len(plan.Streams), len(plan.Consumers), len(plan.Buckets))
+	// The demo polls a source: the cursor and lease buckets too. Ingress
+	// declares QUARANTINE besides the shared streams and NOTIFICATIONS.
+	if len(plan.Streams) != 6 || len(plan.Buckets) != 6 || len(plan.Consumers) != 7 {
+		t.Errorf("plan has %d streams, %d consumers, %d buckets; want 6, 7, 6", len(plan.Streams), len(plan.Consumers), len(plan.Buckets))
 	}
 	for _, s := range plan.Streams {
 		if s.Config.Replicas != 1 {

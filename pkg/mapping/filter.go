@@ -1,0 +1,115 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+)
+
+// filterCostLimit bounds the work of one filter evaluation (CEL's cost
+// units: about one per operation and per element visited), besides the
+// time bound.
+const filterCostLimit = 1_000_000
+
+// filter is a compiled CEL expression.
+type filter struct {
+	prg cel.Program
+}
+
+var (
+	envOnce sync.Once
+	env     *cel.Env
+	envErr  error
+)
+
+// filterEnv declares what a filter reads: the envelope as strings, the
+// stored headers by lower-case name, and the parsed body as data (null when
+// the body is not JSON).
+func filterEnv() (*cel.Env, error) {
+	envOnce.Do(func() {
+		var reg *types.Registry
+		if reg, envErr = types.NewRegistry(); envErr != nil {
+			return
+		}
+		env, envErr = cel.NewEnv(
+			cel.CustomTypeAdapter(numberAdapter{reg}),
+			cel.CustomTypeProvider(reg),
+			cel.CrossTypeNumericComparisons(true),
+			cel.Variable("id", cel.StringType),
+			cel.Variable("type", cel.StringType),
+			cel.Variable("source", cel.StringType),
+			cel.Variable("subject", cel.StringType),
+			cel.Variable("headers", cel.MapType(cel.StringType, cel.StringType)),
+			cel.Variable("data", cel.DynType),
+		)
+	})
+	return env, envErr
+}
+
+func compileFilter(src string) (*filter, error) {
+	e, err := filterEnv()
+	if err != nil {
+		return nil, err
+	}
+	ast, iss := e.Compile(src)
+	if iss.Err() != nil {
+		return nil, errors.New(strings.TrimSpace(iss.Err().Error()))
+	}
+	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("yields %s, not a bool", t)
+	}
+	prg, err := e.Program(ast, cel.CostLimit(filterCostLimit), cel.InterruptCheckFrequency(64))
+	if err != nil {
+		return nil, err
+	}
+	return &filter{prg: prg}, nil
+}
+
+func (f *filter) eval(ctx context.Context, in *Input) (bool, error) {
+	data := in.data
+	if in.dataErr != nil {
+		data = nil
+	}
+	out, _, err := f.prg.ContextEval(ctx, map[string]any{
+		"id": in.ev.ID, "type": in.ev.Type, "source": in.ev.Source, "subject": in.ev.Subject,
+		"headers": in.headers, "data": data,
+	})
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("yields %s, not a bool", out.Type())
+	}
+	return bool(b), nil
+}
+
+// numberAdapter reads the body as jsonexpr.Decode leaves it: numbers as
+// json.Number (exact, for the transformation), which CEL sees as int when
+// they are whole and fit, double otherwise.
+type numberAdapter struct{ types.Adapter }
+
+func (a numberAdapter) NativeToValue(v any) ref.Val {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return types.Int(i)
+		}
+		if f, err := x.Float64(); err == nil {
+			return types.Double(f)
+		}
+		return types.String(x)
+	case map[string]any:
+		return types.NewStringInterfaceMap(a, x)
+	case []any:
+		return types.NewDynamicList(a, x)
+	}
+	return a.Adapter.NativeToValue(v)
+}

@@ -403,6 +403,15 @@ type Destination struct {
 	// for the answer, besides the built-in ones (Content-Type, Location,
 	// ETag, ...). Credentials and cookies are never passed on.
 	SyncHeaders []string `yaml:"sync_headers"`
+	// Filter is a CEL expression over the event (id, type, source, subject,
+	// headers by lower-case name, data: the parsed body) that decides
+	// whether the destination gets it, e.g. data.shipping_address.country_code
+	// in ["DE", "FR"]. Events it leaves out are acknowledged without an
+	// attempt. Default none: every event routed here.
+	Filter string `yaml:"filter"`
+	// Transform maps the body to the partner's shape, with header and URL
+	// path templates. Default none: the body is sent as stored.
+	Transform Transform `yaml:"transform"`
 }
 
 // Retry is a destination's retry policy, carried out by JetStream ack-wait
@@ -620,6 +629,7 @@ func (c Config) WithDefaults() Config {
 		d := &c.Destinations[i]
 		setDefault(&d.Timeout, DefaultTimeout)
 		setDefault(&d.Mode, ModeAsync)
+		d.Transform = d.Transform.withDefaults()
 		if d.Ordered {
 			setDefault(&d.Concurrency, 1)
 		}

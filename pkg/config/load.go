@@ -24,7 +24,7 @@ func Load(path string, env LookupEnv) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(data, env)
+	c, err := parse(data, env, filepath.Dir(path))
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -34,8 +34,12 @@ func Load(path string, env LookupEnv) (Config, error) {
 	return c, nil
 }
 
-// Parse is Load for bytes already read.
-func Parse(data []byte, env LookupEnv) (Config, error) {
+// Parse is Load for bytes already read; files the configuration names
+// (transform.file) are read relative to the working directory.
+func Parse(data []byte, env LookupEnv) (Config, error) { return parse(data, env, "") }
+
+// parse reads files the configuration names relative to dir.
+func parse(data []byte, env LookupEnv, dir string) (Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -61,6 +65,7 @@ func Parse(data []byte, env LookupEnv) (Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("%w: %s", ErrInvalid, humanizeYAMLError(err, &doc, buf.Bytes()))
 	}
+	readTransformFiles(&c, dir)
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return Config{}, err

@@ -236,6 +236,7 @@ func (c Config) Validate() error {
 		}
 		checkBreaker(&p, f+".breaker", d.Breaker)
 		validateSync(&p, f, d)
+		validateMapping(&p, f, d)
 	}
 
 	if len(p) == 0 {

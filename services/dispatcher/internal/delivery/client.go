@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/outbound"
@@ -73,6 +75,9 @@ type Request struct {
 	ReplayOf string
 	// Header holds extra headers for this request.
 	Header http.Header
+	// Path, when set, is appended to the destination URL's path (already
+	// escaped: a destination's path template, pkg/mapping).
+	Path string
 	// Capture, when above 0, keeps the response's headers and up to this
 	// many bytes of its body in the Result (for a publisher waiting for
 	// the answer).
@@ -131,7 +136,14 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 
 // newRequest builds the request for r; the credentials are outbound's.
 func (c *Client) newRequest(ctx context.Context, r Request) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.target.URL, bytes.NewReader(r.Body))
+	target := c.target.URL
+	if r.Path != "" {
+		var err error
+		if target, err = joinPath(target, r.Path); err != nil {
+			return nil, err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(r.Body))
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +174,21 @@ func (c *Client) newRequest(ctx context.Context, r Request) (*http.Request, erro
 		req.Header.Set(signing.HeaderWebhookSignature, c.target.Signer.Sign(r.EventID, now, r.Body))
 	}
 	return req, nil
+}
+
+// joinPath appends an escaped path to base's path, keeping base's query.
+func joinPath(base, escaped string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	p, err := url.PathUnescape(escaped)
+	if err != nil {
+		return "", fmt.Errorf("templated path %q: %w", escaped, err)
+	}
+	u.RawPath = strings.TrimSuffix(u.EscapedPath(), "/") + escaped
+	u.Path = strings.TrimSuffix(u.Path, "/") + p
+	return u.String(), nil
 }
 
 // authFailure is the Result when no credentials could be had: permanent

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/mapping"
 	"github.com/switchyard/switchyard/pkg/outbound"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/backlog"
@@ -62,6 +63,10 @@ type destination struct {
 
 	// backlog reports the consumer's backlog.
 	backlog *backlog.Reporter
+
+	// mapping is the destination's filter and transformation; nil for
+	// none.
+	mapping *mapping.Mapping
 }
 
 func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) {
@@ -88,12 +93,20 @@ func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) 
 		}
 		target.Signer = signer
 	}
+	m, err := compileMapping(dc.Name, dc.MappingSpec())
+	if err != nil {
+		return nil, err
+	}
+	if m != nil && m.Version() != "" {
+		d.metrics.transformInfo.WithLabelValues(dc.Name, m.Version()).Set(1)
+	}
 	dest := &destination{
-		d:      d,
-		cfg:    dc,
-		policy: settle.PolicyFor(dc),
-		client: delivery.NewClient(target, hc),
-		log:    d.cfg.Logger.With(slog.String("destination", dc.Name)),
+		mapping: m,
+		d:       d,
+		cfg:     dc,
+		policy:  settle.PolicyFor(dc),
+		client:  delivery.NewClient(target, hc),
+		log:     d.cfg.Logger.With(slog.String("destination", dc.Name)),
 	}
 	dest.backlog = backlog.NewReporter(backlog.Config{JS: d.js, Audit: d.audit, Interval: d.cfg.BacklogInterval,
 		Metrics: d.metrics.backlogMetrics()}, dc.Name, dest.log)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/mapping"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/redelivery"
 	"github.com/switchyard/switchyard/pkg/syncreply"
@@ -79,6 +80,22 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		return
 	}
 
+	// The filter and the transformation come before admission: neither
+	// needs the partner, and a failure is no answer of the partner's.
+	var mapped mapping.Output
+	if dest.mapping != nil {
+		out, keep, err := dest.mapEvent(ctx, ev)
+		switch {
+		case err != nil:
+			dest.mappingFailed(ctx, msg, ev, meta, attempt, err, alive, log)
+			return
+		case !keep:
+			dest.filteredOut(ctx, msg, alive, log)
+			return
+		}
+		mapped = out
+	}
+
 	admitted, heldProbe := dest.admitHeld(stopping, probe, attempt, alive, log)
 	if !admitted {
 		alive.stop()
@@ -99,6 +116,9 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 		Attempt:     attempt,
 		ReplayOf:    ev.ReplayOf,
 	}
+	if dest.mapping != nil {
+		req = withMapping(req, mapped)
+	}
 	var span trace.Span
 	if traced {
 		hadTrace := telemetry.TraceID(ctx) != ""
@@ -107,7 +127,9 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 			log = log.With(slog.String("trace_id", telemetry.TraceID(ctx)))
 		}
 		// The partner can join its own spans to this attempt.
-		req.Header = http.Header{}
+		if req.Header == nil {
+			req.Header = http.Header{}
+		}
 		tr.InjectHTTP(ctx, req.Header)
 	}
 	// A publisher waits for this event's answer (a synchronous publish):

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/mapping"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/backlog"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/breaker"
@@ -36,6 +37,14 @@ type metrics struct {
 	// timeout is each destination's configured HTTP timeout: the
 	// PartnerLatencyHigh rule compares the p95 with a share of it.
 	timeout *prometheus.GaugeVec
+	// filtered counts events a destination's filter left out (acked
+	// without an attempt); mappingFailures the events dead-lettered
+	// because the filter or the transformation failed, by stage;
+	// transformInfo names the transformation version each destination
+	// runs.
+	filtered        *prometheus.CounterVec
+	mappingFailures *prometheus.CounterVec
+	transformInfo   *prometheus.GaugeVec
 }
 
 // Outcomes of attempts: the outcome label of
@@ -49,6 +58,7 @@ const (
 // Label values known in advance, besides the destinations.
 var (
 	attemptOutcomes = []string{outcomeDelivered, outcomeRetryable, outcomePermanent}
+	mappingStages   = []mapping.Stage{mapping.StageFilter, mapping.StageTransform, mapping.StageHeader, mapping.StagePath}
 	// reconciledKinds and reconciledResults: every pair occurs.
 	reconciledKinds   = []string{"max_deliveries", "terminated"}
 	reconciledResults = []string{"dead_lettered", "already_dead_lettered"}
@@ -98,6 +108,15 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 		authFailures:      counter("switchyard_dispatcher_auth_failures_total", "Attempts refused for the destination's credentials: 401 or 403, or the OAuth2 token endpoint refusing the client."),
 		authDeadLetters:   counter("switchyard_dispatcher_auth_dead_letters_total", "Dead letters whose last attempt was refused for the destination's credentials."),
 		timeout:           gauge("switchyard_dispatcher_timeout_seconds", "The destination's configured HTTP timeout (destinations[].timeout)."),
+		filtered:          counter("switchyard_dispatcher_filtered_total", "Events the destination's filter left out: acknowledged without an attempt."),
+		mappingFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_dispatcher_mapping_failures_total",
+			Help: "Events dead-lettered because the destination's filter or transformation failed, by stage (filter, transform, header, path).",
+		}, []string{"destination", "stage"}),
+		transformInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_dispatcher_transform_info",
+			Help: "1 for the transformation version (a short hash of the program and templates) each destination with a transformation runs.",
+		}, []string{"destination", "version"}),
 	}
 	for _, d := range dests {
 		name := d.Name
@@ -119,6 +138,10 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 		m.authFailures.WithLabelValues(name)
 		m.authDeadLetters.WithLabelValues(name)
 		m.timeout.WithLabelValues(name).Set(d.Timeout.D().Seconds())
+		m.filtered.WithLabelValues(name)
+		for _, st := range mappingStages {
+			m.mappingFailures.WithLabelValues(name, string(st))
+		}
 	}
 	for _, k := range reconciledKinds {
 		for _, r := range reconciledResults {
@@ -128,7 +151,7 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 	if reg != nil {
 		reg.MustRegister(m.attempts, m.duration, m.inflight, m.deadLetters, m.rateLimited, m.pending, m.ackPending,
 			m.maxAckPending, m.oldestAge, m.backlogFull, m.circuitState, m.circuitChanges, m.reconciled, m.consumerRecreated,
-			m.authFailures, m.authDeadLetters, m.timeout)
+			m.authFailures, m.authDeadLetters, m.timeout, m.filtered, m.mappingFailures, m.transformInfo)
 	}
 	return m
 }

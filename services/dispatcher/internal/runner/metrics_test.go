@@ -37,6 +37,8 @@ func TestMetricsExistFromTheStart(t *testing.T) {
 		"switchyard_dispatcher_auth_failures_total":        1,
 		"switchyard_dispatcher_auth_dead_letters_total":    1,
 		"switchyard_dispatcher_timeout_seconds":            1,
+		"switchyard_dispatcher_filtered_total":             1,
+		"switchyard_dispatcher_mapping_failures_total":     4,
 	}
 	got := map[string]map[string]int{}
 	for _, f := range families {

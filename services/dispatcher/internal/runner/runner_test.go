@@ -50,6 +50,8 @@ type hit struct {
 	at     time.Time
 	header http.Header
 	body   []byte
+	// path is the request's URL path, escaped.
+	path string
 	// handedOut is when JetStream handed this delivery to the dispatcher,
 	// when the partner was asked to find out (see partner.handedOut).
 	handedOut time.Time
@@ -92,7 +94,7 @@ func startPartner(t *testing.T, p *partner) *partner {
 			handedOut = p.handedOut()
 		}
 		n := len(p.hits)
-		h := hit{at: at, header: r.Header.Clone(), body: body, handedOut: handedOut}
+		h := hit{at: at, header: r.Header.Clone(), body: body, path: r.URL.EscapedPath(), handedOut: handedOut}
 		p.hits = append(p.hits, h)
 		var rep reply
 		if p.answer != nil {

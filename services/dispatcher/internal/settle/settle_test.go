@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/mapping"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/settle"
@@ -186,6 +187,22 @@ func TestStep(t *testing.T) {
 	for attempt, want := range map[int]time.Duration{0: time.Second, 1: time.Second, 2: 2 * time.Second, 3: 2 * time.Second, 6: 2 * time.Second} {
 		if got := p.Step(attempt); got != want {
 			t.Errorf("Step(%d) = %v, want %v", attempt, got, want)
+		}
+	}
+}
+
+// A failed filter or transformation (pkg/mapping) makes no request: the
+// dispatcher hands settle a permanent result without a status, which is
+// dead-lettered on the delivery it happened on, never retried.
+func TestMappingFailureIsDeadLetteredAtOnce(t *testing.T) {
+	t.Parallel()
+	res := delivery.Result{Outcome: permanent, Err: &mapping.Error{Stage: mapping.StageTransform, Err: errors.New("cannot iterate over: string")}}
+	for name, p := range policies(t) {
+		for _, n := range []int{1, 2, 4} {
+			got := settle.Decide(res, settle.Attempt{Number: n}, p)
+			if got.Kind != settle.DeadLetter || got.Reason != permFailure || !got.Final || got.LastDelivery != (n == 4) {
+				t.Errorf("%s, delivery %d: %+v", name, n, got)
+			}
 		}
 	}
 }

@@ -143,7 +143,8 @@ func decodeAny(b []byte) (any, error) {
 }
 
 // Diff is a line diff of want and got: "" when they are equal, otherwise
-// every line, the removed ones prefixed "-", the added ones "+".
+// the removed lines prefixed "-", the added ones "+", with three lines of
+// context around them.
 func Diff(want, got []byte) string {
 	if bytes.Equal(want, got) {
 		return ""
@@ -164,20 +165,45 @@ func Diff(want, got []byte) string {
 			}
 		}
 	}
-	var sb strings.Builder
+	type line struct {
+		op   byte
+		text string
+	}
+	var lines []line
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
 		case i < len(a) && j < len(b) && a[i] == b[j]:
-			sb.WriteString("  " + a[i] + "\n")
+			lines = append(lines, line{' ', a[i]})
 			i, j = i+1, j+1
-		case j < len(b) && (i == len(a) || lcs[i][j+1] >= lcs[i+1][j]):
-			sb.WriteString("+ " + b[j] + "\n")
-			j++
-		default:
-			sb.WriteString("- " + a[i] + "\n")
+		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
+			lines = append(lines, line{'-', a[i]})
 			i++
+		default:
+			lines = append(lines, line{'+', b[j]})
+			j++
 		}
+	}
+	// Changed lines with diffContext lines around them.
+	const diffContext = 3
+	var sb strings.Builder
+	last := -1
+	for k, l := range lines {
+		near := false
+		for d := max(0, k-diffContext); d <= min(len(lines)-1, k+diffContext); d++ {
+			if lines[d].op != ' ' {
+				near = true
+				break
+			}
+		}
+		if !near {
+			continue
+		}
+		if last >= 0 && k > last+1 {
+			sb.WriteString("  ...\n")
+		}
+		sb.WriteString(string(l.op) + " " + l.text + "\n")
+		last = k
 	}
 	return sb.String()
 }

@@ -183,6 +183,11 @@ func Compile(s Spec) (*Mapping, error) {
 		if m.path, err = parseTemplate(s.Path); err != nil {
 			return nil, &Error{Stage: StagePath, Expr: s.Path, Err: err}
 		}
+		for _, lit := range m.path.parts {
+			if _, err := url.PathUnescape(lit); err != nil {
+				return nil, &Error{Stage: StagePath, Expr: s.Path, Err: fmt.Errorf("not an escaped URL path: %w", err)}
+			}
+		}
 	}
 	m.version = version(s, names)
 	return m, nil

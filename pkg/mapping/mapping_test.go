@@ -92,6 +92,7 @@ func TestCompileErrorsNameThePart(t *testing.T) {
 		{mapping.Spec{Transform: `$nope`}, mapping.StageTransform, "variable not defined: $nope"},
 		{mapping.Spec{Path: `orders/{{.data.id}}`}, mapping.StagePath, "must start with /"},
 		{mapping.Spec{Path: `/orders/{{.data.id`}, mapping.StagePath, "{{ without }}"},
+		{mapping.Spec{Path: `/a%zz/{{.data.id}}`}, mapping.StagePath, "not an escaped URL path"},
 		{mapping.Spec{Headers: map[string]string{"Authorization": "x"}}, mapping.StageHeader, "cannot be templated"},
 		{mapping.Spec{Headers: map[string]string{"X-Order": "{{ .data[ }}"}}, mapping.StageHeader, "header X-Order"},
 	}

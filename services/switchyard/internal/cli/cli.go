@@ -89,6 +89,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		},
 	})
 	root.AddCommand(sendWebhookCmd(load))
+	root.AddCommand(transformCmd(load, func() string { return cfgPath }))
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

@@ -97,9 +97,11 @@ func newDestination(d *Dispatcher, dc config.Destination) (*destination, error) 
 	if err != nil {
 		return nil, err
 	}
+	version := "none"
 	if m != nil && m.Version() != "" {
-		d.metrics.transformInfo.WithLabelValues(dc.Name, m.Version()).Set(1)
+		version = m.Version()
 	}
+	d.metrics.transformInfo.WithLabelValues(dc.Name, version).Set(1)
 	dest := &destination{
 		mapping: m,
 		d:       d,

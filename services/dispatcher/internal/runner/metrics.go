@@ -115,7 +115,7 @@ func newMetrics(reg prometheus.Registerer, dests []config.Destination) *metrics 
 		}, []string{"destination", "stage"}),
 		transformInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_dispatcher_transform_info",
-			Help: "1 for the transformation version (a short hash of the program and templates) each destination with a transformation runs.",
+			Help: "1 for the transformation version each destination runs: a short hash of its program and templates, none without a transformation.",
 		}, []string{"destination", "version"}),
 	}
 	for _, d := range dests {

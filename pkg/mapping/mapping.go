@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -275,7 +276,7 @@ func (in *Input) parse() {
 			in.dataErr = fmt.Errorf("%w: it is empty", ErrNotJSON)
 			return
 		}
-		in.data, in.dataErr = jsonexpr.Decode(in.ev.Body)
+		in.data, in.dataErr = decode(in.ev.Body)
 		if in.dataErr != nil {
 			in.dataErr = fmt.Errorf("%w: %v", ErrNotJSON, in.dataErr)
 		}
@@ -335,7 +336,7 @@ func (m *Mapping) Apply(ctx context.Context, in *Input) (Output, error) {
 		if err != nil {
 			return Output{}, &Error{Stage: StageTransform, Expr: m.spec.Transform, Err: err}
 		}
-		b, err := jsonexpr.Encode(v)
+		b, err := gojq.Marshal(v)
 		if err != nil {
 			return Output{}, &Error{Stage: StageTransform, Expr: m.spec.Transform, Err: fmt.Errorf("encode the result: %w", err)}
 		}
@@ -439,6 +440,36 @@ type template struct {
 	src   string
 	parts []string         // literal text; parts[i] precedes exprs[i]
 	exprs []*jsonexpr.Expr // len(parts) == len(exprs)+1
+	// paths[i] is exprs[i] when it is a plain path (.a.b), read without
+	// running gojq; nil otherwise.
+	paths [][]string
+}
+
+// plainPath matches the placeholders read by walking the document.
+var plainPath = regexp.MustCompile(`^\s*(\.[A-Za-z_][A-Za-z0-9_]*)+\s*$`)
+
+// pathOf splits a plain path placeholder; nil when it is not one.
+func pathOf(src string) []string {
+	if !plainPath.MatchString(src) {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(src), ".")[1:]
+}
+
+// lookup walks a plain path; false when a step is missing or not an
+// object (gojq would fail or yield null: both are "no value" here).
+func lookup(root any, path []string) (any, bool) {
+	v := root
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, v != nil
 }
 
 func parseTemplate(src string) (*template, error) {
@@ -466,6 +497,7 @@ func parseTemplate(src string) (*template, error) {
 		}
 		t.parts = append(t.parts, rest[:i])
 		t.exprs = append(t.exprs, e)
+		t.paths = append(t.paths, pathOf(rest[i+2:i+j]))
 		rest = rest[i+j+2:]
 	}
 }
@@ -494,7 +526,14 @@ func (t *template) render(ctx context.Context, root any, escape bool) (string, e
 	var b strings.Builder
 	for i, e := range t.exprs {
 		b.WriteString(t.parts[i])
-		v, ok, err := e.First(ctx, root)
+		var v any
+		var ok bool
+		var err error
+		if p := t.paths[i]; p != nil {
+			v, ok = lookup(root, p)
+		} else {
+			v, ok, err = e.First(ctx, root)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ErrTimeout

@@ -142,3 +142,25 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// An invalid filter stops the program at start (every command loads the
+// configuration first) with the destination and the expression named.
+func TestInvalidFilterStopsTheStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "switchyard.yaml")
+	writeFile(t, cfg, `
+destinations:
+  - name: eu-orders
+    url: https://erp.example.com/api
+    subjects: ["events.order.>"]
+    filter: 'data.shipping_address.country_code = "DE"'
+`)
+	for _, cmd := range [][]string{{"check-config"}, {"run"}} {
+		var out bytes.Buffer
+		err := cli.Execute(context.Background(), append([]string{"-c", cfg}, cmd...), &out, &out)
+		if err == nil || !strings.Contains(err.Error(), `destinations[0].filter: destination "eu-orders": CEL expression "data.shipping_address.country_code = \"DE\""`) {
+			t.Errorf("%v: %v", cmd, err)
+		}
+	}
+}

@@ -167,7 +167,7 @@ func addListFlags(cmd *cobra.Command, filters ...string) *listFlags {
 		"reason":      "reason (dead letters: max_attempts, permanent_failure, ...; rejections: bad_signature, stale_timestamp, ...)",
 		"q":           "words in the last error",
 		"rule":        "alert rule (DeliveryDeadLettered, PartnerDown, ...)",
-		"kind":        "record kind: duplicate, backlog, lag, alert, silence or other",
+		"kind":        "record kind: duplicate, backlog, lag, alert, silence, poll, quarantined, valid, released or other",
 		"key":         "record key: the source of a duplicate, destination of a backlog report, rule of an alert, id of a silence",
 		"state":       "alert state: firing or resolved",
 		"sender":      "alert sender: slack, console or webhook",

@@ -40,8 +40,9 @@ func TestProductionIsReplicatedEverywhere(t *testing.T) {
 			t.Errorf("KV bucket %s: %d replicas, want 3", b.Config.Bucket, b.Config.Replicas)
 		}
 	}
-	if len(plan.Streams) != 5 || len(plan.Buckets) != 4 {
-		t.Errorf("the plan has %d streams and %d buckets, want 5 and 4", len(plan.Streams), len(plan.Buckets))
+	// EVENTS, DEAD_LETTERS, AUDIT, ADVISORIES, NOTIFICATIONS, QUARANTINE.
+	if len(plan.Streams) != 6 || len(plan.Buckets) != 4 {
+		t.Errorf("the plan has %d streams and %d buckets, want 6 and 4", len(plan.Streams), len(plan.Buckets))
 	}
 
 	// What each service creates, from the configuration it is built with.

@@ -475,7 +475,9 @@ func decodeStrict(b []byte, v any) error {
 	if err := d.Decode(v); err != nil {
 		return err
 	}
-	if d.More() {
+	// Not d.More(), which is false before a stray '}' or ']': only the
+	// end of the body may follow.
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("unexpected data after the JSON value")
 	}
 	return nil

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,28 @@ func checkStored(t *testing.T, e events.Event, now time.Time) {
 				t.Fatalf("header %s: %q is not safe to keep", k, v)
 			}
 		}
+	}
+}
+
+// A body followed by a stray '}' or ']' is not one JSON value: refused
+// like any other trailing data (FuzzPublishDecode found "{}}" accepted),
+// and nothing is stored.
+func TestPublishRefusesStrayCloser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withAPIKey("orders", testAPIKey))
+	url := e.serve(t)
+	for _, tt := range []struct{ path, body string }{
+		{"/v1/events", `{"type":"order.created"}}`},
+		{"/v1/events", `{"type":"order.created","data":[1]}]`},
+		{"/v1/events/batch", `{"events":[{"idempotency_key":"b1","type":"order.created"}]}}`},
+	} {
+		h := http.Header{"Authorization": {"Bearer " + testAPIKey}, "Content-Type": {"application/json"}, HeaderIdempotencyKey: {"stray-1"}}
+		a := send(t, http.MethodPost, url+tt.path, h, []byte(tt.body))
+		if a.code != http.StatusBadRequest || a.reply.Error != "malformed_body" || !strings.Contains(a.reply.Message, "unexpected data after the JSON value") {
+			t.Errorf("POST %s %s: %d %s, want 400 malformed_body naming the trailing data", tt.path, tt.body, a.code, a.raw)
+		}
+	}
+	if n := eventCount(t, e.js); n != 0 {
+		t.Errorf("EVENTS holds %d events, want 0", n)
 	}
 }

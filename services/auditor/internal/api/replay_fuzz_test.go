@@ -9,10 +9,14 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
+	"github.com/switchyard/switchyard/pkg/untrusted"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -72,7 +76,9 @@ func validHeaderValue(v string) bool {
 // it is not a JSON object the API can read, and otherwise answered as its
 // fields say (destination required and configured, limit 1-1000), with the
 // store asked for exactly the filter the body names; and that no request
-// is answered 500 or with anything but JSON.
+// is answered 500 or with anything but JSON. A Switchyard-Requested-By
+// that is safe to keep (UTF-8, no control characters, at most 200 bytes)
+// is read as sent, trimmed; none as "api".
 func FuzzReplayRequest(f *testing.F) {
 	for _, s := range []struct{ id, key, by, body string }{
 		{"EVENTS:1:erp", "", "", `{"destination":"erp","dry_run":true}`},
@@ -140,6 +146,20 @@ func FuzzReplayRequest(f *testing.F) {
 			return
 		}
 		st.reset()
+
+		// Who asked: a name that is safe to keep is kept as sent (trimmed);
+		// none is "api".
+		hreq := httptest.NewRequest(http.MethodPost, "/", nil)
+		hreq.Header.Set(HeaderRequestedBy, by)
+		got := requestedBy(echo.New().NewContext(hreq, httptest.NewRecorder()))
+		switch want := strings.TrimSpace(by); {
+		case got == "" || got != strings.TrimSpace(got):
+			t.Fatalf("Switchyard-Requested-By %q read as %q", by, got)
+		case want == "" && got != "api":
+			t.Fatalf("no Switchyard-Requested-By read as %q, want api", got)
+		case want != "" && len(want) <= 200 && untrusted.Valid(want) && got != want:
+			t.Fatalf("Switchyard-Requested-By %q read as %q, want it as sent", by, got)
+		}
 
 		// One dead letter: the id, escaped into the path, reaches the
 		// store as it is.

@@ -76,9 +76,10 @@ func validHeaderValue(v string) bool {
 // it is not a JSON object the API can read, and otherwise answered as its
 // fields say (destination required and configured, limit 1-1000), with the
 // store asked for exactly the filter the body names; and that no request
-// is answered 500 or with anything but JSON. A Switchyard-Requested-By
-// that is safe to keep (UTF-8, no control characters, at most 200 bytes)
-// is read as sent, trimmed; none as "api".
+// is answered 500 or with anything but JSON. Switchyard-Requested-By is
+// read as a name safe for the audit record (UTF-8, no control characters,
+// at most MaxRequestedBy bytes), one that already is as sent, trimmed;
+// none as "api".
 func FuzzReplayRequest(f *testing.F) {
 	for _, s := range []struct{ id, key, by, body string }{
 		{"EVENTS:1:erp", "", "", `{"destination":"erp","dry_run":true}`},
@@ -153,11 +154,11 @@ func FuzzReplayRequest(f *testing.F) {
 		hreq.Header.Set(HeaderRequestedBy, by)
 		got := requestedBy(echo.New().NewContext(hreq, httptest.NewRecorder()))
 		switch want := strings.TrimSpace(by); {
-		case got == "" || got != strings.TrimSpace(got):
-			t.Fatalf("Switchyard-Requested-By %q read as %q", by, got)
+		case got == "" || got != strings.TrimSpace(got) || !untrusted.Valid(got) || len(got) > MaxRequestedBy:
+			t.Fatalf("Switchyard-Requested-By %q read as %q: not a safe name for the audit record", by, got)
 		case want == "" && got != "api":
 			t.Fatalf("no Switchyard-Requested-By read as %q, want api", got)
-		case want != "" && len(want) <= 200 && untrusted.Valid(want) && got != want:
+		case want != "" && len(want) <= MaxRequestedBy && untrusted.Valid(want) && got != want:
 			t.Fatalf("Switchyard-Requested-By %q read as %q, want it as sent", by, got)
 		}
 

@@ -1037,9 +1037,13 @@ type DeliveryAttempt struct {
 	AuthFailure bool `protobuf:"varint,19,opt,name=auth_failure,json=authFailure,proto3" json:"auth_failure,omitempty"`
 	// trace_id is the OpenTelemetry trace (32 hex digits) this attempt's
 	// span belongs to; empty when tracing is off or the trace not sampled.
-	TraceId       string `protobuf:"bytes,20,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TraceId string `protobuf:"bytes,20,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// transform_version is the version (12 hex digits) of the destination's
+	// transformation that produced the delivered body; empty when the
+	// destination has none (the stored payload was sent as it is).
+	TransformVersion string `protobuf:"bytes,21,opt,name=transform_version,json=transformVersion,proto3" json:"transform_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeliveryAttempt) Reset() {
@@ -1212,6 +1216,13 @@ func (x *DeliveryAttempt) GetTraceId() string {
 	return ""
 }
 
+func (x *DeliveryAttempt) GetTransformVersion() string {
+	if x != nil {
+		return x.TransformVersion
+	}
+	return ""
+}
+
 // DeadLetter is a delivery that Switchyard gave up on. The copy published to
 // DEAD_LETTERS (dlq.<destination>) carries the payload and headers so that it
 // can be replayed after EVENTS has aged the event out; the copy in the audit
@@ -1246,9 +1257,13 @@ type DeadLetter struct {
 	PayloadOmitted bool `protobuf:"varint,19,opt,name=payload_omitted,json=payloadOmitted,proto3" json:"payload_omitted,omitempty"`
 	// trace_id is the OpenTelemetry trace of the last attempt (empty when
 	// tracing was off, the trace not sampled, or the reconciler made it).
-	TraceId       string `protobuf:"bytes,20,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TraceId string `protobuf:"bytes,20,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// transform_version is the version of the destination's transformation
+	// when the delivery was made (see DeliveryAttempt.transform_version);
+	// empty when it has none or the reconciler made the dead letter.
+	TransformVersion string `protobuf:"bytes,21,opt,name=transform_version,json=transformVersion,proto3" json:"transform_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeadLetter) Reset() {
@@ -1417,6 +1432,13 @@ func (x *DeadLetter) GetPayloadOmitted() bool {
 func (x *DeadLetter) GetTraceId() string {
 	if x != nil {
 		return x.TraceId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetTransformVersion() string {
+	if x != nil {
+		return x.TransformVersion
 	}
 	return ""
 }
@@ -2580,7 +2602,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"remoteAddr\x12-\n" +
 	"\x03via\x18\x04 \x01(\x0e2\x1b.switchyard.v1.DuplicateViaR\x03via\x12\x18\n" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x17\n" +
-	"\aapi_key\x18\x06 \x01(\tR\x06apiKey\"\xc4\x05\n" +
+	"\aapi_key\x18\x06 \x01(\tR\x06apiKey\"\xf1\x05\n" +
 	"\x0fDeliveryAttempt\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x18\n" +
@@ -2607,7 +2629,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"event_type\x18\x11 \x01(\tR\teventType\x12\x14\n" +
 	"\x05probe\x18\x12 \x01(\bR\x05probe\x12!\n" +
 	"\fauth_failure\x18\x13 \x01(\bR\vauthFailure\x12\x19\n" +
-	"\btrace_id\x18\x14 \x01(\tR\atraceId\"\x8c\x06\n" +
+	"\btrace_id\x18\x14 \x01(\tR\atraceId\x12+\n" +
+	"\x11transform_version\x18\x15 \x01(\tR\x10transformVersion\"\xb9\x06\n" +
 	"\n" +
 	"DeadLetter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
@@ -2633,7 +2656,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\treplay_of\x18\x11 \x01(\tR\breplayOf\x12!\n" +
 	"\fauth_failure\x18\x12 \x01(\bR\vauthFailure\x12'\n" +
 	"\x0fpayload_omitted\x18\x13 \x01(\bR\x0epayloadOmitted\x12\x19\n" +
-	"\btrace_id\x18\x14 \x01(\tR\atraceId\x1a:\n" +
+	"\btrace_id\x18\x14 \x01(\tR\atraceId\x12+\n" +
+	"\x11transform_version\x18\x15 \x01(\tR\x10transformVersion\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc9\x01\n" +

@@ -325,6 +325,9 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 		Probe:           probe,
 		AuthFailure:     res.AuthFailure(),
 		TraceId:         telemetry.SampledTraceID(ctx),
+		// The request was made with this destination's transformation
+		// (mapEvent ran before the attempt), so the body is its output.
+		TransformVersion: dest.transformVersion(),
 	}
 	if res.RetryAfter > 0 {
 		a.RetryAfter = durationpb.New(res.RetryAfter)
@@ -376,6 +379,9 @@ func (dest *destination) newDeadLetter(ev events.Stored, meta *jetstream.MsgMeta
 		EventType:       ev.Type,
 		ReplayOf:        ev.ReplayOf,
 		AuthFailure:     res.AuthFailure(),
+		// Both callers come after mapEvent: the transformation of the
+		// delivery (or the one that failed).
+		TransformVersion: dest.transformVersion(),
 	}
 }
 

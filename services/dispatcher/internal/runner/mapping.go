@@ -34,6 +34,15 @@ func compileMapping(name string, spec mapping.Spec) (*mapping.Mapping, error) {
 	return m, nil
 }
 
+// transformVersion is the version of the destination's transformation,
+// "" when it has none (no mapping, or only a filter).
+func (dest *destination) transformVersion() string {
+	if dest.mapping == nil {
+		return ""
+	}
+	return dest.mapping.Version()
+}
+
 // mapEvent runs the destination's filter and transformation over ev. It
 // reports false when the filter leaves the event out; an error is the
 // mapping's (the event must be dead-lettered: no later attempt can do

@@ -158,6 +158,41 @@ func TestTransformReshapesTheRequest(t *testing.T) {
 	}
 }
 
+// The attempt record of a transformed delivery names the transformation's
+// version (the audit log keeps the stored payload, so the delivered body is
+// known from both); a destination without one records none, and a
+// filter alone is no transformation.
+func TestAttemptRecordsTheTransformVersion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newPartner(t, reply{status: http.StatusOK})
+	shaped := destinationFor("shaped", p.URL, 3)
+	shaped.Transform.JQ = `{ref: .id}`
+	plain := destinationFor("plain", p.URL, 3)
+	filtered := destinationFor("filtered", p.URL, 3)
+	filtered.Filter = `data.total > 100`
+	d := e.start(t, shaped, plain, filtered)
+	e.publish(t, shippedTo("o1", "DE"))
+	for _, name := range []string{"shaped", "plain", "filtered"} {
+		e.waitSettled(t, name, 1)
+	}
+	want := map[string]string{"shaped": "", "plain": "", "filtered": ""}
+	for _, dest := range d.dests {
+		if dest.cfg.Name == "shaped" {
+			want["shaped"] = dest.mapping.Version()
+		}
+	}
+	if len(want["shaped"]) != 12 {
+		t.Fatalf("the transformation's version is %q, want 12 hex digits", want["shaped"])
+	}
+	for name, version := range want {
+		_, as := attempts(t, e.js, name)
+		if len(as) != 1 || as[0].TransformVersion != version {
+			t.Errorf("%s: attempt records %v, want one with transform_version %q", name, as, version)
+		}
+	}
+}
+
 // A replay runs the transformation configured now over the stored payload.
 func TestReplayRunsTheCurrentTransformation(t *testing.T) {
 	t.Parallel()
@@ -207,6 +242,9 @@ func TestTransformFailureDeadLetters(t *testing.T) {
 		dl.Reason != switchyardv1.DeadLetterReason_DEAD_LETTER_REASON_PERMANENT_FAILURE ||
 		!strings.Contains(dl.LastError, "transformation "+version+": transform") || !strings.Contains(dl.LastError, "cannot iterate over") {
 		t.Errorf("dead letter = %v", dl)
+	}
+	if dl.TransformVersion != version {
+		t.Errorf("dead letter transform_version %q, want %q", dl.TransformVersion, version)
 	}
 	if !bytes.Equal(dl.Payload, bad.Data) {
 		t.Errorf("dead letter payload %q, want the stored body", dl.Payload)

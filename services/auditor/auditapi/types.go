@@ -109,6 +109,10 @@ type Attempt struct {
 	// TraceID is the OpenTelemetry trace of the attempt's span (empty when
 	// tracing was off or the trace not sampled).
 	TraceID string `json:"trace_id,omitempty"`
+	// TransformVersion is the version (12 hex digits) of the destination's
+	// transformation that produced the delivered body; empty when the
+	// payload was sent as stored.
+	TransformVersion string `json:"transform_version,omitempty"`
 }
 
 // DeadLetter is a delivery Switchyard gave up on (the payload stays with the

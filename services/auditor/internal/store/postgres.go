@@ -187,19 +187,19 @@ func pgWriteBatch(r tableRows) *pgx.Batch {
 		}
 	}
 	if n := len(r.attempts); n > 0 {
-		txt := strCols(8, n)
+		txt := strCols(9, n)
 		nums, codes := make([]int32, n), make([]int32, n)
 		starts := make([]time.Time, n)
 		durs, seqs := make([]int64, n), make([]int64, n)
 		finals := make([]bool, n)
 		for i, a := range r.attempts {
-			setRow(txt, i, a.ID, a.EventID, a.Destination, a.Outcome, a.Error, a.ResponseSnippet, a.ReplayOf, a.TraceID)
+			setRow(txt, i, a.ID, a.EventID, a.Destination, a.Outcome, a.Error, a.ResponseSnippet, a.ReplayOf, a.TraceID, a.TransformVersion)
 			nums[i], codes[i], starts[i], durs[i], finals[i], seqs[i] = int32(a.Attempt), int32(a.StatusCode), a.StartedAt, a.Duration.Microseconds(), a.Final, int64(a.StreamSeq)
 		}
-		batch.Queue(`INSERT INTO attempts (id, event_id, destination, outcome, error, response_snippet, replay_of, trace_id, attempt, status_code, started_at, duration_us, final, stream_seq)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::integer[], $11::timestamptz[], $12::bigint[], $13::boolean[], $14::bigint[])
+		batch.Queue(`INSERT INTO attempts (id, event_id, destination, outcome, error, response_snippet, replay_of, trace_id, transform_version, attempt, status_code, started_at, duration_us, final, stream_seq)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[], $11::integer[], $12::timestamptz[], $13::bigint[], $14::boolean[], $15::bigint[])
 			ON CONFLICT (id) DO NOTHING`,
-			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], txt[7], nums, codes, starts, durs, finals, seqs)
+			txt[0], txt[1], txt[2], txt[3], txt[4], txt[5], txt[6], txt[7], txt[8], nums, codes, starts, durs, finals, seqs)
 	}
 	if n := len(r.deadLetters); n > 0 {
 		txt := strCols(8, n)

@@ -37,12 +37,12 @@ func scanDelivery(r rows) (Delivery, error) {
 	return d, err
 }
 
-const attemptCols = "id, event_id, destination, attempt, stream_seq, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of, trace_id"
+const attemptCols = "id, event_id, destination, attempt, stream_seq, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of, trace_id, transform_version"
 
 func scanAttempt(r rows) (Attempt, error) {
 	var a Attempt
 	err := r.Scan(&a.ID, &a.EventID, &a.Destination, &a.Attempt, &u64{&a.StreamSeq}, &ts{&a.StartedAt}, &dur{&a.Duration},
-		&a.StatusCode, &a.Outcome, &a.Error, &a.ResponseSnippet, &a.Final, &a.ReplayOf, &a.TraceID)
+		&a.StatusCode, &a.Outcome, &a.Error, &a.ResponseSnippet, &a.Final, &a.ReplayOf, &a.TraceID, &a.TransformVersion)
 	a.DurationMS = float64(a.Duration.Microseconds()) / 1000
 	return a, err
 }

@@ -53,21 +53,22 @@ func split(b Batch) (tableRows, error) {
 			a := d.DeliveryAttempt
 			dur := a.GetDuration().AsDuration()
 			r.attempts = append(r.attempts, Attempt{
-				ID:              safeText(rec.Id),
-				EventID:         safeText(a.EventId),
-				Destination:     safeText(a.Destination),
-				Attempt:         int(a.Attempt),
-				StreamSeq:       a.StreamSeq,
-				StartedAt:       a.GetStartedAt().AsTime(),
-				Duration:        dur,
-				DurationMS:      float64(dur.Microseconds()) / 1000,
-				StatusCode:      int(a.StatusCode),
-				Outcome:         OutcomeName(a.Outcome),
-				Error:           safeText(a.Error),
-				ResponseSnippet: safeText(a.ResponseSnippet),
-				Final:           a.Final,
-				ReplayOf:        safeText(a.ReplayOf),
-				TraceID:         traceID(a.TraceId),
+				ID:               safeText(rec.Id),
+				EventID:          safeText(a.EventId),
+				Destination:      safeText(a.Destination),
+				Attempt:          int(a.Attempt),
+				StreamSeq:        a.StreamSeq,
+				StartedAt:        a.GetStartedAt().AsTime(),
+				Duration:         dur,
+				DurationMS:       float64(dur.Microseconds()) / 1000,
+				StatusCode:       int(a.StatusCode),
+				Outcome:          OutcomeName(a.Outcome),
+				Error:            safeText(a.Error),
+				ResponseSnippet:  safeText(a.ResponseSnippet),
+				Final:            a.Final,
+				ReplayOf:         safeText(a.ReplayOf),
+				TraceID:          traceID(a.TraceId),
+				TransformVersion: transformVersion(a.TransformVersion),
 			})
 		case *switchyardv1.AuditRecord_WebhookRejected:
 			w := d.WebhookRejected
@@ -430,16 +431,30 @@ func safeValue(v any) any {
 	}
 }
 
+// transformVersion keeps a transformation version only if it is one (12
+// lower-case hex digits, pkg/mapping's short hash), for the same reason.
+func transformVersion(s string) string {
+	if len(s) != 12 || !lowerHex(s) {
+		return ""
+	}
+	return s
+}
+
 // traceID keeps a trace id only if it is one (32 lower-case hex digits):
 // the field comes from a record anyone on AUDIT could have written.
 func traceID(s string) string {
-	if len(s) != 32 {
+	if len(s) != 32 || !lowerHex(s) {
 		return ""
 	}
+	return s
+}
+
+// lowerHex reports whether s is made of lower-case hex digits only.
+func lowerHex(s string) bool {
 	for _, c := range s {
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return ""
+			return false
 		}
 	}
-	return s
+	return true
 }

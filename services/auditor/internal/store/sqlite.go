@@ -133,10 +133,10 @@ func (s *SQLite) Write(ctx context.Context, b Batch) error {
 			ON CONFLICT (event_id, destination) DO NOTHING`, len(pend), func(i int) []any {
 				return []any{pend[i].ev, pend[i].dest, pend[i].at.UnixNano()}
 			}),
-			exec(`INSERT INTO attempts (id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of, stream_seq, trace_id)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (id) DO NOTHING`, len(r.attempts), func(i int) []any {
+			exec(`INSERT INTO attempts (id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of, stream_seq, trace_id, transform_version)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT (id) DO NOTHING`, len(r.attempts), func(i int) []any {
 				a := r.attempts[i]
-				return []any{a.ID, a.EventID, a.Destination, a.Attempt, a.StartedAt.UnixNano(), a.Duration.Microseconds(), a.StatusCode, a.Outcome, a.Error, a.ResponseSnippet, a.Final, a.ReplayOf, int64(a.StreamSeq), a.TraceID}
+				return []any{a.ID, a.EventID, a.Destination, a.Attempt, a.StartedAt.UnixNano(), a.Duration.Microseconds(), a.StatusCode, a.Outcome, a.Error, a.ResponseSnippet, a.Final, a.ReplayOf, int64(a.StreamSeq), a.TraceID, a.TransformVersion}
 			}),
 			exec(`INSERT INTO rejections (id, at, source, reason, detail, remote_addr, status_code, event_id, api_key, user_agent, body_size)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING`, len(r.rejections), func(i int) []any {

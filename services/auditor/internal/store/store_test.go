@@ -203,9 +203,11 @@ func TestMigration0003DeliveredWins(t *testing.T) {
 			if err := store.MigrateTo(testCtx(t), a, 2); err != nil {
 				t.Fatal(err)
 			}
-			// Today's writer writes the column 0005 adds: lend it for the
-			// writes of 0002's rows, and take it back before migrating.
+			// Today's writer writes the columns 0005 and 0006 add: lend
+			// them for the writes of 0002's rows, and take them back
+			// before migrating.
 			exec("ALTER TABLE attempts ADD COLUMN trace_id text NOT NULL DEFAULT ''")
+			exec("ALTER TABLE attempts ADD COLUMN transform_version text NOT NULL DEFAULT ''")
 			recs := storetest.DeliveredThenDeadLettered("ev-won", "erp", 500)
 			recs = append(recs,
 				storetest.RoundAttempt("ev-plain", "erp", 501, 1, time.Now(), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, true, ""),
@@ -218,6 +220,7 @@ func TestMigration0003DeliveredWins(t *testing.T) {
 			exec("UPDATE deliveries SET status = 'dead_lettered', mark_kind = 2, mark_n = 0, updated_at = " + later[be.name] + " WHERE event_id = 'ev-won'")
 			exec("UPDATE deliveries SET mark_kind = 1 WHERE event_id = 'ev-plain'")
 			exec("ALTER TABLE attempts DROP COLUMN trace_id")
+			exec("ALTER TABLE attempts DROP COLUMN transform_version")
 			if err := a.Migrate(testCtx(t)); err != nil {
 				t.Fatal(err)
 			}

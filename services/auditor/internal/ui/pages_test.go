@@ -163,7 +163,7 @@ func TestPagesRender(t *testing.T) {
 				t.Errorf("%d failed attempts shown, want 3", len(attempts))
 			}
 			for i, a := range attempts {
-				if got := text(a); !strings.Contains(got, fmt.Sprintf("erp trace %032x %d", i+1, i+1)) || !strings.Contains(got, "503") || !strings.Contains(got, `{"error":"maintenance"}`) {
+				if got := text(a); !strings.Contains(got, fmt.Sprintf("erp trace %032x transform %012x %d", i+1, 0xabc000+i+1, i+1)) || !strings.Contains(got, "503") || !strings.Contains(got, `{"error":"maintenance"}`) {
 					t.Errorf("attempt %d row = %q", i+1, got)
 				}
 			}

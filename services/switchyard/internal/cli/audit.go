@@ -572,10 +572,14 @@ func printEvent(w io.Writer, d auditapi.EventDetail) error {
 		if trace == "" {
 			trace = "-"
 		}
+		transform := a.TransformVersion
+		if transform == "" {
+			transform = "-"
+		}
 		rows = append(rows, []string{when(&a.StartedAt), a.Destination, fmt.Sprint(a.Attempt), a.Outcome, codeOrDash(a.StatusCode),
-			fmt.Sprintf("%.1fms", a.DurationMS), oneLine(a.Error, 50), round, trace})
+			fmt.Sprintf("%.1fms", a.DurationMS), oneLine(a.Error, 50), round, trace, transform})
 	}
-	if err := table(w, "STARTED\tDESTINATION\t#\tOUTCOME\tCODE\tTOOK\tERROR\tROUND\tTRACE", rows); err != nil {
+	if err := table(w, "STARTED\tDESTINATION\t#\tOUTCOME\tCODE\tTOOK\tERROR\tROUND\tTRACE\tTRANSFORM", rows); err != nil {
 		return err
 	}
 	if len(d.Replays) > 0 {

@@ -36,6 +36,10 @@ const testToken = "cli-test-token-0123456789"
 // testTraceID is the trace of the recorded attempt: events show prints it.
 const testTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
+// testTransformVersion is the version of the transformation that made the
+// recorded attempt's body: events show prints it.
+const testTransformVersion = "0a1b2c3d4e5f"
+
 // auditAPI runs an auditor (embedded store, writer and API) on a test NATS
 // server, with one event dead-lettered at erp; adjust changes its
 // configuration.
@@ -81,7 +85,7 @@ func deadLetter(t *testing.T, js jetstream.JetStream, id string) string {
 			EventId: id, Destination: "erp", Subject: "events.order.created", StreamSeq: res.Sequence, Attempt: 1,
 			StartedAt: timestamppb.New(now), Duration: durationpb.New(3 * time.Millisecond), StatusCode: 422,
 			Outcome: switchyardv1.Outcome_OUTCOME_PERMANENT, Error: "HTTP 422 Unprocessable Entity", Final: true,
-			TraceId: testTraceID,
+			TraceId: testTraceID, TransformVersion: testTransformVersion,
 		}}},
 		{Id: "dead_letter:" + dl.Id, Detail: &switchyardv1.AuditRecord_DeadLettered{DeadLettered: dl}},
 	} {
@@ -114,8 +118,12 @@ func TestAuditCommands(t *testing.T) {
 
 	out, err := run(t, "events", "show", "order-1042")
 	if err != nil || !strings.Contains(out, `payload      {"order":1042}`) || !strings.Contains(out, "dead_lettered") ||
-		!strings.Contains(out, "HTTP 422 Unprocessable Entity") || !strings.Contains(out, "permanent") || !strings.Contains(out, testTraceID) {
+		!strings.Contains(out, "HTTP 422 Unprocessable Entity") || !strings.Contains(out, "permanent") || !strings.Contains(out, testTraceID) ||
+		!strings.Contains(out, "TRANSFORM") || !strings.Contains(out, testTransformVersion) {
 		t.Errorf("events show: %v\n%s", err, out)
+	}
+	if len(detail.Attempts) != 1 || detail.Attempts[0].TransformVersion != testTransformVersion {
+		t.Errorf("events show --json attempts %+v, want transform_version %q", detail.Attempts, testTransformVersion)
 	}
 	out, err = run(t, "events", "list", "--destination", "erp", "--status", "dead_lettered", "--since", "1h")
 	if err != nil || !strings.Contains(out, "order-1042") || !strings.Contains(out, "events.order.created") {

@@ -114,20 +114,21 @@ func Attempt(eventID, destination string, n int, started time.Time, status int, 
 		Service:  "dispatcher",
 		Instance: "host/1",
 		Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
-			EventId:         eventID,
-			Destination:     destination,
-			Subject:         "webhooks.shop.order_created",
-			StreamSeq:       42,
-			Attempt:         int32(n),
-			MaxAttempts:     3,
-			StartedAt:       timestamppb.New(started),
-			Duration:        durationpb.New(1500 * time.Microsecond),
-			StatusCode:      int32(status),
-			Outcome:         outcome,
-			Error:           errText,
-			ResponseSnippet: "snippet " + fmt.Sprint(n),
-			Final:           final,
-			TraceId:         fmt.Sprintf("%032x", n),
+			EventId:          eventID,
+			Destination:      destination,
+			Subject:          "webhooks.shop.order_created",
+			StreamSeq:        42,
+			Attempt:          int32(n),
+			MaxAttempts:      3,
+			StartedAt:        timestamppb.New(started),
+			Duration:         durationpb.New(1500 * time.Microsecond),
+			StatusCode:       int32(status),
+			Outcome:          outcome,
+			Error:            errText,
+			ResponseSnippet:  "snippet " + fmt.Sprint(n),
+			Final:            final,
+			TraceId:          fmt.Sprintf("%032x", n),
+			TransformVersion: fmt.Sprintf("%012x", 0xabc000+n),
 		}},
 	}
 }
@@ -279,6 +280,9 @@ func testGetEvent(t *testing.T, st store.Store) {
 		}
 		if a.TraceID != fmt.Sprintf("%032x", w.n) {
 			t.Errorf("attempt %d trace_id = %q", i, a.TraceID)
+		}
+		if a.TransformVersion != fmt.Sprintf("%012x", 0xabc000+w.n) {
+			t.Errorf("attempt %d transform_version = %q", i, a.TransformVersion)
 		}
 		if a.ID != fmt.Sprintf("attempt:EVENTS:42:%s:%d:ev-1", w.dest, w.n) {
 			t.Errorf("attempt %d id = %q", i, a.ID)
@@ -577,6 +581,7 @@ func testNULCharacters(t *testing.T, st store.Store) {
 	att.GetDeliveryAttempt().ResponseSnippet = "\x00\x01binary error page"
 	att.GetDeliveryAttempt().Error = "HTTP 500 \x00"
 	att.GetDeliveryAttempt().TraceId = "\x00not a trace id\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+	att.GetDeliveryAttempt().TransformVersion = "\x00abcdef\x001234"
 	dl := DeadLetter("ev-nul", "erp", base)
 	dl.GetDeadLettered().ResponseSnippet = "gz\x00ip"
 	dl.GetDeadLettered().LastError = "err\x00"
@@ -599,6 +604,9 @@ func testNULCharacters(t *testing.T, st store.Store) {
 	}
 	if d.Attempts[0].TraceID != "" {
 		t.Errorf("trace_id = %q: only a trace id (32 hex digits) is kept", d.Attempts[0].TraceID)
+	}
+	if d.Attempts[0].TransformVersion != "" {
+		t.Errorf("transform_version = %q: only a version (12 hex digits) is kept", d.Attempts[0].TransformVersion)
 	}
 	if !strings.Contains(d.Attempts[0].ResponseSnippet, "binary error page") {
 		t.Errorf("snippet = %q", d.Attempts[0].ResponseSnippet)

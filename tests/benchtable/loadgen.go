@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/testing/loadconn"
 )
 
 // webhookSecret is the Standard Webhooks test vector's secret, which every
@@ -24,85 +22,10 @@ const webhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 // bodySize is every webhook's size.
 const bodySize = 1024
 
-// loadConn is the load generator's HTTP/1.1 client: one keep-alive
-// connection, requests written and responses read with reused buffers, as
-// wrk does (the same client as BenchmarkIngress). net/http's client would
-// cost the run more CPU than the server it measures.
-type loadConn struct {
-	net.Conn
-	host string
-	w    *bufio.Writer
-	r    *bufio.Reader
-	req  []byte
-	body []byte
-}
+// loadConn is the load generator's client (the same as BenchmarkIngress's).
+type loadConn = loadconn.Conn
 
-func dialLoad(addr string) (*loadConn, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return &loadConn{Conn: c, host: addr, w: bufio.NewWriterSize(c, 4096), r: bufio.NewReaderSize(c, 4096)}, nil
-}
-
-// post sends one request with the given header pairs and returns the
-// response's status, having read its body.
-func (c *loadConn) post(path string, body []byte, header ...string) (int, error) {
-	b := append(c.req[:0], "POST "...)
-	b = append(b, path...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, c.host...)
-	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	for i := 0; i < len(header); i += 2 {
-		b = append(b, "\r\n"...)
-		b = append(b, header[i]...)
-		b = append(b, ": "...)
-		b = append(b, header[i+1]...)
-	}
-	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
-	c.req = b
-	if _, err := c.w.Write(b); err != nil {
-		return 0, err
-	}
-	if err := c.w.Flush(); err != nil {
-		return 0, err
-	}
-	line, err := c.r.ReadSlice('\n')
-	if err != nil {
-		return 0, err
-	}
-	if len(line) < 12 {
-		return 0, fmt.Errorf("bad status line %q", line)
-	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil {
-		return 0, fmt.Errorf("bad status line %q", line)
-	}
-	length := -1
-	for {
-		line, err := c.r.ReadSlice('\n')
-		if err != nil {
-			return 0, err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
-			if length, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
-				return 0, fmt.Errorf("bad Content-Length %q", v)
-			}
-		}
-	}
-	if length < 0 {
-		return 0, fmt.Errorf("response without Content-Length")
-	}
-	if _, err := c.r.Discard(length); err != nil {
-		return 0, err
-	}
-	return status, nil
-}
+var dialLoad = loadconn.Dial
 
 // webhooks signs Standard Webhooks requests: 1 KiB bodies, each with a
 // new delivery id and the time it was meant to be sent (so that a partner
@@ -151,14 +74,14 @@ func sentTime(body []byte) (time.Time, bool) {
 
 // send posts one signed webhook to path and says whether it was accepted.
 func (w *webhooks) send(c *loadConn, path string, intended time.Time) (bool, error) {
-	c.body = webhookBody(c.body, intended)
+	c.Body = webhookBody(c.Body, intended)
 	id := "msg_" + w.run + "_" + strconv.FormatInt(w.seq.Add(1), 10)
 	now := time.Now()
-	status, err := c.post(path, c.body,
+	status, err := c.Post(path, c.Body,
 		"Content-Type", "application/json",
 		signing.HeaderWebhookID, id,
 		signing.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10),
-		signing.HeaderWebhookSignature, w.sw.Sign(id, now, c.body))
+		signing.HeaderWebhookSignature, w.sw.Sign(id, now, c.Body))
 	if err != nil {
 		return false, err
 	}

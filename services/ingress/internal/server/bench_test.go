@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -25,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/signing"
+	"github.com/switchyard/switchyard/pkg/testing/loadconn"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 )
@@ -98,7 +97,7 @@ func BenchmarkIngress(b *testing.B) {
 				defer func() { conns <- lc }()
 				id := "msg_" + strconv.FormatInt(seq.Add(1), 10)
 				now := time.Now()
-				status, err := lc.post("/webhooks/shop", body,
+				status, err := lc.Post("/webhooks/shop", body,
 					"Content-Type", "application/json",
 					signing.HeaderWebhookID, id,
 					signing.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10),
@@ -135,84 +134,11 @@ func BenchmarkIngress(b *testing.B) {
 	}
 }
 
-// loadConn is the load generator's HTTP/1.1 client: one keep-alive
-// connection, requests written and responses read with reused buffers, as
-// wrk or hey do. net/http's client would cost the run more CPU than the
-// server it measures.
-type loadConn struct {
-	net.Conn
-	host string
-	w    *bufio.Writer
-	r    *bufio.Reader
-	req  []byte
-}
+// loadConn is the load generator's client, shared with the benchmark
+// table.
+type loadConn = loadconn.Conn
 
-func dialLoad(addr string) (*loadConn, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return &loadConn{Conn: c, host: addr, w: bufio.NewWriterSize(c, 4096), r: bufio.NewReaderSize(c, 4096)}, nil
-}
-
-// post sends one request with the given header pairs and returns the
-// response's status, having read its body.
-func (c *loadConn) post(path string, body []byte, header ...string) (int, error) {
-	b := append(c.req[:0], "POST "...)
-	b = append(b, path...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, c.host...)
-	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	for i := 0; i < len(header); i += 2 {
-		b = append(b, "\r\n"...)
-		b = append(b, header[i]...)
-		b = append(b, ": "...)
-		b = append(b, header[i+1]...)
-	}
-	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
-	c.req = b
-	if _, err := c.w.Write(b); err != nil {
-		return 0, err
-	}
-	if err := c.w.Flush(); err != nil {
-		return 0, err
-	}
-	line, err := c.r.ReadSlice('\n')
-	if err != nil {
-		return 0, err
-	}
-	if len(line) < 12 {
-		return 0, fmt.Errorf("bad status line %q", line)
-	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil {
-		return 0, fmt.Errorf("bad status line %q", line)
-	}
-	length := -1
-	for {
-		line, err := c.r.ReadSlice('\n')
-		if err != nil {
-			return 0, err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
-			if length, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
-				return 0, fmt.Errorf("bad Content-Length %q", v)
-			}
-		}
-	}
-	if length < 0 {
-		return 0, fmt.Errorf("response without Content-Length")
-	}
-	if _, err := c.r.Discard(length); err != nil {
-		return 0, err
-	}
-	return status, nil
-}
+var dialLoad = loadconn.Dial
 
 // load runs b.N calls of send from conc goroutines and returns the time it
 // took and every call's latency.

@@ -272,6 +272,31 @@ func TestSyncFailingPartnerAnswersTheFailureAndIsRetried(t *testing.T) {
 	}
 }
 
+// A destination whose filter leaves the event out gets no attempt, so the
+// publish does not wait for it: the answer is complete as soon as the
+// destination that does get the event has answered, and does not name the
+// other one (before, it was 202 with it pending after the whole wait).
+func TestSyncDoesNotWaitForAFilteredOutDestination(t *testing.T) {
+	t.Parallel()
+	kept := newSyncPartner(t, always(http.StatusOK))
+	left := newSyncPartner(t, always(http.StatusOK))
+	k := syncDestination("kept", kept.URL, "events.order.>")
+	k.Filter = `data.order_id == 42`
+	l := syncDestination("left-out", left.URL, "events.order.>")
+	l.Filter = `data.order_id != 42`
+	s := startSync(t, 1, config.Config{Destinations: []config.Destination{k, l}})
+	code, a, _ := s.publish(t, 0, "o-1", "?wait=10s", nil)
+	if code != http.StatusOK || a.Status != "completed" || a.Destinations["kept"].Status != "delivered" {
+		t.Fatalf("answer %d %+v, want 200 completed with kept delivered", code, a)
+	}
+	if _, ok := a.Destinations["left-out"]; ok {
+		t.Errorf("the answer names the filtered-out destination: %+v", a)
+	}
+	if n := left.count("orders:o-1"); n != 0 {
+		t.Errorf("the filtered-out partner got %d requests", n)
+	}
+}
+
 // Two ingress and two dispatcher replicas: each answer is its own event's,
 // whichever dispatcher delivered it; a destination in mode sync makes the
 // publish wait without asking.

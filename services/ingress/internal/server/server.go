@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
+	"github.com/switchyard/switchyard/pkg/mapping"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/netaddr"
 	"github.com/switchyard/switchyard/pkg/telemetry"
@@ -161,7 +162,10 @@ func (c Config) Validate() error {
 
 // Server is the ingress HTTP server.
 type Server struct {
-	cfg     Config
+	cfg Config
+	// filters are the destinations' filters, by destination: a
+	// synchronous publish waits only for those that will get the event.
+	filters map[string]*mapping.Mapping
 	js      jetstream.JetStream
 	audit   *auditlog.Emitter
 	sources map[string]*source
@@ -235,6 +239,9 @@ func New(js jetstream.JetStream, audit *auditlog.Emitter, cfg Config) (*Server, 
 		s.gates = append(s.gates, src.gate)
 		s.sources[sc.Name] = src
 		s.required[sc.Name] = requiredHeaders(sc)
+	}
+	if s.filters, err = compileFilters(cfg.Destinations); err != nil {
+		return nil, err
 	}
 	s.broken = map[contracts.Owner]*atomic.Bool{}
 	for _, sc := range cfg.Sources {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/mapping"
 	"github.com/switchyard/switchyard/pkg/subjects"
 	"github.com/switchyard/switchyard/pkg/syncreply"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
@@ -95,6 +96,57 @@ func (s *Server) routes(subject string) []config.Destination {
 	return out
 }
 
+// compileFilters compiles the filter of each destination that has one.
+// The configuration was validated, so an error here is a hand-built one's.
+func compileFilters(dests []config.Destination) (map[string]*mapping.Mapping, error) {
+	out := map[string]*mapping.Mapping{}
+	for _, d := range dests {
+		if d.Filter == "" {
+			continue
+		}
+		spec := d.MappingSpec()
+		m, err := mapping.Compile(mapping.Spec{Filter: spec.Filter, Timeout: spec.Timeout})
+		if err != nil {
+			return nil, fmt.Errorf("ingress: destination %q: %w", d.Name, err)
+		}
+		out[d.Name] = m
+	}
+	return out, nil
+}
+
+// kept leaves out of routed the destinations whose filter leaves e out, as
+// the dispatcher will (it acks such an event without an attempt, so no
+// reply would ever come and the caller would wait for nothing). The filter
+// sees the event as the dispatcher reads it back from EVENTS. A filter
+// that fails keeps its destination: the dispatcher dead-letters the event
+// there, and the caller sees it pending.
+func (s *Server) kept(routed []config.Destination, e *events.Event) []config.Destination {
+	if len(s.filters) == 0 {
+		return routed
+	}
+	var in *mapping.Input
+	out := routed[:0:0]
+	for _, d := range routed {
+		f := s.filters[d.Name]
+		if f == nil {
+			out = append(out, d)
+			continue
+		}
+		if in == nil {
+			m, err := e.Msg(time.Now())
+			if err != nil {
+				return routed // refused when the event is built
+			}
+			st := events.FromMsg(m.Subject, m.Header, m.Data)
+			in = mapping.NewInput(mapping.Event{ID: st.ID, Type: st.Type, Source: st.Source, Subject: st.Subject, Header: st.Header, Body: st.Data})
+		}
+		if keep, err := f.Filter(context.Background(), in); keep || err != nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // errBadWait is a wait the caller wrote wrong.
 var errBadWait = errors.New("wait must be a duration such as 5s (query) or seconds (Prefer: wait=5)")
 
@@ -145,7 +197,7 @@ func (s *Server) startSync(r *http.Request, e *events.Event) (*syncPublish, *rej
 	if err != nil {
 		return nil, nil // refused when the event is built
 	}
-	routed := s.routes(subject)
+	routed := s.kept(s.routes(subject), e)
 	if !asked {
 		for _, dest := range routed {
 			if dest.Mode == config.ModeSync {

@@ -145,17 +145,9 @@ func closedLoop(addr string, conc int, d time.Duration, send func(c *loadConn, i
 			p := &parts[i]
 			for time.Now().Before(end) {
 				t0 := time.Now()
-				ok, err := send(c, t0)
-				if err != nil {
-					p.Errors++
+				if ok, err := send(c, t0); !p.count(ok, err, t0) {
 					return
 				}
-				if !ok {
-					p.Refused++
-					continue
-				}
-				p.Accepted++
-				p.Latencies = append(p.Latencies, time.Since(t0))
 			}
 		})
 	}
@@ -196,17 +188,9 @@ func openLoop(addr string, conns, rate int, d time.Duration, send func(c *loadCo
 				if wait := time.Until(intended); wait > 0 {
 					time.Sleep(wait)
 				}
-				ok, err := send(c, intended)
-				if err != nil {
-					p.Errors++
+				if ok, err := send(c, intended); !p.count(ok, err, intended) {
 					return
 				}
-				if !ok {
-					p.Refused++
-					continue
-				}
-				p.Accepted++
-				p.Latencies = append(p.Latencies, time.Since(intended))
 			}
 		})
 	}
@@ -214,6 +198,22 @@ func openLoop(addr string, conns, rate int, d time.Duration, send func(c *loadCo
 	r := merge(parts, time.Since(start))
 	r.CPU = cpuTime() - cpu0
 	return r, nil
+}
+
+// count adds one request's outcome, its latency running from from; false
+// when the connection failed and its loop must stop.
+func (p *loadResult) count(ok bool, err error, from time.Time) bool {
+	switch {
+	case err != nil:
+		p.Errors++
+		return false
+	case !ok:
+		p.Refused++
+	default:
+		p.Accepted++
+		p.Latencies = append(p.Latencies, time.Since(from))
+	}
+	return true
 }
 
 func dialAll(addr string, n int) ([]*loadConn, error) {

@@ -62,6 +62,24 @@ func TestLoadResolvesContractPaths(t *testing.T) {
 	}
 }
 
+// A polled source's items are checked against its contract (and
+// quarantined when they break it).
+func TestPolledSourceTakesAContract(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(`
+sources:
+  - name: feed
+    poll: {url: "https://api.example.com/items", interval: 1m, items: "$.items", id: "$.id", type: "$.type"}
+    contract: {default: a.json}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := c.Sources[0].Contract; ct == nil || ct.OnInvalid != config.OnInvalidQuarantine {
+		t.Errorf("contract %+v, want one that quarantines", ct)
+	}
+}
+
 func TestContractValidation(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -92,8 +110,8 @@ ingress:
 sources:
   - name: feed
     poll: {url: "https://api.example.com/items", interval: 1m, items: "$.items", id: "$.id", type: "$.type"}
-    contract: {default: a.json}
-`, "sources[0].contract", "polled source"},
+    contract: {default: a.json, on_invalid: reject}
+`, "sources[0].contract.on_invalid", "cannot be reject for a polled source"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -132,8 +132,8 @@ func (c Config) Validate() error {
 		checkIDNamespace(&p, f+".name", s.Name)
 		s.Contract.validate(&p, f+".contract")
 		if s.Poll != nil {
-			if s.Contract != nil {
-				p.add(f+".contract", "is for webhook sources; a polled source's items are not checked against a contract yet")
+			if s.Contract != nil && s.Contract.OnInvalid == OnInvalidReject {
+				p.add(f+".contract.on_invalid", "cannot be %s for a polled source: there is no request to answer 422; its items that break the contract are quarantined (on_invalid: %s)", OnInvalidReject, OnInvalidQuarantine)
 			}
 			validatePoll(&p, f, s)
 			if s.MaxBody <= 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/topology"
 	"github.com/switchyard/switchyard/services/ingress/internal/idempotency"
 	"github.com/switchyard/switchyard/services/ingress/internal/poll"
@@ -27,6 +28,9 @@ type DryRunItem struct {
 	// record exists): polling would store it again only if not. Known is
 	// false when that could not be looked up (no NATS).
 	Stored, Known bool
+	// Violations are how the item breaks the source's contract: polling
+	// would quarantine it rather than deliver it. None without a contract.
+	Violations []contracts.Violation
 }
 
 // DryRunPoll runs one round of the polled source name against its real
@@ -39,7 +43,11 @@ func DryRunPoll(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 	if !ok {
 		return PollRound{}, fmt.Errorf("no source is called %q", name)
 	}
-	d := dryStore{found: found}
+	set, err := contracts.Compile(config.Config{Sources: cfg.Sources, Ingress: cfg.Ingress})
+	if err != nil {
+		return PollRound{}, err
+	}
+	d := dryStore{found: found, contracts: set}
 	var cursors poll.Cursors
 	if js != nil {
 		var err error
@@ -59,15 +67,17 @@ func DryRunPoll(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 
 // dryStore tells what storing an item would do, and stores nothing.
 type dryStore struct {
-	idem  *idempotency.Store
-	found func(DryRunItem)
+	idem      *idempotency.Store
+	contracts *contracts.Set
+	found     func(DryRunItem)
 }
 
-func (d dryStore) StorePolled(ctx context.Context, source, itemID, eventType string, body []byte, _ time.Time) (string, bool, error) {
+func (d dryStore) StorePolled(ctx context.Context, source, itemID, eventType string, body []byte, _ time.Time) (string, bool, bool, error) {
 	it := DryRunItem{
 		EventID: server.WebhookEventID(source, itemID, body),
 		Subject: server.WebhookSubject(source, eventType),
 		Type:    eventType, Body: body,
+		Violations: d.contracts.Validate(contracts.Source(source), eventType, "application/json", body),
 	}
 	if d.idem != nil {
 		if _, found, err := d.idem.Lookup(ctx, it.EventID); err == nil {
@@ -77,5 +87,5 @@ func (d dryStore) StorePolled(ctx context.Context, source, itemID, eventType str
 	if d.found != nil {
 		d.found(it)
 	}
-	return it.EventID, it.Stored, nil
+	return it.EventID, it.Stored, !it.Stored && len(it.Violations) > 0, nil
 }

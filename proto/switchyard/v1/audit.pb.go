@@ -2051,7 +2051,10 @@ type PollRound struct {
 	CursorAfter  string `protobuf:"bytes,14,opt,name=cursor_after,json=cursorAfter,proto3" json:"cursor_after,omitempty"`
 	// exhausted is true when the partner had no further page; false when
 	// max_pages ended the round, or a failure did.
-	Exhausted     bool `protobuf:"varint,15,opt,name=exhausted,proto3" json:"exhausted,omitempty"`
+	Exhausted bool `protobuf:"varint,15,opt,name=exhausted,proto3" json:"exhausted,omitempty"`
+	// quarantined items broke the source's contract and were kept in
+	// QUARANTINE (each also has a PayloadQuarantined record).
+	Quarantined   int32 `protobuf:"varint,16,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2189,6 +2192,13 @@ func (x *PollRound) GetExhausted() bool {
 		return x.Exhausted
 	}
 	return false
+}
+
+func (x *PollRound) GetQuarantined() int32 {
+	if x != nil {
+		return x.Quarantined
+	}
+	return 0
 }
 
 // Violation is one way a payload breaks its contract.
@@ -2723,7 +2733,7 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"statusCode\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x04\n" +
 	"\tPollRound\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.switchyard.v1.PollStatusR\x06status\x129\n" +
@@ -2745,7 +2755,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"duplicates\x12#\n" +
 	"\rcursor_before\x18\r \x01(\tR\fcursorBefore\x12!\n" +
 	"\fcursor_after\x18\x0e \x01(\tR\vcursorAfter\x12\x1c\n" +
-	"\texhausted\x18\x0f \x01(\bR\texhausted\"9\n" +
+	"\texhausted\x18\x0f \x01(\bR\texhausted\x12 \n" +
+	"\vquarantined\x18\x10 \x01(\x05R\vquarantined\"9\n" +
 	"\tViolation\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xd4\x02\n" +

@@ -19,7 +19,7 @@ func newMetrics(reg prometheus.Registerer, sources []string) *metrics {
 		}, []string{"source", "status"}),
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_poll_items_total",
-			Help: "Items polled by source and result: new (stored as an event) or duplicate (stored before).",
+			Help: "Items polled by source and result: new (stored as an event), duplicate (stored before) or quarantined (broke the source's contract).",
 		}, []string{"source", "result"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_poll_last_success_timestamp_seconds",
@@ -36,6 +36,7 @@ func newMetrics(reg prometheus.Registerer, sources []string) *metrics {
 		}
 		m.items.WithLabelValues(s, "new")
 		m.items.WithLabelValues(s, "duplicate")
+		m.items.WithLabelValues(s, "quarantined")
 		m.lastSuccess.WithLabelValues(s)
 		m.leaseHeld.WithLabelValues(s)
 	}
@@ -49,6 +50,7 @@ func (m *metrics) observe(r Round) {
 	m.rounds.WithLabelValues(r.Source, string(r.Status)).Inc()
 	m.items.WithLabelValues(r.Source, "new").Add(float64(r.New))
 	m.items.WithLabelValues(r.Source, "duplicate").Add(float64(r.Duplicates))
+	m.items.WithLabelValues(r.Source, "quarantined").Add(float64(r.Quarantined))
 	if r.Status == StatusOK {
 		m.lastSuccess.WithLabelValues(r.Source).Set(float64(r.Started.Add(r.Took).Unix()))
 	}

@@ -33,11 +33,15 @@ import (
 	"github.com/switchyard/switchyard/pkg/topology"
 )
 
-// Store stores one polled item as ingress stores a webhook: look up the
-// idempotency record, publish with Nats-Msg-Id <source>:<item id>, wait
-// for the PubAck, then write the record.
+// Store stores one polled item as ingress stores a webhook: check the
+// source's contract, look up the idempotency record, publish with
+// Nats-Msg-Id <source>:<item id>, wait for the PubAck, then write the
+// record. It reports the event id, whether the item was stored (or
+// quarantined) before, and whether it broke the source's contract and is
+// kept in QUARANTINE, not delivered, until it is released. An error means
+// the item is not stored.
 type Store interface {
-	StorePolled(ctx context.Context, source, itemID, eventType string, body []byte, receivedAt time.Time) (eventID string, duplicate bool, err error)
+	StorePolled(ctx context.Context, source, itemID, eventType string, body []byte, receivedAt time.Time) (eventID string, duplicate, quarantined bool, err error)
 }
 
 // Status is how a round ended.
@@ -85,9 +89,11 @@ type Round struct {
 	Snippet string
 	// RetryAfter is what the partner asked for (429, 503).
 	RetryAfter time.Duration
-	// Pages read, items found, of which New stored and Duplicates already
-	// stored before.
-	Pages, Items, New, Duplicates int
+	// Pages read, items found, of which New stored, Duplicates already
+	// stored before, and Quarantined kept in QUARANTINE for breaking the
+	// source's contract (new ones; a quarantined item found again is a
+	// duplicate).
+	Pages, Items, New, Duplicates, Quarantined int
 	// CursorBefore and CursorAfter are where the round started and where
 	// the next one starts.
 	CursorBefore, CursorAfter string
@@ -348,7 +354,7 @@ func backoff(interval time.Duration, n int) time.Duration {
 func (p *Poller) report(ctx context.Context, s *source, r Round) {
 	p.metrics.observe(r)
 	attrs := []any{slog.String("status", string(r.Status)), slog.Int("pages", r.Pages), slog.Int("items", r.Items),
-		slog.Int("new", r.New), slog.Int("duplicates", r.Duplicates), slog.Duration("took", r.Took)}
+		slog.Int("new", r.New), slog.Int("duplicates", r.Duplicates), slog.Int("quarantined", r.Quarantined), slog.Duration("took", r.Took)}
 	switch {
 	case r.Status == StatusOK:
 		s.log.DebugContext(ctx, "poll round", attrs...)

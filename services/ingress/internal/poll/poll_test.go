@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +16,9 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
+	"github.com/switchyard/switchyard/pkg/contracts"
 	"github.com/switchyard/switchyard/pkg/events"
+	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/oauthtest"
 	"github.com/switchyard/switchyard/pkg/testing/waitfor"
@@ -548,5 +553,89 @@ func TestLeaseOneReplicaPollsAndATakeoverAfterItDies(t *testing.T) {
 	}
 	if a.metrics.leaseHeld.WithLabelValues("shop") == nil {
 		t.Error("no lease gauge")
+	}
+}
+
+// A polled source's items are checked against its contract as webhooks
+// are: an item that breaks it is kept in QUARANTINE with its violations
+// and audited, not stored in EVENTS (no destination gets it), the round
+// counts it, and finding it again is a
+// duplicate.
+func TestRoundQuarantinesItemsThatBreakTheContract(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	_, js := ns.Connect(t)
+	schema := filepath.Join(t.TempDir(), "paid.schema.json")
+	if err := os.WriteFile(schema, []byte(`{"type": "object", "required": ["paid_at"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	partner := newFakePartner(t, 9, 10)
+	src := pollSource(t, partner, nil)
+	src.Contract = &config.Contract{Schemas: map[string]string{"order.paid": schema}, OnInvalid: config.OnInvalidQuarantine}
+	set, err := contracts.Compile(config.Config{Sources: []config.Source{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(js, auditlog.NewEmitter(js, "ingress"), server.Config{Logger: natstest.Logger(t), Sources: []config.Source{src}, Contracts: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	h := &harness{t: t, ns: ns, js: js, srv: srv}
+	p := h.newPoller(js, srv, Config{Sources: []config.Source{src}})
+	s := p.sources[0]
+
+	// Orders 3, 6 and 9 are order.paid without the paid_at the schema
+	// requires.
+	r := s.round(context.Background(), p.store, p.cursors, nil)
+	if r.Status != StatusOK || r.Items != 9 || r.New != 6 || r.Quarantined != 3 || r.Duplicates != 0 {
+		t.Fatalf("round %+v, want 9 items: 6 new, 3 quarantined", r)
+	}
+	if n := natstest.Count(t, js, "EVENTS", "webhooks.shop.order_paid"); n != 0 {
+		t.Errorf("%d order.paid events in EVENTS, want none: they break the contract", n)
+	}
+	if n := natstest.Count(t, js, "EVENTS", "webhooks.shop.>"); n != 6 {
+		t.Errorf("%d events in EVENTS, want the 6 valid ones", n)
+	}
+	held := natstest.StreamMsgs(t, js, "QUARANTINE", contracts.QuarantineSubject(contracts.Source("shop"), "webhooks.shop.>"))
+	if len(held) != 3 {
+		t.Fatalf("%d items in QUARANTINE, want 3", len(held))
+	}
+	for _, m := range held {
+		vs := contracts.DecodeViolations(m.Header.Get(contracts.HeaderViolations))
+		if len(vs) == 0 || !strings.Contains(vs[0].Message, "paid_at") || m.Header.Get(contracts.HeaderSubject) != "webhooks.shop.order_paid" {
+			t.Errorf("quarantined %s with violations %v and subject %q, want the missing paid_at and the EVENTS subject", m.Header.Get(events.HeaderEventID), vs, m.Header.Get(contracts.HeaderSubject))
+		}
+	}
+	// Audited as a quarantined webhook is (the emitter publishes in the
+	// background).
+	var audited []*jetstream.RawStreamMsg
+	waitfor.True(t, "3 PayloadQuarantined records", func() bool {
+		audited = natstest.StreamMsgs(t, js, natsx.StreamAudit, "audit.quarantined.shop")
+		return len(audited) >= 3
+	})
+	for _, m := range audited {
+		rec, err := auditlog.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := rec.GetPayloadQuarantined(); q.GetSource() != "shop" || q.GetQuarantineSeq() == 0 || q.GetRejected() || len(q.GetViolations()) == 0 {
+			t.Errorf("audit record %v, want a PayloadQuarantined of source shop with its QUARANTINE sequence and violations", rec)
+		}
+	}
+
+	// The last page is read again: every item on it, quarantined or not, is
+	// a duplicate.
+	r = s.round(context.Background(), p.store, p.cursors, nil)
+	if r.Duplicates != 9 || r.New != 0 || r.Quarantined != 0 {
+		t.Errorf("the page read again: %+v, want 9 duplicates", r)
+	}
+	if n := natstest.Count(t, js, "QUARANTINE", ">"); n != 3 {
+		t.Errorf("%d items in QUARANTINE after reading the page again, want still 3", n)
 	}
 }

@@ -34,6 +34,7 @@ func (r Round) Record() *switchyardv1.AuditRecord {
 		Items:           int32(r.Items),
 		NewItems:        int32(r.New),
 		Duplicates:      int32(r.Duplicates),
+		Quarantined:     int32(r.Quarantined),
 		CursorBefore:    r.CursorBefore,
 		CursorAfter:     r.CursorAfter,
 		Exhausted:       r.Exhausted,

@@ -98,16 +98,19 @@ func (s *source) round(ctx context.Context, store Store, cursors Cursors, before
 		r.Items += len(items)
 		received := time.Now()
 		for _, it := range items {
-			_, dup, err := store.StorePolled(ctx, s.name, it.id, it.typ, it.body, received)
+			_, dup, quarantined, err := store.StorePolled(ctx, s.name, it.id, it.typ, it.body, received)
 			if err != nil {
 				if rr, ok := interrupted(err); ok {
 					return rr
 				}
 				return finish(StatusStoreFailed, fmt.Errorf("page %d: item %q not stored (the cursor stays; the page is read again): %w", page, it.id, err))
 			}
-			if dup {
+			switch {
+			case dup:
 				r.Duplicates++
-			} else {
+			case quarantined:
+				r.Quarantined++
+			default:
 				r.New++
 			}
 		}

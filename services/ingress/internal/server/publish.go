@@ -202,7 +202,7 @@ func (s *Server) handlePublish(c echo.Context) error {
 			return fail(id, int64(len(body)), invalid("invalid_event", err.Error()))
 		}
 	}
-	if vs := s.checkContract(c, contracts.APIKey(key), e.ID, e.Type, e.ContentType, e.Data); len(vs) > 0 {
+	if vs := s.checkContract(contracts.APIKey(key), e.ID, e.Type, e.ContentType, e.Data); len(vs) > 0 {
 		return s.publishInvalid(c, key, e, vs)
 	}
 	sp, rj := s.startSync(req, &e)
@@ -287,7 +287,7 @@ func (s *Server) handlePublishBatch(c echo.Context) error {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			r := &results[i]
-			if vs := s.checkContract(c, contracts.APIKey(key), e.ID, e.Type, e.ContentType, e.Data); len(vs) > 0 {
+			if vs := s.checkContract(contracts.APIKey(key), e.ID, e.Type, e.ContentType, e.Data); len(vs) > 0 {
 				s.batchInvalid(c, key, r, e, vs)
 				return
 			}
@@ -354,7 +354,7 @@ func (s *Server) publishInvalid(c echo.Context, key string, e events.Event, vs [
 	m.Header.Set(events.HeaderPublisher, key)
 	if s.cfg.Contracts.Rejects(owner) {
 		s.metrics.published.WithLabelValues(key, statusRejected).Inc()
-		s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, true, 0, len(e.Data))
+		s.auditInvalid(owner, e.ID, e.Type, m.Subject, c.RealIP(), vs, true, 0, len(e.Data))
 		return writeInvalid(c, e.ID, vs)
 	}
 	res, err := s.quarantine(c.Request().Context(), owner, e.ID, m, vs)
@@ -368,7 +368,7 @@ func (s *Server) publishInvalid(c echo.Context, key string, e events.Event, vs [
 		return writeReply(c, http.StatusOK, e.ID, statusDuplicate)
 	}
 	s.metrics.published.WithLabelValues(key, statusQuarantined).Inc()
-	s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, false, res.seq, len(e.Data))
+	s.auditInvalid(owner, e.ID, e.Type, m.Subject, c.RealIP(), vs, false, res.seq, len(e.Data))
 	return writeReply(c, http.StatusAccepted, e.ID, statusQuarantined)
 }
 
@@ -384,7 +384,7 @@ func (s *Server) batchInvalid(c echo.Context, key string, r *itemResult, e event
 	if s.cfg.Contracts.Rejects(owner) {
 		r.Status, r.Error, r.Message = statusRejected, codeContractViolation, violationsText(vs)
 		s.metrics.published.WithLabelValues(key, statusRejected).Inc()
-		s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, true, 0, len(e.Data))
+		s.auditInvalid(owner, e.ID, e.Type, m.Subject, c.RealIP(), vs, true, 0, len(e.Data))
 		return
 	}
 	res, err := s.quarantine(c.Request().Context(), owner, e.ID, m, vs)
@@ -398,7 +398,7 @@ func (s *Server) batchInvalid(c echo.Context, key string, r *itemResult, e event
 	default:
 		r.ID, r.Status = e.ID, statusQuarantined
 		s.metrics.published.WithLabelValues(key, statusQuarantined).Inc()
-		s.auditInvalid(c, owner, e.ID, e.Type, m.Subject, vs, false, res.seq, len(e.Data))
+		s.auditInvalid(owner, e.ID, e.Type, m.Subject, c.RealIP(), vs, false, res.seq, len(e.Data))
 	}
 }
 

@@ -61,7 +61,7 @@ func violationsText(vs []contracts.Violation) string {
 // the contract, the first valid one is recorded (PayloadsValid), which
 // resolves the MalformedPayloads alert. Each replica follows what it
 // sees.
-func (s *Server) checkContract(c echo.Context, owner contracts.Owner, eventID, eventType, contentType string, body []byte) []contracts.Violation {
+func (s *Server) checkContract(owner contracts.Owner, eventID, eventType, contentType string, body []byte) []contracts.Violation {
 	vs := s.cfg.Contracts.Validate(owner, eventType, contentType, body)
 	broken := s.broken[owner]
 	switch {
@@ -116,12 +116,13 @@ func (s *Server) quarantine(ctx context.Context, owner contracts.Owner, eventID 
 }
 
 // auditInvalid records a payload that broke its contract: quarantined at
-// seq, or refused (rejected).
-func (s *Server) auditInvalid(c echo.Context, owner contracts.Owner, eventID, eventType, subject string, vs []contracts.Violation, rejected bool, seq uint64, size int) {
+// seq, or refused (rejected). remote is the sender's address; "" for a
+// polled item.
+func (s *Server) auditInvalid(owner contracts.Owner, eventID, eventType, subject, remote string, vs []contracts.Violation, rejected bool, seq uint64, size int) {
 	rec := &switchyardv1.PayloadQuarantined{
 		EventId: untrusted.Text(eventID, maxAuditEventID), EventType: untrusted.Text(eventType, maxHeaderValue),
 		Subject: subject, Rejected: rejected, QuarantineSeq: seq, BodySize: int64(size),
-		RemoteAddr: untrusted.Text(c.RealIP(), maxAuditRemote),
+		RemoteAddr: untrusted.Text(remote, maxAuditRemote),
 	}
 	if owner.Kind == contracts.KindAPIKey {
 		rec.ApiKey = owner.Name

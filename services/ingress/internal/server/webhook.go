@@ -112,10 +112,10 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	m.Data = body
 
 	owner := contracts.Source(name)
-	if vs := s.checkContract(c, owner, eventID, verified.EventType, req.Header.Get(echo.HeaderContentType), body); len(vs) > 0 {
+	if vs := s.checkContract(owner, eventID, verified.EventType, req.Header.Get(echo.HeaderContentType), body); len(vs) > 0 {
 		if s.cfg.Contracts.Rejects(owner) {
 			outcome = outcomeInvalid
-			s.auditInvalid(c, owner, eventID, verified.EventType, m.Subject, vs, true, 0, len(body))
+			s.auditInvalid(owner, eventID, verified.EventType, m.Subject, c.RealIP(), vs, true, 0, len(body))
 			return writeInvalid(c, eventID, vs)
 		}
 		res, err := s.quarantine(req.Context(), owner, eventID, m, vs)
@@ -130,7 +130,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 			return writeReply(c, http.StatusOK, eventID, statusDuplicate)
 		}
 		outcome = statusQuarantined
-		s.auditInvalid(c, owner, eventID, verified.EventType, m.Subject, vs, false, res.seq, len(body))
+		s.auditInvalid(owner, eventID, verified.EventType, m.Subject, c.RealIP(), vs, false, res.seq, len(body))
 		return writeReply(c, http.StatusAccepted, eventID, statusQuarantined)
 	}
 
@@ -199,18 +199,32 @@ func webhookMsg(source, eventID, eventType, contentType string, received time.Ti
 }
 
 // StorePolled stores an item a polled source found as its webhooks are
-// stored: the same subject, id, headers and store path (idempotency record,
-// PubAck). It reports the event id and whether it was stored before; an
-// error means it is not stored.
-func (s *Server) StorePolled(ctx context.Context, source, itemID, eventType string, body []byte, received time.Time) (string, bool, error) {
-	eventID := WebhookEventID(source, itemID, body)
+// stored: the same subject, id, headers, contract check and store path
+// (idempotency record, PubAck). An item that breaks the source's contract
+// is quarantined, as a webhook would be (a polled source has nobody to
+// answer 422, so on_invalid: reject is refused for it at load). An error
+// means the item is not stored.
+func (s *Server) StorePolled(ctx context.Context, source, itemID, eventType string, body []byte, received time.Time) (eventID string, duplicate, quarantined bool, err error) {
+	eventID = WebhookEventID(source, itemID, body)
 	m := webhookMsg(source, eventID, eventType, "application/json", received)
 	m.Data = body
+	owner := contracts.Source(source)
+	if vs := s.checkContract(owner, eventID, eventType, "application/json", body); len(vs) > 0 {
+		res, err := s.quarantine(ctx, owner, eventID, m, vs)
+		if err != nil {
+			return eventID, false, false, err
+		}
+		if res.duplicate() {
+			return eventID, true, false, nil
+		}
+		s.auditInvalid(owner, eventID, eventType, m.Subject, "", vs, false, res.seq, len(body))
+		return eventID, false, true, nil
+	}
 	res, err := s.store(ctx, eventID, m)
 	if err != nil {
-		return eventID, false, err
+		return eventID, false, false, err
 	}
-	return eventID, res.duplicate(), nil
+	return eventID, res.duplicate(), false, nil
 }
 
 // verifyRejection maps a verification error to the answer.

@@ -61,7 +61,13 @@ source's cursor.initial.`,
 						state = "stored"
 					}
 				}
-				rows = append(rows, []string{state, it.Subject, it.EventID, strconv.Itoa(len(it.Body)), oneLine(string(it.Body), 80)})
+				body := oneLine(string(it.Body), 80)
+				if len(it.Violations) > 0 && !it.Stored {
+					// Polling would keep it in QUARANTINE, not deliver it.
+					state = "quarantine"
+					body = firstViolation(it.Violations)
+				}
+				rows = append(rows, []string{state, it.Subject, it.EventID, strconv.Itoa(len(it.Body)), body})
 			})
 			if err != nil {
 				return err
@@ -91,6 +97,9 @@ func describeRound(r ingress.PollRound, known bool) string {
 	fmt.Fprintf(&b, "round %s in %s: %d page(s), %d item(s)", r.Status, r.Took.Round(time.Millisecond), r.Pages, r.Items)
 	if known {
 		fmt.Fprintf(&b, ", %d not stored yet", r.New)
+	}
+	if r.Quarantined > 0 {
+		fmt.Fprintf(&b, ", %d breaking the source's contract (would be quarantined)", r.Quarantined)
 	}
 	if r.Status != "ok" {
 		fmt.Fprintf(&b, "\nerror: %s", r.Error)

@@ -135,3 +135,47 @@ sources:
 		t.Errorf("an unknown source: %v", err)
 	}
 }
+
+// A dry run of a polled source with a contract says which items break it:
+// polling would quarantine them, not deliver them.
+func TestSourcesPollDryRunShowsItemsThatBreakTheContract(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"orders": [{"id": 1, "status": "created", "email": "a@example.com"}, {"id": 2, "status": "created"}]}`))
+	}))
+	t.Cleanup(api.Close)
+	ns := natstest.Start(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "order.json"), []byte(`{"type": "object", "required": ["email"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "switchyard.yaml")
+	yaml := "nats:\n  url: " + ns.URL + `
+sources:
+  - name: shop-orders
+    poll:
+      url: ` + api.URL + `/orders
+      interval: 1s
+      allow_private_network: true
+      items: $.orders
+      id: $.id
+      type: '"order.\(.status)"'
+    contract: {default: order.json}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := cli.Execute(ctx, []string{"sources", "poll", "--config", file, "shop-orders", "--dry-run"}, &out, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	// Nothing was provisioned: whether item 1 is stored is unknown.
+	for _, want := range []string{"unknown     webhooks.shop-orders.order_created  shop-orders:1", "quarantine  webhooks.shop-orders.order_created  shop-orders:2  27     /: missing property 'email'",
+		"2 item(s), 1 breaking the source's contract (would be quarantined)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the dry run lacks %q:\n%s", want, out.String())
+		}
+	}
+}

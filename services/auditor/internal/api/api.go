@@ -459,6 +459,15 @@ func ParseRejectionQuery(v url.Values, now time.Time) (store.RejectionFilter, st
 	return f, p, q.done()
 }
 
+// ParseRecordQuery is ParseEventQuery for GET /v1/records of one kind
+// (key, since, until): the console's quarantine page reads the same
+// parameters.
+func ParseRecordQuery(v url.Values, now time.Time, kind string) (store.RecordFilter, store.Page, error) {
+	q := &query{v: v, now: now}
+	f, p := store.RecordFilter{TimeRange: q.times(), Kind: kind, Key: q.str("key")}, q.page()
+	return f, p, q.done()
+}
+
 // serveList reads the page parameters, checks every parameter read so
 // far, runs the list and answers the page.
 func serveList[T any](c echo.Context, q *query, run func(ctx context.Context, p store.Page) ([]T, string, error)) error {

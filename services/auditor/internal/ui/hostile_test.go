@@ -52,7 +52,10 @@ func TestHostileDataIsText(t *testing.T) {
 		alert.GetAlert().Summary, alert.GetAlert().Labels = hostileSummary, map[string]string{"destination": hostileDest}
 		circuit := &switchyardv1.AuditRecord{Id: "cc-hostile", Time: timestamppb.New(at), Detail: &switchyardv1.AuditRecord_CircuitChanged{
 			CircuitChanged: &switchyardv1.CircuitChanged{Destination: "erp", To: switchyardv1.CircuitState_CIRCUIT_STATE_OPEN, LastError: hostileError}}}
-		if err := st.Write(testCtx(t), store.Batch{Events: []store.Routed{ev}, Records: []*switchyardv1.AuditRecord{a, dl, rej, alert, circuit}}); err != nil {
+		quarantined := &switchyardv1.AuditRecord{Id: "q-hostile", Time: timestamppb.New(at), Detail: &switchyardv1.AuditRecord_PayloadQuarantined{
+			PayloadQuarantined: &switchyardv1.PayloadQuarantined{Source: "shop", EventId: hostileID, EventType: hostileType,
+				Violations: []*switchyardv1.Violation{{Path: hostileHeader, Message: hostileDetail}}}}}
+		if err := st.Write(testCtx(t), store.Batch{Events: []store.Routed{ev}, Records: []*switchyardv1.AuditRecord{a, dl, rej, alert, circuit, quarantined}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.console.cfg.Ops.CreateSilence(testCtx(t), auditapi.NewSilence{Matchers: []string{"severity=info"}, Duration: "1h", Comment: hostileComment}); err != nil {
@@ -67,6 +70,7 @@ func TestHostileDataIsText(t *testing.T) {
 			"/ui/event/live?id=" + url.QueryEscape(hostileID): {hostileError, hostileBody},
 			"/ui/dead-letters":  {hostileID, hostileError},
 			"/ui/rejections":    {hostileDetail, hostileAgent, hostileID},
+			"/ui/quarantine":    {hostileID, hostileType, hostileHeader, hostileDetail},
 			"/ui/silences":      {hostileComment, `<script>alert("name")</script>`},
 			"/ui/overview/live": {hostileSummary},
 		}

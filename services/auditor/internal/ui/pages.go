@@ -15,7 +15,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
+	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/api"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -304,6 +307,101 @@ func (c *Console) rejections(ec echo.Context) error {
 		status = http.StatusBadRequest
 	}
 	return c.page(ec, status, "rejections", "Rejections", "rejections", rejectionsData{List: l, BySource: bySource})
+}
+
+// quarantine is GET /ui/quarantine: payloads that broke their source's
+// or API key's contract (kept in QUARANTINE, or refused with 422), newest
+// first, each with its violations and whether it was released since. The
+// console does not release: `switchyard quarantine release` checks each
+// payload against the schemas as the configuration names them, which only
+// ingress's configuration knows (docs/decisions/0502).
+func (c *Console) quarantine(ec echo.Context) error {
+	l := list[quarantinedRow]{Filter: filters(ec, "key", "since", "until", "cursor")}
+	q := cloneValues(l.Filter)
+	q.Set("limit", strconv.Itoa(pageSize))
+	ctx := ec.Request().Context()
+	f, p, err := api.ParseRecordQuery(q, c.cfg.Now(), auditlog.KindQuarantined)
+	var recs []store.Record
+	if err == nil {
+		var next string
+		recs, next, err = c.cfg.Store.ListRecords(ctx, f, p)
+		pageLinks(&l, Prefix+"/quarantine", next)
+	}
+	if err != nil {
+		if !badFilter(err) {
+			return err
+		}
+		l.Problem = api.Explain(err).Message
+	}
+	released := map[string]*switchyardv1.QuarantineReleased{}
+	if len(recs) > 0 {
+		// Releases come after their quarantine: those since the oldest on
+		// this page, at most one store page of them.
+		rf := store.RecordFilter{TimeRange: store.TimeRange{Since: recs[len(recs)-1].At}, Kind: auditlog.KindReleased, Key: f.Key}
+		rel, _, err := c.cfg.Store.ListRecords(ctx, rf, store.Page{Limit: store.MaxLimit})
+		if err != nil {
+			return err
+		}
+		for _, r := range rel {
+			if d := recordDetail(r).GetQuarantineReleased(); d != nil {
+				released[d.GetEventId()] = d
+			}
+		}
+	}
+	for _, r := range recs {
+		d := recordDetail(r).GetPayloadQuarantined()
+		if d == nil {
+			continue
+		}
+		row := quarantinedRow{At: r.At, Owner: d.GetSource(), APIKey: d.GetApiKey(), EventID: d.GetEventId(), Type: d.GetEventType(),
+			Subject: d.GetSubject(), Seq: d.GetQuarantineSeq(), Rejected: d.GetRejected(), BodySize: d.GetBodySize()}
+		for _, v := range d.GetViolations() {
+			row.Violations = append(row.Violations, violationText(v.GetPath(), v.GetMessage()))
+		}
+		if rel := released[d.GetEventId()]; rel != nil && !d.GetRejected() {
+			row.Released, row.ReleasedBy, row.AlreadyStored = true, rel.GetRequestedBy(), rel.GetAlreadyStored()
+		}
+		l.Items = append(l.Items, row)
+	}
+	status := http.StatusOK
+	if l.Problem != "" {
+		status = http.StatusBadRequest
+	}
+	return c.page(ec, status, "quarantine", "Quarantine", "quarantine", l)
+}
+
+// quarantinedRow is one payload on the quarantine page.
+type quarantinedRow struct {
+	At            time.Time
+	Owner, APIKey string
+	EventID, Type string
+	Subject       string
+	Seq           uint64
+	Violations    []string
+	Rejected      bool
+	BodySize      int64
+	Released      bool
+	ReleasedBy    string
+	AlreadyStored bool
+}
+
+// recordDetail decodes a record kept whole; an undecodable one (written by
+// a later version) is an empty record, shown as nothing.
+func recordDetail(r store.Record) *switchyardv1.AuditRecord {
+	var rec switchyardv1.AuditRecord
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(r.Detail, &rec); err != nil {
+		return &switchyardv1.AuditRecord{}
+	}
+	return &rec
+}
+
+// violationText is a violation as the CLI shows it (contracts.Violation's
+// String): the JSON pointer, "/" for the whole body, and the message.
+func violationText(path, msg string) string {
+	if path == "" {
+		path = "/"
+	}
+	return path + ": " + msg
 }
 
 type rejectionsData struct {

@@ -232,6 +232,52 @@ func TestPagesRender(t *testing.T) {
 			}
 		})
 
+		t.Run("quarantine", func(t *testing.T) {
+			now := time.Unix(0, e.now.Load())
+			quarantined := func(id, eventID string, seq uint64, rejected bool, at time.Time) *switchyardv1.AuditRecord {
+				return &switchyardv1.AuditRecord{Id: id, Time: timestamppb.New(at), Service: "ingress",
+					Detail: &switchyardv1.AuditRecord_PayloadQuarantined{PayloadQuarantined: &switchyardv1.PayloadQuarantined{
+						Source: "shop", EventId: eventID, EventType: "orders/create", Subject: "webhooks.shop.orders_create",
+						QuarantineSeq: seq, Rejected: rejected, BodySize: 321,
+						Violations: []*switchyardv1.Violation{{Path: "", Message: "missing property 'email'"}, {Path: "/total", Message: "got string, want number"}}}}}
+			}
+			recs := []*switchyardv1.AuditRecord{
+				quarantined("q-1", "shop:bad-1", 7, false, now.Add(-9*time.Minute)),
+				quarantined("q-2", "shop:bad-2", 8, false, now.Add(-8*time.Minute)),
+				quarantined("q-3", "shop:bad-3", 0, true, now.Add(-7*time.Minute)),
+				{Id: "r-1", Time: timestamppb.New(now.Add(-time.Minute)), Service: "switchyard",
+					Detail: &switchyardv1.AuditRecord_QuarantineReleased{QuarantineReleased: &switchyardv1.QuarantineReleased{
+						EventId: "shop:bad-1", Source: "shop", Subject: "webhooks.shop.orders_create", StreamSeq: 99, QuarantineSeq: 7, RequestedBy: "cli:alice"}}},
+			}
+			if err := e.st.Write(testCtx(t), store.Batch{Records: recs}); err != nil {
+				t.Fatal(err)
+			}
+			doc := mustOK(t, e.get(t, "/ui/quarantine?key=shop"), "quarantine")
+			rows := findAll(doc, func(n *html.Node) bool { return n.Data == "tr" && attr(n, "class") == "quarantined" })
+			if len(rows) != 3 {
+				t.Fatalf("%d rows, want the 3 payloads", len(rows))
+			}
+			for i, want := range []string{
+				"shop shop:bad-3 orders/create /: missing property 'email' /total: got string, want number 321 B rejected answered 422, stored nowhere",
+				"shop shop:bad-2 orders/create /: missing property 'email' /total: got string, want number 321 B quarantined QUARANTINE #8",
+				"shop shop:bad-1 orders/create /: missing property 'email' /total: got string, want number 321 B released by cli:alice event",
+			} {
+				if got := strings.Join(strings.Fields(text(rows[i])), " "); !strings.Contains(got, want) {
+					t.Errorf("row %d = %q, want it to hold %q", i, got, want)
+				}
+			}
+			if nav := find(doc, func(n *html.Node) bool { return n.Data == "a" && attr(n, "aria-current") == "page" }); nav == nil || text(nav) != "Quarantine" {
+				t.Error("the navigation does not mark Quarantine as the current page")
+			}
+			doc = mustOK(t, e.get(t, "/ui/quarantine?key=billing"), "quarantine of another key")
+			if !strings.Contains(text(doc), "No payload broke its contract.") {
+				t.Error("an empty list does not say so")
+			}
+			if r := e.get(t, "/ui/quarantine?since=yesterday"); r.StatusCode != http.StatusBadRequest {
+				t.Errorf("a bad since: %d, want 400 with the problem shown", r.StatusCode)
+			}
+		})
+
 		t.Run("silences", func(t *testing.T) {
 			doc := mustOK(t, e.get(t, "/ui/silences?matcher=rule%3DDeliveryDeadLettered&matcher=destination%3Derp"), "silences")
 			if got := text(find(doc, byID("s-matchers"))); got != "rule=DeliveryDeadLettered destination=erp" {

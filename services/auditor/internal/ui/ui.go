@@ -161,6 +161,7 @@ func (c *Console) routes() *echo.Echo {
 	g.POST("/silences", c.createSilence)
 	g.POST("/silences/expire", c.expireSilence)
 	g.GET("/rejections", c.rejections)
+	g.GET("/quarantine", c.quarantine)
 	g.POST("/logout", c.logout)
 	return e
 }

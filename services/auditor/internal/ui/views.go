@@ -28,7 +28,7 @@ var templateFS embed.FS
 
 // pageNames are the templates/<name>.html files, each a page (template
 // "content") and its fragments, parsed over layout.html and parts.html.
-var pageNames = []string{"login", "continue", "error", "result", "overview", "events", "event", "dead-letters", "silences", "rejections"}
+var pageNames = []string{"login", "continue", "error", "result", "overview", "events", "event", "dead-letters", "silences", "rejections", "quarantine"}
 
 // views are the parsed templates.
 type views struct {
@@ -362,11 +362,11 @@ func answer(code int, errText string) string {
 // statusClass is the CSS class of a delivery status or outcome badge.
 func statusClass(s string) string {
 	switch s {
-	case "delivered", "closed", "active", "resolved":
+	case "delivered", "closed", "active", "resolved", "released":
 		return "ok"
-	case "dead_lettered", "permanent", "open", "firing", "critical":
+	case "dead_lettered", "permanent", "open", "firing", "critical", "rejected":
 		return "bad"
-	case "retrying", "retryable", "half_open", "replayed", "pending", "warning":
+	case "retrying", "retryable", "half_open", "replayed", "pending", "warning", "quarantined":
 		return "warn"
 	}
 	return "neutral"

@@ -162,12 +162,15 @@ const (
 	// KindReleased records a quarantined event released to EVENTS
 	// (QuarantineReleased), keyed by its source or publish API key.
 	KindReleased = "released"
+	// KindFiltered records an event a destination's filter left out
+	// (DeliveryFiltered), keyed by the destination.
+	KindFiltered = "filtered"
 	KindOther    = "other"
 )
 
 // Kinds lists every record kind.
 var Kinds = []string{KindRejected, KindDuplicate, KindAttempt, KindDeadLetter, KindReplayed,
-	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindPoll, KindQuarantined, KindValid, KindReleased, KindOther}
+	KindCircuit, KindBacklog, KindLag, KindAlert, KindSilence, KindPoll, KindQuarantined, KindValid, KindReleased, KindFiltered, KindOther}
 
 // Kind returns the record's kind and subject key.
 func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
@@ -200,6 +203,8 @@ func Kind(rec *switchyardv1.AuditRecord) (kind, key string) {
 		return KindValid, cmp.Or(d.PayloadsValid.GetSource(), d.PayloadsValid.GetApiKey())
 	case *switchyardv1.AuditRecord_QuarantineReleased:
 		return KindReleased, cmp.Or(d.QuarantineReleased.GetSource(), d.QuarantineReleased.GetApiKey())
+	case *switchyardv1.AuditRecord_DeliveryFiltered:
+		return KindFiltered, d.DeliveryFiltered.GetDestination()
 	default:
 		return KindOther, rec.GetService()
 	}

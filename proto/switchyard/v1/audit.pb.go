@@ -492,6 +492,7 @@ type AuditRecord struct {
 	//	*AuditRecord_PayloadQuarantined
 	//	*AuditRecord_QuarantineReleased
 	//	*AuditRecord_PayloadsValid
+	//	*AuditRecord_DeliveryFiltered
 	Detail        isAuditRecord_Detail `protobuf_oneof:"detail"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -688,6 +689,15 @@ func (x *AuditRecord) GetPayloadsValid() *PayloadsValid {
 	return nil
 }
 
+func (x *AuditRecord) GetDeliveryFiltered() *DeliveryFiltered {
+	if x != nil {
+		if x, ok := x.Detail.(*AuditRecord_DeliveryFiltered); ok {
+			return x.DeliveryFiltered
+		}
+	}
+	return nil
+}
+
 type isAuditRecord_Detail interface {
 	isAuditRecord_Detail()
 }
@@ -751,6 +761,10 @@ type AuditRecord_PayloadsValid struct {
 	PayloadsValid *PayloadsValid `protobuf:"bytes,52,opt,name=payloads_valid,json=payloadsValid,proto3,oneof"`
 }
 
+type AuditRecord_DeliveryFiltered struct {
+	DeliveryFiltered *DeliveryFiltered `protobuf:"bytes,53,opt,name=delivery_filtered,json=deliveryFiltered,proto3,oneof"`
+}
+
 func (*AuditRecord_WebhookRejected) isAuditRecord_Detail() {}
 
 func (*AuditRecord_WebhookDuplicate) isAuditRecord_Detail() {}
@@ -778,6 +792,8 @@ func (*AuditRecord_PayloadQuarantined) isAuditRecord_Detail() {}
 func (*AuditRecord_QuarantineReleased) isAuditRecord_Detail() {}
 
 func (*AuditRecord_PayloadsValid) isAuditRecord_Detail() {}
+
+func (*AuditRecord_DeliveryFiltered) isAuditRecord_Detail() {}
 
 // WebhookRejected is a request that ingress refused. It never carries the
 // body, a secret or a signature.
@@ -2561,11 +2577,102 @@ func (x *PayloadsValid) GetEventId() string {
 	return ""
 }
 
+// DeliveryFiltered records that a destination's filter left an event out:
+// the dispatcher acknowledged it without an attempt
+// (audit.filtered.<destination>). The delivery's status becomes filtered,
+// not pending for ever.
+type DeliveryFiltered struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	EventId     string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Destination string                 `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	Subject     string                 `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// stream_seq is the EVENTS message (the original or a replay) the filter
+	// was run on.
+	StreamSeq uint64 `protobuf:"varint,4,opt,name=stream_seq,json=streamSeq,proto3" json:"stream_seq,omitempty"`
+	// replay_of is the dead letter this message replays, if it is a replay.
+	ReplayOf      string                 `protobuf:"bytes,5,opt,name=replay_of,json=replayOf,proto3" json:"replay_of,omitempty"`
+	FilteredAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=filtered_at,json=filteredAt,proto3" json:"filtered_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryFiltered) Reset() {
+	*x = DeliveryFiltered{}
+	mi := &file_switchyard_v1_audit_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryFiltered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryFiltered) ProtoMessage() {}
+
+func (x *DeliveryFiltered) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_audit_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryFiltered.ProtoReflect.Descriptor instead.
+func (*DeliveryFiltered) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_audit_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeliveryFiltered) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeliveryFiltered) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *DeliveryFiltered) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *DeliveryFiltered) GetStreamSeq() uint64 {
+	if x != nil {
+		return x.StreamSeq
+	}
+	return 0
+}
+
+func (x *DeliveryFiltered) GetReplayOf() string {
+	if x != nil {
+		return x.ReplayOf
+	}
+	return ""
+}
+
+func (x *DeliveryFiltered) GetFilteredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FilteredAt
+	}
+	return nil
+}
+
 var File_switchyard_v1_audit_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\xde\b\n" +
+	"\x19switchyard/v1/audit.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bswitchyard/v1/silence.proto\"\xae\t\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -2586,7 +2693,8 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"poll_round\x18( \x01(\v2\x18.switchyard.v1.PollRoundH\x00R\tpollRound\x12T\n" +
 	"\x13payload_quarantined\x182 \x01(\v2!.switchyard.v1.PayloadQuarantinedH\x00R\x12payloadQuarantined\x12T\n" +
 	"\x13quarantine_released\x183 \x01(\v2!.switchyard.v1.QuarantineReleasedH\x00R\x12quarantineReleased\x12E\n" +
-	"\x0epayloads_valid\x184 \x01(\v2\x1c.switchyard.v1.PayloadsValidH\x00R\rpayloadsValidB\b\n" +
+	"\x0epayloads_valid\x184 \x01(\v2\x1c.switchyard.v1.PayloadsValidH\x00R\rpayloadsValid\x12N\n" +
+	"\x11delivery_filtered\x185 \x01(\v2\x1f.switchyard.v1.DeliveryFilteredH\x00R\x10deliveryFilteredB\b\n" +
 	"\x06detail\"\xc8\x02\n" +
 	"\x0fWebhookRejected\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x123\n" +
@@ -2789,7 +2897,16 @@ const file_switchyard_v1_audit_proto_rawDesc = "" +
 	"\rPayloadsValid\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x17\n" +
 	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\x12\x19\n" +
-	"\bevent_id\x18\x03 \x01(\tR\aeventId*\xd6\x02\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\"\xe2\x01\n" +
+	"\x10DeliveryFiltered\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12 \n" +
+	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x1d\n" +
+	"\n" +
+	"stream_seq\x18\x04 \x01(\x04R\tstreamSeq\x12\x1b\n" +
+	"\treplay_of\x18\x05 \x01(\tR\breplayOf\x12;\n" +
+	"\vfiltered_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"filteredAt*\xd6\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_UNKNOWN_SOURCE\x10\x01\x12#\n" +
@@ -2852,7 +2969,7 @@ func file_switchyard_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_switchyard_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_switchyard_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_switchyard_v1_audit_proto_goTypes = []any{
 	(RejectReason)(0),             // 0: switchyard.v1.RejectReason
 	(DuplicateVia)(0),             // 1: switchyard.v1.DuplicateVia
@@ -2876,14 +2993,15 @@ var file_switchyard_v1_audit_proto_goTypes = []any{
 	(*PayloadQuarantined)(nil),    // 19: switchyard.v1.PayloadQuarantined
 	(*QuarantineReleased)(nil),    // 20: switchyard.v1.QuarantineReleased
 	(*PayloadsValid)(nil),         // 21: switchyard.v1.PayloadsValid
-	nil,                           // 22: switchyard.v1.DeadLetter.HeadersEntry
-	nil,                           // 23: switchyard.v1.AlertNotification.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*SilenceChanged)(nil),        // 25: switchyard.v1.SilenceChanged
-	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
+	(*DeliveryFiltered)(nil),      // 22: switchyard.v1.DeliveryFiltered
+	nil,                           // 23: switchyard.v1.DeadLetter.HeadersEntry
+	nil,                           // 24: switchyard.v1.AlertNotification.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*SilenceChanged)(nil),        // 26: switchyard.v1.SilenceChanged
+	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
 }
 var file_switchyard_v1_audit_proto_depIdxs = []int32{
-	24, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	25, // 0: switchyard.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
 	8,  // 1: switchyard.v1.AuditRecord.webhook_rejected:type_name -> switchyard.v1.WebhookRejected
 	9,  // 2: switchyard.v1.AuditRecord.webhook_duplicate:type_name -> switchyard.v1.WebhookDuplicate
 	10, // 3: switchyard.v1.AuditRecord.delivery_attempt:type_name -> switchyard.v1.DeliveryAttempt
@@ -2893,40 +3011,42 @@ var file_switchyard_v1_audit_proto_depIdxs = []int32{
 	14, // 7: switchyard.v1.AuditRecord.backlog:type_name -> switchyard.v1.BacklogReport
 	15, // 8: switchyard.v1.AuditRecord.audit_lag:type_name -> switchyard.v1.AuditLag
 	16, // 9: switchyard.v1.AuditRecord.alert:type_name -> switchyard.v1.AlertNotification
-	25, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
+	26, // 10: switchyard.v1.AuditRecord.silence_changed:type_name -> switchyard.v1.SilenceChanged
 	17, // 11: switchyard.v1.AuditRecord.poll_round:type_name -> switchyard.v1.PollRound
 	19, // 12: switchyard.v1.AuditRecord.payload_quarantined:type_name -> switchyard.v1.PayloadQuarantined
 	20, // 13: switchyard.v1.AuditRecord.quarantine_released:type_name -> switchyard.v1.QuarantineReleased
 	21, // 14: switchyard.v1.AuditRecord.payloads_valid:type_name -> switchyard.v1.PayloadsValid
-	0,  // 15: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
-	1,  // 16: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
-	24, // 17: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
-	26, // 18: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
-	2,  // 19: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
-	26, // 20: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
-	3,  // 21: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
-	24, // 22: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
-	22, // 23: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
-	4,  // 24: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
-	4,  // 25: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
-	24, // 26: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
-	26, // 27: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
-	4,  // 28: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
-	26, // 29: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
-	24, // 30: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
-	23, // 31: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
-	5,  // 32: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
-	24, // 33: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
-	6,  // 34: switchyard.v1.PollRound.status:type_name -> switchyard.v1.PollStatus
-	24, // 35: switchyard.v1.PollRound.started_at:type_name -> google.protobuf.Timestamp
-	26, // 36: switchyard.v1.PollRound.took:type_name -> google.protobuf.Duration
-	26, // 37: switchyard.v1.PollRound.retry_after:type_name -> google.protobuf.Duration
-	18, // 38: switchyard.v1.PayloadQuarantined.violations:type_name -> switchyard.v1.Violation
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	22, // 15: switchyard.v1.AuditRecord.delivery_filtered:type_name -> switchyard.v1.DeliveryFiltered
+	0,  // 16: switchyard.v1.WebhookRejected.reason:type_name -> switchyard.v1.RejectReason
+	1,  // 17: switchyard.v1.WebhookDuplicate.via:type_name -> switchyard.v1.DuplicateVia
+	25, // 18: switchyard.v1.DeliveryAttempt.started_at:type_name -> google.protobuf.Timestamp
+	27, // 19: switchyard.v1.DeliveryAttempt.duration:type_name -> google.protobuf.Duration
+	2,  // 20: switchyard.v1.DeliveryAttempt.outcome:type_name -> switchyard.v1.Outcome
+	27, // 21: switchyard.v1.DeliveryAttempt.retry_after:type_name -> google.protobuf.Duration
+	3,  // 22: switchyard.v1.DeadLetter.reason:type_name -> switchyard.v1.DeadLetterReason
+	25, // 23: switchyard.v1.DeadLetter.dead_lettered_at:type_name -> google.protobuf.Timestamp
+	23, // 24: switchyard.v1.DeadLetter.headers:type_name -> switchyard.v1.DeadLetter.HeadersEntry
+	4,  // 25: switchyard.v1.CircuitChanged.from:type_name -> switchyard.v1.CircuitState
+	4,  // 26: switchyard.v1.CircuitChanged.to:type_name -> switchyard.v1.CircuitState
+	25, // 27: switchyard.v1.CircuitChanged.open_until:type_name -> google.protobuf.Timestamp
+	27, // 28: switchyard.v1.BacklogReport.oldest_pending_age:type_name -> google.protobuf.Duration
+	4,  // 29: switchyard.v1.BacklogReport.circuit:type_name -> switchyard.v1.CircuitState
+	27, // 30: switchyard.v1.AuditLag.oldest_age:type_name -> google.protobuf.Duration
+	25, // 31: switchyard.v1.AuditLag.failing_since:type_name -> google.protobuf.Timestamp
+	24, // 32: switchyard.v1.AlertNotification.labels:type_name -> switchyard.v1.AlertNotification.LabelsEntry
+	5,  // 33: switchyard.v1.AlertNotification.state:type_name -> switchyard.v1.AlertState
+	25, // 34: switchyard.v1.AlertNotification.first_seen:type_name -> google.protobuf.Timestamp
+	6,  // 35: switchyard.v1.PollRound.status:type_name -> switchyard.v1.PollStatus
+	25, // 36: switchyard.v1.PollRound.started_at:type_name -> google.protobuf.Timestamp
+	27, // 37: switchyard.v1.PollRound.took:type_name -> google.protobuf.Duration
+	27, // 38: switchyard.v1.PollRound.retry_after:type_name -> google.protobuf.Duration
+	18, // 39: switchyard.v1.PayloadQuarantined.violations:type_name -> switchyard.v1.Violation
+	25, // 40: switchyard.v1.DeliveryFiltered.filtered_at:type_name -> google.protobuf.Timestamp
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_audit_proto_init() }
@@ -2950,6 +3070,7 @@ func file_switchyard_v1_audit_proto_init() {
 		(*AuditRecord_PayloadQuarantined)(nil),
 		(*AuditRecord_QuarantineReleased)(nil),
 		(*AuditRecord_PayloadsValid)(nil),
+		(*AuditRecord_DeliveryFiltered)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2957,7 +3078,7 @@ func file_switchyard_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_audit_proto_rawDesc), len(file_switchyard_v1_audit_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -27,6 +27,9 @@ const (
 	// StatusReplayed: a dead letter was sent again and its first attempt is
 	// not recorded yet.
 	StatusReplayed = "replayed"
+	// StatusFiltered: the destination's filter left the event out; no
+	// attempt was made (a replay of it may be attempted again).
+	StatusFiltered = "filtered"
 )
 
 // DefaultLimit and MaxLimit bound a page of a list: DefaultLimit when the
@@ -37,7 +40,7 @@ const (
 )
 
 // Statuses lists every delivery status.
-var Statuses = []string{StatusPending, StatusDelivered, StatusRetrying, StatusDeadLettered, StatusReplayed}
+var Statuses = []string{StatusPending, StatusDelivered, StatusRetrying, StatusDeadLettered, StatusReplayed, StatusFiltered}
 
 // Event is a stored event. In lists the payload is left out.
 type Event struct {

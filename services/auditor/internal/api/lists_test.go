@@ -196,7 +196,7 @@ func TestListParameterErrors(t *testing.T) {
 		}
 	}
 	for path, want := range map[string]string{
-		"/v1/records":               "kind must be one of duplicate, backlog, lag, alert, silence, poll, quarantined, valid, released, other",
+		"/v1/records":               "kind must be one of duplicate, backlog, lag, alert, silence, poll, quarantined, valid, released, filtered, other",
 		"/v1/records?kind=rejected": "rejected records are listed by /v1/rejections",
 	} {
 		if code, body := get(t, st, path); code != http.StatusBadRequest || body["message"] != want {

@@ -23,10 +23,19 @@ type tableRows struct {
 	deadLetters []DeadLetter
 	replays     []Replay
 	circuits    []CircuitChange
-	others      []otherRow
+	// filtered are the deliveries a destination's filter left out; their
+	// records are kept whole in others too.
+	filtered []filteredRow
+	others   []otherRow
 	// deliveries are the changes the batch makes to the deliveries table,
 	// one per (event, destination).
 	deliveries []deliveryChange
+}
+
+type filteredRow struct {
+	EventID, Destination, ReplayOf string
+	StreamSeq                      uint64
+	At                             time.Time
 }
 
 type otherRow struct {
@@ -125,6 +134,10 @@ func split(b Batch) (tableRows, error) {
 				LastError:   safeText(c.LastError),
 			})
 		default:
+			if f := rec.GetDeliveryFiltered(); f != nil {
+				r.filtered = append(r.filtered, filteredRow{EventID: safeText(f.EventId), Destination: safeText(f.Destination),
+					ReplayOf: safeText(f.ReplayOf), StreamSeq: f.StreamSeq, At: f.GetFilteredAt().AsTime()})
+			}
 			detail, err := protojson.Marshal(rec)
 			if err != nil {
 				return tableRows{}, err
@@ -192,6 +205,13 @@ const (
 	markDeadLetter = 2
 	markDelivered  = 3
 )
+
+// markFilteredN places a filter's decision after every attempt of its
+// round (mark kind markAttempt; attempt numbers are far below it), and
+// before the round's dead letter or delivery: a filter that leaves out an
+// event already attempted (the configuration changed between deliveries)
+// ends the round, and no attempt follows it.
+const markFilteredN = 1<<31 - 1
 
 // mark orders the happenings of one delivery: by round (the EVENTS stream
 // sequence, which the server assigns in order, so no clock is involved),
@@ -294,6 +314,12 @@ func deliveryChanges(r tableRows) []deliveryChange {
 		if int64(d.StreamSeq) > c.DeadLetterSeq {
 			c.DeadLetterSeq, c.DeadLetterID = int64(d.StreamSeq), d.ID
 		}
+	}
+	for _, f := range r.filtered {
+		if !knownEvent(f.EventID) {
+			continue
+		}
+		happened(get(f.EventID, f.Destination), mark{f.StreamSeq, markAttempt, markFilteredN}, auditapi.StatusFiltered, f.At, f.ReplayOf)
 	}
 	for _, p := range r.replays {
 		if !knownEvent(p.EventID) {

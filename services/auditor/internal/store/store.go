@@ -222,14 +222,15 @@ type RecordFilter struct {
 	// Key is the record's subject key: the source of a duplicate, the
 	// destination of a backlog report, the service of a lag report, the
 	// rule of an alert, the id of a silence, the source of a poll round,
-	// the source or publish API key of a quarantined or released payload.
+	// the source or publish API key of a quarantined or released payload,
+	// the destination of a filtered-out delivery.
 	Key string
 }
 
 // RecordKinds are the kinds kept whole in the audit_records table, which
 // ListRecords lists. The others have tables (and lists) of their own.
 var RecordKinds = []string{auditlog.KindDuplicate, auditlog.KindBacklog, auditlog.KindLag, auditlog.KindAlert,
-	auditlog.KindSilence, auditlog.KindPoll, auditlog.KindQuarantined, auditlog.KindValid, auditlog.KindReleased, auditlog.KindOther}
+	auditlog.KindSilence, auditlog.KindPoll, auditlog.KindQuarantined, auditlog.KindValid, auditlog.KindReleased, auditlog.KindFiltered, auditlog.KindOther}
 
 // Store is the audit log.
 type Store interface {

@@ -52,6 +52,12 @@ func DeadLetterID(incarnation string, seq uint64, destination string) string {
 	return fmt.Sprintf("%s:%d:%s", StreamRef(incarnation), seq, destination)
 }
 
+// FilteredID is the id of the audit record saying a destination's filter
+// left a stream message out: one per message and destination.
+func FilteredID(incarnation string, seq uint64, destination string) string {
+	return fmt.Sprintf("filtered:%s:%d:%s", StreamRef(incarnation), seq, destination)
+}
+
 // AttemptID is the id of the audit record of delivery number attempt of a
 // stream message to a destination.
 func AttemptID(incarnation string, seq uint64, destination string, attempt int) string {

@@ -20,6 +20,7 @@ func TestIDs(t *testing.T) {
 		{ids.StreamRef(inc), "EVENTS@mjuohs00"},
 		{ids.DeadLetterID(inc, 1042, "erp"), "EVENTS@mjuohs00:1042:erp"},
 		{ids.AttemptID(inc, 1042, "erp", 3), "attempt:EVENTS@mjuohs00:1042:erp:3"},
+		{ids.FilteredID(inc, 1042, "erp"), "filtered:EVENTS@mjuohs00:1042:erp"},
 		{ids.UnknownEventID(1042), "unknown:EVENTS:1042"},
 	} {
 		if tt.got != tt.want {

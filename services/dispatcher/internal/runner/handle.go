@@ -90,7 +90,7 @@ func (dest *destination) handle(ctx, stopping context.Context, msg jetstream.Msg
 			dest.mappingFailed(ctx, msg, ev, meta, attempt, err, alive, log)
 			return
 		case !keep:
-			dest.filteredOut(ctx, msg, alive, log)
+			dest.filteredOut(ctx, msg, ev, meta, alive, log)
 			return
 		}
 		mapped = out

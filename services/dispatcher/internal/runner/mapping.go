@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/mapping"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/delivery"
+	"github.com/switchyard/switchyard/services/dispatcher/internal/ids"
 	"github.com/switchyard/switchyard/services/dispatcher/internal/settle"
 )
 
@@ -70,8 +72,27 @@ func withMapping(req delivery.Request, out mapping.Output) delivery.Request {
 }
 
 // filteredOut acknowledges an event the destination's filter leaves out:
-// no attempt, no audit record, counted.
-func (dest *destination) filteredOut(ctx context.Context, msg jetstream.Msg, alive *pulse, log *slog.Logger) {
+// no attempt; a DeliveryFiltered record, so that the audit log says the
+// delivery was left out rather than pending for ever; counted. The record
+// is stored before the ack, as an attempt's is: acknowledged first, it could
+// be lost with the process, and the delivery would stay pending.
+func (dest *destination) filteredOut(ctx context.Context, msg jetstream.Msg, ev events.Stored, meta *jetstream.MsgMetadata, alive *pulse, log *slog.Logger) {
+	inc, _ := dest.d.inc.Get()
+	rec := &switchyardv1.AuditRecord{
+		// One per stream message and destination, however often it is
+		// delivered again before the ack lands.
+		Id: ids.FilteredID(inc, meta.Sequence.Stream, dest.cfg.Name),
+		Detail: &switchyardv1.AuditRecord_DeliveryFiltered{DeliveryFiltered: &switchyardv1.DeliveryFiltered{
+			EventId: ev.ID, Destination: dest.cfg.Name, Subject: ev.Subject, StreamSeq: meta.Sequence.Stream,
+			ReplayOf: ev.ReplayOf, FilteredAt: timestamppb.Now(),
+		}},
+	}
+	actx, cancel := context.WithTimeout(ctx, attemptRecordTimeout)
+	err := dest.d.audit.EmitUntilStored(actx, rec)
+	cancel()
+	if err != nil {
+		log.ErrorContext(ctx, "filtered-out event not recorded in the audit log", slog.Any("error", err))
+	}
 	alive.stop()
 	if err := msg.Ack(); err != nil {
 		log.WarnContext(ctx, "ack of a filtered-out event failed", slog.Any("error", err))

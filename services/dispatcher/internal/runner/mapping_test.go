@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
@@ -58,7 +59,8 @@ func shippedTo(id, country string) events.Event {
 }
 
 // A CEL filter sends EU orders to one destination and the rest to another;
-// the events a filter leaves out are acknowledged without an attempt.
+// the events a filter leaves out are acknowledged without an attempt, and
+// recorded as filtered.
 func TestFilterSendsEUOrdersToOneDestination(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -98,6 +100,20 @@ func TestFilterSendsEUOrdersToOneDestination(t *testing.T) {
 	}
 	if _, as := attempts(t, e.js, "eu"); len(as) != 2 {
 		t.Errorf("%d attempt records for eu, want 2 (none for the events left out)", len(as))
+	}
+	// Each event left out is recorded once, so the audit log says filtered
+	// rather than pending.
+	var left []string
+	for _, rec := range natstest.AuditRecords(t, e.js, "audit."+auditlog.KindFiltered+".eu") {
+		f := rec.GetDeliveryFiltered()
+		if f.GetDestination() != "eu" || f.GetStreamSeq() == 0 || f.GetSubject() == "" || !f.GetFilteredAt().IsValid() {
+			t.Errorf("filtered record %v", rec)
+		}
+		left = append(left, f.GetEventId())
+	}
+	slices.Sort(left)
+	if !reflect.DeepEqual(left, []string{"o2", "o4", "o5"}) {
+		t.Errorf("filtered records of eu for %v, want [o2 o4 o5]", left)
 	}
 	if v := testutil.ToFloat64(d.metrics.filtered.WithLabelValues("eu")); v != 3 {
 		t.Errorf("filtered{eu} = %v, want 3", v)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/internal/store"
@@ -27,6 +28,7 @@ var modelTests = []struct {
 	{"DeliveredOutranksDeadLetterOfItsRound", testDeliveredOutranksDeadLetter},
 	{"DeadLettersOfUnknownEvents", testUnknownEventDeadLetters},
 	{"DeliveryPendingFromRoutes", testDeliveryPending},
+	{"DeliveryFiltered", testDeliveryFiltered},
 	{"ReplayBookkeeping", testReplayBookkeeping},
 	{"Park", testPark},
 	{"DestinationStatus", testDestinationStatus},
@@ -82,6 +84,71 @@ func ReplayStory(eventID, destination string, orig, again uint64) []*switchyardv
 		ReplayRecord("replay-"+eventID, eventID, destination, dlID, again, base.Add(time.Minute)),
 		RoundAttempt(eventID, destination, again, 1, base.Add(time.Hour), 502, switchyardv1.Outcome_OUTCOME_RETRYABLE, false, dlID),
 		RoundAttempt(eventID, destination, again, 2, base.Add(time.Hour+time.Minute), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, true, dlID),
+	}
+}
+
+// Filtered is the record of a destination's filter leaving stream
+// message seq of an event out.
+func Filtered(eventID, destination string, seq uint64, at time.Time, replayOf string) *switchyardv1.AuditRecord {
+	return &switchyardv1.AuditRecord{Id: fmt.Sprintf("filtered:%s:%d:%s", eventID, seq, destination), Time: timestamppb.New(at), Service: "dispatcher",
+		Detail: &switchyardv1.AuditRecord_DeliveryFiltered{DeliveryFiltered: &switchyardv1.DeliveryFiltered{
+			EventId: eventID, Destination: destination, StreamSeq: seq, ReplayOf: replayOf, FilteredAt: timestamppb.New(at)}}}
+}
+
+// A delivery the destination's filter left out is filtered, not pending
+// for ever, in whatever order and however often the records arrive; the
+// filter's decision ends its round after any attempt, and a later round
+// (a replay) moves on from it.
+func testDeliveryFiltered(t *testing.T, st store.Store) {
+	migrate(t, st)
+	ev := Event("ev-filtered", []byte(`{"region":"us"}`))
+	ev.Destinations = []string{"eu-shop", "us-shop"}
+	recs := []*switchyardv1.AuditRecord{
+		Filtered("ev-filtered", "eu-shop", 1, base.Add(time.Second), ""),
+		Attempt("ev-filtered", "us-shop", 1, base.Add(time.Second), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, true),
+	}
+	write(t, st, store.Batch{Records: recs})
+	write(t, st, store.Batch{Events: []store.Routed{ev}, Records: recs})
+	if x := delivery(t, st, "ev-filtered", "eu-shop"); x.Status != auditapi.StatusFiltered || x.Attempts != 0 || !x.UpdatedAt.Equal(base.Add(time.Second)) {
+		t.Errorf("eu-shop = %s, want filtered without an attempt", showDelivery(x))
+	}
+	if x := delivery(t, st, "ev-filtered", "us-shop"); x.Status != auditapi.StatusDelivered {
+		t.Errorf("us-shop = %s, want delivered", showDelivery(x))
+	}
+	if d := get(t, st, "ev-filtered"); len(d.Attempts) != 1 {
+		t.Errorf("attempts = %+v, want only us-shop's: a filtered delivery makes none", d.Attempts)
+	}
+	// The filter changed between two deliveries of one message: the
+	// decision after the failed attempt ends the round, whatever the order
+	// of the records.
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{
+		Filtered("ev-changed", "erp", 5, base.Add(time.Minute), ""),
+		RoundAttempt("ev-changed", "erp", 5, 1, base, 503, switchyardv1.Outcome_OUTCOME_RETRYABLE, false, ""),
+	}})
+	if x := delivery(t, st, "ev-changed", "erp"); x.Status != auditapi.StatusFiltered || x.LastStatusCode != 503 || x.Attempts != 1 {
+		t.Errorf("ev-changed = %s, want filtered after its one failed attempt", showDelivery(x))
+	}
+	// A replay of it is a later round: attempted, it is no longer filtered.
+	write(t, st, store.Batch{Records: []*switchyardv1.AuditRecord{
+		RoundAttempt("ev-changed", "erp", 9, 1, base.Add(time.Hour), 200, switchyardv1.Outcome_OUTCOME_DELIVERED, true, "EVENTS:5:erp"),
+	}})
+	if x := delivery(t, st, "ev-changed", "erp"); x.Status != auditapi.StatusDelivered {
+		t.Errorf("ev-changed after a replay = %s, want delivered", showDelivery(x))
+	}
+	// Listed by status, and kept whole as a record of its kind.
+	got, _, err := st.ListDeliveries(ctx(t), store.DeliveryFilter{Status: auditapi.StatusFiltered}, store.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].EventID != "ev-filtered" {
+		t.Errorf("filtered deliveries = %+v, want ev-filtered's to eu-shop", got)
+	}
+	kept, _, err := st.ListRecords(ctx(t), store.RecordFilter{Kind: auditlog.KindFiltered, Key: "eu-shop"}, store.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 {
+		t.Errorf("%d filtered records of eu-shop, want 1 (written twice, kept once)", len(kept))
 	}
 }
 

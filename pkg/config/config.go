@@ -137,6 +137,15 @@ type Ops struct {
 	// Listen address for /healthz, /readyz and /metrics. Default
 	// 127.0.0.1:9090; "off" disables it.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
+	// the ops listener. Default false. A profile shows a process's
+	// internals and costs CPU to take, so it is refused on a listener
+	// other than loopback unless PprofAllowRemote is set too.
+	Pprof bool `yaml:"pprof"`
+	// PprofAllowRemote lets Pprof serve on an ops listener other than
+	// loopback (e.g. 0.0.0.0:9090 in a container, reached through a port
+	// forward). Default false.
+	PprofAllowRemote bool `yaml:"pprof_allow_remote"`
 }
 
 // Ingress configures the HTTP server partners post webhooks to.

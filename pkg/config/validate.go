@@ -97,6 +97,7 @@ func (c Config) Validate() error {
 		p.add("nats.duplicate_window", "(%s) must not exceed nats.events_max_age (%s)", c.NATS.DuplicateWindow, c.NATS.EventsMaxAge)
 	}
 	checkListen(&p, "ops.listen", c.Ops.Listen, true)
+	checkOps(&p, c.Ops)
 	checkListen(&p, "ingress.listen", c.Ingress.Listen, false)
 	checkListen(&p, "auditor.listen", c.Auditor.Listen, false)
 	if c.Ingress.MaxBody <= 0 {
@@ -495,6 +496,23 @@ func checkNATSAuth(p *problems, n NATS) {
 		externalOnly("tls", n.TLS != NATSTLS{})
 		if host, _, err := net.SplitHostPort(n.EmbeddedListen); err == nil && n.Password == "" && !netaddr.IsLoopback(host) {
 			p.add("nats.embedded_listen", "(%s) listens beyond this machine: set nats.password (e.g. ${NATS_PASSWORD}) so that only clients with it may connect, or listen on 127.0.0.1", n.EmbeddedListen)
+		}
+	}
+}
+
+// checkOps refuses the profiling endpoint where nobody could reach it,
+// and where anybody could unless the operator said so (ADR 0740).
+func checkOps(p *problems, o Ops) {
+	switch {
+	case o.PprofAllowRemote && !o.Pprof:
+		p.add("ops.pprof_allow_remote", "is only used with ops.pprof: true")
+	case !o.Pprof:
+	case o.Listen == "off":
+		p.add("ops.pprof", "needs the ops listener, but ops.listen is off")
+	default:
+		if host, _, err := net.SplitHostPort(o.Listen); err == nil && !o.PprofAllowRemote && !netaddr.IsLoopback(host) {
+			p.add("ops.pprof", "would serve profiles on %s, which is reachable from other hosts: listen on 127.0.0.1, "+
+				"or set ops.pprof_allow_remote: true if the network in front of it is trusted", o.Listen)
 		}
 	}
 }

@@ -116,6 +116,13 @@ func TestValidate(t *testing.T) {
 		// listeners
 		{name: "ops listen off", mutate: func(c *config.Config) { c.Ops.Listen = "off" }},
 		{name: "ops listen", mutate: func(c *config.Config) { c.Ops.Listen = "9090" }, wantErr: config.ErrInvalid, field: "ops.listen", problem: "host:port"},
+		{name: "ops pprof on loopback", mutate: func(c *config.Config) { c.Ops.Pprof = true }},
+		{name: "ops pprof on localhost", mutate: func(c *config.Config) { c.Ops.Listen, c.Ops.Pprof = "localhost:9090", true }},
+		{name: "ops pprof on every interface", mutate: func(c *config.Config) { c.Ops.Listen, c.Ops.Pprof = ":9090", true }, wantErr: config.ErrInvalid, field: "ops.pprof", problem: "pprof_allow_remote"},
+		{name: "ops pprof on a public address", mutate: func(c *config.Config) { c.Ops.Listen, c.Ops.Pprof = "10.1.2.3:9090", true }, wantErr: config.ErrInvalid, field: "ops.pprof", problem: "reachable from other hosts"},
+		{name: "ops pprof remote allowed", mutate: func(c *config.Config) { c.Ops.Listen, c.Ops.Pprof, c.Ops.PprofAllowRemote = "0.0.0.0:9090", true, true }},
+		{name: "ops pprof with the listener off", mutate: func(c *config.Config) { c.Ops.Listen, c.Ops.Pprof = "off", true }, wantErr: config.ErrInvalid, field: "ops.pprof", problem: "ops.listen is off"},
+		{name: "ops pprof_allow_remote alone", mutate: func(c *config.Config) { c.Ops.PprofAllowRemote = true }, wantErr: config.ErrInvalid, field: "ops.pprof_allow_remote", problem: "only used with"},
 		{name: "ingress listen off is not allowed", mutate: func(c *config.Config) { c.Ingress.Listen = "off" }, wantErr: config.ErrInvalid, field: "ingress.listen"},
 		{name: "auditor listen", mutate: func(c *config.Config) { c.Auditor.Listen = "localhost" }, wantErr: config.ErrInvalid, field: "auditor.listen"},
 		{name: "ingress max_body", mutate: func(c *config.Config) { c.Ingress.MaxBody = -1 }, wantErr: config.ErrInvalid, field: "ingress.max_body", problem: "positive"},

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"slices"
@@ -284,7 +285,8 @@ func (e *Env) ServeOps(ctx context.Context) error {
 }
 
 // OpsHandler serves /healthz (process up), /readyz (NATS connected and
-// every check added with AddReadyCheck passing) and /metrics.
+// every check added with AddReadyCheck passing), /metrics and, with
+// ops.pprof, Go's profiles under /debug/pprof/.
 func (e *Env) OpsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -296,7 +298,23 @@ func (e *Env) OpsHandler() http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.Registry, promhttp.HandlerOpts{}))
+	if e.Config.Ops.Pprof {
+		servePprof(mux)
+	}
 	return mux
+}
+
+// servePprof mounts net/http/pprof's handlers on mux (never on
+// http.DefaultServeMux, which the package's import also fills but nothing
+// here serves). A CPU profile or trace must be shorter than the ops
+// server's 30 s write timeout: /debug/pprof/profile?seconds=20.
+func servePprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Service is a built service ready to run.

@@ -51,6 +51,50 @@ func TestReadyChecks(t *testing.T) {
 	}
 }
 
+// Go's profiles are served on the ops listener only with ops.pprof: a
+// default process answers 404 under /debug/pprof/.
+func TestOpsPprofOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	for _, enabled := range []bool{false, true} {
+		env, err := svcboot.Start(context.Background(), config.Config{DataDir: t.TempDir(), Ops: config.Ops{Pprof: enabled}},
+			svcboot.Options{Name: "test", AllowEmbedded: true, LogOutput: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(env.Close)
+		srv := httptest.NewServer(env.OpsHandler())
+		t.Cleanup(srv.Close)
+		for path, want := range map[string]string{
+			"/debug/pprof/":                  "goroutine",
+			"/debug/pprof/heap?debug=1":      "heap profile:",
+			"/debug/pprof/goroutine?debug=1": "goroutine profile:",
+			"/debug/pprof/cmdline":           "",
+		} {
+			resp, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case !enabled && resp.StatusCode != http.StatusNotFound:
+				t.Errorf("ops.pprof off: GET %s = %d, want 404", path, resp.StatusCode)
+			case enabled && (resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want)):
+				t.Errorf("ops.pprof on: GET %s = %d, want 200 with %q:\n%.300s", path, resp.StatusCode, want, body)
+			}
+		}
+		// /metrics is there either way.
+		resp, err := http.Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("ops.pprof %v: /metrics = %d", enabled, resp.StatusCode)
+		}
+	}
+}
+
 func noBuild(context.Context, *svcboot.Env) (svcboot.Service, error) {
 	return nil, errors.New("must not be reached")
 }

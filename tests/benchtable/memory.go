@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -58,72 +59,17 @@ func allInOne(ctx context.Context, e *env, o options, bin string, rate int, rep 
 	}
 	ingressAddr, auditAddr, opsAddr := ports[0], ports[1], ports[2]
 	cfgPath := filepath.Join(e.dir, "switchyard.yaml")
-	cfg := fmt.Sprintf(`log: {format: json, level: warn}
-data_dir: %s
-ingress: {listen: %s}
-auditor: {listen: %s}
-ops: {listen: %s}
-sources:
-  - name: shop
-    scheme: standard-webhooks
-    secrets: [%q]
-    rate_limit: {unlimited: true}
-destinations:
-  - name: partner
-    url: http://%s/hooks
-    subjects: ["webhooks.shop.>"]
-    concurrency: 32
-    allow_private_network: true
-`, filepath.Join(e.dir, "data"), ingressAddr, auditAddr, opsAddr, webhookSecret, partnerAddr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	if err := writeBenchConfig(cfgPath, e.dir, ingressAddr, auditAddr, opsAddr, partnerAddr, ""); err != nil {
 		return err
 	}
-	logf, err := os.Create(filepath.Join(e.dir, "switchyard.log"))
+	proc, err := startProcess(e, "switchyard", bin, "run", "--config", cfgPath)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start the all-in-one: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	e.onClose(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	if err := waitUntil(ctx, time.Minute, "the all-in-one ready", func() (bool, error) {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			return false, fmt.Errorf("exited: %v\n%s", err, tail(b, 2000))
-		default:
-		}
-		resp, err := http.Get("http://" + opsAddr + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return false, nil
-		}
-		// Ready is the process's dependencies; ingress listens after.
-		c, err := net.DialTimeout("tcp", ingressAddr, time.Second)
-		if err != nil {
-			return false, nil
-		}
-		c.Close()
-		return true, nil
-	}); err != nil {
+	if err := proc.waitServing(ctx, "http://"+opsAddr+"/readyz", ingressAddr); err != nil {
 		return err
 	}
+	cmd := proc.cmd
 	idle, err := procStatus(cmd.Process.Pid, "VmRSS")
 	if err != nil {
 		return err
@@ -136,10 +82,14 @@ destinations:
 	if err != nil {
 		return err
 	}
+	profiles := heapProfiles(ctx, o, "http://"+opsAddr, fmt.Sprintf("all-in-one-%d", rate))
 	res, err := openLoop(ingressAddr, o.Conns, rate, o.MemDuration, func(c *loadConn, t time.Time) (bool, error) {
 		return hooks.send(c, "/webhooks/shop", t)
 	})
 	if err != nil {
+		return err
+	}
+	if err := profiles(); err != nil {
 		return err
 	}
 	hwm, err := procStatus(cmd.Process.Pid, "VmHWM")
@@ -272,4 +222,152 @@ func tail(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// heapProfiles, with -heap-profiles, saves a process's heap profile (its
+// ops listener's /debug/pprof/heap, ADR 0740) 10 s into the load (or
+// halfway, if it is shorter) as <name>-early.pb.gz; the function it returns
+// saves the one at the end of the load as <name>-end.pb.gz and reports an
+// error of either. Without the flag both do nothing.
+func heapProfiles(ctx context.Context, o options, opsURL, name string) func() error {
+	if o.HeapProfiles == "" {
+		return func() error { return nil }
+	}
+	early := min(10*time.Second, o.MemDuration/2)
+	done := make(chan error, 1)
+	t := time.AfterFunc(early, func() {
+		done <- saveHeapProfile(ctx, opsURL, filepath.Join(o.HeapProfiles, name+"-early.pb.gz"))
+	})
+	return func() error {
+		if t.Stop() {
+			done <- nil
+		}
+		if err := <-done; err != nil {
+			return err
+		}
+		return saveHeapProfile(ctx, opsURL, filepath.Join(o.HeapProfiles, name+"-end.pb.gz"))
+	}
+}
+
+func saveHeapProfile(ctx context.Context, opsURL, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, opsURL+"/debug/pprof/heap", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// process is a Switchyard (or nats-server) process a section started,
+// stopped with SIGTERM (SIGKILL after 30 s) when the section closes.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan error
+}
+
+// startProcess starts bin with args, its output in <name>.log under the
+// section's directory.
+func startProcess(e *env, name, bin string, args ...string) (*process, error) {
+	p := &process{name: name, logPath: filepath.Join(e.dir, name+".log"), exited: make(chan error, 1)}
+	logf, err := os.Create(p.logPath)
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.exited <- p.cmd.Wait()
+		logf.Close()
+	}()
+	e.onClose(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p, nil
+}
+
+// waitServing waits until the process's readyURL answers 200 and, when
+// listen is set, its other listener accepts connections (ready is the
+// process's dependencies; ingress and the auditor's API listen after).
+func (p *process) waitServing(ctx context.Context, readyURL, listen string) error {
+	return waitUntil(ctx, time.Minute, p.name+" ready", func() (bool, error) {
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			b, _ := os.ReadFile(p.logPath)
+			return false, fmt.Errorf("exited: %v\n%s", err, tail(b, 2000))
+		default:
+		}
+		resp, err := http.Get(readyURL)
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, nil
+		}
+		if listen == "" {
+			return true, nil
+		}
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err != nil {
+			return false, nil
+		}
+		c.Close()
+		return true, nil
+	})
+}
+
+// writeBenchConfig writes the memory rows' configuration: the shop source
+// (no rate limit) and one destination, the fast local partner, with the
+// ops listener's profiles on (ADR 0740). extra is appended (nats.url,
+// database_url for separately run services).
+func writeBenchConfig(path, dir, ingressAddr, auditAddr, opsAddr, partnerAddr, extra string) error {
+	cfg := fmt.Sprintf(`log: {format: json, level: warn}
+data_dir: %s
+ingress: {listen: %s}
+auditor: {listen: %s}
+ops: {listen: %s, pprof: true}
+sources:
+  - name: shop
+    scheme: standard-webhooks
+    secrets: [%q]
+    rate_limit: {unlimited: true}
+destinations:
+  - name: partner
+    url: http://%s/hooks
+    subjects: ["webhooks.shop.>"]
+    concurrency: 32
+    allow_private_network: true
+%s`, filepath.Join(dir, "data"), ingressAddr, auditAddr, opsAddr, webhookSecret, partnerAddr, extra)
+	return os.WriteFile(path, []byte(cfg), 0o600)
 }

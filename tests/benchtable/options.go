@@ -49,6 +49,10 @@ type options struct {
 	// CPUProfile, when set, is where a CPU profile of the whole run (this
 	// process: load generator and in-process services) goes.
 	CPUProfile string
+	// HeapProfiles, when set, is a directory where the memory rows'
+	// processes' heap profiles go, taken from their ops listeners'
+	// /debug/pprof/heap 10 s into the load and at its end.
+	HeapProfiles string
 	// Command is how the run was started, for the report.
 	Command string
 }
@@ -68,6 +72,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&memRates, "mem-rates", "1000,5000", "comma-separated webhooks/s offered to the all-in-one (a fresh process each) while its RSS is watched")
 	fs.DurationVar(&o.MemDuration, "mem-duration", 0, "how long (default 10s, 60s with -long)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and in-process services) here")
+	fs.StringVar(&o.HeapProfiles, "heap-profiles", "", "save the memory rows' heap profiles (10 s into the load and at its end) in this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // sections are the parts of the table, in the order they run.
-var sections = []string{"baselines", "ingress", "delivery", "e2e", "auditor", "memory"}
+var sections = []string{"baselines", "ingress", "delivery", "e2e", "auditor", "memory", "services", "growth"}
 
 // options are the command's flags.
 type options struct {
@@ -49,6 +49,12 @@ type options struct {
 	// CPUProfile, when set, is where a CPU profile of the whole run (this
 	// process: load generator and in-process services) goes.
 	CPUProfile string
+	// GrowthDestinations are the destination counts of the cost-growth
+	// rows. Default 1, 10 and 100.
+	GrowthDestinations []int
+	// GrowthDeliveries is the deliveries of each cost-growth backlog, all
+	// destinations together. Default 6,000 (60,000 with Long).
+	GrowthDeliveries int
 	// HeapProfiles, when set, is a directory where the memory rows'
 	// processes' heap profiles go, taken from their ops listeners'
 	// /debug/pprof/heap 10 s into the load and at its end.
@@ -72,6 +78,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&memRates, "mem-rates", "1000,5000", "comma-separated webhooks/s offered to the all-in-one (a fresh process each) while its RSS is watched")
 	fs.DurationVar(&o.MemDuration, "mem-duration", 0, "how long (default 10s, 60s with -long)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and in-process services) here")
+	var growth string
+	fs.StringVar(&growth, "growth-destinations", "1,10,100", "comma-separated destination counts of the cost-growth rows")
+	fs.IntVar(&o.GrowthDeliveries, "growth-deliveries", 0, "deliveries of each cost-growth backlog, all destinations together (default 6000, 60000 with -long)")
 	fs.StringVar(&o.HeapProfiles, "heap-profiles", "", "save the memory rows' heap profiles (10 s into the load and at its end) in this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -79,12 +88,12 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	for r := range strings.SplitSeq(memRates, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(r))
-		if err != nil || n < 1 {
-			return o, fmt.Errorf("-mem-rates: %q is not a positive rate", r)
-		}
-		o.MemRates = append(o.MemRates, n)
+	var err error
+	if o.MemRates, err = positiveInts("-mem-rates", memRates); err != nil {
+		return o, err
+	}
+	if o.GrowthDestinations, err = positiveInts("-growth-destinations", growth); err != nil {
+		return o, err
 	}
 	if only != "" {
 		for s := range strings.SplitSeq(only, ",") {
@@ -97,6 +106,19 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	o.Command = strings.TrimSpace("go run ./tests/benchtable " + strings.Join(args, " "))
 	o = o.withDefaults()
 	return o, o.validate()
+}
+
+// positiveInts parses a comma-separated list of positive integers.
+func positiveInts(flagName, list string) ([]int, error) {
+	var out []int
+	for r := range strings.SplitSeq(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive number", flagName, r)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func (o options) withDefaults() options {
@@ -120,6 +142,7 @@ func (o options) withDefaults() options {
 	pickD(&o.MemDuration, 10*time.Second, 60*time.Second)
 	pick(&o.DeliveryEvents, 20_000, 100_000)
 	pick(&o.AuditBacklog, 20_000, 50_000)
+	pick(&o.GrowthDeliveries, 6_000, 60_000)
 	pick(&o.Conns, 256, 256)
 	if o.OpenRates == nil {
 		o.OpenRates = []int{1000, 5000}
@@ -140,8 +163,8 @@ func (o options) validate() error {
 	switch {
 	case o.Duration <= 0 || o.MemDuration <= 0:
 		return errors.New("-duration and -mem-duration must be positive")
-	case o.Conns < 1 || o.DeliveryEvents < 1 || o.AuditBacklog < 1:
-		return errors.New("-conns, -delivery-events and -audit-backlog must be positive")
+	case o.Conns < 1 || o.DeliveryEvents < 1 || o.AuditBacklog < 1 || o.GrowthDeliveries < 1:
+		return errors.New("-conns, -delivery-events, -audit-backlog and -growth-deliveries must be positive")
 	}
 	return nil
 }

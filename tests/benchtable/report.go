@@ -74,8 +74,6 @@ func skippedFor(o options) []string {
 // skipped is the list of figures this harness never produces.
 var skipped = []string{
 	"auditor records/s while live (the catch-up rate after a backlog is measured)",
-	"peak RSS of each service run separately (the all-in-one's is measured)",
-	"cost growth with 1, 10 and 100 destinations",
 	"profiles of the missed targets, taken by hand with -cpuprofile (docs/measurements.md has them)",
 }
 

@@ -46,6 +46,8 @@ func run(ctx context.Context, o options, w io.Writer) error {
 		{"delivery", deliverySection},
 		{"auditor", auditorSection},
 		{"memory", memorySection},
+		{"services", servicesSection},
+		{"growth", growthSection},
 	}
 	for _, s := range all {
 		if !o.runs(s.name) && (s.name != "delivery" || !o.runs("e2e")) {

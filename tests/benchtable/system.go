@@ -23,9 +23,12 @@ import (
 const destinationName = "partner"
 
 // benchDestination delivers every event to the fast local partner.
-func benchDestination(url string) config.Destination {
+func benchDestination(url string) config.Destination { return benchDestinationNamed(destinationName, url) }
+
+// benchDestinationNamed is benchDestination under another name.
+func benchDestinationNamed(name, url string) config.Destination {
 	return config.Destination{
-		Name:     destinationName,
+		Name:     name,
 		URL:      url,
 		Subjects: []string{"webhooks.shop.>", "events.>"},
 		Timeout:  config.Duration(5 * time.Second),
@@ -45,9 +48,19 @@ type system struct {
 	js      jetstream.JetStream
 	ingress string
 	partner *partner
+	// destinations are the configured destinations' names.
+	destinations []string
 }
 
 func startSystem(ctx context.Context, e *env) (*system, error) {
+	return startSystemWith(ctx, e, 1)
+}
+
+// startSystemWith is startSystem with n destinations subscribed to the
+// same subjects, all delivering to the one fast local partner (each on
+// its own path): the first is named partner, the others partner-2 to
+// partner-<n>.
+func startSystemWith(ctx context.Context, e *env, n int) (*system, error) {
 	ns, err := e.natsServer(ctx)
 	if err != nil {
 		return nil, err
@@ -61,12 +74,22 @@ func startSystem(ctx context.Context, e *env) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
+	var dests []config.Destination
+	var names []string
+	for i := range n {
+		name := destinationName
+		if i > 0 {
+			name = destinationName + "-" + strconv.Itoa(i+1)
+		}
+		dests = append(dests, benchDestinationNamed(name, "http://"+partnerAddr+"/"+name))
+		names = append(names, name)
+	}
 	cfg := config.Config{
 		Sources: []config.Source{{
 			Name: "shop", Scheme: "standard-webhooks", Secrets: []config.Secret{webhookSecret},
 			RateLimit: config.SourceRateLimit{Unlimited: true},
 		}},
-		Destinations: []config.Destination{benchDestination("http://" + partnerAddr)},
+		Destinations: dests,
 		DatabaseURL:  config.Secret(dbURL),
 		DataDir:      e.dir,
 	}.WithDefaults()
@@ -140,7 +163,7 @@ func startSystem(ctx context.Context, e *env) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &system{js: js, ingress: addr, partner: p}, nil
+	return &system{js: js, ingress: addr, partner: p, destinations: names}, nil
 }
 
 // deliverySection drains a backlog to the fast local partner, then offers
@@ -226,13 +249,12 @@ func (s *system) settle(ctx context.Context) error {
 	return nil
 }
 
-// drain publishes n events while the destination's consumer is paused,
-// resumes it and returns deliveries per second until the partner has all
-// of them, and the CPU time this process spent meanwhile (dispatcher,
-// auditor, notifier, NATS server and partner).
+// drain publishes n events while the destinations' consumers are paused,
+// resumes them and returns deliveries per second until the partner has
+// all of them (n per destination), and the CPU time this process spent
+// meanwhile (dispatcher, auditor, notifier, NATS server and partner).
 func (s *system) drain(ctx context.Context, n int) (float64, time.Duration, error) {
-	consumer := dispatcher.ConsumerName(destinationName)
-	if _, err := s.js.PauseConsumer(ctx, natsx.StreamEvents, consumer, time.Now().Add(time.Hour)); err != nil {
+	if err := s.pause(ctx); err != nil {
 		return 0, 0, err
 	}
 	for i := range n {
@@ -253,13 +275,26 @@ func (s *system) drain(ctx context.Context, n int) (float64, time.Duration, erro
 	before := s.partner.n.Load()
 	cpu0 := cpuTime()
 	start := time.Now()
-	if _, err := s.js.ResumeConsumer(ctx, natsx.StreamEvents, consumer); err != nil {
-		return 0, 0, err
+	for _, d := range s.destinations {
+		if _, err := s.js.ResumeConsumer(ctx, natsx.StreamEvents, dispatcher.ConsumerName(d)); err != nil {
+			return 0, 0, err
+		}
 	}
+	want := int64(n * len(s.destinations))
 	if err := waitUntil(ctx, 10*time.Minute, "the backlog delivered", func() (bool, error) {
-		return s.partner.n.Load() >= before+int64(n), nil
+		return s.partner.n.Load() >= before+want, nil
 	}); err != nil {
 		return 0, 0, err
 	}
-	return float64(n) / time.Since(start).Seconds(), cpuTime() - cpu0, nil
+	return float64(want) / time.Since(start).Seconds(), cpuTime() - cpu0, nil
+}
+
+// pause pauses every destination's consumer for an hour.
+func (s *system) pause(ctx context.Context) error {
+	for _, d := range s.destinations {
+		if _, err := s.js.PauseConsumer(ctx, natsx.StreamEvents, dispatcher.ConsumerName(d), time.Now().Add(time.Hour)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -23,7 +23,9 @@ import (
 const destinationName = "partner"
 
 // benchDestination delivers every event to the fast local partner.
-func benchDestination(url string) config.Destination { return benchDestinationNamed(destinationName, url) }
+func benchDestination(url string) config.Destination {
+	return benchDestinationNamed(destinationName, url)
+}
 
 // benchDestinationNamed is benchDestination under another name.
 func benchDestinationNamed(name, url string) config.Destination {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
+	"github.com/switchyard/switchyard/services/auditor/auditgen"
 )
 
 var (
@@ -65,75 +66,17 @@ func TestExplain(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	nAttempts := *explainAttempts
-	nDeliveries := nAttempts * 2 / 5 // 2.5 attempts per delivery
-	nEvents := nDeliveries / 2       // 2 destinations per event
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	span := 30 * 24 * time.Hour
-	step := span / time.Duration(nEvents)
+	size := auditgen.ForAttempts(*explainAttempts)
+	nEvents := size.Events
+	base, span := auditgen.Base, auditgen.Span
 
 	start := time.Now()
-	gen := []string{
-		`SET LOCAL synchronous_commit = off`,
-		// Events: 10 sources, 10 types, spread over 30 days.
-		fmt.Sprintf(`INSERT INTO events (id, subject, source, type, stream_seq, received_at, content_type, payload, payload_sha256, payload_size, headers)
-			SELECT 'ev-' || g, 'webhooks.src-' || (g %% 10) || '.type-' || (g %% 7), 'src-' || (g %% 10), 'type-' || (g %% 7), g,
-			       $1::timestamptz + g * $2::interval, 'application/json', convert_to('{"n":' || g || '}', 'UTF8'), sha256(g::text::bytea), 10, '{}'
-			FROM generate_series(1, %d) g`, nEvents),
-		// Deliveries: two destinations per event (of 20); 90%% delivered,
-		// 5%% dead-lettered, 3%% retrying, 1%% pending, 1%% replayed.
-		fmt.Sprintf(`INSERT INTO deliveries (event_id, destination, status, attempts, total_attempts, last_status_code, last_error,
-			    first_attempt_at, last_attempt_at, delivered_at, dead_letter_id, updated_at, mark_seq, mark_kind, mark_n, info_seq, info_n, dead_letter_seq)
-			SELECT 'ev-' || (d / 2 + 1), 'dest-' || ((d / 2 + d %% 2 * 7) %% 20), s.status, 2, 2,
-			       CASE WHEN s.status = 'delivered' THEN 200 ELSE 503 END,
-			       CASE WHEN s.status IN ('delivered', 'pending') THEN '' WHEN d %% 3 = 0 THEN 'dial tcp 10.0.0.7:443: connection refused'
-			            ELSE 'HTTP 503 Service Unavailable' END,
-			       t.at, t.at, CASE WHEN s.status = 'delivered' THEN t.at END,
-			       CASE WHEN s.status = 'dead_lettered' THEN 'EVENTS:' || (d / 2 + 1) || ':dest-' || ((d / 2 + d %% 2 * 7) %% 20) ELSE '' END,
-			       t.at + interval '2 seconds', d / 2 + 1, 1, 2, d / 2 + 1, 2, -1
-			FROM generate_series(0, %d) d,
-			     LATERAL (SELECT CASE WHEN d %% 100 < 90 THEN 'delivered' WHEN d %% 100 < 95 THEN 'dead_lettered' WHEN d %% 100 < 98 THEN 'retrying'
-			                          WHEN d %% 100 < 99 THEN 'pending' ELSE 'replayed' END AS status) s,
-			     LATERAL (SELECT $1::timestamptz + (d / 2 + 1) * $2::interval AS at) t`, nDeliveries-1),
-		// Attempts: 2.5 per delivery on average; most succeed.
-		fmt.Sprintf(`INSERT INTO attempts (id, event_id, destination, attempt, started_at, duration_us, status_code, outcome, error, response_snippet, final, replay_of, stream_seq)
-			SELECT 'attempt:EVENTS:' || (d / 2 + 1) || ':dest-' || ((d / 2 + d %% 2 * 7) %% 20) || ':' || n,
-			       'ev-' || (d / 2 + 1), 'dest-' || ((d / 2 + d %% 2 * 7) %% 20), n,
-			       $1::timestamptz + (d / 2 + 1) * $2::interval + n * interval '10 seconds', 1000 + (g::bigint * 7919) %% 250000,
-			       CASE WHEN n = 1 AND d %% 100 < 90 THEN 200 ELSE 503 END,
-			       CASE WHEN n = 1 AND d %% 100 < 90 THEN 'delivered' ELSE 'retryable' END,
-			       CASE WHEN n = 1 AND d %% 100 < 90 THEN '' ELSE 'HTTP 503 Service Unavailable' END, '', n = 1, '', d / 2 + 1
-			FROM generate_series(0, %d) g,
-			     LATERAL (SELECT g %% %d AS d, g / %d + 1 AS n) x`, nAttempts-1, nDeliveries, nDeliveries),
-		// Dead letters for the dead-lettered deliveries.
-		`INSERT INTO dead_letters (id, event_id, destination, subject, reason, attempts, last_status_code, last_error, response_snippet, dead_lettered_at, stream_seq)
-			SELECT dead_letter_id, event_id, destination, 'events.order.created', 'max_attempts', 2, 503, last_error, '', updated_at,
-			       split_part(dead_letter_id, ':', 2)::bigint
-			FROM deliveries WHERE status = 'dead_lettered'`,
-		// Rejections: one per 50 events.
-		fmt.Sprintf(`INSERT INTO rejections (id, at, source, reason, detail, remote_addr, status_code, event_id)
-			SELECT 'rej-' || g, $1::timestamptz + g * 50 * $2::interval, 'src-' || (g %% 10), 'bad_signature', 'signature does not match', '203.0.113.7', 401, ''
-			FROM generate_series(1, %d) g`, nEvents/50),
-		`INSERT INTO circuit_changes (id, at, destination, from_state, to_state)
-			SELECT 'cc-' || g, $1::timestamptz + g * interval '1 hour', 'dest-' || (g % 20), 'closed', 'open' FROM generate_series(1, 500) g`,
-	}
 	tx, err := st.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range gen {
-		var args []any
-		if strings.Contains(q, "$1") {
-			args = append(args, base)
-		}
-		if strings.Contains(q, "$2") {
-			args = append(args, step)
-		}
-		qs := time.Now()
-		if _, err := tx.Exec(ctx, q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		t.Logf("%.0fs: %s", time.Since(qs).Seconds(), strings.Fields(q)[2])
+	if err := auditgen.Generate(ctx, tx, size, t.Logf); err != nil {
+		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)

@@ -19,9 +19,12 @@ import (
 // is the benchmark's job, not a test's).
 func TestRunWritesEveryRow(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bench.json")
+	profiles := t.TempDir()
 	o, err := parseFlags(flag.NewFlagSet("benchtable", flag.ContinueOnError), []string{
 		"-out", out, "-duration", "200ms", "-conns", "8", "-delivery-events", "300",
 		"-audit-backlog", "300", "-mem-rates", "200", "-mem-duration", "500ms",
+		"-growth-destinations", "1,3", "-growth-deliveries", "30", "-audit-events", "200", "-query-runs", "2",
+		"-heap-profiles", profiles,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +44,10 @@ func TestRunWritesEveryRow(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("bench.json: %v\n%s", err, b)
 	}
-	want := map[string]int{"baselines": 4, "ingress": 5, "delivery": 1, "e2e": 1, "auditor": 1, "memory": 1, "ratio": 2}
+	want := map[string]int{"baselines": 4, "ingress": 5, "delivery": 1, "e2e": 1, "auditor": 1, "memory": 1, "ratio": 2,
+		// nats-server and the four services; delivery and ingress per
+		// destination count; one per API query.
+		"services": 5, "growth": 4, "queries": len(apiQueries)}
 	got := map[string]int{}
 	for _, r := range rep.Rows {
 		got[r.Section]++
@@ -51,7 +57,7 @@ func TestRunWritesEveryRow(t *testing.T) {
 		if l := r.Latency; l != nil && !(l.P50 > 0 && l.P50 <= l.P99 && l.P99 <= l.P999) {
 			t.Errorf("%s / %s: latency quantiles out of order: %+v", r.Section, r.Name, *l)
 		}
-		if r.Section == "memory" && r.PeakRSSMiB <= 0 {
+		if (r.Section == "memory" || r.Section == "services") && r.PeakRSSMiB <= 0 {
 			t.Errorf("%s / %s: no peak RSS", r.Section, r.Name)
 		}
 		if !strings.Contains(table.String(), "| "+r.Section+" | "+r.Name+" |") {
@@ -61,6 +67,13 @@ func TestRunWritesEveryRow(t *testing.T) {
 	for s, n := range want {
 		if got[s] != n {
 			t.Errorf("section %s: %d rows, want %d", s, got[s], n)
+		}
+	}
+	// The all-in-one's heap profiles, taken from its ops listener's
+	// /debug/pprof/heap (ops.pprof).
+	for _, name := range []string{"all-in-one-200-early.pb.gz", "all-in-one-200-end.pb.gz"} {
+		if fi, err := os.Stat(filepath.Join(profiles, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("heap profile %s: %v", name, err)
 		}
 	}
 	if rep.Machine.CPUs < 1 || rep.LoadBefore == "" || rep.LoadAfter == "" || rep.Date.IsZero() || len(rep.Skipped) == 0 {
@@ -115,6 +128,19 @@ func TestParseFlagsDefaults(t *testing.T) {
 		}
 		if o.Duration != tc.wantDuration || !slices.Equal(o.OpenRates, tc.wantOpen) {
 			t.Errorf("%q: duration %s, open-loop rates %v; want %s, %v", tc.args, o.Duration, o.OpenRates, tc.wantDuration, tc.wantOpen)
+		}
+	}
+}
+
+func TestParseFlagsRefusesABadCount(t *testing.T) {
+	for _, args := range [][]string{
+		{"-growth-destinations", "1,0"},
+		{"-mem-rates", "x"},
+		{"-audit-events", "-1"},
+		{"-query-runs", "-2"},
+	} {
+		if _, err := parseFlags(flag.NewFlagSet("benchtable", flag.ContinueOnError), args); err == nil {
+			t.Errorf("%q: no error", args)
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // sections are the parts of the table, in the order they run.
-var sections = []string{"baselines", "ingress", "delivery", "e2e", "auditor", "memory", "services", "growth"}
+var sections = []string{"baselines", "ingress", "delivery", "e2e", "auditor", "memory", "services", "growth", "queries"}
 
 // options are the command's flags.
 type options struct {
@@ -53,8 +53,15 @@ type options struct {
 	// rows. Default 1, 10 and 100.
 	GrowthDestinations []int
 	// GrowthDeliveries is the deliveries of each cost-growth backlog, all
-	// destinations together. Default 6,000 (60,000 with Long).
+	// destinations together. Default 3,000 (60,000 with Long).
 	GrowthDeliveries int
+	// AuditEvents is how many events the audit log holds when the API's
+	// queries are timed. Default 50,000 (1,000,000 with Long, which takes
+	// Postgres about 3 minutes to generate on the 2-core machine; 10
+	// million takes about half an hour).
+	AuditEvents int
+	// QueryRuns is how many times each query runs. Default 30.
+	QueryRuns int
 	// HeapProfiles, when set, is a directory where the memory rows'
 	// processes' heap profiles go, taken from their ops listeners'
 	// /debug/pprof/heap 10 s into the load and at its end.
@@ -80,7 +87,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and in-process services) here")
 	var growth string
 	fs.StringVar(&growth, "growth-destinations", "1,10,100", "comma-separated destination counts of the cost-growth rows")
-	fs.IntVar(&o.GrowthDeliveries, "growth-deliveries", 0, "deliveries of each cost-growth backlog, all destinations together (default 6000, 60000 with -long)")
+	fs.IntVar(&o.GrowthDeliveries, "growth-deliveries", 0, "deliveries of each cost-growth backlog, all destinations together (default 3000, 60000 with -long)")
+	fs.IntVar(&o.AuditEvents, "audit-events", 0, "events in the audit log when the API's queries are timed (default 50000, 1000000 with -long; 10000000 takes about 30 min)")
+	fs.IntVar(&o.QueryRuns, "query-runs", 0, "runs of each API query (default 30)")
 	fs.StringVar(&o.HeapProfiles, "heap-profiles", "", "save the memory rows' heap profiles (10 s into the load and at its end) in this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -142,7 +151,9 @@ func (o options) withDefaults() options {
 	pickD(&o.MemDuration, 10*time.Second, 60*time.Second)
 	pick(&o.DeliveryEvents, 20_000, 100_000)
 	pick(&o.AuditBacklog, 20_000, 50_000)
-	pick(&o.GrowthDeliveries, 6_000, 60_000)
+	pick(&o.GrowthDeliveries, 3_000, 60_000)
+	pick(&o.AuditEvents, 50_000, 1_000_000)
+	pick(&o.QueryRuns, 30, 30)
 	pick(&o.Conns, 256, 256)
 	if o.OpenRates == nil {
 		o.OpenRates = []int{1000, 5000}
@@ -163,8 +174,8 @@ func (o options) validate() error {
 	switch {
 	case o.Duration <= 0 || o.MemDuration <= 0:
 		return errors.New("-duration and -mem-duration must be positive")
-	case o.Conns < 1 || o.DeliveryEvents < 1 || o.AuditBacklog < 1 || o.GrowthDeliveries < 1:
-		return errors.New("-conns, -delivery-events, -audit-backlog and -growth-deliveries must be positive")
+	case o.Conns < 1 || o.DeliveryEvents < 1 || o.AuditBacklog < 1 || o.GrowthDeliveries < 1 || o.AuditEvents < 1 || o.QueryRuns < 1:
+		return errors.New("-conns, -delivery-events, -audit-backlog, -growth-deliveries, -audit-events and -query-runs must be positive")
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ func run(ctx context.Context, o options, w io.Writer) error {
 		{"memory", memorySection},
 		{"services", servicesSection},
 		{"growth", growthSection},
+		{"queries", queriesSection},
 	}
 	for _, s := range all {
 		if !o.runs(s.name) && (s.name != "delivery" || !o.runs("e2e")) {

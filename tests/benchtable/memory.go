@@ -62,7 +62,7 @@ func allInOne(ctx context.Context, e *env, o options, bin string, rate int, rep 
 	if err := writeBenchConfig(cfgPath, e.dir, ingressAddr, auditAddr, opsAddr, partnerAddr, ""); err != nil {
 		return err
 	}
-	proc, err := startProcess(e, "switchyard", bin, "run", "--config", cfgPath)
+	proc, err := startProcess(e, o.MemLimit, "switchyard", bin, "run", "--config", cfgPath)
 	if err != nil {
 		return err
 	}
@@ -109,11 +109,11 @@ func allInOne(ctx context.Context, e *env, o options, bin string, rate int, rep 
 	delivered := p.n.Load()
 	peak := float64(hwm) / 1024
 	q := latencyQuantiles(res.Latencies)
-	rep.add(row{Section: "memory", Name: fmt.Sprintf("all-in-one (SQLite audit), %s/s offered for %s", formatRate(float64(rate)), o.MemDuration),
+	rep.add(row{Section: "memory", Name: fmt.Sprintf("all-in-one (SQLite audit)%s, %s/s offered for %s", memLimitNote(o), formatRate(float64(rate)), o.MemDuration),
 		Rate: res.rate(), Unit: "accepted/s", Latency: &q, PeakRSSMiB: peak, CPUMicros: perOp(child1-child0, res.Accepted),
 		Target: "RSS < 200 MB (190.7 MiB)", Met: met(float64(hwm)*1024 < 200e6),
-		Note: fmt.Sprintf("CPU: the all-in-one's; %.0f MiB idle; at the end %s; %d delivered by the end of the load %s",
-			float64(idle)/1024, gomem, delivered, loadNote(res))})
+		Note: fmt.Sprintf("CPU: the all-in-one's; %.0f MiB idle; at the end %s; %d delivered by the end of the load; load average %s %s",
+			float64(idle)/1024, gomem, delivered, loadAvg(), loadNote(res))})
 	return nil
 }
 
@@ -286,14 +286,17 @@ type process struct {
 }
 
 // startProcess starts bin with args, its output in <name>.log under the
-// section's directory.
-func startProcess(e *env, name, bin string, args ...string) (*process, error) {
+// section's directory; memLimit, if set, is its GOMEMLIMIT.
+func startProcess(e *env, memLimit, name, bin string, args ...string) (*process, error) {
 	p := &process{name: name, logPath: filepath.Join(e.dir, name+".log"), exited: make(chan error, 1)}
 	logf, err := os.Create(p.logPath)
 	if err != nil {
 		return nil, err
 	}
 	p.cmd = exec.Command(bin, args...)
+	if memLimit != "" {
+		p.cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
@@ -370,4 +373,12 @@ destinations:
     allow_private_network: true
 %s`, filepath.Join(dir, "data"), ingressAddr, auditAddr, opsAddr, webhookSecret, partnerAddr, extra)
 	return os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// memLimitNote names the GOMEMLIMIT of a memory row, if one was set.
+func memLimitNote(o options) string {
+	if o.MemLimit == "" {
+		return ""
+	}
+	return " GOMEMLIMIT=" + o.MemLimit
 }

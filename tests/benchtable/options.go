@@ -62,6 +62,9 @@ type options struct {
 	AuditEvents int
 	// QueryRuns is how many times each query runs. Default 30.
 	QueryRuns int
+	// MemLimit, when set, is the GOMEMLIMIT the memory rows' processes run
+	// with (e.g. 150MiB); empty leaves the Go runtime's default (none).
+	MemLimit string
 	// HeapProfiles, when set, is a directory where the memory rows'
 	// processes' heap profiles go, taken from their ops listeners'
 	// /debug/pprof/heap 10 s into the load and at its end.
@@ -90,6 +93,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.IntVar(&o.GrowthDeliveries, "growth-deliveries", 0, "deliveries of each cost-growth backlog, all destinations together (default 3000, 60000 with -long)")
 	fs.IntVar(&o.AuditEvents, "audit-events", 0, "events in the audit log when the API's queries are timed (default 50000, 1000000 with -long; 10000000 takes about 30 min)")
 	fs.IntVar(&o.QueryRuns, "query-runs", 0, "runs of each API query (default 30)")
+	fs.StringVar(&o.MemLimit, "mem-limit", "", "GOMEMLIMIT of the all-in-one and the separately run services (e.g. 150MiB; empty: none)")
 	fs.StringVar(&o.HeapProfiles, "heap-profiles", "", "save the memory rows' heap profiles (10 s into the load and at its end) in this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -43,7 +43,7 @@ func servicesSection(ctx context.Context, e *env, o options, rep *report) error 
 	natsAddr, monitorAddr, ingressAddr, auditAddr := ports[0], ports[1], ports[2], ports[3]
 	host, natsPort, _ := strings.Cut(natsAddr, ":")
 	_, monitorPort, _ := strings.Cut(monitorAddr, ":")
-	natsProc, err := startProcess(e, "nats-server", bins["nats-server"],
+	natsProc, err := startProcess(e, "", "nats-server", bins["nats-server"],
 		"-js", "-sd", filepath.Join(e.dir, "nats"), "-a", host, "-p", natsPort, "-m", monitorPort)
 	if err != nil {
 		return err
@@ -59,7 +59,7 @@ func servicesSection(ctx context.Context, e *env, o options, rep *report) error 
 	procs := []*process{natsProc}
 	for i, name := range serviceNames {
 		opsAddr := ports[4+i]
-		proc, err := startProcess(e, name, bins[name], "run", "-config", cfgPath, "-ops-listen", opsAddr)
+		proc, err := startProcess(e, o.MemLimit, name, bins[name], "run", "-config", cfgPath, "-ops-listen", opsAddr)
 		if err != nil {
 			return err
 		}
@@ -107,6 +107,9 @@ func servicesSection(ctx context.Context, e *env, o options, rep *report) error 
 		what := "(Postgres audit)"
 		if proc.name == "nats-server" {
 			what = "(JetStream, file store)"
+		}
+		if proc.name != "nats-server" {
+			what += memLimitNote(o)
 		}
 		rep.add(row{Section: "services", Name: fmt.Sprintf("%s as its own process %s, %s/s offered for %s", proc.name, what, formatRate(float64(rate)), o.MemDuration),
 			Rate: res.rate(), Unit: "accepted/s", PeakRSSMiB: float64(hwm) / 1024,

@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/switchyard/switchyard/pkg/testing/pgtest"
 	"github.com/switchyard/switchyard/services/auditor/auditapi"
 	"github.com/switchyard/switchyard/services/auditor/auditgen"
@@ -32,29 +30,6 @@ var (
 	explainOut      = flag.String("explain.out", "", "write the plans to this Markdown file")
 	explainAttempts = flag.Int("explain.attempts", 10_000_000, "attempts to generate")
 )
-
-// explaining runs EXPLAIN (ANALYZE, BUFFERS) of every query before running
-// the query itself, and keeps the plans.
-type explaining struct {
-	querier
-	pool interface {
-		Query(context.Context, string, ...any) (pgx.Rows, error)
-	}
-	plans []string
-}
-
-func (e *explaining) query(ctx context.Context, q string, args ...any) (rows, error) {
-	rs, err := e.pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+q, args...)
-	if err != nil {
-		return nil, err
-	}
-	lines, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	e.plans = append(e.plans, "```sql\n"+strings.TrimSpace(q)+"\n-- args: "+formatArgs(args)+"\n```\n```\n"+strings.Join(lines, "\n")+"\n```\n")
-	return e.querier.query(ctx, q, args...)
-}
 
 func TestExplain(t *testing.T) {
 	ctx := context.Background()
@@ -186,12 +161,4 @@ func TestExplain(t *testing.T) {
 		}
 	}
 	t.Log(doc)
-}
-
-func formatArgs(args []any) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		out[i] = fmt.Sprintf("$%d = %v", i+1, a)
-	}
-	return strings.Join(out, ", ")
 }

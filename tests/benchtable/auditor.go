@@ -22,11 +22,7 @@ import (
 // the rate runs from the start until its consumer has acknowledged all of
 // them.
 func auditorSection(ctx context.Context, e *env, o options, rep *report) error {
-	ns, err := e.natsServer(ctx)
-	if err != nil {
-		return err
-	}
-	dbURL, err := e.postgresSchema(ctx)
+	ns, dbURL, err := e.natsAndPostgres(ctx)
 	if err != nil {
 		return err
 	}
@@ -42,15 +38,10 @@ func auditorSection(ctx context.Context, e *env, o options, rep *report) error {
 	if err := auditor.Migrate(ctx, cfg); err != nil {
 		return err
 	}
-	_, ajs, err := e.connect(ns)
+	aud, err := e.auditor(ns, cfg)
 	if err != nil {
 		return err
 	}
-	aud, err := auditor.New(ajs, auditlog.NewEmitter(ajs, "auditor"), cfg)
-	if err != nil {
-		return err
-	}
-	e.onClose(func() { _ = aud.Close() })
 	cons, err := js.Consumer(ctx, natsx.StreamAudit, natsx.ConsumerAuditor)
 	if err != nil {
 		return err

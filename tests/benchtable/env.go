@@ -23,9 +23,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/natsx"
 	"github.com/switchyard/switchyard/pkg/topology"
+	"github.com/switchyard/switchyard/services/auditor"
 )
 
 // env holds what a section started, stopped in reverse order by close.
@@ -101,6 +103,21 @@ func (e *env) connect(ns *server.Server) (*nats.Conn, jetstream.JetStream, error
 	return nc, js, nil
 }
 
+// auditor builds an auditor on its own connection, closed with the
+// section; the caller runs what it needs of it.
+func (e *env) auditor(ns *server.Server, cfg auditor.Config) (*auditor.Auditor, error) {
+	_, js, err := e.connect(ns)
+	if err != nil {
+		return nil, err
+	}
+	aud, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.onClose(func() { _ = aud.Close() })
+	return aud, nil
+}
+
 // serve serves h on a free loopback port until the section closes and
 // returns its address.
 func (e *env) serve(ctx context.Context, name string, h http.Handler) (string, error) {
@@ -112,6 +129,17 @@ func (e *env) serve(ctx context.Context, name string, h http.Handler) (string, e
 		return httpserve.Serve(ctx, name, ln, h, slog.New(slog.DiscardHandler))
 	})
 	return ln.Addr().String(), nil
+}
+
+// natsAndPostgres starts a NATS server (natsServer) and creates a Postgres
+// schema (postgresSchema) for a section that writes the audit log.
+func (e *env) natsAndPostgres(ctx context.Context) (*server.Server, string, error) {
+	ns, err := e.natsServer(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	dbURL, err := e.postgresSchema(ctx)
+	return ns, dbURL, err
 }
 
 // defaultDatabaseURL is pgtest's default, the local test database.

@@ -70,11 +70,7 @@ func allInOne(ctx context.Context, e *env, o options, bin string, rate int, rep 
 		return err
 	}
 	cmd := proc.cmd
-	idle, err := procStatus(cmd.Process.Pid, "VmRSS")
-	if err != nil {
-		return err
-	}
-	child0, err := procCPU(cmd.Process.Pid)
+	idle, child0, err := procUsage(cmd.Process.Pid, "VmRSS")
 	if err != nil {
 		return err
 	}
@@ -92,11 +88,7 @@ func allInOne(ctx context.Context, e *env, o options, bin string, rate int, rep 
 	if err := profiles(); err != nil {
 		return err
 	}
-	hwm, err := procStatus(cmd.Process.Pid, "VmHWM")
-	if err != nil {
-		return err
-	}
-	child1, err := procCPU(cmd.Process.Pid)
+	hwm, child1, err := procUsage(cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		return err
 	}
@@ -169,6 +161,17 @@ func procStatus(pid int, field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+}
+
+// procUsage is a kB field of a process's status (procStatus) and its CPU
+// time so far (procCPU).
+func procUsage(pid int, field string) (int64, time.Duration, error) {
+	kb, err := procStatus(pid, field)
+	if err != nil {
+		return 0, 0, err
+	}
+	cpu, err := procCPU(pid)
+	return kb, cpu, err
 }
 
 // procCPU is a process's user and system CPU time so far, from

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/config"
 	"github.com/switchyard/switchyard/services/auditor"
 	"github.com/switchyard/switchyard/services/auditor/auditgen"
@@ -53,11 +52,7 @@ var apiQueries = []apiQuery{
 // then times each of apiQueries through the auditor's HTTP API, one at a
 // time, -query-runs times each.
 func queriesSection(ctx context.Context, e *env, o options, rep *report) error {
-	ns, err := e.natsServer(ctx)
-	if err != nil {
-		return err
-	}
-	dbURL, err := e.postgresSchema(ctx)
+	ns, dbURL, err := e.natsAndPostgres(ctx)
 	if err != nil {
 		return err
 	}
@@ -72,15 +67,10 @@ func queriesSection(ctx context.Context, e *env, o options, rep *report) error {
 		return err
 	}
 	gen := time.Since(genStart)
-	_, js, err := e.connect(ns)
+	aud, err := e.auditor(ns, acfg)
 	if err != nil {
 		return err
 	}
-	aud, err := auditor.New(js, auditlog.NewEmitter(js, "auditor"), acfg)
-	if err != nil {
-		return err
-	}
-	e.onClose(func() { _ = aud.Close() })
 	if err := waitUntil(ctx, time.Minute, "the audit store open", func() (bool, error) { return aud.Ready(ctx) == nil, nil }); err != nil {
 		return err
 	}

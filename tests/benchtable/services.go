@@ -69,18 +69,17 @@ func servicesSection(ctx context.Context, e *env, o options, rep *report) error 
 		}
 		procs = append(procs, proc)
 	}
-	type usage struct{ idle, cpu0 int64 }
+	type usage struct {
+		idle int64
+		cpu  time.Duration
+	}
 	before := map[string]usage{}
 	for _, proc := range procs {
-		idle, err := procStatus(proc.cmd.Process.Pid, "VmRSS")
+		idle, cpu, err := procUsage(proc.cmd.Process.Pid, "VmRSS")
 		if err != nil {
 			return err
 		}
-		cpu, err := procCPU(proc.cmd.Process.Pid)
-		if err != nil {
-			return err
-		}
-		before[proc.name] = usage{idle, int64(cpu)}
+		before[proc.name] = usage{idle, cpu}
 	}
 	hooks, err := newWebhooks("services")
 	if err != nil {
@@ -96,11 +95,7 @@ func servicesSection(ctx context.Context, e *env, o options, rep *report) error 
 	load := loadAvg()
 	delivered := p.n.Load()
 	for _, proc := range procs {
-		hwm, err := procStatus(proc.cmd.Process.Pid, "VmHWM")
-		if err != nil {
-			return err
-		}
-		cpu, err := procCPU(proc.cmd.Process.Pid)
+		hwm, cpu, err := procUsage(proc.cmd.Process.Pid, "VmHWM")
 		if err != nil {
 			return err
 		}
@@ -113,7 +108,7 @@ func servicesSection(ctx context.Context, e *env, o options, rep *report) error 
 		}
 		rep.add(row{Section: "services", Name: fmt.Sprintf("%s as its own process %s, %s/s offered for %s", proc.name, what, formatRate(float64(rate)), o.MemDuration),
 			Rate: res.rate(), Unit: "accepted/s", PeakRSSMiB: float64(hwm) / 1024,
-			CPUMicros: perOp(cpu-time.Duration(before[proc.name].cpu0), res.Accepted),
+			CPUMicros: perOp(cpu-before[proc.name].cpu, res.Accepted),
 			Note: fmt.Sprintf("CPU: this process's per accepted event; %.0f MiB idle; %d delivered by the end of the load; load average %s %s",
 				float64(before[proc.name].idle)/1024, delivered, load, loadNote(res))})
 	}

@@ -63,11 +63,7 @@ func startSystem(ctx context.Context, e *env) (*system, error) {
 // its own path): the first is named partner, the others partner-2 to
 // partner-<n>.
 func startSystemWith(ctx context.Context, e *env, n int) (*system, error) {
-	ns, err := e.natsServer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dbURL, err := e.postgresSchema(ctx)
+	ns, dbURL, err := e.natsAndPostgres(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -107,19 +103,14 @@ func startSystemWith(ctx context.Context, e *env, n int) (*system, error) {
 		return js, err
 	}
 
-	ajs, err := conn()
-	if err != nil {
-		return nil, err
-	}
 	acfg := auditor.FromConfig(cfg, e.log.With("service", "auditor"), nil)
 	if err := auditor.Migrate(ctx, acfg); err != nil {
 		return nil, fmt.Errorf("migrate the audit log: %w", err)
 	}
-	aud, err := auditor.New(ajs, auditlog.NewEmitter(ajs, "auditor"), acfg)
+	aud, err := e.auditor(ns, acfg)
 	if err != nil {
 		return nil, err
 	}
-	e.onClose(func() { _ = aud.Close() })
 	e.goRun(ctx, "auditor", aud.RunWriter)
 
 	djs, err := conn()

@@ -58,7 +58,7 @@ bench: ## Run the benchmarks of every module, then print the benchmark table and
 	@$(MAKE) --no-print-directory bench-table
 
 .PHONY: bench-table
-bench-table: ## Print the one benchmark table and write bench.json, about 2 min (BENCH_TABLE_FLAGS=-long: the full run, about 10 min)
+bench-table: ## Print the one benchmark table and write bench.json, about 3 min (BENCH_TABLE_FLAGS=-long: the full run, about 20 min)
 	@mkdir -p $(BIN)
 	go build -o $(BIN)/ ./services/switchyard/cmd/switchyard
 	go run ./tests/benchtable -switchyard $(BIN)/switchyard -out bench.json $(BENCH_TABLE_FLAGS)

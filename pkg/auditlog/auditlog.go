@@ -105,18 +105,43 @@ func (e *Emitter) Emit(ctx context.Context, rec *switchyardv1.AuditRecord) error
 
 // EmitUntilStored is Emit for a record that nothing would emit again: it
 // sends the record again under its id while no PubAck comes (a stream
-// leader election in a cluster, a reconnect; publish.Msg), until one does
-// or ctx ends. The id must be deterministic or set by the caller, so that
-// a record emitted twice is stored once.
+// leader election in a cluster, a reconnect; publish.Msg) or while
+// JetStream has no room for it (publish.NoRoom: a store that filled up may
+// get room back as messages expire or are consumed), until it is stored or
+// ctx ends. The id must be deterministic or set by the caller, so that a
+// record emitted twice is stored once.
 func (e *Emitter) EmitUntilStored(ctx context.Context, rec *switchyardv1.AuditRecord) error {
 	m, err := e.prepare(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := publish.Msg(ctx, e.js, m); err != nil {
-		return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
+	for pause := noRoomPause; ; pause = min(2*pause, maxNoRoomPause) {
+		_, err := publish.Msg(ctx, e.js, m)
+		if err == nil {
+			return nil
+		}
+		if !publish.NoRoom(err) || !wait(ctx, pause) {
+			return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
+		}
 	}
-	return nil
+}
+
+// Pauses of EmitUntilStored between refusals for want of room.
+const (
+	noRoomPause    = 100 * time.Millisecond
+	maxNoRoomPause = 2 * time.Second
+)
+
+// wait pauses for d, and reports false if ctx ended first.
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // EmitAsync publishes rec without waiting; the future reports the outcome.

@@ -192,3 +192,37 @@ func TestFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// The page of episode 1 waits for the receiver while the alert resolves
+// and fires again: once it goes, episode 1 is told resolved (late), then
+// episode 2 paged.
+func TestLatePageIsResolvedBeforeTheNextEpisode(t *testing.T) {
+	t.Parallel()
+	a, _ := Step(nil, dl(1, t0), t0)
+	p := MakePending(a, "slack", Next(a, "slack", dl(1, t0), t0.Add(time.Minute), settings), 1, t0.Add(time.Minute))
+	a, _ = Step(a, quiet(t0), t0.Add(31*time.Minute))
+	again := t0.Add(40 * time.Minute)
+	a, _ = Step(a, dl(1, again), again)
+	if a.Episode != 2 || !Firing(a) {
+		t.Fatalf("second episode: %v", a)
+	}
+	if !Done(a, "slack", p.Sequence, true, again.Add(time.Minute)) {
+		t.Fatal("Done refused the late page")
+	}
+	now := again.Add(2 * time.Minute)
+	kind := Next(a, "slack", dl(1, again), now, settings)
+	if kind != KindResolved {
+		t.Fatalf("after the late page: %q, want resolved (episode 1)", kind)
+	}
+	r := MakePending(a, "slack", kind, 1, now)
+	if r.Episode != 1 || !Late(a, r) {
+		t.Errorf("the resolved message is of episode %d (late %v), want 1", r.Episode, Late(a, r))
+	}
+	Done(a, "slack", r.Sequence, true, now)
+	if got := send(t, a, dl(1, again), now, true); got != KindFiring {
+		t.Errorf("then: %q, want the second episode's page", got)
+	}
+	if got := Next(a, "slack", dl(1, again), now.Add(time.Minute), settings); got != "" {
+		t.Errorf("then %q, want nothing until it resolves", got)
+	}
+}

@@ -897,7 +897,9 @@ func printFaultTable(w io.Writer, results []*faultResult) {
 		if len(r.Broken) > 0 {
 			verdict = fmt.Sprintf("%d BROKEN", len(r.Broken))
 		}
-		ms := func(v int64) string { return (time.Duration(v) * time.Millisecond).Round(10 * time.Millisecond).String() }
+		ms := func(v int64) string {
+			return (time.Duration(v) * time.Millisecond).Round(10 * time.Millisecond).String()
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t\n", r.Scenario, r.Offered, r.Accepted, r.Delivered,
 			r.DeadLettered, r.Lost, r.Duplicates, ms(r.MaxDeliveryDelayMS), ms(r.RecoveryMS), r.Attempts, r.UnauditedKilled,
 			(time.Duration(r.WallTimeMS) * time.Millisecond).Round(time.Second), verdict)

@@ -100,7 +100,10 @@ type partnerRequest struct {
 	attempt   int
 	at        time.Time
 	status    int
-	body      []byte
+	// retryAfter is the Retry-After the partner answered with (faults
+	// test).
+	retryAfter time.Duration
+	body       []byte
 }
 
 // clusterRun is the state of one run, shared by the load generator, the
@@ -124,14 +127,15 @@ type clusterRun struct {
 	bDown atomic.Bool
 }
 
-func newClusterRun() *clusterRun {
+// newClusterRun is the state of a run delivering to dests.
+func newClusterRun(dests ...string) *clusterRun {
 	r := &clusterRun{
 		events:  map[string]*loadEvent{},
 		firstOK: map[string]map[string]time.Time{},
 		okCount: map[string]map[string]int{},
 		latest:  map[string]time.Time{},
 	}
-	for _, d := range clusterDestinations {
+	for _, d := range dests {
 		r.firstOK[d], r.okCount[d] = map[string]time.Time{}, map[string]int{}
 	}
 	return r
@@ -158,20 +162,24 @@ func (r *clusterRun) partner(w http.ResponseWriter, req *http.Request) {
 	case dest == "b" && r.bDown.Load():
 		status = http.StatusServiceUnavailable
 	}
-	now := time.Now()
+	r.receive(partnerRequest{dest: dest, key: key, attempt: attempt, at: time.Now(), status: status, body: body})
+	w.WriteHeader(status)
+}
+
+// receive records a request the partner received and what it answered.
+func (r *clusterRun) receive(q partnerRequest) {
 	r.mu.Lock()
-	r.reqs = append(r.reqs, partnerRequest{dest: dest, key: key, attempt: attempt, at: now, status: status, body: body})
-	if status/100 == 2 && r.firstOK[dest] != nil {
-		if _, seen := r.firstOK[dest][key]; !seen {
-			r.firstOK[dest][key] = now
-			if ev := r.events[key]; ev != nil && ev.accepted.After(r.latest[dest]) {
-				r.latest[dest] = ev.accepted
+	defer r.mu.Unlock()
+	r.reqs = append(r.reqs, q)
+	if q.status/100 == 2 && r.firstOK[q.dest] != nil {
+		if _, seen := r.firstOK[q.dest][q.key]; !seen {
+			r.firstOK[q.dest][q.key] = q.at
+			if ev := r.events[q.key]; ev != nil && ev.accepted.After(r.latest[q.dest]) {
+				r.latest[q.dest] = ev.accepted
 			}
 		}
-		r.okCount[dest][key]++
+		r.okCount[q.dest][q.key]++
 	}
-	r.mu.Unlock()
-	w.WriteHeader(status)
 }
 
 // service is one Switchyard process of the test.
@@ -208,7 +216,7 @@ func runCluster(t *testing.T, load clusterLoad) {
 	_, js := cluster.Connect(t)
 	dbURL := pgtest.Schema(t)
 	slack := slacktest.New(t)
-	run := newClusterRun()
+	run := newClusterRun(clusterDestinations...)
 	partnerURL := newHTTPServer(t, http.HandlerFunc(run.partner))
 
 	// Two replicas of every service, each with its own ports; they share

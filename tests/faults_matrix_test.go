@@ -1,0 +1,198 @@
+//go:build chaos
+
+package tests
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestFaultMatrix is issue 17's fault matrix (`make chaos`): every
+// scenario of faultMatrix on a fresh system with at least 10,000 events,
+// then one table (and chaos.json: CHAOS_JSON, or the repository's root).
+// One scenario: go test -tags chaos -run 'TestFaultMatrix/nats-restart'.
+func TestFaultMatrix(t *testing.T) {
+	path := os.Getenv("CHAOS_JSON")
+	if path == "" {
+		path = filepath.Join("..", "chaos.json")
+	}
+	runFaultMatrix(t, faultMatrix, path)
+}
+
+// matrixEvents, matrixRate: each scenario offers 10,000 events over 50 s.
+const (
+	matrixEvents = 10000
+	matrixRate   = 200
+)
+
+// goneOn410 are the events the partner answers 410 Gone for good in the
+// 429/410 scenario.
+func goneOn410(n int) bool { return n%50 == 7 }
+
+// faultMatrix is the matrix: one row per scenario. Faults are placed on the
+// load's own clock (share of the events offered) and on conditions (a page
+// seen), not on sleeps.
+var faultMatrix = []faultScenario{
+	{
+		name:    "partner-5xx-down-twice",
+		events:  matrixEvents,
+		rate:    matrixRate,
+		respond: failing(0.3),
+		pages:   map[string]int{"PartnerDown erp": 2},
+		fault: func(f *faultRun) {
+			for i := 1; i <= 2; i++ {
+				f.afterOffered(0.1 + 0.4*float64(i-1))
+				end := f.begin(fmt.Sprintf("partner down (connection refused) #%d", i))
+				f.partner.down()
+				t0 := time.Now()
+				// Longer than a cooldown: the breaker opens, its probes fail.
+				f.until("PartnerDown paged, the partner down for 3 cooldowns", func() bool {
+					return f.pages("PartnerDown erp", "[FIRING]") >= i && time.Since(t0) >= 3*faultCooldown
+				})
+				f.partner.up()
+				end()
+				f.until("PartnerDown resolved", func() bool { return f.pages("PartnerDown erp", "[RESOLVED]") >= i })
+			}
+		},
+	},
+	{
+		name:   "partner-hangs",
+		events: matrixEvents,
+		rate:   matrixRate,
+		pages:  map[string]int{"PartnerDown erp": 1},
+		fault: func(f *faultRun) {
+			f.afterOffered(0.2)
+			end := f.begin("partner hangs (accepts, never answers)")
+			f.partner.hanging.Store(true)
+			t0 := time.Now()
+			f.until("PartnerDown paged, the partner hanging for 10 s", func() bool {
+				return f.pages("PartnerDown erp", "[FIRING]") >= 1 && time.Since(t0) >= 10*time.Second
+			})
+			f.partner.hanging.Store(false)
+			end()
+		},
+	},
+	{
+		name:   "partner-429-410",
+		events: matrixEvents,
+		rate:   matrixRate,
+		// One event in five is answered 429 with Retry-After: 3 (longer
+		// than the first backoff step) on its first attempt; one in fifty
+		// 410 Gone, for good.
+		respond: func(c partnerCall) partnerReply {
+			switch {
+			case goneOn410(c.n):
+				return partnerReply{status: http.StatusGone}
+			case c.n%5 == 1 && c.attempt == 1:
+				return partnerReply{status: http.StatusTooManyRequests, retryAfter: 3}
+			}
+			return partnerReply{status: http.StatusNoContent}
+		},
+		deadLetters: goneOn410,
+		pages:       map[string]int{"DeliveryDeadLettered erp": 1},
+		check:       checkRetryAfter,
+	},
+	{
+		name:    "dispatcher-sigkill-twice",
+		events:  matrixEvents,
+		rate:    matrixRate,
+		respond: failing(0.1),
+		kills:   true,
+		fault: func(f *faultRun) {
+			for _, k := range []struct {
+				name     string
+				from, to float64
+			}{{"dispatcher-1", 0.25, 0.35}, {"dispatcher-2", 0.6, 0.7}} {
+				f.afterOffered(k.from)
+				end := f.begin("SIGKILL " + k.name)
+				f.kill(k.name)
+				f.afterOffered(k.to)
+				f.start(k.name)
+				end()
+			}
+		},
+	},
+	{
+		name:    "nats-restart",
+		events:  matrixEvents,
+		rate:    matrixRate,
+		respond: failing(0.1),
+		fault: func(f *faultRun) {
+			f.afterOffered(0.3)
+			end := f.begin("NATS SIGKILLed, restarted on its store")
+			f.kill("nats")
+			f.afterOffered(0.4)
+			f.start("nats")
+			end()
+		},
+	},
+	{
+		name:    "combined",
+		events:  matrixEvents,
+		rate:    matrixRate,
+		respond: failing(0.3),
+		kills:   true,
+		pages:   map[string]int{"PartnerDown erp": 1},
+		fault: func(f *faultRun) {
+			f.afterOffered(0.15)
+			end := f.begin("partner down and dispatcher-1 SIGKILLed")
+			f.partner.down()
+			f.kill("dispatcher-1")
+			t0 := time.Now()
+			f.until("PartnerDown paged, the partner down for 3 cooldowns", func() bool {
+				return f.pages("PartnerDown erp", "[FIRING]") >= 1 && time.Since(t0) >= 3*faultCooldown
+			})
+			f.start("dispatcher-1")
+			f.partner.up()
+			end()
+			f.afterOffered(0.5)
+			end = f.begin("NATS and dispatcher-2 SIGKILLed")
+			f.kill("nats")
+			f.kill("dispatcher-2")
+			f.afterOffered(0.6)
+			f.start("nats")
+			f.start("dispatcher-2")
+			end()
+		},
+	},
+}
+
+// checkRetryAfter: every retry of an event answered 429 came no sooner
+// than its Retry-After, and every 410 event was attempted once.
+func checkRetryAfter(f *faultRun) {
+	f.run.mu.Lock()
+	byKey := map[string][]partnerRequest{}
+	for _, q := range f.run.reqs {
+		byKey[q.key] = append(byKey[q.key], q)
+	}
+	f.run.mu.Unlock()
+	honoured, early, goneTwice := 0, 0, 0
+	for key, qs := range byKey {
+		slices.SortFunc(qs, func(a, b partnerRequest) int { return a.at.Compare(b.at) })
+		for i, q := range qs {
+			if q.status != http.StatusTooManyRequests || i+1 == len(qs) {
+				continue
+			}
+			if qs[i+1].at.Sub(q.at) < q.retryAfter {
+				early++
+			} else {
+				honoured++
+			}
+		}
+		if goneOn410(eventNumber(key)) && len(qs) != 1 {
+			goneTwice++
+		}
+	}
+	if early > 0 || honoured == 0 {
+		f.broken("Retry-After: %d retries after a 429 came sooner than it asked, %d later", early, honoured)
+	}
+	if goneTwice > 0 {
+		f.broken("%d events answered 410 Gone were attempted more than once", goneTwice)
+	}
+	f.t.Logf("Retry-After honoured on %d retries after a 429", honoured)
+}

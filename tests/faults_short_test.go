@@ -1,0 +1,28 @@
+package tests
+
+import (
+	"os"
+	"testing"
+)
+
+// TestFaultsShort is the fault matrix's short version for `make test`: a
+// few hundred events, one dispatcher SIGKILLed and restarted while the
+// partner answers 30% 5xx, and the same invariants as the long matrix, so
+// CI guards them (CHAOS_JSON names a file for its row, if wanted).
+func TestFaultsShort(t *testing.T) {
+	runFaultMatrix(t, []faultScenario{{
+		name:    "short: dispatcher SIGKILL + 30% 5xx",
+		events:  300,
+		rate:    30,
+		respond: failing(0.3),
+		kills:   true,
+		fault: func(f *faultRun) {
+			f.afterOffered(0.3)
+			end := f.begin("SIGKILL dispatcher-1")
+			f.kill("dispatcher-1")
+			f.afterOffered(0.5)
+			f.start("dispatcher-1")
+			end()
+		},
+	}}, os.Getenv("CHAOS_JSON"))
+}

@@ -82,6 +82,9 @@ type loadEvent struct {
 	// offered, accepted: when it was first sent, and when a 2xx or a
 	// PubAck came back (zero until then).
 	offered, accepted time.Time
+	// skew is how far the sender's clock is ahead (behind, negative) of
+	// the machine's: the webhook-timestamp it signs (faults test).
+	skew time.Duration
 }
 
 // answer is one attempt to hand an event in: a webhook request or a
@@ -600,8 +603,9 @@ func (r *clusterRun) postUntilAccepted(ctx context.Context, client *http.Client,
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ingresses[i]+"/webhooks/shop", strings.NewReader(string(ev.body)))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("webhook-id", webhookID)
-		req.Header.Set("webhook-timestamp", strconv.FormatInt(sent.Unix(), 10))
-		req.Header.Set("webhook-signature", sw.Sign(webhookID, sent, ev.body))
+		signed := sent.Add(ev.skew)
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(signed.Unix(), 10))
+		req.Header.Set("webhook-signature", sw.Sign(webhookID, signed, ev.body))
 		a := answer{ingress: i + 1, sent: sent}
 		resp, err := client.Do(req)
 		if err == nil {

@@ -86,6 +86,16 @@ type faultScenario struct {
 	// check adds the scenario's own invariants (f.broken for each broken
 	// one).
 	check func(f *faultRun)
+	// natsJetStream are more lines of the NATS server's jetstream block
+	// ("max_file_store: 64MB").
+	natsJetStream string
+	// privatePostgres runs the scenario's audit log on a Postgres server
+	// of its own (f.pg), which the fault may restart, instead of a schema
+	// of the shared one.
+	privatePostgres bool
+	// skew is the clock offset of the webhook sender of event n: its
+	// webhook-timestamp is signed that far ahead (or behind, negative).
+	skew func(n int) time.Duration
 }
 
 // faultSettings are the configuration knobs the scenarios tune (the
@@ -100,6 +110,9 @@ type faultSettings struct {
 	breaker string
 	// partnerDownResolve, deadLetteredResolve: the alerts' resolve_after.
 	partnerDownResolve, deadLetteredResolve time.Duration
+	// auditLag is the audit_lag rule (YAML flow mapping); empty: the
+	// default rule.
+	auditLag string
 }
 
 func defaultFaultSettings() faultSettings {
@@ -118,6 +131,15 @@ func defaultFaultSettings() faultSettings {
 		partnerDownResolve:  2 * time.Second,
 		deadLetteredResolve: 10 * time.Second,
 	}
+}
+
+// auditLagRule is the configuration line of the audit_lag rule, if the
+// scenario sets one.
+func auditLagRule(rule string) string {
+	if rule == "" {
+		return ""
+	}
+	return "    audit_lag: " + rule + "\n"
 }
 
 // partnerCall is a request the partner decides an answer for.
@@ -192,6 +214,8 @@ type faultRun struct {
 	slack    *slacktest.Server
 	db       *pgtest.Proxy
 	dbURL    string // straight to Postgres, for the checks
+	pg       *privatePostgres
+	js       jetstream.JetStream
 	natsAddr string
 	ingress  string
 	secrets  []string
@@ -310,12 +334,17 @@ func runFaultScenario(t *testing.T, bin map[string]string, sc faultScenario, res
 	f.natsAddr = freeTCPAddr(t)
 	host, port, _ := net.SplitHostPort(f.natsAddr)
 	natsConf := filepath.Join(dir, "nats.conf")
-	writeFile(t, natsConf, fmt.Sprintf("listen: %s:%s\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", host, port, filepath.Join(dir, "nats")))
+	writeFile(t, natsConf, fmt.Sprintf("listen: %s:%s\njetstream {\n  store_dir: %q\n  sync_interval: always\n  %s\n}\n", host, port, filepath.Join(dir, "nats"), sc.natsJetStream))
 	f.procs["nats"] = &service{proc: newProc(t, dir, "nats", bin["nats-server"], "-c", natsConf), kind: "nats"}
 
 	// Postgres: a fresh schema, reached by the services through a proxy
 	// the scenario can cut; the checks go straight to it.
-	f.dbURL = pgtest.Schema(t)
+	if sc.privatePostgres {
+		f.pg = startPrivatePostgres(t)
+		f.dbURL = f.pg.URL()
+	} else {
+		f.dbURL = pgtest.Schema(t)
+	}
 	var proxied string
 	f.db, proxied = pgtest.NewProxy(t, f.dbURL)
 
@@ -366,9 +395,9 @@ alerts:
     error_rate: {disabled: true}
     latency: {disabled: true}
     backlog: {disabled: true}
-`, filepath.Join(dir, "data"), proxied, f.natsAddr, f.ingress, auditAddr, vectorSecret,
+%s`, filepath.Join(dir, "data"), proxied, f.natsAddr, f.ingress, auditAddr, vectorSecret,
 		faultDest, f.partner.addr, faultDest, set.timeout, set.backoff, set.maxAttempts, set.concurrency,
-		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve))
+		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve, auditLagRule(set.auditLag)))
 
 	for _, s := range faultServices {
 		svc := &service{kind: s.kind, ops: freeTCPAddr(t)}
@@ -393,6 +422,7 @@ alerts:
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.js = js
 
 	// The load: one event every 1/rate s, one in directEvery published
 	// straight to NATS, each retried by its sender until it is in.
@@ -418,6 +448,8 @@ alerts:
 			ev.id = fmt.Sprintf("shop:wh-%d", n)
 			if ev.direct {
 				ev.id = fmt.Sprintf("direct-%d", n)
+			} else if sc.skew != nil {
+				ev.skew = sc.skew(n)
 			}
 			f.run.mu.Lock()
 			f.run.events[ev.id] = ev

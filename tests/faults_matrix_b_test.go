@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,29 +76,40 @@ var faultMatrixB = []faultScenario{
 		name:   "slack-429-500",
 		events: matrixEvents,
 		rate:   matrixRate,
-		// Two PartnerDown episodes while Slack fails: each fires and
-		// resolves before Slack answers again.
+		// Two PartnerDown episodes: the first fires and resolves while
+		// Slack fails, the second fires while Slack fails and is still
+		// firing when Slack answers again. Each is paged once and resolved
+		// once, in order.
 		pages: map[string]int{"PartnerDown erp": 2},
 		fault: func(f *faultRun) {
 			f.afterOffered(0.1)
-			end := f.begin("Slack answers 429 (Retry-After: 2), then 500")
+			endSlack := f.begin("Slack answers 429 (Retry-After: 2), then 500")
 			f.slack.Script(slackFailing...)
-			for i, at := range []float64{0.1, 0.4} {
-				f.afterOffered(at)
-				f.partner.down()
-				t0 := time.Now()
-				f.until("PartnerDown fired while Slack fails", func() bool {
-					// The first episode's page is seen failing; the second
-					// waits behind it, so it is given the time to fire.
-					return time.Since(t0) >= 3*faultCooldown+5*time.Second && (i > 0 || slackTried(f.slack, "[FIRING]", "PartnerDown"))
-				})
-				f.partner.up()
-				t1 := time.Now()
-				// The breaker closes within a cooldown; the alert resolves
-				// 2 s (resolve_after) later.
-				f.until("PartnerDown resolved while Slack fails", func() bool { return time.Since(t1) >= 10*time.Second })
-			}
+			end := f.begin("partner down #1 (an episode while Slack fails)")
+			f.partner.down()
+			t0 := time.Now()
+			f.until("PartnerDown paged, Slack refusing the page", func() bool {
+				return time.Since(t0) >= 3*faultCooldown && slackTried(f.slack, "[FIRING]", "PartnerDown")
+			})
+			f.partner.up()
+			end()
+			t1 := time.Now()
+			// The breaker closes within a cooldown; the alert resolves 2 s
+			// (resolve_after) later.
+			f.until("PartnerDown resolved while Slack fails", func() bool { return time.Since(t1) >= 10*time.Second })
+			f.afterOffered(0.4)
+			end = f.begin("partner down #2 (an episode until Slack answers again)")
+			f.partner.down()
+			t2 := time.Now()
+			// Its page waits behind the first one's: it is given the time
+			// to fire.
+			f.until("PartnerDown fired again", func() bool { return time.Since(t2) >= 3*faultCooldown+5*time.Second })
 			f.slack.Script(slacktest.OK)
+			endSlack()
+			// The late page, its resolution, then the second page; the
+			// notifier's next try may be a minute away after a long outage.
+			f.until("both episodes paged", func() bool { return f.pages("PartnerDown erp", "[FIRING]") >= 2 })
+			f.partner.up()
 			end()
 		},
 		check: checkSlackRetryAfter,
@@ -171,7 +183,7 @@ func checkDeliveryWentOn(f *faultRun) {
 // whatever it answered.
 func slackTried(s *slacktest.Server, kind, rule string) bool {
 	for _, m := range s.Messages() {
-		if strings.HasPrefix(m.Text, kind) && strings.Contains(m.Text, rule) {
+		if strings.HasPrefix(m.Text, kind) && slices.Contains(m.Fields, "*Rule*\n"+rule) {
 			return true
 		}
 	}

@@ -139,17 +139,18 @@ func Next(a *switchyardv1.Alert, sender string, c rules.Condition, now time.Time
 	if v.GetPending() != nil {
 		return ""
 	}
+	// An earlier episode whose page went out late (the receiver was down
+	// while it fired, resolved and fired again) is told resolved first,
+	// whether the alert fires again or has resolved again since, so that
+	// every episode paged is resolved once.
+	if v.GetEpisode() != 0 && v.GetEpisode() != a.GetEpisode() && v.GetFiringDelivered() && !v.GetResolvedHandled() {
+		return KindResolved
+	}
 	if !Firing(a) {
 		if a.GetState() == switchyardv1.AlertState_ALERT_STATE_RESOLVED && v.GetEpisode() == a.GetEpisode() && v.GetFiringDelivered() && !v.GetResolvedHandled() {
 			return KindResolved
 		}
 		return ""
-	}
-	// An earlier episode whose page went out (late: the receiver was down
-	// while it fired, resolved and fired again) is told resolved first, so
-	// that every episode paged is resolved once.
-	if v.GetEpisode() != a.GetEpisode() && v.GetFiringDelivered() && !v.GetResolvedHandled() {
-		return KindResolved
 	}
 	// A first message or a reminder only while the condition itself still
 	// fires: an alert waiting out its resolve time ("erp fails 0%") is not

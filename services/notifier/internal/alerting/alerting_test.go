@@ -226,3 +226,30 @@ func TestLatePageIsResolvedBeforeTheNextEpisode(t *testing.T) {
 		t.Errorf("then %q, want nothing until it resolves", got)
 	}
 }
+
+// The same, but the second episode ended too before the late page went:
+// episode 1 is still told resolved; episode 2, over before anyone could
+// be told, is not paged after the fact.
+func TestLatePageIsResolvedAfterTheNextEpisodeEnded(t *testing.T) {
+	t.Parallel()
+	a, _ := Step(nil, dl(1, t0), t0)
+	p := MakePending(a, "slack", Next(a, "slack", dl(1, t0), t0.Add(time.Minute), settings), 1, t0.Add(time.Minute))
+	a, _ = Step(a, quiet(t0), t0.Add(31*time.Minute))
+	again := t0.Add(40 * time.Minute)
+	a, _ = Step(a, dl(1, again), again)
+	a, _ = Step(a, quiet(again), again.Add(31*time.Minute))
+	if a.Episode != 2 || Firing(a) {
+		t.Fatalf("second episode over: %v", a)
+	}
+	now := again.Add(time.Hour)
+	Done(a, "slack", p.Sequence, true, now)
+	if got := send(t, a, quiet(again), now, true); got != KindResolved {
+		t.Fatalf("after the late page: %q, want resolved (episode 1)", got)
+	}
+	if got := Next(a, "slack", quiet(again), now.Add(time.Minute), settings); got != "" {
+		t.Errorf("then %q, want nothing", got)
+	}
+	if !Settled(a, []string{"slack"}, now.Add(2*time.Hour), settings) {
+		t.Error("not settled after the late resolved message")
+	}
+}

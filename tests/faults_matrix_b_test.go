@@ -142,6 +142,12 @@ var faultMatrixB = []faultScenario{
 		events: matrixEvents,
 		rate:   matrixRate,
 		skew:   func(n int) time.Duration { return skews[n%len(skews)] },
+		// The refused webhooks page SignatureFailures once; a short window
+		// lets it resolve within the scenario.
+		settings: func(s *faultSettings) {
+			s.rules = append(s.rules, "signature_failures: {window: 10s, resolve_after: 2s}")
+		},
+		pages: map[string]int{"SignatureFailures shop": 1},
 		fault: func(f *faultRun) {
 			f.afterOffered(0.5)
 			end := f.begin(fmt.Sprintf("webhooks signed %s outside the tolerance, both ways", faultSkewMargin))

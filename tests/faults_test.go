@@ -110,9 +110,9 @@ type faultSettings struct {
 	breaker string
 	// partnerDownResolve, deadLetteredResolve: the alerts' resolve_after.
 	partnerDownResolve, deadLetteredResolve time.Duration
-	// auditLag is the audit_lag rule (YAML flow mapping); empty: the
-	// default rule.
-	auditLag string
+	// rules are more alert rules' settings, "name: {flow mapping}" each
+	// (signature_failures: {window: 10s}).
+	rules []string
 }
 
 func defaultFaultSettings() faultSettings {
@@ -133,13 +133,13 @@ func defaultFaultSettings() faultSettings {
 	}
 }
 
-// auditLagRule is the configuration line of the audit_lag rule, if the
-// scenario sets one.
-func auditLagRule(rule string) string {
-	if rule == "" {
-		return ""
+// ruleLines are the configuration lines of the scenario's rule settings.
+func ruleLines(rules []string) string {
+	var b strings.Builder
+	for _, r := range rules {
+		b.WriteString("    " + r + "\n")
 	}
-	return "    audit_lag: " + rule + "\n"
+	return b.String()
 }
 
 // partnerCall is a request the partner decides an answer for.
@@ -397,7 +397,7 @@ alerts:
     backlog: {disabled: true}
 %s`, filepath.Join(dir, "data"), proxied, f.natsAddr, f.ingress, auditAddr, vectorSecret,
 		faultDest, f.partner.addr, faultDest, set.timeout, set.backoff, set.maxAttempts, set.concurrency,
-		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve, auditLagRule(set.auditLag)))
+		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve, ruleLines(set.rules)))
 
 	for _, s := range faultServices {
 		svc := &service{kind: s.kind, ops: freeTCPAddr(t)}

@@ -102,6 +102,9 @@ var faultMatrix = []faultScenario{
 		events:  matrixEvents,
 		rate:    matrixRate,
 		respond: failing(0.1),
+		// Up to 200 ms per answer: about 20 requests in flight when a
+		// dispatcher dies.
+		latency: 200 * time.Millisecond,
 		kills:   true,
 		fault: func(f *faultRun) {
 			for _, k := range []struct {
@@ -136,6 +139,7 @@ var faultMatrix = []faultScenario{
 		events:  matrixEvents,
 		rate:    matrixRate,
 		respond: failing(0.3),
+		latency: 100 * time.Millisecond,
 		kills:   true,
 		pages:   map[string]int{"PartnerDown erp": 1},
 		fault: func(f *faultRun) {

@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 // TestFaultsShort is the fault matrix's short version for `make test`: a
@@ -15,6 +16,7 @@ func TestFaultsShort(t *testing.T) {
 		events:  300,
 		rate:    30,
 		respond: failing(0.3),
+		latency: 200 * time.Millisecond,
 		kills:   true,
 		fault: func(f *faultRun) {
 			f.afterOffered(0.3)

@@ -68,6 +68,14 @@ type faultScenario struct {
 	// respond is the partner's answer to a request while it is neither
 	// down nor hanging; nil answers 204.
 	respond func(partnerCall) partnerReply
+	// latency: the partner takes a uniformly random time up to this to
+	// answer, so that requests are in flight when a fault strikes.
+	latency time.Duration
+	// slack scripts the fake Slack's answers (slacktest.New); none: 200 ok.
+	slack []slacktest.Answer
+	// natsConfig and config edit the rendered nats-server and Switchyard
+	// configuration files (a store limit, a setting the knobs lack).
+	natsConfig, config func(string) string
 	// fault runs in the test goroutine while the load runs. It marks each
 	// fault's span with f.begin / the returned end, which the recovery
 	// time is measured from.
@@ -159,8 +167,9 @@ type faultResult struct {
 	MaxDeliveryDelayMS int64 `json:"max_delivery_delay_ms"`
 	// RecoveryMS: for each fault, the time from its end until every event
 	// accepted before its end was delivered (dead letters aside); the
-	// longest over the scenario's faults.
-	RecoveryMS int64 `json:"recovery_ms"`
+	// longest over the scenario's faults. Null for a scenario without a
+	// fault span (its fault is the partner's answers throughout).
+	RecoveryMS *int64 `json:"recovery_ms"`
 	// Attempts the audit log holds; RefusedAttempts of them never reached
 	// the partner (connection refused); UnauditedKilled requests the
 	// partner saw whose record died with a SIGKILLed dispatcher.
@@ -234,6 +243,12 @@ func (p *faultPartner) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	q.status, q.retryAfter = reply.status, time.Duration(reply.retryAfter)*time.Second
 	p.f.run.receive(q)
+	if d := p.f.sc.latency; d > 0 {
+		select { // the partner at work, not a wait for something
+		case <-time.After(time.Duration(mrand.Int64N(int64(d)))):
+		case <-req.Context().Done():
+		}
+	}
 	if reply.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(reply.retryAfter))
 	}
@@ -310,7 +325,11 @@ func runFaultScenario(t *testing.T, bin map[string]string, sc faultScenario, res
 	f.natsAddr = freeTCPAddr(t)
 	host, port, _ := net.SplitHostPort(f.natsAddr)
 	natsConf := filepath.Join(dir, "nats.conf")
-	writeFile(t, natsConf, fmt.Sprintf("listen: %s:%s\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", host, port, filepath.Join(dir, "nats")))
+	natsText := fmt.Sprintf("listen: %s:%s\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", host, port, filepath.Join(dir, "nats"))
+	if sc.natsConfig != nil {
+		natsText = sc.natsConfig(natsText)
+	}
+	writeFile(t, natsConf, natsText)
 	f.procs["nats"] = &service{proc: newProc(t, dir, "nats", bin["nats-server"], "-c", natsConf), kind: "nats"}
 
 	// Postgres: a fresh schema, reached by the services through a proxy
@@ -319,7 +338,7 @@ func runFaultScenario(t *testing.T, bin map[string]string, sc faultScenario, res
 	var proxied string
 	f.db, proxied = pgtest.NewProxy(t, f.dbURL)
 
-	f.slack = slacktest.New(t)
+	f.slack = slacktest.New(t, sc.slack...)
 	f.partner = &faultPartner{f: f, addr: freeTCPAddr(t)}
 	f.partner.up()
 	t.Cleanup(f.partner.down)
@@ -334,7 +353,7 @@ func runFaultScenario(t *testing.T, bin map[string]string, sc faultScenario, res
 	f.ingress = freeTCPAddr(t)
 	auditAddr := freeTCPAddr(t)
 	cfgPath := filepath.Join(dir, "switchyard.yaml")
-	writeFile(t, cfgPath, fmt.Sprintf(`log: {format: json, level: info}
+	cfgText := fmt.Sprintf(`log: {format: json, level: info}
 data_dir: %q
 database_url: %q
 nats: {url: "nats://%s"}
@@ -368,7 +387,11 @@ alerts:
     backlog: {disabled: true}
 `, filepath.Join(dir, "data"), proxied, f.natsAddr, f.ingress, auditAddr, vectorSecret,
 		faultDest, f.partner.addr, faultDest, set.timeout, set.backoff, set.maxAttempts, set.concurrency,
-		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve))
+		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve)
+	if sc.config != nil {
+		cfgText = sc.config(cfgText)
+	}
+	writeFile(t, cfgPath, cfgText)
 
 	for _, s := range faultServices {
 		svc := &service{kind: s.kind, ops: freeTCPAddr(t)}
@@ -710,7 +733,9 @@ func (f *faultRun) compareAudit() auditAgreement {
 	f.mu.Unlock()
 	killed := func(at time.Time) bool {
 		for _, k := range kills {
-			if !at.Before(k.Add(-f.set.timeout-time.Second)) && !at.After(k) {
+			// The partner records a request once it has read it: one
+			// sent just before the kill may be recorded just after.
+			if !at.Before(k.Add(-f.set.timeout-time.Second)) && !at.After(k.Add(time.Second)) {
 				return true
 			}
 		}
@@ -772,7 +797,10 @@ func (f *faultRun) fill(accepted []string, deadLetters map[string]string, lost [
 			}
 		}
 	}
-	res.RecoveryMS = recovery.Milliseconds()
+	if len(windows) > 0 {
+		ms := recovery.Milliseconds()
+		res.RecoveryMS = &ms
+	}
 }
 
 // invariants checks what every scenario must show and returns what broke.
@@ -906,8 +934,12 @@ func printFaultTable(w io.Writer, results []*faultResult) {
 		ms := func(v int64) string {
 			return (time.Duration(v) * time.Millisecond).Round(10 * time.Millisecond).String()
 		}
+		recovery := "-"
+		if r.RecoveryMS != nil {
+			recovery = ms(*r.RecoveryMS)
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t\n", r.Scenario, r.Offered, r.Accepted, r.Delivered,
-			r.DeadLettered, r.Lost, r.Duplicates, ms(r.MaxDeliveryDelayMS), ms(r.RecoveryMS), r.Attempts, r.UnauditedKilled,
+			r.DeadLettered, r.Lost, r.Duplicates, ms(r.MaxDeliveryDelayMS), recovery, r.Attempts, r.UnauditedKilled,
 			(time.Duration(r.WallTimeMS) * time.Millisecond).Round(time.Second), verdict)
 	}
 	_ = tw.Flush()

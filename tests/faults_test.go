@@ -176,6 +176,9 @@ type faultResult struct {
 	Attempts        int `json:"attempts"`
 	RefusedAttempts int `json:"refused_attempts"`
 	UnauditedKilled int `json:"unaudited_killed"`
+	// WebhookRetries: webhook requests of the load answered other than
+	// 2xx (or not at all), which the sender retried.
+	WebhookRetries int `json:"webhook_retries"`
 	// Pages are the Slack messages per alert, in order.
 	Pages      map[string][]string `json:"pages"`
 	WallTimeMS int64               `json:"wall_time_ms"`
@@ -782,6 +785,13 @@ func (f *faultRun) fill(accepted []string, deadLetters map[string]string, lost [
 	res.MaxDeliveryDelayMS = f.run.maxDeliveryDelay().Milliseconds()
 	res.Attempts, res.RefusedAttempts, res.UnauditedKilled = agree.attempts, agree.refused, agree.unauditedKilled
 	res.Pages = slackPages(f.slack)
+	f.run.mu.Lock()
+	for _, a := range f.run.answers {
+		if a.status/100 != 2 {
+			res.WebhookRetries++
+		}
+	}
+	f.run.mu.Unlock()
 	f.mu.Lock()
 	windows := slices.Clone(f.windows)
 	f.mu.Unlock()
@@ -852,6 +862,9 @@ func (f *faultRun) invariants(accepted []string, deadLetters map[string]string, 
 		if err != nil {
 			out = append(out, fmt.Sprintf("read %s's log: %v", name, err))
 			continue
+		}
+		if len(b) == 0 {
+			out = append(out, fmt.Sprintf("%s's log is empty: the secrets check would see nothing", name))
 		}
 		for i, secret := range f.secrets {
 			if n := strings.Count(string(b), secret); n > 0 {
@@ -925,7 +938,7 @@ func runFaultMatrix(t *testing.T, scenarios []faultScenario, jsonPath string) {
 // printFaultTable prints one line per scenario.
 func printFaultTable(w io.Writer, results []*faultResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\toffered\taccepted\tdelivered\tdead-lettered\tlost\tduplicates\tmax delay\trecovery\tattempts\tunaudited (killed)\twall\tinvariants\t")
+	fmt.Fprintln(tw, "scenario\toffered\taccepted\tdelivered\tdead-lettered\tlost\tduplicates\tmax delay\trecovery\twebhook retries\tattempts\tunaudited (killed)\tpages\twall\tinvariants\t")
 	for _, r := range results {
 		verdict := "ok"
 		if len(r.Broken) > 0 {
@@ -938,8 +951,20 @@ func printFaultTable(w io.Writer, results []*faultResult) {
 		if r.RecoveryMS != nil {
 			recovery = ms(*r.RecoveryMS)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t\n", r.Scenario, r.Offered, r.Accepted, r.Delivered,
-			r.DeadLettered, r.Lost, r.Duplicates, ms(r.MaxDeliveryDelayMS), recovery, r.Attempts, r.UnauditedKilled,
+		fired, resolved := 0, 0
+		for _, kinds := range r.Pages {
+			for _, k := range kinds {
+				switch k {
+				case "[FIRING]":
+					fired++
+				case "[RESOLVED]":
+					resolved++
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.Scenario, r.Offered, r.Accepted, r.Delivered,
+			r.DeadLettered, r.Lost, r.Duplicates, ms(r.MaxDeliveryDelayMS), recovery, r.WebhookRetries, r.Attempts, r.UnauditedKilled,
+			fmt.Sprintf("%d fired, %d resolved", fired, resolved),
 			(time.Duration(r.WallTimeMS) * time.Millisecond).Round(time.Second), verdict)
 	}
 	_ = tw.Flush()

@@ -18,13 +18,6 @@ func TestFaultsShort(t *testing.T) {
 		respond: failing(0.3),
 		latency: 200 * time.Millisecond,
 		kills:   true,
-		fault: func(f *faultRun) {
-			f.afterOffered(0.3)
-			end := f.begin("SIGKILL dispatcher-1")
-			f.kill("dispatcher-1")
-			f.afterOffered(0.5)
-			f.start("dispatcher-1")
-			end()
-		},
+		fault:   func(f *faultRun) { f.killBetween("dispatcher-1", 0.3, 0.5) },
 	}}, os.Getenv("CHAOS_JSON"))
 }

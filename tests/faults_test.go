@@ -624,6 +624,18 @@ func (f *faultRun) kill(name string) {
 	f.procs[name].kill(f.t)
 }
 
+// killBetween SIGKILLs a process once share from of the events was
+// offered and starts it again at share to: one fault span.
+func (f *faultRun) killBetween(name string, from, to float64) {
+	f.t.Helper()
+	f.afterOffered(from)
+	end := f.begin("SIGKILL " + name)
+	f.kill(name)
+	f.afterOffered(to)
+	f.start(name)
+	end()
+}
+
 // start starts a killed process again and waits until it is ready.
 func (f *faultRun) start(name string) {
 	f.t.Helper()

@@ -121,7 +121,9 @@ var faultMatrixB = []faultScenario{
 		// A store of 128 MB, which the scenario fills with a ballast stream
 		// until JetStream refuses to store (the disk close to full), then
 		// deletes (space returns). The load's own data is a few MB.
-		natsJetStream: "max_file_store: 128MB",
+		natsConfig: func(conf string) string {
+			return strings.Replace(conf, "sync_interval: always\n", "sync_interval: always\n  max_file_store: 128MB\n", 1)
+		},
 		fault: func(f *faultRun) {
 			f.afterOffered(0.3)
 			end := f.begin("NATS store full (ballast stream up to max_file_store)")
@@ -144,8 +146,9 @@ var faultMatrixB = []faultScenario{
 		skew:   func(n int) time.Duration { return skews[n%len(skews)] },
 		// The refused webhooks page SignatureFailures once; a short window
 		// lets it resolve within the scenario.
-		settings: func(s *faultSettings) {
-			s.rules = append(s.rules, "signature_failures: {window: 10s, resolve_after: 2s}")
+		config: func(conf string) string {
+			// The last lines of the configuration are the rules'.
+			return conf + "    signature_failures: {window: 10s, resolve_after: 2s}\n"
 		},
 		pages: map[string]int{"SignatureFailures shop": 1},
 		fault: func(f *faultRun) {

@@ -102,19 +102,13 @@ var faultMatrix = []faultScenario{
 		events:  matrixEvents,
 		rate:    matrixRate,
 		respond: failing(0.1),
+		// Up to 200 ms per answer: about 20 requests in flight when a
+		// dispatcher dies.
+		latency: 200 * time.Millisecond,
 		kills:   true,
 		fault: func(f *faultRun) {
-			for _, k := range []struct {
-				name     string
-				from, to float64
-			}{{"dispatcher-1", 0.25, 0.35}, {"dispatcher-2", 0.6, 0.7}} {
-				f.afterOffered(k.from)
-				end := f.begin("SIGKILL " + k.name)
-				f.kill(k.name)
-				f.afterOffered(k.to)
-				f.start(k.name)
-				end()
-			}
+			f.killBetween("dispatcher-1", 0.25, 0.35)
+			f.killBetween("dispatcher-2", 0.6, 0.7)
 		},
 	},
 	{
@@ -122,20 +116,15 @@ var faultMatrix = []faultScenario{
 		events:  matrixEvents,
 		rate:    matrixRate,
 		respond: failing(0.1),
-		fault: func(f *faultRun) {
-			f.afterOffered(0.3)
-			end := f.begin("NATS SIGKILLed, restarted on its store")
-			f.kill("nats")
-			f.afterOffered(0.4)
-			f.start("nats")
-			end()
-		},
+		// SIGKILLed and started again on its store.
+		fault: func(f *faultRun) { f.killBetween("nats", 0.3, 0.4) },
 	},
 	{
 		name:    "combined",
 		events:  matrixEvents,
 		rate:    matrixRate,
 		respond: failing(0.3),
+		latency: 100 * time.Millisecond,
 		kills:   true,
 		pages:   map[string]int{"PartnerDown erp": 1},
 		fault: func(f *faultRun) {

@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 // TestFaultsShort is the fault matrix's short version for `make test`: a
@@ -15,14 +16,8 @@ func TestFaultsShort(t *testing.T) {
 		events:  300,
 		rate:    30,
 		respond: failing(0.3),
+		latency: 200 * time.Millisecond,
 		kills:   true,
-		fault: func(f *faultRun) {
-			f.afterOffered(0.3)
-			end := f.begin("SIGKILL dispatcher-1")
-			f.kill("dispatcher-1")
-			f.afterOffered(0.5)
-			f.start("dispatcher-1")
-			end()
-		},
+		fault:   func(f *faultRun) { f.killBetween("dispatcher-1", 0.3, 0.5) },
 	}}, os.Getenv("CHAOS_JSON"))
 }

@@ -68,6 +68,14 @@ type faultScenario struct {
 	// respond is the partner's answer to a request while it is neither
 	// down nor hanging; nil answers 204.
 	respond func(partnerCall) partnerReply
+	// latency: the partner takes a uniformly random time up to this to
+	// answer, so that requests are in flight when a fault strikes.
+	latency time.Duration
+	// slack scripts the fake Slack's answers (slacktest.New); none: 200 ok.
+	slack []slacktest.Answer
+	// natsConfig and config edit the rendered nats-server and Switchyard
+	// configuration files (a store limit, a setting the knobs lack).
+	natsConfig, config func(string) string
 	// fault runs in the test goroutine while the load runs. It marks each
 	// fault's span with f.begin / the returned end, which the recovery
 	// time is measured from.
@@ -86,9 +94,6 @@ type faultScenario struct {
 	// check adds the scenario's own invariants (f.broken for each broken
 	// one).
 	check func(f *faultRun)
-	// natsJetStream are more lines of the NATS server's jetstream block
-	// ("max_file_store: 64MB").
-	natsJetStream string
 	// privatePostgres runs the scenario's audit log on a Postgres server
 	// of its own (f.pg), which the fault may restart, instead of a schema
 	// of the shared one.
@@ -110,9 +115,6 @@ type faultSettings struct {
 	breaker string
 	// partnerDownResolve, deadLetteredResolve: the alerts' resolve_after.
 	partnerDownResolve, deadLetteredResolve time.Duration
-	// rules are more alert rules' settings, "name: {flow mapping}" each
-	// (signature_failures: {window: 10s}).
-	rules []string
 }
 
 func defaultFaultSettings() faultSettings {
@@ -131,15 +133,6 @@ func defaultFaultSettings() faultSettings {
 		partnerDownResolve:  2 * time.Second,
 		deadLetteredResolve: 10 * time.Second,
 	}
-}
-
-// ruleLines are the configuration lines of the scenario's rule settings.
-func ruleLines(rules []string) string {
-	var b strings.Builder
-	for _, r := range rules {
-		b.WriteString("    " + r + "\n")
-	}
-	return b.String()
 }
 
 // partnerCall is a request the partner decides an answer for.
@@ -181,14 +174,18 @@ type faultResult struct {
 	MaxDeliveryDelayMS int64 `json:"max_delivery_delay_ms"`
 	// RecoveryMS: for each fault, the time from its end until every event
 	// accepted before its end was delivered (dead letters aside); the
-	// longest over the scenario's faults.
-	RecoveryMS int64 `json:"recovery_ms"`
+	// longest over the scenario's faults. Null for a scenario without a
+	// fault span (its fault is the partner's answers throughout).
+	RecoveryMS *int64 `json:"recovery_ms"`
 	// Attempts the audit log holds; RefusedAttempts of them never reached
 	// the partner (connection refused); UnauditedKilled requests the
 	// partner saw whose record died with a SIGKILLed dispatcher.
 	Attempts        int `json:"attempts"`
 	RefusedAttempts int `json:"refused_attempts"`
 	UnauditedKilled int `json:"unaudited_killed"`
+	// WebhookRetries: webhook requests of the load answered other than
+	// 2xx (or not at all), which the sender retried.
+	WebhookRetries int `json:"webhook_retries"`
 	// Pages are the Slack messages per alert, in order.
 	Pages      map[string][]string `json:"pages"`
 	WallTimeMS int64               `json:"wall_time_ms"`
@@ -258,6 +255,12 @@ func (p *faultPartner) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	q.status, q.retryAfter = reply.status, time.Duration(reply.retryAfter)*time.Second
 	p.f.run.receive(q)
+	if d := p.f.sc.latency; d > 0 {
+		select { // the partner at work, not a wait for something
+		case <-time.After(time.Duration(mrand.Int64N(int64(d)))):
+		case <-req.Context().Done():
+		}
+	}
 	if reply.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(reply.retryAfter))
 	}
@@ -334,7 +337,11 @@ func runFaultScenario(t *testing.T, bin map[string]string, sc faultScenario, res
 	f.natsAddr = freeTCPAddr(t)
 	host, port, _ := net.SplitHostPort(f.natsAddr)
 	natsConf := filepath.Join(dir, "nats.conf")
-	writeFile(t, natsConf, fmt.Sprintf("listen: %s:%s\njetstream {\n  store_dir: %q\n  sync_interval: always\n  %s\n}\n", host, port, filepath.Join(dir, "nats"), sc.natsJetStream))
+	natsText := fmt.Sprintf("listen: %s:%s\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", host, port, filepath.Join(dir, "nats"))
+	if sc.natsConfig != nil {
+		natsText = sc.natsConfig(natsText)
+	}
+	writeFile(t, natsConf, natsText)
 	f.procs["nats"] = &service{proc: newProc(t, dir, "nats", bin["nats-server"], "-c", natsConf), kind: "nats"}
 
 	// Postgres: a fresh schema, reached by the services through a proxy
@@ -348,7 +355,7 @@ func runFaultScenario(t *testing.T, bin map[string]string, sc faultScenario, res
 	var proxied string
 	f.db, proxied = pgtest.NewProxy(t, f.dbURL)
 
-	f.slack = slacktest.New(t)
+	f.slack = slacktest.New(t, sc.slack...)
 	f.partner = &faultPartner{f: f, addr: freeTCPAddr(t)}
 	f.partner.up()
 	t.Cleanup(f.partner.down)
@@ -363,7 +370,7 @@ func runFaultScenario(t *testing.T, bin map[string]string, sc faultScenario, res
 	f.ingress = freeTCPAddr(t)
 	auditAddr := freeTCPAddr(t)
 	cfgPath := filepath.Join(dir, "switchyard.yaml")
-	writeFile(t, cfgPath, fmt.Sprintf(`log: {format: json, level: info}
+	cfgText := fmt.Sprintf(`log: {format: json, level: info}
 data_dir: %q
 database_url: %q
 nats: {url: "nats://%s"}
@@ -395,9 +402,13 @@ alerts:
     error_rate: {disabled: true}
     latency: {disabled: true}
     backlog: {disabled: true}
-%s`, filepath.Join(dir, "data"), proxied, f.natsAddr, f.ingress, auditAddr, vectorSecret,
+`, filepath.Join(dir, "data"), proxied, f.natsAddr, f.ingress, auditAddr, vectorSecret,
 		faultDest, f.partner.addr, faultDest, set.timeout, set.backoff, set.maxAttempts, set.concurrency,
-		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve, ruleLines(set.rules)))
+		bearer, signing, set.breaker, f.slack.WebhookURL(), set.partnerDownResolve, set.deadLetteredResolve)
+	if sc.config != nil {
+		cfgText = sc.config(cfgText)
+	}
+	writeFile(t, cfgPath, cfgText)
 
 	for _, s := range faultServices {
 		svc := &service{kind: s.kind, ops: freeTCPAddr(t)}
@@ -630,6 +641,18 @@ func (f *faultRun) kill(name string) {
 	f.procs[name].kill(f.t)
 }
 
+// killBetween SIGKILLs a process once share from of the events was
+// offered and starts it again at share to: one fault span.
+func (f *faultRun) killBetween(name string, from, to float64) {
+	f.t.Helper()
+	f.afterOffered(from)
+	end := f.begin("SIGKILL " + name)
+	f.kill(name)
+	f.afterOffered(to)
+	f.start(name)
+	end()
+}
+
 // start starts a killed process again and waits until it is ready.
 func (f *faultRun) start(name string) {
 	f.t.Helper()
@@ -742,7 +765,9 @@ func (f *faultRun) compareAudit() auditAgreement {
 	f.mu.Unlock()
 	killed := func(at time.Time) bool {
 		for _, k := range kills {
-			if !at.Before(k.Add(-f.set.timeout-time.Second)) && !at.After(k) {
+			// The partner records a request once it has read it: one
+			// sent just before the kill may be recorded just after.
+			if !at.Before(k.Add(-f.set.timeout-time.Second)) && !at.After(k.Add(time.Second)) {
 				return true
 			}
 		}
@@ -789,6 +814,13 @@ func (f *faultRun) fill(accepted []string, deadLetters map[string]string, lost [
 	res.MaxDeliveryDelayMS = f.run.maxDeliveryDelay().Milliseconds()
 	res.Attempts, res.RefusedAttempts, res.UnauditedKilled = agree.attempts, agree.refused, agree.unauditedKilled
 	res.Pages = slackPages(f.slack)
+	f.run.mu.Lock()
+	for _, a := range f.run.answers {
+		if a.status/100 != 2 {
+			res.WebhookRetries++
+		}
+	}
+	f.run.mu.Unlock()
 	f.mu.Lock()
 	windows := slices.Clone(f.windows)
 	f.mu.Unlock()
@@ -804,7 +836,10 @@ func (f *faultRun) fill(accepted []string, deadLetters map[string]string, lost [
 			}
 		}
 	}
-	res.RecoveryMS = recovery.Milliseconds()
+	if len(windows) > 0 {
+		ms := recovery.Milliseconds()
+		res.RecoveryMS = &ms
+	}
 }
 
 // invariants checks what every scenario must show and returns what broke.
@@ -856,6 +891,9 @@ func (f *faultRun) invariants(accepted []string, deadLetters map[string]string, 
 		if err != nil {
 			out = append(out, fmt.Sprintf("read %s's log: %v", name, err))
 			continue
+		}
+		if len(b) == 0 {
+			out = append(out, fmt.Sprintf("%s's log is empty: the secrets check would see nothing", name))
 		}
 		for i, secret := range f.secrets {
 			if n := strings.Count(string(b), secret); n > 0 {
@@ -929,7 +967,7 @@ func runFaultMatrix(t *testing.T, scenarios []faultScenario, jsonPath string) {
 // printFaultTable prints one line per scenario.
 func printFaultTable(w io.Writer, results []*faultResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\toffered\taccepted\tdelivered\tdead-lettered\tlost\tduplicates\tmax delay\trecovery\tattempts\tunaudited (killed)\twall\tinvariants\t")
+	fmt.Fprintln(tw, "scenario\toffered\taccepted\tdelivered\tdead-lettered\tlost\tduplicates\tmax delay\trecovery\twebhook retries\tattempts\tunaudited (killed)\tpages\twall\tinvariants\t")
 	for _, r := range results {
 		verdict := "ok"
 		if len(r.Broken) > 0 {
@@ -938,8 +976,24 @@ func printFaultTable(w io.Writer, results []*faultResult) {
 		ms := func(v int64) string {
 			return (time.Duration(v) * time.Millisecond).Round(10 * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t\n", r.Scenario, r.Offered, r.Accepted, r.Delivered,
-			r.DeadLettered, r.Lost, r.Duplicates, ms(r.MaxDeliveryDelayMS), ms(r.RecoveryMS), r.Attempts, r.UnauditedKilled,
+		recovery := "-"
+		if r.RecoveryMS != nil {
+			recovery = ms(*r.RecoveryMS)
+		}
+		fired, resolved := 0, 0
+		for _, kinds := range r.Pages {
+			for _, k := range kinds {
+				switch k {
+				case "[FIRING]":
+					fired++
+				case "[RESOLVED]":
+					resolved++
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.Scenario, r.Offered, r.Accepted, r.Delivered,
+			r.DeadLettered, r.Lost, r.Duplicates, ms(r.MaxDeliveryDelayMS), recovery, r.WebhookRetries, r.Attempts, r.UnauditedKilled,
+			fmt.Sprintf("%d fired, %d resolved", fired, resolved),
 			(time.Duration(r.WallTimeMS) * time.Millisecond).Round(time.Second), verdict)
 	}
 	_ = tw.Flush()

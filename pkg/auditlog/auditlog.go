@@ -120,7 +120,12 @@ func (e *Emitter) EmitUntilStored(ctx context.Context, rec *switchyardv1.AuditRe
 		if err == nil {
 			return nil
 		}
-		if !publish.NoRoom(err) || !wait(ctx, pause) {
+		if !publish.NoRoom(err) {
+			return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
 			return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
 		}
 	}
@@ -131,18 +136,6 @@ const (
 	noRoomPause    = 100 * time.Millisecond
 	maxNoRoomPause = 2 * time.Second
 )
-
-// wait pauses for d, and reports false if ctx ended first.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
 
 // EmitAsync publishes rec without waiting; the future reports the outcome.
 func (e *Emitter) EmitAsync(rec *switchyardv1.AuditRecord) (jetstream.PubAckFuture, error) {

@@ -196,13 +196,21 @@ func TestFingerprint(t *testing.T) {
 // The page of episode 1 waits for the receiver while the alert resolves
 // and fires again: once it goes, episode 1 is told resolved (late), then
 // episode 2 paged.
+// latePage is an alert whose first page is still in flight while it
+// resolved and fired again at again.
+func latePage(t *testing.T) (a *switchyardv1.Alert, page *switchyardv1.PendingNotification, again time.Time) {
+	t.Helper()
+	a, _ = Step(nil, dl(1, t0), t0)
+	page = MakePending(a, "slack", Next(a, "slack", dl(1, t0), t0.Add(time.Minute), settings), 1, t0.Add(time.Minute))
+	a, _ = Step(a, quiet(t0), t0.Add(31*time.Minute))
+	again = t0.Add(40 * time.Minute)
+	a, _ = Step(a, dl(1, again), again)
+	return a, page, again
+}
+
 func TestLatePageIsResolvedBeforeTheNextEpisode(t *testing.T) {
 	t.Parallel()
-	a, _ := Step(nil, dl(1, t0), t0)
-	p := MakePending(a, "slack", Next(a, "slack", dl(1, t0), t0.Add(time.Minute), settings), 1, t0.Add(time.Minute))
-	a, _ = Step(a, quiet(t0), t0.Add(31*time.Minute))
-	again := t0.Add(40 * time.Minute)
-	a, _ = Step(a, dl(1, again), again)
+	a, p, again := latePage(t)
 	if a.Episode != 2 || !Firing(a) {
 		t.Fatalf("second episode: %v", a)
 	}
@@ -232,11 +240,7 @@ func TestLatePageIsResolvedBeforeTheNextEpisode(t *testing.T) {
 // be told, is not paged after the fact.
 func TestLatePageIsResolvedAfterTheNextEpisodeEnded(t *testing.T) {
 	t.Parallel()
-	a, _ := Step(nil, dl(1, t0), t0)
-	p := MakePending(a, "slack", Next(a, "slack", dl(1, t0), t0.Add(time.Minute), settings), 1, t0.Add(time.Minute))
-	a, _ = Step(a, quiet(t0), t0.Add(31*time.Minute))
-	again := t0.Add(40 * time.Minute)
-	a, _ = Step(a, dl(1, again), again)
+	a, p, again := latePage(t)
 	a, _ = Step(a, quiet(again), again.Add(31*time.Minute))
 	if a.Episode != 2 || Firing(a) {
 		t.Fatalf("second episode over: %v", a)

@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -44,6 +45,7 @@ var faultMatrix = []faultScenario{
 		rate:    matrixRate,
 		respond: failing(0.3),
 		pages:   map[string]int{"PartnerDown erp": 2},
+		check:   checkBreaker(2, 300),
 		fault: func(f *faultRun) {
 			for i := 1; i <= 2; i++ {
 				f.afterOffered(0.1 + 0.4*float64(i-1))
@@ -65,6 +67,7 @@ var faultMatrix = []faultScenario{
 		events: matrixEvents,
 		rate:   matrixRate,
 		pages:  map[string]int{"PartnerDown erp": 1},
+		check:  checkBreaker(1, 0),
 		fault: func(f *faultRun) {
 			f.afterOffered(0.2)
 			end := f.begin("partner hangs (accepts, never answers)")
@@ -127,6 +130,7 @@ var faultMatrix = []faultScenario{
 		latency: 100 * time.Millisecond,
 		kills:   true,
 		pages:   map[string]int{"PartnerDown erp": 1},
+		check:   checkBreaker(1, 300),
 		fault: func(f *faultRun) {
 			f.afterOffered(0.15)
 			end := f.begin("partner down and dispatcher-1 SIGKILLed")
@@ -184,4 +188,46 @@ func checkRetryAfter(f *faultRun) {
 		f.broken("%d events answered 410 Gone were attempted more than once", goneTwice)
 	}
 	f.t.Logf("Retry-After honoured on %d retries after a 429", honoured)
+}
+
+// checkBreaker: the breaker opened once per outage (closed -> open) and
+// closed after each (-> closed), as its CircuitChanged records in the
+// audit log show, and ends closed; with maxRefused > 0, it kept the
+// attempts that found the partner's port closed under maxRefused per
+// outage (without it, every event of a 6 s outage would be tried and
+// refused again and again: thousands).
+func checkBreaker(outages, maxRefused int) func(f *faultRun) {
+	return func(f *faultRun) {
+		ctx := context.Background()
+		conn := auditDB(f.t, f.dbURL)
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, "SELECT from_state, to_state FROM circuit_changes WHERE destination = $1 ORDER BY at, id", faultDest)
+		if err != nil {
+			f.t.Fatalf("read circuit changes: %v", err)
+		}
+		var opened, closed int
+		var changes []string
+		last := "closed"
+		for rows.Next() {
+			var from, to string
+			if err := rows.Scan(&from, &to); err != nil {
+				f.t.Fatal(err)
+			}
+			if from == "closed" && to == "open" {
+				opened++
+			}
+			if to == "closed" {
+				closed++
+			}
+			changes = append(changes, from+"->"+to)
+			last = to
+		}
+		if opened != outages || closed != outages || last != "closed" {
+			f.broken("breaker: want %d openings from closed and %d closings, ending closed; the audit log has %v", outages, outages, changes)
+		}
+		if maxRefused > 0 && f.res.RefusedAttempts > outages*maxRefused {
+			f.broken("breaker: %d attempts refused during %d outages; an open breaker makes none but its probes", f.res.RefusedAttempts, outages)
+		}
+		f.t.Logf("breaker: %v; %d attempts refused", changes, f.res.RefusedAttempts)
+	}
 }

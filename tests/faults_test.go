@@ -676,27 +676,30 @@ func (f *faultRun) pages(alert, kind string) int {
 // episodes: per episode one [FIRING] then one [RESOLVED] ([UPDATE] and
 // [STILL FIRING] may come between), and nothing for other alerts.
 func (f *faultRun) pageProblems() []string {
+	return episodeProblems(slackPages(f.slack), f.sc.pages)
+}
+
+// episodeProblems compares the messages per alert (slackPages) with the
+// expected episodes per alert.
+func episodeProblems(got map[string][]string, want map[string]int) []string {
 	var out []string
-	got := slackPages(f.slack)
 	for alert, kinds := range got {
-		want := f.sc.pages[alert]
-		var seq []string
+		var seq, wantSeq []string
 		for _, k := range kinds {
 			if k == "[FIRING]" || k == "[RESOLVED]" {
 				seq = append(seq, k)
 			}
 		}
-		var wantSeq []string
-		for range want {
+		for range want[alert] {
 			wantSeq = append(wantSeq, "[FIRING]", "[RESOLVED]")
 		}
 		if !slices.Equal(seq, wantSeq) {
-			out = append(out, fmt.Sprintf("%s: want %d episodes (firing, resolved), Slack got %v", alert, want, kinds))
+			out = append(out, fmt.Sprintf("%s: want %d episodes (firing, resolved), Slack got %v", alert, want[alert], kinds))
 		}
 	}
-	for alert, want := range f.sc.pages {
-		if _, ok := got[alert]; !ok && want > 0 {
-			out = append(out, fmt.Sprintf("%s: want %d episodes, Slack got none", alert, want))
+	for alert, n := range want {
+		if _, ok := got[alert]; !ok && n > 0 {
+			out = append(out, fmt.Sprintf("%s: want %d episodes, Slack got none", alert, n))
 		}
 	}
 	slices.Sort(out)
@@ -729,6 +732,18 @@ func (a auditAgreement) String() string {
 		len(a.unaudited), a.unaudited[:min(3, len(a.unaudited))], len(a.unseen), a.unseen[:min(3, len(a.unseen))])
 }
 
+// attemptKey names one attempt: event, destination, attempt number.
+type attemptKey struct {
+	id, dest string
+	attempt  int
+}
+
+// attemptRow is what the audit log recorded of an attempt.
+type attemptRow struct {
+	status int
+	err    string
+}
+
 func (f *faultRun) compareAudit() auditAgreement {
 	t := f.t
 	ctx := context.Background()
@@ -738,51 +753,59 @@ func (f *faultRun) compareAudit() auditAgreement {
 	if err != nil {
 		t.Fatalf("read attempts: %v", err)
 	}
-	type key struct {
-		id, dest string
-		attempt  int
-	}
-	type row struct {
-		status int
-		err    string
-	}
-	recorded := map[key]row{}
-	var a auditAgreement
+	recorded := map[attemptKey]attemptRow{}
+	n := 0
 	for rows.Next() {
-		var k key
-		var r row
+		n++
+		var k attemptKey
+		var r attemptRow
 		if err := rows.Scan(&k.id, &k.dest, &k.attempt, &r.status, &r.err); err != nil {
 			t.Fatal(err)
 		}
 		recorded[k] = r
-		a.attempts++
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	f.mu.Lock()
-	kills := slices.Clone(f.kills)
-	f.mu.Unlock()
+	var kills []time.Time
+	if f.sc.kills {
+		f.mu.Lock()
+		kills = slices.Clone(f.kills)
+		f.mu.Unlock()
+	}
+	f.run.mu.Lock()
+	defer f.run.mu.Unlock()
+	a := agreeAudit(f.run.reqs, recorded, kills, f.set.timeout)
+	if n != len(recorded) {
+		a.unseen = append(a.unseen, fmt.Sprintf("%d attempt records share an (event, destination, attempt) with another", n-len(recorded)))
+	}
+	a.attempts = n
+	return a
+}
+
+// agreeAudit compares the partner's requests with the attempt records.
+// A request may go unrecorded only if it came in the timeout + 1 s
+// before one of kills, or up to 1 s after it (the partner records a
+// request once it has read it: one sent just before the kill may be
+// recorded just after); pass no kills where none is allowed.
+func agreeAudit(reqs []partnerRequest, recorded map[attemptKey]attemptRow, kills []time.Time, timeout time.Duration) auditAgreement {
+	a := auditAgreement{attempts: len(recorded)}
 	killed := func(at time.Time) bool {
 		for _, k := range kills {
-			// The partner records a request once it has read it: one
-			// sent just before the kill may be recorded just after.
-			if !at.Before(k.Add(-f.set.timeout-time.Second)) && !at.After(k.Add(time.Second)) {
+			if !at.Before(k.Add(-timeout-time.Second)) && !at.After(k.Add(time.Second)) {
 				return true
 			}
 		}
 		return false
 	}
-	seen := map[key]bool{}
-	f.run.mu.Lock()
-	defer f.run.mu.Unlock()
-	for _, q := range f.run.reqs {
-		k := key{q.key, q.dest, q.attempt}
+	seen := map[attemptKey]bool{}
+	for _, q := range reqs {
+		k := attemptKey{q.key, q.dest, q.attempt}
 		seen[k] = true
 		if _, ok := recorded[k]; ok {
 			continue
 		}
-		if f.sc.kills && killed(q.at) {
+		if killed(q.at) {
 			a.unauditedKilled++
 		} else {
 			a.unaudited = append(a.unaudited, q)
@@ -798,6 +821,7 @@ func (f *faultRun) compareAudit() auditAgreement {
 		}
 		a.unseen = append(a.unseen, fmt.Sprintf("%s attempt %d: %d %q", k.id, k.attempt, r.status, r.err))
 	}
+	slices.Sort(a.unseen)
 	return a
 }
 

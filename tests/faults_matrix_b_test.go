@@ -112,7 +112,10 @@ var faultMatrixB = []faultScenario{
 			f.partner.up()
 			end()
 		},
-		check: checkSlackRetryAfter,
+		check: func(f *faultRun) {
+			checkSlackRetryAfter(f)
+			checkBreaker(2, 300)(f)
+		},
 	},
 	{
 		name:   "nats-store-full",

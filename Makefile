@@ -64,8 +64,8 @@ bench-table: ## Print the one benchmark table and write bench.json, about 3 min 
 	go run ./tests/benchtable -switchyard $(BIN)/switchyard -out bench.json $(BENCH_TABLE_FLAGS)
 
 .PHONY: chaos
-chaos: ## Run the long failure-injection tests in tests/ (build tag chaos) and print their figures
-	cd tests && go test -tags chaos -run 'Chaos|Cluster' -v -count=1 -timeout 60m ./...
+chaos: ## Run the long failure-injection tests in tests/ (build tag chaos): chaos, cluster, the fault matrix (table + chaos.json)
+	cd tests && go test -tags chaos -run 'Chaos|Cluster|FaultMatrix' -v -count=1 -timeout 90m ./...
 
 .PHONY: lint
 lint: ## gofmt, go vet, and a GOWORK=off build of each service module

@@ -82,6 +82,9 @@ type loadEvent struct {
 	// offered, accepted: when it was first sent, and when a 2xx or a
 	// PubAck came back (zero until then).
 	offered, accepted time.Time
+	// skew is how far the sender's clock is ahead (behind, negative) of
+	// the machine's: the webhook-timestamp it signs (faults test).
+	skew time.Duration
 }
 
 // answer is one attempt to hand an event in: a webhook request or a
@@ -100,7 +103,10 @@ type partnerRequest struct {
 	attempt   int
 	at        time.Time
 	status    int
-	body      []byte
+	// retryAfter is the Retry-After the partner answered with (faults
+	// test).
+	retryAfter time.Duration
+	body       []byte
 }
 
 // clusterRun is the state of one run, shared by the load generator, the
@@ -124,14 +130,15 @@ type clusterRun struct {
 	bDown atomic.Bool
 }
 
-func newClusterRun() *clusterRun {
+// newClusterRun is the state of a run delivering to dests.
+func newClusterRun(dests ...string) *clusterRun {
 	r := &clusterRun{
 		events:  map[string]*loadEvent{},
 		firstOK: map[string]map[string]time.Time{},
 		okCount: map[string]map[string]int{},
 		latest:  map[string]time.Time{},
 	}
-	for _, d := range clusterDestinations {
+	for _, d := range dests {
 		r.firstOK[d], r.okCount[d] = map[string]time.Time{}, map[string]int{}
 	}
 	return r
@@ -158,20 +165,24 @@ func (r *clusterRun) partner(w http.ResponseWriter, req *http.Request) {
 	case dest == "b" && r.bDown.Load():
 		status = http.StatusServiceUnavailable
 	}
-	now := time.Now()
+	r.receive(partnerRequest{dest: dest, key: key, attempt: attempt, at: time.Now(), status: status, body: body})
+	w.WriteHeader(status)
+}
+
+// receive records a request the partner received and what it answered.
+func (r *clusterRun) receive(q partnerRequest) {
 	r.mu.Lock()
-	r.reqs = append(r.reqs, partnerRequest{dest: dest, key: key, attempt: attempt, at: now, status: status, body: body})
-	if status/100 == 2 && r.firstOK[dest] != nil {
-		if _, seen := r.firstOK[dest][key]; !seen {
-			r.firstOK[dest][key] = now
-			if ev := r.events[key]; ev != nil && ev.accepted.After(r.latest[dest]) {
-				r.latest[dest] = ev.accepted
+	defer r.mu.Unlock()
+	r.reqs = append(r.reqs, q)
+	if q.status/100 == 2 && r.firstOK[q.dest] != nil {
+		if _, seen := r.firstOK[q.dest][q.key]; !seen {
+			r.firstOK[q.dest][q.key] = q.at
+			if ev := r.events[q.key]; ev != nil && ev.accepted.After(r.latest[q.dest]) {
+				r.latest[q.dest] = ev.accepted
 			}
 		}
-		r.okCount[dest][key]++
+		r.okCount[q.dest][q.key]++
 	}
-	r.mu.Unlock()
-	w.WriteHeader(status)
 }
 
 // service is one Switchyard process of the test.
@@ -208,7 +219,7 @@ func runCluster(t *testing.T, load clusterLoad) {
 	_, js := cluster.Connect(t)
 	dbURL := pgtest.Schema(t)
 	slack := slacktest.New(t)
-	run := newClusterRun()
+	run := newClusterRun(clusterDestinations...)
 	partnerURL := newHTTPServer(t, http.HandlerFunc(run.partner))
 
 	// Two replicas of every service, each with its own ports; they share
@@ -592,8 +603,9 @@ func (r *clusterRun) postUntilAccepted(ctx context.Context, client *http.Client,
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ingresses[i]+"/webhooks/shop", strings.NewReader(string(ev.body)))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("webhook-id", webhookID)
-		req.Header.Set("webhook-timestamp", strconv.FormatInt(sent.Unix(), 10))
-		req.Header.Set("webhook-signature", sw.Sign(webhookID, sent, ev.body))
+		signed := sent.Add(ev.skew)
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(signed.Unix(), 10))
+		req.Header.Set("webhook-signature", sw.Sign(webhookID, signed, ev.body))
 		a := answer{ingress: i + 1, sent: sent}
 		resp, err := client.Do(req)
 		if err == nil {

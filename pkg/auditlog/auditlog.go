@@ -105,19 +105,37 @@ func (e *Emitter) Emit(ctx context.Context, rec *switchyardv1.AuditRecord) error
 
 // EmitUntilStored is Emit for a record that nothing would emit again: it
 // sends the record again under its id while no PubAck comes (a stream
-// leader election in a cluster, a reconnect; publish.Msg), until one does
-// or ctx ends. The id must be deterministic or set by the caller, so that
-// a record emitted twice is stored once.
+// leader election in a cluster, a reconnect; publish.Msg) or while
+// JetStream has no room for it (publish.NoRoom: a store that filled up may
+// get room back as messages expire or are consumed), until it is stored or
+// ctx ends. The id must be deterministic or set by the caller, so that a
+// record emitted twice is stored once.
 func (e *Emitter) EmitUntilStored(ctx context.Context, rec *switchyardv1.AuditRecord) error {
 	m, err := e.prepare(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := publish.Msg(ctx, e.js, m); err != nil {
-		return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
+	for pause := noRoomPause; ; pause = min(2*pause, maxNoRoomPause) {
+		_, err := publish.Msg(ctx, e.js, m)
+		if err == nil {
+			return nil
+		}
+		if !publish.NoRoom(err) {
+			return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return fmt.Errorf("publish audit record %s: %w", m.Subject, err)
+		}
 	}
-	return nil
 }
+
+// Pauses of EmitUntilStored between refusals for want of room.
+const (
+	noRoomPause    = 100 * time.Millisecond
+	maxNoRoomPause = 2 * time.Second
+)
 
 // EmitAsync publishes rec without waiting; the future reports the outcome.
 func (e *Emitter) EmitAsync(rec *switchyardv1.AuditRecord) (jetstream.PubAckFuture, error) {

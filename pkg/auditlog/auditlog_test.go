@@ -18,8 +18,10 @@ import (
 
 	"github.com/switchyard/switchyard/pkg/auditlog"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/publish"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
 	"github.com/switchyard/switchyard/pkg/testing/testctx"
+	"github.com/switchyard/switchyard/pkg/testing/waitfor"
 	switchyardv1 "github.com/switchyard/switchyard/proto/switchyard/v1"
 )
 
@@ -394,5 +396,55 @@ func TestCheckRefusesWhatCannotBeEncoded(t *testing.T) {
 	good := &switchyardv1.AuditRecord{Id: "r", Detail: &switchyardv1.AuditRecord_Replayed{Replayed: &switchyardv1.Replayed{RequestedBy: "ab"}}}
 	if err := auditlog.Check(good); err != nil {
 		t.Errorf("Check(valid) = %v", err)
+	}
+}
+
+// A record that nothing would emit again waits for room in a store that
+// is full, and is stored once room returns.
+func TestEmitUntilStoredWaitsForRoom(t *testing.T) {
+	t.Parallel()
+	ns := natstest.StartWithStoreLimit(t, 256<<10)
+	nc, js := ns.Connect(t)
+	ctx := testContext(t)
+	filler := make([]byte, 4<<10)
+	for {
+		_, err := js.Publish(ctx, "events.fill", filler)
+		if publish.NoRoom(err) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("filling the store: %v", err)
+		}
+	}
+	// Every send of the record, refused or not, also reaches a plain
+	// subscriber of its subject.
+	sends, err := nc.SubscribeSync("audit.attempt.crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &switchyardv1.AuditRecord{Id: "attempt-full-1", Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: &switchyardv1.DeliveryAttempt{
+		EventId: "order-9", Destination: "crm", Attempt: 1, Outcome: switchyardv1.Outcome_OUTCOME_DELIVERED,
+	}}}
+	done := make(chan error, 1)
+	go func() { done <- auditlog.NewEmitter(js, "dispatcher").EmitUntilStored(ctx, rec) }()
+	waitfor.True(t, "the record sent twice while the store is full", func() bool {
+		n, _, _ := sends.Pending()
+		return n >= 2
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("EmitUntilStored returned while the store was full: %v", err)
+	default:
+	}
+	ns.RaiseStoreLimit(t, 64<<20)
+	if err := <-done; err != nil {
+		t.Fatalf("EmitUntilStored after room returned: %v", err)
+	}
+	s, err := js.Stream(ctx, natsx.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := msgCount(t, s); n != 1 {
+		t.Errorf("AUDIT holds %d records, want 1", n)
 	}
 }

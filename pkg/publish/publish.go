@@ -26,9 +26,21 @@ const (
 	DefaultTimeout = 10 * time.Second
 )
 
-// errCodeClusterNotAvail is JetStream's "system temporarily unavailable"
-// (nats-server's errors.json): the cluster has no meta leader right now.
-const errCodeClusterNotAvail jetstream.ErrorCode = 10008
+// JetStream's error codes (nats-server's errors.json) that Msg tells apart.
+const (
+	// errCodeClusterNotAvail is "system temporarily unavailable": the
+	// cluster has no meta leader right now.
+	errCodeClusterNotAvail jetstream.ErrorCode = 10008
+	// errCodeInsufficientResources is the server's store limit
+	// (max_file_store, or what it took of the disk at start) reached.
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+	// errCodeAccountResourcesExceeded is the account's store limit reached.
+	errCodeAccountResourcesExceeded jetstream.ErrorCode = 10002
+	// errCodeStoreFailed is the stream refusing to store the message under
+	// its own limits (max bytes, messages or message size with discard
+	// new).
+	errCodeStoreFailed jetstream.ErrorCode = 10077
+)
 
 // Msg publishes m to JetStream and waits for its PubAck. When no
 // PubAck comes (the attempt timed out, no stream answered while its leader
@@ -43,8 +55,8 @@ const errCodeClusterNotAvail jetstream.ErrorCode = 10008
 // A PubAck saying duplicate, to a message sent again after an attempt whose
 // outcome was unknown, is reported as not a duplicate: that earlier
 // attempt most likely stored it. Errors JetStream answers (a wrong
-// expected sequence, a message too large, no such stream) are returned at
-// once.
+// expected sequence, a message too large, no such stream, no room left:
+// NoRoom) are returned at once.
 func Msg(ctx context.Context, js jetstream.JetStream, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -93,8 +105,34 @@ func unanswered(err error) bool {
 		errors.Is(err, nats.ErrConnectionReconnecting),
 		errors.Is(err, nats.ErrDisconnected):
 		return true
+	case NoRoom(err):
+		// Answered with status 503, but a refusal: the message was not
+		// stored, and sending it again at once would only be refused again.
+		return false
 	case errors.As(err, &apiErr):
 		return apiErr.ErrorCode == errCodeClusterNotAvail || apiErr.Code == http.StatusServiceUnavailable
+	}
+	return false
+}
+
+// NoRoom reports whether err is JetStream refusing a message for want of
+// room: the server's store limit (max_file_store, or the share of the disk
+// it took at start), the account's, or the stream's own limits under
+// discard new. The message was not stored; it can be once space returns
+// (messages expire or are removed, a limit is raised).
+//
+// A disk that fills up under the server before its limit is reached is
+// another matter: the server does not answer the write it could not make
+// (Msg sends it again until ctx ends) and keeps the stream's write error
+// until it restarts.
+func NoRoom(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case errCodeInsufficientResources, errCodeAccountResourcesExceeded, errCodeStoreFailed:
+		return true
 	}
 	return false
 }

@@ -3,6 +3,7 @@ package publish_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,5 +140,94 @@ func TestNoStreamYetIsWaitedFor(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Msg: %v", err)
+	}
+}
+
+// A message JetStream has no room for is refused, not lost in transit:
+// Msg returns the refusal at once (sending it again would be refused
+// again) and NoRoom says so, whether the server's store is full or the
+// stream's own limit is reached.
+func TestNoRoomIsReturnedAtOnce(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// fill returns a JetStream that has no room for one more message
+		// on subject.
+		fill func(t *testing.T) (js jetstream.JetStream, subject string)
+	}{
+		{"server store full", func(t *testing.T) (jetstream.JetStream, string) {
+			ns := natstest.StartWithStoreLimit(t, 256<<10)
+			_, js := ns.Connect(t)
+			fillUntilRefused(t, js, "events.fill")
+			return js, "events.order.created"
+		}},
+		{"stream limit with discard new", func(t *testing.T) (jetstream.JetStream, string) {
+			ns := natstest.Start(t)
+			_, js := ns.Connect(t)
+			if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
+				Name: "SMALL", Subjects: []string{"small.>"}, MaxBytes: 64 << 10, Discard: jetstream.DiscardNew,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			fillUntilRefused(t, js, "small.fill")
+			return js, "small.x"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			js, subject := tt.fill(t)
+			l := &lossy{JetStream: js, lose: func(int32) bool { return false }}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			m := msg("full-1")
+			m.Subject, m.Data = subject, make([]byte, 4<<10)
+			_, err := publish.Msg(ctx, l, m)
+			if !publish.NoRoom(err) {
+				t.Fatalf("Msg with no room = %v, want a refusal NoRoom recognises", err)
+			}
+			if l.calls.Load() != 1 {
+				t.Errorf("sent %d times, want 1: a refusal for want of room is not an unknown outcome", l.calls.Load())
+			}
+		})
+	}
+}
+
+// fillUntilRefused publishes 4 KiB messages on subject until JetStream
+// refuses one for want of room.
+func fillUntilRefused(t *testing.T, js jetstream.JetStream, subject string) {
+	t.Helper()
+	data := make([]byte, 4<<10)
+	for i := range 10_000 {
+		_, err := js.Publish(t.Context(), subject, data)
+		if err == nil {
+			continue
+		}
+		if !publish.NoRoom(err) {
+			t.Fatalf("message %d refused with %v, want no room", i, err)
+		}
+		return
+	}
+	t.Fatal("10,000 messages of 4 KiB stored: the limit did not hold")
+}
+
+func TestNoRoom(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{context.DeadlineExceeded, false},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10023}, true},
+		{fmt.Errorf("publish: %w", &jetstream.APIError{Code: 503, ErrorCode: 10077}), true},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10002}, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10008}, false},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10071}, false},
+	}
+	for _, tt := range tests {
+		if got := publish.NoRoom(tt.err); got != tt.want {
+			t.Errorf("NoRoom(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }

@@ -146,6 +146,17 @@ func (s *Server) answer(path string, body []byte, m *Message) Answer {
 	return s.next()
 }
 
+// Script replaces the script from now on: the next requests take answers
+// in order, the last repeating (an outage and its end, say).
+func (s *Server) Script(answers ...Answer) {
+	if len(answers) == 0 {
+		answers = []Answer{OK}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script, s.scripted = answers, 0
+}
+
 // next takes the script's next answer.
 func (s *Server) next() Answer {
 	s.mu.Lock()

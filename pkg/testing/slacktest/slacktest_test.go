@@ -3,6 +3,7 @@ package slacktest_test
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,5 +64,30 @@ func TestFakeJSONWebhook(t *testing.T) {
 	}
 	if status, _, _ := post(t, s.WebhookURL(), `[1]`); status != 400 {
 		t.Errorf("JSON array: %d", status)
+	}
+}
+
+// Script changes the answers mid-test: an outage, then Slack back.
+func TestScriptReplacesTheAnswers(t *testing.T) {
+	t.Parallel()
+	s := slacktest.New(t)
+	want := []int{200}
+	if status, _, _ := post(t, s.WebhookURL(), `{"text":"a"}`); status != 200 {
+		t.Fatalf("before the outage: %d", status)
+	}
+	s.Script(slacktest.Answer{Status: 429, Text: "rate_limited", RetryAfter: "2"}, slacktest.Answer{Status: 500, Text: "internal_error"})
+	want = append(want, 429, 500, 500)
+	for range 3 {
+		post(t, s.WebhookURL(), `{"text":"b"}`)
+	}
+	s.Script()
+	want = append(want, 200)
+	post(t, s.WebhookURL(), `{"text":"c"}`)
+	var got []int
+	for _, m := range s.Messages() {
+		got = append(got, m.Status)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("answers %v, want %v", got, want)
 	}
 }

@@ -176,6 +176,28 @@ func TestOutageAndCatchUp(t *testing.T) {
 	waitfor.True(t, "the behind metric back to 0", func() bool { return e.metric(t, "switchyard_auditor_behind") == 0 })
 }
 
+// A Postgres restart as the writer sees it: every connection ends under it
+// (pg_terminate_backend: mid-batch, mid-transaction or idle in the pool)
+// while new ones are taken at once. After several of them while records
+// flow, everything is written once and nothing is parked as refused.
+func TestServerRestartsAndCatchUp(t *testing.T) {
+	t.Parallel()
+	db := newSchema(t)
+	tagged, app := pgtest.Tag(t, db.url)
+	e := start(t, db.open(t, tagged))
+	const rounds, per = 5, 20
+	for round := range rounds {
+		e.traffic(t, fmt.Sprint("restart", round), per)
+		waitfor.True(t, "a connection of the writer ended", func() bool { return pgtest.TerminateBackends(t, app) > 0 })
+	}
+	e.waitAcked(t)
+	for table, want := range map[string]int{"events": rounds * per, "attempts": 2 * rounds * per, "rejections": rounds * per, "deliveries": rounds * per, "parked": 0} {
+		if n := db.count(t, "SELECT count(*) FROM "+table); n != want {
+			t.Errorf("%s: %d rows after the restarts, want %d", table, n, want)
+		}
+	}
+}
+
 // Replaying the whole AUDIT and EVENTS streams into a written log changes
 // nothing.
 func TestReplayingTheStreamsChangesNothing(t *testing.T) {

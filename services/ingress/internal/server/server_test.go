@@ -23,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/pkg/events"
 	"github.com/switchyard/switchyard/pkg/httpserve"
 	"github.com/switchyard/switchyard/pkg/natsx"
+	"github.com/switchyard/switchyard/pkg/publish"
 	"github.com/switchyard/switchyard/pkg/signing"
 	"github.com/switchyard/switchyard/pkg/subjects"
 	"github.com/switchyard/switchyard/pkg/testing/natstest"
@@ -648,6 +649,46 @@ func TestUnavailableWhenServerDown(t *testing.T) {
 	e.nats.NS.WaitForShutdown()
 	for range 2 {
 		assertUnavailable(t, e.post(t, vector()))
+	}
+}
+
+// A store with no room left (the disk under NATS close to full): every
+// webhook is answered 503 with Retry-After at once, never 2xx, nothing is
+// stored, and the same webhooks sent again once room returns are stored.
+func TestUnavailableWhileTheStoreIsFull(t *testing.T) {
+	t.Parallel()
+	ns := natstest.StartWithStoreLimit(t, 512<<10)
+	_, js := ns.Connect(t)
+	// A refusal for want of room comes back at once (publish.NoRoom): the
+	// long publish timeout is not waited out.
+	e := newEnvOn(t, ns.Server, js, withPublishTimeout(time.Minute))
+	filler := make([]byte, 4<<10)
+	for {
+		_, err := js.Publish(t.Context(), "events.fill", filler)
+		if publish.NoRoom(err) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("filling the store: %v", err)
+		}
+	}
+	before := eventCount(t, js)
+	hooks := make([]webhook, 3)
+	for i := range hooks {
+		hooks[i] = signed(t, fmt.Sprintf("msg_full_%d", i), fmt.Sprintf(`{"type":"order.created","n":%d,"pad":%q}`, i, strings.Repeat("p", 4<<10)))
+		assertUnavailable(t, e.post(t, hooks[i]))
+	}
+	if n := eventCount(t, js); n != before {
+		t.Fatalf("EVENTS holds %d messages after refusals, want %d", n, before)
+	}
+	ns.RaiseStoreLimit(t, 64<<20)
+	for _, h := range hooks {
+		if a := e.post(t, h); a.code != http.StatusAccepted || a.reply.Status != statusAccepted {
+			t.Errorf("after room returned: %d %+v, want 202 accepted", a.code, a.reply)
+		}
+	}
+	if n := eventCount(t, js); n != before+uint64(len(hooks)) {
+		t.Errorf("EVENTS holds %d messages, want %d", n, before+uint64(len(hooks)))
 	}
 }
 

@@ -139,6 +139,13 @@ func Next(a *switchyardv1.Alert, sender string, c rules.Condition, now time.Time
 	if v.GetPending() != nil {
 		return ""
 	}
+	// An earlier episode whose page went out late (the receiver was down
+	// while it fired, resolved and fired again) is told resolved first,
+	// whether the alert fires again or has resolved again since, so that
+	// every episode paged is resolved once.
+	if v.GetEpisode() != 0 && v.GetEpisode() != a.GetEpisode() && v.GetFiringDelivered() && !v.GetResolvedHandled() {
+		return KindResolved
+	}
 	if !Firing(a) {
 		if a.GetState() == switchyardv1.AlertState_ALERT_STATE_RESOLVED && v.GetEpisode() == a.GetEpisode() && v.GetFiringDelivered() && !v.GetResolvedHandled() {
 			return KindResolved
@@ -166,7 +173,9 @@ func Next(a *switchyardv1.Alert, sender string, c rules.Condition, now time.Time
 }
 
 // MakePending records a message for sender as in flight and returns it
-// with its sequence number.
+// with its sequence number. A resolved message belongs to the episode the
+// sender was paged for, which is the alert's current one unless it fired
+// again since (Late).
 func MakePending(a *switchyardv1.Alert, sender, kind string, count int64, now time.Time) *switchyardv1.PendingNotification {
 	a.LastSequence++
 	p := &switchyardv1.PendingNotification{
@@ -181,8 +190,18 @@ func MakePending(a *switchyardv1.Alert, sender, kind string, count int64, now ti
 		v = &switchyardv1.SenderView{}
 		a.Senders[sender] = v
 	}
+	if kind == KindResolved && v.GetEpisode() != 0 {
+		p.Episode = v.GetEpisode()
+	}
 	v.Pending = p
 	return p
+}
+
+// Late reports whether message p is about an earlier episode than alert
+// a's current one: the resolved message of an episode that ended while
+// its page waited for the receiver, the alert firing again since.
+func Late(a *switchyardv1.Alert, p *switchyardv1.PendingNotification) bool {
+	return p.GetEpisode() != 0 && p.GetEpisode() < a.GetEpisode()
 }
 
 // Pending returns sender's in-flight message with sequence seq, or nil if

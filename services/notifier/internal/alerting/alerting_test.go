@@ -192,3 +192,68 @@ func TestFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// The page of episode 1 waits for the receiver while the alert resolves
+// and fires again: once it goes, episode 1 is told resolved (late), then
+// episode 2 paged.
+// latePage is an alert whose first page is still in flight while it
+// resolved and fired again at again.
+func latePage(t *testing.T) (a *switchyardv1.Alert, page *switchyardv1.PendingNotification, again time.Time) {
+	t.Helper()
+	a, _ = Step(nil, dl(1, t0), t0)
+	page = MakePending(a, "slack", Next(a, "slack", dl(1, t0), t0.Add(time.Minute), settings), 1, t0.Add(time.Minute))
+	a, _ = Step(a, quiet(t0), t0.Add(31*time.Minute))
+	again = t0.Add(40 * time.Minute)
+	a, _ = Step(a, dl(1, again), again)
+	return a, page, again
+}
+
+func TestLatePageIsResolvedBeforeTheNextEpisode(t *testing.T) {
+	t.Parallel()
+	a, p, again := latePage(t)
+	if a.Episode != 2 || !Firing(a) {
+		t.Fatalf("second episode: %v", a)
+	}
+	if !Done(a, "slack", p.Sequence, true, again.Add(time.Minute)) {
+		t.Fatal("Done refused the late page")
+	}
+	now := again.Add(2 * time.Minute)
+	kind := Next(a, "slack", dl(1, again), now, settings)
+	if kind != KindResolved {
+		t.Fatalf("after the late page: %q, want resolved (episode 1)", kind)
+	}
+	r := MakePending(a, "slack", kind, 1, now)
+	if r.Episode != 1 || !Late(a, r) {
+		t.Errorf("the resolved message is of episode %d (late %v), want 1", r.Episode, Late(a, r))
+	}
+	Done(a, "slack", r.Sequence, true, now)
+	if got := send(t, a, dl(1, again), now, true); got != KindFiring {
+		t.Errorf("then: %q, want the second episode's page", got)
+	}
+	if got := Next(a, "slack", dl(1, again), now.Add(time.Minute), settings); got != "" {
+		t.Errorf("then %q, want nothing until it resolves", got)
+	}
+}
+
+// The same, but the second episode ended too before the late page went:
+// episode 1 is still told resolved; episode 2, over before anyone could
+// be told, is not paged after the fact.
+func TestLatePageIsResolvedAfterTheNextEpisodeEnded(t *testing.T) {
+	t.Parallel()
+	a, p, again := latePage(t)
+	a, _ = Step(a, quiet(again), again.Add(31*time.Minute))
+	if a.Episode != 2 || Firing(a) {
+		t.Fatalf("second episode over: %v", a)
+	}
+	now := again.Add(time.Hour)
+	Done(a, "slack", p.Sequence, true, now)
+	if got := send(t, a, quiet(again), now, true); got != KindResolved {
+		t.Fatalf("after the late page: %q, want resolved (episode 1)", got)
+	}
+	if got := Next(a, "slack", quiet(again), now.Add(time.Minute), settings); got != "" {
+		t.Errorf("then %q, want nothing", got)
+	}
+	if !Settled(a, []string{"slack"}, now.Add(2*time.Hour), settings) {
+		t.Error("not settled after the late resolved message")
+	}
+}

@@ -158,6 +158,19 @@ func (e *env) stop(r *replica) {
 // the current rule time.
 func (e *env) emit(recs ...*switchyardv1.AuditRecord) {
 	e.t.Helper()
+	e.publish(recs...)
+	e.mu.Lock()
+	running := len(e.replicas) > 0
+	e.mu.Unlock()
+	if running {
+		e.settle()
+	}
+}
+
+// publish publishes audit records stamped by the rule clock, without
+// waiting for a notifier to read them.
+func (e *env) publish(recs ...*switchyardv1.AuditRecord) {
+	e.t.Helper()
 	em := auditlog.NewEmitter(e.js, "dispatcher").WithClock(e.clock.Now)
 	for _, r := range recs {
 		if _, err := em.EmitAsync(r); err != nil {
@@ -169,18 +182,23 @@ func (e *env) emit(recs ...*switchyardv1.AuditRecord) {
 	case <-time.After(10 * time.Second):
 		e.t.Fatal("audit records not stored within 10s")
 	}
-	e.mu.Lock()
-	running := len(e.replicas) > 0
-	e.mu.Unlock()
-	if running {
-		e.settle()
-	}
 }
 
 // settle waits until every replica read every record, then ran an
 // evaluation pass that began after that, and every message it made was
 // delivered or dropped.
 func (e *env) settle() {
+	e.t.Helper()
+	e.evaluate()
+	waitfor.True(e.t, "every alert message delivered", func() bool {
+		return natstest.Count(e.t, e.js, topology.StreamNotifications, "notify.>") == 0
+	})
+}
+
+// evaluate waits until every replica read every record, then ran an
+// evaluation pass that began after that; the messages it made may still
+// be on their way (a receiver that fails).
+func (e *env) evaluate() {
 	e.t.Helper()
 	ctx := context.Background()
 	waitfor.True(e.t, "the notifier consumed AUDIT", func() bool {
@@ -206,9 +224,6 @@ func (e *env) settle() {
 		r.eng.poke()
 		waitfor.True(e.t, "an evaluation pass", func() bool { return r.eng.finished.Load() > mark })
 	}
-	waitfor.True(e.t, "every alert message delivered", func() bool {
-		return natstest.Count(e.t, e.js, topology.StreamNotifications, "notify.>") == 0
-	})
 }
 
 // advance moves the rule clock and settles.

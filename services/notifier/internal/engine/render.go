@@ -30,6 +30,11 @@ func (e *Engine) render(a *switchyardv1.Alert, c rules.Condition, p *switchyardv
 	switch p.Kind {
 	case alerting.KindResolved:
 		summary = fmt.Sprintf("%s resolved: it fired for %s", describe(a), rules.FormatDuration(a.GetResolvedAt().AsTime().Sub(first)))
+		if alerting.Late(a, p) {
+			// The episode's own times and count were replaced by the new
+			// episode's: it ended before the new one fired.
+			summary = fmt.Sprintf("%s resolved before it fired again at %s", describe(a), rules.FormatTime(a.GetFiredAt().AsTime()))
+		}
 		title = "[RESOLVED]" + severityTag(a) + " " + summary
 		for _, k := range []string{"destination", "source"} {
 			if v := a.GetLabels()[k]; v != "" {
@@ -37,7 +42,7 @@ func (e *Engine) render(a *switchyardv1.Alert, c rules.Condition, p *switchyardv
 			}
 		}
 		field("Rule", a.GetRule())
-		if c.Digest {
+		if c.Digest && !alerting.Late(a, p) {
 			field("Total", strconv.FormatInt(c.Count, 10))
 		}
 	default:
@@ -61,8 +66,10 @@ func (e *Engine) render(a *switchyardv1.Alert, c rules.Condition, p *switchyardv
 		field("Rule", a.GetRule())
 		field("Severity", a.GetSeverity())
 	}
-	field("First seen", rules.FormatTime(first))
-	if p.Kind == alerting.KindResolved {
+	if !alerting.Late(a, p) {
+		field("First seen", rules.FormatTime(first))
+	}
+	if p.Kind == alerting.KindResolved && !alerting.Late(a, p) {
 		field("Resolved", rules.FormatTime(a.GetResolvedAt().AsTime()))
 	}
 	n := &switchyardv1.Notification{

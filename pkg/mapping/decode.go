@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -19,8 +20,14 @@ const maxDepth = 10000
 // and is the part of a mapping every event pays for, so it avoids
 // encoding/json's reflection and buffering (FuzzDecode checks the two
 // agree).
+//
+// The document is copied once into a string, and keys, numbers and strings
+// without escapes are slices of it rather than one allocation each; arrays
+// are gathered on a pooled stack and allocated once at their final length.
 func decode(data []byte) (any, error) {
-	d := decoder{data: data}
+	d := decoders.Get().(*decoder)
+	defer d.release()
+	d.data, d.src, d.pos = data, string(data), 0
 	d.skipSpace()
 	v, err := d.value(0)
 	if err != nil {
@@ -35,7 +42,26 @@ func decode(data []byte) (any, error) {
 
 type decoder struct {
 	data []byte
+	src  string // data, shared by the strings decoded from it
 	pos  int
+	// stack holds the elements of the arrays being read, innermost last;
+	// high is the most it held (what release clears).
+	stack []any
+	high  int
+	buf   []byte // a string with escapes, being unescaped
+}
+
+var decoders = sync.Pool{New: func() any { return new(decoder) }}
+
+// release returns d to the pool without references into the document.
+func (d *decoder) release() {
+	clear(d.stack[:d.high])
+	d.stack, d.high = d.stack[:0], 0
+	d.data, d.src = nil, ""
+	if cap(d.buf) > 64<<10 {
+		d.buf = nil
+	}
+	decoders.Put(d)
 }
 
 func (d *decoder) errorf(format string, args ...any) error {
@@ -148,18 +174,19 @@ func (d *decoder) object(depth int) (any, error) {
 
 func (d *decoder) array(depth int) (any, error) {
 	d.pos++ // [
-	a := []any{}
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == ']' {
 		d.pos++
-		return a, nil
+		return []any{}, nil
 	}
+	base := len(d.stack)
 	for {
 		v, err := d.value(depth)
 		if err != nil {
 			return nil, err
 		}
-		a = append(a, v)
+		d.stack = append(d.stack, v)
+		d.high = max(d.high, len(d.stack))
 		d.skipSpace()
 		if d.pos >= len(d.data) {
 			return nil, errEnd
@@ -170,6 +197,9 @@ func (d *decoder) array(depth int) (any, error) {
 			d.skipSpace()
 		case ']':
 			d.pos++
+			a := make([]any, len(d.stack)-base)
+			copy(a, d.stack[base:])
+			d.stack = d.stack[:base]
 			return a, nil
 		default:
 			return nil, d.errorf("invalid character %q after array element", d.data[d.pos])
@@ -221,7 +251,7 @@ func (d *decoder) number() (any, error) {
 			return nil, d.errorf("invalid character %q in exponent of numeric literal", d.data[d.pos])
 		}
 	}
-	return json.Number(d.data[start:d.pos]), nil
+	return json.Number(d.src[start:d.pos]), nil
 }
 
 // string reads a string at d.pos (an opening quote).
@@ -232,7 +262,7 @@ func (d *decoder) string() (string, error) {
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		if c == '"' {
-			s := string(d.data[start:d.pos])
+			s := d.src[start:d.pos]
 			d.pos++
 			return s, nil
 		}
@@ -241,12 +271,13 @@ func (d *decoder) string() (string, error) {
 		}
 		d.pos++
 	}
-	buf := append(make([]byte, 0, d.pos-start+16), d.data[start:d.pos]...)
+	buf := append(d.buf[:0], d.data[start:d.pos]...)
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		switch {
 		case c == '"':
 			d.pos++
+			d.buf = buf
 			return string(buf), nil
 		case c < 0x20:
 			return "", d.errorf("invalid character %q in string literal", c)

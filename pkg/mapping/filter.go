@@ -11,6 +11,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
 )
 
 // filterCostLimit bounds the work of one filter evaluation (CEL's cost
@@ -73,14 +74,7 @@ func compileFilter(src string) (*filter, error) {
 }
 
 func (f *filter) eval(ctx context.Context, in *Input) (bool, error) {
-	data := in.data
-	if in.dataErr != nil {
-		data = nil
-	}
-	out, _, err := f.prg.ContextEval(ctx, map[string]any{
-		"id": in.ev.ID, "type": in.ev.Type, "source": in.ev.Source, "subject": in.ev.Subject,
-		"headers": in.headers, "data": data,
-	})
+	out, _, err := f.prg.ContextEval(ctx, (*activation)(in))
 	if err != nil {
 		return false, err
 	}
@@ -90,6 +84,33 @@ func (f *filter) eval(ctx context.Context, in *Input) (bool, error) {
 	}
 	return bool(b), nil
 }
+
+// activation is the filter's variables, read from the Input as CEL asks
+// for them instead of copied into a map per event.
+type activation Input
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "id":
+		return a.ev.ID, true
+	case "type":
+		return a.ev.Type, true
+	case "source":
+		return a.ev.Source, true
+	case "subject":
+		return a.ev.Subject, true
+	case "headers":
+		return a.headers, true
+	case "data":
+		if a.dataErr != nil {
+			return nil, true
+		}
+		return a.data, true
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
 
 // numberAdapter reads the body as jsonexpr.Decode leaves it: numbers as
 // json.Number (exact, for the transformation), which CEL sees as int when

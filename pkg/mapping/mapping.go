@@ -127,7 +127,7 @@ var (
 type Mapping struct {
 	spec      Spec
 	filter    *filter
-	transform *gojq.Code
+	transform *transform
 	headers   []headerTemplate
 	path      *template
 	version   string
@@ -336,20 +336,23 @@ func (m *Mapping) Apply(ctx context.Context, in *Input) (Output, error) {
 		if err != nil {
 			return Output{}, &Error{Stage: StageTransform, Expr: m.spec.Transform, Err: err}
 		}
-		b, err := gojq.Marshal(v)
+		b, fits, err := marshal(v, m.spec.MaxOutput)
 		if err != nil {
 			return Output{}, &Error{Stage: StageTransform, Expr: m.spec.Transform, Err: fmt.Errorf("encode the result: %w", err)}
 		}
-		if len(b) > m.spec.MaxOutput {
+		if !fits {
 			return Output{}, &Error{Stage: StageTransform, Expr: m.spec.Transform,
-				Err: fmt.Errorf("%w (%d bytes, max_output %d)", ErrOutputTooLarge, len(b), m.spec.MaxOutput)}
+				Err: fmt.Errorf("%w (more than max_output %d bytes)", ErrOutputTooLarge, m.spec.MaxOutput)}
 		}
 		out.Body, out.ContentType, body = b, "application/json", v
 	}
 	if len(m.headers) == 0 && m.path == nil {
 		return out, nil
 	}
-	root := in.root(body, m.transform != nil)
+	root := templateRoot{in: in, body: in.data}
+	if m.transform != nil {
+		root.body = body
+	}
 	for _, h := range m.headers {
 		v, err := h.t.render(ctx, root, false)
 		if err != nil {
@@ -374,16 +377,39 @@ func (m *Mapping) Apply(ctx context.Context, in *Input) (Output, error) {
 	return out, nil
 }
 
-// root is what templates read.
-func (in *Input) root(body any, transformed bool) map[string]any {
-	r := in.event()
-	r["data"] = in.data
-	if transformed {
-		r["body"] = body
-	} else {
-		r["body"] = in.data
+// templateRoot is what templates read: the envelope, .data the stored
+// body and .body the transformed one. Plain paths read it as it is; only a
+// placeholder run by gojq needs it as a document (doc).
+type templateRoot struct {
+	in   *Input
+	body any
+}
+
+// field is the root's value under name.
+func (r templateRoot) field(name string) (any, bool) {
+	switch name {
+	case "id":
+		return r.in.ev.ID, true
+	case "type":
+		return r.in.ev.Type, true
+	case "source":
+		return r.in.ev.Source, true
+	case "subject":
+		return r.in.ev.Subject, true
+	case "headers":
+		return r.in.headers, true
+	case "data":
+		return r.in.data, true
+	case "body":
+		return r.body, true
 	}
-	return r
+	return nil, false
+}
+
+func (r templateRoot) doc() map[string]any {
+	d := r.in.event()
+	d["data"], d["body"] = r.in.data, r.body
+	return d
 }
 
 // event is $event of a transformation: the envelope without the body.
@@ -391,19 +417,36 @@ func (in *Input) event() map[string]any {
 	return map[string]any{"id": in.ev.ID, "type": in.ev.Type, "source": in.ev.Source, "subject": in.ev.Subject, "headers": in.headers}
 }
 
-func compileTransform(src string) (*gojq.Code, error) {
+// transform is a compiled gojq program.
+type transform struct {
+	code *gojq.Code
+	// event: the program reads $event (otherwise it is not built).
+	event bool
+}
+
+func compileTransform(src string) (*transform, error) {
 	q, err := gojq.Parse(src)
 	if err != nil {
 		return nil, err
 	}
 	// No environment ($ENV, env) and no input/inputs: the program sees the
 	// event and nothing else.
-	return gojq.Compile(q, gojq.WithVariables([]string{"$event"}), gojq.WithEnvironLoader(func() []string { return nil }))
+	code, err := gojq.Compile(q, gojq.WithVariables([]string{"$event"}), gojq.WithEnvironLoader(func() []string { return nil }))
+	if err != nil {
+		return nil, err
+	}
+	// The parsed program written back names every variable it reads (a
+	// string that merely contains the name only costs building $event).
+	return &transform{code: code, event: strings.Contains(q.String(), "$event")}, nil
 }
 
 // run evaluates the program: exactly one value.
 func (m *Mapping) run(ctx context.Context, in *Input) (any, error) {
-	it := m.transform.RunWithContext(ctx, in.data, in.event())
+	var event map[string]any
+	if m.transform.event {
+		event = in.event()
+	}
+	it := m.transform.code.RunWithContext(ctx, in.data, event)
 	var out any
 	n := 0
 	for {
@@ -458,9 +501,12 @@ func pathOf(src string) []string {
 
 // lookup walks a plain path; false when a step is missing or not an
 // object (gojq would fail or yield null: both are "no value" here).
-func lookup(root any, path []string) (any, bool) {
-	v := root
-	for _, k := range path {
+func lookup(root templateRoot, path []string) (any, bool) {
+	v, ok := root.field(path[0])
+	if !ok {
+		return nil, false
+	}
+	for _, k := range path[1:] {
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil, false
@@ -522,8 +568,9 @@ func errExpr(err error, t *template) string {
 // render fills the placeholders with text values (a string, number or
 // bool); escape path-escapes them. A missing value is an error naming the
 // placeholder.
-func (t *template) render(ctx context.Context, root any, escape bool) (string, error) {
+func (t *template) render(ctx context.Context, root templateRoot, escape bool) (string, error) {
 	var b strings.Builder
+	var doc map[string]any // root for gojq, made on first use
 	for i, e := range t.exprs {
 		b.WriteString(t.parts[i])
 		var v any
@@ -532,7 +579,10 @@ func (t *template) render(ctx context.Context, root any, escape bool) (string, e
 		if p := t.paths[i]; p != nil {
 			v, ok = lookup(root, p)
 		} else {
-			v, ok, err = e.First(ctx, root)
+			if doc == nil {
+				doc = root.doc()
+			}
+			v, ok, err = e.First(ctx, doc)
 		}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -131,6 +131,7 @@ type Mapping struct {
 	headers   []headerTemplate
 	path      *template
 	version   string
+	bound     *bound
 }
 
 type headerTemplate struct {
@@ -147,7 +148,7 @@ func Compile(s Spec) (*Mapping, error) {
 	if s.MaxOutput <= 0 {
 		s.MaxOutput = DefaultMaxOutput
 	}
-	m := &Mapping{spec: s}
+	m := &Mapping{spec: s, bound: newBound(s.Timeout)}
 	var err error
 	if strings.TrimSpace(s.Filter) != "" {
 		if m.filter, err = compileFilter(s.Filter); err != nil {
@@ -300,13 +301,16 @@ type Output struct {
 // Filter reports whether the destination gets the event. An error (an
 // evaluation error, a result that is not a bool, the time bound) is an
 // *Error; the event is neither kept nor dropped by it.
+//
+// Filter and Apply stop at the mapping's time bound, not when ctx ends: an
+// evaluation is short, and one cut off half-way by a shutdown would fail
+// its event.
 func (m *Mapping) Filter(ctx context.Context, in *Input) (bool, error) {
 	if m.filter == nil {
 		return true, nil
 	}
 	in.parse()
-	ctx, cancel := context.WithTimeout(ctx, m.spec.Timeout)
-	defer cancel()
+	ctx = m.bound.context()
 	keep, err := m.filter.eval(ctx, in)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -325,8 +329,7 @@ func (m *Mapping) Apply(ctx context.Context, in *Input) (Output, error) {
 		return out, nil
 	}
 	in.parse()
-	ctx, cancel := context.WithTimeout(ctx, m.spec.Timeout)
-	defer cancel()
+	ctx = m.bound.context()
 	var body any
 	if m.transform != nil {
 		if in.dataErr != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +258,58 @@ func TestRunFixtures(t *testing.T) {
 	}
 	if d := got["new"].Diff; !strings.Contains(d, "no new.out.json") {
 		t.Errorf("diff of new:\n%s", d)
+	}
+}
+
+// The time bound stops a filter that CEL's cost limit lets run long (about
+// 90,000 comparisons, a fifth of the limit), with the same error as a
+// transformation's.
+func TestFilterStopsAtTheTimeBound(t *testing.T) {
+	t.Parallel()
+	a := make([]string, 300)
+	for i := range a {
+		a[i] = strconv.Itoa(i)
+	}
+	m := mustCompile(t, mapping.Spec{Filter: `data.a.all(x, data.a.all(y, x != -1))`, Timeout: 5 * time.Millisecond})
+	_, err := m.Filter(context.Background(), mapping.NewInput(mapping.Event{Body: []byte(`{"a":[` + strings.Join(a, ",") + `]}`)}))
+	var me *mapping.Error
+	if !errors.As(err, &me) || me.Stage != mapping.StageFilter || !errors.Is(err, mapping.ErrTimeout) {
+		t.Fatalf("error %v, want the filter's %v", err, mapping.ErrTimeout)
+	}
+}
+
+// Evaluations share deadlines (bound.go): one that ran out of time leaves
+// none behind that would stop the next.
+func TestEvaluationAfterATimeoutRuns(t *testing.T) {
+	t.Parallel()
+	m := mustCompile(t, mapping.Spec{Transform: `if .loop then [range(1e12)] | length else {ok: true} end`, Timeout: 20 * time.Millisecond})
+	for range 3 {
+		if _, err := m.Apply(context.Background(), mapping.NewInput(mapping.Event{Body: []byte(`{"loop": true}`)})); !errors.Is(err, mapping.ErrTimeout) {
+			t.Fatalf("looping program: %v, want %v", err, mapping.ErrTimeout)
+		}
+		out, err := m.Apply(context.Background(), mapping.NewInput(mapping.Event{Body: []byte(`{"loop": false}`)}))
+		if err != nil || string(out.Body) != `{"ok":true}` {
+			t.Fatalf("after a timeout: %q, %v", out.Body, err)
+		}
+	}
+}
+
+// The caller's context ending (a shutdown) does not cut an evaluation off:
+// the event would fail for no fault of its own. The time bound still holds.
+func TestCallerCancellationDoesNotCutAnEvaluation(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m := mustCompile(t, mapping.Spec{Filter: `data.ok`, Transform: `{ok}`, Timeout: 20 * time.Millisecond})
+	in := mapping.NewInput(mapping.Event{Body: []byte(`{"ok": true}`)})
+	if keep, err := m.Filter(ctx, in); !keep || err != nil {
+		t.Fatalf("filter: %v, %v", keep, err)
+	}
+	if out, err := m.Apply(ctx, in); err != nil || string(out.Body) != `{"ok":true}` {
+		t.Fatalf("apply: %q, %v", out.Body, err)
+	}
+	loop := mustCompile(t, mapping.Spec{Transform: `[range(1e12)] | length`, Timeout: 20 * time.Millisecond})
+	if _, err := loop.Apply(ctx, in); !errors.Is(err, mapping.ErrTimeout) {
+		t.Fatalf("looping program: %v, want %v", err, mapping.ErrTimeout)
 	}
 }

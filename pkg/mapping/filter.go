@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
@@ -66,11 +67,35 @@ func compileFilter(src string) (*filter, error) {
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
 		return nil, fmt.Errorf("yields %s, not a bool", t)
 	}
-	prg, err := e.Program(ast, cel.CostLimit(filterCostLimit), cel.InterruptCheckFrequency(64))
+	opts := []cel.ProgramOption{cel.InterruptCheckFrequency(64)}
+	if est, err := e.EstimateCost(ast, unknownSizes{}); err != nil || est.Max > staticCostBound {
+		opts = append(opts, cel.CostLimit(filterCostLimit))
+	}
+	prg, err := e.Program(ast, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return &filter{prg: prg}, nil
+}
+
+// staticCostBound is the estimated worst-case cost up to which a filter
+// runs without CEL's cost tracking. Tracking the cost as it goes triples
+// the cost of a small filter (wrapping every step); an expression whose
+// worst case CEL estimates at compile time, whatever the event holds, is
+// well within filterCostLimit without it. The estimate is CEL's own cost
+// model and can be a few units short (TestStaticCostBound); the bound
+// leaves a hundredfold margin. Anything that depends on the event's sizes
+// (a comprehension over the body, a regular expression, contains on a
+// string of the body) is estimated unbounded and keeps the tracking.
+const staticCostBound = filterCostLimit / 100
+
+// unknownSizes tells CEL's estimator nothing: every value of the event may
+// be of any size.
+type unknownSizes struct{}
+
+func (unknownSizes) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
+func (unknownSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
 }
 
 func (f *filter) eval(ctx context.Context, in *Input) (bool, error) {
@@ -100,7 +125,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case "subject":
 		return a.ev.Subject, true
 	case "headers":
-		return a.headers, true
+		return (*Input)(a).headerValues(), true
 	case "data":
 		if a.dataErr != nil {
 			return nil, true

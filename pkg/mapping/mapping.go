@@ -259,7 +259,11 @@ type Input struct {
 	once    sync.Once
 	data    any
 	dataErr error
-	headers map[string]any
+
+	// headers are the stored headers by lower-case name, made when a
+	// program reads them.
+	headersOnce sync.Once
+	headers     map[string]any
 }
 
 // NewInput prepares ev.
@@ -267,12 +271,6 @@ func NewInput(ev Event) *Input { return &Input{ev: ev} }
 
 func (in *Input) parse() {
 	in.once.Do(func() {
-		in.headers = make(map[string]any, len(in.ev.Header))
-		for k, vs := range in.ev.Header {
-			if len(vs) > 0 {
-				in.headers[strings.ToLower(k)] = vs[0]
-			}
-		}
 		if len(in.ev.Body) == 0 {
 			in.dataErr = fmt.Errorf("%w: it is empty", ErrNotJSON)
 			return
@@ -282,6 +280,20 @@ func (in *Input) parse() {
 			in.dataErr = fmt.Errorf("%w: %v", ErrNotJSON, in.dataErr)
 		}
 	})
+}
+
+// headerValues is the stored headers by lower-case name (the first value
+// of each).
+func (in *Input) headerValues() map[string]any {
+	in.headersOnce.Do(func() {
+		in.headers = make(map[string]any, len(in.ev.Header))
+		for k, vs := range in.ev.Header {
+			if len(vs) > 0 {
+				in.headers[strings.ToLower(k)] = vs[0]
+			}
+		}
+	})
+	return in.headers
 }
 
 // Output is the request a transformation made.
@@ -400,7 +412,7 @@ func (r templateRoot) field(name string) (any, bool) {
 	case "subject":
 		return r.in.ev.Subject, true
 	case "headers":
-		return r.in.headers, true
+		return r.in.headerValues(), true
 	case "data":
 		return r.in.data, true
 	case "body":
@@ -417,7 +429,7 @@ func (r templateRoot) doc() map[string]any {
 
 // event is $event of a transformation: the envelope without the body.
 func (in *Input) event() map[string]any {
-	return map[string]any{"id": in.ev.ID, "type": in.ev.Type, "source": in.ev.Source, "subject": in.ev.Subject, "headers": in.headers}
+	return map[string]any{"id": in.ev.ID, "type": in.ev.Type, "source": in.ev.Source, "subject": in.ev.Subject, "headers": in.headerValues()}
 }
 
 // transform is a compiled gojq program.

@@ -99,14 +99,27 @@ func (e *encoder) encode(v any) error {
 	return nil
 }
 
+// smallObject is the most entries an object is sorted with on the stack
+// (no allocation, and no write barriers while the collector runs).
+const smallObject = 16
+
 func (e *encoder) encodeObject(m map[string]any) error {
-	base := len(e.kvs)
-	for k, v := range m {
-		e.kvs = append(e.kvs, keyValue{k, v})
+	var kvs []keyValue
+	var small [smallObject]keyValue
+	if len(m) <= smallObject {
+		kvs = small[:0]
+		for k, v := range m {
+			kvs = append(kvs, keyValue{k, v})
+		}
+	} else {
+		base := len(e.kvs)
+		for k, v := range m {
+			e.kvs = append(e.kvs, keyValue{k, v})
+		}
+		e.high = max(e.high, len(e.kvs))
+		defer func() { e.kvs = e.kvs[:base] }()
+		kvs = e.kvs[base:]
 	}
-	e.high = max(e.high, len(e.kvs))
-	defer func() { e.kvs = e.kvs[:base] }()
-	kvs := e.kvs[base:]
 	slices.SortFunc(kvs, func(x, y keyValue) int { return strings.Compare(x.key, y.key) })
 	e.buf = append(e.buf, '{')
 	for i, kv := range kvs {

@@ -23,7 +23,8 @@ const maxDepth = 10000
 //
 // The document is copied once into a string, and keys, numbers and strings
 // without escapes are slices of it rather than one allocation each; arrays
-// are gathered on a pooled stack and allocated once at their final length.
+// and objects are gathered on pooled stacks and allocated once at their
+// final size (an object of more than 8 members is not grown and rehashed).
 func decode(data []byte) (any, error) {
 	d := decoders.Get().(*decoder)
 	defer d.release()
@@ -44,11 +45,14 @@ type decoder struct {
 	data []byte
 	src  string // data, shared by the strings decoded from it
 	pos  int
-	// stack holds the elements of the arrays being read, innermost last;
-	// high is the most it held (what release clears).
-	stack []any
-	high  int
-	buf   []byte // a string with escapes, being unescaped
+	// stack holds the elements of the arrays being read, and entries the
+	// members of the objects, innermost last; high and entriesHigh are the
+	// most they held (what release clears).
+	stack       []any
+	high        int
+	entries     []keyValue
+	entriesHigh int
+	buf         []byte // a string with escapes, being unescaped
 }
 
 var decoders = sync.Pool{New: func() any { return new(decoder) }}
@@ -57,6 +61,8 @@ var decoders = sync.Pool{New: func() any { return new(decoder) }}
 func (d *decoder) release() {
 	clear(d.stack[:d.high])
 	d.stack, d.high = d.stack[:0], 0
+	clear(d.entries[:d.entriesHigh])
+	d.entries, d.entriesHigh = d.entries[:0], 0
 	d.data, d.src = nil, ""
 	if cap(d.buf) > 64<<10 {
 		d.buf = nil
@@ -124,12 +130,12 @@ func (d *decoder) literal(lit string) error {
 
 func (d *decoder) object(depth int) (any, error) {
 	d.pos++ // {
-	m := map[string]any{}
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == '}' {
 		d.pos++
-		return m, nil
+		return map[string]any{}, nil
 	}
+	base := len(d.entries)
 	for {
 		if d.pos >= len(d.data) {
 			return nil, errEnd
@@ -154,7 +160,8 @@ func (d *decoder) object(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		m[k] = v
+		d.entries = append(d.entries, keyValue{k, v})
+		d.entriesHigh = max(d.entriesHigh, len(d.entries))
 		d.skipSpace()
 		if d.pos >= len(d.data) {
 			return nil, errEnd
@@ -165,6 +172,13 @@ func (d *decoder) object(depth int) (any, error) {
 			d.skipSpace()
 		case '}':
 			d.pos++
+			// Made at its size: no growing past 8 entries. A repeated
+			// key keeps its last value, as encoding/json does.
+			m := make(map[string]any, len(d.entries)-base)
+			for _, e := range d.entries[base:] {
+				m[e.key] = e.val
+			}
+			d.entries = d.entries[:base]
 			return m, nil
 		default:
 			return nil, d.errorf("invalid character %q after object key:value pair", d.data[d.pos])

@@ -36,9 +36,17 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, server.Config{})
+}
+
+// newHarnessWith is newHarness with ingress's server configured by cfg
+// (its logger set here).
+func newHarnessWith(t *testing.T, cfg server.Config) *harness {
+	t.Helper()
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
-	srv, err := server.New(js, auditlog.NewEmitter(js, "ingress"), server.Config{Logger: natstest.Logger(t)})
+	cfg.Logger = natstest.Logger(t)
+	srv, err := server.New(js, auditlog.NewEmitter(js, "ingress"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,8 +571,6 @@ func TestLeaseOneReplicaPollsAndATakeoverAfterItDies(t *testing.T) {
 // duplicate.
 func TestRoundQuarantinesItemsThatBreakTheContract(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Start(t)
-	_, js := ns.Connect(t)
 	schema := filepath.Join(t.TempDir(), "paid.schema.json")
 	if err := os.WriteFile(schema, []byte(`{"type": "object", "required": ["paid_at"]}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -576,17 +582,8 @@ func TestRoundQuarantinesItemsThatBreakTheContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(js, auditlog.NewEmitter(js, "ingress"), server.Config{Logger: natstest.Logger(t), Sources: []config.Source{src}, Contracts: set})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	h := &harness{t: t, ns: ns, js: js, srv: srv}
+	h := newHarnessWith(t, server.Config{Sources: []config.Source{src}, Contracts: set})
+	js, srv := h.js, h.srv
 	p := h.newPoller(js, srv, Config{Sources: []config.Source{src}})
 	s := p.sources[0]
 

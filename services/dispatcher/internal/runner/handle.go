@@ -338,12 +338,18 @@ func (dest *destination) recordAttempt(ctx context.Context, ev events.Stored, me
 		Id:     ids.AttemptID(inc, meta.Sequence.Stream, dest.cfg.Name, attempt),
 		Detail: &switchyardv1.AuditRecord_DeliveryAttempt{DeliveryAttempt: a},
 	}
-	actx, cancel := context.WithTimeout(ctx, attemptRecordTimeout)
-	defer cancel()
-	if err := dest.d.audit.EmitUntilStored(actx, rec); err != nil {
+	if err := dest.storeRecord(ctx, rec); err != nil {
 		dest.log.ErrorContext(ctx, "attempt not recorded in the audit log", slog.String("event_id", ev.ID), slog.Any("error", err))
 	}
 	return a
+}
+
+// storeRecord emits an audit record the event's acknowledgement waits for,
+// and waits for its PubAck up to attemptRecordTimeout.
+func (dest *destination) storeRecord(ctx context.Context, rec *switchyardv1.AuditRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, attemptRecordTimeout)
+	defer cancel()
+	return dest.d.audit.EmitUntilStored(ctx, rec)
 }
 
 // reply tells the publisher waiting for the event what this attempt got,

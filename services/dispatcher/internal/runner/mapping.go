@@ -87,10 +87,7 @@ func (dest *destination) filteredOut(ctx context.Context, msg jetstream.Msg, ev 
 			ReplayOf: ev.ReplayOf, FilteredAt: timestamppb.Now(),
 		}},
 	}
-	actx, cancel := context.WithTimeout(ctx, attemptRecordTimeout)
-	err := dest.d.audit.EmitUntilStored(actx, rec)
-	cancel()
-	if err != nil {
+	if err := dest.storeRecord(ctx, rec); err != nil {
 		log.ErrorContext(ctx, "filtered-out event not recorded in the audit log", slog.Any("error", err))
 	}
 	alive.stop()
